@@ -1,0 +1,40 @@
+//! The protocol of every milvus-like service and the types built on it.
+//!
+//! - [`proto`]: code generated from `proto/*.proto` (messages, clients, servers) and the
+//!   descriptor set that servers expose through gRPC reflection.
+//! - Domain types checked on receive: [`Timestamp`], [`schema::CollectionSchema`].
+//!   Receivers expect junk from senders, so every conversion from a wire message is a
+//!   `TryFrom` that names what is wrong.
+//! - [`tso_client::TsoClient`]: merges many callers' timestamp requests into few RPCs.
+//!
+//! The operator depends on this crate only, so it stays free of storage and log clients.
+
+#![forbid(unsafe_code)]
+
+pub mod schema;
+pub mod timestamp;
+pub mod tso_client;
+
+pub use timestamp::Timestamp;
+
+/// Generated protobuf messages and gRPC stubs (package `milvuslike.v1`).
+#[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
+pub mod proto {
+    tonic::include_proto!("milvuslike.v1");
+
+    /// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("milvuslike_descriptor");
+}
+
+/// Default ports of each role (the seed's numbers).
+pub mod ports {
+    pub const ROOT_COORD: u16 = 19530;
+    pub const PROXY: u16 = 19531;
+    pub const DATA_COORD: u16 = 13333;
+    pub const DATA_NODE: u16 = 21121;
+}
+
+/// gRPC metadata key a standby root coordinator sets on `Unavailable` answers so that
+/// clients can go straight to the leader.
+pub const LEADER_HINT_METADATA: &str = "x-milvuslike-leader";

@@ -1,0 +1,454 @@
+//! Collection schemas, validated when they arrive from the wire.
+
+use crate::proto;
+
+/// Most fields a collection may have.
+pub const MAX_FIELDS: usize = 64;
+/// Largest vector dimension.
+pub const MAX_DIM: u32 = 32_768;
+/// Largest `max_length` of a VARCHAR field.
+pub const MAX_VARCHAR_LENGTH: u32 = 65_535;
+/// Longest collection or field name, in bytes.
+pub const MAX_NAME_LENGTH: usize = 255;
+
+/// Why a schema was refused. Each message names what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{what} name {name:?} is invalid: {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("the schema has no fields; it needs an INT64 primary key and a FLOAT_VECTOR field")]
+    NoFields,
+    #[error("the schema has {0} fields; at most {MAX_FIELDS} are allowed")]
+    TooManyFields(usize),
+    #[error("field {0:?} appears more than once")]
+    DuplicateField(String),
+    #[error("field {field:?} has no valid data type (got {raw})")]
+    UnknownType { field: String, raw: i32 },
+    #[error("the schema has no primary key; mark one INT64 field with is_primary_key")]
+    NoPrimaryKey,
+    #[error("fields {0:?} and {1:?} are both marked as primary key; exactly one is allowed")]
+    TwoPrimaryKeys(String, String),
+    #[error("primary key field {field:?} is {ty}; the primary key must be INT64")]
+    PrimaryKeyNotInt64 { field: String, ty: &'static str },
+    #[error("the schema has no FLOAT_VECTOR field; exactly one is required")]
+    NoVectorField,
+    #[error("fields {0:?} and {1:?} are both FLOAT_VECTOR; exactly one is allowed")]
+    TwoVectorFields(String, String),
+    #[error("vector field {field:?} has dim {dim}; it must be between 1 and {MAX_DIM}")]
+    BadDim { field: String, dim: u32 },
+    #[error(
+        "VARCHAR field {field:?} has max_length {len}; it must be between 1 and {MAX_VARCHAR_LENGTH}"
+    )]
+    BadMaxLength { field: String, len: u32 },
+    #[error("field {field:?} is {ty} but sets {attr}; only {owner} fields may")]
+    MisplacedAttribute {
+        field: String,
+        ty: &'static str,
+        attr: &'static str,
+        owner: &'static str,
+    },
+}
+
+/// The type of one field, with the attributes that type needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Bool,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Float,
+    Double,
+    VarChar { max_length: u32 },
+    FloatVector { dim: u32 },
+}
+
+impl FieldType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOL",
+            Self::Int8 => "INT8",
+            Self::Int16 => "INT16",
+            Self::Int32 => "INT32",
+            Self::Int64 => "INT64",
+            Self::Float => "FLOAT",
+            Self::Double => "DOUBLE",
+            Self::VarChar { .. } => "VARCHAR",
+            Self::FloatVector { .. } => "FLOAT_VECTOR",
+        }
+    }
+
+    /// Bytes one value takes in a row, for segment sizing (VARCHAR counts its maximum).
+    pub fn row_bytes(self) -> u64 {
+        match self {
+            Self::Bool | Self::Int8 => 1,
+            Self::Int16 => 2,
+            Self::Int32 | Self::Float => 4,
+            Self::Int64 | Self::Double => 8,
+            Self::VarChar { max_length } => u64::from(max_length),
+            Self::FloatVector { dim } => 4 * u64::from(dim),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSchema {
+    pub name: String,
+    pub ty: FieldType,
+    pub is_primary_key: bool,
+    pub description: String,
+}
+
+/// A schema that passed validation: exactly one INT64 primary key, exactly one
+/// FLOAT_VECTOR field with a sane dimension, optional scalar fields, unique valid names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionSchema {
+    pub name: String,
+    pub description: String,
+    fields: Vec<FieldSchema>,
+}
+
+impl CollectionSchema {
+    pub fn fields(&self) -> &[FieldSchema] {
+        &self.fields
+    }
+
+    pub fn primary_key(&self) -> &FieldSchema {
+        // Validation guarantees exactly one.
+        self.fields
+            .iter()
+            .find(|f| f.is_primary_key)
+            .unwrap_or(&self.fields[0])
+    }
+
+    /// The vector field and its dimension.
+    pub fn vector_field(&self) -> (&FieldSchema, u32) {
+        self.fields
+            .iter()
+            .find_map(|f| match f.ty {
+                FieldType::FloatVector { dim } => Some((f, dim)),
+                _ => None,
+            })
+            .unwrap_or((&self.fields[0], 0))
+    }
+
+    /// Upper bound of one row's size in bytes, plus the 8-byte timestamp.
+    pub fn row_bytes(&self) -> u64 {
+        8 + self.fields.iter().map(|f| f.ty.row_bytes()).sum::<u64>()
+    }
+}
+
+/// Checks a collection or field name.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), SchemaError> {
+    let invalid = |reason| SchemaError::InvalidName {
+        what,
+        name: name.to_owned(),
+        reason,
+    };
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err(invalid("it is empty")),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err(invalid("it must start with a letter or '_'"));
+        }
+        Some(_) => {}
+    }
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(invalid("it is longer than 255 bytes"));
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(invalid("only letters, digits and '_' are allowed"));
+    }
+    Ok(())
+}
+
+impl TryFrom<proto::FieldSchema> for FieldSchema {
+    type Error = SchemaError;
+
+    fn try_from(f: proto::FieldSchema) -> Result<Self, SchemaError> {
+        use proto::DataType as D;
+        validate_name("field", &f.name)?;
+        let ty = match D::try_from(f.data_type) {
+            Ok(D::Bool) => FieldType::Bool,
+            Ok(D::Int8) => FieldType::Int8,
+            Ok(D::Int16) => FieldType::Int16,
+            Ok(D::Int32) => FieldType::Int32,
+            Ok(D::Int64) => FieldType::Int64,
+            Ok(D::Float) => FieldType::Float,
+            Ok(D::Double) => FieldType::Double,
+            Ok(D::Varchar) => {
+                if f.max_length == 0 || f.max_length > MAX_VARCHAR_LENGTH {
+                    return Err(SchemaError::BadMaxLength {
+                        field: f.name,
+                        len: f.max_length,
+                    });
+                }
+                FieldType::VarChar {
+                    max_length: f.max_length,
+                }
+            }
+            Ok(D::FloatVector) => {
+                if f.dim == 0 || f.dim > MAX_DIM {
+                    return Err(SchemaError::BadDim {
+                        field: f.name,
+                        dim: f.dim,
+                    });
+                }
+                FieldType::FloatVector { dim: f.dim }
+            }
+            Ok(D::Unspecified) | Err(_) => {
+                return Err(SchemaError::UnknownType {
+                    field: f.name,
+                    raw: f.data_type,
+                });
+            }
+        };
+        let misplaced = |attr, owner| SchemaError::MisplacedAttribute {
+            field: f.name.clone(),
+            ty: ty.name(),
+            attr,
+            owner,
+        };
+        if f.dim != 0 && !matches!(ty, FieldType::FloatVector { .. }) {
+            return Err(misplaced("dim", "FLOAT_VECTOR"));
+        }
+        if f.max_length != 0 && !matches!(ty, FieldType::VarChar { .. }) {
+            return Err(misplaced("max_length", "VARCHAR"));
+        }
+        if f.is_primary_key && ty != FieldType::Int64 {
+            return Err(SchemaError::PrimaryKeyNotInt64 {
+                field: f.name,
+                ty: ty.name(),
+            });
+        }
+        Ok(Self {
+            name: f.name,
+            ty,
+            is_primary_key: f.is_primary_key,
+            description: f.description,
+        })
+    }
+}
+
+impl TryFrom<proto::CollectionSchema> for CollectionSchema {
+    type Error = SchemaError;
+
+    fn try_from(s: proto::CollectionSchema) -> Result<Self, SchemaError> {
+        validate_name("collection", &s.name)?;
+        if s.fields.is_empty() {
+            return Err(SchemaError::NoFields);
+        }
+        if s.fields.len() > MAX_FIELDS {
+            return Err(SchemaError::TooManyFields(s.fields.len()));
+        }
+        let fields = s
+            .fields
+            .into_iter()
+            .map(FieldSchema::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = std::collections::HashSet::new();
+        for f in &fields {
+            if !names.insert(f.name.as_str()) {
+                return Err(SchemaError::DuplicateField(f.name.clone()));
+            }
+        }
+        let mut primary = fields.iter().filter(|f| f.is_primary_key);
+        match (primary.next(), primary.next()) {
+            (None, _) => return Err(SchemaError::NoPrimaryKey),
+            (Some(a), Some(b)) => {
+                return Err(SchemaError::TwoPrimaryKeys(a.name.clone(), b.name.clone()));
+            }
+            (Some(_), None) => {}
+        }
+        let mut vectors = fields
+            .iter()
+            .filter(|f| matches!(f.ty, FieldType::FloatVector { .. }));
+        match (vectors.next(), vectors.next()) {
+            (None, _) => return Err(SchemaError::NoVectorField),
+            (Some(a), Some(b)) => {
+                return Err(SchemaError::TwoVectorFields(a.name.clone(), b.name.clone()));
+            }
+            (Some(_), None) => {}
+        }
+        Ok(Self {
+            name: s.name,
+            description: s.description,
+            fields,
+        })
+    }
+}
+
+impl From<&FieldSchema> for proto::FieldSchema {
+    fn from(f: &FieldSchema) -> Self {
+        use proto::DataType as D;
+        let (data_type, dim, max_length) = match f.ty {
+            FieldType::Bool => (D::Bool, 0, 0),
+            FieldType::Int8 => (D::Int8, 0, 0),
+            FieldType::Int16 => (D::Int16, 0, 0),
+            FieldType::Int32 => (D::Int32, 0, 0),
+            FieldType::Int64 => (D::Int64, 0, 0),
+            FieldType::Float => (D::Float, 0, 0),
+            FieldType::Double => (D::Double, 0, 0),
+            FieldType::VarChar { max_length } => (D::Varchar, 0, max_length),
+            FieldType::FloatVector { dim } => (D::FloatVector, dim, 0),
+        };
+        Self {
+            name: f.name.clone(),
+            data_type: data_type.into(),
+            is_primary_key: f.is_primary_key,
+            dim,
+            max_length,
+            description: f.description.clone(),
+        }
+    }
+}
+
+impl From<&CollectionSchema> for proto::CollectionSchema {
+    fn from(s: &CollectionSchema) -> Self {
+        Self {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            fields: s.fields.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::DataType as D;
+
+    fn field(name: &str, ty: D) -> proto::FieldSchema {
+        proto::FieldSchema {
+            name: name.into(),
+            data_type: ty.into(),
+            ..Default::default()
+        }
+    }
+
+    fn valid() -> proto::CollectionSchema {
+        let mut pk = field("id", D::Int64);
+        pk.is_primary_key = true;
+        let mut vec = field("embedding", D::FloatVector);
+        vec.dim = 128;
+        let mut title = field("title", D::Varchar);
+        title.max_length = 200;
+        proto::CollectionSchema {
+            name: "books".into(),
+            description: String::new(),
+            fields: vec![pk, vec, title, field("year", D::Int32)],
+        }
+    }
+
+    #[test]
+    fn a_valid_schema_round_trips() {
+        let schema = CollectionSchema::try_from(valid()).expect("valid");
+        assert_eq!(schema.primary_key().name, "id");
+        assert_eq!(schema.vector_field().1, 128);
+        assert_eq!(schema.row_bytes(), 8 + 8 + 512 + 200 + 4);
+        assert_eq!(proto::CollectionSchema::from(&schema), valid());
+    }
+
+    fn refused(edit: impl FnOnce(&mut proto::CollectionSchema)) -> SchemaError {
+        let mut s = valid();
+        edit(&mut s);
+        CollectionSchema::try_from(s).expect_err("must be refused")
+    }
+
+    #[test]
+    fn malformed_schemas_are_refused_with_the_reason() {
+        assert!(matches!(
+            refused(|s| s.name = "9lives".into()),
+            SchemaError::InvalidName { .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.name = "a-b".into()),
+            SchemaError::InvalidName { .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.name = "x".repeat(256)),
+            SchemaError::InvalidName { .. }
+        ));
+        assert_eq!(refused(|s| s.fields.clear()), SchemaError::NoFields);
+        assert_eq!(
+            refused(|s| s.fields[0].is_primary_key = false),
+            SchemaError::NoPrimaryKey
+        );
+        assert_eq!(
+            refused(|s| s.fields[0].data_type = D::Int32.into()),
+            SchemaError::PrimaryKeyNotInt64 {
+                field: "id".into(),
+                ty: "INT32"
+            }
+        );
+        assert!(matches!(
+            refused(|s| {
+                let mut second = field("id2", D::Int64);
+                second.is_primary_key = true;
+                s.fields.push(second);
+            }),
+            SchemaError::TwoPrimaryKeys(..)
+        ));
+        assert_eq!(
+            refused(|s| {
+                s.fields.remove(1);
+            }),
+            SchemaError::NoVectorField
+        );
+        assert!(matches!(
+            refused(|s| {
+                let mut second = field("other", D::FloatVector);
+                second.dim = 8;
+                s.fields.push(second);
+            }),
+            SchemaError::TwoVectorFields(..)
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[1].dim = 0),
+            SchemaError::BadDim { dim: 0, .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[1].dim = MAX_DIM + 1),
+            SchemaError::BadDim { .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[2].max_length = 0),
+            SchemaError::BadMaxLength { .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[3].dim = 4),
+            SchemaError::MisplacedAttribute { attr: "dim", .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[3].data_type = 999),
+            SchemaError::UnknownType { raw: 999, .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[3].data_type = 0),
+            SchemaError::UnknownType { raw: 0, .. }
+        ));
+        assert_eq!(
+            refused(|s| s.fields[3].name = "title".into()),
+            SchemaError::DuplicateField("title".into())
+        );
+        assert_eq!(
+            refused(|s| s
+                .fields
+                .extend((0..70).map(|i| field(&format!("f{i}"), D::Bool)))),
+            SchemaError::TooManyFields(74)
+        );
+    }
+
+    #[test]
+    fn errors_read_like_sentences() {
+        let err = refused(|s| s.fields[1].dim = 0);
+        assert_eq!(
+            err.to_string(),
+            "vector field \"embedding\" has dim 0; it must be between 1 and 32768"
+        );
+    }
+}

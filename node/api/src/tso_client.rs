@@ -1,0 +1,294 @@
+//! A timestamp client that merges concurrent callers' requests into batched RPCs.
+//!
+//! Like TiDB PD's client: callers enqueue `(count, reply)`; one background task takes
+//! everything queued, asks the root coordinator for the sum in one `AllocTimestamp`,
+//! and cuts the returned contiguous range into each caller's share, in queue order.
+//! Only one RPC is in flight, so a caller's next request always lands in a later RPC
+//! and gets larger timestamps; while an RPC is in flight the queue fills up, which is
+//! what makes the batches large under load.
+//!
+//! The client knows every root coordinator endpoint. On a transport error or an
+//! `Unavailable` answer (a standby, or a leader that lost its lease) it follows the
+//! leader hint if the answer carried one, else the next endpoint, with a short backoff,
+//! until its retry deadline.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::LEADER_HINT_METADATA;
+use crate::proto::AllocTimestampRequest;
+use crate::proto::root_coord_client::RootCoordClient;
+use crate::timestamp::{MAX_LOGICAL, Timestamp};
+
+/// Largest `count` one `AllocTimestamp` call may ask for.
+pub const MAX_TIMESTAMP_COUNT: u32 = 1 << 18;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TsoError {
+    #[error("timestamp count {0} is out of range 1..={MAX_TIMESTAMP_COUNT}")]
+    BadCount(u32),
+    #[error("invalid root coordinator endpoint {0:?}")]
+    BadEndpoint(String),
+    #[error("no root coordinator answered before the retry deadline: {0}")]
+    Unavailable(Status),
+    #[error("root coordinator refused the request: {0}")]
+    Refused(Status),
+    #[error("root coordinator sent a malformed answer: {0}")]
+    Malformed(String),
+    #[error("the TSO client was shut down")]
+    Closed,
+}
+
+/// A contiguous range of timestamps owned by one caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampRange {
+    pub first: Timestamp,
+    pub count: u32,
+}
+
+impl TimestampRange {
+    pub fn last(&self) -> Timestamp {
+        Timestamp::from_u64(self.first.as_u64() + u64::from(self.count) - 1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TsoClientConfig {
+    /// Give up on a batch when no leader answered for this long.
+    pub retry_deadline: Duration,
+    /// Timeout of one RPC.
+    pub rpc_timeout: Duration,
+    /// Most queued requests merged into one RPC.
+    pub max_batch_requests: usize,
+}
+
+impl Default for TsoClientConfig {
+    fn default() -> Self {
+        Self {
+            retry_deadline: Duration::from_secs(30),
+            rpc_timeout: Duration::from_secs(3),
+            max_batch_requests: 10_000,
+        }
+    }
+}
+
+struct Pending {
+    count: u32,
+    reply: oneshot::Sender<Result<TimestampRange, TsoError>>,
+}
+
+/// Cheap to clone; every clone feeds the same batching task.
+#[derive(Debug, Clone)]
+pub struct TsoClient {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl TsoClient {
+    /// Starts the batching task on the current Tokio runtime. Endpoints look like
+    /// `http://127.0.0.1:19530`; connections are made lazily.
+    pub fn connect(endpoints: &[String], config: TsoClientConfig) -> Result<Self, TsoError> {
+        let pool = EndpointPool::new(endpoints, config.rpc_timeout)?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_batcher(pool, rx, config));
+        Ok(Self { queue })
+    }
+
+    /// One timestamp.
+    pub async fn timestamp(&self) -> Result<Timestamp, TsoError> {
+        Ok(self.timestamps(1).await?.first)
+    }
+
+    /// `count` contiguous timestamps.
+    pub async fn timestamps(&self, count: u32) -> Result<TimestampRange, TsoError> {
+        if count == 0 || count > MAX_TIMESTAMP_COUNT {
+            return Err(TsoError::BadCount(count));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Pending { count, reply })
+            .map_err(|_| TsoError::Closed)?;
+        rx.await.map_err(|_| TsoError::Closed)?
+    }
+}
+
+async fn run_batcher(
+    mut pool: EndpointPool,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    config: TsoClientConfig,
+) {
+    let mut carry: Option<Pending> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut total = first.count;
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch_requests {
+            match rx.try_recv() {
+                Ok(p) if total + p.count <= MAX_TIMESTAMP_COUNT => {
+                    total += p.count;
+                    batch.push(p);
+                }
+                Ok(p) => {
+                    carry = Some(p);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let result = pool.alloc(total, config.retry_deadline).await;
+        match result {
+            Ok(first) => {
+                let mut next = first.as_u64();
+                for p in batch {
+                    let range = TimestampRange {
+                        first: Timestamp::from_u64(next),
+                        count: p.count,
+                    };
+                    next += u64::from(p.count);
+                    // A caller that gave up has dropped its receiver; nothing to do.
+                    let _ = p.reply.send(Ok(range));
+                }
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The root coordinators a client may talk to, and which one it talks to now.
+struct EndpointPool {
+    endpoints: Vec<Endpoint>,
+    current: usize,
+    client: Option<RootCoordClient<Channel>>,
+}
+
+impl EndpointPool {
+    fn new(addresses: &[String], rpc_timeout: Duration) -> Result<Self, TsoError> {
+        if addresses.is_empty() {
+            return Err(TsoError::BadEndpoint(String::new()));
+        }
+        let endpoints = addresses
+            .iter()
+            .map(|a| make_endpoint(a, rpc_timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            endpoints,
+            current: 0,
+            client: None,
+        })
+    }
+
+    fn client(&mut self) -> RootCoordClient<Channel> {
+        self.client
+            .get_or_insert_with(|| {
+                RootCoordClient::new(self.endpoints[self.current].connect_lazy())
+            })
+            .clone()
+    }
+
+    /// Moves to the hinted leader if it is usable, else to the next endpoint.
+    fn fail_over(&mut self, status: &Status) {
+        self.client = None;
+        let hint = status
+            .metadata()
+            .get(LEADER_HINT_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| !h.is_empty());
+        if let Some(hint) = hint {
+            let uri = format!("http://{hint}");
+            if let Some(i) = self
+                .endpoints
+                .iter()
+                .position(|e| e.uri().to_string().trim_end_matches('/') == uri)
+            {
+                self.current = i;
+                return;
+            }
+            if let Ok(e) = make_endpoint(&uri, Duration::from_secs(3)) {
+                self.endpoints.push(e);
+                self.current = self.endpoints.len() - 1;
+                return;
+            }
+        }
+        self.current = (self.current + 1) % self.endpoints.len();
+    }
+
+    async fn alloc(&mut self, count: u32, deadline: Duration) -> Result<Timestamp, TsoError> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let mut client = self.client();
+            match client
+                .alloc_timestamp(AllocTimestampRequest { count })
+                .await
+            {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    let first = Timestamp::from_u64(resp.timestamp);
+                    if resp.count != count
+                        || first.logical() + u64::from(count) - 1 > MAX_LOGICAL
+                        || first.as_u64() == 0
+                    {
+                        return Err(TsoError::Malformed(format!(
+                            "asked for {count} timestamps, got {} from {first}",
+                            resp.count
+                        )));
+                    }
+                    return Ok(first);
+                }
+                Err(status) if retryable(&status) => {
+                    if tokio::time::Instant::now() + backoff > give_up {
+                        return Err(TsoError::Unavailable(status));
+                    }
+                    tracing::debug!(%status, "root coordinator unavailable, failing over");
+                    self.fail_over(&status);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(status) => return Err(TsoError::Refused(status)),
+            }
+        }
+    }
+}
+
+fn make_endpoint(address: &str, rpc_timeout: Duration) -> Result<Endpoint, TsoError> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Endpoint::from_shared(uri)
+        .map(|e| {
+            e.timeout(rpc_timeout)
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+        })
+        .map_err(|_| TsoError::BadEndpoint(address.to_owned()))
+}
+
+/// Whether another root coordinator (or the same one later) may succeed.
+pub fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+    )
+}

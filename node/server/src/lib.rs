@@ -1,0 +1,14 @@
+//! The milvus-like node: every role (root coordinator now; data coordinator, data
+//! node and proxy as they land) and every backend, behind one binary.
+
+#![forbid(unsafe_code)]
+
+pub mod election;
+pub mod idalloc;
+pub mod meta;
+pub mod metrics;
+pub mod rootcoord;
+pub mod server;
+pub mod session;
+pub mod sys;
+pub mod tso;

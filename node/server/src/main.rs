@@ -1,0 +1,213 @@
+//! `milvus-like`: one binary, one subcommand per role.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use milvus_like_node::meta::{EtcdConfig, EtcdStore};
+use milvus_like_node::rootcoord::{self, RootCoordConfig};
+use milvus_like_node::session::SessionConfig;
+use milvus_like_node::tso::TsoConfig;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "milvus-like",
+    version,
+    about = "A Milvus-style vector database"
+)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "MILVUS_LIKE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a root coordinator: TSO, global ids, collection metadata, node registry.
+    Rootcoord(RootCoordArgs),
+}
+
+/// Where the metadata lives.
+#[derive(Debug, Args)]
+struct EtcdArgs {
+    /// etcd endpoints, comma separated.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    etcd_endpoints: Vec<String>,
+    /// Key prefix of this cluster in etcd, so clusters can share one etcd.
+    #[arg(long, env = "MILVUS_LIKE_META_ROOT", default_value = "milvus-like")]
+    meta_root: String,
+    /// Deadline of one etcd request.
+    #[arg(long, env = "MILVUS_LIKE_ETCD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    etcd_timeout: Duration,
+}
+
+impl EtcdArgs {
+    fn config(&self) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: self.etcd_endpoints.clone(),
+            root: self.meta_root.clone(),
+            request_timeout: self.etcd_timeout,
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RootCoordArgs {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_LISTEN",
+        default_value = "0.0.0.0:19530"
+    )]
+    listen: SocketAddr,
+    /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
+    #[arg(long, env = "MILVUS_LIKE_ROOTCOORD_ADVERTISE")]
+    advertise: Option<String>,
+    /// HTTP address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
+        default_value = "0.0.0.0:9091"
+    )]
+    http_listen: SocketAddr,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Session TTL: a dead process is dropped from the node list this long after its last heartbeat.
+    #[arg(long, env = "MILVUS_LIKE_SESSION_TTL", default_value = "30s", value_parser = parse_duration)]
+    session_ttl: Duration,
+    /// Heartbeat period (capped at a third of the session TTL).
+    #[arg(long, env = "MILVUS_LIKE_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Leader lease TTL: a standby takes over at most this long after the leader dies.
+    #[arg(long, env = "MILVUS_LIKE_LEADER_TTL", default_value = "10s", value_parser = parse_duration)]
+    leader_ttl: Duration,
+    /// How far ahead the TSO window is persisted.
+    #[arg(long, env = "MILVUS_LIKE_TSO_WINDOW", default_value = "3s", value_parser = parse_duration)]
+    tso_window: Duration,
+    /// TSO update loop period.
+    #[arg(long, env = "MILVUS_LIKE_TSO_UPDATE_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
+    tso_update_interval: Duration,
+}
+
+/// Parses `250ms`, `3s`, `2m` or `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 500ms, 3s, 2m"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+        )),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    cancel
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let cancel = shutdown_on_signal();
+    match cli.command {
+        Command::Rootcoord(args) => {
+            let config = RootCoordConfig {
+                listen: args.listen,
+                advertise: args
+                    .advertise
+                    .unwrap_or_else(|| format!("127.0.0.1:{}", args.listen.port())),
+                http_listen: args.http_listen,
+                session: SessionConfig {
+                    ttl: args.session_ttl,
+                    heartbeat: args.heartbeat,
+                },
+                leader_ttl: args.leader_ttl,
+                tso: TsoConfig {
+                    window: args.tso_window,
+                    update_interval: args.tso_update_interval,
+                },
+                ..RootCoordConfig::default()
+            };
+            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
+                .await
+                .context("connect to etcd")?;
+            rootcoord::run(Arc::new(store), config, cancel).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("3").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Serving plumbing every role shares: the gRPC server (with the standard health
+//! service and reflection) and the HTTP server for `/metrics`, `/healthz`, `/readyz`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+
+use crate::meta::MetaStore;
+
+/// Starts a gRPC server for `service` plus health and reflection; returns once the
+/// port is bound. The server stops when `cancel` fires.
+pub async fn serve_grpc<S>(
+    listen: SocketAddr,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    service: S,
+    cancel: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>>
+where
+    S: tower::Service<
+            axum::http::Request<Body>,
+            Response = axum::http::Response<Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(milvus_like_api::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build gRPC reflection")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind gRPC port {listen}"))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }))
+}
+
+/// Whether this process can do its job: the metadata store answered recently.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    store_ok: Arc<AtomicBool>,
+    describe: Arc<str>,
+}
+
+impl Readiness {
+    /// Pings the store every 2 s.
+    pub fn spawn(store: Arc<dyn MetaStore>, cancel: CancellationToken) -> Self {
+        let this = Self {
+            store_ok: Arc::new(AtomicBool::new(false)),
+            describe: store.describe().into(),
+        };
+        let flag = this.store_ok.clone();
+        tokio::spawn(async move {
+            loop {
+                let ok = store.get("health/ping").await.is_ok();
+                if flag.swap(ok, Ordering::AcqRel) != ok {
+                    if ok {
+                        tracing::info!("metadata store reachable again");
+                    } else {
+                        tracing::error!("metadata store unreachable; not ready");
+                    }
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+        this
+    }
+
+    fn report(&self) -> (StatusCode, String) {
+        let ok = self.store_ok.load(Ordering::Acquire);
+        let mem = crate::sys::MemoryUsage::read();
+        let body = format!(
+            "{{\"ready\":{ok},\"metadata_store\":{{\"reachable\":{ok},\"at\":{:?}}},\"memory_used_ratio\":{:.3}}}\n",
+            self.describe,
+            mem.map_or(0.0, |m| m.ratio())
+        );
+        let code = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (code, body)
+    }
+}
+
+/// Serves `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`.
+pub async fn serve_http(
+    listen: SocketAddr,
+    registry: Registry,
+    readiness: Readiness,
+    cancel: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let registry = Arc::new(registry);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        crate::metrics::encode(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { readiness.report() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind HTTP port {listen}"))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }))
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Shared helpers for the install and service scripts. Source it; do not run it.
+#
+# Everything downloaded or built lives under $MILVUS_LIKE_CACHE (default
+# ~/.cache/milvus-like), keyed by version, so a second run reuses it and never
+# touches the network.
+
+set -euo pipefail
+
+MILVUS_LIKE_CACHE="${MILVUS_LIKE_CACHE:-$HOME/.cache/milvus-like}"
+mkdir -p "$MILVUS_LIKE_CACHE"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+# wait_for_port PORT SECONDS: succeed as soon as 127.0.0.1:PORT accepts.
+wait_for_port() {
+  local port=$1 deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# apt_install PKG...: installs missing Debian packages (runs apt-get update once).
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]} == 0)) && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# stop_pidfile FILE: kills the process recorded in FILE (only that one), then waits.
+stop_pidfile() {
+  local f=$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
