@@ -1,1 +1,410 @@
+//! Test harness: starts real services (etcd, Kafka) and milvus-like processes on
+//! loopback, with free ports and a directory per test. When a test fails, the
+//! directory is kept and the tail of every process log is printed, so the failure
+//! can be read after the fact.
 
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A directory for one test's services and logs. Kept (and announced) when the
+/// test panics, deleted otherwise.
+#[derive(Debug)]
+pub struct TestDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> Self {
+        let base = workspace_root().join("target").join("test-runs");
+        let _ = std::fs::create_dir_all(&base);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir_in(&base)
+            .or_else(|_| tempfile::Builder::new().prefix(name).tempdir())
+            .expect("create a test directory");
+        let path = dir.path().to_owned();
+        Self {
+            dir: Some(dir),
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!(
+                    "test failed; its services' data and logs are kept in {}",
+                    kept.display()
+                );
+            }
+        }
+    }
+}
+
+/// The workspace root (two levels above this crate's manifest).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A child process whose output goes to a log file; killed on drop, and its log
+/// tail printed if the test is failing.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open log {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("start {name}: {command:?}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has exited (and reaps it).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then kill -9 after `grace`. Returns the exit status if it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}\n----",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 40)
+            );
+        }
+        self.kill9();
+    }
+}
+
+/// The `etcd` binary: `$ETCD_BIN`, else `etcd` on PATH.
+fn etcd_binary() -> PathBuf {
+    std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("etcd"))
+}
+
+/// A real etcd server on loopback with its own data directory.
+#[derive(Debug)]
+pub struct Etcd {
+    pub client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    process: Option<Process>,
+}
+
+impl Etcd {
+    /// Starts etcd under `dir` and waits until it answers.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(dir, free_port()).await
+    }
+
+    /// Starts etcd on a given client port (e.g. one a process already tries to reach).
+    pub async fn start_on(dir: &Path, client_port: u16) -> anyhow::Result<Self> {
+        let mut etcd = Self {
+            client_port,
+            peer_port: free_port(),
+            data_dir: dir.join("etcd-data"),
+            log: dir.join("etcd.log"),
+            process: None,
+        };
+        etcd.launch().await?;
+        Ok(etcd)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut cmd = Command::new(etcd_binary());
+        cmd.arg("--name=test")
+            .arg(format!("--data-dir={}", self.data_dir.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--log-level=warn")
+            .arg("--quota-backend-bytes=1073741824");
+        let process = Process::spawn("etcd", cmd, self.log.clone())
+            .context("start etcd (install it with tests/scripts/install.sh, or set ETCD_BIN)")?;
+        self.process = Some(process);
+        let endpoint = self.endpoint();
+        wait_for("etcd to answer", Duration::from_secs(20), || {
+            let endpoint = endpoint.clone();
+            async move {
+                let mut client = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                client.status().await.ok().map(|_| ())
+            }
+        })
+        .await
+    }
+
+    /// kill -9; the data stays for [`Etcd::restart`].
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts again on the same ports and data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.launch().await
+    }
+}
+
+/// The `milvus-like` binary: `$MILVUS_LIKE_BIN`, else next to the test executable's
+/// target directory (build it first with `cargo build --bins`).
+pub fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MILVUS_LIKE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/test-xxxx -> target/debug/milvus-like
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let bin = dir.join("milvus-like");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `milvus-like rootcoord` process.
+#[derive(Debug)]
+pub struct RootCoordProcess {
+    pub port: u16,
+    pub http_port: u16,
+    pub process: Process,
+}
+
+/// Knobs of a test root coordinator.
+#[derive(Debug, Clone)]
+pub struct RootCoordOptions {
+    pub etcd_endpoint: String,
+    pub meta_root: String,
+    pub session_ttl: &'static str,
+    pub leader_ttl: &'static str,
+}
+
+impl RootCoordProcess {
+    pub fn start(dir: &Path, name: &str, opts: &RootCoordOptions) -> anyhow::Result<Self> {
+        Self::start_on(dir, name, opts, free_port(), free_port())
+    }
+
+    /// Starts on given ports, e.g. those of a process it replaces.
+    pub fn start_on(
+        dir: &Path,
+        name: &str,
+        opts: &RootCoordOptions,
+        port: u16,
+        http_port: u16,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(node_binary());
+        cmd.arg("rootcoord")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--http-listen=127.0.0.1:{http_port}"))
+            .arg(format!("--etcd-endpoints={}", opts.etcd_endpoint))
+            .arg(format!("--meta-root={}", opts.meta_root))
+            .arg(format!("--session-ttl={}", opts.session_ttl))
+            .arg(format!("--leader-ttl={}", opts.leader_ttl))
+            .arg("--etcd-timeout=1s")
+            .env("RUST_LOG", "info,milvus_like_node=debug");
+        let process = Process::spawn(name, cmd, dir.join(format!("{name}.log")))?;
+        Ok(Self {
+            port,
+            http_port,
+            process,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A real single-node Kafka broker (KRaft), run by `tests/scripts/kafka.sh`.
+#[derive(Debug)]
+pub struct Kafka {
+    dir: PathBuf,
+    pub bootstrap: String,
+}
+
+fn kafka_script(args: &[&str]) -> anyhow::Result<String> {
+    let script = workspace_root().join("tests/scripts/kafka.sh");
+    let out = Command::new(&script)
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "kafka.sh {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+impl Kafka {
+    /// Starts a broker whose data and logs live in `dir/kafka`; waits until it serves.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.join("kafka");
+        let bootstrap = kafka_script(&["start", &dir.to_string_lossy()])?;
+        Ok(Self { dir, bootstrap })
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
+        kafka_script(&[
+            "create-topic",
+            &self.dir.to_string_lossy(),
+            name,
+            &partitions.to_string(),
+        ])
+        .map(drop)
+    }
+
+    /// kill -9; data stays for [`Kafka::restart`].
+    pub fn kill9(&self) -> anyhow::Result<()> {
+        kafka_script(&["kill", &self.dir.to_string_lossy()]).map(drop)
+    }
+
+    /// Starts again with the same ports and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.bootstrap = kafka_script(&["start", &self.dir.to_string_lossy()])?;
+        Ok(())
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of kafka ({}) ----\n{}\n----",
+                self.dir.display(),
+                tail(&self.dir.join("logs/server.log"), 40)
+            );
+        }
+        let _ = kafka_script(&["kill", &self.dir.to_string_lossy()]);
+    }
+}

@@ -159,3 +159,21 @@ pub async fn serve_http(
         }
     }))
 }
+
+/// How long servers may keep finishing open connections after shutdown began.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Waits for the servers to finish, at most [`DRAIN_DEADLINE`]; then aborts them
+/// (clients that hold connections open must not keep the process alive).
+pub async fn drain(grpc: JoinHandle<()>, http: JoinHandle<()>) {
+    let (grpc_abort, http_abort) = (grpc.abort_handle(), http.abort_handle());
+    let both = async {
+        let _ = grpc.await;
+        let _ = http.await;
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, both).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_DEADLINE:?}; closing them");
+        grpc_abort.abort();
+        http_abort.abort();
+    }
+}

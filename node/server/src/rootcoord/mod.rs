@@ -572,8 +572,7 @@ pub async fn run(
         }
     }
     session.close().await;
-    let _ = grpc.await;
-    let _ = http.await;
+    server::drain(grpc, http).await;
     tracing::info!(node_id, "root coordinator stopped");
     Ok(())
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (cached), builds the node binary,
+# then the unit tests and the cross-process tests against real etcd and Kafka.
+# Each test starts its own services on free loopback ports and stops them; a failing
+# test keeps its services' data and logs under target/test-runs/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+tests/scripts/install.sh
+cargo build --workspace --bins
+# The cross-process tests start several processes each; 4 at a time fit 2 cores.
+cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, from the package registries only, caching
+# downloads under $MILVUS_LIKE_CACHE (default ~/.cache/milvus-like). Idempotent:
+# a second run finds everything in place and takes a second or two.
+#
+#   protoc      Debian protobuf-compiler (etcd-client's and our build scripts need it)
+#   etcd        Debian etcd-server (3.4), started by the tests themselves
+#   Kafka       Apache Kafka jars from Maven Central (tests/scripts/kafka.sh install)
+set -euo pipefail
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$SCRIPT_DIR/common.sh"
+
+apt_install protobuf-compiler etcd-server
+command -v protoc >/dev/null || die "protoc is missing after install"
+command -v etcd >/dev/null || die "etcd is missing after install"
+command -v java >/dev/null || die "Java 17 is required for Kafka (install openjdk-17-jre-headless)"
+command -v mvn >/dev/null || apt_install maven
+
+"$SCRIPT_DIR/kafka.sh" install >/dev/null
+
+log "protoc: $(protoc --version)"
+log "etcd: $(etcd --version | head -n1)"
+log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"

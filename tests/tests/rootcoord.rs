@@ -1,0 +1,542 @@
+//! The root coordinator against a real etcd, as separate processes.
+
+use std::time::{Duration, Instant};
+
+use milvus_like_api::proto::root_coord_client::RootCoordClient;
+use milvus_like_api::proto::{self, DataType, FieldSchema, Role};
+use milvus_like_api::tso_client::{TsoClient, TsoClientConfig};
+use milvus_like_tests::{Etcd, RootCoordOptions, RootCoordProcess, TestDir, wait_for};
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn options(etcd: &Etcd) -> RootCoordOptions {
+    RootCoordOptions {
+        etcd_endpoint: etcd.endpoint(),
+        meta_root: "test".into(),
+        session_ttl: "3s",
+        leader_ttl: "3s",
+    }
+}
+
+async fn client(rc: &RootCoordProcess) -> RootCoordClient<Channel> {
+    let channel = Channel::from_shared(rc.endpoint())
+        .expect("uri")
+        .connect_lazy();
+    RootCoordClient::new(channel)
+}
+
+/// Waits until `rc` issues timestamps; returns one.
+async fn wait_serving(rc: &RootCoordProcess, timeout: Duration) -> u64 {
+    let mut c = client(rc).await;
+    wait_for("the root coordinator to serve", timeout, || {
+        let mut c = c.clone();
+        async move {
+            c.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
+                .await
+                .ok()
+                .map(|r| r.into_inner().timestamp)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", rc.process.log()));
+    c.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
+        .await
+        .expect("serving")
+        .into_inner()
+        .timestamp
+}
+
+fn schema(name: &str, dim: u32) -> proto::CollectionSchema {
+    proto::CollectionSchema {
+        name: name.into(),
+        description: String::new(),
+        fields: vec![
+            FieldSchema {
+                name: "id".into(),
+                data_type: DataType::Int64.into(),
+                is_primary_key: true,
+                ..FieldSchema::default()
+            },
+            FieldSchema {
+                name: "vec".into(),
+                data_type: DataType::FloatVector.into(),
+                dim,
+                ..FieldSchema::default()
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn timestamps_strictly_increase_across_ten_restarts() {
+    let dir = TestDir::new("ts-restarts");
+    let etcd = Etcd::start(dir.path()).await.expect("etcd");
+    let opts = options(&etcd);
+    // Both ports stay the same across restarts, so one client follows them all.
+    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord-0", &opts).expect("start");
+    wait_serving(&rc, Duration::from_secs(20)).await;
+    let tso = TsoClient::connect(
+        &[rc.endpoint()],
+        TsoClientConfig {
+            retry_deadline: Duration::from_secs(20),
+            ..TsoClientConfig::default()
+        },
+    )
+    .expect("client");
+
+    // One caller checks strict order call by call; eight more hammer concurrently.
+    let sequential = tokio::spawn({
+        let tso = tso.clone();
+        async move {
+            let mut seen = Vec::new();
+            let stop = Instant::now() + Duration::from_secs(3600);
+            while Instant::now() < stop {
+                match tso.timestamp().await {
+                    Ok(ts) => seen.push(ts.as_u64()),
+                    Err(e) => return (seen, Some(e.to_string())),
+                }
+                if seen.len() % 64 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            (seen, None)
+        }
+    });
+    let mut concurrent = Vec::new();
+    for _ in 0..8 {
+        let tso = tso.clone();
+        concurrent.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Ok(r) = tso.timestamps(10).await {
+                seen.push(r.first.as_u64());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            seen
+        }));
+    }
+
+    for i in 1..=10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (port, http_port) = (rc.port, rc.http_port);
+        // Alternate a graceful stop (resigns at once) and kill -9 (standby waits the TTL).
+        if i % 2 == 0 {
+            rc.process.kill9();
+        } else {
+            rc.process.terminate(Duration::from_secs(10));
+        }
+        rc = RootCoordProcess::start_on(
+            dir.path(),
+            &format!("rootcoord-{i}"),
+            &opts,
+            port,
+            http_port,
+        )
+        .expect("restart");
+        wait_serving(&rc, Duration::from_secs(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rc.process.terminate(Duration::from_secs(10));
+
+    let (seen, error) = sequential.await.expect("join");
+    assert!(
+        seen.len() > 100,
+        "too few timestamps ({}); error: {error:?}",
+        seen.len()
+    );
+    for pair in seen.windows(2) {
+        assert!(
+            pair[1] > pair[0],
+            "timestamp {} came after {}",
+            pair[1],
+            pair[0]
+        );
+    }
+    let mut all: Vec<u64> = seen;
+    for h in concurrent {
+        let got = h.await.expect("join");
+        for pair in got.windows(2) {
+            assert!(
+                pair[1] >= pair[0] + 10,
+                "a caller's ranges overlap or go back"
+            );
+        }
+        // Each concurrent range holds 10 timestamps.
+        all.extend(got.iter().flat_map(|first| *first..first + 10));
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "some timestamp was issued twice");
+}
+
+#[tokio::test]
+async fn standby_serves_within_ttl_after_leader_is_killed() {
+    let dir = TestDir::new("failover");
+    let etcd = Etcd::start(dir.path()).await.expect("etcd");
+    let opts = options(&etcd);
+    let mut a = RootCoordProcess::start(dir.path(), "rootcoord-a", &opts).expect("start a");
+    let before = wait_serving(&a, Duration::from_secs(20)).await;
+    let b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
+
+    // b stands by: Unavailable with a hint naming a, NOT_SERVING in gRPC health.
+    let mut cb = client(&b).await;
+    let refused = wait_for("b to answer", Duration::from_secs(20), || {
+        let mut cb = cb.clone();
+        async move {
+            match cb
+                .alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
+                .await
+            {
+                Err(s) if s.code() == Code::Unavailable && !s.metadata().is_empty() => Some(s),
+                _ => None,
+            }
+        }
+    })
+    .await
+    .expect("standby answers");
+    let hint = refused
+        .metadata()
+        .get(milvus_like_api::LEADER_HINT_METADATA)
+        .expect("leader hint")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(hint, format!("127.0.0.1:{}", a.port));
+    assert_eq!(health(&b).await, tonic_health::ServingStatus::NotServing);
+    assert_eq!(health(&a).await, tonic_health::ServingStatus::Serving);
+    let leader = cb
+        .get_leader(proto::GetLeaderRequest {})
+        .await
+        .expect("get leader")
+        .into_inner();
+    assert!(!leader.is_self);
+
+    let mut ca = client(&a).await;
+    let last_a = ca
+        .alloc_timestamp(proto::AllocTimestampRequest { count: 5 })
+        .await
+        .expect("a serves")
+        .into_inner()
+        .timestamp
+        + 4;
+    assert!(last_a > before);
+
+    a.process.kill9();
+    let killed = Instant::now();
+    let first_b = wait_for("b to take over", Duration::from_secs(10), || {
+        let mut cb = cb.clone();
+        async move {
+            cb.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
+                .await
+                .ok()
+                .map(|r| r.into_inner().timestamp)
+        }
+    })
+    .await
+    .expect("b takes over");
+    let took = killed.elapsed();
+    // etcd expires the lease at most TTL after the last renewal (which came before the kill).
+    assert!(
+        took <= Duration::from_secs(3 + 1),
+        "standby took {took:?}, more than TTL + 1 s"
+    );
+    assert!(
+        first_b > last_a,
+        "new leader went back: {first_b} <= {last_a}"
+    );
+    assert_eq!(health(&b).await, tonic_health::ServingStatus::Serving);
+    eprintln!("failover took {took:?}");
+}
+
+async fn health(rc: &RootCoordProcess) -> tonic_health::ServingStatus {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = Channel::from_shared(rc.endpoint())
+        .expect("uri")
+        .connect_lazy();
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "milvuslike.v1.RootCoord".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status;
+    match status {
+        1 => tonic_health::ServingStatus::Serving,
+        2 => tonic_health::ServingStatus::NotServing,
+        _ => tonic_health::ServingStatus::Unknown,
+    }
+}
+
+#[tokio::test]
+async fn a_killed_process_leaves_the_node_list_within_its_ttl() {
+    let dir = TestDir::new("sessions");
+    let etcd = Etcd::start(dir.path()).await.expect("etcd");
+    let opts = options(&etcd);
+    let a = RootCoordProcess::start(dir.path(), "rootcoord-a", &opts).expect("start a");
+    wait_serving(&a, Duration::from_secs(20)).await;
+    let mut b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
+    let mut ca = client(&a).await;
+    let list = || {
+        let mut ca = ca.clone();
+        async move {
+            ca.list_nodes(proto::ListNodesRequest {
+                role: Role::RootCoord.into(),
+            })
+            .await
+            .map(|r| r.into_inner().nodes)
+            .unwrap_or_default()
+        }
+    };
+    let b_address = format!("127.0.0.1:{}", b.port);
+    wait_for("b to register", Duration::from_secs(20), || {
+        let list = list();
+        let b_address = b_address.clone();
+        async move {
+            list.await
+                .iter()
+                .any(|n| n.address == b_address)
+                .then_some(())
+        }
+    })
+    .await
+    .expect("b registers");
+    let nodes = list().await;
+    assert_eq!(nodes.len(), 2);
+    for n in &nodes {
+        let h = n.health.as_ref().expect("health reported");
+        assert!(h.memory_total_bytes > 0 && h.reported_at_ms > 0);
+        assert_eq!(n.healthy, n.problems.is_empty());
+    }
+
+    b.process.kill9();
+    let killed = Instant::now();
+    wait_for("b to leave the list", Duration::from_secs(10), || {
+        let list = list();
+        let b_address = b_address.clone();
+        async move { (!list.await.iter().any(|n| n.address == b_address)).then_some(()) }
+    })
+    .await
+    .expect("b leaves");
+    let took = killed.elapsed();
+    // etcd checks lease expiry every 500 ms; allow that on top of the TTL.
+    assert!(took <= Duration::from_millis(3500), "took {took:?}");
+    eprintln!("session of the killed process gone after {took:?}");
+    let invalid = ca
+        .list_nodes(proto::ListNodesRequest { role: 77 })
+        .await
+        .expect_err("unknown role");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn collections_and_bad_input() {
+    let dir = TestDir::new("collections");
+    let etcd = Etcd::start(dir.path()).await.expect("etcd");
+    let opts = options(&etcd);
+    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("start");
+    wait_serving(&rc, Duration::from_secs(20)).await;
+    let mut c = client(&rc).await;
+
+    for count in [0, (1 << 18) + 1, u32::MAX] {
+        let err = c
+            .alloc_timestamp(proto::AllocTimestampRequest { count })
+            .await
+            .expect_err("bad count");
+        assert_eq!(err.code(), Code::InvalidArgument, "count {count}: {err}");
+        assert!(err.message().contains("out of range"), "{}", err.message());
+    }
+    let err = c
+        .alloc_id(proto::AllocIdRequest { count: 0 })
+        .await
+        .expect_err("bad count");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let ids = c
+        .alloc_id(proto::AllocIdRequest { count: 1000 })
+        .await
+        .expect("ids")
+        .into_inner();
+    assert_eq!(ids.count, 1000);
+
+    let created = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("books", 128)),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .collection
+        .expect("info");
+    assert!(
+        created.id >= ids.start + 1000,
+        "collection id reuses an allocated id"
+    );
+    assert_eq!(created.partitions.len(), 1);
+
+    let dup = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("books", 64)),
+        })
+        .await
+        .expect_err("duplicate");
+    assert_eq!(dup.code(), Code::AlreadyExists);
+
+    let bad = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("bad", 0)),
+        })
+        .await
+        .expect_err("dim 0");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("\"vec\" has dim 0"),
+        "{}",
+        bad.message()
+    );
+    let mut no_pk = schema("nopk", 8);
+    no_pk.fields[0].is_primary_key = false;
+    let bad = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(no_pk),
+        })
+        .await
+        .expect_err("no pk");
+    assert!(
+        bad.message().contains("no primary key"),
+        "{}",
+        bad.message()
+    );
+    let bad = c
+        .create_collection(proto::CreateCollectionRequest { schema: None })
+        .await
+        .expect_err("no schema");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let missing = c
+        .describe_collection(proto::DescribeCollectionRequest {
+            collection: Some(proto::describe_collection_request::Collection::Name(
+                "nope".into(),
+            )),
+        })
+        .await
+        .expect_err("missing");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Restart: the collection is still there, described by name and id.
+    let (port, http_port) = (rc.port, rc.http_port);
+    rc.process.terminate(Duration::from_secs(10));
+    rc = RootCoordProcess::start_on(dir.path(), "rootcoord-2", &opts, port, http_port)
+        .expect("restart");
+    wait_serving(&rc, Duration::from_secs(20)).await;
+    let by_id = c
+        .describe_collection(proto::DescribeCollectionRequest {
+            collection: Some(proto::describe_collection_request::Collection::Id(
+                created.id,
+            )),
+        })
+        .await
+        .expect("describe")
+        .into_inner()
+        .collection
+        .expect("info");
+    assert_eq!(by_id, created);
+    let list = c
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .collections;
+    assert_eq!(list, vec![created.clone()]);
+    let dropped = c
+        .drop_collection(proto::DropCollectionRequest {
+            name: "books".into(),
+        })
+        .await
+        .expect("drop")
+        .into_inner();
+    assert_eq!(dropped.id, created.id);
+    let again = c
+        .drop_collection(proto::DropCollectionRequest {
+            name: "books".into(),
+        })
+        .await
+        .expect_err("already dropped");
+    assert_eq!(again.code(), Code::NotFound);
+
+    // Metrics are served and parse as Prometheus text.
+    let body = http_get(rc.http_port, "/metrics").await;
+    assert!(body.contains("rootcoord_tso_timestamps_total"), "{body}");
+    assert!(body.contains("rootcoord_is_leader 1"), "{body}");
+    assert!(
+        http_get(rc.http_port, "/readyz")
+            .await
+            .contains("\"ready\":true")
+    );
+}
+
+/// A bare HTTP/1.0 GET, to keep the test free of an HTTP client dependency.
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test]
+async fn etcd_unreachable_at_start_and_mid_run() {
+    let dir = TestDir::new("etcd-down");
+    // Start the root coordinator against a port where no etcd runs yet.
+    let port = milvus_like_tests::free_port();
+    let opts = RootCoordOptions {
+        etcd_endpoint: format!("http://127.0.0.1:{port}"),
+        meta_root: "test".into(),
+        session_ttl: "3s",
+        leader_ttl: "3s",
+    };
+    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("start");
+    wait_for("a clear log line", Duration::from_secs(10), || {
+        let log = rc.process.log();
+        async move { log.contains("etcd is unreachable").then_some(()) }
+    })
+    .await
+    .expect("says etcd is unreachable");
+    assert!(!rc.process.has_exited(), "must keep retrying, not exit");
+
+    let mut etcd = Etcd::start_on(dir.path(), port).await.expect("etcd");
+    let before = wait_serving(&rc, Duration::from_secs(20)).await;
+
+    // etcd dies mid-run: no crash; within the lease TTL requests fail with Unavailable.
+    etcd.kill9();
+    let mut c = client(&rc).await;
+    let err = wait_for("requests to fail cleanly", Duration::from_secs(15), || {
+        let mut c = c.clone();
+        async move {
+            c.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
+                .await
+                .err()
+        }
+    })
+    .await
+    .expect("fails");
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    let create = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("while_down", 8)),
+        })
+        .await
+        .expect_err("no metadata store");
+    assert_eq!(create.code(), Code::Unavailable, "{create}");
+    assert!(!rc.process.has_exited(), "must survive etcd going away");
+
+    etcd.restart().await.expect("etcd back");
+    let after = wait_serving(&rc, Duration::from_secs(30)).await;
+    assert!(after > before, "went back after etcd restart");
+    assert!(!rc.process.has_exited());
+}
