@@ -44,14 +44,14 @@ impl TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                let kept = dir.keep();
-                eprintln!(
-                    "test failed; its services' data and logs are kept in {}",
-                    kept.display()
-                );
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "test failed; its services' data and logs are kept in {}",
+                kept.display()
+            );
         }
     }
 }
