@@ -408,3 +408,82 @@ impl Drop for Kafka {
         let _ = kafka_script(&["kill", &self.dir.to_string_lossy()]);
     }
 }
+
+/// A `milvus-like standalone` process on its own data directory.
+#[derive(Debug)]
+pub struct StandaloneProcess {
+    pub port: u16,
+    pub http_port: u16,
+    pub process: Process,
+}
+
+impl StandaloneProcess {
+    pub fn start(data_dir: &Path, log: PathBuf, port: u16, http_port: u16) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(node_binary());
+        cmd.arg("standalone")
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--http-listen=127.0.0.1:{http_port}"))
+            .env("RUST_LOG", "info");
+        Ok(Self {
+            port,
+            http_port,
+            process: Process::spawn("standalone", cmd, log)?,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A lazily connecting root coordinator client.
+pub fn root_coord_client(
+    endpoint: &str,
+) -> milvus_like_api::proto::root_coord_client::RootCoordClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())
+        .expect("a valid endpoint uri")
+        .connect_lazy();
+    milvus_like_api::proto::root_coord_client::RootCoordClient::new(channel)
+}
+
+/// Waits until the root coordinator at `endpoint` issues timestamps; returns one.
+/// On timeout, panics with the process log.
+pub async fn wait_serving(endpoint: &str, process: &Process, timeout: Duration) -> u64 {
+    use milvus_like_api::proto::AllocTimestampRequest;
+    let client = root_coord_client(endpoint);
+    wait_for("the root coordinator to serve", timeout, || {
+        let mut c = client.clone();
+        async move {
+            c.alloc_timestamp(AllocTimestampRequest { count: 1 })
+                .await
+                .ok()
+                .map(|r| r.into_inner().timestamp)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", process.log()))
+}
+
+/// A minimal valid schema: INT64 primary key `id`, FLOAT_VECTOR `vec` of `dim`.
+pub fn test_schema(name: &str, dim: u32) -> milvus_like_api::proto::CollectionSchema {
+    use milvus_like_api::proto::{CollectionSchema, DataType, FieldSchema};
+    CollectionSchema {
+        name: name.into(),
+        description: String::new(),
+        fields: vec![
+            FieldSchema {
+                name: "id".into(),
+                data_type: DataType::Int64.into(),
+                is_primary_key: true,
+                ..FieldSchema::default()
+            },
+            FieldSchema {
+                name: "vec".into(),
+                data_type: DataType::FloatVector.into(),
+                dim,
+                ..FieldSchema::default()
+            },
+        ],
+    }
+}

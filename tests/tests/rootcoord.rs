@@ -3,9 +3,11 @@
 use std::time::{Duration, Instant};
 
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
-use milvus_like_api::proto::{self, DataType, FieldSchema, Role};
+use milvus_like_api::proto::{self, Role};
 use milvus_like_api::tso_client::{TsoClient, TsoClientConfig};
-use milvus_like_tests::{Etcd, RootCoordOptions, RootCoordProcess, TestDir, wait_for};
+use milvus_like_tests::{
+    Etcd, RootCoordOptions, RootCoordProcess, TestDir, root_coord_client, test_schema, wait_for,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -18,53 +20,17 @@ fn options(etcd: &Etcd) -> RootCoordOptions {
     }
 }
 
-async fn client(rc: &RootCoordProcess) -> RootCoordClient<Channel> {
-    let channel = Channel::from_shared(rc.endpoint())
-        .expect("uri")
-        .connect_lazy();
-    RootCoordClient::new(channel)
+fn client(rc: &RootCoordProcess) -> RootCoordClient<Channel> {
+    root_coord_client(&rc.endpoint())
 }
 
 /// Waits until `rc` issues timestamps; returns one.
 async fn wait_serving(rc: &RootCoordProcess, timeout: Duration) -> u64 {
-    let mut c = client(rc).await;
-    wait_for("the root coordinator to serve", timeout, || {
-        let mut c = c.clone();
-        async move {
-            c.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
-                .await
-                .ok()
-                .map(|r| r.into_inner().timestamp)
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", rc.process.log()));
-    c.alloc_timestamp(proto::AllocTimestampRequest { count: 1 })
-        .await
-        .expect("serving")
-        .into_inner()
-        .timestamp
+    milvus_like_tests::wait_serving(&rc.endpoint(), &rc.process, timeout).await
 }
 
 fn schema(name: &str, dim: u32) -> proto::CollectionSchema {
-    proto::CollectionSchema {
-        name: name.into(),
-        description: String::new(),
-        fields: vec![
-            FieldSchema {
-                name: "id".into(),
-                data_type: DataType::Int64.into(),
-                is_primary_key: true,
-                ..FieldSchema::default()
-            },
-            FieldSchema {
-                name: "vec".into(),
-                data_type: DataType::FloatVector.into(),
-                dim,
-                ..FieldSchema::default()
-            },
-        ],
-    }
+    test_schema(name, dim)
 }
 
 #[tokio::test]
@@ -179,7 +145,7 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
     let b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
 
     // b stands by: Unavailable with a hint naming a, NOT_SERVING in gRPC health.
-    let mut cb = client(&b).await;
+    let mut cb = client(&b);
     let refused = wait_for("b to answer", Duration::from_secs(20), || {
         let mut cb = cb.clone();
         async move {
@@ -211,7 +177,7 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
         .into_inner();
     assert!(!leader.is_self);
 
-    let mut ca = client(&a).await;
+    let mut ca = client(&a);
     let last_a = ca
         .alloc_timestamp(proto::AllocTimestampRequest { count: 5 })
         .await
@@ -277,7 +243,7 @@ async fn a_killed_process_leaves_the_node_list_within_its_ttl() {
     let a = RootCoordProcess::start(dir.path(), "rootcoord-a", &opts).expect("start a");
     wait_serving(&a, Duration::from_secs(20)).await;
     let mut b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
-    let mut ca = client(&a).await;
+    let mut ca = client(&a);
     let list = || {
         let mut ca = ca.clone();
         async move {
@@ -337,7 +303,7 @@ async fn collections_and_bad_input() {
     let opts = options(&etcd);
     let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("start");
     wait_serving(&rc, Duration::from_secs(20)).await;
-    let mut c = client(&rc).await;
+    let mut c = client(&rc);
 
     for count in [0, (1 << 18) + 1, u32::MAX] {
         let err = c
@@ -514,7 +480,7 @@ async fn etcd_unreachable_at_start_and_mid_run() {
 
     // etcd dies mid-run: no crash; within the lease TTL requests fail with Unavailable.
     etcd.kill9();
-    let mut c = client(&rc).await;
+    let mut c = client(&rc);
     let err = wait_for("requests to fail cleanly", Duration::from_secs(15), || {
         let mut c = c.clone();
         async move {

@@ -298,9 +298,9 @@ async fn keep_leading(store: Arc<dyn MetaStore>, leadership: Leadership, ttl: Du
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::MemStore;
+    use crate::meta::LocalStore;
 
-    fn candidate(store: &Arc<MemStore>, id: i64) -> Candidate {
+    fn candidate(store: &Arc<LocalStore>, id: i64) -> Candidate {
         Candidate::new(
             store.clone(),
             "leader/test",
@@ -312,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_leader_and_the_standby_takes_over_on_resign() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let cancel = CancellationToken::new();
         let a = candidate(&store, 1)
             .campaign(&cancel)
@@ -340,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leader_that_cannot_renew_stops_before_its_lease_ends() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let cancel = CancellationToken::new();
         let a = candidate(&store, 1)
             .campaign(&cancel)

@@ -103,9 +103,9 @@ mod tests {
 
     use super::*;
     use crate::election::Candidate;
-    use crate::meta::MemStore;
+    use crate::meta::LocalStore;
 
-    async fn allocator(store: &Arc<MemStore>, id: i64) -> IdAllocator {
+    async fn allocator(store: &Arc<LocalStore>, id: i64) -> IdAllocator {
         let leadership = Candidate::new(
             store.clone(),
             "leader/x",
@@ -123,7 +123,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_never_repeat_across_restarts() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let mut seen = std::collections::HashSet::new();
         for term in 1..=3 {
             let ids = allocator(&store, term).await;
@@ -140,7 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_counts_are_refused() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let ids = allocator(&store, 1).await;
         assert!(matches!(ids.alloc(0).await, Err(IdError::BadCount(0))));
         assert!(matches!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use milvus_like_node::meta::{EtcdConfig, EtcdStore};
+use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
 use milvus_like_node::tso::TsoConfig;
@@ -39,6 +39,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system in one process on embedded defaults (metadata in a local
+    /// file under --data-dir): nothing else to install or start.
+    Standalone(StandaloneArgs),
     /// Run a root coordinator: TSO, global ids, collection metadata, node registry.
     Rootcoord(RootCoordArgs),
 }
@@ -111,6 +114,27 @@ struct RootCoordArgs {
     tso_update_interval: Duration,
 }
 
+#[derive(Debug, Args)]
+struct StandaloneArgs {
+    /// Where everything is stored.
+    #[arg(long, env = "MILVUS_LIKE_DATA_DIR", default_value = "milvus-like-data")]
+    data_dir: std::path::PathBuf,
+    /// gRPC listen address of the root coordinator.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_LISTEN",
+        default_value = "127.0.0.1:19530"
+    )]
+    listen: SocketAddr,
+    /// HTTP address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_HTTP_LISTEN",
+        default_value = "127.0.0.1:9091"
+    )]
+    http_listen: SocketAddr,
+}
+
 /// Parses `250ms`, `3s`, `2m` or `1h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -135,7 +159,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -165,12 +191,43 @@ fn shutdown_on_signal() -> CancellationToken {
     cancel
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain, as one sentence per cause: "open ...: ... is in use ...".
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
     let cancel = shutdown_on_signal();
-    match cli.command {
+    match command {
+        Command::Standalone(args) => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
+            let store = LocalStore::open(&args.data_dir.join("meta.redb"))
+                .context("open the embedded metadata store")?;
+            tracing::info!(data_dir = %args.data_dir.display(), "standalone mode");
+            let config = RootCoordConfig {
+                listen: args.listen,
+                advertise: args.listen.to_string(),
+                http_listen: args.http_listen,
+                ..RootCoordConfig::default()
+            };
+            rootcoord::run(Arc::new(store), config, cancel).await
+        }
         Command::Rootcoord(args) => {
             let config = RootCoordConfig {
                 listen: args.listen,

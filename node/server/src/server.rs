@@ -84,7 +84,7 @@ impl Readiness {
                 let ok = store.get("health/ping").await.is_ok();
                 if flag.swap(ok, Ordering::AcqRel) != ok {
                     if ok {
-                        tracing::info!("metadata store reachable again");
+                        tracing::info!("metadata store reachable");
                     } else {
                         tracing::error!("metadata store unreachable; not ready");
                     }

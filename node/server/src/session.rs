@@ -341,7 +341,7 @@ impl NodeRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::MemStore;
+    use crate::meta::LocalStore;
 
     fn probe() -> HealthProbe {
         Arc::new(basic_health)
@@ -349,7 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_appear_and_vanish() {
-        let store: Arc<MemStore> = Arc::new(MemStore::new());
+        let store: Arc<LocalStore> = Arc::new(LocalStore::in_memory());
         let cancel = CancellationToken::new();
         let registry = NodeRegistry::spawn(store.clone(), cancel.clone()).await;
         let config = SessionConfig {

@@ -267,7 +267,7 @@ mod tests {
 
     use super::*;
     use crate::election::Candidate;
-    use crate::meta::MemStore;
+    use crate::meta::LocalStore;
 
     #[derive(Debug)]
     struct FakeClock(AtomicU64);
@@ -286,7 +286,7 @@ mod tests {
 
     const T0: u64 = 1_764_000_000_000;
 
-    async fn leader(store: &Arc<MemStore>, id: i64) -> Leadership {
+    async fn leader(store: &Arc<LocalStore>, id: i64) -> Leadership {
         Candidate::new(
             store.clone(),
             "leader/rootcoord",
@@ -300,7 +300,7 @@ mod tests {
     }
 
     async fn allocator(
-        store: &Arc<MemStore>,
+        store: &Arc<LocalStore>,
         clock: &Arc<FakeClock>,
         id: i64,
     ) -> Arc<TsoAllocator> {
@@ -317,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn ranges_are_contiguous_and_increasing() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         let a = tso.try_alloc(10).expect("alloc");
@@ -336,7 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_counts_are_refused() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         assert!(matches!(tso.try_alloc(0), Err(TsoError::BadCount(0))));
@@ -349,7 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn logical_overflow_advances_physical_instead_of_repeating() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         let mut last = 0;
@@ -368,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn exhausted_window_refuses_rather_than_repeating() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         store.set_down(true);
@@ -400,7 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn clock_stepping_back_never_repeats_or_decreases() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         clock.set(T0 + 1000);
@@ -421,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_leader_starts_above_everything_the_old_one_could_issue() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let old = allocator(&store, &clock, 1).await;
         let last = old.try_alloc(5).expect("alloc").as_u64() + 4;
@@ -439,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deposed_leader_cannot_extend_the_window() {
-        let store = Arc::new(MemStore::new());
+        let store = Arc::new(LocalStore::in_memory());
         let clock = Arc::new(FakeClock(AtomicU64::new(T0)));
         let tso = allocator(&store, &clock, 1).await;
         // Someone else took the key (as after our lease expired unnoticed).

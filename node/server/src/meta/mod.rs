@@ -7,14 +7,14 @@
 //! Keys are relative to the store's root, so several clusters can share one etcd.
 
 mod etcd;
-mod mem;
+mod local;
 
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 
 pub use etcd::{EtcdConfig, EtcdStore};
-pub use mem::MemStore;
+pub use local::LocalStore;
 
 /// etcd-style revision: increases with every write to the store.
 pub type Revision = i64;
