@@ -187,6 +187,22 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
         + 4;
     assert!(last_a > before);
 
+    // A batching client that knows both endpoints follows the leader.
+    let tso = TsoClient::connect(
+        &[b.endpoint(), a.endpoint()],
+        TsoClientConfig {
+            retry_deadline: Duration::from_secs(15),
+            ..TsoClientConfig::default()
+        },
+    )
+    .expect("client");
+    let via_client = tso
+        .timestamp()
+        .await
+        .expect("client finds the leader")
+        .as_u64();
+    assert!(via_client > last_a);
+
     a.process.kill9();
     let killed = Instant::now();
     let first_b = wait_for("b to take over", Duration::from_secs(10), || {
@@ -430,6 +446,12 @@ async fn collections_and_bad_input() {
         .expect_err("already dropped");
     assert_eq!(again.code(), Code::NotFound);
 
+    // Server reflection lists the services, as `grpcurl list` would.
+    let services = reflected_services(&rc).await;
+    for expected in ["milvuslike.v1.RootCoord", "grpc.health.v1.Health"] {
+        assert!(services.iter().any(|s| s == expected), "{services:?}");
+    }
+
     // Metrics are served and parse as Prometheus text.
     let body = http_get(rc.http_port, "/metrics").await;
     assert!(body.contains("rootcoord_tso_timestamps_total"), "{body}");
@@ -505,4 +527,31 @@ async fn etcd_unreachable_at_start_and_mid_run() {
     let after = wait_serving(&rc, Duration::from_secs(30)).await;
     assert!(after > before, "went back after etcd restart");
     assert!(!rc.process.has_exited());
+}
+
+async fn reflected_services(rc: &RootCoordProcess) -> Vec<String> {
+    use futures::StreamExt;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = Channel::from_shared(rc.endpoint())
+        .expect("uri")
+        .connect_lazy();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let first = responses.next().await.expect("a response").expect("ok");
+    match first.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
 }
