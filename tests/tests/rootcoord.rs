@@ -302,8 +302,10 @@ async fn a_killed_process_leaves_the_node_list_within_its_ttl() {
     .await
     .expect("b leaves");
     let took = killed.elapsed();
-    // etcd checks lease expiry every 500 ms; allow that on top of the TTL.
-    assert!(took <= Duration::from_millis(3500), "took {took:?}");
+    // The lease runs out at most TTL after the last heartbeat, which came before the
+    // kill; etcd checks expiry every 500 ms and then notifies watchers. Same bound as
+    // the leader failover: TTL + 1 s.
+    assert!(took <= Duration::from_secs(3 + 1), "took {took:?}");
     eprintln!("session of the killed process gone after {took:?}");
     let invalid = ca
         .list_nodes(proto::ListNodesRequest { role: 77 })
