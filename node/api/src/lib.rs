@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod leader_pool;
+pub mod root_coord_link;
 pub mod schema;
 pub mod timestamp;
 pub mod tso_client;

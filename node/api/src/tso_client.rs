@@ -7,18 +7,14 @@
 //! and gets larger timestamps; while an RPC is in flight the queue fills up, which is
 //! what makes the batches large under load.
 //!
-//! The client knows every root coordinator endpoint. On a transport error or an
-//! `Unavailable` answer (a standby, or a leader that lost its lease) it follows the
-//! leader hint if the answer carried one, else the next endpoint, with a short backoff,
-//! until its retry deadline.
+//! Calls go through a [`LeaderPool`], which follows the active root coordinator.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::LEADER_HINT_METADATA;
+use crate::leader_pool::{LeaderPool, retryable};
 use crate::proto::AllocTimestampRequest;
 use crate::proto::root_coord_client::RootCoordClient;
 use crate::timestamp::{MAX_LOGICAL, Timestamp};
@@ -98,7 +94,8 @@ impl TsoClient {
     /// Starts the batching task on the current Tokio runtime. Endpoints look like
     /// `http://127.0.0.1:19530`; connections are made lazily.
     pub fn connect(endpoints: &[String], config: TsoClientConfig) -> Result<Self, TsoError> {
-        let pool = EndpointPool::new(endpoints, config.rpc_timeout)?;
+        let pool = LeaderPool::new(endpoints, config.rpc_timeout)
+            .map_err(|e| TsoError::BadEndpoint(e.0))?;
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(run_batcher(pool, rx, config));
         Ok(Self { queue })
@@ -123,7 +120,7 @@ impl TsoClient {
 }
 
 async fn run_batcher(
-    mut pool: EndpointPool,
+    pool: LeaderPool,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     config: TsoClientConfig,
 ) {
@@ -151,7 +148,7 @@ async fn run_batcher(
                 Err(_) => break,
             }
         }
-        let result = pool.alloc(total, config.retry_deadline).await;
+        let result = alloc(&pool, total, config.retry_deadline).await;
         match result {
             Ok(first) => {
                 let mut next = first.as_u64();
@@ -174,121 +171,31 @@ async fn run_batcher(
     }
 }
 
-/// The root coordinators a client may talk to, and which one it talks to now.
-struct EndpointPool {
-    endpoints: Vec<Endpoint>,
-    current: usize,
-    client: Option<RootCoordClient<Channel>>,
-}
-
-impl EndpointPool {
-    fn new(addresses: &[String], rpc_timeout: Duration) -> Result<Self, TsoError> {
-        if addresses.is_empty() {
-            return Err(TsoError::BadEndpoint(String::new()));
-        }
-        let endpoints = addresses
-            .iter()
-            .map(|a| make_endpoint(a, rpc_timeout))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            endpoints,
-            current: 0,
-            client: None,
-        })
-    }
-
-    fn client(&mut self) -> RootCoordClient<Channel> {
-        self.client
-            .get_or_insert_with(|| {
-                RootCoordClient::new(self.endpoints[self.current].connect_lazy())
-            })
-            .clone()
-    }
-
-    /// Moves to the hinted leader if it is usable, else to the next endpoint.
-    fn fail_over(&mut self, status: &Status) {
-        self.client = None;
-        let hint = status
-            .metadata()
-            .get(LEADER_HINT_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .filter(|h| !h.is_empty());
-        if let Some(hint) = hint {
-            let uri = format!("http://{hint}");
-            if let Some(i) = self
-                .endpoints
-                .iter()
-                .position(|e| e.uri().to_string().trim_end_matches('/') == uri)
-            {
-                self.current = i;
-                return;
-            }
-            if let Ok(e) = make_endpoint(&uri, Duration::from_secs(3)) {
-                self.endpoints.push(e);
-                self.current = self.endpoints.len() - 1;
-                return;
-            }
-        }
-        self.current = (self.current + 1) % self.endpoints.len();
-    }
-
-    async fn alloc(&mut self, count: u32, deadline: Duration) -> Result<Timestamp, TsoError> {
-        let give_up = tokio::time::Instant::now() + deadline;
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let mut client = self.client();
-            match client
+async fn alloc(pool: &LeaderPool, count: u32, deadline: Duration) -> Result<Timestamp, TsoError> {
+    let resp = pool
+        .call(deadline, |channel| async move {
+            RootCoordClient::new(channel)
                 .alloc_timestamp(AllocTimestampRequest { count })
                 .await
-            {
-                Ok(resp) => {
-                    let resp = resp.into_inner();
-                    let first = Timestamp::from_u64(resp.timestamp);
-                    if resp.count != count
-                        || first.logical() + u64::from(count) - 1 > MAX_LOGICAL
-                        || first.as_u64() == 0
-                    {
-                        return Err(TsoError::Malformed(format!(
-                            "asked for {count} timestamps, got {} from {first}",
-                            resp.count
-                        )));
-                    }
-                    return Ok(first);
-                }
-                Err(status) if retryable(&status) => {
-                    if tokio::time::Instant::now() + backoff > give_up {
-                        return Err(TsoError::Unavailable(status));
-                    }
-                    tracing::debug!(%status, "root coordinator unavailable, failing over");
-                    self.fail_over(&status);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                Err(status) => return Err(TsoError::Refused(status)),
-            }
-        }
-    }
-}
-
-fn make_endpoint(address: &str, rpc_timeout: Duration) -> Result<Endpoint, TsoError> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    Endpoint::from_shared(uri)
-        .map(|e| {
-            e.timeout(rpc_timeout)
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
         })
-        .map_err(|_| TsoError::BadEndpoint(address.to_owned()))
-}
-
-/// Whether another root coordinator (or the same one later) may succeed.
-pub fn retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
-    )
+        .await
+        .map_err(|status| {
+            if retryable(&status) {
+                TsoError::Unavailable(status)
+            } else {
+                TsoError::Refused(status)
+            }
+        })?
+        .into_inner();
+    let first = Timestamp::from_u64(resp.timestamp);
+    if resp.count != count
+        || first.logical() + u64::from(count) - 1 > MAX_LOGICAL
+        || first.as_u64() == 0
+    {
+        return Err(TsoError::Malformed(format!(
+            "asked for {count} timestamps, got {} from {first}",
+            resp.count
+        )));
+    }
+    Ok(first)
 }

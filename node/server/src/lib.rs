@@ -3,10 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod datacoord;
 pub mod election;
 pub mod idalloc;
 pub mod meta;
 pub mod metrics;
+pub mod role;
 pub mod rootcoord;
 pub mod server;
 pub mod session;

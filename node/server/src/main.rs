@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
+use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
 use milvus_like_node::tso::TsoConfig;
@@ -221,25 +222,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("open the embedded metadata store")?;
             tracing::info!(data_dir = %args.data_dir.display(), "standalone mode");
             let config = RootCoordConfig {
-                listen: args.listen,
-                advertise: args.listen.to_string(),
-                http_listen: args.http_listen,
+                role: RoleConfig {
+                    advertise: args.listen.to_string(),
+                    ..RoleConfig::new(args.listen, args.http_listen)
+                },
                 ..RootCoordConfig::default()
             };
             rootcoord::run(Arc::new(store), config, cancel).await
         }
         Command::Rootcoord(args) => {
             let config = RootCoordConfig {
-                listen: args.listen,
-                advertise: args
-                    .advertise
-                    .unwrap_or_else(|| format!("127.0.0.1:{}", args.listen.port())),
-                http_listen: args.http_listen,
-                session: SessionConfig {
-                    ttl: args.session_ttl,
-                    heartbeat: args.heartbeat,
+                role: RoleConfig {
+                    listen: args.listen,
+                    advertise: args
+                        .advertise
+                        .unwrap_or_else(|| format!("127.0.0.1:{}", args.listen.port())),
+                    http_listen: args.http_listen,
+                    session: SessionConfig {
+                        ttl: args.session_ttl,
+                        heartbeat: args.heartbeat,
+                    },
+                    leader_ttl: args.leader_ttl,
                 },
-                leader_ttl: args.leader_ttl,
                 tso: TsoConfig {
                     window: args.tso_window,
                     update_interval: args.tso_update_interval,

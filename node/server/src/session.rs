@@ -78,6 +78,10 @@ pub struct Session {
     store: Arc<dyn MetaStore>,
     lease: Arc<std::sync::atomic::AtomicI64>,
     stop: CancellationToken,
+    /// Set when the process begins a graceful stop; published at once.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Wakes the heartbeat to publish now.
+    beat_now: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Session {
@@ -105,19 +109,26 @@ impl Session {
             health: Some(probe()),
             healthy: true,
             problems: vec![],
+            stopping: false,
         };
         let lease = store.grant_lease(config.ttl).await?;
         store.put(&key, info.encode_to_vec(), Some(lease)).await?;
         tracing::info!(node_id, role = role_name(role), %key, ttl = ?config.ttl, "session registered");
         let lease = Arc::new(std::sync::atomic::AtomicI64::new(lease));
         let stop = CancellationToken::new();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beat_now = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(heartbeat(
-            store.clone(),
-            key,
+            Heartbeat {
+                store: store.clone(),
+                key,
+                lease: lease.clone(),
+                config,
+                probe,
+                stopping: stopping.clone(),
+                beat_now: beat_now.clone(),
+            },
             info,
-            lease.clone(),
-            config,
-            probe,
             stop.clone(),
         ));
         Ok(Self {
@@ -125,7 +136,16 @@ impl Session {
             store,
             lease,
             stop,
+            stopping,
+            beat_now,
         })
+    }
+
+    /// Announces a graceful stop: coordinators move work away from this node.
+    pub fn mark_stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.beat_now.notify_one();
     }
 
     pub fn node_id(&self) -> i64 {
@@ -163,42 +183,47 @@ async fn next_node_id(store: &dyn MetaStore) -> MetaResult<i64> {
     }
 }
 
-async fn heartbeat(
+/// What the heartbeat task needs.
+struct Heartbeat {
     store: Arc<dyn MetaStore>,
     key: String,
-    mut info: NodeInfo,
     lease: Arc<std::sync::atomic::AtomicI64>,
     config: SessionConfig,
     probe: HealthProbe,
-    stop: CancellationToken,
-) {
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    beat_now: Arc<tokio::sync::Notify>,
+}
+
+async fn heartbeat(hb: Heartbeat, mut info: NodeInfo, stop: CancellationToken) {
     use std::sync::atomic::Ordering;
-    let mut interval = tokio::time::interval(config.heartbeat_interval());
+    let mut interval = tokio::time::interval(hb.config.heartbeat_interval());
     interval.tick().await;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = interval.tick() => {}
+            () = hb.beat_now.notified() => {}
         }
-        let current: LeaseId = lease.load(Ordering::Acquire);
-        let renewed = match store.keep_alive(current).await {
+        let current: LeaseId = hb.lease.load(Ordering::Acquire);
+        let renewed = match hb.store.keep_alive(current).await {
             Ok(_) => Ok(current),
             Err(MetaError::LeaseExpired(_)) => {
-                tracing::warn!(%key, "session expired (heartbeats were lost); registering again");
-                store.grant_lease(config.ttl).await
+                tracing::warn!(key = %hb.key, "session expired (heartbeats were lost); registering again");
+                hb.store.grant_lease(hb.config.ttl).await
             }
             Err(e) => Err(e),
         };
         let result = match renewed {
             Ok(l) => {
-                lease.store(l, Ordering::Release);
-                info.health = Some(probe());
-                store.put(&key, info.encode_to_vec(), Some(l)).await
+                hb.lease.store(l, Ordering::Release);
+                info.health = Some((hb.probe)());
+                info.stopping = hb.stopping.load(Ordering::Acquire);
+                hb.store.put(&hb.key, info.encode_to_vec(), Some(l)).await
             }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            tracing::warn!(%key, error = %e, "session heartbeat failed");
+            tracing::warn!(key = %hb.key, error = %e, "session heartbeat failed");
         }
     }
 }
@@ -225,9 +250,20 @@ pub fn evaluate(mut node: NodeInfo) -> NodeInfo {
 }
 
 /// Live view of every session, kept current by a watch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NodeRegistry {
     nodes: Arc<RwLock<BTreeMap<String, NodeInfo>>>,
+    /// Bumped after every change, for those who react to joins and leaves.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for NodeRegistry {
+    fn default() -> Self {
+        Self {
+            nodes: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl NodeRegistry {
@@ -237,6 +273,19 @@ impl NodeRegistry {
         let initial = registry.reload(store.as_ref()).await;
         tokio::spawn(registry.clone().run(store, initial.ok(), cancel));
         registry
+    }
+
+    /// Wakes up after every change of the node set or of a node's record.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Live nodes of one role, health evaluated, ordered by id.
+    pub fn nodes_of(&self, role: Role) -> Vec<NodeInfo> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.role == role as i32)
+            .collect()
     }
 
     /// Every live node, health evaluated, ordered by role then id.
@@ -259,6 +308,7 @@ impl NodeRegistry {
             }
         }
         *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.changes.send_modify(|v| *v += 1);
         Ok(revision)
     }
 
@@ -284,6 +334,8 @@ impl NodeRegistry {
                 }
             }
         }
+        drop(nodes);
+        self.changes.send_modify(|v| *v += 1);
     }
 
     async fn run(

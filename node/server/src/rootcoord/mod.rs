@@ -24,8 +24,8 @@ use crate::election::{Candidate, Leadership};
 use crate::idalloc::{IdAllocator, IdError};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::{RoleLabels, RootCoordMetrics, RpcLabels};
-use crate::server::{self, Readiness};
-use crate::session::{self, NodeRegistry, Session, SessionConfig};
+use crate::role::{Office, RoleConfig, RoleProcess, serve_terms};
+use crate::session::{self, NodeRegistry};
 use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig, TsoError};
 
 /// Leader key of the root coordinators.
@@ -33,15 +33,7 @@ pub const LEADER_KEY: &str = "election/rootcoord";
 
 #[derive(Debug, Clone)]
 pub struct RootCoordConfig {
-    /// Where the gRPC server listens.
-    pub listen: SocketAddr,
-    /// `host:port` other processes use to reach this one.
-    pub advertise: String,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served.
-    pub http_listen: SocketAddr,
-    pub session: SessionConfig,
-    /// Leader lease: a standby takes over at most this long after the leader dies.
-    pub leader_ttl: Duration,
+    pub role: RoleConfig,
     pub tso: TsoConfig,
     /// Ids reserved per metadata write.
     pub id_batch: u32,
@@ -50,11 +42,10 @@ pub struct RootCoordConfig {
 impl Default for RootCoordConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::ROOT_COORD)),
-            advertise: format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD),
-            http_listen: SocketAddr::from(([0, 0, 0, 0], 9091)),
-            session: SessionConfig::default(),
-            leader_ttl: Duration::from_secs(10),
+            role: RoleConfig::new(
+                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::ROOT_COORD)),
+                SocketAddr::from(([0, 0, 0, 0], 9091)),
+            ),
             tso: TsoConfig::default(),
             id_batch: 10_000,
         }
@@ -72,6 +63,7 @@ struct Active {
 #[derive(Debug)]
 struct Shared {
     store: Arc<dyn MetaStore>,
+    config: RootCoordConfig,
     active: RwLock<Option<Arc<Active>>>,
     registry: NodeRegistry,
     catalog: Catalog,
@@ -107,35 +99,6 @@ impl RootCoordService {
             .active
             .write()
             .unwrap_or_else(|p| p.into_inner()) = active;
-    }
-
-    /// Takes office: starts the TSO and id allocator under this term's fence.
-    async fn activate(
-        &self,
-        leadership: Leadership,
-        config: &RootCoordConfig,
-    ) -> Result<Arc<TsoAllocator>, anyhow::Error> {
-        let tso = TsoAllocator::start(
-            self.shared.store.clone(),
-            leadership.clone(),
-            self.shared.clock.clone(),
-            config.tso.clone(),
-            self.shared.metrics.clone(),
-        )
-        .await?;
-        let ids = IdAllocator::start(
-            self.shared.store.clone(),
-            leadership.clone(),
-            config.id_batch,
-        )
-        .await?;
-        self.set_active(Some(Arc::new(Active {
-            leadership,
-            tso: tso.clone(),
-            ids,
-        })));
-        self.shared.metrics.leader_elections.inc();
-        Ok(tso)
     }
 
     /// `Unavailable`, carrying the current leader's address when known.
@@ -474,8 +437,46 @@ async fn export_node_gauges(
     }
 }
 
+#[async_trait::async_trait]
+impl Office for RootCoordService {
+    /// Starts the TSO and the id allocator under this term's fence.
+    async fn take_office(
+        &self,
+        leadership: Leadership,
+        term: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        let tso = TsoAllocator::start(
+            shared.store.clone(),
+            leadership.clone(),
+            shared.clock.clone(),
+            shared.config.tso.clone(),
+            shared.metrics.clone(),
+        )
+        .await?;
+        let ids = IdAllocator::start(
+            shared.store.clone(),
+            leadership.clone(),
+            shared.config.id_batch,
+        )
+        .await?;
+        tokio::spawn(tso.clone().run(term));
+        self.set_active(Some(Arc::new(Active {
+            leadership,
+            tso,
+            ids,
+        })));
+        shared.metrics.leader_elections.inc();
+        Ok(())
+    }
+
+    fn leave_office(&self) {
+        self.set_active(None);
+    }
+}
+
 /// Runs a root coordinator until `cancel` fires: registers its session, serves gRPC
-/// (with health and reflection) and HTTP, and campaigns for leadership in a loop.
+/// (with health and reflection) and HTTP, and serves terms as leader when elected.
 pub async fn run(
     store: Arc<dyn MetaStore>,
     config: RootCoordConfig,
@@ -484,95 +485,47 @@ pub async fn run(
     let metrics = Arc::new(RootCoordMetrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-
-    let session = crate::meta::with_retry("session registration", Duration::from_secs(600), || {
-        Session::register(
-            store.clone(),
-            Role::RootCoord,
-            config.advertise.clone(),
-            config.session.clone(),
-            Arc::new(session::basic_health),
-        )
-    })
-    .await?;
-    let node_id = session.node_id();
+    let process =
+        RoleProcess::start(store.clone(), Role::RootCoord, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
     let span = tracing::info_span!("rootcoord", node_id);
     let _enter = span.enter();
-
-    let nodes = NodeRegistry::spawn(store.clone(), cancel.clone()).await;
     tokio::spawn(export_node_gauges(
-        nodes.clone(),
+        process.nodes.clone(),
         metrics.clone(),
         cancel.clone(),
     ));
     let service = RootCoordService {
         shared: Arc::new(Shared {
             store: store.clone(),
+            config: config.clone(),
             active: RwLock::new(None),
-            registry: nodes,
+            registry: process.nodes.clone(),
             catalog: Catalog::new(store.clone()),
-            metrics: metrics.clone(),
+            metrics,
             node_id,
             clock: Arc::new(SystemClock),
         }),
     };
-
-    let readiness = Readiness::spawn(store.clone(), cancel.clone());
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_not_serving::<RootCoordServer<RootCoordService>>()
-        .await;
-    let grpc = server::serve_grpc(
-        config.listen,
-        health_service,
-        RootCoordServer::new(service.clone()),
-        cancel.clone(),
-    )
-    .await?;
-    let http = server::serve_http(config.http_listen, registry, readiness, cancel.clone()).await?;
-    tracing::info!(listen = %config.listen, advertise = %config.advertise, http = %config.http_listen, "root coordinator up");
-
+    let servers = process
+        .serve(RootCoordServer::new(service.clone()), registry, &cancel)
+        .await?;
     let candidate = Candidate::new(
         store.clone(),
         LEADER_KEY,
         node_id,
-        config.advertise.clone(),
-        config.leader_ttl,
+        config.role.advertise.clone(),
+        config.role.leader_ttl,
     );
-    while let Some(leadership) = candidate.campaign(&cancel).await {
-        match service.activate(leadership.clone(), &config).await {
-            Ok(tso) => {
-                tracing::info!(node_id, "serving as the active root coordinator");
-                health
-                    .set_serving::<RootCoordServer<RootCoordService>>()
-                    .await;
-                tokio::spawn(tso.run(cancel.child_token()));
-                tokio::select! {
-                    () = leadership.lost() => {}
-                    () = cancel.cancelled() => {}
-                }
-                service.set_active(None);
-                health
-                    .set_not_serving::<RootCoordServer<RootCoordService>>()
-                    .await;
-                if cancel.is_cancelled() {
-                    leadership.resign(store.as_ref()).await;
-                } else {
-                    tracing::warn!(node_id, "no longer the leader; standing by");
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not take office; resigning and retrying");
-                leadership.resign(store.as_ref()).await;
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-    session.close().await;
-    server::drain(grpc, http).await;
-    tracing::info!(node_id, "root coordinator stopped");
+    serve_terms(
+        &candidate,
+        store.as_ref(),
+        &service,
+        &servers.health,
+        <RootCoordServer<RootCoordService> as tonic::server::NamedService>::NAME,
+        &cancel,
+    )
+    .await;
+    process.shut_down(servers).await;
     Ok(())
 }

@@ -1,0 +1,123 @@
+//! What other roles need from the root coordinator, with caching and batching:
+//! timestamps (through the batching [`TsoClient`]), ids (reserved in blocks),
+//! and collection descriptions (cached; collections are immutable once created).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::Status;
+
+use crate::Timestamp;
+use crate::leader_pool::LeaderPool;
+use crate::proto::root_coord_client::RootCoordClient;
+use crate::proto::{AllocIdRequest, CollectionInfo, DescribeCollectionRequest};
+use crate::tso_client::{TsoClient, TsoClientConfig, TsoError};
+
+/// Ids fetched per `AllocId` call.
+const ID_BLOCK: u32 = 1000;
+/// How long a cached collection description is trusted (a dropped collection
+/// disappears from the cache after this).
+const COLLECTION_CACHE_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct RootCoordLink {
+    pool: LeaderPool,
+    tso: TsoClient,
+    /// Deadline for one logical call, failovers included.
+    deadline: Duration,
+    ids: tokio::sync::Mutex<(i64, i64)>,
+    collections: Mutex<HashMap<i64, (Instant, CollectionInfo)>>,
+}
+
+impl RootCoordLink {
+    /// Starts the TSO batching task; must run inside a Tokio runtime.
+    pub fn connect(endpoints: &[String], deadline: Duration) -> Result<Self, TsoError> {
+        let pool = LeaderPool::new(endpoints, Duration::from_secs(5))
+            .map_err(|e| TsoError::BadEndpoint(e.0))?;
+        let tso = TsoClient::connect(
+            endpoints,
+            TsoClientConfig {
+                retry_deadline: deadline,
+                ..TsoClientConfig::default()
+            },
+        )?;
+        Ok(Self {
+            pool,
+            tso,
+            deadline,
+            ids: tokio::sync::Mutex::new((0, 0)),
+            collections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn tso(&self) -> &TsoClient {
+        &self.tso
+    }
+
+    pub async fn timestamp(&self) -> Result<Timestamp, Status> {
+        self.tso.timestamp().await.map_err(|e| match e {
+            TsoError::Unavailable(s) | TsoError::Refused(s) => s,
+            other => Status::unavailable(other.to_string()),
+        })
+    }
+
+    /// One fresh global id.
+    pub async fn alloc_id(&self) -> Result<i64, Status> {
+        let mut ids = self.ids.lock().await;
+        if ids.0 >= ids.1 {
+            let resp = self
+                .pool
+                .call(self.deadline, |channel| async move {
+                    RootCoordClient::new(channel)
+                        .alloc_id(AllocIdRequest { count: ID_BLOCK })
+                        .await
+                })
+                .await?
+                .into_inner();
+            if resp.count != ID_BLOCK {
+                return Err(Status::internal(format!(
+                    "asked the root coordinator for {ID_BLOCK} ids, got {}",
+                    resp.count
+                )));
+            }
+            *ids = (resp.start, resp.start + i64::from(resp.count));
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// The collection with this id; `NotFound` when it does not exist.
+    pub async fn collection(&self, id: i64) -> Result<CollectionInfo, Status> {
+        if let Some((at, info)) = self
+            .collections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            && at.elapsed() < COLLECTION_CACHE_TTL
+        {
+            return Ok(info.clone());
+        }
+        let info = self
+            .pool
+            .call(self.deadline, |channel| async move {
+                RootCoordClient::new(channel)
+                    .describe_collection(DescribeCollectionRequest {
+                        collection: Some(
+                            crate::proto::describe_collection_request::Collection::Id(id),
+                        ),
+                    })
+                    .await
+            })
+            .await?
+            .into_inner()
+            .collection
+            .ok_or_else(|| Status::internal("the root coordinator described no collection"))?;
+        self.collections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (Instant::now(), info.clone()));
+        Ok(info)
+    }
+}

@@ -1,0 +1,212 @@
+//! What every role process does around its own service: register a session, watch
+//! the other sessions, serve gRPC (with health and reflection) and HTTP, and, for
+//! the active/standby coordinators, take office when elected and leave it when the
+//! term ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use milvus_like_api::proto::Role;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::election::{Candidate, Leadership};
+use crate::meta::MetaStore;
+use crate::server::{self, Readiness};
+use crate::session::{self, NodeRegistry, Session, SessionConfig};
+
+/// Addresses and session settings every role has.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// Where the gRPC server listens.
+    pub listen: SocketAddr,
+    /// `host:port` other processes use to reach this one.
+    pub advertise: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_listen: SocketAddr,
+    pub session: SessionConfig,
+    /// Leader lease of active/standby roles: a standby takes over at most this long
+    /// after the leader dies.
+    pub leader_ttl: Duration,
+}
+
+impl RoleConfig {
+    pub fn new(listen: SocketAddr, http_listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            advertise: format!("127.0.0.1:{}", listen.port()),
+            http_listen,
+            session: SessionConfig::default(),
+            leader_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A registered process: its session, the view of the other sessions, readiness.
+#[derive(Debug)]
+pub struct RoleProcess {
+    pub store: Arc<dyn MetaStore>,
+    pub session: Session,
+    pub nodes: NodeRegistry,
+    pub config: RoleConfig,
+    readiness: Readiness,
+}
+
+/// The running servers of a role process.
+#[derive(Debug)]
+pub struct Servers {
+    pub health: HealthReporter,
+    grpc: JoinHandle<()>,
+    http: JoinHandle<()>,
+}
+
+impl RoleProcess {
+    /// Registers the session (retrying while the store is unreachable) and starts
+    /// watching the other sessions.
+    pub async fn start(
+        store: Arc<dyn MetaStore>,
+        role: Role,
+        config: RoleConfig,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let session =
+            crate::meta::with_retry("session registration", Duration::from_secs(600), || {
+                Session::register(
+                    store.clone(),
+                    role,
+                    config.advertise.clone(),
+                    config.session.clone(),
+                    Arc::new(session::basic_health),
+                )
+            })
+            .await?;
+        let nodes = NodeRegistry::spawn(store.clone(), cancel.clone()).await;
+        let readiness = Readiness::spawn(store.clone(), cancel.clone());
+        Ok(Self {
+            store,
+            session,
+            nodes,
+            config,
+            readiness,
+        })
+    }
+
+    pub fn node_id(&self) -> i64 {
+        self.session.node_id()
+    }
+
+    /// Serves `service` (plus health and reflection) and the HTTP endpoints; the
+    /// service reports NOT_SERVING until [`serve_terms`] or the caller says otherwise.
+    pub async fn serve<S>(
+        &self,
+        service: S,
+        metrics: Registry,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Servers>
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(S::NAME, ServingStatus::NotServing)
+            .await;
+        let grpc =
+            server::serve_grpc(self.config.listen, health_service, service, cancel.clone()).await?;
+        let http = server::serve_http(
+            self.config.http_listen,
+            metrics,
+            self.readiness.clone(),
+            cancel.clone(),
+        )
+        .await?;
+        tracing::info!(
+            node_id = self.node_id(),
+            service = S::NAME,
+            listen = %self.config.listen,
+            advertise = %self.config.advertise,
+            http = %self.config.http_listen,
+            "serving"
+        );
+        Ok(Servers { health, grpc, http })
+    }
+
+    /// Deletes the session and lets the servers finish (bounded).
+    pub async fn shut_down(self, servers: Servers) {
+        let node_id = self.node_id();
+        self.session.close().await;
+        server::drain(servers.grpc, servers.http).await;
+        tracing::info!(node_id, "stopped");
+    }
+}
+
+/// The duties of an active/standby role while it leads.
+#[async_trait::async_trait]
+pub trait Office: Send + Sync {
+    /// Takes office for this term. Background work must stop when `term` fires.
+    async fn take_office(
+        &self,
+        leadership: Leadership,
+        term: CancellationToken,
+    ) -> anyhow::Result<()>;
+    /// The term ended; stop serving leader-only requests.
+    fn leave_office(&self);
+}
+
+/// Campaigns, serves a term when elected, stands by again when it ends, until
+/// `cancel`; then resigns so that a standby takes over at once.
+pub async fn serve_terms(
+    candidate: &Candidate,
+    store: &dyn MetaStore,
+    office: &dyn Office,
+    health: &HealthReporter,
+    service_name: &str,
+    cancel: &CancellationToken,
+) {
+    while let Some(leadership) = candidate.campaign(cancel).await {
+        let term = cancel.child_token();
+        match office.take_office(leadership.clone(), term.clone()).await {
+            Ok(()) => {
+                tracing::info!(service = service_name, "took office");
+                health
+                    .set_service_status(service_name, ServingStatus::Serving)
+                    .await;
+                tokio::select! {
+                    () = leadership.lost() => {}
+                    () = cancel.cancelled() => {}
+                }
+                term.cancel();
+                office.leave_office();
+                health
+                    .set_service_status(service_name, ServingStatus::NotServing)
+                    .await;
+                if cancel.is_cancelled() {
+                    leadership.resign(store).await;
+                } else {
+                    tracing::warn!(service = service_name, "term ended; standing by");
+                }
+            }
+            Err(e) => {
+                term.cancel();
+                tracing::error!(error = %format!("{e:#}"), "could not take office; resigning and retrying");
+                leadership.resign(store).await;
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
