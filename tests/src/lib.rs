@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fake_datanode;
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -485,5 +487,57 @@ pub fn test_schema(name: &str, dim: u32) -> milvus_like_api::proto::CollectionSc
                 ..FieldSchema::default()
             },
         ],
+    }
+}
+
+/// A `milvus-like datacoord` process.
+#[derive(Debug)]
+pub struct DataCoordProcess {
+    pub port: u16,
+    pub http_port: u16,
+    pub process: Process,
+}
+
+impl DataCoordProcess {
+    /// Starts with the test defaults (3 channels, round robin, 3 s TTLs) plus `extra` flags.
+    pub fn start_on(
+        dir: &Path,
+        name: &str,
+        opts: &RootCoordOptions,
+        rootcoord: &str,
+        (port, http_port): (u16, u16),
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(node_binary());
+        cmd.arg("datacoord")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--http-listen=127.0.0.1:{http_port}"))
+            .arg(format!("--etcd-endpoints={}", opts.etcd_endpoint))
+            .arg(format!("--meta-root={}", opts.meta_root))
+            .arg(format!("--session-ttl={}", opts.session_ttl))
+            .arg(format!("--leader-ttl={}", opts.leader_ttl))
+            .arg(format!("--rootcoord-endpoints={rootcoord}"))
+            .arg("--etcd-timeout=1s")
+            .args(extra)
+            .env("RUST_LOG", "info,milvus_like_node=debug");
+        let process = Process::spawn(name, cmd, dir.join(format!("{name}.log")))?;
+        Ok(Self {
+            port,
+            http_port,
+            process,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(
+        &self,
+    ) -> milvus_like_api::proto::data_coord_client::DataCoordClient<tonic::transport::Channel> {
+        let channel = tonic::transport::Channel::from_shared(self.endpoint())
+            .expect("a valid endpoint uri")
+            .connect_lazy();
+        milvus_like_api::proto::data_coord_client::DataCoordClient::new(channel)
     }
 }

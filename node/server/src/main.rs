@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use milvus_like_node::datacoord::balancer::BalancerRegistry;
+use milvus_like_node::datacoord::segments::SegmentConfig;
+use milvus_like_node::datacoord::{self, DataCoordConfig};
 use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
@@ -45,6 +48,8 @@ enum Command {
     Standalone(StandaloneArgs),
     /// Run a root coordinator: TSO, global ids, collection metadata, node registry.
     Rootcoord(RootCoordArgs),
+    /// Run a data coordinator: channel ownership, segment allocation, flush scheduling.
+    Datacoord(DataCoordArgs),
 }
 
 /// Where the metadata lives.
@@ -98,15 +103,8 @@ struct RootCoordArgs {
     http_listen: SocketAddr,
     #[command(flatten)]
     etcd: EtcdArgs,
-    /// Session TTL: a dead process is dropped from the node list this long after its last heartbeat.
-    #[arg(long, env = "MILVUS_LIKE_SESSION_TTL", default_value = "30s", value_parser = parse_duration)]
-    session_ttl: Duration,
-    /// Heartbeat period (capped at a third of the session TTL).
-    #[arg(long, env = "MILVUS_LIKE_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
-    heartbeat: Duration,
-    /// Leader lease TTL: a standby takes over at most this long after the leader dies.
-    #[arg(long, env = "MILVUS_LIKE_LEADER_TTL", default_value = "10s", value_parser = parse_duration)]
-    leader_ttl: Duration,
+    #[command(flatten)]
+    liveness: LivenessArgs,
     /// How far ahead the TSO window is persisted.
     #[arg(long, env = "MILVUS_LIKE_TSO_WINDOW", default_value = "3s", value_parser = parse_duration)]
     tso_window: Duration,
@@ -134,6 +132,91 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:9091"
     )]
     http_listen: SocketAddr,
+}
+
+/// How fast dead processes are noticed.
+#[derive(Debug, Args)]
+struct LivenessArgs {
+    /// Session TTL: a dead process is dropped from the node list this long after its last heartbeat.
+    #[arg(long, env = "MILVUS_LIKE_SESSION_TTL", default_value = "30s", value_parser = parse_duration)]
+    session_ttl: Duration,
+    /// Heartbeat period (capped at a third of the session TTL).
+    #[arg(long, env = "MILVUS_LIKE_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Leader lease TTL: a standby takes over at most this long after the leader dies.
+    #[arg(long, env = "MILVUS_LIKE_LEADER_TTL", default_value = "10s", value_parser = parse_duration)]
+    leader_ttl: Duration,
+}
+
+impl LivenessArgs {
+    fn role(
+        &self,
+        listen: SocketAddr,
+        advertise: Option<String>,
+        http_listen: SocketAddr,
+    ) -> RoleConfig {
+        RoleConfig {
+            listen,
+            advertise: advertise.unwrap_or_else(|| format!("127.0.0.1:{}", listen.port())),
+            http_listen,
+            session: SessionConfig {
+                ttl: self.session_ttl,
+                heartbeat: self.heartbeat,
+            },
+            leader_ttl: self.leader_ttl,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct DataCoordArgs {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_LISTEN",
+        default_value = "0.0.0.0:13333"
+    )]
+    listen: SocketAddr,
+    /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
+    #[arg(long, env = "MILVUS_LIKE_DATACOORD_ADVERTISE")]
+    advertise: Option<String>,
+    /// HTTP address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_HTTP_LISTEN",
+        default_value = "0.0.0.0:9093"
+    )]
+    http_listen: SocketAddr,
+    /// Root coordinator endpoints, comma separated (all of them; the leader is found).
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    rootcoord_endpoints: Vec<String>,
+    /// Number of channels (= partitions of the insert and delete topics); fixed when the cluster is created.
+    #[arg(long, env = "MILVUS_LIKE_CHANNELS", default_value_t = 3)]
+    channels: u32,
+    /// Channel balancer: round_robin, least_load or consistent_hash.
+    #[arg(long, env = "MILVUS_LIKE_BALANCER", default_value = "round_robin")]
+    balancer: String,
+    /// Largest segment in MiB; with the schema's row size it gives the row limit.
+    #[arg(long, env = "MILVUS_LIKE_MAX_SEGMENT_MIB", default_value_t = 512)]
+    max_segment_mib: u64,
+    /// Row grants are void after this.
+    #[arg(long, env = "MILVUS_LIKE_GRANT_LIFETIME", default_value = "2s", value_parser = parse_duration)]
+    grant_lifetime: Duration,
+    /// Seal a growing segment with no new grant for this long (if it holds 16 MiB or more).
+    #[arg(long, env = "MILVUS_LIKE_SEGMENT_MAX_IDLE", default_value = "10m", value_parser = parse_duration)]
+    segment_max_idle: Duration,
+    /// Seal a growing segment this old.
+    #[arg(long, env = "MILVUS_LIKE_SEGMENT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    segment_max_lifetime: Duration,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    liveness: LivenessArgs,
 }
 
 /// Parses `250ms`, `3s`, `2m` or `1h`.
@@ -232,18 +315,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Rootcoord(args) => {
             let config = RootCoordConfig {
-                role: RoleConfig {
-                    listen: args.listen,
-                    advertise: args
-                        .advertise
-                        .unwrap_or_else(|| format!("127.0.0.1:{}", args.listen.port())),
-                    http_listen: args.http_listen,
-                    session: SessionConfig {
-                        ttl: args.session_ttl,
-                        heartbeat: args.heartbeat,
-                    },
-                    leader_ttl: args.leader_ttl,
-                },
+                role: args
+                    .liveness
+                    .role(args.listen, args.advertise, args.http_listen),
                 tso: TsoConfig {
                     window: args.tso_window,
                     update_interval: args.tso_update_interval,
@@ -254,6 +328,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .context("connect to etcd")?;
             rootcoord::run(Arc::new(store), config, cancel).await
+        }
+        Command::Datacoord(args) => {
+            let config = DataCoordConfig {
+                role: args
+                    .liveness
+                    .role(args.listen, args.advertise, args.http_listen),
+                rootcoord: args.rootcoord_endpoints,
+                channels: args.channels,
+                balancer: args.balancer,
+                segments: SegmentConfig {
+                    max_segment_bytes: args.max_segment_mib.max(1) << 20,
+                    grant_lifetime: args.grant_lifetime,
+                    max_idle: args.segment_max_idle,
+                    max_lifetime: args.segment_max_lifetime,
+                    ..SegmentConfig::default()
+                },
+                ..DataCoordConfig::default()
+            };
+            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
+                .await
+                .context("connect to etcd")?;
+            datacoord::run(
+                Arc::new(store),
+                config,
+                BalancerRegistry::with_builtins(),
+                cancel,
+            )
+            .await
         }
     }
 }

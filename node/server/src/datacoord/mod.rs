@@ -1,4 +1,553 @@
-//! The data coordinator: decides where data goes (channel ownership, segments,
-//! flushes). See issue #3.
+//! The data coordinator (port 13333): decides where data goes.
+//!
+//! - [`channels`]: which data node consumes each channel, moved by handshake and
+//!   fenced by an ownership epoch.
+//! - [`segments`]: row grants in growing segments, seal policies, flush scheduling,
+//!   and the epoch-checked commits of flushed files and checkpoints.
+//! - [`balancer`]: the pluggable strategies that pick channel owners.
+//!
+//! Active/standby like the root coordinator (leader key `election/datacoord`); a
+//! standby answers `Unavailable` with the leader's address.
 
 pub mod balancer;
+pub mod channels;
+pub mod segments;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use milvus_like_api::LEADER_HINT_METADATA;
+use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
+use milvus_like_api::proto::{self, Role};
+use milvus_like_api::root_coord_link::RootCoordLink;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use self::balancer::{BalancerRegistry, NodeLoad};
+use self::channels::{ChannelError, ChannelManager, DataNodeClients, HandshakeConfig};
+use self::segments::{SegmentConfig, SegmentError, SegmentManager};
+use crate::election::{Candidate, Leadership};
+use crate::meta::{MetaError, MetaStore};
+use crate::role::{Office, RoleConfig, RoleProcess, serve_terms};
+
+/// Leader key of the data coordinators.
+pub const LEADER_KEY: &str = "election/datacoord";
+
+#[derive(Debug, Clone)]
+pub struct DataCoordConfig {
+    pub role: RoleConfig,
+    /// Root coordinator endpoints (all of them; the leader is found).
+    pub rootcoord: Vec<String>,
+    /// Channels = partitions of the insert and delete topics. Fixed at creation.
+    pub channels: u32,
+    /// Balancer strategy name (see [`BalancerRegistry`]).
+    pub balancer: String,
+    pub segments: SegmentConfig,
+    pub handshake: HandshakeConfig,
+    /// How long `Flush(wait)` and `DrainNode` wait at most.
+    pub wait_deadline: Duration,
+}
+
+impl Default for DataCoordConfig {
+    fn default() -> Self {
+        Self {
+            role: RoleConfig::new(
+                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::DATA_COORD)),
+                SocketAddr::from(([0, 0, 0, 0], 9093)),
+            ),
+            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
+            channels: 3,
+            balancer: "round_robin".into(),
+            segments: SegmentConfig::default(),
+            handshake: HandshakeConfig::default(),
+            wait_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct DataCoordMetrics {
+    pub is_leader: Gauge,
+    pub channels_moved: Counter,
+    pub orphaned_channels: Gauge,
+    pub segments_sealed: Counter,
+    pub commits: Counter,
+    pub stale_commits: Counter,
+}
+
+impl DataCoordMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("datacoord");
+        r.register(
+            "is_leader",
+            "1 when this process is the active data coordinator",
+            self.is_leader.clone(),
+        );
+        r.register(
+            "channels_moved",
+            "Channel ownership changes",
+            self.channels_moved.clone(),
+        );
+        r.register(
+            "orphaned_channels",
+            "Channels no data node can own right now",
+            self.orphaned_channels.clone(),
+        );
+        r.register("commits", "Flush commits accepted", self.commits.clone());
+        r.register(
+            "stale_commits",
+            "Flush commits refused because the sender no longer owns the channel",
+            self.stale_commits.clone(),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct Active {
+    channels: Arc<ChannelManager>,
+    segments: Arc<SegmentManager>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn MetaStore>,
+    config: DataCoordConfig,
+    nodes: crate::session::NodeRegistry,
+    root: Arc<RootCoordLink>,
+    balancers: BalancerRegistry,
+    clients: Arc<DataNodeClients>,
+    active: RwLock<Option<Arc<Active>>>,
+    metrics: Arc<DataCoordMetrics>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataCoordService {
+    shared: Arc<Shared>,
+}
+
+fn meta_status(e: &MetaError) -> Status {
+    match e {
+        MetaError::Unavailable(m) => {
+            Status::unavailable(format!("metadata store unreachable: {m}"))
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+impl DataCoordService {
+    fn active(&self) -> Option<Arc<Active>> {
+        self.shared
+            .active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn not_leader(&self) -> Status {
+        let leader = crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY)
+            .await
+            .ok()
+            .flatten();
+        let mut status = Status::unavailable(match &leader {
+            Some(l) => format!(
+                "not the leader; data coordinator {} at {} is",
+                l.node_id, l.address
+            ),
+            None => "not the leader, and no data coordinator leads right now; retry shortly".into(),
+        });
+        if let Some(Ok(v)) = leader.map(|l| l.address.parse()) {
+            status.metadata_mut().insert(LEADER_HINT_METADATA, v);
+        }
+        status
+    }
+
+    async fn leader_only(&self) -> Result<Arc<Active>, Status> {
+        match self.active() {
+            Some(a) => Ok(a),
+            None => Err(self.not_leader().await),
+        }
+    }
+
+    async fn channel_status(&self, e: ChannelError) -> Status {
+        match e {
+            ChannelError::NotLeader => self.not_leader().await,
+            ChannelError::InvalidArgument(m) => Status::invalid_argument(m),
+            ChannelError::NotFound(m) => Status::not_found(m),
+            ChannelError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ChannelError::Meta(m) => meta_status(&m),
+        }
+    }
+
+    async fn segment_status(&self, e: SegmentError) -> Status {
+        match e {
+            SegmentError::Channel(c) => self.channel_status(c).await,
+            SegmentError::InvalidArgument(m) => Status::invalid_argument(m),
+            SegmentError::NotFound(m) => Status::not_found(m),
+            SegmentError::FailedPrecondition(m) => Status::failed_precondition(m),
+            SegmentError::Upstream(s) => s,
+            SegmentError::Meta(m) => meta_status(&m),
+        }
+    }
+
+    async fn assignments(&self, active: &Active) -> Result<Vec<proto::ChannelAssignment>, Status> {
+        match active.channels.distribution().await {
+            Ok((records, _, _)) => Ok(records),
+            Err(e) => Err(self.channel_status(e).await),
+        }
+    }
+
+    async fn reconcile(&self, active: &Active, reason: &str) -> Result<Vec<u32>, Status> {
+        match active.channels.reconcile(reason).await {
+            Ok(r) => {
+                self.shared
+                    .metrics
+                    .channels_moved
+                    .inc_by(r.moved.len() as u64);
+                self.shared
+                    .metrics
+                    .orphaned_channels
+                    .set(i64::try_from(r.orphaned.len()).unwrap_or(i64::MAX));
+                Ok(r.moved)
+            }
+            Err(e) => Err(self.channel_status(e).await),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DataCoord for DataCoordService {
+    #[tracing::instrument(skip_all)]
+    async fn assign_segment_id(
+        &self,
+        request: Request<proto::AssignSegmentIdRequest>,
+    ) -> Result<Response<proto::AssignSegmentIdResponse>, Status> {
+        let active = self.leader_only().await?;
+        match active.segments.assign(&request.into_inner().requests).await {
+            Ok(assignments) => Ok(Response::new(proto::AssignSegmentIdResponse {
+                assignments,
+            })),
+            Err(e) => Err(self.segment_status(e).await),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(collection_id))]
+    async fn flush(
+        &self,
+        request: Request<proto::FlushRequest>,
+    ) -> Result<Response<proto::FlushResponse>, Status> {
+        let req = request.into_inner();
+        tracing::Span::current().record("collection_id", req.collection_id);
+        let active = self.leader_only().await?;
+        self.shared.root.collection(req.collection_id).await?;
+        let sealed = match active.segments.seal_collection(req.collection_id).await {
+            Ok(ids) => ids,
+            Err(e) => return Err(self.segment_status(e).await),
+        };
+        if !req.wait {
+            return Ok(Response::new(proto::FlushResponse {
+                sealed_segment_ids: sealed,
+                flushed_segment_ids: vec![],
+            }));
+        }
+        let pending = active
+            .segments
+            .wait_flushed(&sealed, self.shared.config.wait_deadline)
+            .await;
+        if !pending.is_empty() {
+            return Err(Status::deadline_exceeded(format!(
+                "segments {pending:?} were not flushed within {:?}; they will be, keep polling ListSegments",
+                self.shared.config.wait_deadline
+            )));
+        }
+        Ok(Response::new(proto::FlushResponse {
+            flushed_segment_ids: sealed.clone(),
+            sealed_segment_ids: sealed,
+        }))
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<proto::ListSegmentsRequest>,
+    ) -> Result<Response<proto::ListSegmentsResponse>, Status> {
+        let collection = request.into_inner().collection_id;
+        let active = self.leader_only().await?;
+        self.shared.root.collection(collection).await?;
+        Ok(Response::new(proto::ListSegmentsResponse {
+            segments: active.segments.list(collection).await,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id, channel, epoch))]
+    async fn commit_flush(
+        &self,
+        request: Request<proto::CommitFlushRequest>,
+    ) -> Result<Response<proto::CommitFlushResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("node_id", req.node_id);
+        span.record("channel", req.channel);
+        span.record("epoch", req.epoch);
+        let active = self.leader_only().await?;
+        match active.segments.commit_flush(&req).await {
+            Ok(()) => {
+                self.shared.metrics.commits.inc();
+                Ok(Response::new(proto::CommitFlushResponse {}))
+            }
+            Err(e) => {
+                let status = self.segment_status(e).await;
+                if status.code() == tonic::Code::FailedPrecondition {
+                    self.shared.metrics.stale_commits.inc();
+                    tracing::warn!(message = status.message(), "commit refused");
+                }
+                Err(status)
+            }
+        }
+    }
+
+    async fn report_load(
+        &self,
+        request: Request<proto::ReportLoadRequest>,
+    ) -> Result<Response<proto::ReportLoadResponse>, Status> {
+        let req = request.into_inner();
+        let active = self.leader_only().await?;
+        let load = NodeLoad {
+            node_id: req.node_id,
+            buffered_bytes: req.channels.iter().map(|c| c.buffered_bytes).sum(),
+            rows_per_second: req.channels.iter().map(|c| c.rows_per_second).sum(),
+            memory_used_bytes: req.memory_used_bytes,
+            lag: req.channels.iter().map(|c| c.lag.max(0)).sum(),
+        };
+        active.channels.report_load(load);
+        Ok(Response::new(proto::ReportLoadResponse {}))
+    }
+
+    async fn get_channel_distribution(
+        &self,
+        _request: Request<proto::GetChannelDistributionRequest>,
+    ) -> Result<Response<proto::GetChannelDistributionResponse>, Status> {
+        let active = self.leader_only().await?;
+        let (channels, nodes, last) = match active.channels.distribution().await {
+            Ok(d) => d,
+            Err(e) => return Err(self.channel_status(e).await),
+        };
+        Ok(Response::new(proto::GetChannelDistributionResponse {
+            channels,
+            balancer: active.channels.balancer_name().to_owned(),
+            nodes: nodes
+                .into_iter()
+                .map(|(n, channels, draining)| proto::NodeChannels {
+                    node_id: n.node_id,
+                    address: n.address,
+                    channels,
+                    draining,
+                })
+                .collect(),
+            last_rebalance_ms: last,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rebalance(
+        &self,
+        request: Request<proto::RebalanceRequest>,
+    ) -> Result<Response<proto::RebalanceResponse>, Status> {
+        let expected: BTreeSet<i64> = request.into_inner().expected_node_ids.into_iter().collect();
+        let active = self.leader_only().await?;
+        if !expected.is_empty() {
+            let live = active.channels.live_node_ids();
+            let unknown: Vec<i64> = expected.difference(&live).copied().collect();
+            if !unknown.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "unknown data nodes {unknown:?}; live data nodes are {live:?}"
+                )));
+            }
+            let extra: Vec<i64> = live.difference(&expected).copied().collect();
+            if let Err(e) = active.channels.drain(&extra).await {
+                return Err(self.channel_status(e).await);
+            }
+        }
+        let moved = self.reconcile(&active, "rebalance request").await?;
+        Ok(Response::new(proto::RebalanceResponse {
+            channels: self.assignments(&active).await?,
+            moved: u32::try_from(moved.len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id))]
+    async fn drain_node(
+        &self,
+        request: Request<proto::DrainNodeRequest>,
+    ) -> Result<Response<proto::DrainNodeResponse>, Status> {
+        let node = request.into_inner().node_id;
+        tracing::Span::current().record("node_id", node);
+        let active = self.leader_only().await?;
+        let before = self.assignments(&active).await?;
+        let owned: Vec<u32> = before
+            .iter()
+            .filter(|a| a.node_id == node)
+            .map(|a| a.channel)
+            .collect();
+        if owned.is_empty() && !active.channels.live_node_ids().contains(&node) {
+            return Err(Status::not_found(format!(
+                "data node {node} is not registered and owns no channel"
+            )));
+        }
+        if let Err(e) = active.channels.drain(&[node]).await {
+            return Err(self.channel_status(e).await);
+        }
+        self.reconcile(&active, "drain").await?;
+        let after = self.assignments(&active).await?;
+        let still: Vec<u32> = after
+            .iter()
+            .filter(|a| a.node_id == node)
+            .map(|a| a.channel)
+            .collect();
+        if !still.is_empty() {
+            return Err(Status::unavailable(format!(
+                "channels {still:?} of node {node} could not move yet (no other data node?); retry"
+            )));
+        }
+        Ok(Response::new(proto::DrainNodeResponse {
+            moved_channels: owned,
+        }))
+    }
+}
+
+/// Keeps ownership current: after every change of the data-node set, and every second.
+async fn reconcile_loop(service: DataCoordService, active: Arc<Active>, term: CancellationToken) {
+    let mut changes = service.shared.nodes.subscribe();
+    loop {
+        if let Err(status) = service
+            .reconcile(&active, "node change or periodic check")
+            .await
+        {
+            tracing::warn!(%status, "channel reconciliation failed; retrying");
+        }
+        tokio::select! {
+            () = term.cancelled() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn segment_loop(active: Arc<Active>, term: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = active.segments.tick().await {
+            tracing::warn!(error = %e, "segment policies failed; retrying");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Office for DataCoordService {
+    async fn take_office(
+        &self,
+        leadership: Leadership,
+        term: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        let balancer = shared.balancers.build(&shared.config.balancer)?;
+        let channels = Arc::new(
+            ChannelManager::load(
+                shared.store.clone(),
+                leadership.clone(),
+                shared.config.channels,
+                balancer,
+                shared.nodes.clone(),
+                shared.clients.clone(),
+                shared.config.handshake.clone(),
+            )
+            .await?,
+        );
+        let segments = Arc::new(
+            SegmentManager::load(
+                shared.store.clone(),
+                leadership,
+                shared.root.clone(),
+                channels.clone(),
+                shared.config.segments.clone(),
+            )
+            .await?,
+        );
+        let active = Arc::new(Active { channels, segments });
+        *shared.active.write().unwrap_or_else(|p| p.into_inner()) = Some(active.clone());
+        shared.metrics.is_leader.set(1);
+        tokio::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
+        tokio::spawn(segment_loop(active, term));
+        Ok(())
+    }
+
+    fn leave_office(&self) {
+        *self
+            .shared
+            .active
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.shared.metrics.is_leader.set(0);
+    }
+}
+
+/// Runs a data coordinator until `cancel` fires.
+pub async fn run(
+    store: Arc<dyn MetaStore>,
+    config: DataCoordConfig,
+    balancers: BalancerRegistry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    // Fail fast on a bad strategy name, before registering anywhere.
+    balancers.build(&config.balancer)?;
+    let metrics = Arc::new(DataCoordMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let process =
+        RoleProcess::start(store.clone(), Role::DataCoord, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
+    let span = tracing::info_span!("datacoord", node_id);
+    let _enter = span.enter();
+    let root = Arc::new(RootCoordLink::connect(
+        &config.rootcoord,
+        Duration::from_secs(10),
+    )?);
+    let service = DataCoordService {
+        shared: Arc::new(Shared {
+            store: store.clone(),
+            config: config.clone(),
+            nodes: process.nodes.clone(),
+            root,
+            balancers,
+            clients: Arc::new(DataNodeClients::default()),
+            active: RwLock::new(None),
+            metrics,
+        }),
+    };
+    let servers = process
+        .serve(DataCoordServer::new(service.clone()), registry, &cancel)
+        .await?;
+    let candidate = Candidate::new(
+        store.clone(),
+        LEADER_KEY,
+        node_id,
+        config.role.advertise.clone(),
+        config.role.leader_ttl,
+    );
+    serve_terms(
+        &candidate,
+        store.as_ref(),
+        &service,
+        &servers.health,
+        <DataCoordServer<DataCoordService> as tonic::server::NamedService>::NAME,
+        &cancel,
+    )
+    .await;
+    process.shut_down(servers).await;
+    Ok(())
+}

@@ -1,0 +1,597 @@
+//! Segments: growing segments per (collection, partition, channel) take row grants;
+//! seal policies close them; sealed segments are flushed by the channel's owner
+//! once every grant has expired; commits record binlog paths.
+//!
+//! `datacoord/segment/{collection}/{segment}` holds each `SegmentInfo`. Grants are
+//! kept in memory only: a new term seals every growing segment it finds, with a
+//! flush point past any grant the previous term could have issued, so grants made
+//! before a restart are honoured (their rows land in the sealed segment) and no
+//! segment is over-granted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use milvus_like_api::Timestamp;
+use milvus_like_api::proto::{
+    ChannelAssignment, CommitFlushRequest, FlushSegmentsRequest, SegmentIdAssignment,
+    SegmentIdRequest, SegmentInfo, SegmentState,
+};
+use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::schema::CollectionSchema;
+use prost::Message;
+use tokio::sync::Notify;
+
+use super::channels::{ChannelError, ChannelManager, channel_key};
+use crate::election::Leadership;
+use crate::meta::{Compare, MetaError, MetaStore, Op, Txn};
+
+const SEGMENT_PREFIX: &str = "datacoord/segment/";
+/// Most rows one grant may ask for.
+pub const MAX_GRANT_ROWS: u32 = 10_000_000;
+
+fn segment_key(collection: i64, segment: i64) -> String {
+    format!("{SEGMENT_PREFIX}{collection}/{segment}")
+}
+
+/// When growing segments are sealed, and how long grants live.
+#[derive(Debug, Clone)]
+pub struct SegmentConfig {
+    /// Largest segment; with the schema's row size it gives the row limit.
+    pub max_segment_bytes: u64,
+    /// Seal once this share of the row limit is granted.
+    pub seal_proportion: f64,
+    /// Seal a segment this old.
+    pub max_lifetime: Duration,
+    /// Seal a segment with no grant for this long, if it holds at least `min_idle_seal_bytes`.
+    pub max_idle: Duration,
+    pub min_idle_seal_bytes: u64,
+    /// Seal a segment with this many insert log files.
+    pub max_binlog_files: usize,
+    /// A grant is void this long after it was made.
+    pub grant_lifetime: Duration,
+    /// How often an unanswered flush request is repeated.
+    pub flush_retry: Duration,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            max_segment_bytes: 512 << 20,
+            seal_proportion: 0.9,
+            max_lifetime: Duration::from_secs(24 * 3600),
+            max_idle: Duration::from_secs(600),
+            min_idle_seal_bytes: 16 << 20,
+            max_binlog_files: 32,
+            grant_lifetime: Duration::from_secs(2),
+            flush_retry: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{0}")]
+    Channel(#[from] ChannelError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Upstream(tonic::Status),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+#[derive(Debug)]
+struct Segment {
+    info: SegmentInfo,
+    /// Rows granted so far (this term).
+    granted_rows: u64,
+    /// Latest expiry of any grant.
+    last_expire_ts: u64,
+    /// Wall-clock ms of the last grant, for the idle policy.
+    last_grant_ms: u64,
+    /// Wall-clock ms of the last flush request to the owner.
+    flush_requested_ms: u64,
+}
+
+impl Segment {
+    fn state(&self) -> SegmentState {
+        SegmentState::try_from(self.info.state).unwrap_or(SegmentState::Unspecified)
+    }
+}
+
+#[derive(Debug)]
+pub struct SegmentManager {
+    store: Arc<dyn MetaStore>,
+    leadership: Leadership,
+    root: Arc<RootCoordLink>,
+    channels: Arc<ChannelManager>,
+    config: SegmentConfig,
+    segments: tokio::sync::Mutex<BTreeMap<i64, Segment>>,
+    /// Fires after every commit, for `Flush(wait)`.
+    committed: Notify,
+}
+
+fn ts_after(ts: Timestamp, d: Duration) -> u64 {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
+    Timestamp::compose(ts.physical() + ms, 0).map_or(u64::MAX, Timestamp::as_u64)
+}
+
+impl SegmentManager {
+    /// Loads every segment for a new term and seals the growing ones.
+    pub async fn load(
+        store: Arc<dyn MetaStore>,
+        leadership: Leadership,
+        root: Arc<RootCoordLink>,
+        channels: Arc<ChannelManager>,
+        config: SegmentConfig,
+    ) -> Result<Self, SegmentError> {
+        let now = root.timestamp().await.map_err(SegmentError::Upstream)?;
+        let mut segments = BTreeMap::new();
+        for kv in store.scan_prefix(SEGMENT_PREFIX).await?.0 {
+            let info = SegmentInfo::decode(kv.value.as_slice())
+                .map_err(|e| MetaError::corrupt(&kv.key, e))?;
+            segments.insert(
+                info.segment_id,
+                Segment {
+                    info,
+                    granted_rows: 0,
+                    // Grants of the previous term expired by now + their lifetime.
+                    last_expire_ts: ts_after(now, config.grant_lifetime),
+                    last_grant_ms: crate::sys::unix_ms(),
+                    flush_requested_ms: 0,
+                },
+            );
+        }
+        let this = Self {
+            store,
+            leadership,
+            root,
+            channels,
+            config,
+            segments: tokio::sync::Mutex::new(segments),
+            committed: Notify::new(),
+        };
+        {
+            let mut segments = this.segments.lock().await;
+            let growing: Vec<i64> = segments
+                .values()
+                .filter(|s| s.state() == SegmentState::Growing)
+                .map(|s| s.info.segment_id)
+                .collect();
+            for id in growing {
+                if let Some(seg) = segments.get_mut(&id) {
+                    this.seal(seg, "coordinator restart").await?;
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    async fn persist(&self, infos: &[&SegmentInfo]) -> Result<(), SegmentError> {
+        let ops: Vec<Op> = infos
+            .iter()
+            .map(|i| {
+                Op::put(
+                    segment_key(i.collection_id, i.segment_id),
+                    i.encode_to_vec(),
+                )
+            })
+            .collect();
+        let txn = Txn::when([self.leadership.fence()]).then(ops);
+        if !self.store.txn(txn).await?.succeeded {
+            self.leadership.give_up("fenced segment write failed");
+            return Err(ChannelError::NotLeader.into());
+        }
+        Ok(())
+    }
+
+    async fn seal(&self, seg: &mut Segment, reason: &str) -> Result<(), SegmentError> {
+        let mut info = seg.info.clone();
+        info.state = SegmentState::Sealed.into();
+        info.sealed_ts = seg.last_expire_ts;
+        info.seal_reason = reason.to_owned();
+        self.persist(&[&info]).await?;
+        tracing::info!(
+            segment_id = info.segment_id,
+            collection_id = info.collection_id,
+            channel = info.channel,
+            reason,
+            "segment sealed"
+        );
+        seg.info = info;
+        Ok(())
+    }
+
+    /// Grants rows; creates segments as needed.
+    pub async fn assign(
+        &self,
+        requests: &[SegmentIdRequest],
+    ) -> Result<Vec<SegmentIdAssignment>, SegmentError> {
+        if requests.is_empty() {
+            return Err(SegmentError::InvalidArgument("no segment requests".into()));
+        }
+        let channel_count = self.channels.channel_count();
+        let mut plans = Vec::with_capacity(requests.len());
+        for r in requests {
+            if r.count == 0 || r.count > MAX_GRANT_ROWS {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "row count {} is out of range 1..={MAX_GRANT_ROWS}",
+                    r.count
+                )));
+            }
+            if r.channel >= channel_count {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "channel {} does not exist; channels are 0..{channel_count}",
+                    r.channel
+                )));
+            }
+            let collection = self.root.collection(r.collection_id).await.map_err(|s| {
+                if s.code() == tonic::Code::NotFound {
+                    SegmentError::NotFound(format!("collection {} does not exist", r.collection_id))
+                } else {
+                    SegmentError::Upstream(s)
+                }
+            })?;
+            if !collection.partitions.iter().any(|p| p.id == r.partition_id) {
+                return Err(SegmentError::NotFound(format!(
+                    "partition {} does not exist in collection {}",
+                    r.partition_id, r.collection_id
+                )));
+            }
+            let schema = collection
+                .schema
+                .ok_or_else(|| {
+                    SegmentError::FailedPrecondition("the collection has no schema".into())
+                })
+                .and_then(|s| {
+                    CollectionSchema::try_from(s).map_err(|e| {
+                        SegmentError::FailedPrecondition(format!("stored schema is invalid: {e}"))
+                    })
+                })?;
+            let max_rows = (self.config.max_segment_bytes / schema.row_bytes()).max(1);
+            if u64::from(r.count) > max_rows {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "row count {} exceeds what one segment holds ({max_rows} rows of {} bytes)",
+                    r.count,
+                    schema.row_bytes()
+                )));
+            }
+            plans.push((r, max_rows));
+        }
+        let now = self
+            .root
+            .timestamp()
+            .await
+            .map_err(SegmentError::Upstream)?;
+        let expire_ts = ts_after(now, self.config.grant_lifetime);
+        let mut segments = self.segments.lock().await;
+        let mut out = Vec::with_capacity(plans.len());
+        for (r, max_rows) in plans {
+            let count = u64::from(r.count);
+            let found = segments
+                .values()
+                .find(|s| {
+                    s.state() == SegmentState::Growing
+                        && s.info.collection_id == r.collection_id
+                        && s.info.partition_id == r.partition_id
+                        && s.info.channel == r.channel
+                        && s.info.max_rows.saturating_sub(s.granted_rows) >= count
+                })
+                .map(|s| s.info.segment_id);
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    let id = self.root.alloc_id().await.map_err(SegmentError::Upstream)?;
+                    let info = SegmentInfo {
+                        segment_id: id,
+                        collection_id: r.collection_id,
+                        partition_id: r.partition_id,
+                        channel: r.channel,
+                        state: SegmentState::Growing.into(),
+                        max_rows,
+                        created_ts: now.as_u64(),
+                        ..SegmentInfo::default()
+                    };
+                    self.persist(&[&info]).await?;
+                    tracing::info!(
+                        segment_id = id,
+                        collection_id = r.collection_id,
+                        channel = r.channel,
+                        max_rows,
+                        "segment created"
+                    );
+                    segments.insert(
+                        id,
+                        Segment {
+                            info,
+                            granted_rows: 0,
+                            last_expire_ts: 0,
+                            last_grant_ms: 0,
+                            flush_requested_ms: 0,
+                        },
+                    );
+                    id
+                }
+            };
+            let Some(seg) = segments.get_mut(&id) else {
+                continue;
+            };
+            seg.granted_rows += count;
+            seg.last_expire_ts = seg.last_expire_ts.max(expire_ts);
+            seg.last_grant_ms = crate::sys::unix_ms();
+            out.push(SegmentIdAssignment {
+                segment_id: id,
+                collection_id: r.collection_id,
+                partition_id: r.partition_id,
+                channel: r.channel,
+                count: r.count,
+                expire_ts,
+            });
+            if seg.granted_rows as f64 >= self.config.seal_proportion * seg.info.max_rows as f64 {
+                self.seal(seg, "size").await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seals the collection's growing segments; returns every segment of it that is
+    /// not flushed yet.
+    pub async fn seal_collection(&self, collection: i64) -> Result<Vec<i64>, SegmentError> {
+        let mut segments = self.segments.lock().await;
+        let mut pending = Vec::new();
+        for seg in segments
+            .values_mut()
+            .filter(|s| s.info.collection_id == collection)
+        {
+            match seg.state() {
+                SegmentState::Growing => {
+                    self.seal(seg, "flush").await?;
+                    pending.push(seg.info.segment_id);
+                }
+                SegmentState::Sealed | SegmentState::Flushing => pending.push(seg.info.segment_id),
+                _ => {}
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Waits until all `ids` are flushed or `deadline` passes; returns those still pending.
+    pub async fn wait_flushed(&self, ids: &[i64], deadline: Duration) -> Vec<i64> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.committed.notified();
+            let pending: Vec<i64> = {
+                let segments = self.segments.lock().await;
+                ids.iter()
+                    .copied()
+                    .filter(|id| {
+                        segments.get(id).is_some_and(|s| {
+                            s.state() != SegmentState::Flushed && s.state() != SegmentState::Dropped
+                        })
+                    })
+                    .collect()
+            };
+            if pending.is_empty() || tokio::time::Instant::now() >= give_up {
+                return pending;
+            }
+            let _ = tokio::time::timeout_at(give_up, notified).await;
+        }
+    }
+
+    pub async fn list(&self, collection: i64) -> Vec<SegmentInfo> {
+        self.segments
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.info.collection_id == collection)
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// Applies the time-based seal policies and asks owners to flush sealed
+    /// segments whose grants have all expired.
+    pub async fn tick(&self) -> Result<(), SegmentError> {
+        let now = self
+            .root
+            .timestamp()
+            .await
+            .map_err(SegmentError::Upstream)?;
+        let now_ms = crate::sys::unix_ms();
+        let mut segments = self.segments.lock().await;
+        for seg in segments.values_mut() {
+            if seg.state() != SegmentState::Growing {
+                continue;
+            }
+            let age = Duration::from_millis(
+                now.physical()
+                    .saturating_sub(Timestamp::from_u64(seg.info.created_ts).physical()),
+            );
+            let idle = Duration::from_millis(now_ms.saturating_sub(seg.last_grant_ms));
+            let bytes =
+                seg.granted_rows * (self.config.max_segment_bytes / seg.info.max_rows.max(1));
+            let reason = if age >= self.config.max_lifetime {
+                Some("lifetime")
+            } else if idle >= self.config.max_idle && bytes >= self.config.min_idle_seal_bytes {
+                Some("idle")
+            } else if seg.info.insert_log_paths.len() >= self.config.max_binlog_files {
+                Some("binlog count")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.seal(seg, reason).await?;
+            }
+        }
+        // Flush requests, grouped per channel.
+        let mut due: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        let mut flush_ts: BTreeMap<u32, u64> = BTreeMap::new();
+        for seg in segments.values_mut() {
+            let state = seg.state();
+            let ready = state == SegmentState::Sealed && now.as_u64() > seg.info.sealed_ts;
+            let retry = state == SegmentState::Flushing
+                && now_ms.saturating_sub(seg.flush_requested_ms)
+                    >= u64::try_from(self.config.flush_retry.as_millis()).unwrap_or(u64::MAX);
+            if ready || retry {
+                due.entry(seg.info.channel)
+                    .or_default()
+                    .push(seg.info.segment_id);
+                let ts = flush_ts.entry(seg.info.channel).or_default();
+                *ts = (*ts).max(seg.info.sealed_ts);
+            }
+        }
+        let mut requests = Vec::new();
+        for (channel, ids) in due {
+            let Some((_, epoch, Some(address))) = self.channels.owner(channel).await else {
+                continue; // no live owner: the segment waits for the next one
+            };
+            // Mark flushing first, so a restart re-asks rather than forgets.
+            let mut infos = Vec::new();
+            for id in &ids {
+                if let Some(seg) = segments.get_mut(id)
+                    && seg.state() == SegmentState::Sealed
+                {
+                    seg.info.state = SegmentState::Flushing.into();
+                    infos.push(seg.info.clone());
+                }
+            }
+            self.persist(&infos.iter().collect::<Vec<_>>()).await?;
+            for id in &ids {
+                if let Some(seg) = segments.get_mut(id) {
+                    seg.flush_requested_ms = now_ms;
+                }
+            }
+            let flush_ts = flush_ts.get(&channel).copied().unwrap_or_default();
+            requests.push((
+                address,
+                FlushSegmentsRequest {
+                    channel,
+                    epoch,
+                    segment_ids: ids,
+                    flush_ts,
+                },
+            ));
+        }
+        // The data node may commit while answering: do not hold the segments then.
+        drop(segments);
+        for (address, request) in requests {
+            let Some(mut client) = self.channels.clients().get(&address) else {
+                continue;
+            };
+            let (channel, ids) = (request.channel, request.segment_ids.clone());
+            match tokio::time::timeout(Duration::from_secs(5), client.flush_segments(request)).await
+            {
+                Ok(Ok(_)) => tracing::info!(channel, segments = ?ids, "flush requested"),
+                Ok(Err(status)) => {
+                    tracing::warn!(channel, %status, "flush request refused; will retry")
+                }
+                Err(_) => tracing::warn!(channel, "flush request timed out; will retry"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A data node's flush: binlog paths, row counts, completed segments and the new
+    /// checkpoint, in one transaction that checks the node still owns the channel at
+    /// its epoch.
+    pub async fn commit_flush(&self, req: &CommitFlushRequest) -> Result<(), SegmentError> {
+        let checkpoint = req.checkpoint.ok_or_else(|| {
+            SegmentError::InvalidArgument("the commit carries no checkpoint".into())
+        })?;
+        if checkpoint.channel != req.channel {
+            return Err(SegmentError::InvalidArgument(format!(
+                "checkpoint of channel {} sent for channel {}",
+                checkpoint.channel, req.channel
+            )));
+        }
+        let (record, revision) = self
+            .channels
+            .check_owner(req.channel, req.node_id, req.epoch)
+            .await?;
+        let mut segments = self.segments.lock().await;
+        let mut updated: BTreeMap<i64, SegmentInfo> = BTreeMap::new();
+        for b in &req.segments {
+            let seg = segments.get(&b.segment_id).ok_or_else(|| {
+                SegmentError::NotFound(format!("segment {} does not exist", b.segment_id))
+            })?;
+            if seg.info.channel != req.channel {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "segment {} belongs to channel {}, not {}",
+                    b.segment_id, seg.info.channel, req.channel
+                )));
+            }
+            let info = updated
+                .entry(b.segment_id)
+                .or_insert_with(|| seg.info.clone());
+            if matches!(info.state(), SegmentState::Flushed | SegmentState::Dropped) {
+                return Err(SegmentError::FailedPrecondition(format!(
+                    "segment {} is already {}",
+                    b.segment_id,
+                    info.state().as_str_name()
+                )));
+            }
+            info.num_rows += b.num_rows;
+            info.insert_log_paths
+                .extend(b.insert_log_paths.iter().cloned());
+            info.delete_log_paths
+                .extend(b.delete_log_paths.iter().cloned());
+        }
+        for id in &req.flushed_segment_ids {
+            let seg = segments
+                .get(id)
+                .ok_or_else(|| SegmentError::NotFound(format!("segment {id} does not exist")))?;
+            if seg.info.channel != req.channel {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "segment {id} belongs to channel {}, not {}",
+                    seg.info.channel, req.channel
+                )));
+            }
+            let info = updated.entry(*id).or_insert_with(|| seg.info.clone());
+            if !matches!(info.state(), SegmentState::Sealed | SegmentState::Flushing) {
+                return Err(SegmentError::FailedPrecondition(format!(
+                    "segment {id} is {}; only sealed segments can be completed",
+                    info.state().as_str_name()
+                )));
+            }
+            info.state = SegmentState::Flushed.into();
+        }
+        let next = ChannelAssignment {
+            checkpoint: Some(checkpoint),
+            ..record
+        };
+        let key = channel_key(req.channel);
+        let mut ops = vec![Op::put(key.clone(), next.encode_to_vec())];
+        ops.extend(updated.values().map(|i| {
+            Op::put(
+                segment_key(i.collection_id, i.segment_id),
+                i.encode_to_vec(),
+            )
+        }));
+        let txn =
+            Txn::when([self.leadership.fence(), Compare::ModRevision(key, revision)]).then(ops);
+        if !self.store.txn(txn).await?.succeeded {
+            if !self.leadership.is_valid() {
+                return Err(ChannelError::NotLeader.into());
+            }
+            // The record changed between the check and the commit: ownership moved.
+            self.channels
+                .check_owner(req.channel, req.node_id, req.epoch)
+                .await?;
+            return Err(SegmentError::FailedPrecondition(
+                "the channel record changed during the commit; retry".into(),
+            ));
+        }
+        for (id, info) in updated {
+            if let Some(seg) = segments.get_mut(&id) {
+                seg.info = info;
+            }
+        }
+        drop(segments);
+        self.committed.notify_waiters();
+        Ok(())
+    }
+}
