@@ -457,3 +457,150 @@ async fn segments_grants_flush_and_coordinator_restart() {
     .await
     .expect("flushed after restart");
 }
+
+#[tokio::test]
+async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
+    let cluster = Cluster::start("dc-failover").await;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let c = cluster.node().await;
+    cluster
+        .settled(&[&a, &b, &c], Duration::from_secs(15))
+        .await;
+
+    // A node announcing a graceful stop is drained: release first, then moved.
+    c.mark_stopping();
+    let owners = cluster.settled(&[&a, &b], Duration::from_secs(10)).await;
+    assert!(
+        c.calls()
+            .iter()
+            .any(|call| matches!(call, Call::Release { .. }))
+    );
+    assert!(
+        c.owned().is_empty(),
+        "c released everything: {:?}",
+        c.owned()
+    );
+    assert!(owners.values().all(|(n, _)| *n != c.node_id));
+
+    // Rebalance to an explicit set: everything goes to a, b is drained.
+    let resp = cluster
+        .datacoord
+        .client()
+        .rebalance(proto::RebalanceRequest {
+            expected_node_ids: vec![a.node_id],
+        })
+        .await
+        .expect("rebalance")
+        .into_inner();
+    assert!(
+        resp.channels.iter().all(|r| r.node_id == a.node_id),
+        "{:?}",
+        resp.channels
+    );
+    assert!(resp.moved >= 1);
+    let owners = cluster.settled(&[&a], Duration::from_secs(10)).await;
+
+    // A standby data coordinator takes over within TTL + 1 s of a kill -9 and sees
+    // the same ownership.
+    let standby = DataCoordProcess::start_on(
+        cluster.dir.path(),
+        "datacoord-standby",
+        &cluster.opts,
+        &cluster.rootcoord.endpoint(),
+        (free_port(), free_port()),
+        &[],
+    )
+    .expect("standby");
+    let mut sc = standby.client();
+    let refused = wait_for("the standby to answer", Duration::from_secs(20), || {
+        let mut sc = sc.clone();
+        async move {
+            match sc
+                .get_channel_distribution(proto::GetChannelDistributionRequest {})
+                .await
+            {
+                Err(s)
+                    if s.code() == Code::Unavailable && s.message().contains("not the leader") =>
+                {
+                    Some(s)
+                }
+                _ => None,
+            }
+        }
+    })
+    .await
+    .expect("standby refuses");
+    assert!(
+        refused
+            .metadata()
+            .get(milvus_like_api::LEADER_HINT_METADATA)
+            .is_some()
+    );
+    let mut cluster = cluster;
+    cluster.datacoord.process.kill9();
+    let killed = Instant::now();
+    let dist = wait_for("the standby to lead", Duration::from_secs(10), || {
+        let mut sc = sc.clone();
+        async move {
+            sc.get_channel_distribution(proto::GetChannelDistributionRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await
+    .expect("standby leads");
+    let took = killed.elapsed();
+    eprintln!("data coordinator failover took {took:?}");
+    assert!(
+        took <= TTL + Duration::from_secs(1),
+        "failover took {took:?}"
+    );
+    let after: BTreeMap<u32, (i64, u64)> = dist
+        .channels
+        .iter()
+        .map(|r| (r.channel, (r.node_id, r.epoch)))
+        .collect();
+    assert_eq!(after, owners);
+    assert!(
+        sc.drain_node(proto::DrainNodeRequest { node_id: a.node_id })
+            .await
+            .is_err(),
+        "a is the only eligible node"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_balancer_is_refused_at_start() {
+    let dir = TestDir::new("dc-bad-balancer");
+    let etcd = Etcd::start(dir.path()).await.expect("etcd");
+    let opts = RootCoordOptions {
+        etcd_endpoint: etcd.endpoint(),
+        meta_root: "test".into(),
+        session_ttl: "3s",
+        leader_ttl: "3s",
+    };
+    let mut dc = DataCoordProcess::start_on(
+        dir.path(),
+        "datacoord",
+        &opts,
+        "127.0.0.1:1",
+        (free_port(), free_port()),
+        &["--balancer=fastest"],
+    )
+    .expect("spawn");
+    wait_for("the process to exit", Duration::from_secs(10), || {
+        let exited = dc.process.has_exited();
+        async move { exited.then_some(()) }
+    })
+    .await
+    .expect("exits");
+    let log = dc.process.log();
+    assert!(
+        log.contains(
+            "unknown balancer \"fastest\"; known: consistent_hash, least_load, round_robin"
+        ),
+        "{log}"
+    );
+}
