@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/datacoord.proto",
         "proto/datanode.proto",
         "proto/proxy.proto",
+        "proto/log.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::data_node_server::{DataNode, DataNodeServer};
 use milvus_like_api::proto::{
-    ChannelCheckpoint, CommitFlushRequest, FlushSegmentsRequest, FlushSegmentsResponse,
+    ChannelCheckpoint, CommitFlushRequest, DeleteLog, FlushSegmentsRequest, FlushSegmentsResponse,
     GetLoadRequest, ReleaseChannelRequest, ReleaseChannelResponse, ReportLoadRequest, Role,
     SegmentBinlogs, WatchChannelRequest, WatchChannelResponse,
 };
@@ -70,6 +70,17 @@ impl Service {
         segments: Vec<SegmentBinlogs>,
         flushed: Vec<i64>,
     ) -> Result<(), Status> {
+        self.commit_with_deletes(channel, segments, flushed, vec![])
+            .await
+    }
+
+    async fn commit_with_deletes(
+        &self,
+        channel: u32,
+        segments: Vec<SegmentBinlogs>,
+        flushed: Vec<i64>,
+        delete_logs: Vec<DeleteLog>,
+    ) -> Result<(), Status> {
         let (epoch, offset) = {
             let mut s = self.lock();
             let epoch = *s.owned.get(&channel).ok_or_else(|| {
@@ -93,6 +104,7 @@ impl Service {
                     timestamp: 0,
                 }),
                 flushed_segment_ids: flushed,
+                delete_logs,
             })
             .await
             .map(drop)
@@ -261,6 +273,18 @@ impl FakeDataNode {
     pub async fn commit_at(&self, channel: u32, epoch: u64) -> Result<(), Status> {
         self.service.lock().owned.insert(channel, epoch);
         self.service.commit(channel, vec![], vec![]).await
+    }
+
+    /// Commits files for a channel it owns, as a flush would (also to re-send one).
+    pub async fn commit_files(
+        &self,
+        channel: u32,
+        segments: Vec<SegmentBinlogs>,
+        delete_logs: Vec<DeleteLog>,
+    ) -> Result<(), Status> {
+        self.service
+            .commit_with_deletes(channel, segments, vec![], delete_logs)
+            .await
     }
 
     /// Dies like a kill -9: the server stops answering and heartbeats stop, so the

@@ -388,6 +388,69 @@ async fn segments_grants_flush_and_coordinator_restart() {
     }
     assert!(node.calls().iter().any(|c| matches!(c, Call::Flush { .. })));
 
+    // A retried commit (same files) changes nothing; a late file is added; delete
+    // logs are listed per collection.
+    let first = segments[0].clone();
+    let same = proto::SegmentBinlogs {
+        segment_id: first.segment_id,
+        num_rows: 10,
+        insert_log_paths: first.insert_log_paths.clone(),
+        delete_log_paths: vec![],
+    };
+    let late = proto::SegmentBinlogs {
+        segment_id: first.segment_id,
+        num_rows: 3,
+        insert_log_paths: vec!["fake://insert/late.parquet".into()],
+        delete_log_paths: vec![],
+    };
+    let deletes = proto::DeleteLog {
+        collection_id: collection.id,
+        partition_id: partition,
+        channel: first.channel,
+        path: "fake://delete/1.parquet".into(),
+        num_rows: 2,
+    };
+    for _ in 0..2 {
+        node.commit_files(
+            first.channel,
+            vec![same.clone(), late.clone()],
+            vec![deletes.clone()],
+        )
+        .await
+        .expect("commit (and its retry)");
+    }
+    let listed = dc
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: collection.id,
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    let again = listed
+        .segments
+        .iter()
+        .find(|s| s.segment_id == first.segment_id)
+        .expect("segment");
+    assert_eq!(again.num_rows, 13);
+    assert_eq!(again.insert_log_paths.len(), 2);
+    assert_eq!(listed.delete_logs, vec![deletes]);
+
+    // The size policy: granting 90 % of a segment's rows seals it.
+    let big = assign(vec![request(0, 950_000)]).await.expect("big grant");
+    let sealed = dc
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: collection.id,
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .segments
+        .into_iter()
+        .find(|s| s.segment_id == big[0].segment_id)
+        .expect("segment");
+    assert_eq!(sealed.seal_reason, "size");
+    assert_ne!(sealed.state(), SegmentState::Growing);
+
     // A growing segment is left behind, then the coordinator dies.
     let g = assign(vec![request(2, 10)]).await.expect("grant");
     let growing = g[0].segment_id;

@@ -276,8 +276,13 @@ impl DataCoord for DataCoordService {
         let collection = request.into_inner().collection_id;
         let active = self.leader_only().await?;
         self.shared.root.collection(collection).await?;
+        let delete_logs = match active.segments.delete_logs(collection).await {
+            Ok(logs) => logs,
+            Err(e) => return Err(self.segment_status(e).await),
+        };
         Ok(Response::new(proto::ListSegmentsResponse {
             segments: active.segments.list(collection).await,
+            delete_logs,
         }))
     }
 

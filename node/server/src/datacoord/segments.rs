@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use milvus_like_api::Timestamp;
 use milvus_like_api::proto::{
-    ChannelAssignment, CommitFlushRequest, FlushSegmentsRequest, SegmentIdAssignment,
+    ChannelAssignment, CommitFlushRequest, DeleteLog, FlushSegmentsRequest, SegmentIdAssignment,
     SegmentIdRequest, SegmentInfo, SegmentState,
 };
 use milvus_like_api::root_coord_link::RootCoordLink;
@@ -32,6 +32,12 @@ pub const MAX_GRANT_ROWS: u32 = 10_000_000;
 
 fn segment_key(collection: i64, segment: i64) -> String {
     format!("{SEGMENT_PREFIX}{collection}/{segment}")
+}
+
+const DELETE_LOG_PREFIX: &str = "datacoord/deletelog/";
+
+fn delete_log_key(collection: i64, path: &str) -> String {
+    format!("{DELETE_LOG_PREFIX}{collection}/{path}")
 }
 
 /// When growing segments are sealed, and how long grants live.
@@ -119,6 +125,32 @@ pub struct SegmentManager {
 fn ts_after(ts: Timestamp, d: Duration) -> u64 {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
     Timestamp::compose(ts.physical() + ms, 0).map_or(u64::MAX, Timestamp::as_u64)
+}
+
+/// Which time-based seal policy, if any, closes a growing segment now: its
+/// lifetime, idleness (only once it holds enough to be worth a file), or its
+/// number of insert log files. The size policy runs at grant time.
+fn time_seal_reason(
+    seg: &Segment,
+    now: Timestamp,
+    now_ms: u64,
+    config: &SegmentConfig,
+) -> Option<&'static str> {
+    let age = Duration::from_millis(
+        now.physical()
+            .saturating_sub(Timestamp::from_u64(seg.info.created_ts).physical()),
+    );
+    let idle = Duration::from_millis(now_ms.saturating_sub(seg.last_grant_ms));
+    let bytes = seg.granted_rows * (config.max_segment_bytes / seg.info.max_rows.max(1));
+    if age >= config.max_lifetime {
+        Some("lifetime")
+    } else if idle >= config.max_idle && bytes >= config.min_idle_seal_bytes {
+        Some("idle")
+    } else if seg.info.insert_log_paths.len() >= config.max_binlog_files {
+        Some("binlog count")
+    } else {
+        None
+    }
 }
 
 impl SegmentManager {
@@ -383,6 +415,20 @@ impl SegmentManager {
         }
     }
 
+    /// Every committed delete log of the collection.
+    pub async fn delete_logs(&self, collection: i64) -> Result<Vec<DeleteLog>, SegmentError> {
+        let (kvs, _) = self
+            .store
+            .scan_prefix(&format!("{DELETE_LOG_PREFIX}{collection}/"))
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                DeleteLog::decode(kv.value.as_slice())
+                    .map_err(|e| MetaError::corrupt(&kv.key, e).into())
+            })
+            .collect()
+    }
+
     pub async fn list(&self, collection: i64) -> Vec<SegmentInfo> {
         self.segments
             .lock()
@@ -407,22 +453,7 @@ impl SegmentManager {
             if seg.state() != SegmentState::Growing {
                 continue;
             }
-            let age = Duration::from_millis(
-                now.physical()
-                    .saturating_sub(Timestamp::from_u64(seg.info.created_ts).physical()),
-            );
-            let idle = Duration::from_millis(now_ms.saturating_sub(seg.last_grant_ms));
-            let bytes =
-                seg.granted_rows * (self.config.max_segment_bytes / seg.info.max_rows.max(1));
-            let reason = if age >= self.config.max_lifetime {
-                Some("lifetime")
-            } else if idle >= self.config.max_idle && bytes >= self.config.min_idle_seal_bytes {
-                Some("idle")
-            } else if seg.info.insert_log_paths.len() >= self.config.max_binlog_files {
-                Some("binlog count")
-            } else {
-                None
-            };
+            let reason = time_seal_reason(seg, now, now_ms, &self.config);
             if let Some(reason) = reason {
                 self.seal(seg, reason).await?;
             }
@@ -527,12 +558,34 @@ impl SegmentManager {
             let info = updated
                 .entry(b.segment_id)
                 .or_insert_with(|| seg.info.clone());
-            if matches!(info.state(), SegmentState::Flushed | SegmentState::Dropped) {
+            if info.state() == SegmentState::Dropped {
                 return Err(SegmentError::FailedPrecondition(format!(
-                    "segment {} is already {}",
-                    b.segment_id,
-                    info.state().as_str_name()
+                    "segment {} is dropped",
+                    b.segment_id
                 )));
+            }
+            // A retried commit (its answer was lost) must not count files twice.
+            let known = b
+                .insert_log_paths
+                .iter()
+                .chain(&b.delete_log_paths)
+                .filter(|p| info.insert_log_paths.contains(p) || info.delete_log_paths.contains(p))
+                .count();
+            if known > 0 {
+                if known == b.insert_log_paths.len() + b.delete_log_paths.len() {
+                    continue;
+                }
+                return Err(SegmentError::InvalidArgument(format!(
+                    "segment {}: some of these files are already committed and some are not",
+                    b.segment_id
+                )));
+            }
+            if info.state() == SegmentState::Flushed {
+                tracing::warn!(
+                    segment_id = b.segment_id,
+                    rows = b.num_rows,
+                    "late rows for a flushed segment; adding them as another file"
+                );
             }
             info.num_rows += b.num_rows;
             info.insert_log_paths
@@ -551,6 +604,9 @@ impl SegmentManager {
                 )));
             }
             let info = updated.entry(*id).or_insert_with(|| seg.info.clone());
+            if info.state() == SegmentState::Flushed {
+                continue; // completed already: a retried commit
+            }
             if !matches!(info.state(), SegmentState::Sealed | SegmentState::Flushing) {
                 return Err(SegmentError::FailedPrecondition(format!(
                     "segment {id} is {}; only sealed segments can be completed",
@@ -559,12 +615,36 @@ impl SegmentManager {
             }
             info.state = SegmentState::Flushed.into();
         }
+        // Never move the checkpoint back (a retried, older commit).
+        let current = record.checkpoint.unwrap_or_default();
         let next = ChannelAssignment {
-            checkpoint: Some(checkpoint),
+            checkpoint: Some(milvus_like_api::proto::ChannelCheckpoint {
+                channel: req.channel,
+                insert_next_offset: checkpoint
+                    .insert_next_offset
+                    .max(current.insert_next_offset),
+                delete_next_offset: checkpoint
+                    .delete_next_offset
+                    .max(current.delete_next_offset),
+                timestamp: checkpoint.timestamp.max(current.timestamp),
+            }),
             ..record
         };
         let key = channel_key(req.channel);
         let mut ops = vec![Op::put(key.clone(), next.encode_to_vec())];
+        for log in &req.delete_logs {
+            if log.path.is_empty() || log.channel != req.channel {
+                return Err(SegmentError::InvalidArgument(format!(
+                    "delete log {:?} of channel {} sent for channel {}",
+                    log.path, log.channel, req.channel
+                )));
+            }
+            // Keyed by path, so a retried commit writes the same key again.
+            ops.push(Op::put(
+                delete_log_key(log.collection_id, &log.path),
+                log.encode_to_vec(),
+            ));
+        }
         ops.extend(updated.values().map(|i| {
             Op::put(
                 segment_key(i.collection_id, i.segment_id),
@@ -593,5 +673,56 @@ impl SegmentManager {
         drop(segments);
         self.committed.notify_waiters();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_764_000_000_000;
+
+    fn segment(created_ms: u64, last_grant_ms: u64, granted_rows: u64, files: usize) -> Segment {
+        Segment {
+            info: SegmentInfo {
+                state: SegmentState::Growing.into(),
+                max_rows: 1000,
+                created_ts: Timestamp::compose(created_ms, 0).expect("ts").as_u64(),
+                insert_log_paths: vec![String::new(); files],
+                ..SegmentInfo::default()
+            },
+            granted_rows,
+            last_expire_ts: 0,
+            last_grant_ms,
+            flush_requested_ms: 0,
+        }
+    }
+
+    #[test]
+    fn time_based_seal_policies() {
+        let config = SegmentConfig {
+            max_segment_bytes: 1000 * 1000, // 1000 bytes a row
+            max_lifetime: Duration::from_secs(3600),
+            max_idle: Duration::from_secs(60),
+            min_idle_seal_bytes: 100 * 1000,
+            max_binlog_files: 4,
+            ..SegmentConfig::default()
+        };
+        let now = Timestamp::compose(T0, 0).expect("ts");
+        let reason = |s: &Segment| time_seal_reason(s, now, T0, &config);
+        // Young, busy, few files: stays growing.
+        assert_eq!(reason(&segment(T0 - 1000, T0 - 10, 500, 1)), None);
+        assert_eq!(
+            reason(&segment(T0 - 3_600_000, T0, 500, 1)),
+            Some("lifetime")
+        );
+        // Idle, and big enough to be worth sealing.
+        assert_eq!(
+            reason(&segment(T0 - 1000, T0 - 61_000, 100, 0)),
+            Some("idle")
+        );
+        // Idle but nearly empty: keep it open for more rows.
+        assert_eq!(reason(&segment(T0 - 1000, T0 - 61_000, 99, 0)), None);
+        assert_eq!(reason(&segment(T0 - 1000, T0, 10, 4)), Some("binlog count"));
     }
 }
