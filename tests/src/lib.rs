@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake_datanode;
+pub mod minio;
 
 use std::fs::File;
 use std::net::TcpListener;

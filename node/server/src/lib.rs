@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod columns;
 pub mod datacoord;
 pub mod election;
 pub mod idalloc;
@@ -12,5 +13,6 @@ pub mod role;
 pub mod rootcoord;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod sys;
 pub mod tso;

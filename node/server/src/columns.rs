@@ -1,0 +1,326 @@
+//! Rows in columns, checked against a collection schema.
+//!
+//! The proxy turns a client's `InsertRequest` into a [`RowBatch`] (rejecting bad
+//! input with the field and row at fault); the data node turns every consumed
+//! `InsertBatch` into one again (the log may hold junk, too) and appends it to a
+//! segment buffer; the flush writes it as Parquet.
+
+use milvus_like_api::proto::{self, FieldData, field_data::Data};
+use milvus_like_api::schema::{CollectionSchema, FieldSchema, FieldType};
+
+/// One column's values. INT8, INT16 and INT32 are held as `i32` (as on the wire).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Bool(Vec<bool>),
+    Int(Vec<i32>),
+    Long(Vec<i64>),
+    Float(Vec<f32>),
+    Double(Vec<f64>),
+    Str(Vec<String>),
+    /// Row-major: row i is `values[i * dim..(i + 1) * dim]`.
+    Vector { dim: u32, values: Vec<f32> },
+}
+
+/// Why a column was refused. The message names the field and, where it applies, the row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ColumnError(pub String);
+
+impl Column {
+    /// An empty column of the field's type.
+    pub fn empty(ty: FieldType) -> Self {
+        match ty {
+            FieldType::Bool => Self::Bool(Vec::new()),
+            FieldType::Int8 | FieldType::Int16 | FieldType::Int32 => Self::Int(Vec::new()),
+            FieldType::Int64 => Self::Long(Vec::new()),
+            FieldType::Float => Self::Float(Vec::new()),
+            FieldType::Double => Self::Double(Vec::new()),
+            FieldType::VarChar { .. } => Self::Str(Vec::new()),
+            FieldType::FloatVector { dim } => Self::Vector {
+                dim,
+                values: Vec::new(),
+            },
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Bool(v) => v.len(),
+            Self::Int(v) => v.len(),
+            Self::Long(v) => v.len(),
+            Self::Float(v) => v.len(),
+            Self::Double(v) => v.len(),
+            Self::Str(v) => v.len(),
+            Self::Vector { dim, values } => values.len() / (*dim).max(1) as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held in memory by the values (for buffer accounting).
+    pub fn byte_size(&self) -> usize {
+        match self {
+            Self::Bool(v) => v.len(),
+            Self::Int(v) => v.len() * 4,
+            Self::Long(v) => v.len() * 8,
+            Self::Float(v) => v.len() * 4,
+            Self::Double(v) => v.len() * 8,
+            Self::Str(v) => v.iter().map(|s| s.len() + 24).sum(),
+            Self::Vector { values, .. } => values.len() * 4,
+        }
+    }
+
+    /// Appends `other` (same type; checked by the caller's schema) to this column.
+    pub fn append(&mut self, other: Column) -> Result<(), ColumnError> {
+        match (self, other) {
+            (Self::Bool(a), Self::Bool(b)) => a.extend(b),
+            (Self::Int(a), Self::Int(b)) => a.extend(b),
+            (Self::Long(a), Self::Long(b)) => a.extend(b),
+            (Self::Float(a), Self::Float(b)) => a.extend(b),
+            (Self::Double(a), Self::Double(b)) => a.extend(b),
+            (Self::Str(a), Self::Str(b)) => a.extend(b),
+            (Self::Vector { dim: d1, values: a }, Self::Vector { dim: d2, values: b }) if *d1 == d2 => {
+                a.extend(b)
+            }
+            _ => return Err(ColumnError("column types differ".into())),
+        }
+        Ok(())
+    }
+
+    /// Converts a wire column, checking it against `field` and `num_rows`.
+    pub fn from_field_data(
+        field: &FieldSchema,
+        data: Option<Data>,
+        num_rows: usize,
+    ) -> Result<Self, ColumnError> {
+        let name = &field.name;
+        let wrong = |got: &str| {
+            ColumnError(format!(
+                "field {name:?} is {} but the request sent {got} values",
+                field.ty.name()
+            ))
+        };
+        let column = match (field.ty, data) {
+            (_, None) => return Err(ColumnError(format!("field {name:?} has no values"))),
+            (FieldType::Bool, Some(Data::Bools(a))) => Self::Bool(a.values),
+            (FieldType::Int8 | FieldType::Int16 | FieldType::Int32, Some(Data::Ints(a))) => {
+                let (lo, hi) = match field.ty {
+                    FieldType::Int8 => (i32::from(i8::MIN), i32::from(i8::MAX)),
+                    FieldType::Int16 => (i32::from(i16::MIN), i32::from(i16::MAX)),
+                    _ => (i32::MIN, i32::MAX),
+                };
+                if let Some((row, v)) = a.values.iter().enumerate().find(|(_, v)| **v < lo || **v > hi) {
+                    return Err(ColumnError(format!(
+                        "field {name:?} row {row}: {v} does not fit {}",
+                        field.ty.name()
+                    )));
+                }
+                Self::Int(a.values)
+            }
+            (FieldType::Int64, Some(Data::Longs(a))) => Self::Long(a.values),
+            (FieldType::Float, Some(Data::Floats(a))) => Self::Float(a.values),
+            (FieldType::Double, Some(Data::Doubles(a))) => Self::Double(a.values),
+            (FieldType::VarChar { max_length }, Some(Data::Strings(a))) => {
+                if let Some((row, s)) = a
+                    .values
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| s.len() > max_length as usize)
+                {
+                    return Err(ColumnError(format!(
+                        "field {name:?} row {row}: {} bytes is longer than max_length {max_length}",
+                        s.len()
+                    )));
+                }
+                Self::Str(a.values)
+            }
+            (FieldType::FloatVector { dim }, Some(Data::FloatVectors(a))) => {
+                if a.dim != dim {
+                    return Err(ColumnError(format!(
+                        "field {name:?} has dimension {dim} but the request sent vectors of dimension {}",
+                        a.dim
+                    )));
+                }
+                if a.values.len() % dim as usize != 0 {
+                    return Err(ColumnError(format!(
+                        "field {name:?}: {} floats is not a whole number of {dim}-dimensional vectors",
+                        a.values.len()
+                    )));
+                }
+                if let Some(i) = a.values.iter().position(|v| !v.is_finite()) {
+                    return Err(ColumnError(format!(
+                        "field {name:?} row {}: the vector holds a NaN or infinite value",
+                        i / dim as usize
+                    )));
+                }
+                Self::Vector {
+                    dim,
+                    values: a.values,
+                }
+            }
+            (_, Some(other)) => return Err(wrong(data_name(&other))),
+        };
+        if column.len() != num_rows {
+            return Err(ColumnError(format!(
+                "field {name:?} has {} values but the batch has {num_rows} rows",
+                column.len()
+            )));
+        }
+        Ok(column)
+    }
+
+    /// The wire form.
+    pub fn to_field_data(&self, name: &str) -> FieldData {
+        let data = match self {
+            Self::Bool(v) => Data::Bools(proto::BoolArray { values: v.clone() }),
+            Self::Int(v) => Data::Ints(proto::IntArray { values: v.clone() }),
+            Self::Long(v) => Data::Longs(proto::LongArray { values: v.clone() }),
+            Self::Float(v) => Data::Floats(proto::FloatArray { values: v.clone() }),
+            Self::Double(v) => Data::Doubles(proto::DoubleArray { values: v.clone() }),
+            Self::Str(v) => Data::Strings(proto::StringArray { values: v.clone() }),
+            Self::Vector { dim, values } => Data::FloatVectors(proto::FloatVectorArray {
+                dim: *dim,
+                values: values.clone(),
+            }),
+        };
+        FieldData {
+            field_name: name.to_owned(),
+            data: Some(data),
+        }
+    }
+}
+
+fn data_name(d: &Data) -> &'static str {
+    match d {
+        Data::Bools(_) => "BOOL",
+        Data::Ints(_) => "INT32",
+        Data::Longs(_) => "INT64",
+        Data::Floats(_) => "FLOAT",
+        Data::Doubles(_) => "DOUBLE",
+        Data::Strings(_) => "VARCHAR",
+        Data::FloatVectors(_) => "FLOAT_VECTOR",
+    }
+}
+
+/// Rows of one collection in columns, in the schema's field order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowBatch {
+    /// `columns[i]` holds the values of `schema.fields()[i]`.
+    pub columns: Vec<Column>,
+    pub num_rows: usize,
+}
+
+impl RowBatch {
+    /// An empty batch for the schema.
+    pub fn empty(schema: &CollectionSchema) -> Self {
+        Self {
+            columns: schema.fields().iter().map(|f| Column::empty(f.ty)).collect(),
+            num_rows: 0,
+        }
+    }
+
+    /// Checks wire columns against the schema: every field exactly once, no unknown
+    /// field, every column `num_rows` long and of the field's type.
+    pub fn from_wire(
+        schema: &CollectionSchema,
+        columns: Vec<FieldData>,
+        num_rows: usize,
+    ) -> Result<Self, ColumnError> {
+        if num_rows == 0 {
+            return Err(ColumnError("the batch has no rows".into()));
+        }
+        let mut by_name: std::collections::HashMap<String, Option<Data>> =
+            std::collections::HashMap::new();
+        for c in columns {
+            if schema.fields().iter().all(|f| f.name != c.field_name) {
+                return Err(ColumnError(format!(
+                    "field {:?} is not in the schema of collection {:?}",
+                    c.field_name, schema.name
+                )));
+            }
+            if by_name.insert(c.field_name.clone(), c.data).is_some() {
+                return Err(ColumnError(format!(
+                    "field {:?} appears more than once",
+                    c.field_name
+                )));
+            }
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match by_name.remove(&f.name) {
+                Some(data) => Column::from_field_data(f, data, num_rows),
+                None => Err(ColumnError(format!("field {:?} is missing", f.name))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { columns, num_rows })
+    }
+
+    /// The primary keys (the schema's INT64 primary key column).
+    pub fn primary_keys<'a>(&'a self, schema: &CollectionSchema) -> &'a [i64] {
+        let index = schema
+            .fields()
+            .iter()
+            .position(|f| f.is_primary_key)
+            .unwrap_or(0);
+        match self.columns.get(index) {
+            Some(Column::Long(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Appends another batch of the same schema.
+    pub fn append(&mut self, other: RowBatch) -> Result<(), ColumnError> {
+        for (a, b) in self.columns.iter_mut().zip(other.columns) {
+            a.append(b)?;
+        }
+        self.num_rows += other.num_rows;
+        Ok(())
+    }
+
+    /// Bytes held in memory.
+    pub fn byte_size(&self) -> usize {
+        self.columns.iter().map(Column::byte_size).sum::<usize>() + self.num_rows * 8
+    }
+
+    /// The rows at `indices`, in that order (to split a batch by channel).
+    pub fn take(&self, indices: &[usize]) -> RowBatch {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Bool(v) => Column::Bool(indices.iter().map(|&i| v[i]).collect()),
+                Column::Int(v) => Column::Int(indices.iter().map(|&i| v[i]).collect()),
+                Column::Long(v) => Column::Long(indices.iter().map(|&i| v[i]).collect()),
+                Column::Float(v) => Column::Float(indices.iter().map(|&i| v[i]).collect()),
+                Column::Double(v) => Column::Double(indices.iter().map(|&i| v[i]).collect()),
+                Column::Str(v) => Column::Str(indices.iter().map(|&i| v[i].clone()).collect()),
+                Column::Vector { dim, values } => {
+                    let d = *dim as usize;
+                    let mut out = Vec::with_capacity(indices.len() * d);
+                    for &i in indices {
+                        out.extend_from_slice(&values[i * d..(i + 1) * d]);
+                    }
+                    Column::Vector { dim: *dim, values: out }
+                }
+            })
+            .collect();
+        RowBatch {
+            columns,
+            num_rows: indices.len(),
+        }
+    }
+
+    /// The wire form, with field names from the schema.
+    pub fn to_wire(&self, schema: &CollectionSchema) -> Vec<FieldData> {
+        schema
+            .fields()
+            .iter()
+            .zip(&self.columns)
+            .map(|(f, c)| c.to_field_data(&f.name))
+            .collect()
+    }
+}

@@ -1,0 +1,1 @@
+//! Segment files in object storage (being written).

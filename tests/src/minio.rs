@@ -1,0 +1,1 @@
+//! MinIO harness (being written).
