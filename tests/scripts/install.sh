@@ -6,6 +6,7 @@
 #   protoc      Debian protobuf-compiler (etcd-client's and our build scripts need it)
 #   etcd        Debian etcd-server (3.4), started by the tests themselves
 #   Kafka       Apache Kafka jars from Maven Central (tests/scripts/kafka.sh install)
+#   MinIO       built from its Go module (tests/scripts/minio.sh install), for the S3 path
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -18,7 +19,10 @@ command -v java >/dev/null || die "Java 17 is required for Kafka (install openjd
 command -v mvn >/dev/null || apt_install maven
 
 "$SCRIPT_DIR/kafka.sh" install >/dev/null
+command -v go >/dev/null || die "Go is required to build MinIO (the S3 server the tests use)"
+"$SCRIPT_DIR/minio.sh" install >/dev/null
 
 log "protoc: $(protoc --version)"
 log "etcd: $(etcd --version | head -n1)"
 log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"
+log "minio: $("$SCRIPT_DIR/minio.sh" install)"

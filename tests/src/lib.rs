@@ -542,3 +542,63 @@ impl DataCoordProcess {
         milvus_like_api::proto::data_coord_client::DataCoordClient::new(channel)
     }
 }
+
+/// Any `milvus-like` role process, started with explicit arguments; ports picked
+/// by the caller so that a restart can reuse them.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub name: String,
+    pub port: u16,
+    pub http_port: u16,
+    args: Vec<String>,
+    log_dir: PathBuf,
+    restarts: u32,
+    pub process: Process,
+}
+
+impl NodeProcess {
+    /// `milvus-like <role> --listen=127.0.0.1:<port> --http-listen=... <args>`.
+    pub fn start(dir: &Path, name: &str, role: &str, args: &[String]) -> anyhow::Result<Self> {
+        let (port, http_port) = (free_port(), free_port());
+        let mut all = vec![
+            role.to_owned(),
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--http-listen=127.0.0.1:{http_port}"),
+        ];
+        all.extend(args.iter().cloned());
+        let process = Self::spawn(dir, name, &all, 0)?;
+        Ok(Self {
+            name: name.to_owned(),
+            port,
+            http_port,
+            args: all,
+            log_dir: dir.to_owned(),
+            restarts: 0,
+            process,
+        })
+    }
+
+    fn spawn(dir: &Path, name: &str, args: &[String], restarts: u32) -> anyhow::Result<Process> {
+        let mut cmd = Command::new(node_binary());
+        cmd.args(args)
+            .env("RUST_LOG", "info,milvus_like_node=debug");
+        let log = if restarts == 0 {
+            dir.join(format!("{name}.log"))
+        } else {
+            dir.join(format!("{name}-{restarts}.log"))
+        };
+        Process::spawn(name, cmd, log)
+    }
+
+    /// kill -9 then start again with the same arguments and ports.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill9();
+        self.restarts += 1;
+        self.process = Self::spawn(&self.log_dir, &self.name, &self.args, self.restarts)?;
+        Ok(())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}

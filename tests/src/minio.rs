@@ -1,1 +1,102 @@
-//! MinIO harness (being written).
+//! A real single-node MinIO server, run by `tests/scripts/minio.sh`: the
+//! S3-compatible object storage that data nodes flush segment files to.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use milvus_like_node::storage::StorageConfig;
+
+use crate::{tail, workspace_root};
+
+/// The fixed test credentials `minio.sh` starts every server with.
+pub const ACCESS_KEY: &str = "milvuslike";
+pub const SECRET_KEY: &str = "milvuslike-secret";
+pub const REGION: &str = "us-east-1";
+
+fn minio_script(args: &[&str]) -> anyhow::Result<String> {
+    let script = workspace_root().join("tests/scripts/minio.sh");
+    let out = Command::new(&script)
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "minio.sh {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A MinIO server on 127.0.0.1 with its data and log in its own directory. Killed
+/// on drop; the tail of its log is printed if the test is failing.
+#[derive(Debug)]
+pub struct MinIO {
+    dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+impl MinIO {
+    /// Starts a server whose data and log live in `dir/minio`; waits until it is ready.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.join("minio");
+        let endpoint = minio_script(&["start", &dir.to_string_lossy()])?;
+        Ok(Self {
+            dir,
+            endpoint,
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            region: REGION.into(),
+        })
+    }
+
+    /// Creates bucket `name` (3-63 lowercase letters, digits, '.', '-'); creating
+    /// an existing bucket again is fine.
+    pub fn bucket(&self, name: &str) -> anyhow::Result<()> {
+        minio_script(&["create-bucket", &self.dir.to_string_lossy(), name]).map(drop)
+    }
+
+    /// Segment storage settings for `bucket` on this server.
+    pub fn storage_config(&self, bucket: &str) -> StorageConfig {
+        StorageConfig::S3 {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.to_owned(),
+            region: self.region.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            allow_http: true,
+        }
+    }
+
+    /// kill -9; data stays for [`MinIO::restart`].
+    pub fn kill9(&self) -> anyhow::Result<()> {
+        minio_script(&["kill", &self.dir.to_string_lossy()]).map(drop)
+    }
+
+    /// Starts again on the same port with the same data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.endpoint = minio_script(&["start", &self.dir.to_string_lossy()])?;
+        Ok(())
+    }
+}
+
+impl Drop for MinIO {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of minio ({}) ----\n{}\n----",
+                self.dir.display(),
+                tail(&self.dir.join("minio.log"), 40)
+            );
+        }
+        let _ = minio_script(&["kill", &self.dir.to_string_lossy()]);
+    }
+}

@@ -55,6 +55,43 @@ impl RootCoordLink {
         &self.tso
     }
 
+    /// The pool following the active root coordinator, for calls not wrapped here.
+    pub fn pool(&self) -> &LeaderPool {
+        &self.pool
+    }
+
+    /// The deadline of one logical call, failovers included.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The collection named `name`; `NotFound` when it does not exist. Not cached:
+    /// a name may be dropped and created again.
+    pub async fn collection_by_name(&self, name: &str) -> Result<CollectionInfo, Status> {
+        let info = self
+            .pool
+            .call(self.deadline, |channel| async move {
+                RootCoordClient::new(channel)
+                    .describe_collection(DescribeCollectionRequest {
+                        collection: Some(
+                            crate::proto::describe_collection_request::Collection::Name(
+                                name.to_owned(),
+                            ),
+                        ),
+                    })
+                    .await
+            })
+            .await?
+            .into_inner()
+            .collection
+            .ok_or_else(|| Status::internal("the root coordinator described no collection"))?;
+        self.collections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.id, (Instant::now(), info.clone()));
+        Ok(info)
+    }
+
     pub async fn timestamp(&self) -> Result<Timestamp, Status> {
         self.tso.timestamp().await.map_err(|e| match e {
             TsoError::Unavailable(s) | TsoError::Refused(s) => s,

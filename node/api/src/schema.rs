@@ -10,6 +10,8 @@ pub const MAX_DIM: u32 = 32_768;
 pub const MAX_VARCHAR_LENGTH: u32 = 65_535;
 /// Longest collection or field name, in bytes.
 pub const MAX_NAME_LENGTH: usize = 255;
+/// Column names the segment files use for system data.
+pub const RESERVED_FIELD_NAMES: &[&str] = &["_ts"];
 
 /// Why a schema was refused. Each message names what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,6 +164,9 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), SchemaError> 
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(invalid("only letters, digits and '_' are allowed"));
+    }
+    if what == "field" && RESERVED_FIELD_NAMES.contains(&name) {
+        return Err(invalid("it is reserved for the system (row timestamps)"));
     }
     Ok(())
 }
@@ -372,6 +377,10 @@ mod tests {
         assert!(matches!(
             refused(|s| s.name = "x".repeat(256)),
             SchemaError::InvalidName { .. }
+        ));
+        assert!(matches!(
+            refused(|s| s.fields[3].name = "_ts".into()),
+            SchemaError::InvalidName { what: "field", .. }
         ));
         assert_eq!(refused(|s| s.fields.clear()), SchemaError::NoFields);
         assert_eq!(

@@ -18,7 +18,10 @@ pub enum Column {
     Double(Vec<f64>),
     Str(Vec<String>),
     /// Row-major: row i is `values[i * dim..(i + 1) * dim]`.
-    Vector { dim: u32, values: Vec<f32> },
+    Vector {
+        dim: u32,
+        values: Vec<f32>,
+    },
 }
 
 /// Why a column was refused. The message names the field and, where it applies, the row.
@@ -82,7 +85,9 @@ impl Column {
             (Self::Float(a), Self::Float(b)) => a.extend(b),
             (Self::Double(a), Self::Double(b)) => a.extend(b),
             (Self::Str(a), Self::Str(b)) => a.extend(b),
-            (Self::Vector { dim: d1, values: a }, Self::Vector { dim: d2, values: b }) if *d1 == d2 => {
+            (Self::Vector { dim: d1, values: a }, Self::Vector { dim: d2, values: b })
+                if *d1 == d2 =>
+            {
                 a.extend(b)
             }
             _ => return Err(ColumnError("column types differ".into())),
@@ -112,7 +117,12 @@ impl Column {
                     FieldType::Int16 => (i32::from(i16::MIN), i32::from(i16::MAX)),
                     _ => (i32::MIN, i32::MAX),
                 };
-                if let Some((row, v)) = a.values.iter().enumerate().find(|(_, v)| **v < lo || **v > hi) {
+                if let Some((row, v)) = a
+                    .values
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| **v < lo || **v > hi)
+                {
                     return Err(ColumnError(format!(
                         "field {name:?} row {row}: {v} does not fit {}",
                         field.ty.name()
@@ -217,7 +227,11 @@ impl RowBatch {
     /// An empty batch for the schema.
     pub fn empty(schema: &CollectionSchema) -> Self {
         Self {
-            columns: schema.fields().iter().map(|f| Column::empty(f.ty)).collect(),
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| Column::empty(f.ty))
+                .collect(),
             num_rows: 0,
         }
     }
@@ -304,7 +318,10 @@ impl RowBatch {
                     for &i in indices {
                         out.extend_from_slice(&values[i * d..(i + 1) * d]);
                     }
-                    Column::Vector { dim: *dim, values: out }
+                    Column::Vector {
+                        dim: *dim,
+                        values: out,
+                    }
                 }
             })
             .collect();

@@ -5,10 +5,13 @@
 
 pub mod columns;
 pub mod datacoord;
+pub mod datanode;
 pub mod election;
 pub mod idalloc;
 pub mod meta;
 pub mod metrics;
+pub mod msgstream;
+pub mod proxy;
 pub mod role;
 pub mod rootcoord;
 pub mod server;

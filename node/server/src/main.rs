@@ -9,10 +9,14 @@ use clap::{Args, Parser, Subcommand};
 use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
+use milvus_like_node::datanode::{self, DataNodeConfig, ThresholdPolicy};
 use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
+use milvus_like_node::msgstream::KafkaConfig;
+use milvus_like_node::proxy::{self, ProxyConfig};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
+use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection};
 use milvus_like_node::tso::TsoConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +54,13 @@ enum Command {
     Rootcoord(RootCoordArgs),
     /// Run a data coordinator: channel ownership, segment allocation, flush scheduling.
     Datacoord(DataCoordArgs),
+    /// Run a proxy: the client API (insert, delete, flush, collections).
+    Proxy(ProxyArgs),
+    /// Run a data node: consumes channels, buffers, flushes Parquet to object storage.
+    Datanode(DataNodeArgs),
+    /// Read a collection's flushed segments back, deletes applied: row count,
+    /// content checksum and sample rows.
+    ReadBack(ReadBackArgs),
 }
 
 /// Where the metadata lives.
@@ -217,6 +228,260 @@ struct DataCoordArgs {
     etcd: EtcdArgs,
     #[command(flatten)]
     liveness: LivenessArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// Where the insert and delete logs are.
+#[derive(Debug, Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port,...`.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    kafka_brokers: String,
+    /// Topic name prefix: `{prefix}-insert-log`, `{prefix}-delete-log`, `{prefix}-dead-letter`.
+    #[arg(long, env = "MILVUS_LIKE_TOPIC_PREFIX", default_value = "milvus")]
+    topic_prefix: String,
+    /// Replication factor of the topics the data coordinator creates.
+    #[arg(long, env = "MILVUS_LIKE_KAFKA_REPLICATION", default_value_t = 1)]
+    kafka_replication: i32,
+}
+
+impl KafkaArgs {
+    fn config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.kafka_brokers.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+            replication: self.kafka_replication,
+        }
+    }
+}
+
+/// Where segment files are written.
+#[derive(Debug, Args)]
+struct StorageArgs {
+    /// Local directory for segment files (used unless --s3-bucket is set).
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_STORAGE_ROOT",
+        default_value = "milvus-like-data/segments"
+    )]
+    storage_root: std::path::PathBuf,
+    /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
+    #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
+    s3_endpoint: String,
+    #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
+    s3_access_key: String,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_S3_SECRET_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    s3_secret_key: String,
+}
+
+impl StorageArgs {
+    fn config(&self) -> StorageConfig {
+        match &self.s3_bucket {
+            Some(bucket) => StorageConfig::S3 {
+                endpoint: self.s3_endpoint.clone(),
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                access_key: self.s3_access_key.clone(),
+                secret_key: self.s3_secret_key.clone(),
+                allow_http: self.s3_endpoint.starts_with("http://"),
+            },
+            None => StorageConfig::Local {
+                root: self.storage_root.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_PROXY_LISTEN",
+        default_value = "0.0.0.0:19531"
+    )]
+    listen: SocketAddr,
+    #[arg(long, env = "MILVUS_LIKE_PROXY_ADVERTISE")]
+    advertise: Option<String>,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_PROXY_HTTP_LISTEN",
+        default_value = "0.0.0.0:9092"
+    )]
+    http_listen: SocketAddr,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    rootcoord_endpoints: Vec<String>,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:13333"
+    )]
+    datacoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    liveness: LivenessArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Debug, Args)]
+struct DataNodeArgs {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATANODE_LISTEN",
+        default_value = "0.0.0.0:21121"
+    )]
+    listen: SocketAddr,
+    #[arg(long, env = "MILVUS_LIKE_DATANODE_ADVERTISE")]
+    advertise: Option<String>,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATANODE_HTTP_LISTEN",
+        default_value = "0.0.0.0:9094"
+    )]
+    http_listen: SocketAddr,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    rootcoord_endpoints: Vec<String>,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:13333"
+    )]
+    datacoord_endpoints: Vec<String>,
+    /// Flush a segment buffer at this many MiB.
+    #[arg(long, env = "MILVUS_LIKE_FLUSH_MIB", default_value_t = 256)]
+    flush_mib: u64,
+    /// Flush a segment buffer at this many rows.
+    #[arg(long, env = "MILVUS_LIKE_FLUSH_ROWS", default_value_t = 100_000)]
+    flush_rows: u64,
+    /// Flush a segment buffer this old.
+    #[arg(long, env = "MILVUS_LIKE_FLUSH_AGE", default_value = "30s", value_parser = parse_duration)]
+    flush_age: Duration,
+    /// Memory for buffers in MiB: consumption pauses above it.
+    #[arg(long, env = "MILVUS_LIKE_DATANODE_MEMORY_MIB", default_value_t = 1024)]
+    memory_mib: u64,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    liveness: LivenessArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReadBackArgs {
+    /// Collection name.
+    #[arg(long)]
+    collection: String,
+    /// Rows to print.
+    #[arg(long, default_value_t = 5)]
+    sample: usize,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    rootcoord_endpoints: Vec<String>,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:13333"
+    )]
+    datacoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+async fn read_back(args: ReadBackArgs) -> anyhow::Result<()> {
+    use milvus_like_api::proto::data_coord_client::DataCoordClient;
+    let root = milvus_like_api::root_coord_link::RootCoordLink::connect(
+        &args.rootcoord_endpoints,
+        Duration::from_secs(10),
+    )?;
+    let info = root
+        .collection_by_name(&args.collection)
+        .await
+        .map_err(|s| anyhow::anyhow!("collection {:?}: {}", args.collection, s.message()))?;
+    let schema = milvus_like_api::schema::CollectionSchema::try_from(
+        info.schema
+            .clone()
+            .context("the collection has no schema")?,
+    )?;
+    let dc = milvus_like_api::leader_pool::LeaderPool::new(
+        &args.datacoord_endpoints,
+        Duration::from_secs(10),
+    )?;
+    let request = milvus_like_api::proto::ListSegmentsRequest {
+        collection_id: info.id,
+    };
+    let listed = dc
+        .call(Duration::from_secs(10), |c| async move {
+            DataCoordClient::new(c).list_segments(request).await
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("list segments: {}", s.message()))?
+        .into_inner();
+    let store = SegmentStore::open(&args.storage.config())?;
+    let content = read_collection(
+        &store,
+        &schema,
+        &listed.segments,
+        &listed.delete_logs,
+        args.sample,
+    )
+    .await?;
+    let flushed = listed
+        .segments
+        .iter()
+        .filter(|s| s.state == milvus_like_api::proto::SegmentState::Flushed as i32)
+        .count();
+    println!(
+        "collection {:?} (id {}): {} rows, {} deleted, checksum {:016x}, {} segments ({} flushed), {} delete logs",
+        args.collection,
+        info.id,
+        content.rows,
+        content.deleted,
+        content.checksum,
+        listed.segments.len(),
+        flushed,
+        listed.delete_logs.len()
+    );
+    for row in &content.sample {
+        println!("  {row}");
+    }
+    Ok(())
 }
 
 /// Parses `250ms`, `3s`, `2m` or `1h`.
@@ -344,6 +609,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     max_lifetime: args.segment_max_lifetime,
                     ..SegmentConfig::default()
                 },
+                kafka: Some(args.kafka.config()),
                 ..DataCoordConfig::default()
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
@@ -356,6 +622,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 cancel,
             )
             .await
+        }
+        Command::ReadBack(args) => read_back(args).await,
+        Command::Proxy(args) => {
+            let config = ProxyConfig {
+                role: args
+                    .liveness
+                    .role(args.listen, args.advertise, args.http_listen),
+                rootcoord: args.rootcoord_endpoints,
+                datacoord: args.datacoord_endpoints,
+                kafka: args.kafka.config(),
+            };
+            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
+                .await
+                .context("connect to etcd")?;
+            proxy::run(Arc::new(store), config, cancel).await
+        }
+        Command::Datanode(args) => {
+            let config = DataNodeConfig {
+                role: args
+                    .liveness
+                    .role(args.listen, args.advertise, args.http_listen),
+                rootcoord: args.rootcoord_endpoints,
+                datacoord: args.datacoord_endpoints,
+                kafka: args.kafka.config(),
+                storage: args.storage.config(),
+                policy: ThresholdPolicy {
+                    max_bytes: args.flush_mib.max(1) << 20,
+                    max_rows: args.flush_rows.max(1),
+                    max_age: args.flush_age,
+                },
+                memory_limit: args.memory_mib.max(16) << 20,
+                ..DataNodeConfig::default()
+            };
+            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
+                .await
+                .context("connect to etcd")?;
+            datanode::run(Arc::new(store), config, cancel).await
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct DataCoordConfig {
     pub handshake: HandshakeConfig,
     /// How long `Flush(wait)` and `DrainNode` wait at most.
     pub wait_deadline: Duration,
+    /// Where the insert and delete logs live; the coordinator creates the topics
+    /// with one partition per channel. `None`: topics are managed elsewhere.
+    pub kafka: Option<crate::msgstream::KafkaConfig>,
 }
 
 impl Default for DataCoordConfig {
@@ -65,6 +68,7 @@ impl Default for DataCoordConfig {
             segments: SegmentConfig::default(),
             handshake: HandshakeConfig::default(),
             wait_deadline: Duration::from_secs(60),
+            kafka: None,
         }
     }
 }
@@ -501,6 +505,35 @@ impl Office for DataCoordService {
     }
 }
 
+/// Creates the log topics (one partition per channel), retrying while Kafka is away.
+async fn create_topics(
+    kafka: crate::msgstream::KafkaConfig,
+    channels: u32,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match crate::msgstream::ensure_topics(&kafka, channels).await {
+            Ok(()) => {
+                tracing::info!(brokers = %kafka.brokers, channels, "insert and delete logs ready");
+                return;
+            }
+            Err(e @ crate::msgstream::StreamError::PartitionMismatch { .. }) => {
+                tracing::error!(error = %e, "the logs do not match the channel count; fix the topics or the configuration");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the log topics yet; retrying in {backoff:?}")
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Runs a data coordinator until `cancel` fires.
 pub async fn run(
     store: Arc<dyn MetaStore>,
@@ -537,6 +570,9 @@ pub async fn run(
     let servers = process
         .serve(DataCoordServer::new(service.clone()), registry, &cancel)
         .await?;
+    if let Some(kafka) = config.kafka.clone() {
+        tokio::spawn(create_topics(kafka, config.channels, cancel.clone()));
+    }
     let candidate = Candidate::new(
         store.clone(),
         LEADER_KEY,

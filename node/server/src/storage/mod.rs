@@ -1,1 +1,435 @@
-//! Segment files in object storage (being written).
+//! Segment files in object storage: insert logs (a flushed segment's rows) and
+//! delete logs (primary keys deleted at a timestamp), as Parquet files that any
+//! Parquet reader opens. The layout is described in [`format`]; reading a whole
+//! collection back with its deletes applied is in [`content`].
+//!
+//! Two backends behind [`ObjectStore`]: a local directory (standalone mode, unit
+//! tests) and an S3-compatible bucket (AWS, MinIO). A file is written with one
+//! `put` of its encoded bytes, which both backends make visible atomically: a
+//! reader sees the whole file or none of it.
+
+pub mod content;
+pub mod format;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use milvus_like_api::schema::CollectionSchema;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use crate::columns::RowBatch;
+use format::FormatError;
+
+pub use content::{CollectionContent, batch_checksum, read_collection, row_checksum};
+
+/// Where segment files live. Its `Debug` form hides the secret key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// Files under a local directory.
+    Local { root: PathBuf },
+    /// An S3-compatible bucket (AWS, MinIO). The bucket must exist.
+    S3 {
+        /// `http://127.0.0.1:9000`, `https://s3.eu-west-1.amazonaws.com`.
+        endpoint: String,
+        bucket: String,
+        region: String,
+        access_key: String,
+        secret_key: String,
+        /// Allow a plain-HTTP endpoint (MinIO in tests).
+        allow_http: bool,
+    },
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local { root } => f.debug_struct("Local").field("root", root).finish(),
+            Self::S3 {
+                endpoint,
+                bucket,
+                region,
+                access_key,
+                secret_key: _,
+                allow_http,
+            } => f
+                .debug_struct("S3")
+                .field("endpoint", endpoint)
+                .field("bucket", bucket)
+                .field("region", region)
+                .field("access_key", access_key)
+                .field("secret_key", &"<redacted>")
+                .field("allow_http", allow_http)
+                .finish(),
+        }
+    }
+}
+
+/// Requests to S3 are retried inside the client on connection errors, timeouts and
+/// 5xx answers, with exponential backoff from 100 ms, this many times...
+const S3_MAX_RETRIES: usize = 5;
+/// ...or until this much time has passed. The caller then gets a transient error
+/// and decides (the data node retries its flush; a CLI reports it).
+const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads and writes the segment files of every collection.
+#[derive(Debug, Clone)]
+pub struct SegmentStore {
+    store: Arc<dyn ObjectStore>,
+    /// `local:/data/segments`, `s3://bucket at http://...`: for logs and errors.
+    description: String,
+}
+
+/// Why a storage call failed. Every message names the path (or the store).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The store could not be set up: an unusable directory or S3 settings.
+    #[error("cannot open segment storage {what}: {reason}")]
+    Config { what: String, reason: String },
+    /// Not a valid object path (empty segment, `..`, ...).
+    #[error("invalid segment file path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    /// The file does not exist.
+    #[error("{path} does not exist in {store}")]
+    NotFound { path: String, store: String },
+    /// Reading or writing the object failed. `transient` when retrying may help:
+    /// network errors, timeouts and 5xx answers that outlasted the client's own
+    /// retries; not for refused credentials, 4xx answers or local I/O errors
+    /// such as a permission denied.
+    #[error("{op} {path} in {store}: {source}")]
+    Object {
+        op: &'static str,
+        path: String,
+        store: String,
+        transient: bool,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// The file is not Parquet we can read: truncated, overwritten with junk, nulls.
+    #[error("{path} is not a readable segment file: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// A readable file whose columns are not those expected.
+    #[error("{path} is not {expected}: {reason}")]
+    SchemaMismatch {
+        path: String,
+        /// `an insert log of collection "books"`, `a delete log`.
+        expected: String,
+        reason: String,
+    },
+    /// The rows handed to a write do not fit the schema, or the lengths differ.
+    #[error("cannot write {path}: {reason}")]
+    InvalidInput { path: String, reason: String },
+}
+
+impl StorageError {
+    /// Whether the same call may succeed later (network trouble, an overloaded or
+    /// restarting server). Missing or corrupt files and schema mismatches are
+    /// permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Object {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    fn format(path: &str, expected: impl FnOnce() -> String, e: FormatError) -> Self {
+        let path = path.to_owned();
+        match e {
+            FormatError::InvalidInput(reason) => Self::InvalidInput { path, reason },
+            FormatError::Corrupt(reason) => Self::Corrupt { path, reason },
+            FormatError::SchemaMismatch(reason) => Self::SchemaMismatch {
+                path,
+                expected: expected(),
+                reason,
+            },
+        }
+    }
+}
+
+/// Whether an object store error is worth retrying. object_store keeps the HTTP
+/// status private, so this walks the error's source chain: a transport error
+/// (`HttpError`: connect, timeout, reset) is transient; an I/O error is transient
+/// only for kinds that clear by themselves; an HTTP status (read from the
+/// "status code: NNN" of the client's message) is transient for 5xx, 408 and
+/// 429. A `Generic` error none of these explain counts as transient for a remote
+/// store (a 200 answer with an error body, a malformed answer) and as permanent
+/// for the local filesystem; the typed variants (not found, precondition,
+/// permission, authentication, invalid path) are permanent.
+fn is_transient(e: &object_store::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let unexplained = match e {
+        object_store::Error::Generic { store, .. } => *store != "LocalFileSystem",
+        object_store::Error::JoinError { .. } => true,
+        _ => return false,
+    };
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err
+            .downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::Interrupted
+                    | K::TimedOut
+                    | K::WouldBlock
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::ConnectionRefused
+                    | K::BrokenPipe
+                    | K::StorageFull
+                    | K::ResourceBusy
+            );
+        }
+        if let Some(status) = http_status(&err.to_string()) {
+            return status >= 500 || status == 408 || status == 429;
+        }
+        current = err.source();
+    }
+    unexplained
+}
+
+/// The status of object_store's "Server returned non-2xx status code: 503 ..." message.
+fn http_status(message: &str) -> Option<u16> {
+    let (_, rest) = message.split_once("status code: ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+impl SegmentStore {
+    /// Opens the store. `Local` creates the directory; `S3` only checks the
+    /// settings (the first request reaches the server).
+    pub fn open(config: &StorageConfig) -> Result<Self, StorageError> {
+        match config {
+            StorageConfig::Local { root } => {
+                let what = format!("directory {}", root.display());
+                let fail = |reason: String| StorageError::Config {
+                    what: what.clone(),
+                    reason,
+                };
+                std::fs::create_dir_all(root).map_err(|e| fail(e.to_string()))?;
+                let root = std::fs::canonicalize(root).map_err(|e| fail(e.to_string()))?;
+                let store =
+                    LocalFileSystem::new_with_prefix(&root).map_err(|e| fail(e.to_string()))?;
+                Ok(Self::from_store(
+                    Arc::new(store),
+                    format!("local:{}", root.display()),
+                ))
+            }
+            StorageConfig::S3 {
+                endpoint,
+                bucket,
+                region,
+                access_key,
+                secret_key,
+                allow_http,
+            } => {
+                let retry = RetryConfig {
+                    max_retries: S3_MAX_RETRIES,
+                    retry_timeout: S3_RETRY_TIMEOUT,
+                    ..RetryConfig::default()
+                };
+                let store = AmazonS3Builder::new()
+                    .with_endpoint(endpoint)
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_access_key_id(access_key)
+                    .with_secret_access_key(secret_key)
+                    .with_allow_http(*allow_http)
+                    // Path-style requests (`endpoint/bucket/key`), which MinIO serves
+                    // without DNS names per bucket.
+                    .with_virtual_hosted_style_request(false)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| StorageError::Config {
+                        what: format!("bucket {bucket:?} at {endpoint}"),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Self::from_store(
+                    Arc::new(store),
+                    format!("s3://{bucket} at {endpoint}"),
+                ))
+            }
+        }
+    }
+
+    /// Wraps any object store (in-memory or throttled ones in tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
+        Self {
+            store,
+            description: description.into(),
+        }
+    }
+
+    /// Where the files live: `local:/data/segments`, `s3://bucket at http://...`.
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    /// `insert_log/{collection}/{partition}/{segment}/{log_id}.parquet`
+    pub fn insert_log_path(collection: i64, partition: i64, segment: i64, log_id: i64) -> String {
+        format!("insert_log/{collection}/{partition}/{segment}/{log_id}.parquet")
+    }
+
+    /// `delete_log/{collection}/{partition}/{channel}/{log_id}.parquet`
+    pub fn delete_log_path(collection: i64, partition: i64, channel: u32, log_id: i64) -> String {
+        format!("delete_log/{collection}/{partition}/{channel}/{log_id}.parquet")
+    }
+
+    /// Writes `rows` (columns in schema field order) and each row's timestamp as one
+    /// Parquet insert log at `path`, replacing any file there. Returns the bytes
+    /// written.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = rows.num_rows))]
+    pub async fn write_insert_log(
+        &self,
+        path: &str,
+        schema: &CollectionSchema,
+        rows: &RowBatch,
+        timestamps: &[u64],
+    ) -> Result<u64, StorageError> {
+        let location = object_path(path)?;
+        let expected = || format!("an insert log of collection {:?}", schema.name);
+        let batch = format::insert_log_batch(schema, rows, timestamps)
+            .map_err(|e| StorageError::format(path, expected, e))?;
+        let owned = schema.clone();
+        let encoded = tokio::task::spawn_blocking(move || format::encode_insert_log(&owned, batch))
+            .await
+            .map_err(|e| StorageError::InvalidInput {
+                path: path.to_owned(),
+                reason: format!("the Parquet encoder failed: {e}"),
+            })?
+            .map_err(|e| StorageError::format(path, expected, e))?;
+        self.put(path, &location, encoded).await
+    }
+
+    /// Reads an insert log of `schema`: its rows and their timestamps.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path))]
+    pub async fn read_insert_log(
+        &self,
+        path: &str,
+        schema: &CollectionSchema,
+    ) -> Result<(RowBatch, Vec<u64>), StorageError> {
+        let bytes = self.get(path).await?;
+        let owned = schema.clone();
+        decode_off_thread(path, move || format::decode_insert_log(&owned, bytes))
+            .await?
+            .map_err(|e| {
+                StorageError::format(
+                    path,
+                    || format!("an insert log of collection {:?}", schema.name),
+                    e,
+                )
+            })
+    }
+
+    /// Writes (primary key, delete timestamp) records as one Parquet delete log.
+    /// Returns the bytes written.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = primary_keys.len()))]
+    pub async fn write_delete_log(
+        &self,
+        path: &str,
+        primary_keys: &[i64],
+        timestamps: &[u64],
+    ) -> Result<u64, StorageError> {
+        let location = object_path(path)?;
+        let encoded = format::encode_delete_log(primary_keys, timestamps)
+            .map_err(|e| StorageError::format(path, delete_log_expected, e))?;
+        self.put(path, &location, encoded).await
+    }
+
+    /// Reads a delete log: primary keys and their delete timestamps.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path))]
+    pub async fn read_delete_log(&self, path: &str) -> Result<(Vec<i64>, Vec<u64>), StorageError> {
+        let bytes = self.get(path).await?;
+        decode_off_thread(path, move || format::decode_delete_log(bytes))
+            .await?
+            .map_err(|e| StorageError::format(path, delete_log_expected, e))
+    }
+
+    async fn put(
+        &self,
+        path: &str,
+        location: &ObjectPath,
+        encoded: Vec<u8>,
+    ) -> Result<u64, StorageError> {
+        let started = Instant::now();
+        let len = encoded.len() as u64;
+        self.store
+            .put(location, PutPayload::from(Bytes::from(encoded)))
+            .await
+            .map_err(|e| self.object_error("write", path, e))?;
+        tracing::debug!(bytes = len, elapsed = ?started.elapsed(), "wrote {path}");
+        Ok(len)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
+        let location = object_path(path)?;
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|e| self.object_error("read", path, e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| self.object_error("read", path, e))
+    }
+
+    fn object_error(&self, op: &'static str, path: &str, e: object_store::Error) -> StorageError {
+        // A write that finds nothing means the bucket is missing: an Object error.
+        if let (object_store::Error::NotFound { .. }, "read") = (&e, op) {
+            return StorageError::NotFound {
+                path: path.to_owned(),
+                store: self.description.clone(),
+            };
+        }
+        StorageError::Object {
+            op,
+            path: path.to_owned(),
+            store: self.description.clone(),
+            transient: is_transient(&e),
+            source: Box::new(e),
+        }
+    }
+}
+
+fn delete_log_expected() -> String {
+    "a delete log".to_owned()
+}
+
+fn object_path(path: &str) -> Result<ObjectPath, StorageError> {
+    let invalid = |reason: String| StorageError::InvalidPath {
+        path: path.to_owned(),
+        reason,
+    };
+    let parsed = ObjectPath::parse(path).map_err(|e| invalid(e.to_string()))?;
+    if parsed.filename().is_none() {
+        return Err(invalid("it names no file".into()));
+    }
+    Ok(parsed)
+}
+
+/// Decodes off the async threads (it is CPU-heavy). A panic inside (the decoder
+/// meeting junk it does not expect) becomes a `Corrupt` error for `path`.
+async fn decode_off_thread<T: Send + 'static>(
+    path: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("the Parquet decoder failed: {e}"),
+        })
+}

@@ -1,0 +1,299 @@
+//! The consumer loop: reads the owned channels, skips what the checkpoint already
+//! covers, dead-letters junk, buffers the rest, and applies backpressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::{ChannelLoad, DeleteBatch, InsertBatch, ReportLoadRequest};
+use milvus_like_api::schema::CollectionSchema;
+use prost::Message as _;
+use rdkafka::Message as _;
+use tokio_util::sync::CancellationToken;
+
+use super::buffer::SegmentBuffer;
+use super::{ChannelLabel, Node, flush};
+use crate::columns::RowBatch;
+use crate::msgstream::Stream;
+
+/// A message copied out of librdkafka's buffer.
+struct Consumed {
+    stream: Stream,
+    channel: u32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
+    loop {
+        // Backpressure: above the limit, stop reading (librdkafka's prefetch queue is
+        // bounded too) until flushes free memory.
+        let mut paused = false;
+        while node.buffered() >= node.config.memory_limit {
+            if !paused {
+                node.metrics.backpressure_pauses.inc();
+                tracing::info!(
+                    buffered = node.buffered(),
+                    limit = node.config.memory_limit,
+                    "memory limit reached; pausing consumption"
+                );
+                paused = true;
+            }
+            flush::largest(&node).await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = node.flushed.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        if node.buffered() >= node.config.memory_limit / 4 * 3 {
+            flush::largest(&node).await;
+        }
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            m = node.consumer.inner().recv() => m,
+        };
+        let consumed = match received {
+            Ok(m) => {
+                let Some(stream) = node.consumer.config().stream_of(m.topic()) else {
+                    continue;
+                };
+                Consumed {
+                    stream,
+                    channel: u32::try_from(m.partition()).unwrap_or(u32::MAX),
+                    offset: m.offset(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        handle(&node, consumed).await;
+    }
+}
+
+/// The schema of a collection, from the root coordinator (cached there).
+async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, String> {
+    let info = node
+        .root
+        .collection(collection)
+        .await
+        .map_err(|s| format!("collection {collection}: {}", s.message()))?;
+    let schema = info.schema.ok_or("the collection has no schema")?;
+    CollectionSchema::try_from(schema).map_err(|e| e.to_string())
+}
+
+async fn handle(node: &Arc<Node>, m: Consumed) {
+    node.metrics.messages_consumed.inc();
+    // Decode and check outside the lock; the lock only guards the append.
+    enum Parsed {
+        Insert(InsertBatch, CollectionSchema, RowBatch),
+        Delete(DeleteBatch),
+    }
+    let parsed: Result<Parsed, String> = match m.stream {
+        Stream::Insert => match InsertBatch::decode(m.payload.as_slice()) {
+            Err(e) => Err(format!("not an InsertBatch: {e}")),
+            Ok(mut b) => {
+                if b.channel != m.channel {
+                    Err(format!(
+                        "batch for channel {} on channel {}",
+                        b.channel, m.channel
+                    ))
+                } else if b.segment_id <= 0 || b.first_ts == 0 {
+                    Err("batch without segment or timestamp".into())
+                } else {
+                    match schema(node, b.collection_id).await {
+                        Err(e) => Err(e),
+                        Ok(schema) => {
+                            let columns = std::mem::take(&mut b.columns);
+                            RowBatch::from_wire(&schema, columns, b.num_rows as usize)
+                                .map(|rows| Parsed::Insert(b, schema, rows))
+                                .map_err(|e| e.to_string())
+                        }
+                    }
+                }
+            }
+        },
+        Stream::Delete => match DeleteBatch::decode(m.payload.as_slice()) {
+            Err(e) => Err(format!("not a DeleteBatch: {e}")),
+            Ok(b) if b.channel != m.channel => Err(format!(
+                "batch for channel {} on channel {}",
+                b.channel, m.channel
+            )),
+            Ok(b) if b.first_ts == 0 => Err("delete batch without timestamp".into()),
+            Ok(b) => Ok(Parsed::Delete(b)),
+        },
+    };
+    let mut channels = node.channels.lock().await;
+    let Some(ch) = channels.get_mut(&m.channel) else {
+        return; // not ours (any more)
+    };
+    let next = match m.stream {
+        Stream::Insert => &mut ch.insert_next,
+        Stream::Delete => &mut ch.delete_next,
+    };
+    if m.offset < *next {
+        node.metrics.duplicates_skipped.inc();
+        return;
+    }
+    *next = m.offset + 1;
+    let before = ch.buffer.bytes();
+    match parsed {
+        Ok(Parsed::Insert(b, schema, rows)) => {
+            let n = rows.num_rows as u64;
+            let buf = ch
+                .buffer
+                .segments
+                .entry(b.segment_id)
+                .or_insert_with(|| SegmentBuffer::new(b.collection_id, b.partition_id, schema));
+            if let Err(e) = buf.append(rows, b.first_ts) {
+                tracing::error!(segment_id = b.segment_id, error = %e, "batch does not fit its segment buffer");
+            } else {
+                ch.max_ts = ch.max_ts.max(b.first_ts + n.saturating_sub(1));
+                ch.rows_consumed += n;
+                node.metrics.rows_consumed.inc_by(n);
+            }
+        }
+        Ok(Parsed::Delete(b)) => {
+            let d = ch
+                .buffer
+                .deletes
+                .entry((b.collection_id, b.partition_id))
+                .or_default();
+            let n = b.primary_keys.len() as u64;
+            d.timestamps.extend(b.first_ts..b.first_ts + n);
+            d.primary_keys.extend(b.primary_keys);
+            ch.max_ts = ch.max_ts.max(b.first_ts + n.saturating_sub(1));
+        }
+        Err(reason) => {
+            node.metrics.dead_lettered.inc();
+            tracing::warn!(channel = m.channel, offset = m.offset, stream = ?m.stream, %reason, "malformed message; copying it to the dead-letter topic and skipping it");
+            let producer = node.producer.clone();
+            let key = format!("{:?}/{}/{}: {reason}", m.stream, m.channel, m.offset);
+            // Send before the checkpoint can pass it: the flush of this channel waits
+            // for nothing else, so send inline (rare).
+            drop(channels);
+            if let Err(e) = producer.dead_letter(&key, &m.payload).await {
+                tracing::error!(error = %e, %key, "could not dead-letter a malformed message");
+            }
+            return;
+        }
+    }
+    let after = ch.buffer.bytes();
+    node.add_buffered(after as i64 - before as i64);
+    let due = ch
+        .buffer
+        .segments
+        .values()
+        .find_map(|s| node.policy.should_flush(&s.stats()));
+    let complete = ch.pending_complete.iter().any(|(_, ts)| ch.max_ts >= *ts);
+    if let Some(reason) = due {
+        flush::start(node, m.channel, ch, reason);
+    } else if complete {
+        flush::start(node, m.channel, ch, "segments sealed");
+    }
+}
+
+/// Every 200 ms: age-based flushes and sealed segments of idle channels; every 5 s:
+/// lag and a load report to the coordinator.
+pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        n += 1;
+        let waiting: Vec<(u32, i64)> = {
+            let mut channels = node.channels.lock().await;
+            let mut waiting = Vec::new();
+            for (channel, ch) in channels.iter_mut() {
+                if let Some(reason) = node.policy.should_flush(&super::BufferStats {
+                    bytes: ch.buffer.bytes() as u64,
+                    rows: ch.buffer.rows(),
+                    age: ch.buffer.age(),
+                }) {
+                    flush::start(&node, *channel, ch, reason);
+                } else if !ch.pending_complete.is_empty() {
+                    if ch.caught_up {
+                        flush::start(&node, *channel, ch, "segments sealed (caught up)");
+                    } else {
+                        waiting.push((*channel, ch.insert_next));
+                    }
+                }
+            }
+            waiting
+        };
+        // Sealed segments on a quiet channel: complete them once everything in the
+        // log has been read.
+        for (channel, next) in waiting {
+            let consumer = node.consumer.clone();
+            let hw = tokio::task::spawn_blocking(move || {
+                consumer.high_watermark(Stream::Insert, channel)
+            })
+            .await;
+            if let Ok(Ok(hw)) = hw
+                && next >= hw
+                && let Some(ch) = node.channels.lock().await.get_mut(&channel)
+            {
+                ch.caught_up = true;
+            }
+        }
+        if n.is_multiple_of(25) {
+            let report = load_report(&node).await;
+            let request = report.clone();
+            let result = node
+                .datacoord
+                .call(Duration::from_secs(2), |c| {
+                    let request = request.clone();
+                    async move { DataCoordClient::new(c).report_load(request).await }
+                })
+                .await;
+            if let Err(status) = result {
+                tracing::debug!(%status, "load report failed");
+            }
+        }
+    }
+}
+
+/// Buffered bytes, consumption and lag per channel.
+pub(super) async fn load_report(node: &Arc<Node>) -> ReportLoadRequest {
+    let snapshot: Vec<(u32, u64, u64, i64)> = {
+        let mut channels = node.channels.lock().await;
+        channels
+            .iter_mut()
+            .map(|(c, ch)| {
+                let rows = std::mem::take(&mut ch.rows_consumed);
+                (*c, ch.buffer.bytes() as u64, rows, ch.insert_next)
+            })
+            .collect()
+    };
+    let mut loads = Vec::new();
+    for (channel, buffered, rows, next) in snapshot {
+        let consumer = node.consumer.clone();
+        let hw =
+            tokio::task::spawn_blocking(move || consumer.high_watermark(Stream::Insert, channel))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        let lag = hw.map_or(0, |hw| (hw - next).max(0));
+        node.metrics
+            .consumer_lag
+            .get_or_create(&ChannelLabel { channel })
+            .set(lag);
+        loads.push(ChannelLoad {
+            channel,
+            buffered_bytes: buffered,
+            rows_per_second: rows as f64 / 5.0,
+            lag,
+        });
+    }
+    ReportLoadRequest {
+        node_id: node.node_id,
+        memory_used_bytes: crate::sys::rss_bytes().unwrap_or(0),
+        channels: loads,
+    }
+}

@@ -1,0 +1,323 @@
+//! Flushing a channel: write every buffered segment and the deletes to object
+//! storage, then commit the files with the checkpoint in one epoch-checked
+//! transaction through the data coordinator. Failures of storage or of the
+//! coordinator are retried with backoff; the data stays in memory until committed.
+//! One flush runs per channel at a time, so commits are in checkpoint order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::{ChannelCheckpoint, CommitFlushRequest, DeleteLog, SegmentBinlogs};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tonic::{Code, Status};
+
+use super::buffer::ChannelBuffer;
+use super::{Channel, Node};
+use crate::msgstream::Stream;
+use crate::storage::SegmentStore;
+
+/// What one flush writes and commits.
+struct Job {
+    channel: u32,
+    epoch: u64,
+    buffer: ChannelBuffer,
+    checkpoint: ChannelCheckpoint,
+    complete: Vec<i64>,
+    bytes: usize,
+    started: Instant,
+}
+
+/// Takes the channel's buffer and flushes it in the background (or marks that
+/// another flush is wanted if one is running). Call with the channels lock held.
+pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &str) {
+    if ch.flushing {
+        ch.flush_again = true;
+        return;
+    }
+    let complete: Vec<i64> = {
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut ch.pending_complete)
+            .into_iter()
+            .partition(|(_, ts)| ch.caught_up || ch.max_ts >= *ts);
+        ch.pending_complete = waiting;
+        ready.into_iter().flat_map(|(ids, _)| ids).collect()
+    };
+    let buffer = std::mem::take(&mut ch.buffer);
+    let bytes = buffer.bytes();
+    ch.flushing = true;
+    ch.flush_again = false;
+    ch.caught_up = false;
+    tracing::debug!(channel, reason, bytes, rows = buffer.rows(), complete = ?complete, "flushing channel");
+    let job = Job {
+        channel,
+        epoch: ch.epoch,
+        checkpoint: ch.checkpoint(channel),
+        buffer,
+        complete,
+        bytes,
+        started: Instant::now(),
+    };
+    tokio::spawn(run(node.clone(), job));
+}
+
+/// Flushes the channel with the most buffered data (memory high-water mark).
+pub(super) async fn largest(node: &Arc<Node>) {
+    let mut channels = node.channels.lock().await;
+    let biggest = channels
+        .iter()
+        .filter(|(_, ch)| !ch.flushing && !ch.buffer.is_empty())
+        .max_by_key(|(_, ch)| ch.buffer.bytes())
+        .map(|(c, _)| *c);
+    if let Some(channel) = biggest
+        && let Some(ch) = channels.get_mut(&channel)
+    {
+        start(node, channel, ch, "memory high-water mark");
+    }
+}
+
+/// Retries `op` with capped backoff while it fails transiently and the node still
+/// holds the channel at this epoch.
+async fn persist<T, F, Fut>(node: &Node, job: &Job, what: &str, mut op: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument
+                ) =>
+            {
+                return Err(s);
+            }
+            Err(s) => {
+                let still_ours = node
+                    .channels
+                    .lock()
+                    .await
+                    .get(&job.channel)
+                    .is_some_and(|c| c.epoch == job.epoch);
+                if !still_ours {
+                    return Err(Status::failed_precondition(
+                        "the channel moved away while retrying",
+                    ));
+                }
+                tracing::warn!(channel = job.channel, status = %s, "{what} failed; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn storage_status(e: &crate::storage::StorageError) -> Status {
+    if e.is_transient() {
+        Status::unavailable(e.to_string())
+    } else {
+        Status::internal(e.to_string())
+    }
+}
+
+async fn write(node: &Node, job: &Job) -> Result<(Vec<SegmentBinlogs>, Vec<DeleteLog>), Status> {
+    let mut binlogs = Vec::new();
+    for (segment_id, buf) in &job.buffer.segments {
+        let log_id = persist(node, job, "allocating a log id", || node.root.alloc_id()).await?;
+        let path =
+            SegmentStore::insert_log_path(buf.collection, buf.partition, *segment_id, log_id);
+        let bytes = persist(node, job, "writing an insert log", || async {
+            // Internal (non-transient) storage errors are retried too: the data must
+            // not be dropped; an operator sees the log lines and the metric.
+            node.storage
+                .write_insert_log(&path, &buf.schema, &buf.rows, &buf.timestamps)
+                .await
+                .map_err(|e| Status::unavailable(storage_status(&e).message().to_owned()))
+        })
+        .await?;
+        node.metrics.bytes_flushed.inc_by(bytes);
+        binlogs.push(SegmentBinlogs {
+            segment_id: *segment_id,
+            num_rows: buf.rows.num_rows as u64,
+            insert_log_paths: vec![path],
+            delete_log_paths: vec![],
+        });
+    }
+    let mut delete_logs = Vec::new();
+    for ((collection, partition), d) in &job.buffer.deletes {
+        let log_id = persist(node, job, "allocating a log id", || node.root.alloc_id()).await?;
+        let path = SegmentStore::delete_log_path(*collection, *partition, job.channel, log_id);
+        persist(node, job, "writing a delete log", || async {
+            node.storage
+                .write_delete_log(&path, &d.primary_keys, &d.timestamps)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))
+        })
+        .await?;
+        delete_logs.push(DeleteLog {
+            collection_id: *collection,
+            partition_id: *partition,
+            channel: job.channel,
+            path,
+            num_rows: d.primary_keys.len() as u64,
+        });
+    }
+    Ok((binlogs, delete_logs))
+}
+
+async fn commit(
+    node: &Node,
+    job: &Job,
+    binlogs: Vec<SegmentBinlogs>,
+    delete_logs: Vec<DeleteLog>,
+) -> Result<(), Status> {
+    let request = CommitFlushRequest {
+        node_id: node.node_id,
+        channel: job.channel,
+        epoch: job.epoch,
+        segments: binlogs,
+        checkpoint: Some(job.checkpoint),
+        flushed_segment_ids: job.complete.clone(),
+        delete_logs,
+    };
+    let request = &request;
+    persist(node, job, "committing the flush", || async move {
+        node.datacoord
+            .call(Duration::from_secs(10), |c| {
+                let request = request.clone();
+                async move { DataCoordClient::new(c).commit_flush(request).await }
+            })
+            .await
+    })
+    .await
+    .map(drop)
+}
+
+async fn run(node: Arc<Node>, job: Job) {
+    let result = match write(&node, &job).await {
+        Ok((binlogs, deletes)) => commit(&node, &job, binlogs, deletes).await,
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(()) => {
+            node.metrics.flushes.inc();
+            node.metrics.rows_flushed.inc_by(job.buffer.rows());
+            node.metrics
+                .flush_seconds
+                .observe(job.started.elapsed().as_secs_f64());
+            tracing::info!(channel = job.channel, rows = job.buffer.rows(), bytes = job.bytes, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), took = ?job.started.elapsed(), "flush committed");
+            commit_kafka_offsets(&node, &job.checkpoint);
+        }
+        Err(status) => {
+            node.metrics.stale_commits.inc();
+            tracing::warn!(channel = job.channel, epoch = job.epoch, %status, "flush not committed; the channel's next owner re-reads from the checkpoint");
+        }
+    }
+    node.add_buffered(-(job.bytes as i64));
+    let mut channels = node.channels.lock().await;
+    if result.is_err() {
+        // We no longer own the channel at this epoch: forget it.
+        if channels
+            .get(&job.channel)
+            .is_some_and(|c| c.epoch == job.epoch)
+        {
+            if let Some(ch) = channels.remove(&job.channel) {
+                node.add_buffered(-(ch.buffer.bytes() as i64));
+            }
+            let _ = node.consumer.unassign(job.channel);
+        }
+    } else if let Some(ch) = channels.get_mut(&job.channel)
+        && ch.epoch == job.epoch
+    {
+        ch.flushing = false;
+        ch.committed = job.checkpoint;
+        if ch.flush_again {
+            start(
+                &node,
+                job.channel,
+                ch,
+                "requested during the previous flush",
+            );
+        }
+    }
+    drop(channels);
+    node.flushed.notify_waiters();
+}
+
+/// Copies the checkpoint to Kafka's committed offsets, for lag tools only.
+fn commit_kafka_offsets(node: &Node, cp: &ChannelCheckpoint) {
+    let mut tpl = TopicPartitionList::new();
+    let partition = i32::try_from(cp.channel).unwrap_or(i32::MAX);
+    let config = node.consumer.config();
+    for (stream, next) in [
+        (Stream::Insert, cp.insert_next_offset),
+        (Stream::Delete, cp.delete_next_offset),
+    ] {
+        let _ = tpl.add_partition_offset(&config.topic(stream), partition, Offset::Offset(next));
+    }
+    if let Err(e) = node.consumer.inner().commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "Kafka offset copy failed");
+    }
+}
+
+/// Stops consuming the channel, flushes and commits everything, and forgets it.
+/// Returns the final checkpoint.
+pub(super) async fn release(
+    node: &Arc<Node>,
+    channel: u32,
+    epoch: u64,
+) -> Result<ChannelCheckpoint, Status> {
+    {
+        let mut channels = node.channels.lock().await;
+        let Some(ch) = channels.get_mut(&channel) else {
+            return Ok(ChannelCheckpoint {
+                channel,
+                ..ChannelCheckpoint::default()
+            });
+        };
+        if ch.epoch != epoch {
+            return Err(Status::failed_precondition(format!(
+                "channel {channel} is held at epoch {}, not {epoch}",
+                ch.epoch
+            )));
+        }
+        node.consumer
+            .unassign(channel)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        start(node, channel, ch, "release");
+    }
+    loop {
+        let notified = node.flushed.notified();
+        {
+            let mut channels = node.channels.lock().await;
+            match channels.get_mut(&channel) {
+                None => {
+                    return Err(Status::unavailable(format!(
+                        "the final flush of channel {channel} was not committed"
+                    )));
+                }
+                Some(ch) if ch.epoch != epoch => {
+                    return Err(Status::failed_precondition(
+                        "the channel moved during release",
+                    ));
+                }
+                Some(ch) if !ch.flushing && !ch.flush_again => {
+                    // Anything consumed after the final snapshot is not committed;
+                    // the next owner reads it again from the checkpoint.
+                    let cp = ch.committed;
+                    if let Some(ch) = channels.remove(&channel) {
+                        node.add_buffered(-(ch.buffer.bytes() as i64));
+                    }
+                    tracing::info!(channel, epoch, "channel released");
+                    return Ok(cp);
+                }
+                Some(ch) if !ch.flushing => start(node, channel, ch, "release"),
+                Some(_) => {}
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+    }
+}

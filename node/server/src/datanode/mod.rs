@@ -1,0 +1,448 @@
+//! The data node (port 21121): consumes the channels the data coordinator gives it,
+//! buffers rows per segment, flushes Parquet files to object storage, and commits
+//! file paths with the channel checkpoint in one epoch-checked transaction.
+//!
+//! Exactly once: a channel's checkpoint (the next insert and delete offsets) is
+//! committed together with the files holding everything consumed before it. After
+//! a crash or a move, consumption restarts at the checkpoint and messages below it
+//! are skipped; nothing after it was committed. A flush takes the whole channel
+//! buffer so that the checkpoint is exact.
+
+mod buffer;
+mod consume;
+mod flush;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use milvus_like_api::leader_pool::LeaderPool;
+use milvus_like_api::proto::data_node_server::{DataNode, DataNodeServer};
+use milvus_like_api::proto::{self, ChannelCheckpoint, Role};
+use milvus_like_api::root_coord_link::RootCoordLink;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use self::buffer::ChannelBuffer;
+pub use self::buffer::{BufferStats, FlushPolicy, ThresholdPolicy};
+use crate::meta::MetaStore;
+use crate::msgstream::{KafkaConfig, LogConsumer, LogProducer};
+use crate::role::{RoleConfig, RoleProcess};
+use crate::storage::{SegmentStore, StorageConfig};
+
+#[derive(Debug, Clone)]
+pub struct DataNodeConfig {
+    pub role: RoleConfig,
+    pub rootcoord: Vec<String>,
+    pub datacoord: Vec<String>,
+    pub kafka: KafkaConfig,
+    pub storage: StorageConfig,
+    pub policy: ThresholdPolicy,
+    /// Bytes buffered (and being flushed) at most; consumption pauses above it, and
+    /// the largest channel is flushed from `memory_limit * 3 / 4` on.
+    pub memory_limit: u64,
+    /// How long a graceful stop waits for the coordinator to take the channels.
+    pub drain_timeout: Duration,
+}
+
+impl Default for DataNodeConfig {
+    fn default() -> Self {
+        Self {
+            role: RoleConfig::new(
+                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::DATA_NODE)),
+                SocketAddr::from(([0, 0, 0, 0], 9094)),
+            ),
+            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
+            datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
+            kafka: KafkaConfig::default(),
+            storage: StorageConfig::Local {
+                root: "milvus-like-data/segments".into(),
+            },
+            policy: ThresholdPolicy::default(),
+            memory_limit: 1 << 30,
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: u32,
+}
+
+#[derive(Debug)]
+pub struct DataNodeMetrics {
+    pub rows_consumed: Counter,
+    pub messages_consumed: Counter,
+    pub duplicates_skipped: Counter,
+    pub dead_lettered: Counter,
+    pub rows_flushed: Counter,
+    pub bytes_flushed: Counter,
+    pub flushes: Counter,
+    pub flush_seconds: Histogram,
+    pub buffered_bytes: Gauge,
+    pub stale_commits: Counter,
+    pub consumer_lag: Family<ChannelLabel, Gauge>,
+    pub backpressure_pauses: Counter,
+}
+
+impl Default for DataNodeMetrics {
+    fn default() -> Self {
+        Self {
+            rows_consumed: Counter::default(),
+            messages_consumed: Counter::default(),
+            duplicates_skipped: Counter::default(),
+            dead_lettered: Counter::default(),
+            rows_flushed: Counter::default(),
+            bytes_flushed: Counter::default(),
+            flushes: Counter::default(),
+            flush_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
+            ),
+            buffered_bytes: Gauge::default(),
+            stale_commits: Counter::default(),
+            consumer_lag: Family::default(),
+            backpressure_pauses: Counter::default(),
+        }
+    }
+}
+
+impl DataNodeMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("datanode");
+        r.register(
+            "rows_consumed",
+            "Rows read from the insert log",
+            self.rows_consumed.clone(),
+        );
+        r.register(
+            "messages_consumed",
+            "Messages read from the logs",
+            self.messages_consumed.clone(),
+        );
+        r.register(
+            "duplicates_skipped",
+            "Messages below the checkpoint, skipped",
+            self.duplicates_skipped.clone(),
+        );
+        r.register(
+            "dead_lettered",
+            "Malformed messages copied to the dead-letter topic and skipped",
+            self.dead_lettered.clone(),
+        );
+        r.register(
+            "rows_flushed",
+            "Rows written to object storage and committed",
+            self.rows_flushed.clone(),
+        );
+        r.register(
+            "bytes_flushed",
+            "Bytes of Parquet written",
+            self.bytes_flushed.clone(),
+        );
+        r.register("flushes", "Channel flushes committed", self.flushes.clone());
+        r.register(
+            "flush_seconds",
+            "Time from taking a buffer to its commit",
+            self.flush_seconds.clone(),
+        );
+        r.register(
+            "buffered_bytes",
+            "Bytes held in buffers and in-flight flushes",
+            self.buffered_bytes.clone(),
+        );
+        r.register(
+            "stale_commits",
+            "Commits refused because the channel moved away",
+            self.stale_commits.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages not consumed yet, per channel",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "backpressure_pauses",
+            "Times consumption paused at the memory limit",
+            self.backpressure_pauses.clone(),
+        );
+    }
+}
+
+/// A channel this node owns.
+#[derive(Debug)]
+struct Channel {
+    epoch: u64,
+    /// Next offsets to consume (typed "next", never "last").
+    insert_next: i64,
+    delete_next: i64,
+    /// Largest row timestamp consumed.
+    max_ts: u64,
+    buffer: ChannelBuffer,
+    /// Segments the coordinator wants completed once consumed past the timestamp.
+    pending_complete: Vec<(Vec<i64>, u64)>,
+    /// Set when the channel is consumed up to the end of the log (checked for
+    /// pending completions).
+    caught_up: bool,
+    flushing: bool,
+    /// The last checkpoint the coordinator accepted from us.
+    committed: ChannelCheckpoint,
+    /// Another flush was asked for while one ran.
+    flush_again: bool,
+    rows_consumed: u64,
+}
+
+impl Channel {
+    fn new(epoch: u64, checkpoint: Option<ChannelCheckpoint>) -> Self {
+        let cp = checkpoint.unwrap_or_default();
+        Self {
+            epoch,
+            insert_next: cp.insert_next_offset,
+            delete_next: cp.delete_next_offset,
+            max_ts: cp.timestamp,
+            buffer: ChannelBuffer::default(),
+            pending_complete: Vec::new(),
+            caught_up: false,
+            flushing: false,
+            committed: ChannelCheckpoint {
+                channel: cp.channel,
+                ..cp
+            },
+            flush_again: false,
+            rows_consumed: 0,
+        }
+    }
+
+    fn checkpoint(&self, channel: u32) -> ChannelCheckpoint {
+        ChannelCheckpoint {
+            channel,
+            insert_next_offset: self.insert_next,
+            delete_next_offset: self.delete_next,
+            timestamp: self.max_ts,
+        }
+    }
+}
+
+/// State shared by the RPC handlers, the consumer loop and flush tasks.
+#[derive(Debug)]
+pub struct Node {
+    node_id: i64,
+    config: DataNodeConfig,
+    root: Arc<RootCoordLink>,
+    datacoord: LeaderPool,
+    storage: SegmentStore,
+    consumer: Arc<LogConsumer>,
+    producer: LogProducer,
+    policy: Arc<dyn FlushPolicy>,
+    channels: tokio::sync::Mutex<BTreeMap<u32, Channel>>,
+    /// Bytes in buffers and in-flight flushes.
+    buffered: AtomicU64,
+    /// Fires after every flush ends.
+    flushed: Notify,
+    metrics: Arc<DataNodeMetrics>,
+}
+
+impl Node {
+    fn add_buffered(&self, delta: i64) {
+        let v = if delta >= 0 {
+            self.buffered
+                .fetch_add(delta.unsigned_abs(), Ordering::AcqRel)
+                + delta.unsigned_abs()
+        } else {
+            let d = delta.unsigned_abs();
+            self.buffered
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_sub(d))
+                })
+                .map_or(0, |old| old.saturating_sub(d))
+        };
+        self.metrics
+            .buffered_bytes
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+
+    fn buffered(&self) -> u64 {
+        self.buffered.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DataNodeService {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl DataNode for DataNodeService {
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, channel = request.get_ref().channel, epoch = request.get_ref().epoch))]
+    async fn watch_channel(
+        &self,
+        request: Request<proto::WatchChannelRequest>,
+    ) -> Result<Response<proto::WatchChannelResponse>, Status> {
+        let r = request.into_inner();
+        let node = &self.node;
+        let mut channels = node.channels.lock().await;
+        if let Some(ch) = channels.get(&r.channel) {
+            if ch.epoch == r.epoch {
+                return Ok(Response::new(proto::WatchChannelResponse {}));
+            }
+            if ch.epoch > r.epoch {
+                return Err(Status::failed_precondition(format!(
+                    "channel {} is held at epoch {}, newer than {}",
+                    r.channel, ch.epoch, r.epoch
+                )));
+            }
+            // Re-assigned at a newer epoch: what we buffered is not ours to commit.
+            let dropped = channels.remove(&r.channel).map_or(0, |c| c.buffer.bytes());
+            node.add_buffered(-(dropped as i64));
+            node.consumer
+                .unassign(r.channel)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        let ch = Channel::new(r.epoch, r.checkpoint);
+        node.consumer
+            .assign(r.channel, ch.insert_next, ch.delete_next)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::info!(
+            insert_next = ch.insert_next,
+            delete_next = ch.delete_next,
+            "watching channel"
+        );
+        channels.insert(r.channel, ch);
+        Ok(Response::new(proto::WatchChannelResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, channel = request.get_ref().channel, epoch = request.get_ref().epoch))]
+    async fn release_channel(
+        &self,
+        request: Request<proto::ReleaseChannelRequest>,
+    ) -> Result<Response<proto::ReleaseChannelResponse>, Status> {
+        let r = request.into_inner();
+        let checkpoint = flush::release(&self.node, r.channel, r.epoch).await?;
+        Ok(Response::new(proto::ReleaseChannelResponse {
+            checkpoint: Some(checkpoint),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, channel = request.get_ref().channel))]
+    async fn flush_segments(
+        &self,
+        request: Request<proto::FlushSegmentsRequest>,
+    ) -> Result<Response<proto::FlushSegmentsResponse>, Status> {
+        let r = request.into_inner();
+        let mut channels = self.node.channels.lock().await;
+        let Some(ch) = channels.get_mut(&r.channel) else {
+            return Err(Status::failed_precondition(format!(
+                "channel {} is not watched by this node",
+                r.channel
+            )));
+        };
+        if ch.epoch != r.epoch {
+            return Err(Status::failed_precondition(format!(
+                "channel {} is held at epoch {}, not {}",
+                r.channel, ch.epoch, r.epoch
+            )));
+        }
+        ch.pending_complete.push((r.segment_ids, r.flush_ts));
+        ch.caught_up = false;
+        if ch.max_ts >= r.flush_ts {
+            flush::start(&self.node, r.channel, ch, "segments sealed");
+        }
+        Ok(Response::new(proto::FlushSegmentsResponse {}))
+    }
+
+    async fn get_load(
+        &self,
+        _request: Request<proto::GetLoadRequest>,
+    ) -> Result<Response<proto::ReportLoadRequest>, Status> {
+        Ok(Response::new(consume::load_report(&self.node).await))
+    }
+}
+
+/// Runs a data node until `cancel` fires; on the way out it announces it is
+/// stopping, lets the coordinator take its channels (flushing each), then leaves.
+pub async fn run(
+    store: Arc<dyn MetaStore>,
+    config: DataNodeConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(DataNodeMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let storage = SegmentStore::open(&config.storage)?;
+    let process = RoleProcess::start(store, Role::DataNode, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
+    let span = tracing::info_span!("datanode", node_id);
+    let _enter = span.enter();
+    let queued_kbytes = usize::try_from(config.memory_limit / 4 / 1024).unwrap_or(usize::MAX);
+    let consumer = Arc::new(LogConsumer::new(
+        &config.kafka,
+        &format!("milvus-like-datanode-{node_id}"),
+        queued_kbytes,
+    )?);
+    let node = Arc::new(Node {
+        node_id,
+        root: Arc::new(RootCoordLink::connect(
+            &config.rootcoord,
+            Duration::from_secs(10),
+        )?),
+        datacoord: LeaderPool::new(&config.datacoord, Duration::from_secs(30))?,
+        storage,
+        consumer,
+        producer: LogProducer::new(&config.kafka)?,
+        policy: Arc::new(config.policy.clone()),
+        channels: tokio::sync::Mutex::new(BTreeMap::new()),
+        buffered: AtomicU64::new(0),
+        flushed: Notify::new(),
+        metrics,
+        config,
+    });
+    let service = DataNodeService { node: node.clone() };
+    let servers = process
+        .serve(DataNodeServer::new(service), registry, &cancel)
+        .await?;
+    servers
+        .health
+        .set_service_status(
+            <DataNodeServer<DataNodeService> as tonic::server::NamedService>::NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let stop_consuming = CancellationToken::new();
+    let consumer_task = tokio::spawn(consume::run(node.clone(), stop_consuming.clone()));
+    let ticker = tokio::spawn(consume::tick(node.clone(), stop_consuming.clone()));
+    cancel.cancelled().await;
+
+    // Graceful stop: the coordinator drains us (release = flush + commit per channel).
+    process.session.mark_stopping();
+    let deadline = tokio::time::Instant::now() + node.config.drain_timeout;
+    while tokio::time::Instant::now() < deadline && !node.channels.lock().await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left: Vec<u32> = node.channels.lock().await.keys().copied().collect();
+    if !left.is_empty() {
+        tracing::warn!(channels = ?left, "the coordinator did not take these channels; flushing them here");
+        for channel in left {
+            let epoch = node.channels.lock().await.get(&channel).map(|c| c.epoch);
+            if let Some(epoch) = epoch
+                && let Err(status) = flush::release(&node, channel, epoch).await
+            {
+                tracing::warn!(channel, %status, "final flush failed; the next owner re-reads from the checkpoint");
+            }
+        }
+    }
+    stop_consuming.cancel();
+    let _ = consumer_task.await;
+    let _ = ticker.await;
+    // librdkafka's consumer drop can hang: drop it off the runtime, bounded.
+    let dropper = tokio::task::spawn_blocking(move || drop(node));
+    let _ = tokio::time::timeout(Duration::from_secs(5), dropper).await;
+    process.shut_down(servers).await;
+    Ok(())
+}

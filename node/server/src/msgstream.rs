@@ -1,0 +1,379 @@
+//! The insert and delete logs on Kafka.
+//!
+//! Two topics with the same number of partitions; channel k is partition k of both,
+//! so a primary key's inserts and deletes meet on the same data node. Proxies
+//! produce (idempotent, acks=all) and acknowledge a client only after Kafka did.
+//! Data nodes consume with partitions assigned by hand (the data coordinator decides
+//! who owns a channel, not a consumer group), from offsets kept in etcd; Kafka's own
+//! committed offsets are only a copy for lag tools.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Largest message the topics accept (the broker default is 1 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Messages are cut below this, leaving room for headers.
+pub const TARGET_MESSAGE_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,...`
+    pub brokers: String,
+    /// Topic names start with this: `{prefix}-insert-log`, `{prefix}-delete-log`,
+    /// `{prefix}-dead-letter`.
+    pub topic_prefix: String,
+    /// Replication factor of the topics this cluster creates.
+    pub replication: i32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "milvus".into(),
+            replication: 1,
+        }
+    }
+}
+
+/// Which log a message is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Insert,
+    Delete,
+}
+
+impl KafkaConfig {
+    pub fn topic(&self, stream: Stream) -> String {
+        match stream {
+            Stream::Insert => format!("{}-insert-log", self.topic_prefix),
+            Stream::Delete => format!("{}-delete-log", self.topic_prefix),
+        }
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}-dead-letter", self.topic_prefix)
+    }
+
+    /// Which stream a topic name belongs to.
+    pub fn stream_of(&self, topic: &str) -> Option<Stream> {
+        if topic == self.topic(Stream::Insert) {
+            Some(Stream::Insert)
+        } else if topic == self.topic(Stream::Delete) {
+            Some(Stream::Delete)
+        } else {
+            None
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("socket.keepalive.enable", "true");
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("Kafka at {brokers} is unreachable or failing: {source}")]
+    Kafka {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("topic {topic} has {actual} partitions but the cluster uses {expected} channels")]
+    PartitionMismatch {
+        topic: String,
+        actual: usize,
+        expected: u32,
+    },
+    #[error("topic {0} does not exist yet")]
+    MissingTopic(String),
+}
+
+fn kafka(config: &KafkaConfig) -> impl Fn(KafkaError) -> StreamError + '_ {
+    move |source| StreamError::Kafka {
+        brokers: config.brokers.clone(),
+        source,
+    }
+}
+
+/// Creates the insert, delete and dead-letter topics if missing, then checks the
+/// partition counts (a mismatch would silently remap channels, so it is an error).
+pub async fn ensure_topics(config: &KafkaConfig, channels: u32) -> Result<(), StreamError> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.client().create().map_err(kafka(config))?;
+    let max_bytes = MAX_MESSAGE_BYTES.to_string();
+    let names = [
+        (config.topic(Stream::Insert), channels),
+        (config.topic(Stream::Delete), channels),
+        (config.dead_letter_topic(), 1),
+    ];
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|(name, parts)| {
+            NewTopic::new(
+                name,
+                i32::try_from(*parts).unwrap_or(i32::MAX),
+                TopicReplication::Fixed(config.replication),
+            )
+            .set("max.message.bytes", &max_bytes)
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(kafka(config))?;
+    for r in results {
+        match r {
+            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(StreamError::Kafka {
+                    brokers: config.brokers.clone(),
+                    source: KafkaError::AdminOp(code),
+                })
+                .inspect_err(|e| tracing::error!(%topic, error = %e, "cannot create topic"));
+            }
+        }
+    }
+    check_partitions(config, channels).await
+}
+
+/// Fails unless both logs exist with `channels` partitions.
+pub async fn check_partitions(config: &KafkaConfig, channels: u32) -> Result<(), StreamError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.client().create().map_err(kafka(&config))?;
+        for stream in [Stream::Insert, Stream::Delete] {
+            let topic = config.topic(stream);
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(kafka(&config))?;
+            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(StreamError::MissingTopic(topic));
+            };
+            if t.error().is_some() || t.partitions().is_empty() {
+                return Err(StreamError::MissingTopic(topic));
+            }
+            if t.partitions().len() != channels as usize {
+                return Err(StreamError::PartitionMismatch {
+                    topic,
+                    actual: t.partitions().len(),
+                    expected: channels,
+                });
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(StreamError::MissingTopic(format!(
+            "metadata task failed: {e}"
+        )))
+    })
+}
+
+/// Number of partitions of the insert log, i.e. the channel count.
+pub async fn channel_count(config: &KafkaConfig) -> Result<u32, StreamError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.client().create().map_err(kafka(&config))?;
+        let topic = config.topic(Stream::Insert);
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(kafka(&config))?;
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| u32::try_from(t.partitions().len()).unwrap_or(u32::MAX))
+            .ok_or(StreamError::MissingTopic(topic))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(StreamError::MissingTopic(format!(
+            "metadata task failed: {e}"
+        )))
+    })
+}
+
+/// Produces to the logs. Cheap to clone.
+#[derive(Clone)]
+pub struct LogProducer {
+    producer: FutureProducer,
+    config: KafkaConfig,
+}
+
+impl std::fmt::Debug for LogProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogProducer")
+            .field("brokers", &self.config.brokers)
+            .finish()
+    }
+}
+
+impl LogProducer {
+    pub fn new(config: &KafkaConfig) -> Result<Self, StreamError> {
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set("queue.buffering.max.kbytes", "262144")
+            .set("delivery.timeout.ms", "30000")
+            .create()
+            .map_err(kafka(config))?;
+        Ok(Self {
+            producer,
+            config: config.clone(),
+        })
+    }
+
+    /// Appends `payload` to `channel` of `stream`; returns its offset once Kafka
+    /// acknowledged it (all in-sync replicas have it).
+    pub async fn send(
+        &self,
+        stream: Stream,
+        channel: u32,
+        payload: &[u8],
+    ) -> Result<i64, StreamError> {
+        let topic = self.config.topic(stream);
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
+            .partition(i32::try_from(channel).unwrap_or(i32::MAX))
+            .payload(payload);
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((source, _)) => Err(StreamError::Kafka {
+                brokers: self.config.brokers.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Copies a message that could not be processed to the dead-letter topic.
+    pub async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
+        let topic = self.config.dead_letter_topic();
+        let record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(&topic).key(key).payload(payload);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(drop)
+            .map_err(|(source, _)| StreamError::Kafka {
+                brokers: self.config.brokers.clone(),
+                source,
+            })
+    }
+}
+
+/// One consumer for all the channels a data node owns, assigned by hand.
+pub struct LogConsumer {
+    consumer: StreamConsumer,
+    config: KafkaConfig,
+}
+
+impl std::fmt::Debug for LogConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConsumer")
+            .field("brokers", &self.config.brokers)
+            .finish()
+    }
+}
+
+impl LogConsumer {
+    /// `queued_kbytes` bounds what librdkafka prefetches: when the data node stops
+    /// reading (backpressure), fetching stops there.
+    pub fn new(
+        config: &KafkaConfig,
+        group: &str,
+        queued_kbytes: usize,
+    ) -> Result<Self, StreamError> {
+        let consumer: StreamConsumer = config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set(
+                "queued.max.messages.kbytes",
+                queued_kbytes.max(1024).to_string(),
+            )
+            .set("fetch.queue.backoff.ms", "10")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(kafka(config))?;
+        Ok(Self {
+            consumer,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Starts reading `channel` of both logs at the given next offsets.
+    pub fn assign(
+        &self,
+        channel: u32,
+        insert_next: i64,
+        delete_next: i64,
+    ) -> Result<(), StreamError> {
+        let mut tpl = TopicPartitionList::new();
+        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
+            tpl.add_partition_offset(
+                &self.config.topic(stream),
+                partition,
+                Offset::Offset(next.max(0)),
+            )
+            .map_err(kafka(&self.config))?;
+        }
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(kafka(&self.config))
+    }
+
+    /// Stops reading `channel`.
+    pub fn unassign(&self, channel: u32) -> Result<(), StreamError> {
+        let mut tpl = TopicPartitionList::new();
+        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+        for stream in [Stream::Insert, Stream::Delete] {
+            tpl.add_partition(&self.config.topic(stream), partition);
+        }
+        self.consumer
+            .incremental_unassign(&tpl)
+            .map_err(kafka(&self.config))
+    }
+
+    pub fn inner(&self) -> &StreamConsumer {
+        &self.consumer
+    }
+
+    /// The end of `channel` of `stream` (the offset the next produced message gets).
+    pub fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
+        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+        self.consumer
+            .fetch_watermarks(
+                &self.config.topic(stream),
+                partition,
+                Duration::from_secs(5),
+            )
+            .map(|(_, high)| high)
+            .map_err(kafka(&self.config))
+    }
+}

@@ -1,0 +1,521 @@
+//! The proxy (port 19531): the client API.
+//!
+//! Inserts are checked against the schema, stamped with a contiguous range of TSO
+//! timestamps, routed to channels by primary-key hash, given rows in growing
+//! segments by the data coordinator, and produced to the insert log; the client is
+//! answered only after Kafka acknowledged every message. Deletes go the same way to
+//! the delete log. Collection calls are passed to the root coordinator.
+
+mod grants;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use milvus_like_api::leader_pool::LeaderPool;
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::proxy_server::{Proxy, ProxyServer};
+use milvus_like_api::proto::root_coord_client::RootCoordClient;
+use milvus_like_api::proto::{self, CollectionInfo, DeleteBatch, InsertBatch, Role};
+use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
+use prometheus_client::metrics::counter::Counter;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use self::grants::GrantCache;
+use crate::columns::RowBatch;
+use crate::meta::MetaStore;
+use crate::msgstream::{self, KafkaConfig, LogProducer, Stream, TARGET_MESSAGE_BYTES};
+use crate::role::{RoleConfig, RoleProcess};
+
+/// Largest insert request accepted, encoded.
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// How long a collection looked up by name is trusted.
+const NAME_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Channel of a primary key: a stable hash (splitmix64) modulo the channel count,
+/// so that keys spread evenly whatever their pattern.
+pub fn channel_of(pk: i64, channels: u32) -> u32 {
+    let mut z = (pk as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    u32::try_from(z % u64::from(channels.max(1))).unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub role: RoleConfig,
+    pub rootcoord: Vec<String>,
+    pub datacoord: Vec<String>,
+    pub kafka: KafkaConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            role: RoleConfig::new(
+                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::PROXY)),
+                SocketAddr::from(([0, 0, 0, 0], 9092)),
+            ),
+            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
+            datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ProxyMetrics {
+    pub rows_inserted: Counter,
+    pub rows_deleted: Counter,
+    pub bytes_produced: Counter,
+    pub rejected_requests: Counter,
+}
+
+impl ProxyMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("proxy");
+        r.register(
+            "rows_inserted",
+            "Rows acknowledged to clients",
+            self.rows_inserted.clone(),
+        );
+        r.register(
+            "rows_deleted",
+            "Deletes acknowledged to clients",
+            self.rows_deleted.clone(),
+        );
+        r.register(
+            "bytes_produced",
+            "Bytes produced to the logs",
+            self.bytes_produced.clone(),
+        );
+        r.register(
+            "rejected_requests",
+            "Requests refused as invalid",
+            self.rejected_requests.clone(),
+        );
+    }
+}
+
+#[derive(Debug)]
+pub struct ProxyService {
+    root: Arc<RootCoordLink>,
+    datacoord: LeaderPool,
+    grants: GrantCache,
+    producer: LogProducer,
+    channels: u32,
+    names: Mutex<HashMap<String, (Instant, CollectionInfo)>>,
+    metrics: Arc<ProxyMetrics>,
+}
+
+/// A collection resolved for a write: ids and the validated schema.
+struct Target {
+    collection: i64,
+    partition: i64,
+    schema: CollectionSchema,
+}
+
+impl ProxyService {
+    async fn collection(&self, name: &str) -> Result<CollectionInfo, Status> {
+        if let Some((at, info)) = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            && at.elapsed() < NAME_CACHE_TTL
+        {
+            return Ok(info.clone());
+        }
+        let info = self.root.collection_by_name(name).await?;
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), (Instant::now(), info.clone()));
+        Ok(info)
+    }
+
+    async fn target(&self, collection: &str, partition: &str) -> Result<Target, Status> {
+        let info = self.collection(collection).await?;
+        let partition_name = if partition.is_empty() {
+            crate::rootcoord::DEFAULT_PARTITION
+        } else {
+            partition
+        };
+        let partition = info
+            .partitions
+            .iter()
+            .find(|p| p.name == partition_name)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "partition {partition_name:?} does not exist in collection {collection:?}"
+                ))
+            })?
+            .id;
+        let schema = info
+            .schema
+            .ok_or_else(|| Status::internal("the collection has no schema"))
+            .and_then(|s| {
+                CollectionSchema::try_from(s)
+                    .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
+            })?;
+        Ok(Target {
+            collection: info.id,
+            partition,
+            schema,
+        })
+    }
+
+    /// `count` contiguous timestamps in ranges of at most the TSO's maximum.
+    async fn timestamps(&self, count: usize) -> Result<Vec<(u64, usize)>, Status> {
+        let mut out = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(MAX_TIMESTAMP_COUNT as usize);
+            let range = self
+                .root
+                .tso()
+                .timestamps(u32::try_from(n).unwrap_or(MAX_TIMESTAMP_COUNT))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            out.push((range.first.as_u64(), n));
+            left -= n;
+        }
+        Ok(out)
+    }
+
+    fn produce_error(e: msgstream::StreamError) -> Status {
+        Status::unavailable(format!(
+            "the insert was not acknowledged by Kafka: {e}; nothing is acknowledged, retry"
+        ))
+    }
+
+    fn refuse(&self, status: Status) -> Status {
+        self.metrics.rejected_requests.inc();
+        status
+    }
+}
+
+/// Indices of rows per channel, in row order.
+fn route(pks: &[i64], channels: u32) -> Vec<(u32, Vec<usize>)> {
+    let mut by_channel: Vec<Vec<usize>> = vec![Vec::new(); channels as usize];
+    for (i, pk) in pks.iter().enumerate() {
+        by_channel[channel_of(*pk, channels) as usize].push(i);
+    }
+    by_channel
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(ch, rows)| (u32::try_from(ch).unwrap_or(0), rows))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Proxy for ProxyService {
+    async fn create_collection(
+        &self,
+        request: Request<proto::CreateCollectionRequest>,
+    ) -> Result<Response<proto::CreateCollectionResponse>, Status> {
+        let req = request.into_inner();
+        self.root
+            .pool()
+            .call(self.root.deadline(), |ch| {
+                let req = req.clone();
+                async move { RootCoordClient::new(ch).create_collection(req).await }
+            })
+            .await
+    }
+
+    async fn describe_collection(
+        &self,
+        request: Request<proto::DescribeCollectionRequest>,
+    ) -> Result<Response<proto::DescribeCollectionResponse>, Status> {
+        let req = request.into_inner();
+        self.root
+            .pool()
+            .call(self.root.deadline(), |ch| {
+                let req = req.clone();
+                async move { RootCoordClient::new(ch).describe_collection(req).await }
+            })
+            .await
+    }
+
+    async fn list_collections(
+        &self,
+        request: Request<proto::ListCollectionsRequest>,
+    ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
+        let req = request.into_inner();
+        self.root
+            .pool()
+            .call(self.root.deadline(), |ch| async move {
+                RootCoordClient::new(ch).list_collections(req).await
+            })
+            .await
+    }
+
+    async fn drop_collection(
+        &self,
+        request: Request<proto::DropCollectionRequest>,
+    ) -> Result<Response<proto::DropCollectionResponse>, Status> {
+        let req = request.into_inner();
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.name);
+        self.root
+            .pool()
+            .call(self.root.deadline(), |ch| {
+                let req = req.clone();
+                async move { RootCoordClient::new(ch).drop_collection(req).await }
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection, rows = request.get_ref().num_rows))]
+    async fn insert(
+        &self,
+        request: Request<proto::InsertRequest>,
+    ) -> Result<Response<proto::InsertResponse>, Status> {
+        let req = request.into_inner();
+        let target = self.target(&req.collection, &req.partition).await?;
+        let num_rows = req.num_rows as usize;
+        let rows = RowBatch::from_wire(&target.schema, req.columns, num_rows).map_err(|e| {
+            self.refuse(Status::invalid_argument(format!(
+                "insert into {:?}: {e}",
+                req.collection
+            )))
+        })?;
+        let pks = rows.primary_keys(&target.schema).to_vec();
+        let row_bytes = rows.byte_size() / num_rows.max(1) + 1;
+        let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
+        let stamps = self.timestamps(num_rows).await?;
+        let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
+        // Row i of the request gets the i-th timestamp of the ranges.
+        let ts_of = |i: usize| -> u64 {
+            let mut i = i;
+            for (first, n) in &stamps {
+                if i < *n {
+                    return first + i as u64;
+                }
+                i -= n;
+            }
+            0
+        };
+        let mut sends = Vec::new();
+        for (channel, indices) in route(&pks, self.channels) {
+            let slices = self
+                .grants
+                .take(
+                    target.collection,
+                    target.partition,
+                    channel,
+                    u32::try_from(indices.len()).unwrap_or(u32::MAX),
+                    now,
+                )
+                .await?;
+            let mut start = 0;
+            for slice in slices {
+                let seg_rows = &indices[start..start + slice.rows as usize];
+                start += slice.rows as usize;
+                // Rows of one message must have contiguous timestamps: cut at range borders too.
+                for chunk in seg_rows.chunks(per_message) {
+                    let mut run_start = 0;
+                    for k in 1..=chunk.len() {
+                        let contiguous =
+                            k < chunk.len() && ts_of(chunk[k]) == ts_of(chunk[k - 1]) + 1;
+                        if contiguous {
+                            continue;
+                        }
+                        let run = &chunk[run_start..k];
+                        run_start = k;
+                        let batch = InsertBatch {
+                            collection_id: target.collection,
+                            partition_id: target.partition,
+                            segment_id: slice.segment_id,
+                            channel,
+                            first_ts: ts_of(run[0]),
+                            num_rows: u32::try_from(run.len()).unwrap_or(u32::MAX),
+                            columns: rows.take(run).to_wire(&target.schema),
+                        };
+                        sends.push((channel, batch.encode_to_vec()));
+                    }
+                }
+            }
+        }
+        let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
+        let results = futures::future::join_all(
+            sends
+                .iter()
+                .map(|(channel, payload)| self.producer.send(Stream::Insert, *channel, payload)),
+        )
+        .await;
+        for r in results {
+            r.map_err(Self::produce_error)?;
+        }
+        self.metrics.rows_inserted.inc_by(num_rows as u64);
+        self.metrics.bytes_produced.inc_by(bytes as u64);
+        Ok(Response::new(proto::InsertResponse {
+            inserted: num_rows as u64,
+            timestamp: stamps[0].0,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection, keys = request.get_ref().primary_keys.len()))]
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, Status> {
+        let req = request.into_inner();
+        if req.primary_keys.is_empty() {
+            return Err(self.refuse(Status::invalid_argument("the delete names no primary keys")));
+        }
+        let target = self.target(&req.collection, &req.partition).await?;
+        let n = req.primary_keys.len();
+        let mut sends = Vec::new();
+        for (channel, indices) in route(&req.primary_keys, self.channels) {
+            let mut start = 0;
+            for (first, count) in self.timestamps(indices.len()).await? {
+                let keys: Vec<i64> = indices[start..start + count]
+                    .iter()
+                    .map(|&i| req.primary_keys[i])
+                    .collect();
+                start += count;
+                let batch = DeleteBatch {
+                    collection_id: target.collection,
+                    partition_id: target.partition,
+                    channel,
+                    first_ts: first,
+                    primary_keys: keys,
+                };
+                sends.push((channel, batch.encode_to_vec()));
+            }
+        }
+        let results = futures::future::join_all(
+            sends
+                .iter()
+                .map(|(channel, payload)| self.producer.send(Stream::Delete, *channel, payload)),
+        )
+        .await;
+        for r in results {
+            r.map_err(Self::produce_error)?;
+        }
+        self.metrics.rows_deleted.inc_by(n as u64);
+        Ok(Response::new(proto::DeleteResponse {
+            deleted: n as u64,
+            timestamp: 0,
+        }))
+    }
+
+    async fn flush(
+        &self,
+        request: Request<proto::ProxyFlushRequest>,
+    ) -> Result<Response<proto::ProxyFlushResponse>, Status> {
+        let req = request.into_inner();
+        let target = self.target(&req.collection, "").await?;
+        let flush = proto::FlushRequest {
+            collection_id: target.collection,
+            wait: req.wait,
+        };
+        let resp = self
+            .datacoord
+            .call(Duration::from_secs(120), |ch| async move {
+                DataCoordClient::new(ch).flush(flush).await
+            })
+            .await?
+            .into_inner();
+        Ok(Response::new(proto::ProxyFlushResponse {
+            flushed_segment_ids: resp.flushed_segment_ids,
+        }))
+    }
+}
+
+/// Runs a proxy until `cancel` fires.
+pub async fn run(
+    store: Arc<dyn MetaStore>,
+    config: ProxyConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(ProxyMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    // The topics are created by the data coordinator; wait for them.
+    let channels = loop {
+        match msgstream::channel_count(&config.kafka).await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the insert and delete logs");
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let process = RoleProcess::start(store, Role::Proxy, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
+    let span = tracing::info_span!("proxy", node_id);
+    let _enter = span.enter();
+    let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(10))?;
+    let service = ProxyService {
+        root: Arc::new(RootCoordLink::connect(
+            &config.rootcoord,
+            Duration::from_secs(10),
+        )?),
+        grants: GrantCache::new(datacoord.clone()),
+        datacoord,
+        producer: LogProducer::new(&config.kafka)?,
+        channels,
+        names: Mutex::new(HashMap::new()),
+        metrics,
+    };
+    let server = ProxyServer::new(service)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let servers = process.serve(server, registry, &cancel).await?;
+    servers
+        .health
+        .set_service_status(
+            <ProxyServer<ProxyService> as tonic::server::NamedService>::NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    tracing::info!(channels, "proxy ready");
+    cancel.cancelled().await;
+    process.shut_down(servers).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_spread_evenly_over_channels() {
+        let mut counts = [0usize; 3];
+        for pk in 0..30_000 {
+            counts[channel_of(pk, 3) as usize] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+        assert_eq!(channel_of(42, 1), 0);
+        assert_eq!(channel_of(-7, 3), channel_of(-7, 3));
+    }
+
+    #[test]
+    fn routing_keeps_row_order_per_channel() {
+        let pks: Vec<i64> = (0..100).collect();
+        let routed = route(&pks, 3);
+        let total: usize = routed.iter().map(|(_, r)| r.len()).sum();
+        assert_eq!(total, 100);
+        for (ch, rows) in routed {
+            assert!(rows.windows(2).all(|w| w[0] < w[1]));
+            assert!(rows.iter().all(|&i| channel_of(pks[i], 3) == ch));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! A collection's content read back from its segment files, with deletes applied,
+//! and the order-independent checksum that lets tests compare it with what they
+//! inserted.
+//!
+//! # Row checksum
+//!
+//! `row_checksum = fmix64(fnv1a64(bytes))`, where `bytes` encodes the row's value of
+//! every schema field, in schema order, each followed by the separator byte `0x1F`:
+//!
+//! | field type        | bytes                                               |
+//! |-------------------|-----------------------------------------------------|
+//! | BOOL              | `0x00` or `0x01`                                    |
+//! | INT8, INT16, INT32| the value as i32, 4 bytes little-endian             |
+//! | INT64             | 8 bytes little-endian (the primary key is one)      |
+//! | FLOAT             | `f32::to_bits`, 4 bytes little-endian               |
+//! | DOUBLE            | `f64::to_bits`, 8 bytes little-endian               |
+//! | VARCHAR           | byte length as u32 little-endian, then the UTF-8    |
+//! | FLOAT_VECTOR      | each component's `f32::to_bits`, 4 bytes LE each    |
+//!
+//! FNV-1a 64: start at `0xcbf29ce484222325`; for each byte `h = (h ^ b) * 0x100000001b3`
+//! (wrapping). fmix64 (MurmurHash3's finalizer) spreads FNV's weak low bits:
+//! `h ^= h >> 33; h *= 0xff51afd7ed558ccd; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53;
+//! h ^= h >> 33`. The timestamp is not part of it. A collection's checksum is the
+//! wrapping sum of its live rows' checksums, so neither row order nor how the rows
+//! are split into files changes it.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use milvus_like_api::proto::{DeleteLog, SegmentInfo};
+use milvus_like_api::schema::CollectionSchema;
+
+use super::{SegmentStore, StorageError};
+use crate::columns::{Column, RowBatch};
+
+/// Insert logs read at the same time.
+const READ_CONCURRENCY: usize = 4;
+/// Vector components shown in a sample row.
+const SAMPLE_VECTOR_COMPONENTS: usize = 4;
+
+/// What a collection holds once deletes are applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionContent {
+    /// Live rows.
+    pub rows: u64,
+    /// Wrapping sum of the live rows' [`row_checksum`]s.
+    pub checksum: u64,
+    /// Insert-log rows hidden by a later delete of their primary key.
+    pub deleted: u64,
+    /// The first live rows (segments, then files, then rows in the order given),
+    /// rendered as `id=1, vec=[0.1, 0.2, 0.3, 0.4, … 128 dims], _ts=4500`.
+    pub sample: Vec<String>,
+}
+
+/// Reads every insert log of `segments` (`SegmentInfo.insert_log_paths`) and every
+/// delete log (`delete_logs` and `SegmentInfo.delete_log_paths`; a path listed
+/// twice is read once), and applies the deletes: a row (pk, ts) is gone if a
+/// delete (pk, dts) with dts > ts exists. A row inserted after the delete of its
+/// key stays. The caller picks the segments (e.g. leaves out dropped ones).
+pub async fn read_collection(
+    store: &SegmentStore,
+    schema: &CollectionSchema,
+    segments: &[SegmentInfo],
+    delete_logs: &[DeleteLog],
+    sample: usize,
+) -> Result<CollectionContent, StorageError> {
+    let mut seen = HashSet::new();
+    let delete_paths: Vec<&str> = delete_logs
+        .iter()
+        .map(|d| d.path.as_str())
+        .chain(
+            segments
+                .iter()
+                .flat_map(|s| s.delete_log_paths.iter().map(String::as_str)),
+        )
+        .filter(|p| seen.insert(*p))
+        .collect();
+    // The newest delete of each key decides: a row is gone iff it is older.
+    let mut deleted_at: HashMap<i64, u64> = HashMap::new();
+    let mut deletes = futures::stream::iter(&delete_paths)
+        .map(|path| store.read_delete_log(path))
+        .buffered(READ_CONCURRENCY);
+    while let Some((keys, timestamps)) = deletes.try_next().await? {
+        for (pk, ts) in keys.into_iter().zip(timestamps) {
+            let at = deleted_at.entry(pk).or_insert(ts);
+            *at = (*at).max(ts);
+        }
+    }
+
+    let mut seen = HashSet::new();
+    let insert_paths: Vec<&str> = segments
+        .iter()
+        .flat_map(|s| s.insert_log_paths.iter().map(String::as_str))
+        .filter(|p| seen.insert(*p))
+        .collect();
+    let mut content = CollectionContent::default();
+    let mut files = futures::stream::iter(&insert_paths)
+        .map(|path| async move {
+            Ok::<_, StorageError>((path, store.read_insert_log(path, schema).await?))
+        })
+        .buffered(READ_CONCURRENCY);
+    while let Some((path, (rows, timestamps))) = files.try_next().await? {
+        let keys = rows.primary_keys(schema);
+        if keys.len() != rows.num_rows || timestamps.len() != rows.num_rows {
+            return Err(StorageError::Corrupt {
+                path: (*path).to_owned(),
+                reason: format!(
+                    "{} rows but {} primary keys and {} timestamps",
+                    rows.num_rows,
+                    keys.len(),
+                    timestamps.len()
+                ),
+            });
+        }
+        for (row, (pk, ts)) in keys.iter().zip(&timestamps).enumerate() {
+            if deleted_at.get(pk).is_some_and(|dts| dts > ts) {
+                content.deleted += 1;
+                continue;
+            }
+            content.rows += 1;
+            content.checksum = content
+                .checksum
+                .wrapping_add(row_checksum(schema, &rows, row));
+            if content.sample.len() < sample {
+                content.sample.push(render_row(schema, &rows, row, *ts));
+            }
+        }
+    }
+    Ok(content)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const FIELD_SEPARATOR: u8 = 0x1f;
+
+/// FNV-1a 64, fed incrementally.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    /// FNV-1a's state through MurmurHash3's fmix64.
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// Order-independent content checksum of one row: a 64-bit hash of every field
+/// value (the primary key included, bitwise for floats), not the timestamp; see
+/// the module documentation for the exact definition. A row index past the end
+/// hashes as if the row had no values (it never panics).
+pub fn row_checksum(schema: &CollectionSchema, rows: &RowBatch, row: usize) -> u64 {
+    let mut h = Fnv1a(FNV_OFFSET);
+    for column in rows.columns.iter().take(schema.fields().len()) {
+        match column {
+            Column::Bool(v) => {
+                if let Some(x) = v.get(row) {
+                    h.write(&[u8::from(*x)]);
+                }
+            }
+            Column::Int(v) => {
+                if let Some(x) = v.get(row) {
+                    h.write(&x.to_le_bytes());
+                }
+            }
+            Column::Long(v) => {
+                if let Some(x) = v.get(row) {
+                    h.write(&x.to_le_bytes());
+                }
+            }
+            Column::Float(v) => {
+                if let Some(x) = v.get(row) {
+                    h.write(&x.to_bits().to_le_bytes());
+                }
+            }
+            Column::Double(v) => {
+                if let Some(x) = v.get(row) {
+                    h.write(&x.to_bits().to_le_bytes());
+                }
+            }
+            Column::Str(v) => {
+                if let Some(s) = v.get(row) {
+                    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+                    h.write(&len.to_le_bytes());
+                    h.write(s.as_bytes());
+                }
+            }
+            Column::Vector { dim, values } => {
+                let d = *dim as usize;
+                if let Some(vector) = values.get(row * d..(row + 1) * d) {
+                    for x in vector {
+                        h.write(&x.to_bits().to_le_bytes());
+                    }
+                }
+            }
+        }
+        h.write(&[FIELD_SEPARATOR]);
+    }
+    h.finish()
+}
+
+/// Wrapping sum of [`row_checksum`] over every row of `rows`: what
+/// [`read_collection`] reports for the same rows, however they were split.
+pub fn batch_checksum(schema: &CollectionSchema, rows: &RowBatch) -> u64 {
+    (0..rows.num_rows).fold(0u64, |sum, row| {
+        sum.wrapping_add(row_checksum(schema, rows, row))
+    })
+}
+
+/// `id=1, vec=[0.1, 0.2, 0.3, 0.4, … 128 dims], title="a", _ts=4500`
+fn render_row(schema: &CollectionSchema, rows: &RowBatch, row: usize, ts: u64) -> String {
+    let mut parts: Vec<String> = schema
+        .fields()
+        .iter()
+        .zip(&rows.columns)
+        .map(|(f, column)| {
+            let value = match column {
+                Column::Bool(v) => v.get(row).map(ToString::to_string),
+                Column::Int(v) => v.get(row).map(ToString::to_string),
+                Column::Long(v) => v.get(row).map(ToString::to_string),
+                Column::Float(v) => v.get(row).map(ToString::to_string),
+                Column::Double(v) => v.get(row).map(ToString::to_string),
+                Column::Str(v) => v.get(row).map(|s| format!("{s:?}")),
+                Column::Vector { dim, values } => {
+                    let d = *dim as usize;
+                    values.get(row * d..(row + 1) * d).map(|vector| {
+                        let shown: Vec<String> = vector
+                            .iter()
+                            .take(SAMPLE_VECTOR_COMPONENTS)
+                            .map(ToString::to_string)
+                            .collect();
+                        if d > SAMPLE_VECTOR_COMPONENTS {
+                            format!("[{}, … {d} dims]", shown.join(", "))
+                        } else {
+                            format!("[{}]", shown.join(", "))
+                        }
+                    })
+                }
+            };
+            format!("{}={}", f.name, value.unwrap_or_else(|| "?".into()))
+        })
+        .collect();
+    parts.push(format!("{}={ts}", super::format::TS_COLUMN));
+    parts.join(", ")
+}

@@ -1,0 +1,488 @@
+//! The Parquet layout of segment files: encoding [`RowBatch`]es and delete records
+//! to bytes and back. Pure and synchronous; the store runs it on blocking threads.
+//!
+//! Insert log: one column per schema field, in schema order, named after the field,
+//! then [`TS_COLUMN`]. Delete log: [`PK_COLUMN`] then [`TS_COLUMN`]. Every column is
+//! non-nullable:
+//!
+//! | field type   | Arrow type                                         |
+//! |--------------|----------------------------------------------------|
+//! | BOOL         | Boolean                                            |
+//! | INT8/16/32   | Int8 / Int16 / Int32                               |
+//! | INT64        | Int64                                              |
+//! | FLOAT/DOUBLE | Float32 / Float64                                  |
+//! | VARCHAR      | Utf8                                               |
+//! | FLOAT_VECTOR | FixedSizeList<Float32>(dim), item non-nullable     |
+//! | `_ts`        | UInt64 (Parquet INT64 annotated UINT_64): the TSO   |
+//! |              | timestamp of the row's insert or of the delete     |
+//!
+//! zstd compression; row groups of at most [`ROW_GROUP_ROWS`] rows or
+//! [`ROW_GROUP_BYTES`] bytes; dictionary encoding only for VARCHAR columns; no
+//! statistics for the vector column. The footer's key-value metadata names the
+//! kind of file, the format version, the collection and its schema (see
+//! [`META_KIND`] and friends), for people opening a file with other tools.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int8Array,
+    Int16Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use bytes::Bytes;
+use milvus_like_api::schema::{CollectionSchema, FieldType};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::columns::{Column, RowBatch};
+
+/// The per-row timestamp column of both kinds of file. Field names may not take it.
+pub const TS_COLUMN: &str = "_ts";
+/// The primary key column of a delete log.
+pub const PK_COLUMN: &str = "pk";
+/// Most rows in one row group.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Largest (estimated, encoded) row group.
+pub const ROW_GROUP_BYTES: usize = 64 << 20;
+/// Rows per decoded batch when reading.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// Key-value metadata keys of the Parquet footer.
+pub const META_KIND: &str = "milvus_like.kind";
+pub const META_FORMAT_VERSION: &str = "milvus_like.format_version";
+pub const META_COLLECTION: &str = "milvus_like.collection";
+pub const META_SCHEMA: &str = "milvus_like.schema";
+pub const FORMAT_VERSION: &str = "1";
+
+/// Why bytes could not be encoded or decoded; the caller adds the path.
+#[derive(Debug)]
+pub(super) enum FormatError {
+    /// The rows handed to the writer do not fit the schema (caller's bug or junk).
+    InvalidInput(String),
+    /// The file is not readable Parquet, or holds values we never write.
+    Corrupt(String),
+    /// A readable file whose columns are not those of the schema.
+    SchemaMismatch(String),
+}
+
+type FormatResult<T> = Result<T, FormatError>;
+
+/// The Arrow type of a field.
+fn arrow_type(ty: FieldType) -> DataType {
+    match ty {
+        FieldType::Bool => DataType::Boolean,
+        FieldType::Int8 => DataType::Int8,
+        FieldType::Int16 => DataType::Int16,
+        FieldType::Int32 => DataType::Int32,
+        FieldType::Int64 => DataType::Int64,
+        FieldType::Float => DataType::Float32,
+        FieldType::Double => DataType::Float64,
+        FieldType::VarChar { .. } => DataType::Utf8,
+        FieldType::FloatVector { dim } => DataType::FixedSizeList(vector_item(), vector_size(dim)),
+    }
+}
+
+/// The item field of a vector column: non-nullable Float32 named "item".
+fn vector_item() -> Arc<Field> {
+    Arc::new(Field::new_list_field(DataType::Float32, false))
+}
+
+/// Validated schemas keep dim <= MAX_DIM (32768), far below i32::MAX.
+fn vector_size(dim: u32) -> i32 {
+    i32::try_from(dim).unwrap_or(i32::MAX)
+}
+
+/// The Arrow schema of an insert log of `schema`.
+pub fn insert_log_schema(schema: &CollectionSchema) -> SchemaRef {
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(&f.name, arrow_type(f.ty), false))
+        .collect();
+    fields.push(Field::new(TS_COLUMN, DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The Arrow schema of a delete log.
+pub fn delete_log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(PK_COLUMN, DataType::Int64, false),
+        Field::new(TS_COLUMN, DataType::UInt64, false),
+    ]))
+}
+
+/// `id:INT64:pk,vec:FLOAT_VECTOR(128),title:VARCHAR(200)`: the schema in one line.
+pub fn schema_summary(schema: &CollectionSchema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match f.ty {
+                FieldType::VarChar { max_length } => format!("VARCHAR({max_length})"),
+                FieldType::FloatVector { dim } => format!("FLOAT_VECTOR({dim})"),
+                other => other.name().to_owned(),
+            };
+            let pk = if f.is_primary_key { ":pk" } else { "" };
+            format!("{}:{ty}{pk}", f.name)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn writer_properties(
+    metadata: Vec<KeyValue>,
+    schema: Option<&CollectionSchema>,
+) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .set_dictionary_enabled(false)
+        .set_created_by(format!("milvus-like {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(metadata));
+    for f in schema.map(CollectionSchema::fields).unwrap_or_default() {
+        match f.ty {
+            FieldType::VarChar { .. } => {
+                props =
+                    props.set_column_dictionary_enabled(ColumnPath::from(f.name.as_str()), true);
+            }
+            FieldType::FloatVector { .. } => {
+                // Min/max of a list's items say nothing useful about vectors.
+                let leaf = ColumnPath::new(vec![f.name.clone(), "list".into(), "item".into()]);
+                props = props.set_column_statistics_enabled(leaf, EnabledStatistics::None);
+            }
+            _ => {}
+        }
+    }
+    props.build()
+}
+
+fn encode(batch: RecordBatch, props: WriterProperties) -> FormatResult<Vec<u8>> {
+    let fail = |e: parquet::errors::ParquetError| {
+        FormatError::InvalidInput(format!("encode Parquet: {e}"))
+    };
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(fail)?;
+    writer.write(&batch).map_err(fail)?;
+    writer.into_inner().map_err(fail)
+}
+
+/// Builds the Arrow record batch of an insert log, checking `rows` against the schema.
+pub(super) fn insert_log_batch(
+    schema: &CollectionSchema,
+    rows: &RowBatch,
+    timestamps: &[u64],
+) -> FormatResult<RecordBatch> {
+    let invalid = |m: String| FormatError::InvalidInput(m);
+    let fields = schema.fields();
+    if let Some(f) = fields.iter().find(|f| f.name == TS_COLUMN) {
+        return Err(invalid(format!(
+            "field {:?} has the name of the timestamp column; rename the field",
+            f.name
+        )));
+    }
+    if rows.columns.len() != fields.len() {
+        return Err(invalid(format!(
+            "the batch has {} columns but collection {:?} has {} fields",
+            rows.columns.len(),
+            schema.name,
+            fields.len()
+        )));
+    }
+    if timestamps.len() != rows.num_rows {
+        return Err(invalid(format!(
+            "{} timestamps for {} rows",
+            timestamps.len(),
+            rows.num_rows
+        )));
+    }
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.len() + 1);
+    for (f, column) in fields.iter().zip(&rows.columns) {
+        if column.len() != rows.num_rows {
+            return Err(invalid(format!(
+                "field {:?} has {} values but the batch has {} rows",
+                f.name,
+                column.len(),
+                rows.num_rows
+            )));
+        }
+        let narrow = |v: &[i32], lo: i32, hi: i32| match v.iter().position(|x| *x < lo || *x > hi) {
+            Some(row) => Err(invalid(format!(
+                "field {:?} row {row}: {} does not fit {}",
+                f.name,
+                v[row],
+                f.ty.name()
+            ))),
+            None => Ok(()),
+        };
+        let array: ArrayRef = match (f.ty, column) {
+            (FieldType::Bool, Column::Bool(v)) => Arc::new(BooleanArray::from(v.clone())),
+            (FieldType::Int8, Column::Int(v)) => {
+                narrow(v, i8::MIN.into(), i8::MAX.into())?;
+                Arc::new(Int8Array::from(
+                    v.iter().map(|x| *x as i8).collect::<Vec<_>>(),
+                ))
+            }
+            (FieldType::Int16, Column::Int(v)) => {
+                narrow(v, i16::MIN.into(), i16::MAX.into())?;
+                Arc::new(Int16Array::from(
+                    v.iter().map(|x| *x as i16).collect::<Vec<_>>(),
+                ))
+            }
+            (FieldType::Int32, Column::Int(v)) => Arc::new(Int32Array::from(v.clone())),
+            (FieldType::Int64, Column::Long(v)) => Arc::new(Int64Array::from(v.clone())),
+            (FieldType::Float, Column::Float(v)) => Arc::new(Float32Array::from(v.clone())),
+            (FieldType::Double, Column::Double(v)) => Arc::new(Float64Array::from(v.clone())),
+            (FieldType::VarChar { .. }, Column::Str(v)) => {
+                Arc::new(StringArray::from_iter_values(v))
+            }
+            (FieldType::FloatVector { dim }, Column::Vector { dim: got, values }) => {
+                if *got != dim || values.len() != rows.num_rows * dim as usize {
+                    return Err(invalid(format!(
+                        "field {:?} is FLOAT_VECTOR({dim}) but the batch holds {} floats of \
+                         dimension {got} for {} rows",
+                        f.name,
+                        values.len(),
+                        rows.num_rows
+                    )));
+                }
+                let values = Arc::new(Float32Array::from(values.clone()));
+                Arc::new(
+                    FixedSizeListArray::try_new(vector_item(), vector_size(dim), values, None)
+                        .map_err(|e| invalid(format!("field {:?}: {e}", f.name)))?,
+                )
+            }
+            (ty, other) => {
+                return Err(invalid(format!(
+                    "field {:?} is {} but the batch holds a {} column",
+                    f.name,
+                    ty.name(),
+                    column_kind(other)
+                )));
+            }
+        };
+        arrays.push(array);
+    }
+    arrays.push(Arc::new(UInt64Array::from(timestamps.to_vec())));
+    RecordBatch::try_new(insert_log_schema(schema), arrays).map_err(|e| invalid(e.to_string()))
+}
+
+fn column_kind(c: &Column) -> &'static str {
+    match c {
+        Column::Bool(_) => "BOOL",
+        Column::Int(_) => "32-bit integer",
+        Column::Long(_) => "INT64",
+        Column::Float(_) => "FLOAT",
+        Column::Double(_) => "DOUBLE",
+        Column::Str(_) => "VARCHAR",
+        Column::Vector { .. } => "FLOAT_VECTOR",
+    }
+}
+
+/// Encodes a batch built by [`insert_log_batch`] as an insert log file.
+pub(super) fn encode_insert_log(
+    schema: &CollectionSchema,
+    batch: RecordBatch,
+) -> FormatResult<Vec<u8>> {
+    let metadata = vec![
+        KeyValue::new(META_KIND.into(), "insert_log".to_owned()),
+        KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
+        KeyValue::new(META_COLLECTION.into(), schema.name.clone()),
+        KeyValue::new(META_SCHEMA.into(), schema_summary(schema)),
+    ];
+    encode(batch, writer_properties(metadata, Some(schema)))
+}
+
+/// Encodes (primary key, timestamp) records as a delete log file.
+pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> FormatResult<Vec<u8>> {
+    if primary_keys.len() != timestamps.len() {
+        return Err(FormatError::InvalidInput(format!(
+            "{} primary keys but {} timestamps",
+            primary_keys.len(),
+            timestamps.len()
+        )));
+    }
+    let batch = RecordBatch::try_new(
+        delete_log_schema(),
+        vec![
+            Arc::new(Int64Array::from(primary_keys.to_vec())),
+            Arc::new(UInt64Array::from(timestamps.to_vec())),
+        ],
+    )
+    .map_err(|e| FormatError::InvalidInput(e.to_string()))?;
+    let metadata = vec![
+        KeyValue::new(META_KIND.into(), "delete_log".to_owned()),
+        KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
+    ];
+    encode(batch, writer_properties(metadata, None))
+}
+
+/// Whether a file's column type is the one we write for `expected`. FixedSizeList
+/// is compared by size and item type only: the item's name and nullability may
+/// differ in files written by other tools.
+fn same_type(found: &DataType, expected: &DataType) -> bool {
+    match (found, expected) {
+        (DataType::FixedSizeList(a, n), DataType::FixedSizeList(b, m)) => {
+            n == m && a.data_type() == b.data_type()
+        }
+        _ => found == expected,
+    }
+}
+
+/// Opens `bytes` as Parquet, checks its columns against `expected` and returns
+/// its record batches.
+fn decode(bytes: Bytes, expected: &Schema) -> FormatResult<Vec<RecordBatch>> {
+    let corrupt = |e: parquet::errors::ParquetError| FormatError::Corrupt(e.to_string());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(corrupt)?
+        .with_batch_size(READ_BATCH_ROWS);
+    let found = builder.schema().clone();
+    if found.fields().len() != expected.fields().len() {
+        let names = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(FormatError::SchemaMismatch(format!(
+            "the file has columns [{}], expected [{}]",
+            names(&found),
+            names(expected)
+        )));
+    }
+    for (i, (f, e)) in found.fields().iter().zip(expected.fields()).enumerate() {
+        if f.name() != e.name() {
+            return Err(FormatError::SchemaMismatch(format!(
+                "column {i} is {:?}, expected {:?}",
+                f.name(),
+                e.name()
+            )));
+        }
+        if !same_type(f.data_type(), e.data_type()) {
+            return Err(FormatError::SchemaMismatch(format!(
+                "column {:?} is {}, expected {}",
+                f.name(),
+                f.data_type(),
+                e.data_type()
+            )));
+        }
+    }
+    let reader = builder.build().map_err(corrupt)?;
+    reader
+        .map(|batch| batch.map_err(|e| FormatError::Corrupt(e.to_string())))
+        .collect()
+}
+
+/// Downcasts a decoded column, refusing nulls (we never write any).
+fn values<'a, A: Array + 'static>(array: &'a ArrayRef, name: &str) -> FormatResult<&'a A> {
+    if array.null_count() > 0 {
+        return Err(FormatError::Corrupt(format!(
+            "column {name:?} holds {} nulls",
+            array.null_count()
+        )));
+    }
+    array.as_any().downcast_ref::<A>().ok_or_else(|| {
+        FormatError::Corrupt(format!(
+            "column {name:?} did not decode as {}",
+            array.data_type()
+        ))
+    })
+}
+
+/// Decodes one column of an insert log into a [`Column`] of the field's type.
+fn decode_column(ty: FieldType, array: &ArrayRef, name: &str) -> FormatResult<Column> {
+    Ok(match ty {
+        FieldType::Bool => Column::Bool(
+            values::<BooleanArray>(array, name)?
+                .iter()
+                .flatten()
+                .collect(),
+        ),
+        FieldType::Int8 => Column::Int(
+            values::<Int8Array>(array, name)?
+                .values()
+                .iter()
+                .map(|v| i32::from(*v))
+                .collect(),
+        ),
+        FieldType::Int16 => Column::Int(
+            values::<Int16Array>(array, name)?
+                .values()
+                .iter()
+                .map(|v| i32::from(*v))
+                .collect(),
+        ),
+        FieldType::Int32 => Column::Int(values::<Int32Array>(array, name)?.values().to_vec()),
+        FieldType::Int64 => Column::Long(values::<Int64Array>(array, name)?.values().to_vec()),
+        FieldType::Float => Column::Float(values::<Float32Array>(array, name)?.values().to_vec()),
+        FieldType::Double => Column::Double(values::<Float64Array>(array, name)?.values().to_vec()),
+        FieldType::VarChar { .. } => {
+            let a = values::<StringArray>(array, name)?;
+            Column::Str((0..a.len()).map(|i| a.value(i).to_owned()).collect())
+        }
+        FieldType::FloatVector { dim } => {
+            let list = values::<FixedSizeListArray>(array, name)?;
+            let items = values::<Float32Array>(list.values(), name)?;
+            if items.len() != list.len() * dim as usize {
+                return Err(FormatError::Corrupt(format!(
+                    "column {name:?} holds {} floats for {} vectors of dimension {dim}",
+                    items.len(),
+                    list.len()
+                )));
+            }
+            Column::Vector {
+                dim,
+                values: items.values().to_vec(),
+            }
+        }
+    })
+}
+
+fn decode_ts(array: &ArrayRef) -> FormatResult<&[u64]> {
+    Ok(values::<UInt64Array>(array, TS_COLUMN)?.values())
+}
+
+/// Decodes an insert log of `schema`: its rows and their timestamps.
+pub(super) fn decode_insert_log(
+    schema: &CollectionSchema,
+    bytes: Bytes,
+) -> FormatResult<(RowBatch, Vec<u64>)> {
+    let batches = decode(bytes, &insert_log_schema(schema))?;
+    let fields = schema.fields();
+    let mut rows = RowBatch::empty(schema);
+    let mut timestamps = Vec::new();
+    for batch in batches {
+        for ((f, array), column) in fields.iter().zip(batch.columns()).zip(&mut rows.columns) {
+            column
+                .append(decode_column(f.ty, array, &f.name)?)
+                .map_err(|e| FormatError::Corrupt(format!("column {:?}: {e}", f.name)))?;
+        }
+        let ts = batch
+            .columns()
+            .get(fields.len())
+            .ok_or_else(|| FormatError::Corrupt(format!("no {TS_COLUMN} column")))?;
+        timestamps.extend_from_slice(decode_ts(ts)?);
+        rows.num_rows += batch.num_rows();
+    }
+    Ok((rows, timestamps))
+}
+
+/// Decodes a delete log: primary keys and their delete timestamps.
+pub(super) fn decode_delete_log(bytes: Bytes) -> FormatResult<(Vec<i64>, Vec<u64>)> {
+    let mut keys = Vec::new();
+    let mut timestamps = Vec::new();
+    for batch in decode(bytes, &delete_log_schema())? {
+        let [pk, ts] = batch.columns() else {
+            return Err(FormatError::Corrupt(
+                "a delete log batch without two columns".into(),
+            ));
+        };
+        keys.extend_from_slice(values::<Int64Array>(pk, PK_COLUMN)?.values());
+        timestamps.extend_from_slice(decode_ts(ts)?);
+    }
+    Ok((keys, timestamps))
+}

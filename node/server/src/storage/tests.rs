@@ -1,0 +1,767 @@
+//! Segment files against the local filesystem in a temporary directory.
+
+use std::sync::Arc;
+
+use milvus_like_api::proto::{self, DataType as D, DeleteLog, SegmentInfo};
+use milvus_like_api::schema::CollectionSchema;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::format::{META_COLLECTION, META_KIND, META_SCHEMA, ROW_GROUP_ROWS};
+use super::*;
+use crate::columns::Column;
+
+fn field(name: &str, ty: D) -> proto::FieldSchema {
+    proto::FieldSchema {
+        name: name.into(),
+        data_type: ty.into(),
+        ..Default::default()
+    }
+}
+
+/// Every field type: `id` INT64 pk, `vec` FLOAT_VECTOR(dim), then one of each scalar.
+fn schema_with_dim(dim: u32) -> CollectionSchema {
+    let mut id = field("id", D::Int64);
+    id.is_primary_key = true;
+    let mut vec = field("vec", D::FloatVector);
+    vec.dim = dim;
+    let mut title = field("title", D::Varchar);
+    title.max_length = 64;
+    CollectionSchema::try_from(proto::CollectionSchema {
+        name: "books".into(),
+        description: String::new(),
+        fields: vec![
+            id,
+            vec,
+            field("flag", D::Bool),
+            field("tiny", D::Int8),
+            field("small", D::Int16),
+            field("year", D::Int32),
+            field("score", D::Float),
+            field("weight", D::Double),
+            title,
+        ],
+    })
+    .expect("valid schema")
+}
+
+fn schema() -> CollectionSchema {
+    schema_with_dim(128)
+}
+
+/// `n` rows with primary keys `first..first + n` and values derived from the key,
+/// including the extremes of each integer type and non-ASCII strings.
+fn rows(schema: &CollectionSchema, first: i64, n: usize) -> RowBatch {
+    let (_, dim) = schema.vector_field();
+    let keys: Vec<i64> = (first..first + n as i64).collect();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name.as_str() {
+            "id" => Column::Long(keys.clone()),
+            "vec" => Column::Vector {
+                dim,
+                values: keys
+                    .iter()
+                    .flat_map(|k| (0..dim).map(move |j| *k as f32 * 0.5 - j as f32 / 7.0))
+                    .collect(),
+            },
+            "flag" => Column::Bool(keys.iter().map(|k| k % 3 == 0).collect()),
+            "tiny" => Column::Int(
+                keys.iter()
+                    .map(|k| [-128, 127, 0, 5][*k as usize % 4])
+                    .collect(),
+            ),
+            "small" => Column::Int(
+                keys.iter()
+                    .map(|k| [-32768, 32767, -1][*k as usize % 3])
+                    .collect(),
+            ),
+            "year" => Column::Int(
+                keys.iter()
+                    .map(|k| [i32::MIN, i32::MAX, 1999][*k as usize % 3])
+                    .collect(),
+            ),
+            "score" => Column::Float(keys.iter().map(|k| *k as f32 / 3.0).collect()),
+            "weight" => Column::Double(keys.iter().map(|k| -(*k as f64) * 1e300).collect()),
+            "title" => Column::Str(
+                keys.iter()
+                    .map(|k| match k % 3 {
+                        0 => String::new(),
+                        1 => format!("book {k}"),
+                        _ => format!("Łódź – 東京 {k} \"quoted\""),
+                    })
+                    .collect(),
+            ),
+            other => panic!("no generator for field {other}"),
+        })
+        .collect();
+    RowBatch {
+        columns,
+        num_rows: n,
+    }
+}
+
+fn local_store() -> (tempfile::TempDir, SegmentStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SegmentStore::open(&StorageConfig::Local {
+        root: dir.path().join("segments"),
+    })
+    .expect("open local store");
+    (dir, store)
+}
+
+fn segment(paths: &[&str]) -> SegmentInfo {
+    SegmentInfo {
+        segment_id: 1,
+        collection_id: 7,
+        insert_log_paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+fn delete_log(path: &str) -> DeleteLog {
+    DeleteLog {
+        collection_id: 7,
+        path: path.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn paths_follow_the_layout() {
+    assert_eq!(
+        SegmentStore::insert_log_path(7, 8, 9, 10),
+        "insert_log/7/8/9/10.parquet"
+    );
+    assert_eq!(
+        SegmentStore::delete_log_path(7, 8, 2, 10),
+        "delete_log/7/8/2/10.parquet"
+    );
+}
+
+#[tokio::test]
+async fn every_type_round_trips() {
+    let (_dir, store) = local_store();
+    let schema = schema();
+    let batch = rows(&schema, 1, 300);
+    let timestamps: Vec<u64> = (0..300).map(|i| 1000 + i * 3).collect();
+    let path = SegmentStore::insert_log_path(7, 8, 9, 1);
+    let written = store
+        .write_insert_log(&path, &schema, &batch, &timestamps)
+        .await
+        .expect("write");
+    assert!(written > 0);
+    let (read, read_ts) = store.read_insert_log(&path, &schema).await.expect("read");
+    assert_eq!(read, batch);
+    assert_eq!(read_ts, timestamps);
+    assert!(
+        store.describe().starts_with("local:"),
+        "{}",
+        store.describe()
+    );
+}
+
+#[tokio::test]
+async fn an_empty_batch_round_trips() {
+    let (_dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    let empty = RowBatch::empty(&schema);
+    store
+        .write_insert_log("insert_log/empty.parquet", &schema, &empty, &[])
+        .await
+        .expect("write");
+    let (read, ts) = store
+        .read_insert_log("insert_log/empty.parquet", &schema)
+        .await
+        .expect("read");
+    assert_eq!(read, empty);
+    assert!(ts.is_empty());
+}
+
+#[tokio::test]
+async fn large_files_are_split_into_row_groups() {
+    let (dir, store) = local_store();
+    let schema = schema_with_dim(2);
+    let n = ROW_GROUP_ROWS + 1000;
+    let batch = rows(&schema, 0, n);
+    let timestamps = vec![42; n];
+    let path = "insert_log/big.parquet";
+    store
+        .write_insert_log(path, &schema, &batch, &timestamps)
+        .await
+        .expect("write");
+    let file = std::fs::File::open(dir.path().join("segments").join(path)).expect("open");
+    let reader = SerializedFileReader::new(file).expect("parquet");
+    assert_eq!(reader.metadata().num_row_groups(), 2);
+    let (read, _) = store.read_insert_log(path, &schema).await.expect("read");
+    assert_eq!(read, batch);
+}
+
+/// The file opens with the parquet crate's generic reader, with the documented
+/// columns, types, compression and metadata.
+#[tokio::test]
+async fn files_open_with_a_plain_parquet_reader() {
+    use arrow_schema::DataType as A;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let (dir, store) = local_store();
+    let schema = schema();
+    let path = SegmentStore::insert_log_path(7, 8, 9, 2);
+    store
+        .write_insert_log(&path, &schema, &rows(&schema, 0, 10), &[5; 10])
+        .await
+        .expect("write");
+    let file_path = dir.path().join("segments").join(&path);
+
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&file_path).expect("open")).expect("parquet");
+    let meta = reader.metadata();
+    assert_eq!(meta.file_metadata().num_rows(), 10);
+    let kv: std::collections::HashMap<_, _> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .expect("key-value metadata")
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(kv[META_KIND], "insert_log");
+    assert_eq!(kv[META_COLLECTION], "books");
+    assert_eq!(
+        kv[META_SCHEMA],
+        "id:INT64:pk,vec:FLOAT_VECTOR(128),flag:BOOL,tiny:INT8,small:INT16,year:INT32,\
+         score:FLOAT,weight:DOUBLE,title:VARCHAR(64)"
+    );
+    let row_group = meta.row_group(0);
+    for column in row_group.columns() {
+        assert_eq!(
+            column.compression(),
+            parquet::basic::Compression::ZSTD(Default::default()),
+            "{}",
+            column.column_path()
+        );
+    }
+    // The vector's leaf: no statistics (the writer's per-column setting took).
+    let leaf = row_group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "vec.list.item")
+        .expect("vec.list.item leaf");
+    assert!(leaf.statistics().is_none());
+
+    let arrow =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file_path).expect("open"))
+            .expect("arrow reader");
+    let types: Vec<(String, A, bool)> = arrow
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+        .collect();
+    let vector = A::FixedSizeList(
+        Arc::new(arrow_schema::Field::new_list_field(A::Float32, false)),
+        128,
+    );
+    assert_eq!(
+        types,
+        vec![
+            ("id".into(), A::Int64, false),
+            ("vec".into(), vector, false),
+            ("flag".into(), A::Boolean, false),
+            ("tiny".into(), A::Int8, false),
+            ("small".into(), A::Int16, false),
+            ("year".into(), A::Int32, false),
+            ("score".into(), A::Float32, false),
+            ("weight".into(), A::Float64, false),
+            ("title".into(), A::Utf8, false),
+            ("_ts".into(), A::UInt64, false),
+        ]
+    );
+    let rows: usize = arrow
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch").num_rows())
+        .sum();
+    assert_eq!(rows, 10);
+}
+
+#[tokio::test]
+async fn delete_logs_round_trip() {
+    let (_dir, store) = local_store();
+    let path = SegmentStore::delete_log_path(7, 8, 1, 3);
+    let keys = vec![5, -1, i64::MAX, 5];
+    let ts = vec![10, 20, u64::MAX, 0];
+    store
+        .write_delete_log(&path, &keys, &ts)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.read_delete_log(&path).await.expect("read"),
+        (keys, ts)
+    );
+}
+
+#[tokio::test]
+async fn deletes_hide_only_older_rows() {
+    let (_dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    // pk 1 at ts 10 and again at ts 30; pk 2 at ts 10; pk 3 at ts 10; pk 4 at ts 50.
+    let first = rows(&schema, 1, 3);
+    let mut second = rows(&schema, 1, 1);
+    second.append(rows(&schema, 4, 1)).expect("append");
+    store
+        .write_insert_log("insert_log/a.parquet", &schema, &first, &[10, 10, 10])
+        .await
+        .expect("write");
+    store
+        .write_insert_log("insert_log/b.parquet", &schema, &second, &[30, 50])
+        .await
+        .expect("write");
+    // pk 1 deleted at 20: only its ts-10 copy goes. pk 2 deleted at 5, before its
+    // insert: it stays. pk 3 deleted at 10, the insert's own ts: not newer, stays.
+    // pk 4 deleted at 40 and at 60 (two logs): the newest decides, it goes.
+    store
+        .write_delete_log("delete_log/x.parquet", &[1, 2, 3, 4], &[20, 5, 10, 40])
+        .await
+        .expect("write");
+    store
+        .write_delete_log("delete_log/y.parquet", &[4], &[60])
+        .await
+        .expect("write");
+
+    let content = read_collection(
+        &store,
+        &schema,
+        &[
+            segment(&["insert_log/a.parquet"]),
+            segment(&["insert_log/b.parquet"]),
+        ],
+        &[
+            delete_log("delete_log/x.parquet"),
+            delete_log("delete_log/y.parquet"),
+        ],
+        10,
+    )
+    .await
+    .expect("read collection");
+    assert_eq!(content.rows, 3, "{content:?}");
+    assert_eq!(content.deleted, 2);
+    let expected = batch_checksum(&schema, &first.take(&[1, 2]))
+        .wrapping_add(batch_checksum(&schema, &second.take(&[0])));
+    assert_eq!(content.checksum, expected);
+    assert_eq!(content.sample.len(), 3);
+    assert!(
+        content.sample[0].starts_with("id=2, vec=["),
+        "{}",
+        content.sample[0]
+    );
+    assert!(content.sample[2].starts_with("id=1,") && content.sample[2].ends_with("_ts=30"));
+
+    // Delete logs listed on a segment count too; a path given twice is read once.
+    let mut with_paths = segment(&["insert_log/a.parquet", "insert_log/a.parquet"]);
+    with_paths.delete_log_paths = vec!["delete_log/x.parquet".into()];
+    let again = read_collection(
+        &store,
+        &schema,
+        &[with_paths],
+        &[delete_log("delete_log/x.parquet")],
+        1,
+    )
+    .await
+    .expect("read collection");
+    assert_eq!((again.rows, again.deleted, again.sample.len()), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn checksum_ignores_row_order_file_split_and_timestamps() {
+    let (_dir, store) = local_store();
+    let schema = schema_with_dim(8);
+    let all = rows(&schema, 100, 90);
+    store
+        .write_insert_log("insert_log/one.parquet", &schema, &all, &[1; 90])
+        .await
+        .expect("write");
+    // The same rows reversed, over three files, at other timestamps.
+    let reversed: Vec<usize> = (0..90).rev().collect();
+    for (i, chunk) in reversed.chunks(30).enumerate() {
+        store
+            .write_insert_log(
+                &format!("insert_log/part{i}.parquet"),
+                &schema,
+                &all.take(chunk),
+                &[7; 30],
+            )
+            .await
+            .expect("write");
+    }
+    let one = read_collection(
+        &store,
+        &schema,
+        &[segment(&["insert_log/one.parquet"])],
+        &[],
+        0,
+    )
+    .await
+    .expect("read");
+    let split = read_collection(
+        &store,
+        &schema,
+        &[
+            segment(&["insert_log/part2.parquet", "insert_log/part0.parquet"]),
+            segment(&["insert_log/part1.parquet"]),
+        ],
+        &[],
+        0,
+    )
+    .await
+    .expect("read");
+    assert_eq!(one.rows, 90);
+    assert_eq!((one.rows, one.checksum), (split.rows, split.checksum));
+    assert_eq!(one.checksum, batch_checksum(&schema, &all));
+    assert!(one.sample.is_empty());
+
+    // Any value change shows: one bit of one float, or one string.
+    let mut changed = all.clone();
+    if let Column::Float(v) = &mut changed.columns[6] {
+        v[17] = f32::from_bits(v[17].to_bits() ^ 1);
+    }
+    assert_ne!(batch_checksum(&schema, &changed), one.checksum);
+    let mut changed = all.clone();
+    if let Column::Str(v) = &mut changed.columns[8] {
+        v[3].push(' ');
+    }
+    assert_ne!(batch_checksum(&schema, &changed), one.checksum);
+    // Swapping values between two fields of a row changes it too.
+    assert_ne!(
+        row_checksum(&schema, &all, 0),
+        row_checksum(&schema, &all, 1),
+        "different rows hash differently"
+    );
+}
+
+#[test]
+fn checksum_is_the_documented_hash() {
+    // One INT64 pk (1) and a 1-d vector (0.0): bytes 01 00.. 1f 00 00 00 00 1f.
+    let mut id = field("id", D::Int64);
+    id.is_primary_key = true;
+    let mut vec = field("v", D::FloatVector);
+    vec.dim = 1;
+    let schema = CollectionSchema::try_from(proto::CollectionSchema {
+        name: "c".into(),
+        description: String::new(),
+        fields: vec![id, vec],
+    })
+    .expect("schema");
+    let batch = RowBatch {
+        columns: vec![
+            Column::Long(vec![1]),
+            Column::Vector {
+                dim: 1,
+                values: vec![0.0],
+            },
+        ],
+        num_rows: 1,
+    };
+    let bytes = [1u8, 0, 0, 0, 0, 0, 0, 0, 0x1f, 0, 0, 0, 0, 0x1f];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    assert_eq!(row_checksum(&schema, &batch, 0), h);
+    // Past the end: no panic.
+    let _ = row_checksum(&schema, &batch, 5);
+}
+
+#[tokio::test]
+async fn a_missing_file_is_a_permanent_not_found() {
+    let (_dir, store) = local_store();
+    let err = store
+        .read_insert_log("insert_log/nope.parquet", &schema())
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, StorageError::NotFound { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("insert_log/nope.parquet"), "{err}");
+    let err = read_collection(
+        &store,
+        &schema(),
+        &[],
+        &[delete_log("delete_log/nope.parquet")],
+        0,
+    )
+    .await
+    .expect_err("missing delete log");
+    assert!(err.to_string().contains("delete_log/nope.parquet"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_files_are_reported_not_panicked_on() {
+    let (dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    let root = dir.path().join("segments");
+    std::fs::create_dir_all(root.join("insert_log")).expect("mkdir");
+    std::fs::write(
+        root.join("insert_log/junk.parquet"),
+        b"this is not parquet at all",
+    )
+    .expect("write");
+    std::fs::write(root.join("insert_log/empty.parquet"), b"").expect("write");
+
+    store
+        .write_insert_log(
+            "insert_log/good.parquet",
+            &schema,
+            &rows(&schema, 0, 500),
+            &[1; 500],
+        )
+        .await
+        .expect("write");
+    let good = std::fs::read(root.join("insert_log/good.parquet")).expect("read");
+    // Cut off the footer; then keep the footer but garble the data pages.
+    std::fs::write(
+        root.join("insert_log/truncated.parquet"),
+        &good[..good.len() / 2],
+    )
+    .expect("write");
+    let mut garbled = good.clone();
+    for b in &mut garbled[4..good.len() / 2] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    std::fs::write(root.join("insert_log/garbled.parquet"), &garbled).expect("write");
+
+    for name in ["junk", "empty", "truncated", "garbled"] {
+        let path = format!("insert_log/{name}.parquet");
+        let err = store
+            .read_insert_log(&path, &schema)
+            .await
+            .expect_err("corrupt file must be refused");
+        assert!(
+            matches!(err, StorageError::Corrupt { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains(&path), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn schema_mismatches_name_the_column() {
+    let (_dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    let path = "insert_log/s.parquet";
+    store
+        .write_insert_log(path, &schema, &rows(&schema, 0, 3), &[1; 3])
+        .await
+        .expect("write");
+
+    let other_dim = schema_with_dim(8);
+    let err = store
+        .read_insert_log(path, &other_dim)
+        .await
+        .expect_err("dim differs");
+    assert!(
+        matches!(err, StorageError::SchemaMismatch { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(path) && message.contains("\"vec\""),
+        "{message}"
+    );
+    assert!(!err.is_transient());
+
+    let mut id = field("id", D::Int64);
+    id.is_primary_key = true;
+    let mut vec = field("vec", D::FloatVector);
+    vec.dim = 4;
+    let fewer = CollectionSchema::try_from(proto::CollectionSchema {
+        name: "books".into(),
+        description: String::new(),
+        fields: vec![id, vec],
+    })
+    .expect("schema");
+    let err = store
+        .read_insert_log(path, &fewer)
+        .await
+        .expect_err("fewer fields");
+    assert!(
+        matches!(err, StorageError::SchemaMismatch { .. }),
+        "{err:?}"
+    );
+
+    let err = store
+        .read_delete_log(path)
+        .await
+        .expect_err("not a delete log");
+    assert!(err.to_string().contains("is not a delete log"), "{err}");
+    store
+        .write_delete_log("delete_log/d.parquet", &[1], &[2])
+        .await
+        .expect("write");
+    let err = store
+        .read_insert_log("delete_log/d.parquet", &schema)
+        .await
+        .expect_err("not an insert log");
+    assert!(
+        matches!(err, StorageError::SchemaMismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_writes_are_refused_with_the_reason() {
+    let (_dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    let batch = rows(&schema, 0, 3);
+    let refused = |r: Result<u64, StorageError>| match r {
+        Err(e @ StorageError::InvalidInput { .. }) => e.to_string(),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+
+    let m = refused(
+        store
+            .write_insert_log("insert_log/w.parquet", &schema, &batch, &[1, 2])
+            .await,
+    );
+    assert!(m.contains("2 timestamps for 3 rows"), "{m}");
+
+    let mut wrong_type = batch.clone();
+    wrong_type.columns[2] = Column::Long(vec![1, 2, 3]);
+    let m = refused(
+        store
+            .write_insert_log("insert_log/w.parquet", &schema, &wrong_type, &[1; 3])
+            .await,
+    );
+    assert!(m.contains("\"flag\" is BOOL"), "{m}");
+
+    let mut too_big = batch.clone();
+    too_big.columns[3] = Column::Int(vec![0, 128, 0]);
+    let m = refused(
+        store
+            .write_insert_log("insert_log/w.parquet", &schema, &too_big, &[1; 3])
+            .await,
+    );
+    assert!(m.contains("\"tiny\" row 1: 128 does not fit INT8"), "{m}");
+
+    let mut short = batch.clone();
+    short.columns.pop();
+    refused(
+        store
+            .write_insert_log("insert_log/w.parquet", &schema, &short, &[1; 3])
+            .await,
+    );
+
+    let m = refused(
+        store
+            .write_delete_log("delete_log/w.parquet", &[1, 2], &[1])
+            .await,
+    );
+    assert!(m.contains("2 primary keys but 1 timestamps"), "{m}");
+
+    let mut id = field("id", D::Int64);
+    id.is_primary_key = true;
+    let mut vec = field("vec", D::FloatVector);
+    vec.dim = 1;
+    let clash = CollectionSchema::try_from(proto::CollectionSchema {
+        name: "c".into(),
+        description: String::new(),
+        fields: vec![id, vec, field("_ts", D::Int64)],
+    })
+    .expect("schema");
+    let clash_rows = RowBatch {
+        columns: vec![
+            Column::Long(vec![1]),
+            Column::Vector {
+                dim: 1,
+                values: vec![1.0],
+            },
+            Column::Long(vec![1]),
+        ],
+        num_rows: 1,
+    };
+    let m = refused(
+        store
+            .write_insert_log("insert_log/w.parquet", &clash, &clash_rows, &[1])
+            .await,
+    );
+    assert!(m.contains("timestamp column"), "{m}");
+
+    for bad in ["", "a//b.parquet", "../up.parquet", "insert_log/../x"] {
+        let err = store.read_delete_log(bad).await.expect_err("invalid path");
+        assert!(
+            matches!(err, StorageError::InvalidPath { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn http_status_is_read_from_object_store_messages() {
+    assert_eq!(
+        http_status(
+            "Error performing PUT http://x in 1s - Server returned non-2xx status code: 503 Service Unavailable: "
+        ),
+        Some(503)
+    );
+    assert_eq!(
+        http_status("Server returned non-2xx status code: 404 Not Found"),
+        Some(404)
+    );
+    assert_eq!(http_status("connection refused"), None);
+}
+
+#[test]
+fn local_io_errors_are_classified_by_kind() {
+    let generic = |kind| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(std::io::Error::new(kind, "boom")),
+    };
+    assert!(is_transient(&generic(std::io::ErrorKind::TimedOut)));
+    assert!(!is_transient(&generic(
+        std::io::ErrorKind::PermissionDenied
+    )));
+    let unexplained = |store| object_store::Error::Generic {
+        store,
+        source: "something odd".into(),
+    };
+    assert!(!is_transient(&unexplained("LocalFileSystem")));
+    assert!(is_transient(&unexplained("S3")));
+    assert!(!is_transient(&object_store::Error::NotFound {
+        path: "x".into(),
+        source: "gone".into(),
+    }));
+}
+
+#[test]
+fn debug_output_hides_the_secret_key() {
+    let config = StorageConfig::S3 {
+        endpoint: "http://127.0.0.1:9000".into(),
+        bucket: "b".into(),
+        region: "us-east-1".into(),
+        access_key: "user".into(),
+        secret_key: "hunter2".into(),
+        allow_http: true,
+    };
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("user") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_unusable_local_root_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = SegmentStore::open(&StorageConfig::Local {
+        root: file.join("sub"),
+    })
+    .expect_err("not a dir");
+    assert!(matches!(err, StorageError::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("a-file"), "{err}");
+}

@@ -1,0 +1,514 @@
+//! The ingest path end to end, every part real: etcd, Kafka, root and data
+//! coordinators, two data nodes and a proxy as processes, segments on the local
+//! filesystem. Acknowledged rows must come back exactly once, deletes applied.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use milvus_like_api::proto::proxy_client::ProxyClient;
+use milvus_like_api::proto::{self, CollectionInfo, FieldData};
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_node::columns::{Column, RowBatch};
+use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection, row_checksum};
+use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, test_schema, wait_for};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const DIM: u32 = 128;
+
+struct Cluster {
+    dir: TestDir,
+    _etcd: Etcd,
+    _kafka: Kafka,
+    rootcoord: NodeProcess,
+    datacoord: NodeProcess,
+    datanodes: Vec<NodeProcess>,
+    proxy: NodeProcess,
+    segments: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn start(name: &str, datanodes: usize, datanode_args: &[&str]) -> Self {
+        let dir = TestDir::new(name);
+        let etcd = Etcd::start(dir.path()).await.expect("etcd");
+        let kafka = Kafka::start(dir.path()).expect("kafka");
+        let segments = dir.path().join("segments");
+        let common = |extra: &[String]| {
+            let mut v = vec![
+                format!("--etcd-endpoints={}", etcd.endpoint()),
+                "--meta-root=test".to_owned(),
+                "--session-ttl=3s".to_owned(),
+                "--leader-ttl=3s".to_owned(),
+            ];
+            v.extend(extra.iter().cloned());
+            v
+        };
+        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))
+            .expect("rootcoord");
+        let rc = rootcoord.endpoint();
+        let kafka_args = vec![
+            format!("--kafka-brokers={}", kafka.bootstrap),
+            "--topic-prefix=test".to_owned(),
+        ];
+        let mut dc_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            "--channels=3".to_owned(),
+        ];
+        dc_args.extend(kafka_args.clone());
+        let datacoord = NodeProcess::start(dir.path(), "datacoord", "datacoord", &common(&dc_args))
+            .expect("datacoord");
+        let dc = datacoord.endpoint();
+        let mut dn_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            format!("--datacoord-endpoints={dc}"),
+            format!("--storage-root={}", segments.display()),
+        ];
+        dn_args.extend(kafka_args.clone());
+        dn_args.extend(datanode_args.iter().map(|s| (*s).to_owned()));
+        let datanodes = (0..datanodes)
+            .map(|i| {
+                NodeProcess::start(
+                    dir.path(),
+                    &format!("datanode-{i}"),
+                    "datanode",
+                    &common(&dn_args),
+                )
+                .expect("datanode")
+            })
+            .collect();
+        let mut px_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            format!("--datacoord-endpoints={dc}"),
+        ];
+        px_args.extend(kafka_args);
+        let proxy =
+            NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args)).expect("proxy");
+        let cluster = Self {
+            dir,
+            _etcd: etcd,
+            _kafka: kafka,
+            rootcoord,
+            datacoord,
+            datanodes,
+            proxy,
+            segments,
+        };
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    fn client(&self) -> ProxyClient<Channel> {
+        ProxyClient::new(
+            Channel::from_shared(self.proxy.endpoint())
+                .expect("uri")
+                .connect_lazy(),
+        )
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+    }
+
+    /// The proxy answers and every channel has an owner.
+    async fn wait_ready(&self) {
+        let c = self.client();
+        wait_for("the proxy to answer", Duration::from_secs(60), || {
+            let mut c = c.clone();
+            async move {
+                c.list_collections(proto::ListCollectionsRequest {})
+                    .await
+                    .ok()
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; proxy log:\n{}", self.proxy.process.log()));
+        let dc = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
+            Channel::from_shared(self.datacoord.endpoint())
+                .expect("uri")
+                .connect_lazy(),
+        );
+        wait_for(
+            "every channel to have an owner",
+            Duration::from_secs(60),
+            || {
+                let mut dc = dc.clone();
+                let want = self.datanodes.len().min(3);
+                async move {
+                    let d = dc
+                        .get_channel_distribution(proto::GetChannelDistributionRequest {})
+                        .await
+                        .ok()?
+                        .into_inner();
+                    let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
+                    (d.channels.len() == 3 && owners.len() == want).then_some(())
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}; datacoord log:\n{}", self.datacoord.process.log()));
+    }
+
+    async fn create(&self, name: &str) -> (CollectionInfo, CollectionSchema) {
+        let info = self
+            .client()
+            .create_collection(proto::CreateCollectionRequest {
+                schema: Some(test_schema(name, DIM)),
+            })
+            .await
+            .expect("create")
+            .into_inner()
+            .collection
+            .expect("info");
+        let schema =
+            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
+        (info, schema)
+    }
+
+    async fn read_back(
+        &self,
+        info: &CollectionInfo,
+        schema: &CollectionSchema,
+    ) -> milvus_like_node::storage::CollectionContent {
+        let listed = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
+            Channel::from_shared(self.datacoord.endpoint())
+                .expect("uri")
+                .connect_lazy(),
+        )
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: info.id,
+        })
+        .await
+        .expect("list segments")
+        .into_inner();
+        let store = SegmentStore::open(&StorageConfig::Local {
+            root: self.segments.clone(),
+        })
+        .expect("store");
+        read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
+            .await
+            .expect("read back")
+    }
+}
+
+/// Deterministic rows: pk, and a vector derived from it.
+fn rows(schema: &CollectionSchema, pks: &[i64]) -> RowBatch {
+    let mut values = Vec::with_capacity(pks.len() * DIM as usize);
+    for pk in pks {
+        for j in 0..DIM as i64 {
+            values.push(((pk * 31 + j * 7) % 1000) as f32 / 1000.0);
+        }
+    }
+    let _ = schema;
+    RowBatch {
+        columns: vec![
+            Column::Long(pks.to_vec()),
+            Column::Vector { dim: DIM, values },
+        ],
+        num_rows: pks.len(),
+    }
+}
+
+fn wire(schema: &CollectionSchema, batch: &RowBatch) -> Vec<FieldData> {
+    batch.to_wire(schema)
+}
+
+/// Checksum of the rows whose keys are not deleted.
+fn expected(schema: &CollectionSchema, pks: &[i64], deleted: &HashSet<i64>) -> (u64, u64) {
+    let live: Vec<i64> = pks
+        .iter()
+        .copied()
+        .filter(|pk| !deleted.contains(pk))
+        .collect();
+    let batch = rows(schema, &live);
+    let sum = (0..live.len()).fold(0u64, |acc, i| {
+        acc.wrapping_add(row_checksum(schema, &batch, i))
+    });
+    (live.len() as u64, sum)
+}
+
+async fn insert_range(
+    cluster: &Cluster,
+    name: &str,
+    schema: &CollectionSchema,
+    pks: &[i64],
+    batch_rows: usize,
+) {
+    let mut client = cluster.client();
+    for chunk in pks.chunks(batch_rows) {
+        let batch = rows(schema, chunk);
+        let resp = client
+            .insert(proto::InsertRequest {
+                collection: name.to_owned(),
+                partition: String::new(),
+                columns: wire(schema, &batch),
+                num_rows: u32::try_from(chunk.len()).expect("fits"),
+            })
+            .await
+            .unwrap_or_else(|s| {
+                panic!(
+                    "insert refused: {s}; proxy log:\n{}",
+                    cluster.proxy.process.log()
+                )
+            })
+            .into_inner();
+        assert_eq!(resp.inserted, chunk.len() as u64);
+    }
+}
+
+#[tokio::test]
+async fn rows_land_exactly_once_with_deletes_applied() {
+    let cluster = Cluster::start("ingest", 2, &["--flush-rows=20000"]).await;
+    let (info, schema) = cluster.create("vectors").await;
+    let pks: Vec<i64> = (0..60_000).collect();
+    insert_range(&cluster, "vectors", &schema, &pks, 2_000).await;
+    let deleted: HashSet<i64> = (0..60_000).step_by(60).collect();
+    let keys: Vec<i64> = deleted.iter().copied().collect();
+    cluster
+        .client()
+        .delete(proto::DeleteRequest {
+            collection: "vectors".into(),
+            partition: String::new(),
+            primary_keys: keys,
+        })
+        .await
+        .expect("delete");
+    let flushed = cluster
+        .client()
+        .flush(proto::ProxyFlushRequest {
+            collection: "vectors".into(),
+            wait: true,
+        })
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "flush: {s}; datacoord log:\n{}",
+                cluster.datacoord.process.log()
+            )
+        })
+        .into_inner();
+    assert!(!flushed.flushed_segment_ids.is_empty());
+    // Deletes are flushed with the channel; wait until every one is committed.
+    let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let content = loop {
+        let c = cluster.read_back(&info, &schema).await;
+        if c.rows == want_rows || std::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(content.rows, want_rows, "row count differs");
+    assert_eq!(content.checksum, want_sum, "content differs");
+    assert_eq!(content.deleted, deleted.len() as u64);
+    // The files open with a plain Parquet reader too.
+    assert!(any_parquet(&cluster.segments));
+}
+
+fn any_parquet(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let file = std::fs::File::open(&p).expect("open");
+                let reader =
+                    parquet::file::reader::SerializedFileReader::new(file).expect("a Parquet file");
+                use parquet::file::reader::FileReader;
+                if reader.metadata().file_metadata().num_rows() > 0 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_the_rest_flows() {
+    let cluster = Cluster::start("ingest-bad", 1, &[]).await;
+    let (_, schema) = cluster.create("good").await;
+    let mut c = cluster.client();
+    let batch = rows(&schema, &[1, 2, 3]);
+    // Wrong dimension.
+    let mut cols = wire(&schema, &batch);
+    if let Some(proto::field_data::Data::FloatVectors(v)) = cols[1].data.as_mut() {
+        v.dim = 64;
+        v.values.truncate(3 * 64);
+    }
+    let err = c
+        .insert(proto::InsertRequest {
+            collection: "good".into(),
+            partition: String::new(),
+            columns: cols,
+            num_rows: 3,
+        })
+        .await
+        .expect_err("wrong dimension");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("\"vec\" has dimension 128"),
+        "{}",
+        err.message()
+    );
+    // Unknown collection.
+    let err = c
+        .insert(proto::InsertRequest {
+            collection: "nope".into(),
+            partition: String::new(),
+            columns: wire(&schema, &batch),
+            num_rows: 3,
+        })
+        .await
+        .expect_err("unknown collection");
+    assert_eq!(err.code(), Code::NotFound);
+    // Row count mismatch and duplicate field.
+    let mut cols = wire(&schema, &batch);
+    cols.push(cols[0].clone());
+    let err = c
+        .insert(proto::InsertRequest {
+            collection: "good".into(),
+            partition: String::new(),
+            columns: cols,
+            num_rows: 3,
+        })
+        .await
+        .expect_err("duplicate field");
+    assert!(
+        err.message().contains("appears more than once"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .insert(proto::InsertRequest {
+            collection: "good".into(),
+            partition: String::new(),
+            columns: wire(&schema, &batch),
+            num_rows: 4,
+        })
+        .await
+        .expect_err("row count");
+    assert!(
+        err.message()
+            .contains("has 3 values but the batch has 4 rows"),
+        "{}",
+        err.message()
+    );
+    // Oversized: over the 64 MiB request limit.
+    let big: Vec<i64> = (0..140_000).collect();
+    let err = c
+        .clone()
+        .max_encoding_message_size(256 << 20)
+        .insert(proto::InsertRequest {
+            collection: "good".into(),
+            partition: String::new(),
+            columns: wire(&schema, &rows(&schema, &big)),
+            num_rows: 140_000,
+        })
+        .await
+        .expect_err("oversized");
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{err}"
+    );
+    // And a good insert still works.
+    c.insert(proto::InsertRequest {
+        collection: "good".into(),
+        partition: String::new(),
+        columns: wire(&schema, &batch),
+        num_rows: 3,
+    })
+    .await
+    .expect("good insert");
+    let _ = &cluster.rootcoord;
+    let _ = cluster.dir.path();
+}
+
+/// Inserts batches of `batch` rows with fresh keys until `stop`; returns the keys of
+/// every acknowledged batch. A refused batch is retried with the same keys, so a
+/// key is never acknowledged twice.
+async fn insert_until(
+    client: ProxyClient<Channel>,
+    schema: CollectionSchema,
+    name: &str,
+    batch: usize,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<i64> {
+    let mut acked = Vec::new();
+    let mut next: i64 = 1_000_000;
+    let mut client = client;
+    while !stop.is_cancelled() {
+        let pks: Vec<i64> = (next..next + batch as i64).collect();
+        let request = proto::InsertRequest {
+            collection: name.to_owned(),
+            partition: String::new(),
+            columns: wire(&schema, &rows(&schema, &pks)),
+            num_rows: u32::try_from(batch).expect("fits"),
+        };
+        match client.insert(request).await {
+            Ok(_) => {
+                acked.extend(pks);
+                next += batch as i64;
+            }
+            Err(status) => panic!("insert failed while only data nodes were killed: {status}"),
+        }
+    }
+    acked
+}
+
+#[tokio::test]
+async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
+    let mut cluster =
+        Cluster::start("ingest-chaos", 2, &["--flush-rows=4000", "--flush-age=2s"]).await;
+    let (info, schema) = cluster.create("chaos").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let inserter = tokio::spawn(insert_until(
+        cluster.client(),
+        schema.clone(),
+        "chaos",
+        500,
+        stop.clone(),
+    ));
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let victim = &mut cluster.datanodes[round % 2];
+        eprintln!("round {round}: kill -9 {}", victim.name);
+        victim.restart().expect("restart data node");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let acked = inserter.await.expect("inserter");
+    assert!(
+        acked.len() >= 5_000,
+        "too few rows acknowledged: {}",
+        acked.len()
+    );
+    cluster
+        .client()
+        .flush(proto::ProxyFlushRequest {
+            collection: "chaos".into(),
+            wait: true,
+        })
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "flush: {s}; datacoord log:\n{}",
+                cluster.datacoord.process.log()
+            )
+        });
+    let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let content = loop {
+        let c = cluster.read_back(&info, &schema).await;
+        if c.rows >= want_rows || std::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("acknowledged {want_rows} rows; read back {}", content.rows);
+    assert_eq!(content.rows, want_rows, "lost or duplicated rows");
+    assert_eq!(content.checksum, want_sum, "content differs");
+}
