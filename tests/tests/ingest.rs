@@ -512,3 +512,145 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
 }
+
+/// Every primary key in the collection's committed insert logs, with how often it
+/// occurs (no deletes in the tests that use it).
+async fn committed_keys(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> std::collections::HashMap<i64, u32> {
+    let listed = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
+        Channel::from_shared(cluster.datacoord.endpoint())
+            .expect("uri")
+            .connect_lazy(),
+    )
+    .list_segments(proto::ListSegmentsRequest {
+        collection_id: info.id,
+    })
+    .await
+    .expect("list segments")
+    .into_inner();
+    let store = SegmentStore::open(&StorageConfig::Local {
+        root: cluster.segments.clone(),
+    })
+    .expect("store");
+    let mut counts = std::collections::HashMap::new();
+    for segment in &listed.segments {
+        for path in &segment.insert_log_paths {
+            let (batch, _) = store
+                .read_insert_log(path, schema)
+                .await
+                .expect("read insert log");
+            for pk in batch.primary_keys(schema) {
+                *counts.entry(*pk).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Inserts until `stop`; a refused batch's keys are "uncertain" (part of it may
+/// have reached Kafka) and the next batch uses fresh keys.
+async fn insert_through_outages(
+    client: ProxyClient<Channel>,
+    schema: CollectionSchema,
+    name: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<i64>, Vec<i64>) {
+    let (mut acked, mut uncertain) = (Vec::new(), Vec::new());
+    let mut next: i64 = 5_000_000;
+    let mut client = client;
+    while !stop.is_cancelled() {
+        let pks: Vec<i64> = (next..next + 300).collect();
+        next += 300;
+        let request = proto::InsertRequest {
+            collection: name.to_owned(),
+            partition: String::new(),
+            columns: wire(&schema, &rows(&schema, &pks)),
+            num_rows: 300,
+        };
+        match tokio::time::timeout(Duration::from_secs(60), client.insert(request)).await {
+            Ok(Ok(_)) => acked.extend(pks),
+            Ok(Err(status)) => {
+                eprintln!("insert refused during an outage: {}", status.message());
+                uncertain.extend(pks);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(_) => uncertain.extend(pks),
+        }
+    }
+    (acked, uncertain)
+}
+
+#[tokio::test]
+async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
+    let mut cluster =
+        Cluster::start("ingest-infra", 2, &["--flush-rows=3000", "--flush-age=2s"]).await;
+    let (info, schema) = cluster.create("infra").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let inserter = tokio::spawn(insert_through_outages(
+        cluster.client(),
+        schema.clone(),
+        "infra",
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("kill -9 Kafka");
+    cluster._kafka.kill9().expect("kill kafka");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster._kafka.restart().expect("restart kafka");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!("kill -9 etcd");
+    cluster._etcd.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster._etcd.restart().await.expect("restart etcd");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+    let (acked, uncertain) = inserter.await.expect("inserter");
+    eprintln!(
+        "acknowledged {} rows, {} uncertain",
+        acked.len(),
+        uncertain.len()
+    );
+    assert!(
+        acked.len() >= 3_000,
+        "too few rows acknowledged: {}",
+        acked.len()
+    );
+    let flush = tokio::time::timeout(
+        Duration::from_secs(120),
+        cluster.client().flush(proto::ProxyFlushRequest {
+            collection: "infra".into(),
+            wait: true,
+        }),
+    )
+    .await
+    .expect("flush in time");
+    flush.unwrap_or_else(|s| {
+        panic!(
+            "flush: {s}; datacoord log:\n{}",
+            cluster.datacoord.process.log()
+        )
+    });
+    let uncertain: HashSet<i64> = uncertain.into_iter().collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let counts = committed_keys(&cluster, &info, &schema).await;
+        let all_acked = acked.iter().all(|pk| counts.contains_key(pk));
+        if all_acked || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let missing = acked.iter().filter(|pk| !counts.contains_key(pk)).count();
+    let duplicated = counts.values().filter(|n| **n > 1).count();
+    let acked_set: HashSet<i64> = acked.iter().copied().collect();
+    let strangers = counts
+        .keys()
+        .filter(|pk| !uncertain.contains(pk) && !acked_set.contains(pk))
+        .count();
+    assert_eq!(missing, 0, "acknowledged rows lost");
+    assert_eq!(duplicated, 0, "rows duplicated");
+    assert_eq!(strangers, 0, "rows nobody inserted");
+}
