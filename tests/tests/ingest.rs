@@ -327,7 +327,7 @@ fn any_parquet(dir: &Path) -> bool {
 #[tokio::test]
 async fn bad_input_is_refused_and_the_rest_flows() {
     let cluster = Cluster::start("ingest-bad", 1, &[]).await;
-    let (_, schema) = cluster.create("good").await;
+    let (info, schema) = cluster.create("good").await;
     let mut c = cluster.client();
     let batch = rows(&schema, &[1, 2, 3]);
     // Wrong dimension.
@@ -423,6 +423,85 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     })
     .await
     .expect("good insert");
+
+    // Junk written straight to the logs: dead-lettered, counted, skipped.
+    use milvus_like_node::msgstream::{KafkaConfig, LogProducer, Stream};
+    use prost::Message;
+    let kafka = KafkaConfig {
+        brokers: cluster._kafka.bootstrap.clone(),
+        topic_prefix: "test".into(),
+        replication: 1,
+    };
+    let producer = LogProducer::new(&kafka).expect("producer");
+    let wrong_dim = proto::InsertBatch {
+        collection_id: info.id,
+        partition_id: info.partitions[0].id,
+        segment_id: 1,
+        channel: 0,
+        first_ts: 1,
+        num_rows: 1,
+        columns: vec![
+            Column::Long(vec![7]).to_field_data("id"),
+            Column::Vector {
+                dim: 3,
+                values: vec![1.0, 2.0, 3.0],
+            }
+            .to_field_data("vec"),
+        ],
+    };
+    let wrong_channel = proto::InsertBatch {
+        channel: 2,
+        ..wrong_dim.clone()
+    };
+    let no_ts = proto::DeleteBatch {
+        collection_id: info.id,
+        partition_id: info.partitions[0].id,
+        channel: 1,
+        first_ts: 0,
+        primary_keys: vec![1],
+    };
+    let junk: Vec<(Stream, u32, Vec<u8>)> = vec![
+        (
+            Stream::Insert,
+            0,
+            b"\xff\xfe definitely not protobuf".to_vec(),
+        ),
+        (Stream::Insert, 0, wrong_dim.encode_to_vec()),
+        (Stream::Insert, 1, wrong_channel.encode_to_vec()),
+        (Stream::Delete, 1, no_ts.encode_to_vec()),
+    ];
+    for (stream, channel, payload) in &junk {
+        producer
+            .send(*stream, *channel, payload)
+            .await
+            .expect("produce junk");
+    }
+    let more: Vec<i64> = (100..600).collect();
+    c.insert(proto::InsertRequest {
+        collection: "good".into(),
+        partition: String::new(),
+        columns: wire(&schema, &rows(&schema, &more)),
+        num_rows: 500,
+    })
+    .await
+    .expect("good insert after junk");
+    c.flush(proto::ProxyFlushRequest {
+        collection: "good".into(),
+        wait: true,
+    })
+    .await
+    .expect("flush");
+    let mut all = vec![1, 2, 3];
+    all.extend(&more);
+    let (want_rows, want_sum) = expected(&schema, &all, &HashSet::new());
+    let content = cluster.read_back(&info, &schema).await;
+    assert_eq!(content.rows, want_rows);
+    assert_eq!(content.checksum, want_sum);
+    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;
+    assert!(
+        metrics.contains("datanode_dead_lettered_total 4"),
+        "{metrics}"
+    );
     let _ = &cluster.rootcoord;
     let _ = cluster.dir.path();
 }

@@ -455,28 +455,14 @@ async fn collections_and_bad_input() {
     }
 
     // Metrics are served and parse as Prometheus text.
-    let body = http_get(rc.http_port, "/metrics").await;
+    let body = milvus_like_tests::http_get(rc.http_port, "/metrics").await;
     assert!(body.contains("rootcoord_tso_timestamps_total"), "{body}");
     assert!(body.contains("rootcoord_is_leader 1"), "{body}");
     assert!(
-        http_get(rc.http_port, "/readyz")
+        milvus_like_tests::http_get(rc.http_port, "/readyz")
             .await
             .contains("\"ready\":true")
     );
-}
-
-/// A bare HTTP/1.0 GET, to keep the test free of an HTTP client dependency.
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
 }
 
 #[tokio::test]
