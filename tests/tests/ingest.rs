@@ -256,11 +256,13 @@ async fn insert_range(
 
 #[tokio::test]
 async fn rows_land_exactly_once_with_deletes_applied() {
-    let cluster = Cluster::start("ingest", 2, &["--flush-rows=20000"]).await;
+    let cluster = Cluster::start("ingest", 2, &[]).await;
     let (info, schema) = cluster.create("vectors").await;
-    let pks: Vec<i64> = (0..60_000).collect();
-    insert_range(&cluster, "vectors", &schema, &pks, 2_000).await;
-    let deleted: HashSet<i64> = (0..60_000).step_by(60).collect();
+    let started = std::time::Instant::now();
+    let pks: Vec<i64> = (0..1_000_000).collect();
+    insert_range(&cluster, "vectors", &schema, &pks, 10_000).await;
+    eprintln!("inserted 1,000,000 rows in {:?}", started.elapsed());
+    let deleted: HashSet<i64> = (0..1_000_000).step_by(97).collect();
     let keys: Vec<i64> = deleted.iter().copied().collect();
     cluster
         .client()
