@@ -25,15 +25,44 @@ struct Cluster {
     datacoord: NodeProcess,
     datanodes: Vec<NodeProcess>,
     proxy: NodeProcess,
-    segments: std::path::PathBuf,
+    /// Where segments go: a local directory, or a MinIO bucket.
+    storage: StorageConfig,
+    _minio: Option<milvus_like_tests::minio::MinIO>,
 }
 
 impl Cluster {
     async fn start(name: &str, datanodes: usize, datanode_args: &[&str]) -> Self {
+        Self::start_with(name, datanodes, datanode_args, false).await
+    }
+
+    async fn start_with(name: &str, datanodes: usize, datanode_args: &[&str], s3: bool) -> Self {
         let dir = TestDir::new(name);
         let etcd = Etcd::start(dir.path()).await.expect("etcd");
         let kafka = Kafka::start(dir.path()).expect("kafka");
         let segments = dir.path().join("segments");
+        let minio = s3.then(|| {
+            let m = milvus_like_tests::minio::MinIO::start(dir.path()).expect("minio");
+            m.bucket("segments").expect("bucket");
+            m
+        });
+        let (storage, storage_args) = match &minio {
+            None => (
+                StorageConfig::Local {
+                    root: segments.clone(),
+                },
+                vec![format!("--storage-root={}", segments.display())],
+            ),
+            Some(m) => (
+                m.storage_config("segments"),
+                vec![
+                    "--s3-bucket=segments".to_owned(),
+                    format!("--s3-endpoint={}", m.endpoint),
+                    format!("--s3-region={}", m.region),
+                    format!("--s3-access-key={}", m.access_key),
+                    format!("--s3-secret-key={}", m.secret_key),
+                ],
+            ),
+        };
         let common = |extra: &[String]| {
             let mut v = vec![
                 format!("--etcd-endpoints={}", etcd.endpoint()),
@@ -62,8 +91,8 @@ impl Cluster {
         let mut dn_args = vec![
             format!("--rootcoord-endpoints={rc}"),
             format!("--datacoord-endpoints={dc}"),
-            format!("--storage-root={}", segments.display()),
         ];
+        dn_args.extend(storage_args);
         dn_args.extend(kafka_args.clone());
         dn_args.extend(datanode_args.iter().map(|s| (*s).to_owned()));
         let datanodes = (0..datanodes)
@@ -92,7 +121,8 @@ impl Cluster {
             datacoord,
             datanodes,
             proxy,
-            segments,
+            storage,
+            _minio: minio,
         };
         cluster.wait_ready().await;
         cluster
@@ -179,10 +209,7 @@ impl Cluster {
         .await
         .expect("list segments")
         .into_inner();
-        let store = SegmentStore::open(&StorageConfig::Local {
-            root: self.segments.clone(),
-        })
-        .expect("store");
+        let store = SegmentStore::open(&self.storage).expect("store");
         read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
             .await
             .expect("read back")
@@ -302,7 +329,10 @@ async fn rows_land_exactly_once_with_deletes_applied() {
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
     // The files open with a plain Parquet reader too.
-    assert!(any_parquet(&cluster.segments));
+    let StorageConfig::Local { root } = &cluster.storage else {
+        panic!("local storage expected");
+    };
+    assert!(any_parquet(root));
 }
 
 fn any_parquet(dir: &Path) -> bool {
@@ -612,10 +642,7 @@ async fn committed_keys(
     .await
     .expect("list segments")
     .into_inner();
-    let store = SegmentStore::open(&StorageConfig::Local {
-        root: cluster.segments.clone(),
-    })
-    .expect("store");
+    let store = SegmentStore::open(&cluster.storage).expect("store");
     let mut counts = std::collections::HashMap::new();
     for segment in &listed.segments {
         for path in &segment.insert_log_paths {
@@ -734,4 +761,42 @@ async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
     assert_eq!(missing, 0, "acknowledged rows lost");
     assert_eq!(duplicated, 0, "rows duplicated");
     assert_eq!(strangers, 0, "rows nobody inserted");
+}
+
+#[tokio::test]
+async fn segments_go_to_s3_on_minio() {
+    let cluster = Cluster::start_with("ingest-s3", 1, &["--flush-rows=5000"], true).await;
+    let (info, schema) = cluster.create("s3").await;
+    let pks: Vec<i64> = (0..20_000).collect();
+    insert_range(&cluster, "s3", &schema, &pks, 5_000).await;
+    let deleted: HashSet<i64> = (0..20_000).step_by(10).collect();
+    cluster
+        .client()
+        .delete(proto::DeleteRequest {
+            collection: "s3".into(),
+            partition: String::new(),
+            primary_keys: deleted.iter().copied().collect(),
+        })
+        .await
+        .expect("delete");
+    cluster
+        .client()
+        .flush(proto::ProxyFlushRequest {
+            collection: "s3".into(),
+            wait: true,
+        })
+        .await
+        .expect("flush");
+    let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let content = loop {
+        let c = cluster.read_back(&info, &schema).await;
+        if c.rows == want_rows || std::time::Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(content.rows, want_rows);
+    assert_eq!(content.checksum, want_sum);
+    assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
 }
