@@ -800,3 +800,107 @@ async fn segments_go_to_s3_on_minio() {
     assert_eq!(content.checksum, want_sum);
     assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
 }
+
+#[tokio::test]
+async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
+    let mut cluster = Cluster::start(
+        "ingest-sigterm",
+        2,
+        &["--flush-rows=100000", "--flush-age=60s"],
+    )
+    .await;
+    let (info, schema) = cluster.create("drain").await;
+    let pks: Vec<i64> = (0..30_000).collect();
+    insert_range(&cluster, "drain", &schema, &pks, 5_000).await;
+    // Nothing is flushed yet (thresholds are high): a graceful stop must flush,
+    // commit and hand the channels over before the process exits.
+    let t = std::time::Instant::now();
+    let status = cluster.datanodes[0]
+        .process
+        .terminate(Duration::from_secs(60))
+        .expect("exits by itself after SIGTERM");
+    eprintln!("graceful stop took {:?}", t.elapsed());
+    assert!(status.success(), "exit status {status}");
+    // The coordinator took the channels through the release handshake (flush and
+    // commit by this node), not by fencing it after a timeout.
+    let log = cluster.datanodes[0].process.log();
+    assert!(log.contains("channel released"), "{log}");
+    assert!(!log.contains("did not take these channels"), "{log}");
+    assert!(!cluster.datacoord.process.log().contains("did not release"));
+    let dc = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
+        Channel::from_shared(cluster.datacoord.endpoint())
+            .expect("uri")
+            .connect_lazy(),
+    );
+    let dist = dc
+        .clone()
+        .get_channel_distribution(proto::GetChannelDistributionRequest {})
+        .await
+        .expect("distribution")
+        .into_inner();
+    assert_eq!(
+        dist.nodes.len(),
+        1,
+        "the stopped node deregistered: {:?}",
+        dist.nodes
+    );
+    assert_eq!(dist.nodes[0].channels.len(), 3);
+    cluster
+        .client()
+        .flush(proto::ProxyFlushRequest {
+            collection: "drain".into(),
+            wait: true,
+        })
+        .await
+        .expect("flush");
+    let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
+    let content = cluster.read_back(&info, &schema).await;
+    assert_eq!(content.rows, want_rows);
+    assert_eq!(content.checksum, want_sum);
+
+    // The read-back command prints the same figures.
+    let StorageConfig::Local { root } = &cluster.storage else {
+        panic!("local storage expected");
+    };
+    let out = std::process::Command::new(milvus_like_tests::node_binary())
+        .arg("read-back")
+        .arg("--collection=drain")
+        .arg(format!(
+            "--rootcoord-endpoints={}",
+            cluster.rootcoord.endpoint()
+        ))
+        .arg(format!(
+            "--datacoord-endpoints={}",
+            cluster.datacoord.endpoint()
+        ))
+        .arg(format!("--storage-root={}", root.display()))
+        .output()
+        .expect("run read-back");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{want_rows} rows, 0 deleted, checksum {want_sum:016x}"
+        )),
+        "{stdout}"
+    );
+    let missing = std::process::Command::new(milvus_like_tests::node_binary())
+        .arg("read-back")
+        .arg("--collection=nope")
+        .arg(format!(
+            "--rootcoord-endpoints={}",
+            cluster.rootcoord.endpoint()
+        ))
+        .arg(format!(
+            "--datacoord-endpoints={}",
+            cluster.datacoord.endpoint()
+        ))
+        .output()
+        .expect("run read-back");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("error: collection \"nope\""));
+}

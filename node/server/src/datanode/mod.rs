@@ -404,8 +404,11 @@ pub async fn run(
         config,
     });
     let service = DataNodeService { node: node.clone() };
+    // The server outlives `cancel`: the coordinator releases our channels through it
+    // while we drain.
+    let server_stop = CancellationToken::new();
     let servers = process
-        .serve(DataNodeServer::new(service), registry, &cancel)
+        .serve(DataNodeServer::new(service), registry, &server_stop)
         .await?;
     servers
         .health
@@ -438,6 +441,7 @@ pub async fn run(
         }
     }
     stop_consuming.cancel();
+    server_stop.cancel();
     let _ = consumer_task.await;
     let _ = ticker.await;
     // librdkafka's consumer drop can hang: drop it off the runtime, bounded.
