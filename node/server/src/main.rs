@@ -145,6 +145,27 @@ struct StandaloneArgs {
     http_listen: SocketAddr,
 }
 
+/// The coordinators a process talks to (all instances; the leaders are found).
+#[derive(Debug, Args)]
+struct UpstreamArgs {
+    /// Root coordinator endpoints, comma separated.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    rootcoord_endpoints: Vec<String>,
+    /// Data coordinator endpoints, comma separated.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:13333"
+    )]
+    datacoord_endpoints: Vec<String>,
+}
+
 /// How fast dead processes are noticed.
 #[derive(Debug, Args)]
 struct LivenessArgs {
@@ -323,20 +344,8 @@ struct ProxyArgs {
         default_value = "0.0.0.0:9092"
     )]
     http_listen: SocketAddr,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
-    )]
-    rootcoord_endpoints: Vec<String>,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
-    )]
-    datacoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    upstream: UpstreamArgs,
     #[command(flatten)]
     etcd: EtcdArgs,
     #[command(flatten)]
@@ -362,20 +371,8 @@ struct DataNodeArgs {
         default_value = "0.0.0.0:9094"
     )]
     http_listen: SocketAddr,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
-    )]
-    rootcoord_endpoints: Vec<String>,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
-    )]
-    datacoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    upstream: UpstreamArgs,
     /// Flush a segment buffer at this many MiB.
     #[arg(long, env = "MILVUS_LIKE_FLUSH_MIB", default_value_t = 256)]
     flush_mib: u64,
@@ -406,20 +403,8 @@ struct ReadBackArgs {
     /// Rows to print.
     #[arg(long, default_value_t = 5)]
     sample: usize,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
-    )]
-    rootcoord_endpoints: Vec<String>,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
-    )]
-    datacoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    upstream: UpstreamArgs,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -427,7 +412,7 @@ struct ReadBackArgs {
 async fn read_back(args: ReadBackArgs) -> anyhow::Result<()> {
     use milvus_like_api::proto::data_coord_client::DataCoordClient;
     let root = milvus_like_api::root_coord_link::RootCoordLink::connect(
-        &args.rootcoord_endpoints,
+        &args.upstream.rootcoord_endpoints,
         Duration::from_secs(10),
     )?;
     let info = root
@@ -440,7 +425,7 @@ async fn read_back(args: ReadBackArgs) -> anyhow::Result<()> {
             .context("the collection has no schema")?,
     )?;
     let dc = milvus_like_api::leader_pool::LeaderPool::new(
-        &args.datacoord_endpoints,
+        &args.upstream.datacoord_endpoints,
         Duration::from_secs(10),
     )?;
     let request = milvus_like_api::proto::ListSegmentsRequest {
@@ -629,8 +614,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 role: args
                     .liveness
                     .role(args.listen, args.advertise, args.http_listen),
-                rootcoord: args.rootcoord_endpoints,
-                datacoord: args.datacoord_endpoints,
+                rootcoord: args.upstream.rootcoord_endpoints,
+                datacoord: args.upstream.datacoord_endpoints,
                 kafka: args.kafka.config(),
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
@@ -643,8 +628,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 role: args
                     .liveness
                     .role(args.listen, args.advertise, args.http_listen),
-                rootcoord: args.rootcoord_endpoints,
-                datacoord: args.datacoord_endpoints,
+                rootcoord: args.upstream.rootcoord_endpoints,
+                datacoord: args.upstream.datacoord_endpoints,
                 kafka: args.kafka.config(),
                 storage: args.storage.config(),
                 policy: ThresholdPolicy {

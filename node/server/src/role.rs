@@ -210,3 +210,38 @@ pub async fn serve_terms(
         }
     }
 }
+
+/// `Unavailable` for a standby, naming the leader (`what` is the role, e.g. "data
+/// coordinator") and carrying its address in the leader-hint metadata so that
+/// clients go straight there.
+pub async fn not_leader_status(
+    store: &dyn MetaStore,
+    leader_key: &str,
+    what: &str,
+) -> tonic::Status {
+    let leader = crate::election::read_leader(store, leader_key)
+        .await
+        .ok()
+        .flatten();
+    let mut status = tonic::Status::unavailable(match &leader {
+        Some(l) => format!("not the leader; {what} {} at {} is", l.node_id, l.address),
+        None => format!("not the leader, and no {what} leads right now; retry shortly"),
+    });
+    if let Some(Ok(v)) = leader.map(|l| l.address.parse()) {
+        status
+            .metadata_mut()
+            .insert(milvus_like_api::LEADER_HINT_METADATA, v);
+    }
+    status
+}
+
+/// Maps a metadata-store failure to a status: unreachable is `Unavailable` (retry),
+/// anything else is `Internal`.
+pub fn meta_status(e: &crate::meta::MetaError) -> tonic::Status {
+    match e {
+        crate::meta::MetaError::Unavailable(m) => {
+            tonic::Status::unavailable(format!("metadata store unreachable: {m}"))
+        }
+        other => tonic::Status::internal(other.to_string()),
+    }
+}

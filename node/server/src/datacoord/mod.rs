@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use milvus_like_api::LEADER_HINT_METADATA;
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
@@ -31,8 +30,8 @@ use self::balancer::{BalancerRegistry, NodeLoad};
 use self::channels::{ChannelError, ChannelManager, DataNodeClients, HandshakeConfig};
 use self::segments::{SegmentConfig, SegmentError, SegmentManager};
 use crate::election::{Candidate, Leadership};
-use crate::meta::{MetaError, MetaStore};
-use crate::role::{Office, RoleConfig, RoleProcess, serve_terms};
+use crate::meta::MetaStore;
+use crate::role::{Office, RoleConfig, RoleProcess, meta_status, serve_terms};
 
 /// Leader key of the data coordinators.
 pub const LEADER_KEY: &str = "election/datacoord";
@@ -133,15 +132,6 @@ pub struct DataCoordService {
     shared: Arc<Shared>,
 }
 
-fn meta_status(e: &MetaError) -> Status {
-    match e {
-        MetaError::Unavailable(m) => {
-            Status::unavailable(format!("metadata store unreachable: {m}"))
-        }
-        other => Status::internal(other.to_string()),
-    }
-}
-
 impl DataCoordService {
     fn active(&self) -> Option<Arc<Active>> {
         self.shared
@@ -152,21 +142,8 @@ impl DataCoordService {
     }
 
     async fn not_leader(&self) -> Status {
-        let leader = crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY)
+        crate::role::not_leader_status(self.shared.store.as_ref(), LEADER_KEY, "data coordinator")
             .await
-            .ok()
-            .flatten();
-        let mut status = Status::unavailable(match &leader {
-            Some(l) => format!(
-                "not the leader; data coordinator {} at {} is",
-                l.node_id, l.address
-            ),
-            None => "not the leader, and no data coordinator leads right now; retry shortly".into(),
-        });
-        if let Some(Ok(v)) = leader.map(|l| l.address.parse()) {
-            status.metadata_mut().insert(LEADER_HINT_METADATA, v);
-        }
-        status
     }
 
     async fn leader_only(&self) -> Result<Arc<Active>, Status> {

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use milvus_like_api::LEADER_HINT_METADATA;
 use milvus_like_api::proto::root_coord_server::{RootCoord, RootCoordServer};
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::schema::CollectionSchema;
@@ -22,9 +21,9 @@ pub use catalog::{Catalog, CatalogError, DEFAULT_PARTITION};
 
 use crate::election::{Candidate, Leadership};
 use crate::idalloc::{IdAllocator, IdError};
-use crate::meta::{MetaError, MetaStore};
+use crate::meta::MetaStore;
 use crate::metrics::{RoleLabels, RootCoordMetrics, RpcLabels};
-use crate::role::{Office, RoleConfig, RoleProcess, serve_terms};
+use crate::role::{Office, RoleConfig, RoleProcess, meta_status, serve_terms};
 use crate::session::{self, NodeRegistry};
 use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig, TsoError};
 
@@ -103,21 +102,8 @@ impl RootCoordService {
 
     /// `Unavailable`, carrying the current leader's address when known.
     async fn not_leader(&self) -> Status {
-        let leader = crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY)
+        crate::role::not_leader_status(self.shared.store.as_ref(), LEADER_KEY, "root coordinator")
             .await
-            .ok()
-            .flatten();
-        let mut status = Status::unavailable(match &leader {
-            Some(l) => format!(
-                "not the leader; root coordinator {} at {} is",
-                l.node_id, l.address
-            ),
-            None => "not the leader, and no leader is elected right now; retry shortly".into(),
-        });
-        if let Some(Ok(v)) = leader.map(|l| l.address.parse()) {
-            status.metadata_mut().insert(LEADER_HINT_METADATA, v);
-        }
-        status
     }
 
     async fn leader_only(&self) -> Result<Arc<Active>, Status> {
@@ -151,15 +137,6 @@ impl RootCoordService {
 enum RootCoordError {
     NotLeader,
     Status(Status),
-}
-
-fn meta_status(e: &MetaError) -> Status {
-    match e {
-        MetaError::Unavailable(m) => {
-            Status::unavailable(format!("metadata store unreachable: {m}"))
-        }
-        other => Status::internal(other.to_string()),
-    }
 }
 
 impl From<TsoError> for RootCoordError {
