@@ -269,26 +269,31 @@ impl Etcd {
     }
 }
 
-/// The `milvus-like` binary: `$MILVUS_LIKE_BIN`, else next to the test executable's
-/// target directory (build it first with `cargo build --bins`).
+/// The `milvus-like` binary: `$MILVUS_LIKE_BIN`, else the one cargo built next to
+/// this executable: in its own directory (bench binaries live in `target/<profile>/`)
+/// or one above (test executables live in `target/<profile>/deps/`). Build it first
+/// with `cargo build --bins` (tests/run.sh does).
 pub fn node_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("MILVUS_LIKE_BIN") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/test-xxxx -> target/debug/milvus-like
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_owned)
-        .unwrap_or_default();
-    let bin = dir.join("milvus-like");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bins` first (tests/run.sh does)",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("milvus-like"))
+        .collect();
+    candidates
+        .iter()
+        .find(|bin| bin.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is missing: run `cargo build --bins` first (tests/run.sh does)",
+                candidates[candidates.len() - 1].display()
+            )
+        })
 }
 
 /// A `milvus-like rootcoord` process.
