@@ -28,6 +28,8 @@ struct Cluster {
     /// Where segments go: a local directory, or a MinIO bucket.
     storage: StorageConfig,
     _minio: Option<milvus_like_tests::minio::MinIO>,
+    /// Last field, so dropped last: the next cluster starts once this one is gone.
+    _slot: milvus_like_tests::HeavySlot,
 }
 
 impl Cluster {
@@ -36,6 +38,7 @@ impl Cluster {
     }
 
     async fn start_with(name: &str, datanodes: usize, datanode_args: &[&str], s3: bool) -> Self {
+        let slot = milvus_like_tests::heavy_slot();
         let dir = TestDir::new(name);
         let etcd = Etcd::start(dir.path()).await.expect("etcd");
         let kafka = Kafka::start(dir.path()).expect("kafka");
@@ -123,6 +126,7 @@ impl Cluster {
             proxy,
             storage,
             _minio: minio,
+            _slot: slot,
         };
         cluster.wait_ready().await;
         cluster
@@ -175,6 +179,35 @@ impl Cluster {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}; datacoord log:\n{}", self.datacoord.process.log()));
+    }
+
+    /// Flush and wait. A busy machine may take longer than the coordinator's 60 s
+    /// wait; the flush goes on regardless, so ask again.
+    async fn flush(&self, name: &str) -> proto::ProxyFlushResponse {
+        let mut last = None;
+        for _ in 0..5 {
+            match self
+                .client()
+                .flush(proto::ProxyFlushRequest {
+                    collection: name.to_owned(),
+                    wait: true,
+                })
+                .await
+            {
+                Ok(r) => return r.into_inner(),
+                Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable) => {
+                    last = Some(s)
+                }
+                Err(s) => panic!(
+                    "flush {name}: {s}; datacoord log:\n{}",
+                    self.datacoord.process.log()
+                ),
+            }
+        }
+        panic!(
+            "flush {name} kept timing out: {last:?}; datacoord log:\n{}",
+            self.datacoord.process.log()
+        )
     }
 
     async fn create(&self, name: &str) -> (CollectionInfo, CollectionSchema) {
@@ -300,20 +333,7 @@ async fn rows_land_exactly_once_with_deletes_applied() {
         })
         .await
         .expect("delete");
-    let flushed = cluster
-        .client()
-        .flush(proto::ProxyFlushRequest {
-            collection: "vectors".into(),
-            wait: true,
-        })
-        .await
-        .unwrap_or_else(|s| {
-            panic!(
-                "flush: {s}; datacoord log:\n{}",
-                cluster.datacoord.process.log()
-            )
-        })
-        .into_inner();
+    let flushed = cluster.flush("vectors").await;
     assert!(!flushed.flushed_segment_ids.is_empty());
     // Deletes are flushed with the channel; wait until every one is committed.
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
@@ -517,12 +537,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     })
     .await
     .expect("good insert after junk");
-    c.flush(proto::ProxyFlushRequest {
-        collection: "good".into(),
-        wait: true,
-    })
-    .await
-    .expect("flush");
+    cluster.flush("good").await;
     let mut all = vec![1, 2, 3];
     all.extend(&more);
     let (want_rows, want_sum) = expected(&schema, &all, &HashSet::new());
@@ -597,19 +612,7 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
         "too few rows acknowledged: {}",
         acked.len()
     );
-    cluster
-        .client()
-        .flush(proto::ProxyFlushRequest {
-            collection: "chaos".into(),
-            wait: true,
-        })
-        .await
-        .unwrap_or_else(|s| {
-            panic!(
-                "flush: {s}; datacoord log:\n{}",
-                cluster.datacoord.process.log()
-            )
-        });
+    cluster.flush("chaos").await;
     let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let content = loop {
@@ -726,21 +729,7 @@ async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
         "too few rows acknowledged: {}",
         acked.len()
     );
-    let flush = tokio::time::timeout(
-        Duration::from_secs(120),
-        cluster.client().flush(proto::ProxyFlushRequest {
-            collection: "infra".into(),
-            wait: true,
-        }),
-    )
-    .await
-    .expect("flush in time");
-    flush.unwrap_or_else(|s| {
-        panic!(
-            "flush: {s}; datacoord log:\n{}",
-            cluster.datacoord.process.log()
-        )
-    });
+    cluster.flush("infra").await;
     let uncertain: HashSet<i64> = uncertain.into_iter().collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let counts = loop {
@@ -779,14 +768,7 @@ async fn segments_go_to_s3_on_minio() {
         })
         .await
         .expect("delete");
-    cluster
-        .client()
-        .flush(proto::ProxyFlushRequest {
-            collection: "s3".into(),
-            wait: true,
-        })
-        .await
-        .expect("flush");
+    cluster.flush("s3").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let content = loop {
@@ -845,14 +827,7 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         dist.nodes
     );
     assert_eq!(dist.nodes[0].channels.len(), 3);
-    cluster
-        .client()
-        .flush(proto::ProxyFlushRequest {
-            collection: "drain".into(),
-            wait: true,
-        })
-        .await
-        .expect("flush");
+    cluster.flush("drain").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
     let content = cluster.read_back(&info, &schema).await;
     assert_eq!(content.rows, want_rows);
@@ -903,4 +878,37 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         .expect("run read-back");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("error: collection \"nope\""));
+}
+
+#[tokio::test]
+async fn a_small_memory_limit_pauses_consumption_and_drops_nothing() {
+    // 16 MiB of buffers against ~50 MiB of rows, flush thresholds out of reach: only
+    // the memory high-water mark and backpressure keep the node within bounds.
+    let cluster = Cluster::start(
+        "ingest-memory",
+        1,
+        &[
+            "--memory-mib=16",
+            "--flush-rows=10000000",
+            "--flush-mib=4096",
+            "--flush-age=10m",
+        ],
+    )
+    .await;
+    let (info, schema) = cluster.create("memory").await;
+    let pks: Vec<i64> = (0..100_000).collect();
+    insert_range(&cluster, "memory", &schema, &pks, 10_000).await;
+    cluster.flush("memory").await;
+    let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
+    let content = cluster.read_back(&info, &schema).await;
+    assert_eq!(content.rows, want_rows);
+    assert_eq!(content.checksum, want_sum);
+    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;
+    let flushes = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("datanode_flushes_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    // 50 MiB through 16 MiB of buffer takes several memory-driven flushes.
+    assert!(flushes >= 3, "{metrics}");
 }
