@@ -15,12 +15,13 @@ use tonic::Code;
 const TTL: Duration = Duration::from_secs(3);
 
 struct Cluster {
-    dir: TestDir,
     etcd: Etcd,
     opts: RootCoordOptions,
     rootcoord: RootCoordProcess,
     datacoord: DataCoordProcess,
     ports: (u16, u16),
+    /// Last: dropped after the processes that write into it.
+    dir: TestDir,
 }
 
 impl Cluster {

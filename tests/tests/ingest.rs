@@ -18,7 +18,6 @@ use tonic::transport::Channel;
 const DIM: u32 = 128;
 
 struct Cluster {
-    dir: TestDir,
     _etcd: Etcd,
     _kafka: Kafka,
     rootcoord: NodeProcess,
@@ -28,6 +27,9 @@ struct Cluster {
     /// Where segments go: a local directory, or a MinIO bucket.
     storage: StorageConfig,
     _minio: Option<milvus_like_tests::minio::MinIO>,
+    /// Dropped after the services (fields drop in order): Kafka and MinIO are
+    /// stopped through pid files that live in it.
+    dir: TestDir,
     /// Last field, so dropped last: the next cluster starts once this one is gone.
     _slot: milvus_like_tests::HeavySlot,
 }
@@ -117,7 +119,6 @@ impl Cluster {
         let proxy =
             NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args)).expect("proxy");
         let cluster = Self {
-            dir,
             _etcd: etcd,
             _kafka: kafka,
             rootcoord,
@@ -126,6 +127,7 @@ impl Cluster {
             proxy,
             storage,
             _minio: minio,
+            dir,
             _slot: slot,
         };
         cluster.wait_ready().await;
