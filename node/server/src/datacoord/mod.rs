@@ -427,8 +427,14 @@ async fn segment_loop(active: Arc<Active>, term: CancellationToken) {
             () = term.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        if let Err(e) = active.segments.tick().await {
-            tracing::warn!(error = %e, "segment policies failed; retrying");
+        // Every call inside is bounded, but a pass must never wedge the loop: seal
+        // and flush scheduling would stop for good.
+        match tokio::time::timeout(Duration::from_secs(30), active.segments.tick()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "segment policies failed; retrying"),
+            Err(_) => {
+                tracing::error!("a segment policy pass took over 30 s; abandoned it, retrying")
+            }
         }
     }
 }

@@ -295,18 +295,21 @@ impl Proxy for ProxyService {
         let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
         let stamps = self.timestamps(num_rows).await?;
         let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
-        // Row i of the request gets the i-th timestamp of the ranges.
-        let ts_of = |i: usize| -> u64 {
-            let mut i = i;
+        // Timestamps are handed out in routed order (channel by channel, request order
+        // within a channel), so that a channel's rows have consecutive timestamps and
+        // fill large messages. The k-th routed row gets the k-th timestamp of the ranges.
+        let ts_at = |k: usize| -> u64 {
+            let mut k = k;
             for (first, n) in &stamps {
-                if i < *n {
-                    return first + i as u64;
+                if k < *n {
+                    return first + k as u64;
                 }
-                i -= n;
+                k -= n;
             }
             0
         };
         let mut sends = Vec::new();
+        let mut position = 0;
         for (channel, indices) in route(&pks, self.channels) {
             let slices = self
                 .grants
@@ -321,30 +324,33 @@ impl Proxy for ProxyService {
             let mut start = 0;
             for slice in slices {
                 let seg_rows = &indices[start..start + slice.rows as usize];
-                start += slice.rows as usize;
-                // Rows of one message must have contiguous timestamps: cut at range borders too.
-                for chunk in seg_rows.chunks(per_message) {
+                start += seg_rows.len();
+                let seg_start = position;
+                for (c, chunk) in seg_rows.chunks(per_message).enumerate() {
+                    let chunk_start = seg_start + c * per_message;
+                    // One message needs consecutive timestamps: cut where a TSO range ends.
                     let mut run_start = 0;
                     for k in 1..=chunk.len() {
-                        let contiguous =
-                            k < chunk.len() && ts_of(chunk[k]) == ts_of(chunk[k - 1]) + 1;
-                        if contiguous {
+                        if k < chunk.len()
+                            && ts_at(chunk_start + k) == ts_at(chunk_start + k - 1) + 1
+                        {
                             continue;
                         }
                         let run = &chunk[run_start..k];
-                        run_start = k;
                         let batch = InsertBatch {
                             collection_id: target.collection,
                             partition_id: target.partition,
                             segment_id: slice.segment_id,
                             channel,
-                            first_ts: ts_of(run[0]),
+                            first_ts: ts_at(chunk_start + run_start),
                             num_rows: u32::try_from(run.len()).unwrap_or(u32::MAX),
                             columns: rows.take(run).to_wire(&target.schema),
                         };
                         sends.push((channel, batch.encode_to_vec()));
+                        run_start = k;
                     }
                 }
+                position += seg_rows.len();
             }
         }
         let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
@@ -460,7 +466,8 @@ pub async fn run(
     let node_id = process.node_id();
     let span = tracing::info_span!("proxy", node_id);
     let _enter = span.enter();
-    let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(10))?;
+    // Flush(wait) may take a minute; other calls answer at once.
+    let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(90))?;
     let service = ProxyService {
         root: Arc::new(RootCoordLink::connect(
             &config.rootcoord,
