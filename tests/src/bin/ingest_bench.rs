@@ -1,0 +1,945 @@
+//! Ingest benchmark: the write path proxy -> Kafka -> data node -> Parquet, each
+//! stage next to a raw reference measured in the same run.
+//!
+//! Phases, one after the other (never two at once; the machine's cores are shared):
+//! 1. `flush-write` (in process, no cluster): `SegmentStore::write_insert_log` of one
+//!    `RowBatch` of 128-d rows to a local directory (Parquet, zstd) against a plain
+//!    sequential `std::fs::write` of the same raw bytes (pk + ts + vector); both
+//!    without fsync, then both followed by an fsync of the written file.
+//! 2. `backlog`: etcd, Kafka, root and data coordinators (3 channels) and a proxy,
+//!    no data node yet; clients insert `--backlog-rows` rows through the proxy, so the
+//!    insert topic holds a backlog.
+//! 3. `raw-consume`: one `LogConsumer` (the data node's librdkafka configuration)
+//!    assigned to the 3 partitions from offset 0 reads every message up to the high
+//!    watermarks (counts messages, decodes nothing).
+//! 4. `datanode-consume`: a data node is started; it gets the 3 channels and consumes,
+//!    buffers and flushes the same backlog. Timed from process start until every
+//!    backlog row is flushed and committed (a `Flush(wait)` is sent as soon as all
+//!    rows are consumed, for the tail under the thresholds).
+//! 5. `e2e`: with the data node running, `--clients` tasks insert `--rows` rows
+//!    in batches of `--batch` through the proxy; rows/s from first send to last ack,
+//!    then `Flush(wait)`; the committed row count (ListSegments) must equal every
+//!    acknowledged row, backlog included.
+//!
+//! The data node's RSS is sampled every 100 ms from its start to the end (and its
+//! VmHWM read at the end) for the peak-RSS figure.
+//!
+//! ```text
+//! cargo build --release --bins
+//! target/release/ingest_bench            # defaults: see --help
+//! ```
+//!
+//! `tests/bench/ingest.sh` builds and runs it and keeps the output.
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::proxy_client::ProxyClient;
+use milvus_like_api::proto::{self, FieldData};
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_node::columns::{Column, RowBatch};
+use milvus_like_node::msgstream::{KafkaConfig, LogConsumer, Stream};
+use milvus_like_node::storage::{SegmentStore, StorageConfig};
+use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, http_get, test_schema, wait_for};
+use tonic::transport::Channel;
+
+const DIM: usize = 128;
+const CHANNELS: u32 = 3;
+const TOPIC_PREFIX: &str = "bench";
+/// Bytes of one row as the client sends it: i64 pk + 128 f32.
+const ROW_BYTES: u64 = 8 + 4 * DIM as u64;
+const MIB: f64 = 1024.0 * 1024.0;
+
+const USAGE: &str = "\
+usage: ingest_bench [--rows 2000000] [--backlog-rows 1000000] [--clients 4]
+                    [--batch 10000] [--memory-mib 256] [--flush-rows 10000000]
+                    [--flush-mib 1024] [--flush-age 600s] [--write-rows 200000]
+                    [--write-repeat 3] [--skip-cluster]
+
+  --rows          rows inserted in the end-to-end phase (data node running)
+  --backlog-rows  rows inserted before the data node starts (consume phases)
+  --clients       concurrent insert tasks, one gRPC connection each
+  --batch         rows per Insert request
+  --memory-mib    data node --memory-mib (buffer limit; peak RSS target is
+                  1.5 x this + 64 MiB)
+  --flush-rows, --flush-mib, --flush-age
+                  data node flush thresholds (high by default: memory governs)
+  --write-rows    rows of the in-process flush-write phase
+  --write-repeat  runs of each flush-write variant (median reported)
+  --skip-cluster  only the in-process flush-write phase
+
+Prints `summary:` lines and markdown tables on stdout, progress on stderr. Set
+MILVUS_LIKE_BIN to choose the node binary (default: milvus-like next to this
+executable).";
+
+#[derive(Debug, Clone)]
+struct Options {
+    rows: u64,
+    backlog_rows: u64,
+    clients: usize,
+    batch: usize,
+    memory_mib: u64,
+    flush_rows: u64,
+    flush_mib: u64,
+    flush_age: String,
+    write_rows: usize,
+    write_repeat: usize,
+    skip_cluster: bool,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut o = Self {
+            rows: 2_000_000,
+            backlog_rows: 1_000_000,
+            clients: 4,
+            batch: 10_000,
+            memory_mib: 256,
+            flush_rows: 10_000_000,
+            flush_mib: 1024,
+            flush_age: "600s".into(),
+            write_rows: 200_000,
+            write_repeat: 3,
+            skip_cluster: false,
+        };
+        while let Some(flag) = args.next() {
+            match flag.as_str() {
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                "--skip-cluster" => {
+                    o.skip_cluster = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let value = args
+                .next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let num = || -> anyhow::Result<u64> {
+                value
+                    .replace('_', "")
+                    .parse()
+                    .with_context(|| format!("bad number {value:?} for {flag}"))
+            };
+            match flag.as_str() {
+                "--rows" => o.rows = num()?,
+                "--backlog-rows" => o.backlog_rows = num()?,
+                "--clients" => o.clients = usize::try_from(num()?)?,
+                "--batch" => o.batch = usize::try_from(num()?)?,
+                "--memory-mib" => o.memory_mib = num()?,
+                "--flush-rows" => o.flush_rows = num()?,
+                "--flush-mib" => o.flush_mib = num()?,
+                "--flush-age" => o.flush_age = value,
+                "--write-rows" => o.write_rows = usize::try_from(num()?)?,
+                "--write-repeat" => o.write_repeat = usize::try_from(num()?)?,
+                _ => bail!("unknown flag {flag}\n{USAGE}"),
+            }
+        }
+        ensure!(
+            o.clients > 0 && o.batch > 0,
+            "--clients and --batch must be positive"
+        );
+        ensure!(
+            o.write_rows > 0 && o.write_repeat > 0,
+            "--write-* must be positive"
+        );
+        Ok(o)
+    }
+}
+
+/// xorshift64*: deterministic vector values that do not compress (like real
+/// embeddings), cheap enough not to weigh on the client.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (v >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn vectors(rows: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    (0..rows * DIM).map(|_| rng.next_f32()).collect()
+}
+
+fn schema() -> anyhow::Result<CollectionSchema> {
+    CollectionSchema::try_from(test_schema("bench", DIM as u32)).context("bench schema")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB / d.as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------
+// Phase 1: flush write vs raw sequential write.
+
+#[derive(Debug)]
+struct WriteResult {
+    rows: usize,
+    input_bytes: u64,
+    parquet_bytes: u64,
+    parquet: Duration,
+    raw: Duration,
+    parquet_fsync: Duration,
+    raw_fsync: Duration,
+}
+
+fn fsync(path: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("fsync {}", path.display()))
+}
+
+async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> {
+    let schema = schema()?;
+    let n = opts.write_rows;
+    let pks: Vec<i64> = (0..n as i64).collect();
+    let values = vectors(n, 7);
+    let timestamps: Vec<u64> = (0..n as u64).map(|i| (1 << 40) + i).collect();
+    // The raw side writes the same bytes the Parquet file holds before encoding.
+    let mut raw_bytes = Vec::with_capacity(n * (16 + 4 * DIM));
+    for pk in &pks {
+        raw_bytes.extend_from_slice(&pk.to_le_bytes());
+    }
+    for ts in &timestamps {
+        raw_bytes.extend_from_slice(&ts.to_le_bytes());
+    }
+    for v in &values {
+        raw_bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let batch = RowBatch {
+        columns: vec![
+            Column::Long(pks),
+            Column::Vector {
+                dim: DIM as u32,
+                values,
+            },
+        ],
+        num_rows: n,
+    };
+    let root = dir.join("flush-write");
+    std::fs::create_dir_all(&root)?;
+    let store = SegmentStore::open(&StorageConfig::Local { root: root.clone() })?;
+    let (mut parquet, mut raw, mut parquet_fsync, mut raw_fsync) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut parquet_bytes = 0;
+    for i in 0..opts.write_repeat * 2 {
+        let with_fsync = i >= opts.write_repeat;
+        let rel = SegmentStore::insert_log_path(1, 2, 3, i as i64);
+        let t = Instant::now();
+        parquet_bytes = store
+            .write_insert_log(&rel, &schema, &batch, &timestamps)
+            .await
+            .context("write_insert_log")?;
+        if with_fsync {
+            fsync(&root.join(&rel))?;
+            parquet_fsync.push(t.elapsed());
+        } else {
+            parquet.push(t.elapsed());
+        }
+        let raw_path = root.join(format!("raw-{i}.bin"));
+        let t = Instant::now();
+        std::fs::write(&raw_path, &raw_bytes).context("raw write")?;
+        if with_fsync {
+            fsync(&raw_path)?;
+            raw_fsync.push(t.elapsed());
+        } else {
+            raw.push(t.elapsed());
+        }
+    }
+    Ok(WriteResult {
+        rows: n,
+        input_bytes: raw_bytes.len() as u64,
+        parquet_bytes,
+        parquet: median(parquet),
+        raw: median(raw),
+        parquet_fsync: median(parquet_fsync),
+        raw_fsync: median(raw_fsync),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The cluster.
+
+/// Fields drop in order: the processes (and Kafka) stop before `dir` is removed.
+struct Cluster {
+    datanode: Option<NodeProcess>,
+    proxy: NodeProcess,
+    datacoord: NodeProcess,
+    _rootcoord: NodeProcess,
+    kafka: Kafka,
+    _etcd: Etcd,
+    datanode_args: Vec<String>,
+    dir: TestDir,
+}
+
+impl Cluster {
+    async fn start(opts: &Options) -> anyhow::Result<Self> {
+        let dir = TestDir::new("ingest-bench");
+        eprintln!("cluster directory: {}", dir.path().display());
+        let etcd = Etcd::start(dir.path()).await?;
+        let kafka = Kafka::start(dir.path())?;
+        let segments = dir.path().join("segments");
+        let common = |extra: &[String]| {
+            let mut v = vec![
+                format!("--etcd-endpoints={}", etcd.endpoint()),
+                "--meta-root=bench".to_owned(),
+                "--session-ttl=10s".to_owned(),
+                "--leader-ttl=10s".to_owned(),
+            ];
+            v.extend(extra.iter().cloned());
+            v
+        };
+        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))?;
+        let rc = rootcoord.endpoint();
+        let kafka_args = vec![
+            format!("--kafka-brokers={}", kafka.bootstrap),
+            format!("--topic-prefix={TOPIC_PREFIX}"),
+        ];
+        let mut dc_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            format!("--channels={CHANNELS}"),
+        ];
+        dc_args.extend(kafka_args.clone());
+        let datacoord =
+            NodeProcess::start(dir.path(), "datacoord", "datacoord", &common(&dc_args))?;
+        let dc = datacoord.endpoint();
+        let mut dn_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            format!("--datacoord-endpoints={dc}"),
+            format!("--storage-root={}", segments.display()),
+            format!("--memory-mib={}", opts.memory_mib),
+            format!("--flush-rows={}", opts.flush_rows),
+            format!("--flush-mib={}", opts.flush_mib),
+            format!("--flush-age={}", opts.flush_age),
+        ];
+        dn_args.extend(kafka_args.clone());
+        let mut px_args = vec![
+            format!("--rootcoord-endpoints={rc}"),
+            format!("--datacoord-endpoints={dc}"),
+        ];
+        px_args.extend(kafka_args);
+        let proxy = NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args))?;
+        let cluster = Self {
+            datanode_args: common(&dn_args),
+            dir,
+            _etcd: etcd,
+            kafka,
+            _rootcoord: rootcoord,
+            datacoord,
+            proxy,
+            datanode: None,
+        };
+        let c = cluster.client();
+        wait_for("the proxy to answer", Duration::from_secs(60), || {
+            let mut c = c.clone();
+            async move {
+                c.list_collections(proto::ListCollectionsRequest {})
+                    .await
+                    .ok()
+            }
+        })
+        .await
+        .with_context(|| format!("proxy log:\n{}", cluster.proxy.process.log()))?;
+        Ok(cluster)
+    }
+
+    fn client(&self) -> ProxyClient<Channel> {
+        ProxyClient::new(
+            Channel::from_shared(self.proxy.endpoint())
+                .expect("uri")
+                .connect_lazy(),
+        )
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+    }
+
+    fn datacoord(&self) -> DataCoordClient<Channel> {
+        DataCoordClient::new(
+            Channel::from_shared(self.datacoord.endpoint())
+                .expect("uri")
+                .connect_lazy(),
+        )
+    }
+
+    fn kafka_config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.kafka.bootstrap.clone(),
+            topic_prefix: TOPIC_PREFIX.into(),
+            replication: 1,
+        }
+    }
+
+    fn start_datanode(&mut self) -> anyhow::Result<u32> {
+        let dn = NodeProcess::start(self.dir.path(), "datanode", "datanode", &self.datanode_args)?;
+        let pid = dn.process.pid().context("data node pid")?;
+        self.datanode = Some(dn);
+        Ok(pid)
+    }
+
+    async fn datanode_metrics(&self) -> Option<(u64, u64)> {
+        let dn = self.datanode.as_ref()?;
+        let text = http_get(dn.http_port, "/metrics").await;
+        Some((
+            metric(&text, "datanode_rows_consumed_total")?,
+            metric(&text, "datanode_rows_flushed_total")?,
+        ))
+    }
+
+    async fn flush(&self, collection: &str) -> anyhow::Result<()> {
+        self.client()
+            .flush(proto::ProxyFlushRequest {
+                collection: collection.into(),
+                wait: true,
+            })
+            .await
+            .with_context(|| format!("flush; datacoord log:\n{}", self.datacoord.process.log()))?;
+        Ok(())
+    }
+
+    /// Rows committed in the collection's segments, as the data coordinator lists them.
+    async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64> {
+        let listed = self
+            .datacoord()
+            .list_segments(proto::ListSegmentsRequest { collection_id })
+            .await
+            .context("list segments")?
+            .into_inner();
+        Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+    }
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| v as u64)
+}
+
+// ---------------------------------------------------------------------------
+// Inserting through the proxy.
+
+#[derive(Debug, Clone, Copy)]
+struct InsertResult {
+    rows: u64,
+    elapsed: Duration,
+}
+
+impl InsertResult {
+    fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+    fn mib_per_s(&self) -> f64 {
+        mib_per_s(self.rows * ROW_BYTES, self.elapsed)
+    }
+}
+
+/// `clients` tasks insert `rows` rows with keys from `first_pk` on, `batch` rows per
+/// request; timed from the first send to the last acknowledgement. Vector payloads
+/// are generated before the clock starts (a few per client, reused; keys are fresh).
+async fn insert(
+    cluster: &Cluster,
+    schema: &CollectionSchema,
+    first_pk: i64,
+    rows: u64,
+    opts: &Options,
+) -> anyhow::Result<InsertResult> {
+    let batches = rows.div_ceil(opts.batch as u64);
+    let mut tasks = Vec::new();
+    let start = Arc::new(tokio::sync::Barrier::new(opts.clients + 1));
+    for client_no in 0..opts.clients {
+        // Batches client_no, client_no + clients, ...
+        let mine: Vec<(i64, usize)> = (client_no as u64..batches)
+            .step_by(opts.clients)
+            .map(|b| {
+                let lo = b * opts.batch as u64;
+                let n = (rows - lo).min(opts.batch as u64) as usize;
+                (first_pk + lo as i64, n)
+            })
+            .collect();
+        let templates: Vec<FieldData> = (0..2)
+            .map(|k| {
+                let values = vectors(opts.batch, (client_no * 2 + k + 1) as u64);
+                let b = RowBatch {
+                    columns: vec![
+                        Column::Long(vec![0; opts.batch]),
+                        Column::Vector {
+                            dim: DIM as u32,
+                            values,
+                        },
+                    ],
+                    num_rows: opts.batch,
+                };
+                b.to_wire(schema).swap_remove(1)
+            })
+            .collect();
+        let mut client = cluster.client();
+        let schema = schema.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut acked = 0u64;
+            for (i, (lo, n)) in mine.into_iter().enumerate() {
+                let pks: Vec<i64> = (lo..lo + n as i64).collect();
+                let mut vec_col = templates[i % templates.len()].clone();
+                if n < vector_rows(&vec_col) {
+                    truncate_vectors(&mut vec_col, n);
+                }
+                let pk_col = RowBatch {
+                    columns: vec![
+                        Column::Long(pks),
+                        Column::Vector {
+                            dim: DIM as u32,
+                            values: Vec::new(),
+                        },
+                    ],
+                    num_rows: n,
+                }
+                .to_wire(&schema)
+                .swap_remove(0);
+                let resp = client
+                    .insert(proto::InsertRequest {
+                        collection: "bench".into(),
+                        partition: String::new(),
+                        columns: vec![pk_col, vec_col],
+                        num_rows: u32::try_from(n)?,
+                    })
+                    .await
+                    .context("insert refused")?
+                    .into_inner();
+                ensure!(
+                    resp.inserted == n as u64,
+                    "inserted {} of {n}",
+                    resp.inserted
+                );
+                acked += n as u64;
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    start.wait().await;
+    let t = Instant::now();
+    let mut acked = 0;
+    for task in tasks {
+        acked += task.await.context("insert task panicked")??;
+    }
+    let elapsed = t.elapsed();
+    ensure!(acked == rows, "acknowledged {acked} of {rows} rows");
+    Ok(InsertResult { rows, elapsed })
+}
+
+fn vector_rows(col: &FieldData) -> usize {
+    match &col.data {
+        Some(proto::field_data::Data::FloatVectors(v)) => v.values.len() / DIM,
+        _ => 0,
+    }
+}
+
+fn truncate_vectors(col: &mut FieldData, rows: usize) {
+    if let Some(proto::field_data::Data::FloatVectors(v)) = col.data.as_mut() {
+        v.values.truncate(rows * DIM);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// RSS sampling.
+
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut max, mut hwm) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(kib) = status_kib(pid, "VmRSS:") {
+                    max = max.max(kib);
+                }
+                if let Some(kib) = status_kib(pid, "VmHWM:") {
+                    hwm = kib;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (max, hwm)
+        });
+        Self { stop, handle }
+    }
+
+    /// (max sampled VmRSS, VmHWM) in KiB.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or((0, 0))
+    }
+}
+
+/// Samples the data node's own accounting (`datanode_buffered_bytes`) every 100 ms;
+/// returns the largest value seen, to set beside its RSS.
+fn sample_buffered(http_port: u16, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut max = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let text = http_get(http_port, "/metrics").await;
+            if let Some(v) = metric(&text, "datanode_buffered_bytes") {
+                max = max.max(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        max
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Consume phases.
+
+#[derive(Debug)]
+struct RawConsume {
+    messages: u64,
+    elapsed: Duration,
+}
+
+/// Reads every message of the insert topic's partitions from offset 0 to the high
+/// watermark with the data node's consumer configuration.
+async fn raw_consume(cluster: &Cluster, opts: &Options) -> anyhow::Result<RawConsume> {
+    let config = cluster.kafka_config();
+    // Same prefetch bound as the data node: memory limit / 4.
+    let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 4)?;
+    let consumer = LogConsumer::new(&config, "ingest-bench-raw", queued_kbytes)?;
+    let mut total = 0u64;
+    for ch in 0..CHANNELS {
+        total += u64::try_from(consumer.high_watermark(Stream::Insert, ch)?)?;
+    }
+    let t = Instant::now();
+    for ch in 0..CHANNELS {
+        consumer.assign(ch, 0, 0)?;
+    }
+    let mut messages = 0u64;
+    while messages < total {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.inner().recv())
+            .await
+            .context("no message for 60 s")?;
+        m.context("raw consumer")?;
+        messages += 1;
+    }
+    Ok(RawConsume {
+        messages,
+        elapsed: t.elapsed(),
+    })
+}
+
+#[derive(Debug)]
+struct NodeConsume {
+    /// Process start to first row consumed.
+    startup: Duration,
+    /// Process start to every backlog row consumed.
+    consumed: Duration,
+    /// Process start to every backlog row flushed and committed.
+    flushed: Duration,
+}
+
+async fn datanode_consume(cluster: &Cluster, backlog: u64) -> anyhow::Result<NodeConsume> {
+    let t = Instant::now();
+    let mut startup = None;
+    let deadline = t + Duration::from_secs(600);
+    let consumed = loop {
+        if let Some((c, _)) = cluster.datanode_metrics().await {
+            if c > 0 && startup.is_none() {
+                startup = Some(t.elapsed());
+            }
+            if c >= backlog {
+                break t.elapsed();
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the data node did not consume the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    cluster.flush("bench").await?;
+    loop {
+        if let Some((_, f)) = cluster.datanode_metrics().await
+            && f >= backlog
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the data node did not flush the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(NodeConsume {
+        startup: startup.unwrap_or_default(),
+        consumed,
+        flushed: t.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+
+fn mark(met: bool) -> &'static str {
+    if met { "**met**" } else { "**not met**" }
+}
+
+async fn bench(opts: Options) -> anyhow::Result<()> {
+    let scratch = TestDir::new("ingest-bench-write");
+    eprintln!(
+        "[1/5] flush-write: {} rows x {} runs per variant",
+        opts.write_rows, opts.write_repeat
+    );
+    let w = flush_write(scratch.path(), &opts).await?;
+    drop(scratch);
+    let ratio = w.raw.as_secs_f64() / w.parquet.as_secs_f64();
+    let ratio_fsync = w.raw_fsync.as_secs_f64() / w.parquet_fsync.as_secs_f64();
+    println!(
+        "summary: phase=flush-write rows={} input_bytes={} parquet_bytes={} parquet_ms={:.1} raw_ms={:.1} parquet_fsync_ms={:.1} raw_fsync_ms={:.1} parquet_mib_s={:.1} raw_mib_s={:.1} ratio={:.2} parquet_fsync_mib_s={:.1} raw_fsync_mib_s={:.1} ratio_fsync={:.2}",
+        w.rows,
+        w.input_bytes,
+        w.parquet_bytes,
+        w.parquet.as_secs_f64() * 1e3,
+        w.raw.as_secs_f64() * 1e3,
+        w.parquet_fsync.as_secs_f64() * 1e3,
+        w.raw_fsync.as_secs_f64() * 1e3,
+        mib_per_s(w.input_bytes, w.parquet),
+        mib_per_s(w.input_bytes, w.raw),
+        ratio,
+        mib_per_s(w.input_bytes, w.parquet_fsync),
+        mib_per_s(w.input_bytes, w.raw_fsync),
+        ratio_fsync,
+    );
+    if opts.skip_cluster {
+        return Ok(());
+    }
+
+    let mut cluster = Cluster::start(&opts).await?;
+    let schema_proto = test_schema("bench", DIM as u32);
+    let info = cluster
+        .client()
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema_proto),
+        })
+        .await
+        .context("create collection")?
+        .into_inner()
+        .collection
+        .context("collection info")?;
+    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+
+    eprintln!(
+        "[2/5] backlog: {} rows through the proxy, no data node",
+        opts.backlog_rows
+    );
+    let backlog = insert(&cluster, &schema, 0, opts.backlog_rows, &opts).await?;
+    println!(
+        "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
+        backlog.rows,
+        backlog.elapsed.as_secs_f64(),
+        backlog.rows_per_s(),
+        backlog.mib_per_s()
+    );
+
+    eprintln!("[3/5] raw consumer over the backlog");
+    let raw = raw_consume(&cluster, &opts).await?;
+    let raw_rate = opts.backlog_rows as f64 / raw.elapsed.as_secs_f64();
+    println!(
+        "summary: phase=raw-consume messages={} rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
+        raw.messages,
+        opts.backlog_rows,
+        raw.elapsed.as_secs_f64(),
+        raw_rate,
+        mib_per_s(opts.backlog_rows * ROW_BYTES, raw.elapsed)
+    );
+
+    eprintln!("[4/5] data node: consume + buffer + flush the backlog");
+    let pid = cluster.start_datanode()?;
+    let rss = RssSampler::start(pid);
+    let stop_buffered = Arc::new(AtomicBool::new(false));
+    let buffered = sample_buffered(
+        cluster.datanode.as_ref().context("data node")?.http_port,
+        stop_buffered.clone(),
+    );
+    let node = datanode_consume(&cluster, opts.backlog_rows).await?;
+    let node_rate = opts.backlog_rows as f64 / node.flushed.as_secs_f64();
+    let node_rate_warm = opts.backlog_rows as f64 / (node.flushed - node.startup).as_secs_f64();
+    println!(
+        "summary: phase=datanode-consume rows={} startup_secs={:.3} consumed_secs={:.3} flushed_secs={:.3} rows_per_s={:.0} mib_per_s={:.1} rows_per_s_after_first_row={:.0}",
+        opts.backlog_rows,
+        node.startup.as_secs_f64(),
+        node.consumed.as_secs_f64(),
+        node.flushed.as_secs_f64(),
+        node_rate,
+        mib_per_s(opts.backlog_rows * ROW_BYTES, node.flushed),
+        node_rate_warm
+    );
+
+    eprintln!(
+        "[5/5] e2e: {} rows, {} clients, {} rows per request",
+        opts.rows, opts.clients, opts.batch
+    );
+    let before = cluster.datanode_metrics().await.unwrap_or_default();
+    let e2e = insert(&cluster, &schema, 1 << 40, opts.rows, &opts).await?;
+    let after = cluster.datanode_metrics().await.unwrap_or_default();
+    let t = Instant::now();
+    cluster.flush("bench").await?;
+    let want = opts.backlog_rows + opts.rows;
+    let committed = wait_for("every row committed", Duration::from_secs(120), || async {
+        match cluster.committed_rows(info.id).await {
+            Ok(n) if n >= want => Some(n),
+            _ => None,
+        }
+    })
+    .await
+    .ok();
+    let flush_secs = t.elapsed().as_secs_f64();
+    let (rss_max_kib, hwm_kib) = rss.finish();
+    stop_buffered.store(true, Ordering::Relaxed);
+    let buffered_max = buffered.await.unwrap_or(0);
+    let committed = match committed {
+        Some(n) => n,
+        None => cluster.committed_rows(info.id).await?,
+    };
+    let consumed_in_window = after.0.saturating_sub(before.0);
+    println!(
+        "summary: phase=e2e rows={} clients={} batch={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} datanode_consumed_during={} flush_wait_secs={:.3} committed_rows={} expected_rows={}",
+        e2e.rows,
+        opts.clients,
+        opts.batch,
+        e2e.elapsed.as_secs_f64(),
+        e2e.rows_per_s(),
+        e2e.mib_per_s(),
+        consumed_in_window,
+        flush_secs,
+        committed,
+        want
+    );
+    let rss_limit_mib = 1.5 * opts.memory_mib as f64 + 64.0;
+    println!(
+        "summary: phase=rss memory_mib={} max_vmrss_mib={:.1} vmhwm_mib={:.1} limit_mib={:.1} max_buffered_bytes_mib={:.1}",
+        opts.memory_mib,
+        rss_max_kib as f64 / 1024.0,
+        hwm_kib as f64 / 1024.0,
+        rss_limit_mib,
+        buffered_max as f64 / MIB
+    );
+    ensure!(
+        committed == want,
+        "committed {committed} rows, acknowledged {want}: lost or duplicated rows"
+    );
+
+    let peak_mib = rss_max_kib.max(hwm_kib) as f64 / 1024.0;
+    let consume_ratio = node_rate / raw_rate;
+    println!();
+    println!("| measurement | ours | reference | ratio | target | result |");
+    println!("|---|---:|---:|---:|---|---|");
+    println!(
+        "| end-to-end insert, {} clients x {} rows/request | {:.0} rows/s ({:.1} MiB/s) | Milvus published ~35,000 rows/s (1 client, 8 cores) | {:.2}x | ≥ 100,000 rows/s | {} |",
+        opts.clients,
+        opts.batch,
+        e2e.rows_per_s(),
+        e2e.mib_per_s(),
+        e2e.rows_per_s() / 35_000.0,
+        mark(e2e.rows_per_s() >= 100_000.0)
+    );
+    println!(
+        "| data node consume + buffer + flush of a {}-row backlog (from process start) | {:.0} rows/s ({:.1} MiB/s) | raw LogConsumer: {:.0} rows/s ({:.1} MiB/s) | {:.2}x | ≥ 0.8x | {} |",
+        opts.backlog_rows,
+        node_rate,
+        mib_per_s(opts.backlog_rows * ROW_BYTES, node.flushed),
+        raw_rate,
+        mib_per_s(opts.backlog_rows * ROW_BYTES, raw.elapsed),
+        consume_ratio,
+        mark(consume_ratio >= 0.8)
+    );
+    println!(
+        "| same, from the first row consumed | {:.0} rows/s | raw LogConsumer: {:.0} rows/s | {:.2}x | (information) | |",
+        node_rate_warm,
+        raw_rate,
+        node_rate_warm / raw_rate
+    );
+    println!(
+        "| flush write, {} rows (write_insert_log, Parquet zstd), no fsync | {:.1} MiB/s of input | std::fs::write of the same {:.1} MiB: {:.1} MiB/s | {:.2}x | ≥ 0.7x | {} |",
+        w.rows,
+        mib_per_s(w.input_bytes, w.parquet),
+        w.input_bytes as f64 / MIB,
+        mib_per_s(w.input_bytes, w.raw),
+        ratio,
+        mark(ratio >= 0.7)
+    );
+    println!(
+        "| same, both followed by fsync | {:.1} MiB/s of input | {:.1} MiB/s | {:.2}x | ≥ 0.7x | {} |",
+        mib_per_s(w.input_bytes, w.parquet_fsync),
+        mib_per_s(w.input_bytes, w.raw_fsync),
+        ratio_fsync,
+        mark(ratio_fsync >= 0.7)
+    );
+    println!(
+        "| data node peak RSS, --memory-mib={} | {:.0} MiB (VmHWM {:.0}, max sampled VmRSS {:.0}; its own buffered_bytes peaked at {:.0}) | limit 1.5 x {} + 64 = {:.0} MiB | {:.2}x of limit | ≤ {:.0} MiB | {} |",
+        opts.memory_mib,
+        peak_mib,
+        hwm_kib as f64 / 1024.0,
+        rss_max_kib as f64 / 1024.0,
+        buffered_max as f64 / MIB,
+        opts.memory_mib,
+        rss_limit_mib,
+        peak_mib / rss_limit_mib,
+        rss_limit_mib,
+        mark(peak_mib <= rss_limit_mib)
+    );
+    println!(
+        "\nAlso: proxy -> Kafka with no data node (backlog phase): {:.0} rows/s ({:.1} MiB/s); committed rows {committed} = acknowledged {want}.",
+        backlog.rows_per_s(),
+        backlog.mib_per_s()
+    );
+    eprintln!("cluster logs: {}", cluster.dir.path().display());
+    drop(cluster);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = Options::parse(std::env::args().skip(1))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the Tokio runtime")?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = bench(opts) => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
+        }
+    })
+}
