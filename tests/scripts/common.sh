@@ -33,6 +33,9 @@ for _ in range(1000):
 PY
 }
 
+# abs_dir DIR: creates DIR if needed and prints its absolute path.
+abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
+
 # wait_for_port PORT SECONDS: succeed as soon as 127.0.0.1:PORT accepts.
 wait_for_port() {
   local port=$1 deadline=$((SECONDS + $2))
@@ -53,6 +56,33 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# stop_instance NAME PID DIR TIMEOUT ADDRESS_FILE: SIGTERM to PID, kill -9 after
+# TIMEOUT seconds; then removes DIR/pid and DIR/ADDRESS_FILE. Kills nothing else.
+stop_instance() {
+  local name=$1 pid=$2 dir=$3 timeout=$4 address=$5
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + timeout))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) still running after ${timeout}s: kill -9"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
+  rm -f "$dir/pid" "$dir/$address"
+  log "stopped $name in $dir (pid $pid)"
+}
+
+# kill_instance NAME PID DIR ADDRESS_FILE: kill -9 PID (for chaos tests), wait for it,
+# remove DIR/pid and DIR/ADDRESS_FILE; the data stays for a restart.
+kill_instance() {
+  local name=$1 pid=$2 dir=$3 address=$4
+  kill -KILL "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+  rm -f "$dir/pid" "$dir/$address"
+  log "killed $name in $dir (pid $pid, SIGKILL)"
 }
 
 # stop_pidfile FILE: kills the process recorded in FILE (only that one), then waits.

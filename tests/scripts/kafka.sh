@@ -132,7 +132,6 @@ EOF
 
 # ---------------------------------------------------------------- instance helpers
 
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
 # kafka_pid DIR: prints the pid of the live broker of DIR (and succeeds), or
 # fails. A pid file whose process is gone or is not this broker is removed.
@@ -405,16 +404,7 @@ cmd_stop() {
     rm -f "$dir/bootstrap"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "kafka (pid $pid) still running after ${STOP_TIMEOUT}s: kill -9"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  fi
-  rm -f "$dir/pid" "$dir/bootstrap"
-  log "stopped kafka in $dir (pid $pid)"
+  stop_instance kafka "$pid" "$dir" "$STOP_TIMEOUT" bootstrap
 }
 
 cmd_kill() {
@@ -424,11 +414,7 @@ cmd_kill() {
     log "kafka in $dir is not running"
     return 0
   fi
-  kill -KILL "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-  rm -f "$dir/pid" "$dir/bootstrap"
-  log "killed kafka in $dir (pid $pid, SIGKILL)"
+  kill_instance kafka "$pid" "$dir" bootstrap
 }
 
 case "${1:-}" in

@@ -113,7 +113,6 @@ install_bin() {
 
 # ---------------------------------------------------------------- instance helpers
 
-abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
 # minio_pid DIR: prints the pid of the live server of DIR (and succeeds), or fails.
 # A pid file whose process is gone or is not this server is removed.
@@ -256,16 +255,7 @@ cmd_stop() {
     rm -f "$dir/endpoint"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "minio (pid $pid) still running after ${STOP_TIMEOUT}s: kill -9"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  fi
-  rm -f "$dir/pid" "$dir/endpoint"
-  log "stopped minio in $dir (pid $pid)"
+  stop_instance minio "$pid" "$dir" "$STOP_TIMEOUT" endpoint
 }
 
 cmd_kill() {
@@ -275,11 +265,7 @@ cmd_kill() {
     log "minio in $dir is not running"
     return 0
   fi
-  kill -KILL "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-  rm -f "$dir/pid" "$dir/endpoint"
-  log "killed minio in $dir (pid $pid, SIGKILL)"
+  kill_instance minio "$pid" "$dir" endpoint
 }
 
 case "${1:-}" in
