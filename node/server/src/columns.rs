@@ -76,6 +76,20 @@ impl Column {
         }
     }
 
+    /// Bytes allocated for the values (capacity, not length): what the column really
+    /// holds in memory while it grows.
+    pub fn allocated_bytes(&self) -> usize {
+        match self {
+            Self::Bool(v) => v.capacity(),
+            Self::Int(v) => v.capacity() * 4,
+            Self::Long(v) => v.capacity() * 8,
+            Self::Float(v) => v.capacity() * 4,
+            Self::Double(v) => v.capacity() * 8,
+            Self::Str(v) => v.capacity() * 24 + v.iter().map(String::capacity).sum::<usize>(),
+            Self::Vector { values, .. } => values.capacity() * 4,
+        }
+    }
+
     /// Appends `other` (same type; checked by the caller's schema) to this column.
     pub fn append(&mut self, other: Column) -> Result<(), ColumnError> {
         match (self, other) {
@@ -284,6 +298,11 @@ impl RowBatch {
             Some(Column::Long(v)) => v,
             _ => &[],
         }
+    }
+
+    /// Bytes allocated (capacity), including nothing for timestamps (kept elsewhere).
+    pub fn allocated_bytes(&self) -> usize {
+        self.columns.iter().map(Column::allocated_bytes).sum()
     }
 
     /// Appends another batch of the same schema.

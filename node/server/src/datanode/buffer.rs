@@ -40,8 +40,10 @@ impl SegmentBuffer {
         Ok(())
     }
 
+    /// Memory held: allocated capacity of the columns and timestamps (buffers grow by
+    /// doubling, so this can be up to twice the data).
     pub fn bytes(&self) -> usize {
-        self.rows.byte_size()
+        self.rows.allocated_bytes() + self.timestamps.capacity() * 8
     }
 
     pub fn stats(&self) -> BufferStats {
@@ -77,7 +79,7 @@ impl ChannelBuffer {
             + self
                 .deletes
                 .values()
-                .map(|d| d.primary_keys.len() * 16)
+                .map(|d| (d.primary_keys.capacity() + d.timestamps.capacity()) * 8)
                 .sum::<usize>()
     }
 
