@@ -464,6 +464,9 @@ impl SegmentManager {
         for seg in segments.values_mut() {
             let state = seg.state();
             let ready = state == SegmentState::Sealed && now.as_u64() > seg.info.sealed_ts;
+            if state == SegmentState::Sealed && !ready {
+                tracing::debug!(segment_id = seg.info.segment_id, now = %now, sealed_ts = %Timestamp::from_u64(seg.info.sealed_ts), "sealed segment waits for its grants to expire");
+            }
             let retry = state == SegmentState::Flushing
                 && now_ms.saturating_sub(seg.flush_requested_ms)
                     >= u64::try_from(self.config.flush_retry.as_millis()).unwrap_or(u64::MAX);
@@ -478,7 +481,9 @@ impl SegmentManager {
         let mut requests = Vec::new();
         for (channel, ids) in due {
             let Some((_, epoch, Some(address))) = self.channels.owner(channel).await else {
-                continue; // no live owner: the segment waits for the next one
+                // No live owner: the segments wait for the next one.
+                tracing::debug!(channel, segments = ?ids, "sealed segments due, but the channel has no live owner");
+                continue;
             };
             // Mark flushing first, so a restart re-asks rather than forgets.
             let mut infos = Vec::new();
