@@ -228,6 +228,23 @@ impl Cluster {
         (info, schema)
     }
 
+    /// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
+    async fn read_back_until(
+        &self,
+        info: &CollectionInfo,
+        schema: &CollectionSchema,
+        rows: u64,
+    ) -> milvus_like_node::storage::CollectionContent {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = self.read_back(info, schema).await;
+            if c.rows >= rows || std::time::Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn read_back(
         &self,
         info: &CollectionInfo,
@@ -339,14 +356,7 @@ async fn rows_land_exactly_once_with_deletes_applied() {
     assert!(!flushed.flushed_segment_ids.is_empty());
     // Deletes are flushed with the channel; wait until every one is committed.
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let content = loop {
-        let c = cluster.read_back(&info, &schema).await;
-        if c.rows == want_rows || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows, "row count differs");
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
@@ -543,7 +553,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     let mut all = vec![1, 2, 3];
     all.extend(&more);
     let (want_rows, want_sum) = expected(&schema, &all, &HashSet::new());
-    let content = cluster.read_back(&info, &schema).await;
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;
@@ -616,14 +626,7 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     );
     cluster.flush("chaos").await;
     let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let content = loop {
-        let c = cluster.read_back(&info, &schema).await;
-        if c.rows >= want_rows || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     eprintln!("acknowledged {want_rows} rows; read back {}", content.rows);
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
@@ -775,14 +778,7 @@ async fn segments_go_to_s3_on_minio() {
         .expect("delete");
     cluster.flush("s3").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let content = loop {
-        let c = cluster.read_back(&info, &schema).await;
-        if c.rows == want_rows || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
@@ -834,7 +830,7 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
     assert_eq!(dist.nodes[0].channels.len(), 3);
     cluster.flush("drain").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back(&info, &schema).await;
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
 
@@ -905,7 +901,7 @@ async fn a_small_memory_limit_pauses_consumption_and_drops_nothing() {
     insert_range(&cluster, "memory", &schema, &pks, 10_000).await;
     cluster.flush("memory").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back(&info, &schema).await;
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;

@@ -143,6 +143,34 @@ impl RoleProcess {
         Ok(Servers { health, grpc, http })
     }
 
+    /// Campaigns for `leader_key` and serves terms with `office` until `cancel` (see
+    /// [`serve_terms`]); the standby/active switch of both coordinators.
+    pub async fn lead(
+        &self,
+        leader_key: &str,
+        office: &dyn Office,
+        servers: &Servers,
+        service_name: &str,
+        cancel: &CancellationToken,
+    ) {
+        let candidate = Candidate::new(
+            self.store.clone(),
+            leader_key,
+            self.node_id(),
+            self.config.advertise.clone(),
+            self.config.leader_ttl,
+        );
+        serve_terms(
+            &candidate,
+            self.store.as_ref(),
+            office,
+            &servers.health,
+            service_name,
+            cancel,
+        )
+        .await;
+    }
+
     /// Deletes the session and lets the servers finish (bounded).
     pub async fn shut_down(self, servers: Servers) {
         let node_id = self.node_id();

@@ -29,9 +29,9 @@ use tonic::{Request, Response, Status};
 use self::balancer::{BalancerRegistry, NodeLoad};
 use self::channels::{ChannelError, ChannelManager, DataNodeClients, HandshakeConfig};
 use self::segments::{SegmentConfig, SegmentError, SegmentManager};
-use crate::election::{Candidate, Leadership};
+use crate::election::Leadership;
 use crate::meta::MetaStore;
-use crate::role::{Office, RoleConfig, RoleProcess, meta_status, serve_terms};
+use crate::role::{Office, RoleConfig, RoleProcess, meta_status};
 
 /// Leader key of the data coordinators.
 pub const LEADER_KEY: &str = "election/datacoord";
@@ -556,22 +556,15 @@ pub async fn run(
     if let Some(kafka) = config.kafka.clone() {
         tokio::spawn(create_topics(kafka, config.channels, cancel.clone()));
     }
-    let candidate = Candidate::new(
-        store.clone(),
-        LEADER_KEY,
-        node_id,
-        config.role.advertise.clone(),
-        config.role.leader_ttl,
-    );
-    serve_terms(
-        &candidate,
-        store.as_ref(),
-        &service,
-        &servers.health,
-        <DataCoordServer<DataCoordService> as tonic::server::NamedService>::NAME,
-        &cancel,
-    )
-    .await;
+    process
+        .lead(
+            LEADER_KEY,
+            &service,
+            &servers,
+            <DataCoordServer<DataCoordService> as tonic::server::NamedService>::NAME,
+            &cancel,
+        )
+        .await;
     process.shut_down(servers).await;
     Ok(())
 }

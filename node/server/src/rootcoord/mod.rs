@@ -19,11 +19,11 @@ use tonic::{Request, Response, Status};
 
 pub use catalog::{Catalog, CatalogError, DEFAULT_PARTITION};
 
-use crate::election::{Candidate, Leadership};
+use crate::election::Leadership;
 use crate::idalloc::{IdAllocator, IdError};
 use crate::meta::MetaStore;
 use crate::metrics::{RoleLabels, RootCoordMetrics, RpcLabels};
-use crate::role::{Office, RoleConfig, RoleProcess, meta_status, serve_terms};
+use crate::role::{Office, RoleConfig, RoleProcess, meta_status};
 use crate::session::{self, NodeRegistry};
 use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig, TsoError};
 
@@ -487,22 +487,15 @@ pub async fn run(
     let servers = process
         .serve(RootCoordServer::new(service.clone()), registry, &cancel)
         .await?;
-    let candidate = Candidate::new(
-        store.clone(),
-        LEADER_KEY,
-        node_id,
-        config.role.advertise.clone(),
-        config.role.leader_ttl,
-    );
-    serve_terms(
-        &candidate,
-        store.as_ref(),
-        &service,
-        &servers.health,
-        <RootCoordServer<RootCoordService> as tonic::server::NamedService>::NAME,
-        &cancel,
-    )
-    .await;
+    process
+        .lead(
+            LEADER_KEY,
+            &service,
+            &servers,
+            <RootCoordServer<RootCoordService> as tonic::server::NamedService>::NAME,
+            &cancel,
+        )
+        .await;
     process.shut_down(servers).await;
     Ok(())
 }
