@@ -46,13 +46,21 @@ impl TestDir {
 }
 
 impl Drop for TestDir {
+    /// Removes the directory, unless the thread panics (a failed test) or
+    /// `MILVUS_LIKE_KEEP_TEST_DIRS` is set (to read the logs of a passing run).
     fn drop(&mut self) {
-        if std::thread::panicking()
+        let panicking = std::thread::panicking();
+        if (panicking || std::env::var_os("MILVUS_LIKE_KEEP_TEST_DIRS").is_some())
             && let Some(dir) = self.dir.take()
         {
             let kept = dir.keep();
+            let why = if panicking {
+                "test failed"
+            } else {
+                "MILVUS_LIKE_KEEP_TEST_DIRS is set"
+            };
             eprintln!(
-                "test failed; its services' data and logs are kept in {}",
+                "{why}; its services' data and logs are kept in {}",
                 kept.display()
             );
         }

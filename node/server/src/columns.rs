@@ -90,6 +90,19 @@ impl Column {
         }
     }
 
+    /// Gives back spare capacity (decoders grow vectors by doubling).
+    pub fn shrink_to_fit(&mut self) {
+        match self {
+            Self::Bool(v) => v.shrink_to_fit(),
+            Self::Int(v) => v.shrink_to_fit(),
+            Self::Long(v) => v.shrink_to_fit(),
+            Self::Float(v) => v.shrink_to_fit(),
+            Self::Double(v) => v.shrink_to_fit(),
+            Self::Str(v) => v.shrink_to_fit(),
+            Self::Vector { values, .. } => values.shrink_to_fit(),
+        }
+    }
+
     /// Appends `other` (same type; checked by the caller's schema) to this column.
     pub fn append(&mut self, other: Column) -> Result<(), ColumnError> {
         match (self, other) {
@@ -303,6 +316,11 @@ impl RowBatch {
     /// Bytes allocated (capacity), including nothing for timestamps (kept elsewhere).
     pub fn allocated_bytes(&self) -> usize {
         self.columns.iter().map(Column::allocated_bytes).sum()
+    }
+
+    /// Gives back the columns' spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.columns.iter_mut().for_each(Column::shrink_to_fit);
     }
 
     /// Appends another batch of the same schema.

@@ -385,6 +385,14 @@ struct DataNodeArgs {
     /// Memory for buffers in MiB: consumption pauses above it.
     #[arg(long, env = "MILVUS_LIKE_DATANODE_MEMORY_MIB", default_value_t = 1024)]
     memory_mib: u64,
+    /// Flushes encoding and writing files at the same time (each holds a Parquet
+    /// row group and upload parts besides the buffer).
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATANODE_CONCURRENT_FLUSHES",
+        default_value_t = 2
+    )]
+    concurrent_flushes: usize,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
@@ -525,6 +533,13 @@ fn shutdown_on_signal() -> CancellationToken {
     cancel
 }
 
+/// jemalloc, not glibc's malloc: a data node allocates and frees buffers of
+/// hundreds of KiB on many threads, and glibc's per-thread arenas kept them as
+/// fragmented heap (peak RSS 1.6x higher in `tests/bench/ingest.sh`). Its
+/// settings are in `.cargo/config.toml`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -638,6 +653,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     max_age: args.flush_age,
                 },
                 memory_limit: args.memory_mib.max(16) << 20,
+                max_concurrent_flushes: args.concurrent_flushes.max(1),
                 ..DataNodeConfig::default()
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)

@@ -281,6 +281,10 @@ impl LogProducer {
 /// One consumer for all the channels a data node owns, assigned by hand.
 pub struct LogConsumer {
     consumer: StreamConsumer,
+    /// A second client, never assigned, that asks for high watermarks on its own
+    /// broker connections: on the consumer's, the request would wait behind a
+    /// fetch that waits for data (`fetch.wait.max.ms`, 500 ms per partition).
+    watermarks: BaseConsumer,
     config: KafkaConfig,
 }
 
@@ -316,8 +320,15 @@ impl LogConsumer {
             .set("isolation.level", "read_committed")
             .create()
             .map_err(kafka(config))?;
+        let watermarks: BaseConsumer = config
+            .client()
+            .set("group.id", format!("{group}-watermarks"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(kafka(config))?;
         Ok(Self {
             consumer,
+            watermarks,
             config: config.clone(),
         })
     }
@@ -365,9 +376,10 @@ impl LogConsumer {
     }
 
     /// The end of `channel` of `stream` (the offset the next produced message gets).
+    /// The partition's high watermark, asked of the broker (blocks; a few ms).
     pub fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
         let partition = i32::try_from(channel).unwrap_or(i32::MAX);
-        self.consumer
+        self.watermarks
             .fetch_watermarks(
                 &self.config.topic(stream),
                 partition,

@@ -426,6 +426,7 @@ async fn segment_loop(active: Arc<Active>, term: CancellationToken) {
         tokio::select! {
             () = term.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = active.segments.woken() => {}
         }
         // Every call inside is bounded, but a pass must never wedge the loop: seal
         // and flush scheduling would stop for good.

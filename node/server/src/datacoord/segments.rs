@@ -120,6 +120,8 @@ pub struct SegmentManager {
     segments: tokio::sync::Mutex<BTreeMap<i64, Segment>>,
     /// Fires after every commit, for `Flush(wait)`.
     committed: Notify,
+    /// Wakes the policy loop early (a flush sealed segments: ask for them now).
+    wake: Notify,
 }
 
 fn ts_after(ts: Timestamp, d: Duration) -> u64 {
@@ -187,6 +189,7 @@ impl SegmentManager {
             config,
             segments: tokio::sync::Mutex::new(segments),
             committed: Notify::new(),
+            wake: Notify::new(),
         };
         {
             let mut segments = this.segments.lock().await;
@@ -389,7 +392,13 @@ impl SegmentManager {
                 _ => {}
             }
         }
+        self.wake.notify_one();
         Ok(pending)
+    }
+
+    /// Resolves when a pass of [`SegmentManager::tick`] is wanted before its period.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     /// Waits until all `ids` are flushed or `deadline` passes; returns those still pending.

@@ -7,49 +7,52 @@ use std::time::{Duration, Instant};
 
 use milvus_like_api::schema::CollectionSchema;
 
-use crate::columns::{ColumnError, RowBatch};
+use crate::columns::RowBatch;
+use crate::storage::InsertLog;
 
-/// Rows of one segment not flushed yet.
+/// Rows of one segment not flushed yet, already in the form the flush writes
+/// (each consumed batch's columns moved into Arrow arrays, not copied again).
 #[derive(Debug, Clone)]
 pub struct SegmentBuffer {
     pub collection: i64,
     pub partition: i64,
-    pub schema: CollectionSchema,
-    pub rows: RowBatch,
-    pub timestamps: Vec<u64>,
+    pub log: InsertLog,
     /// When the first row arrived.
     pub since: Instant,
 }
 
 impl SegmentBuffer {
-    pub fn new(collection: i64, partition: i64, schema: CollectionSchema) -> Self {
+    pub fn new(collection: i64, partition: i64, schema: &CollectionSchema) -> Self {
         Self {
             collection,
             partition,
-            rows: RowBatch::empty(&schema),
-            schema,
-            timestamps: Vec::new(),
+            log: InsertLog::new(schema),
             since: Instant::now(),
         }
     }
 
-    pub fn append(&mut self, rows: RowBatch, first_ts: u64) -> Result<(), ColumnError> {
+    /// Appends a consumed batch whose rows carry the consecutive timestamps from
+    /// `first_ts`. Spare capacity left by decoding is given back first, so what
+    /// is held is what is counted.
+    pub fn append(&mut self, mut rows: RowBatch, first_ts: u64) -> Result<(), String> {
+        rows.shrink_to_fit();
         let n = rows.num_rows as u64;
-        self.rows.append(rows)?;
-        self.timestamps.extend(first_ts..first_ts + n);
-        Ok(())
+        self.log.push(rows, (first_ts..first_ts + n).collect())
     }
 
-    /// Memory held: allocated capacity of the columns and timestamps (buffers grow by
-    /// doubling, so this can be up to twice the data).
+    /// Memory held (allocated, not only used).
     pub fn bytes(&self) -> usize {
-        self.rows.allocated_bytes() + self.timestamps.capacity() * 8
+        self.log.bytes()
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.log.num_rows() as u64
     }
 
     pub fn stats(&self) -> BufferStats {
         BufferStats {
             bytes: self.bytes() as u64,
-            rows: self.rows.num_rows as u64,
+            rows: self.rows(),
             age: self.since.elapsed(),
         }
     }
@@ -88,7 +91,7 @@ impl ChannelBuffer {
     }
 
     pub fn rows(&self) -> u64 {
-        self.segments.values().map(|s| s.rows.num_rows as u64).sum()
+        self.segments.values().map(SegmentBuffer::rows).sum()
     }
 
     /// Age of the oldest buffered data.

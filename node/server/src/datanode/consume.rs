@@ -16,12 +16,12 @@ use super::{ChannelLabel, Node, flush};
 use crate::columns::RowBatch;
 use crate::msgstream::Stream;
 
-/// A message copied out of librdkafka's buffer.
-struct Consumed {
+/// A message, its payload still in librdkafka's buffer.
+struct Consumed<'a> {
     stream: Stream,
     channel: u32,
     offset: i64,
-    payload: Vec<u8>,
+    payload: &'a [u8],
 }
 
 pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
@@ -53,25 +53,24 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             m = node.consumer.inner().recv() => m,
         };
-        let consumed = match received {
+        match received {
             Ok(m) => {
                 let Some(stream) = node.consumer.config().stream_of(m.topic()) else {
                     continue;
                 };
-                Consumed {
+                let consumed = Consumed {
                     stream,
                     channel: u32::try_from(m.partition()).unwrap_or(u32::MAX),
                     offset: m.offset(),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                }
+                    payload: m.payload().unwrap_or_default(),
+                };
+                handle(&node, consumed).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Kafka consumer error; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
             }
-        };
-        handle(&node, consumed).await;
+        }
     }
 }
 
@@ -86,7 +85,7 @@ async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, String
     CollectionSchema::try_from(schema).map_err(|e| e.to_string())
 }
 
-async fn handle(node: &Arc<Node>, m: Consumed) {
+async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
     node.metrics.messages_consumed.inc();
     // Decode and check outside the lock; the lock only guards the append.
     enum Parsed {
@@ -94,7 +93,7 @@ async fn handle(node: &Arc<Node>, m: Consumed) {
         Delete(DeleteBatch),
     }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match InsertBatch::decode(m.payload.as_slice()) {
+        Stream::Insert => match InsertBatch::decode(m.payload) {
             Err(e) => Err(format!("not an InsertBatch: {e}")),
             Ok(mut b) => {
                 if b.channel != m.channel {
@@ -117,7 +116,7 @@ async fn handle(node: &Arc<Node>, m: Consumed) {
                 }
             }
         },
-        Stream::Delete => match DeleteBatch::decode(m.payload.as_slice()) {
+        Stream::Delete => match DeleteBatch::decode(m.payload) {
             Err(e) => Err(format!("not a DeleteBatch: {e}")),
             Ok(b) if b.channel != m.channel => Err(format!(
                 "batch for channel {} on channel {}",
@@ -144,11 +143,10 @@ async fn handle(node: &Arc<Node>, m: Consumed) {
     match parsed {
         Ok(Parsed::Insert(b, schema, rows)) => {
             let n = rows.num_rows as u64;
-            let buf = ch
-                .buffer
-                .segments
-                .entry(b.segment_id)
-                .or_insert_with(|| SegmentBuffer::new(b.collection_id, b.partition_id, schema));
+            let buf =
+                ch.buffer.segments.entry(b.segment_id).or_insert_with(|| {
+                    SegmentBuffer::new(b.collection_id, b.partition_id, &schema)
+                });
             if let Err(e) = buf.append(rows, b.first_ts) {
                 tracing::error!(segment_id = b.segment_id, error = %e, "batch does not fit its segment buffer");
             } else {
@@ -176,7 +174,7 @@ async fn handle(node: &Arc<Node>, m: Consumed) {
             // Send before the checkpoint can pass it: the flush of this channel waits
             // for nothing else, so send inline (rare).
             drop(channels);
-            if let Err(e) = producer.dead_letter(&key, &m.payload).await {
+            if let Err(e) = producer.dead_letter(&key, m.payload).await {
                 tracing::error!(error = %e, %key, "could not dead-letter a malformed message");
             }
             return;
@@ -197,16 +195,18 @@ async fn handle(node: &Arc<Node>, m: Consumed) {
     }
 }
 
-/// Every 200 ms: age-based flushes and sealed segments of idle channels; every 5 s:
+const LOAD_REPORT_PERIOD: Duration = Duration::from_secs(5);
+
+/// Every 200 ms (or when woken): age-based flushes and sealed segments of idle channels; every 5 s:
 /// lag and a load report to the coordinator.
 pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
-    let mut n: u64 = 0;
+    let mut last_report = std::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = node.tick_wake.notified() => {}
         }
-        n += 1;
         let waiting: Vec<(u32, i64)> = {
             let mut channels = node.channels.lock().await;
             let mut waiting = Vec::new();
@@ -230,19 +230,19 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
         // Sealed segments on a quiet channel: complete them once everything in the
         // log has been read.
         for (channel, next) in waiting {
-            let consumer = node.consumer.clone();
-            let hw = tokio::task::spawn_blocking(move || {
-                consumer.high_watermark(Stream::Insert, channel)
-            })
-            .await;
-            if let Ok(Ok(hw)) = hw
+            if let Some(hw) = high_watermark(&node, channel).await
                 && next >= hw
                 && let Some(ch) = node.channels.lock().await.get_mut(&channel)
+                && ch.insert_next >= hw
             {
                 ch.caught_up = true;
+                if !ch.pending_complete.is_empty() {
+                    flush::start(&node, channel, ch, "segments sealed (caught up)");
+                }
             }
         }
-        if n.is_multiple_of(25) {
+        if last_report.elapsed() >= LOAD_REPORT_PERIOD {
+            last_report = std::time::Instant::now();
             let report = load_report(&node).await;
             let request = report.clone();
             let result = node
@@ -259,6 +259,15 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
     }
 }
 
+/// The insert partition's high watermark (`None` when the broker does not answer).
+async fn high_watermark(node: &Node, channel: u32) -> Option<i64> {
+    let consumer = node.consumer.clone();
+    tokio::task::spawn_blocking(move || consumer.high_watermark(Stream::Insert, channel))
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 /// Buffered bytes, consumption and lag per channel.
 pub(super) async fn load_report(node: &Arc<Node>) -> ReportLoadRequest {
     let snapshot: Vec<(u32, u64, u64, i64)> = {
@@ -273,12 +282,7 @@ pub(super) async fn load_report(node: &Arc<Node>) -> ReportLoadRequest {
     };
     let mut loads = Vec::new();
     for (channel, buffered, rows, next) in snapshot {
-        let consumer = node.consumer.clone();
-        let hw =
-            tokio::task::spawn_blocking(move || consumer.high_watermark(Stream::Insert, channel))
-                .await
-                .ok()
-                .and_then(Result::ok);
+        let hw = high_watermark(node, channel).await;
         let lag = hw.map_or(0, |hw| (hw - next).max(0));
         node.metrics
             .consumer_lag
@@ -287,7 +291,7 @@ pub(super) async fn load_report(node: &Arc<Node>) -> ReportLoadRequest {
         loads.push(ChannelLoad {
             channel,
             buffered_bytes: buffered,
-            rows_per_second: rows as f64 / 5.0,
+            rows_per_second: rows as f64 / LOAD_REPORT_PERIOD.as_secs_f64(),
             lag,
         });
     }

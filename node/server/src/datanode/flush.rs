@@ -133,7 +133,7 @@ async fn write(node: &Node, job: &Job) -> Result<(Vec<SegmentBinlogs>, Vec<Delet
             // Internal (non-transient) storage errors are retried too: the data must
             // not be dropped; an operator sees the log lines and the metric.
             node.storage
-                .write_insert_log(&path, &buf.schema, &buf.rows, &buf.timestamps)
+                .write_insert(&path, &buf.log)
                 .await
                 .map_err(|e| Status::unavailable(storage_status(&e).message().to_owned()))
         })
@@ -141,7 +141,7 @@ async fn write(node: &Node, job: &Job) -> Result<(Vec<SegmentBinlogs>, Vec<Delet
         node.metrics.bytes_flushed.inc_by(bytes);
         binlogs.push(SegmentBinlogs {
             segment_id: *segment_id,
-            num_rows: buf.rows.num_rows as u64,
+            num_rows: buf.rows(),
             insert_log_paths: vec![path],
             delete_log_paths: vec![],
         });
@@ -196,19 +196,32 @@ async fn commit(
     .map(drop)
 }
 
-async fn run(node: Arc<Node>, job: Job) {
-    let result = match write(&node, &job).await {
+async fn run(node: Arc<Node>, mut job: Job) {
+    let rows = job.buffer.rows();
+    // Encoders hold a row group and upload parts each, outside the buffer limit:
+    // only `max_concurrent_flushes` write at once (the others keep their data,
+    // counted, until their turn).
+    let written = match node.flush_permits.acquire().await {
+        Ok(_permit) => write(&node, &job).await,
+        Err(_) => Err(Status::unavailable("the data node is stopping")),
+    };
+    // Once written, the files hold the data: free it before the commit.
+    if written.is_ok() {
+        job.buffer = ChannelBuffer::default();
+        node.add_buffered(-(std::mem::take(&mut job.bytes) as i64));
+    }
+    let result = match written {
         Ok((binlogs, deletes)) => commit(&node, &job, binlogs, deletes).await,
         Err(e) => Err(e),
     };
     match &result {
         Ok(()) => {
             node.metrics.flushes.inc();
-            node.metrics.rows_flushed.inc_by(job.buffer.rows());
+            node.metrics.rows_flushed.inc_by(rows);
             node.metrics
                 .flush_seconds
                 .observe(job.started.elapsed().as_secs_f64());
-            tracing::info!(channel = job.channel, rows = job.buffer.rows(), bytes = job.bytes, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), took = ?job.started.elapsed(), "flush committed");
+            tracing::info!(channel = job.channel, rows, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), took = ?job.started.elapsed(), "flush committed");
             commit_kafka_offsets(&node, &job.checkpoint);
         }
         Err(status) => {

@@ -46,8 +46,14 @@ pub struct DataNodeConfig {
     pub storage: StorageConfig,
     pub policy: ThresholdPolicy,
     /// Bytes buffered (and being flushed) at most; consumption pauses above it, and
-    /// the largest channel is flushed from `memory_limit * 3 / 4` on.
+    /// the largest channel is flushed from `memory_limit * 3 / 4` on. The process
+    /// needs more than this: librdkafka prefetches up to `memory_limit / 8`, and
+    /// each flush writing holds a Parquet row group and upload parts (up to ~50 MiB
+    /// for 128-d vectors).
     pub memory_limit: u64,
+    /// Flushes that encode and write at the same time; the others wait with their
+    /// data still counted in `memory_limit`.
+    pub max_concurrent_flushes: usize,
     /// How long a graceful stop waits for the coordinator to take the channels.
     pub drain_timeout: Duration,
 }
@@ -67,6 +73,7 @@ impl Default for DataNodeConfig {
             },
             policy: ThresholdPolicy::default(),
             memory_limit: 1 << 30,
+            max_concurrent_flushes: 2,
             drain_timeout: Duration::from_secs(60),
         }
     }
@@ -246,6 +253,10 @@ pub struct Node {
     buffered: AtomicU64,
     /// Fires after every flush ends.
     flushed: Notify,
+    /// Wakes the periodic pass early (sealed segments to complete).
+    tick_wake: Notify,
+    /// Flushes writing files at once ([`DataNodeConfig::max_concurrent_flushes`]).
+    flush_permits: tokio::sync::Semaphore,
     metrics: Arc<DataNodeMetrics>,
 }
 
@@ -353,6 +364,9 @@ impl DataNode for DataNodeService {
         ch.caught_up = false;
         if ch.max_ts >= r.flush_ts {
             flush::start(&self.node, r.channel, ch, "segments sealed");
+        } else {
+            // Maybe everything in the log is consumed already: check now.
+            self.node.tick_wake.notify_one();
         }
         Ok(Response::new(proto::FlushSegmentsResponse {}))
     }
@@ -380,7 +394,7 @@ pub async fn run(
     let node_id = process.node_id();
     let span = tracing::info_span!("datanode", node_id);
     let _enter = span.enter();
-    let queued_kbytes = usize::try_from(config.memory_limit / 4 / 1024).unwrap_or(usize::MAX);
+    let queued_kbytes = usize::try_from(config.memory_limit / 8 / 1024).unwrap_or(usize::MAX);
     let consumer = Arc::new(LogConsumer::new(
         &config.kafka,
         &format!("milvus-like-datanode-{node_id}"),
@@ -400,6 +414,8 @@ pub async fn run(
         channels: tokio::sync::Mutex::new(BTreeMap::new()),
         buffered: AtomicU64::new(0),
         flushed: Notify::new(),
+        tick_wake: Notify::new(),
+        flush_permits: tokio::sync::Semaphore::new(config.max_concurrent_flushes.max(1)),
         metrics,
         config,
     });

@@ -16,7 +16,8 @@
 //! | `_ts`        | UInt64 (Parquet INT64 annotated UINT_64): the TSO   |
 //! |              | timestamp of the row's insert or of the delete     |
 //!
-//! zstd compression; row groups of at most [`ROW_GROUP_ROWS`] rows or
+//! zstd compression, except for vectors (uncompressed: embeddings do not
+//! compress); row groups of at most [`ROW_GROUP_ROWS`] rows or
 //! [`ROW_GROUP_BYTES`] bytes; dictionary encoding only for VARCHAR columns; no
 //! statistics for the vector column. The footer's key-value metadata names the
 //! kind of file, the format version, the collection and its schema (see
@@ -47,7 +48,9 @@ pub const PK_COLUMN: &str = "pk";
 /// Most rows in one row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Largest (estimated, encoded) row group.
-pub const ROW_GROUP_BYTES: usize = 64 << 20;
+pub const ROW_GROUP_BYTES: usize = 32 << 20;
+/// Rows handed to the Parquet writer per call.
+const WRITE_SLICE_ROWS: usize = 4096;
 /// Rows per decoded batch when reading.
 const READ_BATCH_ROWS: usize = 8192;
 
@@ -142,6 +145,8 @@ fn writer_properties(
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_dictionary_enabled(false)
+        .set_write_batch_size(16 * 1024)
+        .set_data_page_size_limit(4 << 20)
         .set_created_by(format!("milvus-like {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(metadata));
     for f in schema.map(CollectionSchema::fields).unwrap_or_default() {
@@ -151,9 +156,12 @@ fn writer_properties(
                     props.set_column_dictionary_enabled(ColumnPath::from(f.name.as_str()), true);
             }
             FieldType::FloatVector { .. } => {
-                // Min/max of a list's items say nothing useful about vectors.
+                // Min/max of a list's items say nothing useful about vectors, and
+                // embeddings do not compress (zstd saved 13% at 4x the write time).
                 let leaf = ColumnPath::new(vec![f.name.clone(), "list".into(), "item".into()]);
-                props = props.set_column_statistics_enabled(leaf, EnabledStatistics::None);
+                props = props
+                    .set_column_statistics_enabled(leaf.clone(), EnabledStatistics::None)
+                    .set_column_compression(leaf, Compression::UNCOMPRESSED);
             }
             _ => {}
         }
@@ -161,20 +169,37 @@ fn writer_properties(
     props.build()
 }
 
-fn encode(batch: RecordBatch, props: WriterProperties) -> FormatResult<Vec<u8>> {
+/// Encodes `batches` (all of `schema`) as one file into `sink`.
+fn encode<W: std::io::Write + Send>(
+    sink: W,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    props: WriterProperties,
+) -> FormatResult<W> {
     let fail = |e: parquet::errors::ParquetError| {
         FormatError::InvalidInput(format!("encode Parquet: {e}"))
     };
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(fail)?;
-    writer.write(&batch).map_err(fail)?;
+    let mut writer = ArrowWriter::try_new(sink, schema, Some(props)).map_err(fail)?;
+    for batch in batches {
+        // The writer computes repetition and definition levels for a whole write
+        // call (two per vector component): slices keep them small and cached.
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let rows = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
+            writer.write(&batch.slice(offset, rows)).map_err(fail)?;
+            offset += rows;
+        }
+    }
     writer.into_inner().map_err(fail)
 }
 
 /// Builds the Arrow record batch of an insert log, checking `rows` against the schema.
+/// The columns' memory moves into the Arrow arrays without a copy (only INT8 and
+/// INT16, held as `i32`, and VARCHAR are converted).
 pub(super) fn insert_log_batch(
     schema: &CollectionSchema,
-    rows: &RowBatch,
-    timestamps: &[u64],
+    rows: RowBatch,
+    timestamps: Vec<u64>,
 ) -> FormatResult<RecordBatch> {
     let invalid = |m: String| FormatError::InvalidInput(m);
     let fields = schema.fields();
@@ -199,14 +224,14 @@ pub(super) fn insert_log_batch(
             rows.num_rows
         )));
     }
+    let num_rows = rows.num_rows;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.len() + 1);
-    for (f, column) in fields.iter().zip(&rows.columns) {
-        if column.len() != rows.num_rows {
+    for (f, column) in fields.iter().zip(rows.columns) {
+        if column.len() != num_rows {
             return Err(invalid(format!(
-                "field {:?} has {} values but the batch has {} rows",
+                "field {:?} has {} values but the batch has {num_rows} rows",
                 f.name,
                 column.len(),
-                rows.num_rows
             )));
         }
         let narrow = |v: &[i32], lo: i32, hi: i32| match v.iter().position(|x| *x < lo || *x > hi) {
@@ -219,37 +244,32 @@ pub(super) fn insert_log_batch(
             None => Ok(()),
         };
         let array: ArrayRef = match (f.ty, column) {
-            (FieldType::Bool, Column::Bool(v)) => Arc::new(BooleanArray::from(v.clone())),
+            (FieldType::Bool, Column::Bool(v)) => Arc::new(BooleanArray::from(v)),
             (FieldType::Int8, Column::Int(v)) => {
-                narrow(v, i8::MIN.into(), i8::MAX.into())?;
-                Arc::new(Int8Array::from(
-                    v.iter().map(|x| *x as i8).collect::<Vec<_>>(),
-                ))
+                narrow(&v, i8::MIN.into(), i8::MAX.into())?;
+                Arc::new(Int8Array::from_iter_values(v.iter().map(|x| *x as i8)))
             }
             (FieldType::Int16, Column::Int(v)) => {
-                narrow(v, i16::MIN.into(), i16::MAX.into())?;
-                Arc::new(Int16Array::from(
-                    v.iter().map(|x| *x as i16).collect::<Vec<_>>(),
-                ))
+                narrow(&v, i16::MIN.into(), i16::MAX.into())?;
+                Arc::new(Int16Array::from_iter_values(v.iter().map(|x| *x as i16)))
             }
-            (FieldType::Int32, Column::Int(v)) => Arc::new(Int32Array::from(v.clone())),
-            (FieldType::Int64, Column::Long(v)) => Arc::new(Int64Array::from(v.clone())),
-            (FieldType::Float, Column::Float(v)) => Arc::new(Float32Array::from(v.clone())),
-            (FieldType::Double, Column::Double(v)) => Arc::new(Float64Array::from(v.clone())),
+            (FieldType::Int32, Column::Int(v)) => Arc::new(Int32Array::from(v)),
+            (FieldType::Int64, Column::Long(v)) => Arc::new(Int64Array::from(v)),
+            (FieldType::Float, Column::Float(v)) => Arc::new(Float32Array::from(v)),
+            (FieldType::Double, Column::Double(v)) => Arc::new(Float64Array::from(v)),
             (FieldType::VarChar { .. }, Column::Str(v)) => {
                 Arc::new(StringArray::from_iter_values(v))
             }
             (FieldType::FloatVector { dim }, Column::Vector { dim: got, values }) => {
-                if *got != dim || values.len() != rows.num_rows * dim as usize {
+                if got != dim || values.len() != num_rows * dim as usize {
                     return Err(invalid(format!(
                         "field {:?} is FLOAT_VECTOR({dim}) but the batch holds {} floats of \
-                         dimension {got} for {} rows",
+                         dimension {got} for {num_rows} rows",
                         f.name,
                         values.len(),
-                        rows.num_rows
                     )));
                 }
-                let values = Arc::new(Float32Array::from(values.clone()));
+                let values = Arc::new(Float32Array::from(values));
                 Arc::new(
                     FixedSizeListArray::try_new(vector_item(), vector_size(dim), values, None)
                         .map_err(|e| invalid(format!("field {:?}: {e}", f.name)))?,
@@ -260,13 +280,13 @@ pub(super) fn insert_log_batch(
                     "field {:?} is {} but the batch holds a {} column",
                     f.name,
                     ty.name(),
-                    column_kind(other)
+                    column_kind(&other)
                 )));
             }
         };
         arrays.push(array);
     }
-    arrays.push(Arc::new(UInt64Array::from(timestamps.to_vec())));
+    arrays.push(Arc::new(UInt64Array::from(timestamps)));
     RecordBatch::try_new(insert_log_schema(schema), arrays).map_err(|e| invalid(e.to_string()))
 }
 
@@ -282,18 +302,25 @@ fn column_kind(c: &Column) -> &'static str {
     }
 }
 
-/// Encodes a batch built by [`insert_log_batch`] as an insert log file.
-pub(super) fn encode_insert_log(
+/// Encodes batches built by [`insert_log_batch`] as one insert log file into `sink`.
+pub(super) fn encode_insert_log<W: std::io::Write + Send>(
     schema: &CollectionSchema,
-    batch: RecordBatch,
-) -> FormatResult<Vec<u8>> {
+    batches: &[RecordBatch],
+    sink: W,
+) -> FormatResult<()> {
     let metadata = vec![
         KeyValue::new(META_KIND.into(), "insert_log".to_owned()),
         KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
         KeyValue::new(META_COLLECTION.into(), schema.name.clone()),
         KeyValue::new(META_SCHEMA.into(), schema_summary(schema)),
     ];
-    encode(batch, writer_properties(metadata, Some(schema)))
+    encode(
+        sink,
+        insert_log_schema(schema),
+        batches,
+        writer_properties(metadata, Some(schema)),
+    )
+    .map(drop)
 }
 
 /// Encodes (primary key, timestamp) records as a delete log file.
@@ -305,8 +332,9 @@ pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> For
             timestamps.len()
         )));
     }
+    let schema = delete_log_schema();
     let batch = RecordBatch::try_new(
-        delete_log_schema(),
+        schema.clone(),
         vec![
             Arc::new(Int64Array::from(primary_keys.to_vec())),
             Arc::new(UInt64Array::from(timestamps.to_vec())),
@@ -317,7 +345,12 @@ pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> For
         KeyValue::new(META_KIND.into(), "delete_log".to_owned()),
         KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
     ];
-    encode(batch, writer_properties(metadata, None))
+    encode(
+        Vec::new(),
+        schema,
+        &[batch],
+        writer_properties(metadata, None),
+    )
 }
 
 /// Whether a file's column type is the one we write for `expected`. FixedSizeList

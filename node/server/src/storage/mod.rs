@@ -289,8 +289,8 @@ impl SegmentStore {
 
     /// Writes `rows` (columns in schema field order) and each row's timestamp as one
     /// Parquet insert log at `path`, replacing any file there. Returns the bytes
-    /// written.
-    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = rows.num_rows))]
+    /// written. Copies the rows; [`SegmentStore::write_insert`] writes rows already
+    /// handed over to an [`InsertLog`].
     pub async fn write_insert_log(
         &self,
         path: &str,
@@ -298,19 +298,58 @@ impl SegmentStore {
         rows: &RowBatch,
         timestamps: &[u64],
     ) -> Result<u64, StorageError> {
-        let location = object_path(path)?;
-        let expected = || format!("an insert log of collection {:?}", schema.name);
-        let batch = format::insert_log_batch(schema, rows, timestamps)
-            .map_err(|e| StorageError::format(path, expected, e))?;
-        let owned = schema.clone();
-        let encoded = tokio::task::spawn_blocking(move || format::encode_insert_log(&owned, batch))
-            .await
-            .map_err(|e| StorageError::InvalidInput {
+        let mut log = InsertLog::new(schema);
+        log.push(rows.clone(), timestamps.to_vec())
+            .map_err(|reason| StorageError::InvalidInput {
                 path: path.to_owned(),
-                reason: format!("the Parquet encoder failed: {e}"),
-            })?
-            .map_err(|e| StorageError::format(path, expected, e))?;
-        self.put(path, &location, encoded).await
+                reason,
+            })?;
+        self.write_insert(path, &log).await
+    }
+
+    /// Writes `log` as one Parquet insert log at `path`, replacing any file there.
+    /// Returns the bytes written. The log is not consumed, so a failed write can
+    /// be retried. The file is encoded on a blocking thread and streamed to the
+    /// store as it is encoded (see [`UploadSink`]): it is never held whole in memory.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = log.num_rows))]
+    pub async fn write_insert(&self, path: &str, log: &InsertLog) -> Result<u64, StorageError> {
+        let location = object_path(path)?;
+        let started = Instant::now();
+        let owned = log.clone();
+        let mut sink = UploadSink::new(self.store.clone(), location);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let encoded = format::encode_insert_log(&owned.schema, &owned.batches, &mut sink);
+            let outcome = match encoded {
+                Ok(()) => sink.finish().map_err(SinkError::Store),
+                Err(e) => {
+                    sink.abort();
+                    Err(sink
+                        .failure()
+                        .map_or(SinkError::Format(e), SinkError::Store))
+                }
+            };
+            (outcome, sink.written)
+        })
+        .await;
+        let written = match outcome {
+            Ok((Ok(()), written)) => written,
+            Ok((Err(SinkError::Store(e)), _)) => return Err(self.object_error("write", path, e)),
+            Ok((Err(SinkError::Format(e)), _)) => {
+                return Err(StorageError::format(
+                    path,
+                    || format!("an insert log of collection {:?}", log.schema.name),
+                    e,
+                ));
+            }
+            Err(e) => {
+                return Err(StorageError::InvalidInput {
+                    path: path.to_owned(),
+                    reason: format!("the Parquet encoder failed: {e}"),
+                });
+            }
+        };
+        tracing::debug!(bytes = written, elapsed = ?started.elapsed(), "wrote {path}");
+        Ok(written)
     }
 
     /// Reads an insert log of `schema`: its rows and their timestamps.
@@ -401,6 +440,159 @@ impl SegmentStore {
             transient: is_transient(&e),
             source: Box::new(e),
         }
+    }
+}
+
+/// Bytes of one part of a multipart upload (S3 wants at least 5 MiB); a file
+/// smaller than this goes up in one `put`.
+const PART_BYTES: usize = 8 << 20;
+/// Parts of one file uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Why a streamed write failed.
+enum SinkError {
+    Format(FormatError),
+    Store(object_store::Error),
+}
+
+/// A `std::io::Write` into an object store, for an encoder on a blocking thread:
+/// the bytes go through object_store's `BufWriter` (one `put` for a small file; a
+/// multipart upload of [`PART_BYTES`] parts, [`PARTS_IN_FLIGHT`] at a time, for a
+/// large one), so at most a few parts are held in memory. The object appears,
+/// whole, only when [`UploadSink::finish`] completes.
+struct UploadSink {
+    runtime: tokio::runtime::Handle,
+    writer: object_store::buffered::BufWriter,
+    written: u64,
+    /// The store's error behind a failed write, kept for the caller (the encoder
+    /// only sees an I/O error).
+    failed: Option<object_store::Error>,
+}
+
+impl UploadSink {
+    /// Call from the runtime (it keeps a handle to drive the upload).
+    fn new(store: Arc<dyn ObjectStore>, location: ObjectPath) -> Self {
+        Self {
+            runtime: tokio::runtime::Handle::current(),
+            writer: object_store::buffered::BufWriter::with_capacity(store, location, PART_BYTES)
+                .with_max_concurrency(PARTS_IN_FLIGHT),
+            written: 0,
+            failed: None,
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), object_store::Error> {
+        use tokio::io::AsyncWriteExt as _;
+        self.runtime
+            .block_on(self.writer.shutdown())
+            .map_err(store_error)
+    }
+
+    fn abort(&mut self) {
+        if let Err(e) = self.runtime.block_on(self.writer.abort()) {
+            tracing::debug!(error = %e, "aborting an upload failed");
+        }
+    }
+
+    fn failure(&mut self) -> Option<object_store::Error> {
+        self.failed.take()
+    }
+}
+
+impl std::io::Write for UploadSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncWriteExt as _;
+        if self.failed.is_some() {
+            return Err(std::io::Error::other("the upload failed"));
+        }
+        if let Err(e) = self.runtime.block_on(self.writer.write_all(buf)) {
+            let message = e.to_string();
+            self.failed = Some(store_error(e));
+            return Err(std::io::Error::other(message));
+        }
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The object store error inside an I/O error of the upload writer (or a generic
+/// one around it when there is none).
+fn store_error(e: std::io::Error) -> object_store::Error {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<object_store::Error>())
+    {
+        let kind = e.kind();
+        match e
+            .into_inner()
+            .map(|inner| inner.downcast::<object_store::Error>())
+        {
+            Some(Ok(store)) => return *store,
+            Some(Err(other)) => return generic(std::io::Error::new(kind, other)),
+            None => return generic(std::io::Error::from(kind)),
+        }
+    }
+    generic(e)
+}
+
+fn generic(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "upload",
+        source: Box::new(e),
+    }
+}
+
+/// Rows on their way to one insert log: Arrow record batches that took over the
+/// memory of the [`RowBatch`]es pushed (no copy). Cloning shares that memory, so a
+/// data node keeps its buffer in this form and retries a failed write with it.
+#[derive(Debug, Clone)]
+pub struct InsertLog {
+    schema: CollectionSchema,
+    batches: Vec<arrow_array::RecordBatch>,
+    num_rows: usize,
+    bytes: usize,
+}
+
+impl InsertLog {
+    pub fn new(schema: &CollectionSchema) -> Self {
+        Self {
+            schema: schema.clone(),
+            batches: Vec::new(),
+            num_rows: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn schema(&self) -> &CollectionSchema {
+        &self.schema
+    }
+
+    /// Appends rows (columns in schema field order) and each row's timestamp.
+    /// Refuses, with the reason, rows that do not fit the schema; the log is then
+    /// unchanged.
+    pub fn push(&mut self, rows: RowBatch, timestamps: Vec<u64>) -> Result<(), String> {
+        let batch =
+            format::insert_log_batch(&self.schema, rows, timestamps).map_err(|e| match e {
+                FormatError::InvalidInput(m)
+                | FormatError::Corrupt(m)
+                | FormatError::SchemaMismatch(m) => m,
+            })?;
+        self.num_rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size();
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+
+    /// Memory held by the rows (allocated, not only used).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
