@@ -74,7 +74,8 @@ async fn round_trip(store: &SegmentStore) {
         .write_insert_log(&big_path, &schema, &big, &vec![1_000; 20_000])
         .await
         .expect("write the big insert log");
-    assert!(bytes > 8_000_000, "{bytes} bytes for 20,000 128-d vectors");
+    // Above the 8 MiB part size: the insert log went up as a multipart upload.
+    assert!(bytes > 8 << 20, "{bytes} bytes for 20,000 128-d vectors");
     store
         .write_insert_log(&small_path, &schema, &small, &vec![2_000; 1_000])
         .await
@@ -194,6 +195,15 @@ async fn minio_errors_are_classified() {
         .expect_err("no bucket");
     assert!(!err.is_transient(), "{err:?}");
     assert!(err.to_string().contains(&path), "{err}");
+    // The same through a streamed insert log (its error comes out of the upload).
+    let schema = schema();
+    let insert_path = SegmentStore::insert_log_path(1, 2, 10, 1);
+    let err = missing
+        .write_insert_log(&insert_path, &schema, &rows(0, 10), &[1; 10])
+        .await
+        .expect_err("no bucket");
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains(&insert_path), "{err}");
     let mut config = minio.storage_config("segments");
     if let StorageConfig::S3 { secret_key, .. } = &mut config {
         *secret_key = "wrong".into();
@@ -210,6 +220,12 @@ async fn minio_errors_are_classified() {
     let err = store.read_delete_log(&path).await.expect_err("server down");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains(&path), "{err}");
+    let err = store
+        .write_insert_log(&insert_path, &schema, &rows(0, 10), &[1; 10])
+        .await
+        .expect_err("server down");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains(&insert_path), "{err}");
     minio.restart().expect("restart");
     assert_eq!(
         store

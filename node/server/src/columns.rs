@@ -76,20 +76,6 @@ impl Column {
         }
     }
 
-    /// Bytes allocated for the values (capacity, not length): what the column really
-    /// holds in memory while it grows.
-    pub fn allocated_bytes(&self) -> usize {
-        match self {
-            Self::Bool(v) => v.capacity(),
-            Self::Int(v) => v.capacity() * 4,
-            Self::Long(v) => v.capacity() * 8,
-            Self::Float(v) => v.capacity() * 4,
-            Self::Double(v) => v.capacity() * 8,
-            Self::Str(v) => v.capacity() * 24 + v.iter().map(String::capacity).sum::<usize>(),
-            Self::Vector { values, .. } => values.capacity() * 4,
-        }
-    }
-
     /// Gives back spare capacity (decoders grow vectors by doubling).
     pub fn shrink_to_fit(&mut self) {
         match self {
@@ -311,11 +297,6 @@ impl RowBatch {
             Some(Column::Long(v)) => v,
             _ => &[],
         }
-    }
-
-    /// Bytes allocated (capacity), including nothing for timestamps (kept elsewhere).
-    pub fn allocated_bytes(&self) -> usize {
-        self.columns.iter().map(Column::allocated_bytes).sum()
     }
 
     /// Gives back the columns' spare capacity.

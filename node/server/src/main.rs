@@ -533,13 +533,6 @@ fn shutdown_on_signal() -> CancellationToken {
     cancel
 }
 
-/// jemalloc, not glibc's malloc: a data node allocates and frees buffers of
-/// hundreds of KiB on many threads, and glibc's per-thread arenas kept them as
-/// fragmented heap (peak RSS 1.6x higher in `tests/bench/ingest.sh`). Its
-/// settings are in `.cargo/config.toml`.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -653,7 +646,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     max_age: args.flush_age,
                 },
                 memory_limit: args.memory_mib.max(16) << 20,
-                max_concurrent_flushes: args.concurrent_flushes.max(1),
+                max_concurrent_flushes: args.concurrent_flushes,
                 ..DataNodeConfig::default()
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)

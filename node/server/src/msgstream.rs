@@ -375,8 +375,8 @@ impl LogConsumer {
         &self.consumer
     }
 
-    /// The end of `channel` of `stream` (the offset the next produced message gets).
-    /// The partition's high watermark, asked of the broker (blocks; a few ms).
+    /// The end of `channel` of `stream` (the offset the next produced message gets),
+    /// asked of the broker on the watermark client (blocks; a few ms).
     pub fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
         let partition = i32::try_from(channel).unwrap_or(i32::MAX);
         self.watermarks

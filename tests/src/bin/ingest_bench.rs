@@ -640,8 +640,8 @@ struct RawConsume {
 /// watermark with the data node's consumer configuration.
 async fn raw_consume(cluster: &Cluster, opts: &Options) -> anyhow::Result<RawConsume> {
     let config = cluster.kafka_config();
-    // Same prefetch bound as the data node: memory limit / 4.
-    let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 4)?;
+    // Same prefetch bound as the data node: memory limit / 8.
+    let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 8)?;
     let consumer = LogConsumer::new(&config, "ingest-bench-raw", queued_kbytes)?;
     let mut total = 0u64;
     for ch in 0..CHANNELS {

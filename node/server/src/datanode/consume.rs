@@ -207,7 +207,7 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = node.tick_wake.notified() => {}
         }
-        let waiting: Vec<(u32, i64)> = {
+        let waiting: Vec<u32> = {
             let mut channels = node.channels.lock().await;
             let mut waiting = Vec::new();
             for (channel, ch) in channels.iter_mut() {
@@ -221,7 +221,7 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
                     if ch.caught_up {
                         flush::start(&node, *channel, ch, "segments sealed (caught up)");
                     } else {
-                        waiting.push((*channel, ch.insert_next));
+                        waiting.push(*channel);
                     }
                 }
             }
@@ -229,9 +229,8 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
         };
         // Sealed segments on a quiet channel: complete them once everything in the
         // log has been read.
-        for (channel, next) in waiting {
+        for channel in waiting {
             if let Some(hw) = high_watermark(&node, channel).await
-                && next >= hw
                 && let Some(ch) = node.channels.lock().await.get_mut(&channel)
                 && ch.insert_next >= hw
             {

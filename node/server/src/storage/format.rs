@@ -145,8 +145,6 @@ fn writer_properties(
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_dictionary_enabled(false)
-        .set_write_batch_size(16 * 1024)
-        .set_data_page_size_limit(4 << 20)
         .set_created_by(format!("milvus-like {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(metadata));
     for f in schema.map(CollectionSchema::fields).unwrap_or_default() {

@@ -4,9 +4,10 @@
 //! collection back with its deletes applied is in [`content`].
 //!
 //! Two backends behind [`ObjectStore`]: a local directory (standalone mode, unit
-//! tests) and an S3-compatible bucket (AWS, MinIO). A file is written with one
-//! `put` of its encoded bytes, which both backends make visible atomically: a
-//! reader sees the whole file or none of it.
+//! tests) and an S3-compatible bucket (AWS, MinIO). A delete log is written with
+//! one `put`; an insert log is streamed as it is encoded (one `put` below 8 MiB, a
+//! multipart upload above). Both backends make either visible atomically, on the
+//! `put` or on completing the upload: a reader sees the whole file or none of it.
 
 pub mod content;
 pub mod format;
@@ -324,7 +325,8 @@ impl SegmentStore {
                 Err(e) => {
                     sink.abort();
                     Err(sink
-                        .failure()
+                        .failed
+                        .take()
                         .map_or(SinkError::Format(e), SinkError::Store))
                 }
             };
@@ -493,10 +495,6 @@ impl UploadSink {
             tracing::debug!(error = %e, "aborting an upload failed");
         }
     }
-
-    fn failure(&mut self) -> Option<object_store::Error> {
-        self.failed.take()
-    }
 }
 
 impl std::io::Write for UploadSink {
@@ -520,22 +518,23 @@ impl std::io::Write for UploadSink {
 }
 
 /// The object store error inside an I/O error of the upload writer (or a generic
-/// one around it when there is none).
+/// one around the I/O error when there is none).
 fn store_error(e: std::io::Error) -> object_store::Error {
-    if e.get_ref()
+    if !e
+        .get_ref()
         .is_some_and(|inner| inner.is::<object_store::Error>())
     {
-        let kind = e.kind();
-        match e
-            .into_inner()
-            .map(|inner| inner.downcast::<object_store::Error>())
-        {
-            Some(Ok(store)) => return *store,
-            Some(Err(other)) => return generic(std::io::Error::new(kind, other)),
-            None => return generic(std::io::Error::from(kind)),
-        }
+        return generic(e);
     }
-    generic(e)
+    let kind = e.kind();
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<object_store::Error>())
+    {
+        Some(Ok(store)) => *store,
+        Some(Err(other)) => generic(std::io::Error::new(kind, other)),
+        None => generic(std::io::Error::from(kind)),
+    }
 }
 
 fn generic(e: std::io::Error) -> object_store::Error {
@@ -564,10 +563,6 @@ impl InsertLog {
             num_rows: 0,
             bytes: 0,
         }
-    }
-
-    pub fn schema(&self) -> &CollectionSchema {
-        &self.schema
     }
 
     /// Appends rows (columns in schema field order) and each row's timestamp.
