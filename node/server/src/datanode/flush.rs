@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 use super::buffer::ChannelBuffer;
 use super::{Channel, Node};
 use crate::msgstream::Stream;
-use crate::storage::SegmentStore;
+use crate::storage::{SegmentStore, WRITE_MEMORY_BYTES};
 
 /// What one flush writes and commits.
 struct Job {
@@ -202,7 +202,14 @@ async fn run(node: Arc<Node>, mut job: Job) {
     // only `max_concurrent_flushes` write at once (the others keep their data,
     // counted, until their turn).
     let written = match node.flush_permits.acquire().await {
-        Ok(_permit) => write(&node, &job).await,
+        Ok(_permit) => {
+            // The encoder's memory counts against the limit while it writes.
+            let working = WRITE_MEMORY_BYTES as i64;
+            node.add_buffered(working);
+            let written = write(&node, &job).await;
+            node.add_buffered(-working);
+            written
+        }
         Err(_) => Err(Status::unavailable("the data node is stopping")),
     };
     // Once written, the files hold the data: free it before the commit.

@@ -45,11 +45,12 @@ pub struct DataNodeConfig {
     pub kafka: KafkaConfig,
     pub storage: StorageConfig,
     pub policy: ThresholdPolicy,
-    /// Bytes buffered (and being flushed) at most; consumption pauses above it, and
-    /// the largest channel is flushed from `memory_limit * 3 / 4` on. The process
-    /// needs more than this: librdkafka prefetches up to `memory_limit / 8`, and
-    /// each flush writing holds a Parquet row group and upload parts (up to ~50 MiB
-    /// for 128-d vectors).
+    /// Memory for buffers, data being flushed and the encoders of the flushes
+    /// writing ([`crate::storage::WRITE_MEMORY_BYTES`] each): consumption pauses
+    /// while they hold this much, and the largest channel is flushed from
+    /// `memory_limit * 3 / 4` on. Flushes that start near the limit take it past
+    /// by their encoders. Outside it: librdkafka's prefetch (up to
+    /// `memory_limit / 16` queued plus one fetch of that size) and the process.
     pub memory_limit: u64,
     /// Flushes that encode and write at the same time; the others wait with their
     /// data still counted in `memory_limit`.
@@ -394,7 +395,7 @@ pub async fn run(
     let node_id = process.node_id();
     let span = tracing::info_span!("datanode", node_id);
     let _enter = span.enter();
-    let queued_kbytes = usize::try_from(config.memory_limit / 8 / 1024).unwrap_or(usize::MAX);
+    let queued_kbytes = usize::try_from(config.memory_limit / 16 / 1024).unwrap_or(usize::MAX);
     let consumer = Arc::new(LogConsumer::new(
         &config.kafka,
         &format!("milvus-like-datanode-{node_id}"),

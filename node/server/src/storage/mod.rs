@@ -450,6 +450,11 @@ impl SegmentStore {
 const PART_BYTES: usize = 8 << 20;
 /// Parts of one file uploading at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Memory one insert-log write holds besides the rows it writes: the row group
+/// the Parquet encoder keeps until it is complete, the part being filled and the
+/// parts uploading. A data node counts it against its memory limit.
+pub const WRITE_MEMORY_BYTES: u64 =
+    (format::ROW_GROUP_BYTES + PART_BYTES * (1 + PARTS_IN_FLIGHT)) as u64;
 
 /// Why a streamed write failed.
 enum SinkError {
