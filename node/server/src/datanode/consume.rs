@@ -12,7 +12,7 @@ use rdkafka::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
-use super::{ChannelLabel, Node, flush};
+use super::{ChannelLabel, Node, decode, flush};
 use crate::columns::RowBatch;
 use crate::msgstream::Stream;
 
@@ -93,7 +93,7 @@ async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
         Delete(DeleteBatch),
     }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match InsertBatch::decode(m.payload) {
+        Stream::Insert => match decode::insert_batch(m.payload) {
             Err(e) => Err(format!("not an InsertBatch: {e}")),
             Ok(mut b) => {
                 if b.channel != m.channel {

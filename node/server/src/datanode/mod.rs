@@ -10,6 +10,7 @@
 
 mod buffer;
 mod consume;
+mod decode;
 mod flush;
 
 use std::collections::BTreeMap;
