@@ -85,6 +85,8 @@ pub struct SegmentStore {
     store: Arc<dyn ObjectStore>,
     /// `local:/data/segments`, `s3://bucket at http://...`: for logs and errors.
     description: String,
+    /// The directory of a local store, whose files are fsynced once written.
+    local_root: Option<PathBuf>,
 }
 
 /// Why a storage call failed. Every message names the path (or the store).
@@ -223,10 +225,11 @@ impl SegmentStore {
                 let root = std::fs::canonicalize(root).map_err(|e| fail(e.to_string()))?;
                 let store =
                     LocalFileSystem::new_with_prefix(&root).map_err(|e| fail(e.to_string()))?;
-                Ok(Self::from_store(
-                    Arc::new(store),
-                    format!("local:{}", root.display()),
-                ))
+                let description = format!("local:{}", root.display());
+                Ok(Self {
+                    local_root: Some(root),
+                    ..Self::from_store(Arc::new(store), description)
+                })
             }
             StorageConfig::S3 {
                 endpoint,
@@ -270,6 +273,7 @@ impl SegmentStore {
         Self {
             store,
             description: description.into(),
+            local_root: None,
         }
     }
 
@@ -317,7 +321,7 @@ impl SegmentStore {
         let location = object_path(path)?;
         let started = Instant::now();
         let owned = log.clone();
-        let mut sink = UploadSink::new(self.store.clone(), location);
+        let mut sink = UploadSink::new(self.store.clone(), location.clone());
         let outcome = tokio::task::spawn_blocking(move || {
             let encoded = format::encode_insert_log(&owned.schema, &owned.batches, &mut sink);
             let outcome = match encoded {
@@ -334,7 +338,10 @@ impl SegmentStore {
         })
         .await;
         let written = match outcome {
-            Ok((Ok(()), written)) => written,
+            Ok((Ok(()), written)) => {
+                self.make_durable(path, &location).await?;
+                written
+            }
             Ok((Err(SinkError::Store(e)), _)) => return Err(self.object_error("write", path, e)),
             Ok((Err(SinkError::Format(e)), _)) => {
                 return Err(StorageError::format(
@@ -410,8 +417,43 @@ impl SegmentStore {
             .put(location, PutPayload::from(Bytes::from(encoded)))
             .await
             .map_err(|e| self.object_error("write", path, e))?;
+        self.make_durable(path, location).await?;
         tracing::debug!(bytes = len, elapsed = ?started.elapsed(), "wrote {path}");
         Ok(len)
+    }
+
+    /// Makes a file just written to a local store durable before anyone commits
+    /// its path: object_store's `LocalFileSystem` renames a complete file into
+    /// place but never fsyncs, so after a power loss a committed checkpoint could
+    /// point past rows that are in no file. Syncs the file, then its directory and
+    /// each one above it up to the root (new segment directories are created by
+    /// the write). S3 answers a put only once the object is durable: nothing to do.
+    async fn make_durable(&self, path: &str, location: &ObjectPath) -> Result<(), StorageError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let file = root.join(location.as_ref());
+        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            let mut dir = file.parent();
+            while let Some(d) = dir.filter(|d| d.starts_with(&root)) {
+                std::fs::File::open(d)?.sync_all()?;
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        synced.map_err(|e| {
+            self.object_error(
+                "sync",
+                path,
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )
+        })
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
