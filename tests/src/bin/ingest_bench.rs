@@ -7,7 +7,8 @@
 //!    file and its directories fsynced, as every flush does) against a plain
 //!    sequential `std::fs::write` of the same raw bytes (pk + ts + vector) followed
 //!    by an fsync of the file and its directory. The two alternate, `sync(1)`
-//!    before each run so that none pays for the previous one's writeback.
+//!    before each run so that none pays for the previous one's writeback. Also
+//!    timed: encoding the same log into `std::io::sink()`, without I/O.
 //! 2. `backlog`: etcd, Kafka, root and data coordinators (3 channels) and a proxy,
 //!    no data node yet; clients insert `--backlog-rows` rows through the proxy, so the
 //!    insert topic holds a backlog.
@@ -208,6 +209,8 @@ struct WriteResult {
     /// Medians.
     parquet: Duration,
     raw: Duration,
+    /// Encoding alone, into `std::io::sink()` (no I/O).
+    encode_only: Duration,
 }
 
 fn fsync(path: &Path) -> anyhow::Result<()> {
@@ -256,7 +259,7 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
     let root = dir.join("flush-write");
     std::fs::create_dir_all(&root)?;
     let store = SegmentStore::open(&StorageConfig::Local { root: root.clone() })?;
-    let (mut parquet, mut raw) = (Vec::new(), Vec::new());
+    let (mut parquet, mut raw, mut encode_only) = (Vec::new(), Vec::new(), Vec::new());
     let mut parquet_bytes = 0;
     for i in 0..opts.write_repeat {
         let rel = SegmentStore::insert_log_path(1, 2, 3, i as i64);
@@ -273,6 +276,10 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
             .await
             .context("write_insert")?;
         parquet.push(t.elapsed());
+        let t = Instant::now();
+        log.encode(std::io::sink())
+            .map_err(|e| anyhow::anyhow!("encode: {e}"))?;
+        encode_only.push(t.elapsed());
         drop(log);
         let raw_path = root.join(format!("raw-{i}.bin"));
         settle()?;
@@ -288,6 +295,7 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
         parquet_bytes,
         parquet: median(parquet),
         raw: median(raw),
+        encode_only: median(encode_only),
     })
 }
 
@@ -775,15 +783,17 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     drop(scratch);
     let ratio = w.raw.as_secs_f64() / w.parquet.as_secs_f64();
     println!(
-        "summary: phase=flush-write rows={} runs={} input_bytes={} parquet_bytes={} parquet_ms={:.1} raw_ms={:.1} parquet_mib_s={:.1} raw_mib_s={:.1} ratio={:.2}",
+        "summary: phase=flush-write rows={} runs={} input_bytes={} parquet_bytes={} parquet_ms={:.1} raw_ms={:.1} encode_only_ms={:.1} parquet_mib_s={:.1} raw_mib_s={:.1} encode_only_mib_s={:.1} ratio={:.2}",
         w.rows,
         opts.write_repeat,
         w.input_bytes,
         w.parquet_bytes,
         w.parquet.as_secs_f64() * 1e3,
         w.raw.as_secs_f64() * 1e3,
+        w.encode_only.as_secs_f64() * 1e3,
         mib_per_s(w.input_bytes, w.parquet),
         mib_per_s(w.input_bytes, w.raw),
+        mib_per_s(w.input_bytes, w.encode_only),
         ratio,
     );
     if opts.skip_cluster {
@@ -971,6 +981,10 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         mib_per_s(w.input_bytes, w.raw),
         ratio,
         mark(ratio >= 0.7)
+    );
+    println!(
+        "| same, Parquet encoding alone (into std::io::sink) | {:.1} MiB/s of input | | | (information) | |",
+        mib_per_s(w.input_bytes, w.encode_only),
     );
     println!(
         "| data node peak RSS, --memory-mib={} | {:.0} MiB (VmHWM {:.0}, max sampled VmRSS {:.0}; its own buffered_bytes peaked at {:.0}) | limit 1.5 x {} + 64 = {:.0} MiB | {:.2}x of limit | ≤ {:.0} MiB | {} |",

@@ -636,6 +636,18 @@ impl InsertLog {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Encodes the log as one Parquet insert-log file into `sink`, on the calling
+    /// thread (what [`SegmentStore::write_insert`] streams to the store). The
+    /// ingest benchmark times it into `std::io::sink()` to separate encoding
+    /// from I/O.
+    pub fn encode<W: std::io::Write + Send>(&self, sink: W) -> Result<(), String> {
+        format::encode_insert_log(&self.schema, &self.batches, sink).map_err(|e| match e {
+            FormatError::InvalidInput(m)
+            | FormatError::Corrupt(m)
+            | FormatError::SchemaMismatch(m) => m,
+        })
+    }
 }
 
 fn delete_log_expected() -> String {
