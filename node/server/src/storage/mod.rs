@@ -8,6 +8,8 @@
 //! one `put`; an insert log is streamed as it is encoded (one `put` below 8 MiB, a
 //! multipart upload above). Both backends make either visible atomically, on the
 //! `put` or on completing the upload: a reader sees the whole file or none of it.
+//! A write returns once the file is durable: S3 acknowledges only then, and a local
+//! file is fsynced with its directories first.
 
 pub mod content;
 pub mod format;
