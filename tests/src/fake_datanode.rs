@@ -229,6 +229,7 @@ impl FakeDataNode {
             SessionConfig {
                 ttl,
                 heartbeat: ttl / 3,
+                name: format!("fake-datanode-{port}"),
             },
             Arc::new(basic_health),
         )

@@ -495,6 +495,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
         brokers: cluster._kafka.bootstrap.clone(),
         topic_prefix: "test".into(),
         replication: 1,
+        sasl: None,
     };
     let producer = LogProducer::new(&kafka).expect("producer");
     let wrong_dim = proto::InsertBatch {

@@ -166,6 +166,18 @@ struct UpstreamArgs {
     datacoord_endpoints: Vec<String>,
 }
 
+/// `$HOSTNAME`, else `/etc/hostname`, else empty.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// How fast dead processes are noticed.
 #[derive(Debug, Args)]
 struct LivenessArgs {
@@ -178,6 +190,10 @@ struct LivenessArgs {
     /// Leader lease TTL: a standby takes over at most this long after the leader dies.
     #[arg(long, env = "MILVUS_LIKE_LEADER_TTL", default_value = "10s", value_parser = parse_duration)]
     leader_ttl: Duration,
+    /// Name this process registers under (the operator sets the pod name; default:
+    /// the host name).
+    #[arg(long, env = "MILVUS_LIKE_NODE_NAME")]
+    node_name: Option<String>,
 }
 
 impl LivenessArgs {
@@ -194,6 +210,7 @@ impl LivenessArgs {
             session: SessionConfig {
                 ttl: self.session_ttl,
                 heartbeat: self.heartbeat,
+                name: self.node_name.clone().unwrap_or_else(host_name),
             },
             leader_ttl: self.leader_ttl,
         }
@@ -269,6 +286,26 @@ struct KafkaArgs {
     /// Replication factor of the topics the data coordinator creates.
     #[arg(long, env = "MILVUS_LIKE_KAFKA_REPLICATION", default_value_t = 1)]
     kafka_replication: i32,
+    /// `SASL_PLAINTEXT` or `SASL_SSL` to authenticate to the brokers (with the
+    /// --kafka-sasl-* flags); unset: plaintext without authentication.
+    #[arg(long, env = "MILVUS_LIKE_KAFKA_SECURITY_PROTOCOL")]
+    kafka_security_protocol: Option<String>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_KAFKA_SASL_MECHANISM",
+        default_value = "PLAIN"
+    )]
+    kafka_sasl_mechanism: String,
+    #[arg(long, env = "MILVUS_LIKE_KAFKA_SASL_USERNAME", default_value = "")]
+    kafka_sasl_username: String,
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    kafka_sasl_password: String,
 }
 
 impl KafkaArgs {
@@ -277,6 +314,14 @@ impl KafkaArgs {
             brokers: self.kafka_brokers.clone(),
             topic_prefix: self.topic_prefix.clone(),
             replication: self.kafka_replication,
+            sasl: self.kafka_security_protocol.as_ref().map(|protocol| {
+                milvus_like_node::msgstream::KafkaSasl {
+                    security_protocol: protocol.clone(),
+                    mechanism: self.kafka_sasl_mechanism.clone(),
+                    username: self.kafka_sasl_username.clone(),
+                    password: self.kafka_sasl_password.clone(),
+                }
+            }),
         }
     }
 }
@@ -394,6 +439,10 @@ struct DataNodeArgs {
         default_value_t = 2
     )]
     concurrent_flushes: usize,
+    /// How long a stopping data node waits for the coordinator to move its
+    /// channels (flushing each) before it flushes them itself and exits.
+    #[arg(long, env = "MILVUS_LIKE_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    drain_timeout: Duration,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
@@ -671,7 +720,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
                 memory_limit: args.memory_mib.max(16) << 20,
                 max_concurrent_flushes: args.concurrent_flushes,
-                ..DataNodeConfig::default()
+                drain_timeout: args.drain_timeout,
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
                 .await

@@ -31,6 +31,30 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     /// Replication factor of the topics this cluster creates.
     pub replication: i32,
+    /// SASL authentication, when the brokers want it.
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// SASL credentials for the brokers. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaSasl {
+    /// `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSasl")
+            .field("security_protocol", &self.security_protocol)
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -39,6 +63,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic_prefix: "milvus".into(),
             replication: 1,
+            sasl: None,
         }
     }
 }
@@ -77,6 +102,12 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("socket.keepalive.enable", "true");
+        if let Some(sasl) = &self.sasl {
+            c.set("security.protocol", &sasl.security_protocol)
+                .set("sasl.mechanisms", &sasl.mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
         c
     }
 }

@@ -27,6 +27,9 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Heartbeat period; never more than a third of the TTL.
     pub heartbeat: Duration,
+    /// The name the process registers under (`NodeInfo.name`): its pod name in
+    /// Kubernetes, which is how the operator tells which data node a pod runs.
+    pub name: String,
 }
 
 impl Default for SessionConfig {
@@ -34,6 +37,7 @@ impl Default for SessionConfig {
         Self {
             ttl: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
+            name: String::new(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Session {
             healthy: true,
             problems: vec![],
             stopping: false,
+            name: config.name.clone(),
         };
         let lease = store.grant_lease(config.ttl).await?;
         store.put(&key, info.encode_to_vec(), Some(lease)).await?;
@@ -407,6 +412,7 @@ mod tests {
         let config = SessionConfig {
             ttl: Duration::from_secs(3),
             heartbeat: Duration::from_secs(10),
+            name: "a".into(),
         };
         let a = Session::register(
             store.clone(),

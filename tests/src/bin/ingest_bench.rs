@@ -408,6 +408,7 @@ impl Cluster {
             brokers: self.kafka.bootstrap.clone(),
             topic_prefix: TOPIC_PREFIX.into(),
             replication: 1,
+            sasl: None,
         }
     }
 

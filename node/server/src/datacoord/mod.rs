@@ -328,6 +328,7 @@ impl DataCoord for DataCoordService {
                 .map(|(n, channels, draining)| proto::NodeChannels {
                     node_id: n.node_id,
                     address: n.address,
+                    name: n.name,
                     channels,
                     draining,
                 })
