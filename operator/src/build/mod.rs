@@ -1,0 +1,310 @@
+//! Build: the desired children of a [`Cluster`], as plain objects. Pure (no
+//! client, no clock), so every child is unit-tested on YAML fixtures; the
+//! controller applies what this returns with server-side apply.
+//!
+//! | child | name | kind |
+//! |---|---|---|
+//! | node configuration (environment) | `<name>-config` | ConfigMap |
+//! | root coordinator, data coordinator, proxy | `<name>-rootcoord`, `-datacoord`, `-proxy` | Deployment + Service |
+//! | data nodes | `<name>-datanode` | StatefulSet + headless Service |
+//! | disruption budgets (components with 2+ pods) | same names | PodDisruptionBudget |
+
+mod pods;
+mod services;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use sha2::{Digest, Sha256};
+
+use crate::validate::{Cluster, Storage};
+
+pub use pods::{DATA_NODE_MOUNT, pod_name};
+
+/// The four roles, in the order their objects are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    RootCoord,
+    DataCoord,
+    Proxy,
+    DataNode,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::RootCoord,
+        Role::DataCoord,
+        Role::Proxy,
+        Role::DataNode,
+    ];
+
+    /// The node binary's subcommand, and the children's name suffix.
+    pub fn command(self) -> &'static str {
+        match self {
+            Self::RootCoord => "rootcoord",
+            Self::DataCoord => "datacoord",
+            Self::Proxy => "proxy",
+            Self::DataNode => "datanode",
+        }
+    }
+
+    /// The name in the status (camelCase, as in the spec).
+    pub fn spec_name(self) -> &'static str {
+        match self {
+            Self::RootCoord => "rootCoord",
+            Self::DataCoord => "dataCoord",
+            Self::Proxy => "proxy",
+            Self::DataNode => "dataNode",
+        }
+    }
+
+    /// gRPC port (the seed's).
+    pub fn grpc_port(self) -> i32 {
+        match self {
+            Self::RootCoord => 19530,
+            Self::DataCoord => 13333,
+            Self::Proxy => 19531,
+            Self::DataNode => 21121,
+        }
+    }
+
+    /// `/metrics`, `/healthz` and `/readyz`.
+    pub fn http_port(self) -> i32 {
+        match self {
+            Self::RootCoord => 9091,
+            Self::Proxy => 9092,
+            Self::DataCoord => 9093,
+            Self::DataNode => 9094,
+        }
+    }
+
+    /// The prefix of the role's own flags' environment variables.
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Self::RootCoord => "MILVUS_LIKE_ROOTCOORD",
+            Self::DataCoord => "MILVUS_LIKE_DATACOORD",
+            Self::Proxy => "MILVUS_LIKE_PROXY",
+            Self::DataNode => "MILVUS_LIKE_DATANODE",
+        }
+    }
+}
+
+pub const FIELD_MANAGER: &str = "milvus-like-operator";
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
+/// On pod templates: the hash of the node configuration, so that a change rolls the pods.
+pub const CONFIG_CHECKSUM: &str = "milvuslike.io/config-checksum";
+
+/// The name of a role's children.
+pub fn child_name(cluster: &str, role: Role) -> String {
+    format!("{cluster}-{}", role.command())
+}
+
+pub fn config_map_name(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+
+/// The labels that select a role's pods.
+pub fn selector_labels(cluster: &str, role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_owned(), "milvus-like".to_owned()),
+        (LABEL_INSTANCE.to_owned(), cluster.to_owned()),
+        (LABEL_COMPONENT.to_owned(), role.command().to_owned()),
+    ])
+}
+
+/// `app.kubernetes.io/name=milvus-like,app.kubernetes.io/instance=...,...`
+pub fn selector_string(cluster: &str, role: Role) -> String {
+    selector_labels(cluster, role)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Selector labels plus who manages the object and which version it runs.
+fn labels(c: &Cluster, role: Option<Role>) -> BTreeMap<String, String> {
+    let mut l = match role {
+        Some(r) => selector_labels(&c.name, r),
+        None => BTreeMap::from([
+            (LABEL_NAME.to_owned(), "milvus-like".to_owned()),
+            (LABEL_INSTANCE.to_owned(), c.name.clone()),
+        ]),
+    };
+    l.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
+    l.insert(LABEL_VERSION.to_owned(), label_value(&c.version));
+    l
+}
+
+/// A label value: at most 63 characters of `[A-Za-z0-9._-]`.
+fn label_value(s: &str) -> String {
+    let v: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+fn meta(c: &Cluster, name: String, role: Option<Role>, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(c.namespace.clone()),
+        labels: Some(labels(c, role)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Every child of a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    pub config: ConfigMap,
+    pub services: Vec<Service>,
+    /// Root coordinator, data coordinator, proxy.
+    pub deployments: Vec<Deployment>,
+    pub data_nodes: StatefulSet,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// Names of the budgets of components now under 2 pods (to delete).
+    pub unwanted_budgets: Vec<String>,
+}
+
+/// The environment every component reads (its flags' variables), without secrets:
+/// those come from Secret references in the pod spec. `spec.config` goes last
+/// and wins.
+pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
+    let svc = |role: Role| {
+        format!(
+            "{}.{}.svc:{}",
+            child_name(&c.name, role),
+            c.namespace,
+            role.grpc_port()
+        )
+    };
+    let mut env = BTreeMap::from([
+        ("MILVUS_LIKE_LOG_FORMAT", "json".to_owned()),
+        ("MILVUS_LIKE_ETCD_ENDPOINTS", c.etcd_endpoints.join(",")),
+        ("MILVUS_LIKE_META_ROOT", c.meta_root.clone()),
+        ("MILVUS_LIKE_KAFKA_BROKERS", c.kafka_brokers.join(",")),
+        ("MILVUS_LIKE_TOPIC_PREFIX", c.topic_prefix.clone()),
+        (
+            "MILVUS_LIKE_KAFKA_REPLICATION",
+            c.kafka_replication.to_string(),
+        ),
+        ("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", svc(Role::RootCoord)),
+        ("MILVUS_LIKE_DATACOORD_ENDPOINTS", svc(Role::DataCoord)),
+        ("MILVUS_LIKE_CHANNELS", c.channels.to_string()),
+        ("MILVUS_LIKE_BALANCER", c.balancer.flag().to_owned()),
+        ("MILVUS_LIKE_FLUSH_ROWS", c.flush_rows.to_string()),
+        ("MILVUS_LIKE_FLUSH_MIB", c.flush_mib.to_string()),
+        ("MILVUS_LIKE_FLUSH_AGE", format!("{}s", c.flush_age_seconds)),
+        ("MILVUS_LIKE_DATANODE_MEMORY_MIB", c.memory_mib.to_string()),
+        (
+            "MILVUS_LIKE_DRAIN_TIMEOUT",
+            format!("{}s", c.drain_timeout_seconds),
+        ),
+    ])
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<BTreeMap<_, _>>();
+    match &c.storage {
+        Storage::S3 {
+            endpoint,
+            bucket,
+            region,
+            ..
+        } => {
+            env.insert("MILVUS_LIKE_S3_BUCKET".into(), bucket.clone());
+            env.insert("MILVUS_LIKE_S3_ENDPOINT".into(), endpoint.clone());
+            env.insert("MILVUS_LIKE_S3_REGION".into(), region.clone());
+        }
+        Storage::Volume { sub_path, .. } => {
+            env.insert(
+                "MILVUS_LIKE_STORAGE_ROOT".into(),
+                format!("{DATA_NODE_MOUNT}/{sub_path}"),
+            );
+        }
+    }
+    if let Some(sasl) = &c.sasl {
+        env.insert(
+            "MILVUS_LIKE_KAFKA_SECURITY_PROTOCOL".into(),
+            if sasl.tls {
+                "SASL_SSL"
+            } else {
+                "SASL_PLAINTEXT"
+            }
+            .into(),
+        );
+        env.insert(
+            "MILVUS_LIKE_KAFKA_SASL_MECHANISM".into(),
+            sasl.mechanism.name().into(),
+        );
+    }
+    env.extend(c.config.clone());
+    env
+}
+
+/// The hash on pod templates: any change of the configuration rolls the pods.
+pub fn checksum(config: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in config {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every child of `c`, owned by `owner`. `data_node_replicas` is the StatefulSet's
+/// size now: the spec's, except while departing data nodes are being drained.
+pub fn build(c: &Cluster, owner: &OwnerReference, data_node_replicas: i32) -> Children {
+    let data = node_config(c);
+    let sum = checksum(&data);
+    let config = ConfigMap {
+        metadata: meta(c, config_map_name(&c.name), None, owner),
+        data: Some(data),
+        ..ConfigMap::default()
+    };
+    let deployments = [Role::RootCoord, Role::DataCoord, Role::Proxy]
+        .into_iter()
+        .map(|role| pods::deployment(c, role, owner, &sum))
+        .collect();
+    let (disruption_budgets, unwanted_budgets) = services::disruption_budgets(c, owner);
+    Children {
+        config,
+        services: Role::ALL
+            .into_iter()
+            .map(|role| services::service(c, role, owner))
+            .collect(),
+        deployments,
+        data_nodes: pods::data_nodes(c, owner, &sum, data_node_replicas),
+        disruption_budgets,
+        unwanted_budgets,
+    }
+}
+
+/// A role's settings.
+fn component(c: &Cluster, role: Role) -> &crate::validate::Component {
+    match role {
+        Role::RootCoord => &c.root_coord,
+        Role::DataCoord => &c.data_coord,
+        Role::Proxy => &c.proxy,
+        Role::DataNode => &c.data_node,
+    }
+}

@@ -1,0 +1,293 @@
+//! Pod templates and the workloads that run them: a Deployment per coordinator
+//! and the proxy, a StatefulSet for the data nodes (stable names, so the operator
+//! knows which pods a scale-down removes and drains them first).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{CONFIG_CHECKSUM, Role, child_name, component, config_map_name, labels, meta};
+use crate::crd::PullPolicy;
+use crate::validate::{Cluster, Storage};
+
+/// Where a data node mounts its segment volume.
+pub const DATA_NODE_MOUNT: &str = "/data";
+/// The non-root user of the node image.
+const RUN_AS_USER: i64 = 10001;
+
+/// The pod of data node `ordinal` (a StatefulSet's naming).
+pub fn pod_name(cluster: &str, ordinal: i32) -> String {
+    format!("{}-{ordinal}", child_name(cluster, Role::DataNode))
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn value_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// The container's environment besides the ConfigMap: pod identity, the advertised
+/// address, secrets, then the component's own `env`.
+fn env(c: &Cluster, role: Role) -> Vec<EnvVar> {
+    let prefix = role.env_prefix();
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_IP", "status.podIP"),
+        value_env(
+            &format!("{prefix}_ADVERTISE"),
+            format!("$(POD_IP):{}", role.grpc_port()),
+        ),
+        value_env("MILVUS_LIKE_NODE_NAME", "$(POD_NAME)".to_owned()),
+    ];
+    if let Some(sasl) = &c.sasl {
+        env.push(secret_env(
+            "MILVUS_LIKE_KAFKA_SASL_USERNAME",
+            &sasl.secret_name,
+            &sasl.username_key,
+        ));
+        env.push(secret_env(
+            "MILVUS_LIKE_KAFKA_SASL_PASSWORD",
+            &sasl.secret_name,
+            &sasl.password_key,
+        ));
+    }
+    if let (
+        Role::DataNode,
+        Storage::S3 {
+            secret_name,
+            access_key_key,
+            secret_key_key,
+            ..
+        },
+    ) = (role, &c.storage)
+    {
+        env.push(secret_env(
+            "MILVUS_LIKE_S3_ACCESS_KEY",
+            secret_name,
+            access_key_key,
+        ));
+        env.push(secret_env(
+            "MILVUS_LIKE_S3_SECRET_KEY",
+            secret_name,
+            secret_key_key,
+        ));
+    }
+    env.extend(component(c, role).env.iter().cloned());
+    env
+}
+
+fn probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn pull_policy(p: PullPolicy) -> &'static str {
+    match p {
+        PullPolicy::Always => "Always",
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Never => "Never",
+    }
+}
+
+fn template(c: &Cluster, role: Role, checksum: &str) -> PodTemplateSpec {
+    let comp = component(c, role);
+    let port = |name: &str, p: i32| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: p,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let (Role::DataNode, Storage::Volume { claim_name, .. }) = (role, &c.storage) {
+        volumes.push(Volume {
+            name: "segments".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "segments".to_owned(),
+            mount_path: DATA_NODE_MOUNT.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    let container = Container {
+        name: role.command().to_owned(),
+        image: Some(c.image.clone()),
+        image_pull_policy: Some(pull_policy(c.image_pull_policy).to_owned()),
+        args: Some(vec![role.command().to_owned()]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: config_map_name(&c.name),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(env(c, role)),
+        ports: Some(vec![
+            port("grpc", role.grpc_port()),
+            port("http", role.http_port()),
+        ]),
+        readiness_probe: Some(probe("/readyz", role.http_port(), 5, 3)),
+        liveness_probe: Some(probe("/healthz", role.http_port(), 10, 6)),
+        resources: comp.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        ..Container::default()
+    };
+    let grace = match role {
+        // A stopping data node lets the coordinator move its channels first.
+        Role::DataNode => i64::from(c.drain_timeout_seconds) + 30,
+        _ => 30,
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(c, Some(role))),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_CHECKSUM.to_owned(),
+                checksum.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: (!volumes.is_empty()).then_some(volumes),
+            node_selector: (!comp.node_selector.is_empty()).then(|| comp.node_selector.clone()),
+            affinity: comp.affinity.clone(),
+            tolerations: (!comp.tolerations.is_empty()).then(|| comp.tolerations.clone()),
+            termination_grace_period_seconds: Some(grace),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn selector(c: &Cluster, role: Role) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(super::selector_labels(&c.name, role)),
+        ..LabelSelector::default()
+    }
+}
+
+pub(super) fn deployment(
+    c: &Cluster,
+    role: Role,
+    owner: &OwnerReference,
+    checksum: &str,
+) -> Deployment {
+    Deployment {
+        metadata: meta(c, child_name(&c.name, role), Some(role), owner),
+        spec: Some(DeploymentSpec {
+            replicas: Some(component(c, role).replicas),
+            selector: selector(c, role),
+            template: template(c, role, checksum),
+            // Coordinators: the new pod is up before the old one goes, so the
+            // standby can take over without a gap.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+pub(super) fn data_nodes(
+    c: &Cluster,
+    owner: &OwnerReference,
+    checksum: &str,
+    replicas: i32,
+) -> StatefulSet {
+    StatefulSet {
+        metadata: meta(
+            c,
+            child_name(&c.name, Role::DataNode),
+            Some(Role::DataNode),
+            owner,
+        ),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            selector: selector(c, Role::DataNode),
+            service_name: Some(child_name(&c.name, Role::DataNode)),
+            template: template(c, Role::DataNode, checksum),
+            // Data nodes hold no state of their own: start and stop them all at once.
+            pod_management_policy: Some("Parallel".to_owned()),
+            revision_history_limit: Some(5),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
