@@ -17,6 +17,22 @@ pub struct RoleLabels {
     pub role: &'static str,
 }
 
+/// The `code` label of an RPC counter.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Unavailable => "UNAVAILABLE",
+        C::Internal => "INTERNAL",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        _ => "OTHER",
+    }
+}
+
 /// What the root coordinator counts.
 #[derive(Debug, Default)]
 pub struct RootCoordMetrics {

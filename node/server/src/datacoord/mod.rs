@@ -80,6 +80,8 @@ pub struct DataCoordMetrics {
     pub segments_sealed: Counter,
     pub commits: Counter,
     pub stale_commits: Counter,
+    /// The operator's calls (GetChannelDistribution, Rebalance, DrainNode), by code.
+    pub rpcs: prometheus_client::metrics::family::Family<crate::metrics::RpcLabels, Counter>,
 }
 
 impl DataCoordMetrics {
@@ -101,6 +103,11 @@ impl DataCoordMetrics {
             self.orphaned_channels.clone(),
         );
         r.register("commits", "Flush commits accepted", self.commits.clone());
+        r.register(
+            "rpcs",
+            "gRPC calls by method and status code (the operator's calls)",
+            self.rpcs.clone(),
+        );
         r.register(
             "stale_commits",
             "Flush commits refused because the sender no longer owns the channel",
@@ -133,6 +140,18 @@ pub struct DataCoordService {
 }
 
 impl DataCoordService {
+    fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
+        let code = match result {
+            Ok(_) => "OK",
+            Err(s) => crate::metrics::code_name(s.code()),
+        };
+        self.shared
+            .metrics
+            .rpcs
+            .get_or_create(&crate::metrics::RpcLabels { method, code })
+            .inc();
+    }
+
     fn active(&self) -> Option<Arc<Active>> {
         self.shared
             .active
@@ -315,26 +334,31 @@ impl DataCoord for DataCoordService {
         &self,
         _request: Request<proto::GetChannelDistributionRequest>,
     ) -> Result<Response<proto::GetChannelDistributionResponse>, Status> {
-        let active = self.leader_only().await?;
-        let (channels, nodes, last) = match active.channels.distribution().await {
-            Ok(d) => d,
-            Err(e) => return Err(self.channel_status(e).await),
-        };
-        Ok(Response::new(proto::GetChannelDistributionResponse {
-            channels,
-            balancer: active.channels.balancer_name().to_owned(),
-            nodes: nodes
-                .into_iter()
-                .map(|(n, channels, draining)| proto::NodeChannels {
-                    node_id: n.node_id,
-                    address: n.address,
-                    name: n.name,
-                    channels,
-                    draining,
-                })
-                .collect(),
-            last_rebalance_ms: last,
-        }))
+        let result = async move {
+            let active = self.leader_only().await?;
+            let (channels, nodes, last) = match active.channels.distribution().await {
+                Ok(d) => d,
+                Err(e) => return Err(self.channel_status(e).await),
+            };
+            Ok(Response::new(proto::GetChannelDistributionResponse {
+                channels,
+                balancer: active.channels.balancer_name().to_owned(),
+                nodes: nodes
+                    .into_iter()
+                    .map(|(n, channels, draining)| proto::NodeChannels {
+                        node_id: n.node_id,
+                        address: n.address,
+                        name: n.name,
+                        channels,
+                        draining,
+                    })
+                    .collect(),
+                last_rebalance_ms: last,
+            }))
+        }
+        .await;
+        self.count("GetChannelDistribution", &result);
+        result
     }
 
     #[tracing::instrument(skip_all)]
@@ -342,26 +366,32 @@ impl DataCoord for DataCoordService {
         &self,
         request: Request<proto::RebalanceRequest>,
     ) -> Result<Response<proto::RebalanceResponse>, Status> {
-        let expected: BTreeSet<i64> = request.into_inner().expected_node_ids.into_iter().collect();
-        let active = self.leader_only().await?;
-        if !expected.is_empty() {
-            let live = active.channels.live_node_ids();
-            let unknown: Vec<i64> = expected.difference(&live).copied().collect();
-            if !unknown.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "unknown data nodes {unknown:?}; live data nodes are {live:?}"
-                )));
+        let result = async move {
+            let expected: BTreeSet<i64> =
+                request.into_inner().expected_node_ids.into_iter().collect();
+            let active = self.leader_only().await?;
+            if !expected.is_empty() {
+                let live = active.channels.live_node_ids();
+                let unknown: Vec<i64> = expected.difference(&live).copied().collect();
+                if !unknown.is_empty() {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown data nodes {unknown:?}; live data nodes are {live:?}"
+                    )));
+                }
+                let extra: Vec<i64> = live.difference(&expected).copied().collect();
+                if let Err(e) = active.channels.drain(&extra).await {
+                    return Err(self.channel_status(e).await);
+                }
             }
-            let extra: Vec<i64> = live.difference(&expected).copied().collect();
-            if let Err(e) = active.channels.drain(&extra).await {
-                return Err(self.channel_status(e).await);
-            }
+            let moved = self.reconcile(&active, "rebalance request").await?;
+            Ok(Response::new(proto::RebalanceResponse {
+                channels: self.assignments(&active).await?,
+                moved: u32::try_from(moved.len()).unwrap_or(u32::MAX),
+            }))
         }
-        let moved = self.reconcile(&active, "rebalance request").await?;
-        Ok(Response::new(proto::RebalanceResponse {
-            channels: self.assignments(&active).await?,
-            moved: u32::try_from(moved.len()).unwrap_or(u32::MAX),
-        }))
+        .await;
+        self.count("Rebalance", &result);
+        result
     }
 
     #[tracing::instrument(skip_all, fields(node_id))]
@@ -369,38 +399,43 @@ impl DataCoord for DataCoordService {
         &self,
         request: Request<proto::DrainNodeRequest>,
     ) -> Result<Response<proto::DrainNodeResponse>, Status> {
-        let node = request.into_inner().node_id;
-        tracing::Span::current().record("node_id", node);
-        let active = self.leader_only().await?;
-        let before = self.assignments(&active).await?;
-        let owned: Vec<u32> = before
-            .iter()
-            .filter(|a| a.node_id == node)
-            .map(|a| a.channel)
-            .collect();
-        if owned.is_empty() && !active.channels.live_node_ids().contains(&node) {
-            return Err(Status::not_found(format!(
-                "data node {node} is not registered and owns no channel"
-            )));
+        let result = async move {
+            let node = request.into_inner().node_id;
+            tracing::Span::current().record("node_id", node);
+            let active = self.leader_only().await?;
+            let before = self.assignments(&active).await?;
+            let owned: Vec<u32> = before
+                .iter()
+                .filter(|a| a.node_id == node)
+                .map(|a| a.channel)
+                .collect();
+            if owned.is_empty() && !active.channels.live_node_ids().contains(&node) {
+                return Err(Status::not_found(format!(
+                    "data node {node} is not registered and owns no channel"
+                )));
+            }
+            if let Err(e) = active.channels.drain(&[node]).await {
+                return Err(self.channel_status(e).await);
+            }
+            self.reconcile(&active, "drain").await?;
+            let after = self.assignments(&active).await?;
+            let still: Vec<u32> = after
+                .iter()
+                .filter(|a| a.node_id == node)
+                .map(|a| a.channel)
+                .collect();
+            if !still.is_empty() {
+                return Err(Status::unavailable(format!(
+                    "channels {still:?} of node {node} could not move yet (no other data node?); retry"
+                )));
+            }
+            Ok(Response::new(proto::DrainNodeResponse {
+                moved_channels: owned,
+            }))
         }
-        if let Err(e) = active.channels.drain(&[node]).await {
-            return Err(self.channel_status(e).await);
-        }
-        self.reconcile(&active, "drain").await?;
-        let after = self.assignments(&active).await?;
-        let still: Vec<u32> = after
-            .iter()
-            .filter(|a| a.node_id == node)
-            .map(|a| a.channel)
-            .collect();
-        if !still.is_empty() {
-            return Err(Status::unavailable(format!(
-                "channels {still:?} of node {node} could not move yet (no other data node?); retry"
-            )));
-        }
-        Ok(Response::new(proto::DrainNodeResponse {
-            moved_channels: owned,
-        }))
+        .await;
+        self.count("DrainNode", &result);
+        result
     }
 }
 

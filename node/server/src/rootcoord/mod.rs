@@ -116,7 +116,7 @@ impl RootCoordService {
     fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
         let code = match result {
             Ok(_) => "OK",
-            Err(s) => code_name(s.code()),
+            Err(s) => crate::metrics::code_name(s.code()),
         };
         self.shared
             .metrics
@@ -169,20 +169,6 @@ impl From<CatalogError> for RootCoordError {
             CatalogError::NotFound(_) => Self::Status(Status::not_found(e.to_string())),
             CatalogError::Meta(m) => Self::Status(meta_status(&m)),
         }
-    }
-}
-
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::Unavailable => "UNAVAILABLE",
-        C::Internal => "INTERNAL",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        _ => "OTHER",
     }
 }
 
