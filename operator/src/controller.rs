@@ -1,7 +1,7 @@
 //! The reconcile loop: dereference -> validate -> build -> apply -> status, run on
 //! every change of a `MilvusCluster`, of one of its children or of one of its
-//! pods (watches, no polling), and every 30 s to refresh what the data
-//! coordinator reports.
+//! pods (watches, no polling), and every 10 s (3 s while something moves) to
+//! refresh what the data coordinator reports.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ use crate::validate::{self, Cluster};
 pub const FINALIZER: &str = "milvuslike.io/metadata-cleanup";
 /// How often a settled cluster is looked at again (the data coordinator's view
 /// is not a Kubernetes object, so no watch brings its changes).
-const RESYNC: Duration = Duration::from_secs(30);
+const RESYNC: Duration = Duration::from_secs(10);
 /// How often while pods roll, scale or drain (watches bring most changes sooner).
 const BUSY_RESYNC: Duration = Duration::from_secs(3);
 /// A failed `Rebalance` is tried again no sooner than this.
@@ -347,7 +347,11 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
         now: now(),
     };
     let new_status = status::status(&observation);
-    let settled = new_status.phase == Some(crate::crd::Phase::Ready);
+    // Settled, and every channel has an owner among the pods (else the data
+    // coordinator is still moving them: look again soon).
+    let settled = new_status.phase == Some(crate::crd::Phase::Ready)
+        && new_status.channels.len() == usize::try_from(cluster.channels).unwrap_or(0)
+        && new_status.channels.iter().all(|c| c.pod.is_some());
     if mc.status.as_ref().and_then(|s| s.phase) != new_status.phase {
         tracing::info!(phase = ?new_status.phase, "phase changed");
     }

@@ -7,6 +7,9 @@
 #   etcd        Debian etcd-server (3.4), started by the tests themselves
 #   Kafka       Apache Kafka jars from Maven Central (tests/scripts/kafka.sh install)
 #   MinIO       built from its Go module (tests/scripts/minio.sh install), for the S3 path
+#   Kubernetes  kube-apiserver, controller-manager, scheduler, kubectl, etcd 3.7, kwok
+#               and helm built from their Go modules (tests/scripts/k8s.sh install),
+#               for the operator's tests (a cold build takes 10 to 20 minutes)
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -21,8 +24,12 @@ command -v mvn >/dev/null || apt_install maven
 "$SCRIPT_DIR/kafka.sh" install >/dev/null
 command -v go >/dev/null || die "Go is required to build MinIO (the S3 server the tests use)"
 "$SCRIPT_DIR/minio.sh" install >/dev/null
+"$SCRIPT_DIR/k8s.sh" install >/dev/null
+command -v curl >/dev/null || apt_install curl
+command -v python3 >/dev/null || apt_install python3
 
 log "protoc: $(protoc --version)"
 log "etcd: $(etcd --version | head -n1)"
 log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"
 log "minio: $("$SCRIPT_DIR/minio.sh" install)"
+log "kubernetes: $("$SCRIPT_DIR/k8s.sh" install)"

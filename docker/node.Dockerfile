@@ -1,0 +1,37 @@
+# The milvus-like node image: one binary, every role (`milvus-like <role>`).
+#
+#   docker build -f docker/node.Dockerfile -t milvus-like/node:0.1.0 .
+#
+# The build stage needs the Rust toolchain image and protoc; the runtime stage is
+# Debian slim with a non-root user. Both base images can be swapped with
+# --build-arg (tests/scripts/images.sh does, to build without a registry).
+ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
+# Release binaries keep their symbols (function names in backtraces) but not
+# their line tables (a third of the size).
+
+FROM ${BUILDER_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin milvus-like \
+ && strip --strip-debug -o /milvus-like target/release/milvus-like
+
+FROM ${RUNTIME_IMAGE} AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 milvus \
+ && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin milvus
+COPY --from=build /milvus-like /usr/local/bin/milvus-like
+# Segment files of the local storage backend, when a volume is mounted here.
+WORKDIR /data
+USER 10001:10001
+# gRPC and HTTP (metrics, health) ports of the roles.
+EXPOSE 19530 19531 13333 21121 9091 9092 9093 9094
+ENTRYPOINT ["/usr/local/bin/milvus-like"]
+CMD ["--help"]

@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# The operator's end-to-end scenario, on a real Kubernetes API:
+#
+#   CLUSTER=local tests/cluster/scenario.sh    (default) the local control plane of
+#       tests/scripts/k8s.sh (kube-apiserver, controller-manager, scheduler, kwok
+#       nodes, all built from their Go modules). kwok runs no container: etcd,
+#       Kafka, MinIO and the coordinators run as host processes, the operator runs
+#       on the host with the chart's ServiceAccount token (so the chart's RBAC is
+#       what it gets), and tests/cluster/pod_mirror.py runs a data-node process for
+#       every Running data-node pod, with that pod's environment.
+#   CLUSTER=kind tests/cluster/scenario.sh     a kind cluster (needs Docker and kind):
+#       builds and loads the node and operator images, runs etcd, Kafka and MinIO
+#       in the cluster (tests/cluster/kind-deps.yaml), helm-installs the operator,
+#       and every pod runs for real; at the end rows go in through the proxy.
+#
+# The scenario: helm install; the CRD's schema and docs; kubectl apply a
+# MilvusCluster -> every child as specified, pods Running, status Ready; data
+# nodes own the channels; scale data nodes 2 -> 4 (Rebalance reaches the data
+# coordinator) -> 1 (DrainNode for each departing node, before its pod goes);
+# change the config -> every pod rolls; delete -> children garbage-collected.
+# Timings and the operator's RSS are printed as `scenario:` lines.
+#
+# Environment: WORK (directory for logs and state; default
+# target/test-runs/cluster-scenario-<time>, kept), MILVUS_LIKE_BIN_DIR (the
+# milvus-like and milvus-like-operator binaries, default target/debug),
+# KEEP=1 (leave everything running at the end, for a look around).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source-path=SCRIPTDIR/../scripts source=../scripts/common.sh
+source "$ROOT/tests/scripts/common.sh"
+
+CLUSTER="${CLUSTER:-local}"
+WORK="${WORK:-$ROOT/target/test-runs/cluster-scenario-$(date +%Y%m%d-%H%M%S)}"
+BIN_DIR="${MILVUS_LIKE_BIN_DIR:-$ROOT/target/debug}"
+NS=default
+NAME=demo
+OP_NS=milvus-like-system
+RELEASE=milvus-like-operator
+VERSION=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version/ {print $2; exit}' "$ROOT/Cargo.toml")
+mkdir -p "$WORK"
+WORK="$(cd "$WORK" && pwd)"
+STEP=0
+HOST_PIDS=()
+
+step() { STEP=$((STEP + 1)); log "[$STEP] $*"; }
+note() { printf 'scenario: %s\n' "$*" | tee -a "$WORK/summary.txt"; }
+now_ms() { date +%s%3N; }
+
+diagnostics() {
+  set +e
+  log "---- diagnostics (everything is in $WORK)"
+  kubectl get mvc,deploy,sts,pods,svc,cm,pdb -A -o wide 2>&1 | tail -40
+  kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -25
+  kubectl get mvc "$NAME" -n "$NS" -o yaml 2>&1 | sed -n '/^status:/,$p' | head -60
+  for f in "$WORK"/operator.log "$WORK"/datacoord.log "$WORK"/mirror.log; do
+    [ -f "$f" ] && { log "---- tail $f"; tail -25 "$f"; }
+  done
+}
+
+fail() {
+  log "FAILED at step $STEP: $*"
+  diagnostics
+  exit 1
+}
+
+# wait_until WHAT SECONDS COMMAND...: polls COMMAND every 0.2 s.
+wait_until() {
+  local what=$1 timeout=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for: $what"
+    sleep 0.2
+  done
+}
+
+jp() { kubectl get "$1" -n "${3:-$NS}" -o "jsonpath=$2" 2>/dev/null; }
+mvc() { jp "milvuscluster/$NAME" "$1"; }
+
+# Predicates for wait_until.
+phase_is() { [ "$(mvc '{.status.phase}')" = "$1" ]; }
+generation_observed() { [ "$(mvc '{.status.observedGeneration}')" = "$(mvc '{.metadata.generation}')" ]; }
+sts_replicas_are() { [ "$(jp "statefulset/$NAME-datanode" '{.spec.replicas}')" = "$1" ]; }
+running_pods_are() {
+  [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME" --field-selector=status.phase=Running -o name | wc -l)" -eq "$1" ]
+}
+data_pods_are() {
+  [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" -o name | wc -l)" -eq "$1" ]
+}
+ready_data_pods_are() {
+  [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -eq "$1" ]
+}
+children_exist() {
+  kubectl get -n "$NS" "configmap/$NAME-config" "deploy/$NAME-rootcoord" "deploy/$NAME-datacoord" \
+    "deploy/$NAME-proxy" "statefulset/$NAME-datanode" "svc/$NAME-rootcoord" "svc/$NAME-datacoord" \
+    "svc/$NAME-proxy" "svc/$NAME-datanode" "pdb/$NAME-rootcoord" "pdb/$NAME-datacoord" "pdb/$NAME-datanode"
+}
+no_children() { [ -z "$(kubectl get deploy,sts,svc,cm,pdb -n "$NS" -l "app.kubernetes.io/instance=$NAME" -o name)" ]; }
+# owners: the distinct pods that own channels, sorted, space separated.
+owners() { mvc '{range .status.channels[*]}{.pod}{"\n"}{end}' | sort -u | grep . | tr '\n' ' ' | sed 's/ $//'; }
+channels() { mvc '{range .status.channels[*]}{.channel}{"\n"}{end}' | grep -c . || true; }
+channels_owned_by() { [ "$(channels)" = 3 ] && [ "$(owners)" = "$*" ]; }
+owners_at_least() { [ "$(channels)" = 3 ] && [ "$(owners | wc -w)" -ge "$1" ]; }
+rebalanced_pods_are() { [ "$(mvc '{.status.lastRebalance.pods[*]}' | wc -w)" -eq "$1" ] && [ -z "$(mvc '{.status.lastRebalance.error}')" ]; }
+count_rpc() { metric "$DATACOORD_METRICS" "datacoord_rpcs_total{method=\"$1\",code=\"OK\"}" | cut -d. -f1; }
+rpc_count_above() { [ "$(count_rpc "$1")" -gt "$2" ]; }
+config_has() { [ "$(jp "configmap/$NAME-config" "{.data.$1}")" = "$2" ]; }
+pods_replaced() {
+  local pods
+  pods=$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME" --field-selector=status.phase=Running -o jsonpath='{.items[*].metadata.uid}')
+  [ "$(wc -w <<<"$pods")" -eq "$1" ] || return 1
+  local uid
+  for uid in $OLD_PODS; do grep -q "$uid" <<<"$pods" && return 1; done
+  return 0
+}
+operator_leads() { curl -fsS "http://127.0.0.1:$OP_HTTP/readyz" | grep -q '"leader":true'; }
+explain_documents() { kubectl explain mvc.spec.dataNode.memoryMiB | grep -q 'consumption pauses'; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ "${KEEP:-}" = 1 ]; then
+    log "KEEP=1: leaving everything running; state in $WORK"
+    return
+  fi
+  for pid in "${HOST_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${HOST_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null
+  done
+  if [ "$CLUSTER" = local ]; then
+    "$ROOT/tests/scripts/k8s.sh" stop "$WORK/k8s" >/dev/null 2>&1
+    "$ROOT/tests/scripts/kafka.sh" stop "$WORK/kafka" >/dev/null 2>&1
+    "$ROOT/tests/scripts/minio.sh" stop "$WORK/minio" >/dev/null 2>&1
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# start_host NAME COMMAND...: a background host process, logged to WORK/NAME.log.
+start_host() {
+  local name=$1
+  shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  HOST_PIDS+=($!)
+  echo $! >"$WORK/$name.pid"
+}
+
+# metric URL NAME: the value of the first sample whose line starts with NAME.
+metric() {
+  curl -fsS "$1/metrics" 2>/dev/null | awk -v n="$2" 'index($0, n) == 1 {print $NF; found = 1; exit} END {if (!found) print 0}'
+}
+
+# ---------------------------------------------------------------------------
+# The cluster and the dependencies.
+
+setup_local() {
+  step "local control plane, etcd, Kafka, MinIO, coordinators"
+  "$ROOT/tests/scripts/k8s.sh" start "$WORK/k8s" >/dev/null
+  eval "$("$ROOT/tests/scripts/k8s.sh" env "$WORK/k8s")"
+  local etcd_port peer_port
+  etcd_port=$(free_port)
+  peer_port=$(free_port)
+  ETCD="http://127.0.0.1:$etcd_port"
+  start_host etcd etcd --name=scenario --data-dir="$WORK/etcd-data" \
+    --listen-client-urls="$ETCD" --advertise-client-urls="$ETCD" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="scenario=http://127.0.0.1:$peer_port" --log-level=warn
+  wait_for_port "$etcd_port" 20 || fail "etcd did not start"
+  KAFKA=$("$ROOT/tests/scripts/kafka.sh" start "$WORK/kafka")
+  S3=$("$ROOT/tests/scripts/minio.sh" start "$WORK/minio")
+  "$ROOT/tests/scripts/minio.sh" create-bucket "$WORK/minio" milvus-like >/dev/null
+  S3_USER=milvuslike
+  S3_PASSWORD=milvuslike-secret
+  local common=(--etcd-endpoints="$ETCD" --meta-root="milvus-like/$NS/$NAME"
+    --session-ttl=6s --heartbeat=2s --leader-ttl=6s --log-format=text)
+  RC_PORT=$(free_port)
+  start_host rootcoord "$BIN_DIR/milvus-like" rootcoord "${common[@]}" \
+    --listen="127.0.0.1:$RC_PORT" --http-listen="127.0.0.1:$(free_port)"
+  DC_PORT=$(free_port)
+  DC_HTTP=$(free_port)
+  start_host datacoord "$BIN_DIR/milvus-like" datacoord "${common[@]}" \
+    --listen="127.0.0.1:$DC_PORT" --http-listen="127.0.0.1:$DC_HTTP" \
+    --rootcoord-endpoints="127.0.0.1:$RC_PORT" --channels=3 \
+    --kafka-brokers="$KAFKA" --topic-prefix="$NS-$NAME"
+  wait_for_port "$DC_HTTP" 60 || fail "the data coordinator did not start"
+  DATACOORD_METRICS="http://127.0.0.1:$DC_HTTP"
+  HELM_ARGS=(--set "image.tag=$VERSION")
+}
+
+setup_kind() {
+  step "kind cluster, images, etcd, Kafka and MinIO in the cluster"
+  command -v kind >/dev/null || die "CLUSTER=kind needs kind (and Docker)"
+  kind get clusters | grep -qx milvus-like || kind create cluster --name milvus-like --wait 120s
+  kubectl config use-context kind-milvus-like >/dev/null
+  "$ROOT/tests/scripts/images.sh" build "$VERSION"
+  kind load docker-image --name milvus-like "milvus-like/node:$VERSION" "milvus-like/operator:$VERSION"
+  kubectl apply -n "$NS" -f "$ROOT/tests/cluster/kind-deps.yaml"
+  kubectl rollout status -n "$NS" statefulset/etcd --timeout=180s
+  kubectl rollout status -n "$NS" statefulset/kafka --timeout=300s
+  kubectl rollout status -n "$NS" deployment/minio --timeout=180s
+  kubectl wait -n "$NS" --for=condition=complete job/minio-bucket --timeout=120s
+  ETCD=http://etcd.$NS.svc:2379
+  KAFKA=kafka.$NS.svc:9092
+  S3=http://minio.$NS.svc:9000
+  S3_USER=milvuslike
+  S3_PASSWORD=milvuslike-secret
+  HELM_ARGS=(--set "image.tag=$VERSION" --set image.pullPolicy=Never)
+}
+
+# ---------------------------------------------------------------------------
+
+install_operator() {
+  step "helm install the operator chart"
+  helm install "$RELEASE" "$ROOT/charts/milvus-like-operator" -n "$OP_NS" --create-namespace \
+    "${HELM_ARGS[@]}" --wait --timeout 180s >"$WORK/helm.log" 2>&1 || { cat "$WORK/helm.log"; fail "helm install"; }
+  wait_until "the CRD to be established" 60 \
+    kubectl wait --for=condition=Established crd/milvusclusters.milvuslike.io --timeout=1s
+  if [ "$CLUSTER" = local ]; then
+    # The operator's pod runs nothing on kwok: run the operator here, as that pod's
+    # ServiceAccount (the chart's RBAC, not admin).
+    local token server ca
+    token=$(kubectl create token "$RELEASE" -n "$OP_NS" --duration=2h)
+    server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+    ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+    cat >"$WORK/operator.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: operator, user: {token: "$token"}}]
+contexts: [{name: operator, context: {cluster: local, user: operator}}]
+current-context: operator
+EOF
+    OP_HTTP=$(free_port)
+    start_host operator env KUBECONFIG="$WORK/operator.kubeconfig" POD_NAMESPACE="$OP_NS" \
+      POD_NAME=operator-on-host RUST_LOG=info,kube=warn \
+      "$BIN_DIR/milvus-like-operator" --http-listen="127.0.0.1:$OP_HTTP" --log-format=text
+    OP_PID=$(cat "$WORK/operator.pid")
+    wait_for_port "$OP_HTTP" 30 || fail "the operator did not start"
+    wait_until "the operator to lead" 30 operator_leads
+  fi
+}
+
+check_api() {
+  step "the CRD documents itself and refuses bad objects"
+  wait_until "kubectl explain to show the field docs" 30 explain_documents
+  local out
+  out=$(kubectl apply -f - 2>&1 <<EOF || true
+apiVersion: milvuslike.io/v1alpha1
+kind: MilvusCluster
+metadata: {name: refused, namespace: $NS}
+spec:
+  channels: 0
+  balancer: fastest
+  dataNode: {replicas: -1}
+  dependencies:
+    etcd: {endpoints: []}
+    kafka: {brokers: ["kafka:9092"]}
+    storage: {}
+EOF
+)
+  for expected in "spec.channels" "spec.balancer: Unsupported value" "spec.dataNode.replicas" "spec.dependencies.etcd.endpoints"; do
+    grep -q "$expected" <<<"$out" || fail "the schema did not refuse $expected: $out"
+  done
+  kubectl get mvc refused -n "$NS" >/dev/null 2>&1 && fail "an invalid object was stored"
+  note "schema refused channels 0, an unknown balancer, replicas -1 and no etcd endpoint"
+}
+
+apply_cluster() {
+  step "kubectl apply a MilvusCluster"
+  kubectl create secret generic minio-credentials -n "$NS" \
+    --from-literal=accessKey="$S3_USER" --from-literal=secretKey="$S3_PASSWORD" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  local extra=""
+  if [ "$CLUSTER" = local ]; then
+    # Host processes: the coordinators are reached on their host ports.
+    extra="  dataCoordEndpoint: 127.0.0.1:$DC_PORT
+  config:
+    MILVUS_LIKE_ROOTCOORD_ENDPOINTS: 127.0.0.1:$RC_PORT
+    MILVUS_LIKE_DATACOORD_ENDPOINTS: 127.0.0.1:$DC_PORT
+    MILVUS_LIKE_SESSION_TTL: 6s
+    MILVUS_LIKE_HEARTBEAT: 2s"
+  fi
+  cat >"$WORK/milvuscluster.yaml" <<EOF
+apiVersion: milvuslike.io/v1alpha1
+kind: MilvusCluster
+metadata:
+  name: $NAME
+  namespace: $NS
+spec:
+  image: milvus-like/node:$VERSION
+  imagePullPolicy: IfNotPresent
+  dataNode:
+    replicas: 2
+    memoryMiB: 128
+    drainTimeoutSeconds: 30
+  dependencies:
+    etcd: {endpoints: ["$ETCD"]}
+    kafka: {brokers: ["$KAFKA"]}
+    storage:
+      s3: {endpoint: "$S3", bucket: milvus-like, secretName: minio-credentials}
+  channels: 3
+$extra
+EOF
+  local t0 t1 t2
+  t0=$(now_ms)
+  kubectl apply -f "$WORK/milvuscluster.yaml" >/dev/null
+  wait_until "every child to exist" 60 children_exist
+  t1=$(now_ms)
+  wait_until "the first status" 60 generation_observed
+  t2=$(now_ms)
+  note "kubectl apply -> every child created: $((t1 - t0)) ms; -> status written: $((t2 - t0)) ms"
+
+  step "children are as specified"
+  local kinds="configmap/$NAME-config deployment/$NAME-rootcoord deployment/$NAME-datacoord deployment/$NAME-proxy statefulset/$NAME-datanode service/$NAME-proxy poddisruptionbudget/$NAME-datanode"
+  for child in $kinds; do
+    [ "$(jp "$child" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')" = "MilvusCluster/$NAME" ] \
+      || fail "$child is not owned by the MilvusCluster"
+    jp "$child" '{.metadata.managedFields[*].manager}' | grep -q milvus-like-operator \
+      || fail "$child was not server-side applied by milvus-like-operator"
+  done
+  [ "$(jp deployment/$NAME-rootcoord '{.spec.replicas}')" = 2 ] || fail "root coordinator replicas"
+  [ "$(jp deployment/$NAME-proxy '{.spec.replicas}')" = 1 ] || fail "proxy replicas"
+  [ "$(jp statefulset/$NAME-datanode '{.spec.replicas}')" = 2 ] || fail "data node replicas"
+  [ "$(jp statefulset/$NAME-datanode '{.spec.template.spec.containers[0].image}')" = "milvus-like/node:$VERSION" ] || fail "image"
+  [ "$(jp configmap/$NAME-config '{.data.MILVUS_LIKE_CHANNELS}')" = 3 ] || fail "channels in the config"
+  [ "$(jp configmap/$NAME-config '{.data.MILVUS_LIKE_KAFKA_BROKERS}')" = "$KAFKA" ] || fail "brokers in the config"
+  [ "$(jp service/$NAME-datanode '{.spec.clusterIP}')" = None ] || fail "the data-node Service is not headless"
+  kubectl get pdb "$NAME-proxy" -n "$NS" >/dev/null 2>&1 && fail "one proxy got a disruption budget"
+  note "children: 1 ConfigMap, 3 Deployments, 1 StatefulSet, 4 Services, 3 PodDisruptionBudgets, all owned and applied by milvus-like-operator"
+
+  step "pods Running, status Ready"
+  wait_until "7 pods Running" 120 running_pods_are 7
+  if [ "$CLUSTER" = local ]; then
+    start_host mirror python3 "$ROOT/tests/cluster/pod_mirror.py" --namespace "$NS" \
+      --selector "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" \
+      --binary "$BIN_DIR/milvus-like" --work "$WORK/pods" --kubectl "$(command -v kubectl)"
+  fi
+  wait_until "phase Ready" 120 phase_is Ready
+  [ "$(mvc '{.status.conditions[?(@.type=="Ready")].status}')" = True ] || fail "Ready condition"
+  [ "$(mvc '{.status.readyComponents}')" = 4/4 ] || fail "ready components"
+  # The status subresource is written by server-side apply too.
+  kubectl get mvc "$NAME" -n "$NS" --show-managed-fields -o jsonpath='{.metadata.managedFields[?(@.subresource=="status")].manager}' \
+    | grep -q milvus-like-operator || fail "status not applied by milvus-like-operator"
+  note "status: phase Ready, conditions $(mvc '{range .status.conditions[*]}{.type}={.status} {end}')"
+}
+
+check_channels() {
+  step "the data nodes own every channel"
+  wait_until "3 channels owned by the 2 data-node pods" 90 channels_owned_by "$NAME-datanode-0 $NAME-datanode-1"
+  note "channels 2 data nodes: $(mvc '{range .status.channels[*]}{.channel}->{.pod} {end}')"
+}
+
+scale_up() {
+  step "kubectl scale 2 -> 4: Rebalance reaches the data coordinator"
+  local before ready_ms t_call
+  before=$(count_rpc Rebalance)
+  kubectl scale mvc "$NAME" -n "$NS" --replicas=4 >/dev/null
+  wait_until "the StatefulSet to follow" 30 sts_replicas_are 4
+  wait_until "4 data-node pods Ready" 90 ready_data_pods_are 4
+  ready_ms=$(now_ms)
+  wait_until "a Rebalance call" 30 rpc_count_above Rebalance "$before"
+  t_call=$(now_ms)
+  note "data-node pods Ready (as this script saw them) -> Rebalance at the data coordinator: $((t_call - ready_ms)) ms"
+  wait_until "the status to record the 4 pods" 60 rebalanced_pods_are 4
+  [ "$(mvc '{.status.dataNodes}')" = 4 ] || fail "status.dataNodes"
+  wait_until "channels spread over the new data nodes" 60 owners_at_least 3
+  note "after scaling to 4: $(mvc '{range .status.channels[*]}{.channel}->{.pod} {end}'), Rebalance calls OK: $(count_rpc Rebalance)"
+}
+
+scale_down() {
+  step "kubectl scale 4 -> 1: every departing data node is drained before its pod goes"
+  local before drains_at_shrink
+  before=$(count_rpc DrainNode)
+  kubectl scale mvc "$NAME" -n "$NS" --replicas=1 >/dev/null
+  wait_until "the StatefulSet to shrink" 90 sts_replicas_are 1
+  drains_at_shrink=$(count_rpc DrainNode)
+  [ $((drains_at_shrink - before)) -ge 3 ] \
+    || fail "the StatefulSet shrank after $((drains_at_shrink - before)) DrainNode calls, not 3"
+  wait_until "one data-node pod left" 90 data_pods_are 1
+  wait_until "every channel on $NAME-datanode-0" 90 channels_owned_by "$NAME-datanode-0"
+  wait_until "phase Ready" 60 phase_is Ready
+  kubectl get events -n "$NS" --field-selector "involvedObject.name=$NAME,reason=Drained" -o name | grep -q . \
+    || fail "no Drained event"
+  note "scale-down: $((drains_at_shrink - before)) DrainNode calls before the StatefulSet shrank; channels: $(mvc '{range .status.channels[*]}{.channel}->{.pod} {end}')"
+}
+
+roll_config() {
+  step "a config change rolls every pod"
+  local old_sum
+  OLD_PODS=$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME" -o jsonpath='{.items[*].metadata.uid}')
+  old_sum=$(jp statefulset/$NAME-datanode '{.spec.template.metadata.annotations.milvuslike\.io/config-checksum}')
+  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"config":{"MILVUS_LIKE_LEADER_TTL":"8s"}}}' >/dev/null
+  wait_until "the ConfigMap to change" 30 config_has MILVUS_LIKE_LEADER_TTL 8s
+  [ "$(jp statefulset/$NAME-datanode '{.spec.template.metadata.annotations.milvuslike\.io/config-checksum}')" != "$old_sum" ] \
+    || fail "the pod template checksum did not change"
+  wait_until "every pod replaced" 180 pods_replaced 6
+  wait_until "phase Ready" 120 phase_is Ready
+  note "config change: new checksum, all 6 pods replaced, phase Ready"
+}
+
+ingest_kind() {
+  [ "$CLUSTER" = kind ] || return 0
+  step "rows in through the proxy"
+  kubectl port-forward -n "$NS" "svc/$NAME-proxy" 19531:19531 >"$WORK/port-forward.log" 2>&1 &
+  HOST_PIDS+=($!)
+  wait_for_port 19531 30 || fail "port-forward to the proxy"
+  "$BIN_DIR/cluster_client" --proxy 127.0.0.1:19531 --rows 100000 || fail "insert through the proxy"
+}
+
+delete_cluster() {
+  step "kubectl delete: children garbage-collected"
+  kubectl delete mvc "$NAME" -n "$NS" --wait=true --timeout=60s >/dev/null
+  wait_until "every child gone" 120 no_children
+  note "delete: every child garbage-collected"
+}
+
+operator_rss() {
+  if [ "$CLUSTER" = local ]; then
+    note "operator idle RSS: $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$OP_PID/status") (VmHWM $(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$OP_PID/status"))"
+  else
+    note "operator idle RSS: $(kubectl exec -n "$OP_NS" "deploy/$RELEASE" -- awk '/VmRSS/ {print $2 / 1024 " MiB"}' /proc/1/status)"
+  fi
+}
+
+case "$CLUSTER" in
+  local) setup_local ;;
+  kind) setup_kind ;;
+  *) die "CLUSTER must be local or kind, not $CLUSTER" ;;
+esac
+if [ "$CLUSTER" = kind ]; then
+  # In the cluster: metrics through a port-forward.
+  DATACOORD_METRICS=http://127.0.0.1:19093
+fi
+install_operator
+check_api
+apply_cluster
+if [ "$CLUSTER" = kind ]; then
+  kubectl port-forward -n "$NS" "svc/$NAME-datacoord" 19093:9093 >"$WORK/pf-datacoord.log" 2>&1 &
+  HOST_PIDS+=($!)
+  wait_for_port 19093 30 || fail "port-forward to the data coordinator"
+fi
+check_channels
+scale_up
+scale_down
+roll_config
+operator_rss
+ingest_kind
+delete_cluster
+log "scenario passed ($CLUSTER); summary in $WORK/summary.txt"
