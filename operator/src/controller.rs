@@ -734,8 +734,17 @@ async fn finalizer(
     Ok(())
 }
 
-/// Deletion: children go by owner references; with the finalizer, the
-/// cluster's keys in etcd are deleted first.
+fn ignore_missing<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletion: children go by owner references; with the finalizer
+/// (`deletionPolicy: Delete`), the workloads are deleted and their pods waited
+/// for, then the cluster's keys in etcd are deleted, then the object may go.
 async fn delete(
     mc: &MilvusCluster,
     api: &Api<MilvusCluster>,
@@ -743,6 +752,42 @@ async fn delete(
 ) -> Result<Action, Error> {
     if !mc.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
+    }
+    // First the workloads and their pods, so that no process of the cluster
+    // writes its keys again after they are deleted.
+    let ns = mc
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(mc.name_any()))?;
+    let name = mc.name_any();
+    let params = DeleteParams::background();
+    for role in [Role::RootCoord, Role::DataCoord, Role::Proxy] {
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        ignore_missing(
+            deployments
+                .delete(&build::child_name(&name, role), &params)
+                .await,
+        )?;
+    }
+    let data_nodes: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    ignore_missing(
+        data_nodes
+            .delete(&build::child_name(&name, Role::DataNode), &params)
+            .await,
+    )?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let left = pods
+        .list(&ListParams::default().labels(&format!(
+            "{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={FIELD_MANAGER}"
+        )))
+        .await?
+        .items
+        .len();
+    if left > 0 {
+        tracing::info!(
+            pods = left,
+            "waiting for the cluster's pods to go before deleting its metadata"
+        );
+        return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let endpoints = mc.spec.dependencies.etcd.endpoints.clone();
     let root = mc

@@ -444,6 +444,7 @@ pub struct ComponentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelOwner {
+    /// Channel number: partition of the insert and delete topics.
     pub channel: i32,
     /// Data node id (its session in etcd).
     pub node_id: i64,

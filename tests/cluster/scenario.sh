@@ -114,7 +114,10 @@ pods_replaced() {
   for uid in $OLD_PODS; do grep -q "$uid" <<<"$pods" && return 1; done
   return 0
 }
-operator_leads() { curl -fsS "http://127.0.0.1:$OP_HTTP/readyz" | grep -q '"leader":true'; }
+operator_leads() { curl -fsS "http://127.0.0.1:${1:-$OP_HTTP}/readyz" | grep -q '"leader":true'; }
+operator_stands_by() { curl -fsS "http://127.0.0.1:$1/readyz" | grep -q '"leader":false'; }
+has_finalizer() { mvc '{.metadata.finalizers}' | grep -q milvuslike.io/metadata-cleanup; }
+gone() { ! kubectl get mvc "$NAME" -n "$NS" >/dev/null 2>&1; }
 explain_documents() { kubectl explain mvc.spec.dataNode.memoryMiB | grep -q 'consumption pauses'; }
 
 cleanup() {
@@ -240,7 +243,30 @@ EOF
     OP_PID=$(cat "$WORK/operator.pid")
     wait_for_port "$OP_HTTP" 30 || fail "the operator did not start"
     wait_until "the operator to lead" 30 operator_leads
+    # A second replica, as with replicaCount: 2: it stands by.
+    STANDBY_HTTP=$(free_port)
+    start_host operator-standby env KUBECONFIG="$WORK/operator.kubeconfig" POD_NAMESPACE="$OP_NS" \
+      POD_NAME=operator-standby RUST_LOG=info,kube=warn \
+      "$BIN_DIR/milvus-like-operator" --http-listen="127.0.0.1:$STANDBY_HTTP" --log-format=text
+    STANDBY_PID=$(cat "$WORK/operator-standby.pid")
+    wait_until "the second operator to stand by" 30 operator_stands_by "$STANDBY_HTTP"
   fi
+}
+
+failover() {
+  [ "$CLUSTER" = local ] || return 0
+  step "the leading operator stops: the standby takes over"
+  local t0 t1
+  operator_stands_by "$STANDBY_HTTP" || fail "the standby leads already"
+  t0=$(now_ms)
+  kill -TERM "$OP_PID"
+  wait_until "the standby to lead" 30 operator_leads "$STANDBY_HTTP"
+  t1=$(now_ms)
+  wait_until "the old leader to exit" 30 bash -c "! kill -0 $OP_PID"
+  [ "$(jp "lease/$RELEASE" '{.spec.holderIdentity}' "$OP_NS")" = operator-standby ] || fail "lease holder"
+  note "operator failover (SIGTERM of the leader, which releases the Lease): $((t1 - t0)) ms"
+  OP_PID=$STANDBY_PID
+  OP_HTTP=$STANDBY_HTTP
 }
 
 check_api() {
@@ -411,10 +437,17 @@ ingest_kind() {
 }
 
 delete_cluster() {
-  step "kubectl delete: children garbage-collected"
-  kubectl delete mvc "$NAME" -n "$NS" --wait=true --timeout=60s >/dev/null
+  step "deletionPolicy Delete, then kubectl delete: metadata deleted, children garbage-collected"
+  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"deletionPolicy":"Delete"}}' >/dev/null
+  wait_until "the metadata finalizer" 30 has_finalizer
+  kubectl delete mvc "$NAME" -n "$NS" --wait=false >/dev/null
+  wait_until "the MilvusCluster to go" 120 gone
   wait_until "every child gone" 120 no_children
-  note "delete: every child garbage-collected"
+  local deleted
+  deleted=$(kubectl get events -n "$NS" --field-selector "involvedObject.name=$NAME,reason=MetadataDeleted" \
+    -o jsonpath='{.items[0].note}{.items[0].message}')
+  grep -Eq 'deleted [1-9][0-9]* keys' <<<"$deleted" || fail "no MetadataDeleted event with keys: '$deleted'"
+  note "delete: $deleted; every child garbage-collected"
 }
 
 operator_rss() {
@@ -448,5 +481,6 @@ scale_down
 roll_config
 operator_rss
 ingest_kind
+failover
 delete_cluster
 log "scenario passed ($CLUSTER); summary in $WORK/summary.txt"
