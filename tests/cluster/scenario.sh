@@ -105,6 +105,9 @@ owners_at_least() { [ "$(channels)" = 3 ] && [ "$(owners | wc -w)" -ge "$1" ]; }
 rebalanced_pods_are() { [ "$(mvc '{.status.lastRebalance.pods[*]}' | wc -w)" -eq "$1" ] && [ -z "$(mvc '{.status.lastRebalance.error}')" ]; }
 count_rpc() { metric "$DATACOORD_METRICS" "datacoord_rpcs_total{method=\"$1\",code=\"OK\"}" | cut -d. -f1; }
 rpc_count_above() { [ "$(count_rpc "$1")" -gt "$2" ]; }
+checksum_differs() {
+  [ "$(jp "statefulset/$NAME-datanode" '{.spec.template.metadata.annotations.milvuslike\.io/config-checksum}')" != "$1" ]
+}
 config_has() { [ "$(jp "configmap/$NAME-config" "{.data.$1}")" = "$2" ]; }
 pods_replaced() {
   local pods
@@ -420,8 +423,8 @@ roll_config() {
   old_sum=$(jp statefulset/$NAME-datanode '{.spec.template.metadata.annotations.milvuslike\.io/config-checksum}')
   kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"config":{"MILVUS_LIKE_LEADER_TTL":"8s"}}}' >/dev/null
   wait_until "the ConfigMap to change" 30 config_has MILVUS_LIKE_LEADER_TTL 8s
-  [ "$(jp statefulset/$NAME-datanode '{.spec.template.metadata.annotations.milvuslike\.io/config-checksum}')" != "$old_sum" ] \
-    || fail "the pod template checksum did not change"
+  # The ConfigMap is applied before the workloads, in the same reconcile.
+  wait_until "the pod template checksum to change" 30 checksum_differs "$old_sum"
   wait_until "every pod replaced" 180 pods_replaced 6
   wait_until "phase Ready" 120 phase_is Ready
   note "config change: new checksum, all 6 pods replaced, phase Ready"
