@@ -33,6 +33,19 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// Counts one RPC under its method and the code it ended with.
+pub fn count_rpc(
+    rpcs: &Family<RpcLabels, Counter>,
+    method: &'static str,
+    result: &Result<impl Sized, tonic::Status>,
+) {
+    let code = match result {
+        Ok(_) => "OK",
+        Err(s) => code_name(s.code()),
+    };
+    rpcs.get_or_create(&RpcLabels { method, code }).inc();
+}
+
 /// What the root coordinator counts.
 #[derive(Debug, Default)]
 pub struct RootCoordMetrics {

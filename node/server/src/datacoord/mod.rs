@@ -141,15 +141,7 @@ pub struct DataCoordService {
 
 impl DataCoordService {
     fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
-        let code = match result {
-            Ok(_) => "OK",
-            Err(s) => crate::metrics::code_name(s.code()),
-        };
-        self.shared
-            .metrics
-            .rpcs
-            .get_or_create(&crate::metrics::RpcLabels { method, code })
-            .inc();
+        crate::metrics::count_rpc(&self.shared.metrics.rpcs, method, result);
     }
 
     fn active(&self) -> Option<Arc<Active>> {

@@ -22,7 +22,7 @@ pub use catalog::{Catalog, CatalogError, DEFAULT_PARTITION};
 use crate::election::Leadership;
 use crate::idalloc::{IdAllocator, IdError};
 use crate::meta::MetaStore;
-use crate::metrics::{RoleLabels, RootCoordMetrics, RpcLabels};
+use crate::metrics::{RoleLabels, RootCoordMetrics};
 use crate::role::{Office, RoleConfig, RoleProcess, meta_status};
 use crate::session::{self, NodeRegistry};
 use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig, TsoError};
@@ -114,15 +114,7 @@ impl RootCoordService {
     }
 
     fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
-        let code = match result {
-            Ok(_) => "OK",
-            Err(s) => crate::metrics::code_name(s.code()),
-        };
-        self.shared
-            .metrics
-            .rpcs
-            .get_or_create(&RpcLabels { method, code })
-            .inc();
+        crate::metrics::count_rpc(&self.shared.metrics.rpcs, method, result);
     }
 
     async fn map_error<E: Into<RootCoordError>>(&self, e: E) -> Status {
