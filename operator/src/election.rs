@@ -127,30 +127,28 @@ impl Elector {
         }
     }
 
-    /// Renews the lease until `cancel` fires (then releases it, so a standby
-    /// takes over at once) or until it could not be renewed for its duration
-    /// (returns: this replica must stop reconciling).
-    pub async fn hold(&self, cancel: &CancellationToken) {
+    /// Renews the lease until `cancel` fires (`true`: the caller stops its work,
+    /// then [`Elector::release`]s the lease so that a standby takes over at once)
+    /// or until it could not be renewed for its duration (`false`: this replica
+    /// must stop reconciling now).
+    pub async fn hold(&self, cancel: &CancellationToken) -> bool {
         let mut last_renewed = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = cancel.cancelled() => {
-                    self.release().await;
-                    return;
-                }
+                () = cancel.cancelled() => return true,
                 () = tokio::time::sleep(self.config.renew_every) => {}
             }
             match self.try_acquire_or_renew().await {
                 Ok(true) => last_renewed = tokio::time::Instant::now(),
                 Ok(false) => {
                     tracing::error!(lease = %self.config.name, "leader lease taken by another replica");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not renew the leader lease");
                     if last_renewed.elapsed() >= self.config.duration {
                         tracing::error!("leader lease expired");
-                        return;
+                        return false;
                     }
                 }
             }

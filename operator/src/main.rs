@@ -183,10 +183,13 @@ async fn main() -> anyhow::Result<()> {
     let controller = tokio::spawn(controller::run(ctx, args.namespace.clone(), async move {
         stop_controller.cancelled().await;
     }));
-    elector.hold(&cancel).await;
-    let lost = !cancel.is_cancelled();
+    let lost = !elector.hold(&cancel).await;
+    // In-flight reconciles finish before the lease goes to a standby.
     stop.cancel();
     let _ = controller.await;
+    if !lost {
+        elector.release().await;
+    }
     metrics.leader.set(0);
     leader.store(false, Ordering::Release);
     cancel.cancel();
