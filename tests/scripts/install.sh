@@ -25,8 +25,11 @@ command -v mvn >/dev/null || apt_install maven
 command -v go >/dev/null || die "Go is required to build MinIO (the S3 server the tests use)"
 "$SCRIPT_DIR/minio.sh" install >/dev/null
 "$SCRIPT_DIR/k8s.sh" install >/dev/null
+# The operator scenario: curl (metrics), python3 (pod_mirror.py), openssl (the
+# local control plane's certificates).
 command -v curl >/dev/null || apt_install curl
 command -v python3 >/dev/null || apt_install python3
+command -v openssl >/dev/null || apt_install openssl
 
 log "protoc: $(protoc --version)"
 log "etcd: $(etcd --version | head -n1)"
