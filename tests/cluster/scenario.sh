@@ -119,6 +119,10 @@ pods_replaced() {
 }
 operator_leads() { curl -fsS "http://127.0.0.1:${1:-$OP_HTTP}/readyz" | grep -q '"leader":true'; }
 operator_stands_by() { curl -fsS "http://127.0.0.1:$1/readyz" | grep -q '"leader":false'; }
+invalid_is_reported() {
+  [ "$(jp milvuscluster/invalid '{.status.phase}')" = Invalid ] \
+    && [ "$(jp milvuscluster/invalid '{.status.conditions[?(@.type=="Ready")].reason}')" = InvalidSpec ]
+}
 has_finalizer() { mvc '{.metadata.finalizers}' | grep -q milvuslike.io/metadata-cleanup; }
 gone() { ! kubectl get mvc "$NAME" -n "$NS" >/dev/null 2>&1; }
 explain_documents() { kubectl explain mvc.spec.dataNode.memoryMiB | grep -q 'consumption pauses'; }
@@ -295,6 +299,33 @@ EOF
   done
   kubectl get mvc refused -n "$NS" >/dev/null 2>&1 && fail "an invalid object was stored"
   note "schema refused channels 0, an unknown balancer, replicas -1 and no etcd endpoint"
+
+  # Past the schema, refused by the operator: a condition, no children, no hot loop.
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: milvuslike.io/v1alpha1
+kind: MilvusCluster
+metadata: {name: invalid, namespace: $NS}
+spec:
+  dependencies:
+    etcd: {endpoints: ["http://etcd:2379"]}
+    kafka: {brokers: ["kafka:9092"]}
+    storage:
+      s3: {bucket: segments, secretName: s3}
+      volume: {claimName: segments}
+EOF
+  wait_until "phase Invalid" 30 invalid_is_reported
+  local message before after
+  message=$(jp milvuscluster/invalid '{.status.conditions[?(@.type=="Ready")].message}')
+  grep -q "sets both s3 and volume" <<<"$message" || fail "the InvalidSpec message: $message"
+  kubectl get deploy,sts -n "$NS" -l app.kubernetes.io/instance=invalid -o name | grep -q . && fail "an invalid spec got children"
+  if [ "$CLUSTER" = local ]; then
+    before=$(metric "http://127.0.0.1:$OP_HTTP" 'milvus_like_operator_reconciles_total{result="ok"}')
+    sleep 3
+    after=$(metric "http://127.0.0.1:$OP_HTTP" 'milvus_like_operator_reconciles_total{result="ok"}')
+    [ "${after%.*}" -le $((${before%.*} + 1)) ] || fail "reconciles went from $before to $after in 3 s: a hot loop"
+  fi
+  kubectl delete mvc invalid -n "$NS" >/dev/null
+  note "an invalid spec: phase Invalid, Ready=False InvalidSpec: $message; no children, no hot loop"
 }
 
 apply_cluster() {
