@@ -13,8 +13,9 @@ every process shares the host's network.
 
 State, for the scenario script: DIR/mirror.json maps pod name to
 {"uid", "pid", "grpc", "http"} of its live process; logs are DIR/<pod>-<uid>.log.
-Runs until SIGTERM/SIGINT, then stops every process it started (SIGTERM,
-waiting for them like a kubelet within the pods' grace period).
+Runs until SIGTERM/SIGINT, then stops every process it started (SIGTERM, then
+SIGKILL after 5 s). A pod that goes while it runs gets SIGTERM and its pod's
+grace period, as from a kubelet.
 """
 
 import argparse
@@ -145,10 +146,15 @@ def main():
                        for u, e in procs.items()}, f)
         os.replace(state_file + ".tmp", state_file)
         time.sleep(0.3)
+    # Teardown: the processes get SIGTERM and 5 s, not their pods' grace period
+    # (a data node whose coordinator is already gone would wait all of it).
     for entry in procs.values():
         if entry["proc"].poll() is None:
             entry["proc"].send_signal(signal.SIGTERM)
+        entry["grace"] = 5
         procs_stopping.append((entry, time.time()))
+    for entry, _ in procs_stopping:
+        entry["grace"] = min(entry["grace"], 5)
     while procs_stopping:
         reap()
         time.sleep(0.2)

@@ -134,6 +134,13 @@ cleanup() {
     log "KEEP=1: leaving everything running; state in $WORK"
     return
   fi
+  # The mirror first: it stops the data nodes while the coordinators still run.
+  if [ -f "$WORK/mirror.pid" ]; then
+    local mirror
+    mirror=$(cat "$WORK/mirror.pid")
+    kill -TERM "$mirror" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$mirror" 2>/dev/null || break; sleep 0.2; done
+  fi
   for pid in "${HOST_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for pid in "${HOST_PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
