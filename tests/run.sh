@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: installs what the tests need (cached), builds the node binary,
-# then the unit tests and the cross-process tests against real etcd and Kafka.
+# Runs every test: installs what the tests need (cached), builds the binaries (node,
+# operator, benches), then the unit tests and the cross-process tests against real
+# etcd, Kafka, MinIO and a local Kubernetes control plane.
 # Each test starts its own services on free loopback ports and stops them; a failing
 # test keeps its services' data and logs under target/test-runs/.
 set -euo pipefail

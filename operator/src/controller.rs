@@ -45,6 +45,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    /// No uid yet (an object that did not come from the apiserver).
+    #[error("{0} has no uid to own its children with")]
+    NoUid(String),
     #[error("etcd at {endpoints}: {reason}")]
     Etcd { endpoints: String, reason: String },
 }
@@ -54,6 +57,7 @@ impl Error {
         match self {
             Self::Kube(_) => "kube",
             Self::NoNamespace(_) => "no_namespace",
+            Self::NoUid(_) => "no_uid",
             Self::Etcd { .. } => "etcd",
         }
     }
@@ -246,7 +250,7 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
     let plan = plan_data_nodes(mc, ctx, &cluster, existing.as_ref(), &distribution).await;
     let owner = mc
         .controller_owner_ref(&())
-        .ok_or_else(|| Error::NoNamespace(mc.name_any()))?;
+        .ok_or_else(|| Error::NoUid(mc.name_any()))?;
     let children = build::build(&cluster, &owner, plan.replicas);
     announce_changes(
         mc,

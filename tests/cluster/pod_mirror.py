@@ -19,6 +19,7 @@ grace period, as from a kubelet.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -29,6 +30,8 @@ import sys
 import time
 
 running = True
+# Processes told to stop, with when: reap() kills them after their grace period.
+procs_stopping = []
 
 
 def stop(*_):
@@ -57,7 +60,6 @@ def expand(value, env):
 
 def pod_env(pod, container, opts, ports):
     """The container's environment, as the kubelet would build it."""
-    import base64
     env = {}
     for src in container.get("envFrom", []):
         ref = src.get("configMapRef")
@@ -158,9 +160,6 @@ def main():
     while procs_stopping:
         reap()
         time.sleep(0.2)
-
-
-procs_stopping = []
 
 
 def reap():

@@ -72,6 +72,15 @@ pub(super) enum FormatError {
     SchemaMismatch(String),
 }
 
+impl FormatError {
+    /// The reason alone, for callers that add no path.
+    pub(super) fn into_message(self) -> String {
+        match self {
+            Self::InvalidInput(m) | Self::Corrupt(m) | Self::SchemaMismatch(m) => m,
+        }
+    }
+}
+
 type FormatResult<T> = Result<T, FormatError>;
 
 /// The Arrow type of a field.

@@ -618,12 +618,8 @@ impl InsertLog {
     /// Refuses, with the reason, rows that do not fit the schema; the log is then
     /// unchanged.
     pub fn push(&mut self, rows: RowBatch, timestamps: Vec<u64>) -> Result<(), String> {
-        let batch =
-            format::insert_log_batch(&self.schema, rows, timestamps).map_err(|e| match e {
-                FormatError::InvalidInput(m)
-                | FormatError::Corrupt(m)
-                | FormatError::SchemaMismatch(m) => m,
-            })?;
+        let batch = format::insert_log_batch(&self.schema, rows, timestamps)
+            .map_err(FormatError::into_message)?;
         self.num_rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size();
         self.batches.push(batch);
@@ -644,11 +640,8 @@ impl InsertLog {
     /// ingest benchmark times it into `std::io::sink()` to separate encoding
     /// from I/O.
     pub fn encode<W: std::io::Write + Send>(&self, sink: W) -> Result<(), String> {
-        format::encode_insert_log(&self.schema, &self.batches, sink).map_err(|e| match e {
-            FormatError::InvalidInput(m)
-            | FormatError::Corrupt(m)
-            | FormatError::SchemaMismatch(m) => m,
-        })
+        format::encode_insert_log(&self.schema, &self.batches, sink)
+            .map_err(FormatError::into_message)
     }
 }
 
