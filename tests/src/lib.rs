@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod data;
 pub mod fake_datanode;
 pub mod minio;
 
@@ -443,31 +444,88 @@ impl Drop for Kafka {
     }
 }
 
+/// The eight ports of a standalone process (gRPC and HTTP of each role).
+#[derive(Debug, Clone, Copy)]
+pub struct StandalonePorts {
+    pub rootcoord: u16,
+    pub rootcoord_http: u16,
+    pub proxy: u16,
+    pub proxy_http: u16,
+    pub datacoord: u16,
+    pub datacoord_http: u16,
+    pub datanode: u16,
+    pub datanode_http: u16,
+}
+
+impl StandalonePorts {
+    pub fn free() -> Self {
+        Self {
+            rootcoord: free_port(),
+            rootcoord_http: free_port(),
+            proxy: free_port(),
+            proxy_http: free_port(),
+            datacoord: free_port(),
+            datacoord_http: free_port(),
+            datanode: free_port(),
+            datanode_http: free_port(),
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        [
+            ("rootcoord-listen", self.rootcoord),
+            ("rootcoord-http-listen", self.rootcoord_http),
+            ("proxy-listen", self.proxy),
+            ("proxy-http-listen", self.proxy_http),
+            ("datacoord-listen", self.datacoord),
+            ("datacoord-http-listen", self.datacoord_http),
+            ("datanode-listen", self.datanode),
+            ("datanode-http-listen", self.datanode_http),
+        ]
+        .iter()
+        .map(|(flag, port)| format!("--{flag}=127.0.0.1:{port}"))
+        .collect()
+    }
+}
+
 /// A `milvus-like standalone` process on its own data directory.
 #[derive(Debug)]
 pub struct StandaloneProcess {
-    pub port: u16,
-    pub http_port: u16,
+    pub ports: StandalonePorts,
     pub process: Process,
 }
 
 impl StandaloneProcess {
-    pub fn start(data_dir: &Path, log: PathBuf, port: u16, http_port: u16) -> anyhow::Result<Self> {
+    /// Starts `milvus-like standalone` with `extra` arguments after the ports.
+    pub fn start(
+        data_dir: &Path,
+        log: PathBuf,
+        ports: StandalonePorts,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(node_binary());
         cmd.arg("standalone")
             .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--http-listen=127.0.0.1:{http_port}"))
+            .args(ports.args())
+            .args(extra)
             .env("RUST_LOG", "info");
         Ok(Self {
-            port,
-            http_port,
+            ports,
             process: Process::spawn("standalone", cmd, log)?,
         })
     }
 
+    /// The root coordinator.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.ports.rootcoord)
+    }
+
+    pub fn proxy_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.proxy)
+    }
+
+    pub fn datacoord_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.datacoord)
     }
 }
 

@@ -10,7 +10,7 @@ use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, CollectionInfo, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection, row_checksum};
+use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection};
 use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, test_schema, wait_for};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -268,40 +268,16 @@ impl Cluster {
     }
 }
 
-/// Deterministic rows: pk, and a vector derived from it.
-fn rows(schema: &CollectionSchema, pks: &[i64]) -> RowBatch {
-    let mut values = Vec::with_capacity(pks.len() * DIM as usize);
-    for pk in pks {
-        for j in 0..DIM as i64 {
-            values.push(((pk * 31 + j * 7) % 1000) as f32 / 1000.0);
-        }
-    }
-    let _ = schema;
-    RowBatch {
-        columns: vec![
-            Column::Long(pks.to_vec()),
-            Column::Vector { dim: DIM, values },
-        ],
-        num_rows: pks.len(),
-    }
+fn rows(_schema: &CollectionSchema, pks: &[i64]) -> RowBatch {
+    milvus_like_tests::data::rows(pks, DIM)
 }
 
 fn wire(schema: &CollectionSchema, batch: &RowBatch) -> Vec<FieldData> {
     batch.to_wire(schema)
 }
 
-/// Checksum of the rows whose keys are not deleted.
 fn expected(schema: &CollectionSchema, pks: &[i64], deleted: &HashSet<i64>) -> (u64, u64) {
-    let live: Vec<i64> = pks
-        .iter()
-        .copied()
-        .filter(|pk| !deleted.contains(pk))
-        .collect();
-    let batch = rows(schema, &live);
-    let sum = (0..live.len()).fold(0u64, |acc, i| {
-        acc.wrapping_add(row_checksum(schema, &batch, i))
-    });
-    (live.len() as u64, sum)
+    milvus_like_tests::data::expected(schema, DIM, pks, deleted)
 }
 
 async fn insert_range(
@@ -489,7 +465,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     .expect("good insert");
 
     // Junk written straight to the logs: dead-lettered, counted, skipped.
-    use milvus_like_node::msgstream::{KafkaConfig, LogProducer, Stream};
+    use milvus_like_node::msgstream::{KafkaConfig, KafkaProducer, Stream};
     use prost::Message;
     let kafka = KafkaConfig {
         brokers: cluster._kafka.bootstrap.clone(),
@@ -497,7 +473,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
         replication: 1,
         sasl: None,
     };
-    let producer = LogProducer::new(&kafka).expect("producer");
+    let producer = KafkaProducer::new(&kafka).expect("producer");
     let wrong_dim = proto::InsertBatch {
         collection_id: info.id,
         partition_id: info.partitions[0].id,
@@ -652,19 +628,7 @@ async fn committed_keys(
     .expect("list segments")
     .into_inner();
     let store = SegmentStore::open(&cluster.storage).expect("store");
-    let mut counts = std::collections::HashMap::new();
-    for segment in &listed.segments {
-        for path in &segment.insert_log_paths {
-            let (batch, _) = store
-                .read_insert_log(path, schema)
-                .await
-                .expect("read insert log");
-            for pk in batch.primary_keys(schema) {
-                *counts.entry(*pk).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
+    milvus_like_tests::data::committed_keys(&store, schema, &listed).await
 }
 
 /// Inserts until `stop`; a refused batch's keys are "uncertain" (part of it may

@@ -1,12 +1,23 @@
-//! `milvus-like standalone`: one process, embedded metadata store, nothing to install.
+//! `milvus-like standalone`: every role in one process on embedded defaults (metadata
+//! store, log, segment files under one data directory), nothing to install.
 
+use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
-use milvus_like_api::proto;
+use futures::{StreamExt, TryStreamExt};
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
+use milvus_like_api::proto::{self, CollectionInfo};
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
+use milvus_like_tests::data;
 use milvus_like_tests::{
-    StandaloneProcess, TestDir, free_port, root_coord_client, test_schema, wait_for, wait_serving,
+    StandalonePorts, StandaloneProcess, TestDir, root_coord_client, test_schema, wait_for,
+    wait_serving,
 };
+use tonic::Code;
 use tonic::transport::Channel;
 
 async fn serving(sa: &StandaloneProcess) -> (RootCoordClient<Channel>, u64) {
@@ -18,9 +29,9 @@ async fn serving(sa: &StandaloneProcess) -> (RootCoordClient<Channel>, u64) {
 async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
     let dir = TestDir::new("standalone");
     let data = dir.path().join("data");
-    let (port, http_port) = (free_port(), free_port());
-    let mut sa = StandaloneProcess::start(&data, dir.path().join("sa-1.log"), port, http_port)
-        .expect("start");
+    let ports = StandalonePorts::free();
+    let mut sa =
+        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &[]).expect("start");
     let (mut c, _) = serving(&sa).await;
     let schema = test_schema("docs", 4);
     let created = c
@@ -44,8 +55,8 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
     let mut second = StandaloneProcess::start(
         &data,
         dir.path().join("sa-dup.log"),
-        free_port(),
-        free_port(),
+        StandalonePorts::free(),
+        &[],
     )
     .expect("spawn");
     wait_for("the duplicate to exit", Duration::from_secs(10), || {
@@ -65,8 +76,8 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
         sa = StandaloneProcess::start(
             &data,
             dir.path().join(format!("sa-{round}.log")),
-            port,
-            http_port,
+            ports,
+            &[],
         )
         .expect("restart");
         let (mut c2, first) = serving(&sa).await;
@@ -95,9 +106,315 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
         .expect("nodes")
         .into_inner()
         .nodes;
+    // One session per role, none left over from the killed processes.
+    let mut roles: Vec<i32> = nodes.iter().map(|n| n.role).collect();
+    roles.sort_unstable();
     assert_eq!(
-        nodes.len(),
-        1,
+        roles,
+        [
+            proto::Role::RootCoord,
+            proto::Role::DataCoord,
+            proto::Role::DataNode,
+            proto::Role::Proxy,
+        ]
+        .map(|r| r as i32),
         "sessions of killed processes are gone: {nodes:?}"
+    );
+}
+
+const DIM: u32 = 8;
+
+/// A client of the standalone's proxy and data coordinator.
+struct Client {
+    proxy: ProxyClient<Channel>,
+    datacoord: DataCoordClient<Channel>,
+    segments: SegmentStore,
+}
+
+impl Client {
+    fn new(sa: &StandaloneProcess, data: &Path) -> Self {
+        let channel = |uri: String| Channel::from_shared(uri).expect("uri").connect_lazy();
+        Self {
+            proxy: ProxyClient::new(channel(sa.proxy_endpoint()))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            datacoord: DataCoordClient::new(channel(sa.datacoord_endpoint())),
+            segments: SegmentStore::open(&StorageConfig::Local {
+                root: data.join("segments"),
+            })
+            .expect("segment store"),
+        }
+    }
+
+    /// Waits until the proxy answers; creates the collection unless it exists.
+    async fn collection(
+        &self,
+        sa: &StandaloneProcess,
+        name: &str,
+    ) -> (CollectionInfo, CollectionSchema) {
+        let proxy = self.proxy.clone();
+        wait_for("the proxy to answer", Duration::from_secs(60), || {
+            let mut p = proxy.clone();
+            async move {
+                p.list_collections(proto::ListCollectionsRequest {})
+                    .await
+                    .ok()
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
+        let mut p = self.proxy.clone();
+        let described = p
+            .describe_collection(proto::DescribeCollectionRequest {
+                collection: Some(proto::describe_collection_request::Collection::Name(
+                    name.into(),
+                )),
+            })
+            .await;
+        let info = match described {
+            Ok(r) => r.into_inner().collection.expect("info"),
+            Err(_) => p
+                .create_collection(proto::CreateCollectionRequest {
+                    schema: Some(test_schema(name, DIM)),
+                })
+                .await
+                .expect("create")
+                .into_inner()
+                .collection
+                .expect("info"),
+        };
+        let schema =
+            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
+        (info, schema)
+    }
+
+    fn request(name: &str, schema: &CollectionSchema, pks: &[i64]) -> proto::InsertRequest {
+        proto::InsertRequest {
+            collection: name.to_owned(),
+            partition: String::new(),
+            columns: data::rows(pks, DIM).to_wire(schema),
+            num_rows: u32::try_from(pks.len()).expect("fits"),
+        }
+    }
+
+    /// Flush and wait (asked again while the coordinator's own wait runs out).
+    async fn flush(&self, name: &str) {
+        for _ in 0..5 {
+            match self
+                .proxy
+                .clone()
+                .flush(proto::ProxyFlushRequest {
+                    collection: name.to_owned(),
+                    wait: true,
+                })
+                .await
+            {
+                Ok(_) => return,
+                Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable) => {}
+                Err(s) => panic!("flush {name}: {s}"),
+            }
+        }
+        panic!("flush {name} kept timing out");
+    }
+
+    async fn listed(&self, info: &CollectionInfo) -> proto::ListSegmentsResponse {
+        self.datacoord
+            .clone()
+            .list_segments(proto::ListSegmentsRequest {
+                collection_id: info.id,
+            })
+            .await
+            .expect("list segments")
+            .into_inner()
+    }
+
+    async fn read_back(
+        &self,
+        info: &CollectionInfo,
+        schema: &CollectionSchema,
+    ) -> CollectionContent {
+        let listed = self.listed(info).await;
+        read_collection(
+            &self.segments,
+            schema,
+            &listed.segments,
+            &listed.delete_logs,
+            2,
+        )
+        .await
+        .expect("read back")
+    }
+}
+
+#[tokio::test]
+async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
+    let _slot = milvus_like_tests::heavy_slot();
+    let dir = TestDir::new("standalone-million");
+    let data = dir.path().join("data");
+    let ports = StandalonePorts::free();
+    let args = ["--flush-rows=200000"];
+    let mut sa =
+        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &args).expect("start");
+    let client = Client::new(&sa, &data);
+    let (info, schema) = client.collection(&sa, "million").await;
+    const ROWS: i64 = 1_000_000;
+    const BATCH: i64 = 20_000;
+    let sends = (0..ROWS / BATCH).map(|b| {
+        let mut proxy = client.proxy.clone();
+        let pks: Vec<i64> = (b * BATCH..(b + 1) * BATCH).collect();
+        let request = Client::request("million", &schema, &pks);
+        async move { proxy.insert(request).await.map(|r| r.into_inner().inserted) }
+    });
+    let acked: Vec<u64> = futures::stream::iter(sends)
+        .buffer_unordered(4)
+        .try_collect()
+        .await
+        .unwrap_or_else(|s| panic!("insert: {s}; log:\n{}", sa.process.log()));
+    assert_eq!(acked.iter().sum::<u64>(), ROWS as u64);
+    client.flush("million").await;
+    let all: Vec<i64> = (0..ROWS).collect();
+    let (want_rows, want_sum) = data::expected(&schema, DIM, &all, &HashSet::new());
+    let content = client.read_back(&info, &schema).await;
+    assert_eq!(
+        (content.rows, content.checksum),
+        (want_rows, want_sum),
+        "read back after flush"
+    );
+    let files: Vec<String> = client
+        .listed(&info)
+        .await
+        .segments
+        .iter()
+        .flat_map(|s| s.insert_log_paths.clone())
+        .collect();
+    assert!(!files.is_empty());
+
+    // A graceful restart: the same files, the same rows.
+    let status = sa.process.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "standalone did not stop cleanly: {status:?}; log:\n{}",
+        sa.process.log()
+    );
+    sa = StandaloneProcess::start(&data, dir.path().join("sa-2.log"), ports, &args)
+        .expect("restart");
+    let client = Client::new(&sa, &data);
+    let (again, _) = client.collection(&sa, "million").await;
+    assert_eq!(again.id, info.id);
+    let content = client.read_back(&info, &schema).await;
+    assert_eq!(
+        (content.rows, content.checksum),
+        (want_rows, want_sum),
+        "read back after restart"
+    );
+    let files_again: Vec<String> = client
+        .listed(&info)
+        .await
+        .segments
+        .iter()
+        .flat_map(|s| s.insert_log_paths.clone())
+        .collect();
+    assert_eq!(
+        files_again, files,
+        "the segment files changed across a restart"
+    );
+}
+
+/// Inserts batches with fresh keys until `stop`. Returns the acknowledged keys and
+/// the keys of batches whose answer never came (the process died under them).
+async fn insert_until_killed(
+    client: ProxyClient<Channel>,
+    schema: CollectionSchema,
+    first_key: i64,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<i64>, Vec<i64>) {
+    const BATCH: i64 = 2_000;
+    let mut acked = Vec::new();
+    let mut uncertain = Vec::new();
+    let mut next = first_key;
+    let mut client = client;
+    while !stop.is_cancelled() {
+        let pks: Vec<i64> = (next..next + BATCH).collect();
+        next += BATCH;
+        match client.insert(Client::request("chaos", &schema, &pks)).await {
+            Ok(_) => acked.extend(pks),
+            Err(_) => {
+                uncertain.extend(pks);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    (acked, uncertain)
+}
+
+#[tokio::test]
+async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
+    let _slot = milvus_like_tests::heavy_slot();
+    let dir = TestDir::new("standalone-kill9");
+    let data = dir.path().join("data");
+    let ports = StandalonePorts::free();
+    let args = ["--flush-rows=5000", "--flush-age=1s"];
+    let mut sa =
+        StandaloneProcess::start(&data, dir.path().join("sa-0.log"), ports, &args).expect("start");
+    let mut acked = Vec::new();
+    let mut uncertain = Vec::new();
+    let mut info_schema = None;
+    for round in 0..3i64 {
+        let client = Client::new(&sa, &data);
+        let (info, schema) = client.collection(&sa, "chaos").await;
+        info_schema = Some((info, schema.clone()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let inserter = tokio::spawn(insert_until_killed(
+            client.proxy.clone(),
+            schema,
+            round * 10_000_000,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        eprintln!("round {round}: kill -9 standalone");
+        sa.process.kill9();
+        stop.cancel();
+        let (a, u) = inserter.await.expect("inserter");
+        assert!(
+            !a.is_empty(),
+            "round {round}: nothing acknowledged; log:\n{}",
+            sa.process.log()
+        );
+        acked.extend(a);
+        uncertain.extend(u);
+        sa = StandaloneProcess::start(
+            &data,
+            dir.path().join(format!("sa-{}.log", round + 1)),
+            ports,
+            &args,
+        )
+        .expect("restart");
+    }
+    let (info, schema) = info_schema.expect("rounds ran");
+    let client = Client::new(&sa, &data);
+    client.collection(&sa, "chaos").await;
+    client.flush("chaos").await;
+    let counts = data::committed_keys(&client.segments, &schema, &client.listed(&info).await).await;
+    let uncertain: HashSet<i64> = uncertain.into_iter().collect();
+    for pk in &acked {
+        assert_eq!(
+            counts.get(pk),
+            Some(&1),
+            "acknowledged key {pk} is not there exactly once"
+        );
+    }
+    let acked_set: HashSet<i64> = acked.iter().copied().collect();
+    for (pk, n) in &counts {
+        assert!(*n == 1, "key {pk} is there {n} times");
+        assert!(
+            acked_set.contains(pk) || uncertain.contains(pk),
+            "key {pk} was never sent"
+        );
+    }
+    eprintln!(
+        "acknowledged {} rows over 3 kills, all there once; {} of {} unanswered rows landed",
+        acked.len(),
+        counts.len() - acked.len(),
+        uncertain.len()
     );
 }

@@ -1,5 +1,6 @@
-//! The milvus-like node: every role (root coordinator now; data coordinator, data
-//! node and proxy as they land) and every backend, behind one binary.
+//! The milvus-like node: every role (root coordinator, data coordinator, proxy,
+//! data node, and all of them at once in standalone) and every backend, behind one
+//! binary.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod role;
 pub mod rootcoord;
 pub mod server;
 pub mod session;
+pub mod standalone;
 pub mod storage;
 pub mod sys;
 pub mod tso;

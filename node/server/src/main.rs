@@ -10,8 +10,8 @@ use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
 use milvus_like_node::datanode::{self, DataNodeConfig, ThresholdPolicy};
-use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
-use milvus_like_node::msgstream::KafkaConfig;
+use milvus_like_node::meta::{EtcdConfig, EtcdStore};
+use milvus_like_node::msgstream::{KafkaConfig, KafkaLog, Log};
 use milvus_like_node::proxy::{self, ProxyConfig};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
@@ -116,6 +116,12 @@ struct RootCoordArgs {
     etcd: EtcdArgs,
     #[command(flatten)]
     liveness: LivenessArgs,
+    #[command(flatten)]
+    tso: TsoArgs,
+}
+
+#[derive(Debug, Args)]
+struct TsoArgs {
     /// How far ahead the TSO window is persisted.
     #[arg(long, env = "MILVUS_LIKE_TSO_WINDOW", default_value = "3s", value_parser = parse_duration)]
     tso_window: Duration,
@@ -124,25 +130,109 @@ struct RootCoordArgs {
     tso_update_interval: Duration,
 }
 
+impl TsoArgs {
+    fn config(&self) -> TsoConfig {
+        TsoConfig {
+            window: self.tso_window,
+            update_interval: self.tso_update_interval,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct StandaloneArgs {
-    /// Where everything is stored.
+    /// Where everything is stored: the metadata (meta.redb), the insert and delete
+    /// logs (log.redb) and the segment files (segments/).
     #[arg(long, env = "MILVUS_LIKE_DATA_DIR", default_value = "milvus-like-data")]
     data_dir: std::path::PathBuf,
     /// gRPC listen address of the root coordinator.
     #[arg(
-        long,
+        long = "rootcoord-listen",
         env = "MILVUS_LIKE_ROOTCOORD_LISTEN",
         default_value = "127.0.0.1:19530"
     )]
-    listen: SocketAddr,
-    /// HTTP address of /metrics, /healthz and /readyz.
+    rootcoord_listen: SocketAddr,
+    /// HTTP address of the root coordinator's /metrics, /healthz and /readyz.
     #[arg(
-        long,
-        env = "MILVUS_LIKE_HTTP_LISTEN",
+        long = "rootcoord-http-listen",
+        env = "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
         default_value = "127.0.0.1:9091"
     )]
-    http_listen: SocketAddr,
+    rootcoord_http_listen: SocketAddr,
+    /// gRPC listen address of the proxy: the address clients use.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_PROXY_LISTEN",
+        default_value = "127.0.0.1:19531"
+    )]
+    proxy_listen: SocketAddr,
+    /// HTTP address of the proxy's /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_PROXY_HTTP_LISTEN",
+        default_value = "127.0.0.1:9092"
+    )]
+    proxy_http_listen: SocketAddr,
+    /// gRPC listen address of the data coordinator.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_LISTEN",
+        default_value = "127.0.0.1:13333"
+    )]
+    datacoord_listen: SocketAddr,
+    /// HTTP address of the data coordinator's /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_HTTP_LISTEN",
+        default_value = "127.0.0.1:9093"
+    )]
+    datacoord_http_listen: SocketAddr,
+    /// gRPC listen address of the data node.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATANODE_LISTEN",
+        default_value = "127.0.0.1:21121"
+    )]
+    datanode_listen: SocketAddr,
+    /// HTTP address of the data node's /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATANODE_HTTP_LISTEN",
+        default_value = "127.0.0.1:9094"
+    )]
+    datanode_http_listen: SocketAddr,
+    #[command(flatten)]
+    tso: TsoArgs,
+    #[command(flatten)]
+    coordination: DataCoordTuning,
+    #[command(flatten)]
+    flushing: DataNodeTuning,
+}
+
+impl StandaloneArgs {
+    fn config(self) -> milvus_like_node::standalone::StandaloneConfig {
+        let role = |listen: SocketAddr, http: SocketAddr| RoleConfig::new(listen, http);
+        milvus_like_node::standalone::StandaloneConfig {
+            data_dir: self.data_dir,
+            rootcoord: RootCoordConfig {
+                role: role(self.rootcoord_listen, self.rootcoord_http_listen),
+                tso: self.tso.config(),
+                ..RootCoordConfig::default()
+            },
+            datacoord: self.coordination.apply(DataCoordConfig {
+                role: role(self.datacoord_listen, self.datacoord_http_listen),
+                ..DataCoordConfig::default()
+            }),
+            proxy: ProxyConfig {
+                role: role(self.proxy_listen, self.proxy_http_listen),
+                ..ProxyConfig::default()
+            },
+            datanode: self.flushing.apply(DataNodeConfig {
+                role: role(self.datanode_listen, self.datanode_http_listen),
+                ..DataNodeConfig::default()
+            }),
+        }
+    }
 }
 
 /// The coordinators a process talks to (all instances; the leaders are found).
@@ -244,7 +334,20 @@ struct DataCoordArgs {
         default_value = "127.0.0.1:19530"
     )]
     rootcoord_endpoints: Vec<String>,
-    /// Number of channels (= partitions of the insert and delete topics); fixed when the cluster is created.
+    #[command(flatten)]
+    tuning: DataCoordTuning,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    liveness: LivenessArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// Channels, balancing and segment sealing.
+#[derive(Debug, Args)]
+struct DataCoordTuning {
+    /// Number of channels (= partitions of the insert and delete logs); fixed when the cluster is created.
     #[arg(long, env = "MILVUS_LIKE_CHANNELS", default_value_t = 3)]
     channels: u32,
     /// Channel balancer: round_robin, least_load or consistent_hash.
@@ -262,12 +365,23 @@ struct DataCoordArgs {
     /// Seal a growing segment this old.
     #[arg(long, env = "MILVUS_LIKE_SEGMENT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
     segment_max_lifetime: Duration,
-    #[command(flatten)]
-    etcd: EtcdArgs,
-    #[command(flatten)]
-    liveness: LivenessArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
+}
+
+impl DataCoordTuning {
+    fn apply(self, config: DataCoordConfig) -> DataCoordConfig {
+        DataCoordConfig {
+            channels: self.channels,
+            balancer: self.balancer,
+            segments: SegmentConfig {
+                max_segment_bytes: self.max_segment_mib.max(1) << 20,
+                grant_lifetime: self.grant_lifetime,
+                max_idle: self.segment_max_idle,
+                max_lifetime: self.segment_max_lifetime,
+                ..config.segments
+            },
+            ..config
+        }
+    }
 }
 
 /// Where the insert and delete logs are.
@@ -418,6 +532,25 @@ struct DataNodeArgs {
     http_listen: SocketAddr,
     #[command(flatten)]
     upstream: UpstreamArgs,
+    #[command(flatten)]
+    tuning: DataNodeTuning,
+    /// How long a stopping data node waits for the coordinator to move its
+    /// channels (flushing each) before it flushes them itself and exits.
+    #[arg(long, env = "MILVUS_LIKE_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    liveness: LivenessArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// Flush thresholds and memory of a data node.
+#[derive(Debug, Args)]
+struct DataNodeTuning {
     /// Flush a segment buffer at this many MiB.
     #[arg(long, env = "MILVUS_LIKE_FLUSH_MIB", default_value_t = 256)]
     flush_mib: u64,
@@ -439,18 +572,21 @@ struct DataNodeArgs {
         default_value_t = 2
     )]
     concurrent_flushes: usize,
-    /// How long a stopping data node waits for the coordinator to move its
-    /// channels (flushing each) before it flushes them itself and exits.
-    #[arg(long, env = "MILVUS_LIKE_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    drain_timeout: Duration,
-    #[command(flatten)]
-    storage: StorageArgs,
-    #[command(flatten)]
-    etcd: EtcdArgs,
-    #[command(flatten)]
-    liveness: LivenessArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
+}
+
+impl DataNodeTuning {
+    fn apply(&self, config: DataNodeConfig) -> DataNodeConfig {
+        DataNodeConfig {
+            policy: ThresholdPolicy {
+                max_bytes: self.flush_mib.max(1) << 20,
+                max_rows: self.flush_rows.max(1),
+                max_age: self.flush_age,
+            },
+            memory_limit: self.memory_mib.max(16) << 20,
+            max_concurrent_flushes: self.concurrent_flushes,
+            ..config
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -629,30 +765,13 @@ fn limit_malloc_arenas() {}
 async fn run(command: Command) -> anyhow::Result<()> {
     let cancel = shutdown_on_signal();
     match command {
-        Command::Standalone(args) => {
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
-            let store = LocalStore::open(&args.data_dir.join("meta.redb"))
-                .context("open the embedded metadata store")?;
-            tracing::info!(data_dir = %args.data_dir.display(), "standalone mode");
-            let config = RootCoordConfig {
-                role: RoleConfig {
-                    advertise: args.listen.to_string(),
-                    ..RoleConfig::new(args.listen, args.http_listen)
-                },
-                ..RootCoordConfig::default()
-            };
-            rootcoord::run(Arc::new(store), config, cancel).await
-        }
+        Command::Standalone(args) => milvus_like_node::standalone::run(args.config(), cancel).await,
         Command::Rootcoord(args) => {
             let config = RootCoordConfig {
                 role: args
                     .liveness
                     .role(args.listen, args.advertise, args.http_listen),
-                tso: TsoConfig {
-                    window: args.tso_window,
-                    update_interval: args.tso_update_interval,
-                },
+                tso: args.tso.config(),
                 ..RootCoordConfig::default()
             };
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
@@ -661,28 +780,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             rootcoord::run(Arc::new(store), config, cancel).await
         }
         Command::Datacoord(args) => {
-            let config = DataCoordConfig {
+            let config = args.tuning.apply(DataCoordConfig {
                 role: args
                     .liveness
                     .role(args.listen, args.advertise, args.http_listen),
                 rootcoord: args.rootcoord_endpoints,
-                channels: args.channels,
-                balancer: args.balancer,
-                segments: SegmentConfig {
-                    max_segment_bytes: args.max_segment_mib.max(1) << 20,
-                    grant_lifetime: args.grant_lifetime,
-                    max_idle: args.segment_max_idle,
-                    max_lifetime: args.segment_max_lifetime,
-                    ..SegmentConfig::default()
-                },
-                kafka: Some(args.kafka.config()),
                 ..DataCoordConfig::default()
-            };
+            });
+            let log: Arc<dyn Log> = Arc::new(KafkaLog::new(args.kafka.config()));
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
                 .await
                 .context("connect to etcd")?;
             datacoord::run(
                 Arc::new(store),
+                Some(log),
                 config,
                 BalancerRegistry::with_builtins(),
                 cancel,
@@ -697,35 +808,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .role(args.listen, args.advertise, args.http_listen),
                 rootcoord: args.upstream.rootcoord_endpoints,
                 datacoord: args.upstream.datacoord_endpoints,
-                kafka: args.kafka.config(),
             };
+            let log = Arc::new(KafkaLog::new(args.kafka.config()));
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
                 .await
                 .context("connect to etcd")?;
-            proxy::run(Arc::new(store), config, cancel).await
+            proxy::run(Arc::new(store), log, config, cancel).await
         }
         Command::Datanode(args) => {
-            let config = DataNodeConfig {
+            let config = args.tuning.apply(DataNodeConfig {
                 role: args
                     .liveness
                     .role(args.listen, args.advertise, args.http_listen),
                 rootcoord: args.upstream.rootcoord_endpoints,
                 datacoord: args.upstream.datacoord_endpoints,
-                kafka: args.kafka.config(),
                 storage: args.storage.config(),
-                policy: ThresholdPolicy {
-                    max_bytes: args.flush_mib.max(1) << 20,
-                    max_rows: args.flush_rows.max(1),
-                    max_age: args.flush_age,
-                },
-                memory_limit: args.memory_mib.max(16) << 20,
-                max_concurrent_flushes: args.concurrent_flushes,
                 drain_timeout: args.drain_timeout,
-            };
+                ..DataNodeConfig::default()
+            });
             let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
                 .await
                 .context("connect to etcd")?;
-            datanode::run(Arc::new(store), config, cancel).await
+            let log = Arc::new(KafkaLog::new(args.kafka.config()));
+            datanode::run(Arc::new(store), log, config, cancel).await
         }
     }
 }

@@ -12,7 +12,7 @@
 //! 2. `backlog`: etcd, Kafka, root and data coordinators (3 channels) and a proxy,
 //!    no data node yet; clients insert `--backlog-rows` rows through the proxy, so the
 //!    insert topic holds a backlog.
-//! 3. `raw-consume`: one `LogConsumer` (the data node's librdkafka configuration)
+//! 3. `raw-consume`: one `KafkaConsumer` (the data node's librdkafka configuration)
 //!    assigned to the 3 partitions from offset 0 reads every message up to the high
 //!    watermarks and reads each payload once (a checksum), decoding nothing. Then
 //!    `raw-consume-write`: the same, appending every payload to one file, fsynced at
@@ -54,7 +54,7 @@ use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_node::msgstream::{KafkaConfig, LogConsumer, Stream};
+use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, http_get, test_schema, wait_for};
 use rdkafka::Message as _;
@@ -670,10 +670,10 @@ async fn raw_consume(
     // Same prefetch bound as the data node: memory limit / 16.
     let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 16)?;
     let group = format!("ingest-bench-raw-{}", sink.is_some());
-    let consumer = LogConsumer::new(&config, &group, queued_kbytes)?;
+    let consumer = KafkaConsumer::new(&config, &group, queued_kbytes)?;
     let mut total = 0u64;
     for ch in 0..CHANNELS {
-        total += u64::try_from(consumer.high_watermark(Stream::Insert, ch)?)?;
+        total += u64::try_from(consumer.high_watermark_blocking(Stream::Insert, ch)?)?;
     }
     let mut file = sink
         .map(std::fs::File::create)

@@ -49,9 +49,6 @@ pub struct DataCoordConfig {
     pub handshake: HandshakeConfig,
     /// How long `Flush(wait)` and `DrainNode` wait at most.
     pub wait_deadline: Duration,
-    /// Where the insert and delete logs live; the coordinator creates the topics
-    /// with one partition per channel. `None`: topics are managed elsewhere.
-    pub kafka: Option<crate::msgstream::KafkaConfig>,
 }
 
 impl Default for DataCoordConfig {
@@ -67,7 +64,6 @@ impl Default for DataCoordConfig {
             segments: SegmentConfig::default(),
             handshake: HandshakeConfig::default(),
             wait_deadline: Duration::from_secs(60),
-            kafka: None,
         }
     }
 }
@@ -517,17 +513,17 @@ impl Office for DataCoordService {
     }
 }
 
-/// Creates the log topics (one partition per channel), retrying while Kafka is away.
+/// Creates the logs (one partition per channel), retrying while the log is away.
 async fn create_topics(
-    kafka: crate::msgstream::KafkaConfig,
+    log: Arc<dyn crate::msgstream::Log>,
     channels: u32,
     cancel: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match crate::msgstream::ensure_topics(&kafka, channels).await {
+        match log.ensure(channels).await {
             Ok(()) => {
-                tracing::info!(brokers = %kafka.brokers, channels, "insert and delete logs ready");
+                tracing::info!(log = %log.describe(), channels, "insert and delete logs ready");
                 return;
             }
             Err(e @ crate::msgstream::StreamError::PartitionMismatch { .. }) => {
@@ -546,9 +542,12 @@ async fn create_topics(
     }
 }
 
-/// Runs a data coordinator until `cancel` fires.
+/// Runs a data coordinator until `cancel` fires. With a `log`, the coordinator
+/// creates the insert and delete logs with one channel each per configured channel;
+/// `None`: they are managed elsewhere.
 pub async fn run(
     store: Arc<dyn MetaStore>,
+    log: Option<Arc<dyn crate::msgstream::Log>>,
     config: DataCoordConfig,
     balancers: BalancerRegistry,
     cancel: CancellationToken,
@@ -582,8 +581,8 @@ pub async fn run(
     let servers = process
         .serve(DataCoordServer::new(service.clone()), registry, &cancel)
         .await?;
-    if let Some(kafka) = config.kafka.clone() {
-        tokio::spawn(create_topics(kafka, config.channels, cancel.clone()));
+    if let Some(log) = log {
+        tokio::spawn(create_topics(log, config.channels, cancel.clone()));
     }
     process
         .lead(

@@ -8,21 +8,12 @@ use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::{ChannelLoad, DeleteBatch, InsertBatch, ReportLoadRequest};
 use milvus_like_api::schema::CollectionSchema;
 use prost::Message as _;
-use rdkafka::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
 use super::{ChannelLabel, Node, decode, flush};
 use crate::columns::RowBatch;
-use crate::msgstream::Stream;
-
-/// A message, its payload still in librdkafka's buffer.
-struct Consumed<'a> {
-    stream: Stream,
-    channel: u32,
-    offset: i64,
-    payload: &'a [u8],
-}
+use crate::msgstream::{LogRecord, Stream};
 
 pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
     loop {
@@ -51,23 +42,12 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
         }
         let received = tokio::select! {
             () = stop.cancelled() => return,
-            m = node.consumer.inner().recv() => m,
+            m = node.consumer.recv() => m,
         };
         match received {
-            Ok(m) => {
-                let Some(stream) = node.consumer.config().stream_of(m.topic()) else {
-                    continue;
-                };
-                let consumed = Consumed {
-                    stream,
-                    channel: u32::try_from(m.partition()).unwrap_or(u32::MAX),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default(),
-                };
-                handle(&node, consumed).await;
-            }
+            Ok(m) => handle(&node, m).await,
             Err(e) => {
-                tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                tracing::warn!(error = %e, "log consumer error; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -85,7 +65,7 @@ async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, String
     CollectionSchema::try_from(schema).map_err(|e| e.to_string())
 }
 
-async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
+async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     node.metrics.messages_consumed.inc();
     // Decode and check outside the lock; the lock only guards the append.
     enum Parsed {
@@ -93,7 +73,7 @@ async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
         Delete(DeleteBatch),
     }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match decode::insert_batch(m.payload) {
+        Stream::Insert => match decode::insert_batch(m.payload()) {
             Err(e) => Err(format!("not an InsertBatch: {e}")),
             Ok(mut b) => {
                 if b.channel != m.channel {
@@ -116,7 +96,7 @@ async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
                 }
             }
         },
-        Stream::Delete => match DeleteBatch::decode(m.payload) {
+        Stream::Delete => match DeleteBatch::decode(m.payload()) {
             Err(e) => Err(format!("not a DeleteBatch: {e}")),
             Ok(b) if b.channel != m.channel => Err(format!(
                 "batch for channel {} on channel {}",
@@ -174,7 +154,7 @@ async fn handle(node: &Arc<Node>, m: Consumed<'_>) {
             // Send before the checkpoint can pass it: the flush of this channel waits
             // for nothing else, so send inline (rare).
             drop(channels);
-            if let Err(e) = producer.dead_letter(&key, m.payload).await {
+            if let Err(e) = producer.dead_letter(&key, m.payload()).await {
                 tracing::error!(error = %e, %key, "could not dead-letter a malformed message");
             }
             return;
@@ -260,11 +240,10 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
 
 /// The insert partition's high watermark (`None` when the broker does not answer).
 async fn high_watermark(node: &Node, channel: u32) -> Option<i64> {
-    let consumer = node.consumer.clone();
-    tokio::task::spawn_blocking(move || consumer.high_watermark(Stream::Insert, channel))
+    node.consumer
+        .high_watermark(Stream::Insert, channel)
         .await
         .ok()
-        .and_then(Result::ok)
 }
 
 /// Buffered bytes, consumption and lag per channel.

@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::{ChannelCheckpoint, CommitFlushRequest, DeleteLog, SegmentBinlogs};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tonic::{Code, Status};
 
 use super::buffer::ChannelBuffer;
 use super::{Channel, Node};
-use crate::msgstream::Stream;
 use crate::storage::{SegmentStore, WRITE_MEMORY_BYTES};
 
 /// What one flush writes and commits.
@@ -229,7 +226,11 @@ async fn run(node: Arc<Node>, mut job: Job) {
                 .flush_seconds
                 .observe(job.started.elapsed().as_secs_f64());
             tracing::info!(channel = job.channel, rows, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), took = ?job.started.elapsed(), "flush committed");
-            commit_kafka_offsets(&node, &job.checkpoint);
+            node.consumer.checkpointed(
+                job.channel,
+                job.checkpoint.insert_next_offset,
+                job.checkpoint.delete_next_offset,
+            );
         }
         Err(status) => {
             node.metrics.stale_commits.inc();
@@ -265,22 +266,6 @@ async fn run(node: Arc<Node>, mut job: Job) {
     }
     drop(channels);
     node.flushed.notify_waiters();
-}
-
-/// Copies the checkpoint to Kafka's committed offsets, for lag tools only.
-fn commit_kafka_offsets(node: &Node, cp: &ChannelCheckpoint) {
-    let mut tpl = TopicPartitionList::new();
-    let partition = i32::try_from(cp.channel).unwrap_or(i32::MAX);
-    let config = node.consumer.config();
-    for (stream, next) in [
-        (Stream::Insert, cp.insert_next_offset),
-        (Stream::Delete, cp.delete_next_offset),
-    ] {
-        let _ = tpl.add_partition_offset(&config.topic(stream), partition, Offset::Offset(next));
-    }
-    if let Err(e) = node.consumer.inner().commit(&tpl, CommitMode::Async) {
-        tracing::debug!(error = %e, "Kafka offset copy failed");
-    }
 }
 
 /// Stops consuming the channel, flushes and commits everything, and forgets it.

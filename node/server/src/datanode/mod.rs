@@ -34,7 +34,7 @@ use tonic::{Request, Response, Status};
 use self::buffer::ChannelBuffer;
 pub use self::buffer::{BufferStats, FlushPolicy, ThresholdPolicy};
 use crate::meta::MetaStore;
-use crate::msgstream::{KafkaConfig, LogConsumer, LogProducer};
+use crate::msgstream::{Log, LogConsumer, LogProducer};
 use crate::role::{RoleConfig, RoleProcess};
 use crate::storage::{SegmentStore, StorageConfig};
 
@@ -43,7 +43,6 @@ pub struct DataNodeConfig {
     pub role: RoleConfig,
     pub rootcoord: Vec<String>,
     pub datacoord: Vec<String>,
-    pub kafka: KafkaConfig,
     pub storage: StorageConfig,
     pub policy: ThresholdPolicy,
     /// Memory for buffers, data being flushed and the encoders of the flushes
@@ -69,7 +68,6 @@ impl Default for DataNodeConfig {
             ),
             rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
             datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
-            kafka: KafkaConfig::default(),
             storage: StorageConfig::Local {
                 root: "milvus-like-data/segments".into(),
             },
@@ -247,8 +245,8 @@ pub struct Node {
     root: Arc<RootCoordLink>,
     datacoord: LeaderPool,
     storage: SegmentStore,
-    consumer: Arc<LogConsumer>,
-    producer: LogProducer,
+    consumer: Arc<dyn LogConsumer>,
+    producer: Arc<dyn LogProducer>,
     policy: Arc<dyn FlushPolicy>,
     channels: tokio::sync::Mutex<BTreeMap<u32, Channel>>,
     /// Bytes in buffers and in-flight flushes.
@@ -385,6 +383,7 @@ impl DataNode for DataNodeService {
 /// stopping, lets the coordinator take its channels (flushing each), then leaves.
 pub async fn run(
     store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
     config: DataNodeConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -396,12 +395,10 @@ pub async fn run(
     let node_id = process.node_id();
     let span = tracing::info_span!("datanode", node_id);
     let _enter = span.enter();
-    let queued_kbytes = usize::try_from(config.memory_limit / 16 / 1024).unwrap_or(usize::MAX);
-    let consumer = Arc::new(LogConsumer::new(
-        &config.kafka,
+    let consumer = log.consumer(
         &format!("milvus-like-datanode-{node_id}"),
-        queued_kbytes,
-    )?);
+        config.memory_limit / 16,
+    )?;
     let node = Arc::new(Node {
         node_id,
         root: Arc::new(RootCoordLink::connect(
@@ -411,7 +408,7 @@ pub async fn run(
         datacoord: LeaderPool::new(&config.datacoord, Duration::from_secs(30))?,
         storage,
         consumer,
-        producer: LogProducer::new(&config.kafka)?,
+        producer: log.producer()?,
         policy: Arc::new(config.policy.clone()),
         channels: tokio::sync::Mutex::new(BTreeMap::new()),
         buffered: AtomicU64::new(0),

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status};
 use self::grants::GrantCache;
 use crate::columns::RowBatch;
 use crate::meta::MetaStore;
-use crate::msgstream::{self, KafkaConfig, LogProducer, Stream, TARGET_MESSAGE_BYTES};
+use crate::msgstream::{self, Log, LogProducer, Stream, TARGET_MESSAGE_BYTES};
 use crate::role::{RoleConfig, RoleProcess};
 
 /// Largest insert request accepted, encoded.
@@ -52,7 +52,6 @@ pub struct ProxyConfig {
     pub role: RoleConfig,
     pub rootcoord: Vec<String>,
     pub datacoord: Vec<String>,
-    pub kafka: KafkaConfig,
 }
 
 impl Default for ProxyConfig {
@@ -64,7 +63,6 @@ impl Default for ProxyConfig {
             ),
             rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
             datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
-            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -108,7 +106,7 @@ pub struct ProxyService {
     root: Arc<RootCoordLink>,
     datacoord: LeaderPool,
     grants: GrantCache,
-    producer: LogProducer,
+    producer: Arc<dyn LogProducer>,
     channels: u32,
     names: Mutex<HashMap<String, (Instant, CollectionInfo)>>,
     metrics: Arc<ProxyMetrics>,
@@ -191,7 +189,7 @@ impl ProxyService {
 
     fn produce_error(e: msgstream::StreamError) -> Status {
         Status::unavailable(format!(
-            "the insert was not acknowledged by Kafka: {e}; nothing is acknowledged, retry"
+            "the insert was not acknowledged by the log: {e}; nothing is acknowledged, retry"
         ))
     }
 
@@ -443,6 +441,7 @@ impl Proxy for ProxyService {
 /// Runs a proxy until `cancel` fires.
 pub async fn run(
     store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
     config: ProxyConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -451,7 +450,7 @@ pub async fn run(
     metrics.register(&mut registry);
     // The topics are created by the data coordinator; wait for them.
     let channels = loop {
-        match msgstream::channel_count(&config.kafka).await {
+        match log.channel_count().await {
             Ok(n) => break n,
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for the insert and delete logs");
@@ -475,7 +474,7 @@ pub async fn run(
         )?),
         grants: GrantCache::new(datacoord.clone()),
         datacoord,
-        producer: LogProducer::new(&config.kafka)?,
+        producer: log.producer()?,
         channels,
         names: Mutex::new(HashMap::new()),
         metrics,

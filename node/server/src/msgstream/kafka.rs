@@ -1,26 +1,24 @@
-//! The insert and delete logs on Kafka.
+//! The logs on Kafka.
 //!
-//! Two topics with the same number of partitions; channel k is partition k of both,
-//! so a primary key's inserts and deletes meet on the same data node. Proxies
-//! produce (idempotent, acks=all) and acknowledge a client only after Kafka did.
-//! Data nodes consume with partitions assigned by hand (the data coordinator decides
-//! who owns a channel, not a consumer group), from offsets kept in etcd; Kafka's own
-//! committed offsets are only a copy for lag tools.
+//! Two topics with the same number of partitions; channel k is partition k of both.
+//! Proxies produce idempotently with acks=all. Data nodes consume with partitions
+//! assigned by hand (the data coordinator decides who owns a channel, not a consumer
+//! group), from offsets kept in etcd; Kafka's own committed offsets are only a copy
+//! for lag tools.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Largest message the topics accept (the broker default is 1 MiB).
-pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
-/// Messages are cut below this, leaving room for headers.
-pub const TARGET_MESSAGE_BYTES: usize = 4 << 20;
+use super::{LogRecord, MAX_MESSAGE_BYTES, Stream, StreamError};
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -68,13 +66,6 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Which log a message is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stream {
-    Insert,
-    Delete,
-}
-
 impl KafkaConfig {
     pub fn topic(&self, stream: Stream) -> String {
         match stream {
@@ -110,24 +101,6 @@ impl KafkaConfig {
         }
         c
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error("Kafka at {brokers} is unreachable or failing: {source}")]
-    Kafka {
-        brokers: String,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("topic {topic} has {actual} partitions but the cluster uses {expected} channels")]
-    PartitionMismatch {
-        topic: String,
-        actual: usize,
-        expected: u32,
-    },
-    #[error("topic {0} does not exist yet")]
-    MissingTopic(String),
 }
 
 fn kafka(config: &KafkaConfig) -> impl Fn(KafkaError) -> StreamError + '_ {
@@ -240,20 +213,20 @@ pub async fn channel_count(config: &KafkaConfig) -> Result<u32, StreamError> {
 
 /// Produces to the logs. Cheap to clone.
 #[derive(Clone)]
-pub struct LogProducer {
+pub struct KafkaProducer {
     producer: FutureProducer,
     config: KafkaConfig,
 }
 
-impl std::fmt::Debug for LogProducer {
+impl std::fmt::Debug for KafkaProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogProducer")
+        f.debug_struct("KafkaProducer")
             .field("brokers", &self.config.brokers)
             .finish()
     }
 }
 
-impl LogProducer {
+impl KafkaProducer {
     pub fn new(config: &KafkaConfig) -> Result<Self, StreamError> {
         let producer: FutureProducer = config
             .client()
@@ -310,24 +283,24 @@ impl LogProducer {
 }
 
 /// One consumer for all the channels a data node owns, assigned by hand.
-pub struct LogConsumer {
+pub struct KafkaConsumer {
     consumer: StreamConsumer,
     /// A second client, never assigned, that asks for high watermarks on its own
     /// broker connections: on the consumer's, the request would wait behind a
     /// fetch that waits for data (`fetch.wait.max.ms`, 500 ms per partition).
-    watermarks: BaseConsumer,
+    watermarks: Arc<BaseConsumer>,
     config: KafkaConfig,
 }
 
-impl std::fmt::Debug for LogConsumer {
+impl std::fmt::Debug for KafkaConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogConsumer")
+        f.debug_struct("KafkaConsumer")
             .field("brokers", &self.config.brokers)
             .finish()
     }
 }
 
-impl LogConsumer {
+impl KafkaConsumer {
     /// `queued_kbytes` bounds what librdkafka prefetches: when the data node stops
     /// reading (backpressure), fetching stops there.
     pub fn new(
@@ -359,7 +332,7 @@ impl LogConsumer {
             .map_err(kafka(config))?;
         Ok(Self {
             consumer,
-            watermarks,
+            watermarks: Arc::new(watermarks),
             config: config.clone(),
         })
     }
@@ -408,15 +381,145 @@ impl LogConsumer {
 
     /// The end of `channel` of `stream` (the offset the next produced message gets),
     /// asked of the broker on the watermark client (blocks; a few ms).
-    pub fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
+    pub fn high_watermark_blocking(
+        &self,
+        stream: Stream,
+        channel: u32,
+    ) -> Result<i64, StreamError> {
+        fetch_high_watermark(&self.watermarks, &self.config, stream, channel)
+    }
+}
+
+fn fetch_high_watermark(
+    watermarks: &BaseConsumer,
+    config: &KafkaConfig,
+    stream: Stream,
+    channel: u32,
+) -> Result<i64, StreamError> {
+    let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+    watermarks
+        .fetch_watermarks(&config.topic(stream), partition, Duration::from_secs(5))
+        .map(|(_, high)| high)
+        .map_err(kafka(config))
+}
+
+/// The logs on a Kafka cluster.
+#[derive(Debug, Clone)]
+pub struct KafkaLog {
+    config: KafkaConfig,
+}
+
+impl KafkaLog {
+    pub fn new(config: KafkaConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Log for KafkaLog {
+    fn describe(&self) -> String {
+        format!("Kafka at {}", self.config.brokers)
+    }
+
+    async fn ensure(&self, channels: u32) -> Result<(), StreamError> {
+        ensure_topics(&self.config, channels).await
+    }
+
+    async fn channel_count(&self) -> Result<u32, StreamError> {
+        channel_count(&self.config).await
+    }
+
+    fn producer(&self) -> Result<Arc<dyn super::LogProducer>, StreamError> {
+        Ok(Arc::new(KafkaProducer::new(&self.config)?))
+    }
+
+    fn consumer(
+        &self,
+        group: &str,
+        prefetch_bytes: u64,
+    ) -> Result<Arc<dyn super::LogConsumer>, StreamError> {
+        let kbytes = usize::try_from(prefetch_bytes / 1024).unwrap_or(usize::MAX);
+        Ok(Arc::new(KafkaConsumer::new(&self.config, group, kbytes)?))
+    }
+}
+
+#[async_trait::async_trait]
+impl super::LogProducer for KafkaProducer {
+    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
+        KafkaProducer::send(self, stream, channel, payload).await
+    }
+
+    async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
+        KafkaProducer::dead_letter(self, key, payload).await
+    }
+}
+
+/// A consumed message; its payload stays in librdkafka's buffer.
+struct Payload<'a>(rdkafka::message::BorrowedMessage<'a>);
+
+impl AsRef<[u8]> for Payload<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.payload().unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl super::LogConsumer for KafkaConsumer {
+    fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError> {
+        KafkaConsumer::assign(self, channel, insert_next, delete_next)
+    }
+
+    fn unassign(&self, channel: u32) -> Result<(), StreamError> {
+        KafkaConsumer::unassign(self, channel)
+    }
+
+    async fn recv(&self) -> Result<LogRecord<'_>, StreamError> {
+        loop {
+            let m = self.consumer.recv().await.map_err(kafka(&self.config))?;
+            let Some(stream) = self.config.stream_of(m.topic()) else {
+                continue;
+            };
+            let channel = u32::try_from(m.partition()).unwrap_or(u32::MAX);
+            let offset = m.offset();
+            return Ok(LogRecord::new(
+                stream,
+                channel,
+                offset,
+                Box::new(Payload(m)),
+            ));
+        }
+    }
+
+    async fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
+        let watermarks = self.watermarks.clone();
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            fetch_high_watermark(&watermarks, &config, stream, channel)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StreamError::MissingTopic(format!(
+                "watermark task failed: {e}"
+            )))
+        })
+    }
+
+    fn checkpointed(&self, channel: u32, insert_next: i64, delete_next: i64) {
+        let mut tpl = TopicPartitionList::new();
         let partition = i32::try_from(channel).unwrap_or(i32::MAX);
-        self.watermarks
-            .fetch_watermarks(
+        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
+            let _ = tpl.add_partition_offset(
                 &self.config.topic(stream),
                 partition,
-                Duration::from_secs(5),
-            )
-            .map(|(_, high)| high)
-            .map_err(kafka(&self.config))
+                Offset::Offset(next),
+            );
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "Kafka offset copy failed");
+        }
     }
 }

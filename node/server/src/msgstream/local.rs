@@ -1,0 +1,736 @@
+//! The embedded durable log of standalone mode: the insert, delete and dead-letter
+//! logs in one redb file on local disk.
+//!
+//! Each channel of each log is a table from offset to payload, offsets from 0 with
+//! no gaps. One writer thread takes every append waiting for it, writes them in one
+//! transaction (fsync, quick repair on) and only then acknowledges them, so a kill -9
+//! loses nothing acknowledged and costs one fsync per group, not per message. A
+//! consumer reads committed records only. Retention follows the checkpoints: once a
+//! checkpoint is committed, the records below it are dropped (standalone has one
+//! data node, the only reader).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{Notify, oneshot};
+
+use super::{LogConsumer, LogProducer, LogRecord, MAX_MESSAGE_BYTES, Stream, StreamError};
+
+/// `channels` -> the channel count; `end/{table}` -> the next offset of that table.
+const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
+/// Offset -> `[key length u32 LE | key | payload]`.
+const DEAD_LETTER_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("dead-letter");
+/// A writer transaction stops taking appends at this many bytes.
+const GROUP_BYTES: usize = 32 << 20;
+/// How long a consumer with nothing to read sleeps before looking again anyway.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+fn table_name(stream: Stream, channel: u32) -> String {
+    format!("{}-{channel}", stream.name())
+}
+
+fn end_key(table: &str) -> String {
+    format!("end/{table}")
+}
+
+/// Where an append goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Log(Stream, u32),
+    DeadLetter,
+}
+
+impl Target {
+    fn table(self) -> String {
+        match self {
+            Self::Log(stream, channel) => table_name(stream, channel),
+            Self::DeadLetter => "dead-letter".to_owned(),
+        }
+    }
+}
+
+enum Command {
+    Append {
+        target: Target,
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<i64, StreamError>>,
+    },
+    /// Drop the records of a channel below an offset.
+    Truncate {
+        stream: Stream,
+        channel: u32,
+        below: u64,
+    },
+}
+
+/// What the writer thread shares with the producers and consumers.
+#[derive(Debug)]
+struct Shared {
+    db: Arc<redb::Database>,
+    path: PathBuf,
+    /// The next offset of every table with records, as committed.
+    ends: Mutex<HashMap<Target, u64>>,
+    /// Fires after every commit and every assignment change.
+    appended: Notify,
+}
+
+/// The open log. Dropping the last handle stops the writer thread (after the
+/// appends already queued) and closes the file.
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.writer.get_mut().map(Option::take));
+        if let Ok(thread) = self.thread.get_mut()
+            && let Some(thread) = thread.take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Inner {
+    fn send(&self, command: Command) -> Result<(), StreamError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(|| self.error("the log is closing"))?
+            .send(command)
+            .map_err(|_| self.error("the writer thread has stopped"))
+    }
+}
+
+impl Shared {
+    fn error(&self, reason: impl std::fmt::Display) -> StreamError {
+        StreamError::Local {
+            path: self.path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn ends(&self) -> MutexGuard<'_, HashMap<Target, u64>> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The embedded log. Cheap to clone; one per process (the file is locked).
+#[derive(Debug, Clone)]
+pub struct LocalLog {
+    inner: Arc<Inner>,
+}
+
+impl LocalLog {
+    /// Opens (or creates) the log file and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StreamError> {
+        let error = |reason: String| StreamError::Local {
+            path: path.display().to_string(),
+            reason,
+        };
+        let db = redb::Database::builder()
+            .set_cache_size(32 << 20)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => error(
+                    "it is in use by another process (is a standalone server already running on this data dir?)"
+                        .into(),
+                ),
+                other => error(other.to_string()),
+            })?;
+        let mut ends = HashMap::new();
+        {
+            let txn = db.begin_write().map_err(|e| error(e.to_string()))?;
+            txn.open_table(META_TABLE)
+                .map_err(|e| error(e.to_string()))?;
+            txn.commit().map_err(|e| error(e.to_string()))?;
+            let read = db.begin_read().map_err(|e| error(e.to_string()))?;
+            let meta = read
+                .open_table(META_TABLE)
+                .map_err(|e| error(e.to_string()))?;
+            let channels = meta
+                .get("channels")
+                .map_err(|e| error(e.to_string()))?
+                .map_or(0, |v| v.value());
+            for channel in 0..u32::try_from(channels).unwrap_or(0) {
+                for stream in [Stream::Insert, Stream::Delete] {
+                    let end = meta
+                        .get(end_key(&table_name(stream, channel)).as_str())
+                        .map_err(|e| error(e.to_string()))?
+                        .map_or(0, |v| v.value());
+                    ends.insert(Target::Log(stream, channel), end);
+                }
+            }
+            let dead = meta
+                .get(end_key(&Target::DeadLetter.table()).as_str())
+                .map_err(|e| error(e.to_string()))?
+                .map_or(0, |v| v.value());
+            ends.insert(Target::DeadLetter, dead);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared {
+            db: Arc::new(db),
+            path: path.to_owned(),
+            ends: Mutex::new(ends),
+            appended: Notify::new(),
+        });
+        let writer = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("embedded-log-writer".into())
+            .spawn(move || write_loop(&writer, &rx))
+            .map_err(|e| error(format!("cannot start the writer thread: {e}")))?;
+        tracing::info!(path = %path.display(), "opened the embedded log");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                writer: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The dead-lettered messages from `from` on, at most `limit`: offset, key, payload.
+    pub fn dead_letters(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Vec<u8>)>, StreamError> {
+        let inner = &self.inner;
+        let read = inner.db.begin_read().map_err(|e| inner.error(e))?;
+        let table = match read.open_table(DEAD_LETTER_TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(inner.error(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(|e| inner.error(e))?.take(limit) {
+            let (k, v) = entry.map_err(|e| inner.error(e))?;
+            let raw = v.value();
+            let len = raw
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as usize);
+            let key = raw.get(4..4 + len).unwrap_or_default();
+            let payload = raw.get(4 + len..).unwrap_or_default();
+            out.push((
+                k.value(),
+                String::from_utf8_lossy(key).into_owned(),
+                payload.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The writer thread: groups waiting appends into one transaction each. Ends when
+/// the log is dropped.
+fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut bytes = 0;
+        while bytes < GROUP_BYTES
+            && let Ok(next) = rx.try_recv()
+        {
+            if let Command::Append { payload, .. } = &next {
+                bytes += payload.len();
+            }
+            group.push(next);
+        }
+        let mut ends = inner.ends().clone();
+        match write_group(&inner.db, &mut group, &mut ends) {
+            Ok(offsets) => {
+                *inner.ends() = ends;
+                let mut offsets = offsets.into_iter();
+                for command in group {
+                    if let Command::Append { done, .. } = command
+                        && let Some(offset) = offsets.next()
+                    {
+                        let _ = done.send(Ok(i64::try_from(offset).unwrap_or(i64::MAX)));
+                    }
+                }
+                inner.appended.notify_waiters();
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(path = %inner.path.display(), error = %reason, "embedded log write failed; nothing of this group is acknowledged");
+                for command in group {
+                    if let Command::Append { done, .. } = command {
+                        let _ = done.send(Err(inner.error(&reason)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one group in one transaction; returns the offset of each append, in order.
+fn write_group(
+    db: &redb::Database,
+    group: &mut [Command],
+    ends: &mut HashMap<Target, u64>,
+) -> Result<Vec<u64>, redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    let mut offsets = Vec::new();
+    let mut touched = Vec::new();
+    for command in group.iter_mut() {
+        match command {
+            Command::Append {
+                target, payload, ..
+            } => {
+                let end = ends.entry(*target).or_insert(0);
+                let offset = *end;
+                match target {
+                    Target::Log(stream, channel) => {
+                        let name = table_name(*stream, *channel);
+                        let mut table =
+                            txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
+                        table.insert(offset, payload.as_slice())?;
+                    }
+                    Target::DeadLetter => {
+                        let mut table = txn.open_table(DEAD_LETTER_TABLE)?;
+                        table.insert(offset, payload.as_slice())?;
+                    }
+                }
+                *end += 1;
+                offsets.push(offset);
+                if !touched.contains(target) {
+                    touched.push(*target);
+                }
+            }
+            Command::Truncate {
+                stream,
+                channel,
+                below,
+            } => {
+                let name = table_name(*stream, *channel);
+                let mut table = txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
+                table.retain_in(..*below, |_, _| false)?;
+            }
+        }
+    }
+    {
+        let mut meta = txn.open_table(META_TABLE)?;
+        for target in touched {
+            meta.insert(end_key(&target.table()).as_str(), ends[&target])?;
+        }
+    }
+    txn.commit()?;
+    Ok(offsets)
+}
+
+#[async_trait::async_trait]
+impl super::Log for LocalLog {
+    fn describe(&self) -> String {
+        format!("embedded log file {}", self.inner.path.display())
+    }
+
+    async fn ensure(&self, channels: u32) -> Result<(), StreamError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = inner.db.begin_write().map_err(|e| inner.error(e))?;
+            {
+                let mut meta = txn.open_table(META_TABLE).map_err(|e| inner.error(e))?;
+                let existing = meta
+                    .get("channels")
+                    .map_err(|e| inner.error(e))?
+                    .map(|v| v.value());
+                match existing {
+                    Some(n) if n == u64::from(channels) => return Ok(()),
+                    Some(n) => {
+                        return Err(StreamError::PartitionMismatch {
+                            topic: inner.path.display().to_string(),
+                            actual: usize::try_from(n).unwrap_or(usize::MAX),
+                            expected: channels,
+                        });
+                    }
+                    None => {
+                        meta.insert("channels", u64::from(channels))
+                            .map_err(|e| inner.error(e))?;
+                    }
+                }
+            }
+            txn.commit().map_err(|e| inner.error(e))?;
+            let mut ends = inner.ends();
+            for channel in 0..channels {
+                for stream in [Stream::Insert, Stream::Delete] {
+                    ends.entry(Target::Log(stream, channel)).or_insert(0);
+                }
+            }
+            tracing::info!(channels, path = %inner.path.display(), "created the embedded insert and delete logs");
+            Ok(())
+        })
+        .await
+        .map_err(|e| self.inner.error(e))?
+    }
+
+    async fn channel_count(&self) -> Result<u32, StreamError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = inner.db.begin_read().map_err(|e| inner.error(e))?;
+            let meta = read.open_table(META_TABLE).map_err(|e| inner.error(e))?;
+            meta.get("channels")
+                .map_err(|e| inner.error(e))?
+                .map(|v| u32::try_from(v.value()).unwrap_or(u32::MAX))
+                .ok_or_else(|| StreamError::MissingTopic(inner.path.display().to_string()))
+        })
+        .await
+        .map_err(|e| self.inner.error(e))?
+    }
+
+    fn producer(&self) -> Result<Arc<dyn LogProducer>, StreamError> {
+        Ok(Arc::new(LocalProducer {
+            inner: self.inner.clone(),
+        }))
+    }
+
+    fn consumer(
+        &self,
+        _group: &str,
+        _prefetch_bytes: u64,
+    ) -> Result<Arc<dyn LogConsumer>, StreamError> {
+        Ok(Arc::new(LocalConsumer {
+            inner: self.inner.clone(),
+            cursors: Mutex::new(Cursors::default()),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct LocalProducer {
+    inner: Arc<Inner>,
+}
+
+impl LocalProducer {
+    async fn append(&self, target: Target, payload: Vec<u8>) -> Result<i64, StreamError> {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            return Err(StreamError::TooLarge {
+                size: payload.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        let (done, acked) = oneshot::channel();
+        self.inner.send(Command::Append {
+            target,
+            payload,
+            done,
+        })?;
+        acked.await.map_err(|_| {
+            self.inner
+                .error("the writer thread stopped before committing")
+        })?
+    }
+}
+
+#[async_trait::async_trait]
+impl LogProducer for LocalProducer {
+    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
+        self.append(Target::Log(stream, channel), payload.to_vec())
+            .await
+    }
+
+    async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
+        let mut record = Vec::with_capacity(4 + key.len() + payload.len());
+        record.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+        record.extend_from_slice(key.as_bytes());
+        record.extend_from_slice(payload);
+        self.append(Target::DeadLetter, record).await.map(drop)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    stream: Stream,
+    channel: u32,
+    next: u64,
+    /// Bumped by every (re)assignment, so a read started before it is discarded.
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Cursors {
+    list: Vec<Cursor>,
+    /// Where the next read starts, so channels take turns.
+    turn: usize,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct LocalConsumer {
+    inner: Arc<Inner>,
+    cursors: Mutex<Cursors>,
+}
+
+impl LocalConsumer {
+    fn cursors(&self) -> MutexGuard<'_, Cursors> {
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The first record at or after each cursor's position, trying them in order.
+fn read_first(
+    db: &redb::Database,
+    cursors: &[Cursor],
+) -> Result<Option<(Cursor, u64, Vec<u8>)>, redb::Error> {
+    let read = db.begin_read()?;
+    for cursor in cursors {
+        let name = table_name(cursor.stream, cursor.channel);
+        let table = match read.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(entry) = table.range(cursor.next..)?.next() {
+            let (k, v) = entry?;
+            return Ok(Some((*cursor, k.value(), v.value().to_vec())));
+        }
+    }
+    Ok(None)
+}
+
+#[async_trait::async_trait]
+impl LogConsumer for LocalConsumer {
+    fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError> {
+        let mut cursors = self.cursors();
+        cursors.generation += 1;
+        let generation = cursors.generation;
+        cursors.list.retain(|c| c.channel != channel);
+        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
+            cursors.list.push(Cursor {
+                stream,
+                channel,
+                next: u64::try_from(next).unwrap_or(0),
+                generation,
+            });
+        }
+        drop(cursors);
+        self.inner.appended.notify_waiters();
+        Ok(())
+    }
+
+    fn unassign(&self, channel: u32) -> Result<(), StreamError> {
+        self.cursors().list.retain(|c| c.channel != channel);
+        Ok(())
+    }
+
+    async fn recv(&self) -> Result<LogRecord<'_>, StreamError> {
+        loop {
+            let notified = self.inner.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let order: Vec<Cursor> = {
+                let mut cursors = self.cursors();
+                let n = cursors.list.len();
+                cursors.turn = cursors.turn.wrapping_add(1);
+                let start = if n == 0 { 0 } else { cursors.turn % n };
+                cursors.list[start..]
+                    .iter()
+                    .chain(&cursors.list[..start])
+                    .copied()
+                    .collect()
+            };
+            if !order.is_empty() {
+                let db = self.inner.db.clone();
+                let found = tokio::task::spawn_blocking(move || read_first(&db, &order))
+                    .await
+                    .map_err(|e| self.inner.error(e))?
+                    .map_err(|e| self.inner.error(e))?;
+                if let Some((read_at, offset, payload)) = found {
+                    let mut cursors = self.cursors();
+                    // Only if nobody moved the cursor meanwhile (a re-assignment).
+                    if let Some(c) = cursors.list.iter_mut().find(|c| **c == read_at) {
+                        c.next = offset + 1;
+                        return Ok(LogRecord::new(
+                            read_at.stream,
+                            read_at.channel,
+                            i64::try_from(offset).unwrap_or(i64::MAX),
+                            Box::new(payload),
+                        ));
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    async fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError> {
+        let end = self
+            .inner
+            .ends()
+            .get(&Target::Log(stream, channel))
+            .copied()
+            .unwrap_or(0);
+        Ok(i64::try_from(end).unwrap_or(i64::MAX))
+    }
+
+    fn checkpointed(&self, channel: u32, insert_next: i64, delete_next: i64) {
+        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
+            let below = u64::try_from(next).unwrap_or(0);
+            if below > 0
+                && let Err(e) = self.inner.send(Command::Truncate {
+                    stream,
+                    channel,
+                    below,
+                })
+            {
+                tracing::warn!(error = %e, channel, "cannot drop consumed log records");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Log;
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "milvus-like-local-log-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir.join("log.redb")
+    }
+
+    async fn next(consumer: &dyn LogConsumer) -> (Stream, u32, i64, Vec<u8>) {
+        let r = tokio::time::timeout(Duration::from_secs(5), consumer.recv())
+            .await
+            .expect("a record within 5 s")
+            .expect("recv");
+        (r.stream, r.channel, r.offset, r.payload().to_vec())
+    }
+
+    #[tokio::test]
+    async fn appends_are_read_back_in_order_and_survive_reopen() {
+        let path = temp("reopen");
+        {
+            let log = LocalLog::open(&path).expect("open");
+            log.ensure(2).await.expect("ensure");
+            assert_eq!(log.channel_count().await.expect("count"), 2);
+            let producer = log.producer().expect("producer");
+            let sends = (0..50u8).map(|i| {
+                let producer = producer.clone();
+                async move { producer.send(Stream::Insert, 1, &[i]).await }
+            });
+            let offsets: Vec<i64> = futures::future::try_join_all(sends).await.expect("sends");
+            let mut sorted = offsets.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..50).collect::<Vec<i64>>());
+            assert_eq!(
+                producer.send(Stream::Delete, 1, b"d").await.expect("send"),
+                0
+            );
+        }
+        let log = LocalLog::open(&path).expect("reopen");
+        assert!(matches!(
+            log.ensure(3).await,
+            Err(StreamError::PartitionMismatch { actual: 2, .. })
+        ));
+        let consumer = log.consumer("g", 0).expect("consumer");
+        assert_eq!(
+            consumer
+                .high_watermark(Stream::Insert, 1)
+                .await
+                .expect("hw"),
+            50
+        );
+        consumer.assign(1, 10, 0).expect("assign");
+        let mut inserts = Vec::new();
+        let mut deletes = 0;
+        while inserts.len() < 40 || deletes < 1 {
+            let (stream, channel, offset, payload) = next(consumer.as_ref()).await;
+            assert_eq!(channel, 1);
+            match stream {
+                Stream::Insert => inserts.push((offset, payload)),
+                Stream::Delete => deletes += 1,
+            }
+        }
+        assert_eq!(
+            inserts.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            (10..50).collect::<Vec<i64>>()
+        );
+        // Appends after open get the next offsets.
+        let producer = log.producer().expect("producer");
+        assert_eq!(
+            producer.send(Stream::Insert, 1, b"x").await.expect("send"),
+            50
+        );
+        assert_eq!(next(consumer.as_ref()).await.2, 50);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_drop_consumed_records_and_reassignment_restarts() {
+        let path = temp("truncate");
+        let log = LocalLog::open(&path).expect("open");
+        log.ensure(1).await.expect("ensure");
+        let producer = log.producer().expect("producer");
+        for i in 0..10u8 {
+            producer.send(Stream::Insert, 0, &[i]).await.expect("send");
+        }
+        let consumer = log.consumer("g", 0).expect("consumer");
+        consumer.assign(0, 0, 0).expect("assign");
+        for i in 0..10 {
+            assert_eq!(next(consumer.as_ref()).await.2, i);
+        }
+        consumer.checkpointed(0, 6, 0);
+        // The truncation is applied with the next group.
+        producer.send(Stream::Insert, 0, b"n").await.expect("send");
+        consumer.assign(0, 0, 0).expect("re-assign");
+        // Below the checkpoint is gone: reading resumes at the first kept record.
+        assert_eq!(next(consumer.as_ref()).await.2, 6);
+        consumer.unassign(0).expect("unassign");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), consumer.recv())
+                .await
+                .is_err(),
+            "nothing is read from an unassigned channel"
+        );
+    }
+
+    #[tokio::test]
+    async fn dead_letters_and_limits() {
+        let path = temp("dead");
+        let log = LocalLog::open(&path).expect("open");
+        log.ensure(1).await.expect("ensure");
+        assert!(matches!(
+            LocalLog::open(&path),
+            Err(StreamError::Local { reason, .. }) if reason.contains("in use")
+        ));
+        let producer = log.producer().expect("producer");
+        producer
+            .dead_letter("Insert/0/7: junk", b"\xff\x00")
+            .await
+            .expect("dead letter");
+        let dead = log.dead_letters(0, 10).expect("read");
+        assert_eq!(
+            dead,
+            vec![(0, "Insert/0/7: junk".to_owned(), vec![0xff, 0])]
+        );
+        let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            producer.send(Stream::Insert, 0, &big).await,
+            Err(StreamError::TooLarge { .. })
+        ));
+    }
+}

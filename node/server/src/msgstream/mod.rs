@@ -1,0 +1,147 @@
+//! The log seam: the insert and delete logs on Kafka in production, on an embedded
+//! durable log on one machine (standalone).
+//!
+//! Two logs with the same number of channels; channel k of both is consumed by the
+//! same data node, so a primary key's inserts and deletes meet there. Proxies append
+//! and acknowledge a client only after the log made the message durable. Data nodes
+//! read the channels the data coordinator gave them, from offsets kept in the
+//! metadata store (the checkpoint); the log's own notion of "consumed" is a copy at
+//! most (Kafka's committed offsets, for lag tools) or a retention hint (the embedded
+//! log drops what every checkpoint has passed).
+
+mod kafka;
+mod local;
+
+use std::sync::Arc;
+
+pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, KafkaProducer, KafkaSasl};
+pub use local::LocalLog;
+
+/// Largest message the logs accept (Kafka's broker default is 1 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Messages are cut below this, leaving room for headers.
+pub const TARGET_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Which log a message is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Insert,
+    Delete,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("Kafka at {brokers} is unreachable or failing: {source}")]
+    Kafka {
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic {topic} has {actual} partitions but the cluster uses {expected} channels")]
+    PartitionMismatch {
+        topic: String,
+        actual: usize,
+        expected: u32,
+    },
+    #[error("topic {0} does not exist yet")]
+    MissingTopic(String),
+    /// The embedded log failed to read or write its file.
+    #[error("the embedded log {path} failed: {reason}")]
+    Local { path: String, reason: String },
+    #[error("message of {size} bytes is larger than the log's limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// One message read from a log. The payload may still live in the backend's buffer.
+pub struct LogRecord<'a> {
+    pub stream: Stream,
+    pub channel: u32,
+    pub offset: i64,
+    payload: Box<dyn AsRef<[u8]> + Send + 'a>,
+}
+
+impl std::fmt::Debug for LogRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogRecord")
+            .field("stream", &self.stream)
+            .field("channel", &self.channel)
+            .field("offset", &self.offset)
+            .field("bytes", &self.payload().len())
+            .finish()
+    }
+}
+
+impl<'a> LogRecord<'a> {
+    pub fn new(
+        stream: Stream,
+        channel: u32,
+        offset: i64,
+        payload: Box<dyn AsRef<[u8]> + Send + 'a>,
+    ) -> Self {
+        Self {
+            stream,
+            channel,
+            offset,
+            payload,
+        }
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        (*self.payload).as_ref()
+    }
+}
+
+/// A log backend: where the insert, delete and dead-letter logs live.
+#[async_trait::async_trait]
+pub trait Log: Send + Sync + std::fmt::Debug + 'static {
+    /// Where the log lives, for logs and errors.
+    fn describe(&self) -> String;
+    /// Creates the logs with `channels` channels if they are missing; fails when they
+    /// exist with another count (that would silently remap channels).
+    async fn ensure(&self, channels: u32) -> Result<(), StreamError>;
+    /// The number of channels of the existing logs (`MissingTopic` before `ensure`).
+    async fn channel_count(&self) -> Result<u32, StreamError>;
+    fn producer(&self) -> Result<Arc<dyn LogProducer>, StreamError>;
+    /// A reader of channels assigned by hand. `prefetch_bytes` bounds what the
+    /// backend reads ahead of the caller.
+    fn consumer(
+        &self,
+        group: &str,
+        prefetch_bytes: u64,
+    ) -> Result<Arc<dyn LogConsumer>, StreamError>;
+}
+
+#[async_trait::async_trait]
+pub trait LogProducer: Send + Sync + std::fmt::Debug {
+    /// Appends `payload` to `channel` of `stream`; returns its offset once the log
+    /// made it durable.
+    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError>;
+    /// Keeps a message that could not be processed, with a key saying why.
+    async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError>;
+}
+
+#[async_trait::async_trait]
+pub trait LogConsumer: Send + Sync + std::fmt::Debug {
+    /// Starts reading `channel` of both logs at the given next offsets. Reading an
+    /// assigned channel again restarts it there.
+    fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError>;
+    /// Stops reading `channel`.
+    fn unassign(&self, channel: u32) -> Result<(), StreamError>;
+    /// The next message of any assigned channel; waits for one.
+    async fn recv(&self) -> Result<LogRecord<'_>, StreamError>;
+    /// The end of `channel` of `stream`: the offset the next appended message gets.
+    async fn high_watermark(&self, stream: Stream, channel: u32) -> Result<i64, StreamError>;
+    /// A checkpoint was committed: everything below these offsets is in segment
+    /// files. Kafka copies it into the group's committed offsets (for lag tools);
+    /// the embedded log may drop what is below.
+    fn checkpointed(&self, channel: u32, insert_next: i64, delete_next: i64);
+}
