@@ -8,6 +8,7 @@ pub mod datacoord;
 pub mod datanode;
 pub mod election;
 pub mod idalloc;
+pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod msgstream;

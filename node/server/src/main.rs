@@ -10,6 +10,7 @@ use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
 use milvus_like_node::datanode::{self, DataNodeConfig, ThresholdPolicy};
+use milvus_like_node::logging;
 use milvus_like_node::meta::{EtcdConfig, EtcdStore, LocalStore};
 use milvus_like_node::msgstream::KafkaConfig;
 use milvus_like_node::proxy::{self, ProxyConfig};
@@ -27,7 +28,17 @@ use tokio_util::sync::CancellationToken;
     about = "A Milvus-style vector database"
 )]
 struct Cli {
-    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    /// Initial log filter (`info`, `info,milvus_like_node::datanode=debug`); `PUT
+    /// /log-level` on the HTTP port changes it at run time.
+    #[arg(
+        long,
+        global = true,
+        env = "RUST_LOG",
+        default_value = "info",
+        value_parser = parse_log_filter
+    )]
+    log_level: String,
+    /// Log format: `text` for people, `json` for log pipelines.
     #[arg(
         long,
         global = true,
@@ -105,7 +116,7 @@ struct RootCoordArgs {
     /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_ROOTCOORD_ADVERTISE")]
     advertise: Option<String>,
-    /// HTTP address of /metrics, /healthz and /readyz.
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
@@ -229,7 +240,7 @@ struct DataCoordArgs {
     /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_DATACOORD_ADVERTISE")]
     advertise: Option<String>,
-    /// HTTP address of /metrics, /healthz and /readyz.
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_DATACOORD_HTTP_LISTEN",
@@ -548,16 +559,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Checks a log filter at parse time, so that a bad one stops the start.
+fn parse_log_filter(directives: &str) -> Result<String, String> {
+    logging::parse_filter(directives).map(|_| directives.trim().to_owned())
+}
+
+fn init_logging(format: LogFormat, directives: &str) {
+    let filter = logging::parse_filter(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let format = match format {
+        LogFormat::Text => logging::Format::Text,
+        LogFormat::Json => logging::Format::Json,
+    };
+    logging::init(format, filter);
 }
 
 /// Cancels on SIGINT or SIGTERM.
@@ -586,7 +600,7 @@ fn shutdown_on_signal() -> CancellationToken {
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, &cli.log_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
