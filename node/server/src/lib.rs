@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod columns;
+pub mod config;
 pub mod datacoord;
 pub mod datanode;
 pub mod election;
