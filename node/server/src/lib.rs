@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod columns;
+pub mod config;
 pub mod datacoord;
 pub mod datanode;
 pub mod election;
 pub mod idalloc;
+pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod msgstream;

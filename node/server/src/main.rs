@@ -10,6 +10,7 @@ use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
 use milvus_like_node::datanode::{self, DataNodeConfig, ThresholdPolicy};
+use milvus_like_node::logging;
 use milvus_like_node::meta::{EtcdConfig, EtcdStore};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaLog, Log};
 use milvus_like_node::proxy::{self, ProxyConfig};
@@ -27,7 +28,22 @@ use tokio_util::sync::CancellationToken;
     about = "A Milvus-style vector database"
 )]
 struct Cli {
-    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    /// Config file (TOML): each key sets the environment variable of the same name
+    /// (`[kafka] brokers` is MILVUS_LIKE_KAFKA_BROKERS) unless the environment sets
+    /// it. Flags win over both. See docs/configuration.md.
+    #[arg(long, global = true, env = "MILVUS_LIKE_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Initial log filter (`info`, `info,milvus_like_node::datanode=debug`); `PUT
+    /// /log-level` on the HTTP port changes it at run time.
+    #[arg(
+        long,
+        global = true,
+        env = "RUST_LOG",
+        default_value = "info",
+        value_parser = parse_log_filter
+    )]
+    log_level: String,
+    /// Log format: `text` for people, `json` for log pipelines.
     #[arg(
         long,
         global = true,
@@ -61,6 +77,9 @@ enum Command {
     /// Read a collection's flushed segments back, deletes applied: row count,
     /// content checksum and sample rows.
     ReadBack(ReadBackArgs),
+    /// Print docs/configuration.md (every setting: key, variable, flag, default).
+    #[command(hide = true)]
+    ConfigDocs,
 }
 
 /// Where the metadata lives.
@@ -105,7 +124,7 @@ struct RootCoordArgs {
     /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_ROOTCOORD_ADVERTISE")]
     advertise: Option<String>,
-    /// HTTP address of /metrics, /healthz and /readyz.
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
@@ -152,7 +171,7 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:19530"
     )]
     rootcoord_listen: SocketAddr,
-    /// HTTP address of the root coordinator's /metrics, /healthz and /readyz.
+    /// HTTP address of the root coordinator's /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long = "rootcoord-http-listen",
         env = "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
@@ -166,7 +185,7 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:19531"
     )]
     proxy_listen: SocketAddr,
-    /// HTTP address of the proxy's /metrics, /healthz and /readyz.
+    /// HTTP address of the proxy's /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_PROXY_HTTP_LISTEN",
@@ -180,7 +199,7 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:13333"
     )]
     datacoord_listen: SocketAddr,
-    /// HTTP address of the data coordinator's /metrics, /healthz and /readyz.
+    /// HTTP address of the data coordinator's /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_DATACOORD_HTTP_LISTEN",
@@ -194,7 +213,7 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:21121"
     )]
     datanode_listen: SocketAddr,
-    /// HTTP address of the data node's /metrics, /healthz and /readyz.
+    /// HTTP address of the data node's /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_DATANODE_HTTP_LISTEN",
@@ -319,7 +338,7 @@ struct DataCoordArgs {
     /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_DATACOORD_ADVERTISE")]
     advertise: Option<String>,
-    /// HTTP address of /metrics, /healthz and /readyz.
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_DATACOORD_HTTP_LISTEN",
@@ -411,8 +430,10 @@ struct KafkaArgs {
         default_value = "PLAIN"
     )]
     kafka_sasl_mechanism: String,
+    /// SASL user name.
     #[arg(long, env = "MILVUS_LIKE_KAFKA_SASL_USERNAME", default_value = "")]
     kafka_sasl_username: String,
+    /// SASL password.
     #[arg(
         long,
         env = "MILVUS_LIKE_KAFKA_SASL_PASSWORD",
@@ -453,12 +474,16 @@ struct StorageArgs {
     /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
     #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
     s3_bucket: Option<String>,
+    /// S3 endpoint URL (`http://...` allows plain HTTP); empty: AWS.
     #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
     s3_endpoint: String,
+    /// S3 region.
     #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
     s3_region: String,
+    /// S3 access key id.
     #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
     s3_access_key: String,
+    /// S3 secret access key.
     #[arg(
         long,
         env = "MILVUS_LIKE_S3_SECRET_KEY",
@@ -495,8 +520,10 @@ struct ProxyArgs {
         default_value = "0.0.0.0:19531"
     )]
     listen: SocketAddr,
+    /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_PROXY_ADVERTISE")]
     advertise: Option<String>,
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_PROXY_HTTP_LISTEN",
@@ -522,8 +549,10 @@ struct DataNodeArgs {
         default_value = "0.0.0.0:21121"
     )]
     listen: SocketAddr,
+    /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
     #[arg(long, env = "MILVUS_LIKE_DATANODE_ADVERTISE")]
     advertise: Option<String>,
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
     #[arg(
         long,
         env = "MILVUS_LIKE_DATANODE_HTTP_LISTEN",
@@ -684,16 +713,41 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Checks a log filter at parse time, so that a bad one stops the start.
+fn parse_log_filter(directives: &str) -> Result<String, String> {
+    logging::parse_filter(directives).map(|_| directives.trim().to_owned())
+}
+
+fn init_logging(format: LogFormat, directives: &str) {
+    let filter = logging::parse_filter(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let format = match format {
+        LogFormat::Text => logging::Format::Text,
+        LogFormat::Json => logging::Format::Json,
+    };
+    logging::init(format, filter);
+}
+
+/// Reads the config file named by `--config` or MILVUS_LIKE_CONFIG, if any, and
+/// exports each of its settings that the environment does not set, for clap to
+/// read as environment variables: flag > environment > file > default. Returns how
+/// many it exported.
+#[allow(unsafe_code)]
+fn apply_config_file() -> Result<usize, milvus_like_node::config::ConfigError> {
+    use clap::CommandFactory;
+    use milvus_like_node::config;
+    let Some(path) = config::config_path(std::env::args_os(), std::env::var_os(config::CONFIG_ENV))
+    else {
+        return Ok(0);
+    };
+    let settings = config::load(&path, &config::Settings::of(&Cli::command()))?;
+    let exported = config::not_overridden(settings, |env| std::env::var_os(env).is_some());
+    for setting in &exported {
+        // SAFETY: this runs first thing in `main`, before the runtime or any other
+        // thread exists, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var(&setting.env, &setting.value) };
     }
+    Ok(exported.len())
 }
 
 /// Cancels on SIGINT or SIGTERM.
@@ -721,8 +775,18 @@ fn shutdown_on_signal() -> CancellationToken {
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
+    let exported = match apply_config_file() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, &cli.log_level);
+    if let Some(path) = &cli.config {
+        tracing::info!(config = %path.display(), from_file = exported, "read the config file");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -801,6 +865,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::ReadBack(args) => read_back(args).await,
+        Command::ConfigDocs => {
+            use clap::CommandFactory;
+            print!("{}", milvus_like_node::config::render_docs(&Cli::command()));
+            Ok(())
+        }
         Command::Proxy(args) => {
             let config = ProxyConfig {
                 role: args
@@ -847,5 +916,99 @@ mod tests {
         assert!(parse_duration("3").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    fn repo_file(path: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    }
+
+    /// docs/configuration.md is what the command tree generates.
+    #[test]
+    fn configuration_docs_are_up_to_date() {
+        use clap::CommandFactory;
+        let generated = milvus_like_node::config::render_docs(&Cli::command());
+        let committed =
+            std::fs::read_to_string(repo_file("docs/configuration.md")).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/configuration.md differs from the flags; regenerate it: {}",
+            milvus_like_node::config::REGENERATE_DOCS
+        );
+    }
+
+    /// The example in docs/configuration.md is a valid config file.
+    #[test]
+    fn the_docs_example_is_valid() {
+        use clap::CommandFactory;
+        let docs = milvus_like_node::config::render_docs(&Cli::command());
+        let example = docs
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(example, _)| example)
+            .expect("a TOML example");
+        let settings = milvus_like_node::config::Settings::of(&Cli::command());
+        milvus_like_node::config::parse("the example", example, &settings)
+            .expect("the docs example parses");
+    }
+
+    /// Two variables must never flatten to one key, and every variable has one.
+    #[test]
+    fn every_variable_has_its_own_key() {
+        use clap::CommandFactory;
+        let settings = milvus_like_node::config::Settings::of(&Cli::command());
+        let mut keys: Vec<String> = settings.iter().map(|s| s.key.replace('.', "_")).collect();
+        let count = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), count, "{keys:?}");
+        assert!(count >= 50, "only {count} settings found");
+    }
+
+    /// The example file loads, and its values parse for every subcommand.
+    #[test]
+    fn the_example_config_parses_for_every_subcommand() {
+        use clap::CommandFactory;
+        use milvus_like_node::config;
+        let command = Cli::command();
+        let settings = config::Settings::of(&command);
+        let example = repo_file("docs/milvus-like.example.toml");
+        let assignments = config::load(&example, &settings).expect("the example loads");
+        assert!(assignments.len() >= 30, "{assignments:?}");
+        // The values go through clap as the flags they stand for: what the
+        // variables would give, checked by the same parsers.
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = sub.get_name();
+            let mut argv = vec!["milvus-like".to_owned(), name.to_owned()];
+            if name == "read-back" {
+                argv.push("--collection=c".to_owned());
+            }
+            for a in &assignments {
+                let setting = settings.get(&a.env).expect("a known setting");
+                let flag = setting
+                    .uses
+                    .iter()
+                    .find(|u| u.subcommand == name || u.subcommand.is_empty())
+                    .and_then(|u| u.flag.clone());
+                if let Some(flag) = flag {
+                    argv.push(format!("--{flag}={}", a.value));
+                }
+            }
+            let parsed = Cli::try_parse_from(&argv);
+            assert!(
+                parsed.is_ok(),
+                "{argv:?}: {}",
+                parsed.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+        let datanode = assignments
+            .iter()
+            .find(|a| a.env == "MILVUS_LIKE_FLUSH_AGE")
+            .expect("flush.age");
+        assert_eq!(
+            (datanode.key.as_str(), datanode.value.as_str()),
+            ("flush.age", "30s")
+        );
     }
 }

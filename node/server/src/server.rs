@@ -1,5 +1,6 @@
 //! Serving plumbing every role shares: the gRPC server (with the standard health
-//! service and reflection) and the HTTP server for `/metrics`, `/healthz`, `/readyz`.
+//! service and reflection) and the HTTP server for `/metrics`, `/healthz`, `/readyz`
+//! and `/log-level`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -117,7 +118,9 @@ impl Readiness {
     }
 }
 
-/// Serves `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`.
+/// Serves `/metrics` (Prometheus text), `/healthz` (alive), `/readyz`, and
+/// `/log-level` (`GET`: the log filter; `PUT` with filter directives as the body:
+/// a new one).
 pub async fn serve_http(
     listen: SocketAddr,
     registry: Registry,
@@ -142,13 +145,15 @@ pub async fn serve_http(
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/log-level", get(get_log_level).put(put_log_level))
         .route(
             "/readyz",
             get(move || {
                 let readiness = readiness.clone();
                 async move { readiness.report() }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(log_request));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind HTTP port {listen}"))?;
@@ -161,6 +166,48 @@ pub async fn serve_http(
         }
     }))
 }
+
+/// Every request, at debug: an access log to turn on with `PUT /log-level`.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::debug!(%method, path, status = response.status().as_u16(), "HTTP request");
+    response
+}
+
+/// `GET /log-level`: the filter in force, as `EnvFilter` directives.
+async fn get_log_level() -> (StatusCode, String) {
+    match crate::logging::global().map(crate::logging::LogFilter::current) {
+        Some(Ok(filter)) => (StatusCode::OK, format!("{filter}\n")),
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        None => (StatusCode::SERVICE_UNAVAILABLE, NO_FILTER.to_owned()),
+    }
+}
+
+/// `PUT /log-level`: the body replaces the filter; an invalid one is a 400 with
+/// the reason, and the filter stays as it was.
+async fn put_log_level(body: String) -> (StatusCode, String) {
+    let Some(filter) = crate::logging::global() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, NO_FILTER.to_owned());
+    };
+    match filter.set(&body) {
+        Ok((old, new)) => (
+            StatusCode::OK,
+            format!("log filter changed from `{old}` to `{new}`\n"),
+        ),
+        Err(crate::logging::FilterError::Invalid(reason)) => (
+            StatusCode::BAD_REQUEST,
+            format!("{reason}; the log filter stays as it was\n"),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+const NO_FILTER: &str = "this process did not install a reloadable log filter\n";
 
 /// How long servers may keep finishing open connections after shutdown began.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
