@@ -12,11 +12,11 @@ use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::proto::{self, CollectionInfo};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
-use milvus_like_tests::data;
 use milvus_like_tests::{
     StandalonePorts, StandaloneProcess, TestDir, root_coord_client, test_schema, wait_for,
     wait_serving,
 };
+use milvus_like_tests::{data, http_get, metric_sum, parse_metrics};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -288,6 +288,7 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
         .flat_map(|s| s.insert_log_paths.clone())
         .collect();
     assert!(!files.is_empty());
+    check_metrics_and_readiness(&sa, ROWS as f64).await;
 
     // A graceful restart: the same files, the same rows.
     let status = sa.process.terminate(Duration::from_secs(30));
@@ -417,4 +418,68 @@ async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
         counts.len() - acked.len(),
         uncertain.len()
     );
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Every role's `/metrics` parses and tells what happened; every `/readyz` is 200
+/// and names the dependencies that role uses.
+async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
+    let p = sa.ports;
+    let scrape = |port: u16| async move { parse_metrics(body(&http_get(port, "/metrics").await)) };
+    let root = scrape(p.rootcoord_http).await;
+    assert!(
+        metric_sum(&root, "rootcoord_tso_timestamps_total") > Some(0.0),
+        "{root:?}"
+    );
+    let proxy = scrape(p.proxy_http).await;
+    assert_eq!(metric_sum(&proxy, "proxy_rows_inserted_total"), Some(rows));
+    let node = scrape(p.datanode_http).await;
+    assert_eq!(metric_sum(&node, "datanode_rows_flushed_total"), Some(rows));
+    assert_eq!(metric_sum(&node, "datanode_dead_lettered_total"), Some(0.0));
+    assert!(metric_sum(&node, "datanode_flush_seconds_count") >= Some(1.0));
+    assert!(metric_sum(&node, "datanode_buffered_bytes").is_some());
+    // Lag and the load distribution come with the 5 s load reports.
+    let (lags, channels) = wait_for("a load report", Duration::from_secs(20), || async move {
+        let node = scrape(p.datanode_http).await;
+        let coord = scrape(p.datacoord_http).await;
+        let lags = node
+            .iter()
+            .filter(|s| s.name == "datanode_consumer_lag")
+            .count();
+        let channels = metric_sum(&coord, "datacoord_node_channels");
+        (lags == 3 && channels == Some(3.0)).then_some((lags, channels))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
+    assert_eq!((lags, channels), (3, Some(3.0)));
+    for (port, role, deps) in [
+        (p.rootcoord_http, "rootcoord", &["metadata_store"][..]),
+        (
+            p.datacoord_http,
+            "datacoord",
+            &["metadata_store", "log"][..],
+        ),
+        (p.proxy_http, "proxy", &["metadata_store", "log"][..]),
+        (
+            p.datanode_http,
+            "datanode",
+            &["metadata_store", "log", "storage"][..],
+        ),
+    ] {
+        let response = http_get(port, "/readyz").await;
+        assert!(
+            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            "{role}: {response}"
+        );
+        let ready: serde_json::Value =
+            serde_json::from_str(body(&response)).expect("readyz is JSON");
+        assert_eq!(ready["ready"], true, "{role}: {ready}");
+        assert_eq!(ready["memory"]["threshold"], 0.9, "{role}: {ready}");
+        for dep in deps {
+            assert_eq!(ready[dep]["reachable"], true, "{role} {dep}: {ready}");
+        }
+    }
 }

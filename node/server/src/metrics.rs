@@ -17,6 +17,12 @@ pub struct RoleLabels {
     pub role: &'static str,
 }
 
+/// One data node, in the data coordinator's view of the load.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node_id: i64,
+}
+
 /// The `code` label of an RPC counter.
 pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;

@@ -99,6 +99,24 @@ impl RoleProcess {
         self.session.node_id()
     }
 
+    /// What `/readyz` checks; roles add the dependencies they use.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Adds the log to the readiness checks.
+    pub fn watch_log(&self, log: &Arc<dyn crate::msgstream::Log>) {
+        let log = log.clone();
+        self.readiness.watch(
+            "log",
+            log.describe(),
+            Arc::new(move || {
+                let log = log.clone();
+                Box::pin(async move { log.probe().await.map_err(|e| e.to_string()) })
+            }),
+        );
+    }
+
     /// Serves `service` (plus health and reflection) and the HTTP endpoints; the
     /// service reports NOT_SERVING until [`serve_terms`] or the caller says otherwise.
     pub async fn serve<S>(

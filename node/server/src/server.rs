@@ -67,54 +67,141 @@ where
     }))
 }
 
-/// Whether this process can do its job: the metadata store answered recently.
+/// Above this share of the memory available to it, a process reports not ready
+/// (the seed's 90 % threshold): a load balancer or the operator should send it no
+/// more work until flushes bring it down.
+pub const MEMORY_READY_THRESHOLD: f64 = 0.9;
+
+/// How often every dependency is probed.
+const PROBE_PERIOD: Duration = Duration::from_secs(2);
+
+/// A probe of one dependency: `Ok` when it answered.
+pub type Probe = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+>;
+
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    at: String,
+    ok: AtomicBool,
+    error: std::sync::Mutex<String>,
+}
+
+/// Whether this process can do its job: every dependency it relies on (the
+/// metadata store always; the log and segment storage for the roles that use them)
+/// answered its last probe, and memory is below [`MEMORY_READY_THRESHOLD`].
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    store_ok: Arc<AtomicBool>,
-    describe: Arc<str>,
+    checks: Arc<std::sync::Mutex<Vec<Arc<Check>>>>,
+    cancel: CancellationToken,
 }
 
 impl Readiness {
-    /// Pings the store every 2 s.
+    /// Starts with the metadata store's check.
     pub fn spawn(store: Arc<dyn MetaStore>, cancel: CancellationToken) -> Self {
         let this = Self {
-            store_ok: Arc::new(AtomicBool::new(false)),
-            describe: store.describe().into(),
+            checks: Arc::default(),
+            cancel,
         };
-        let flag = this.store_ok.clone();
+        let describe = store.describe();
+        this.watch(
+            "metadata_store",
+            describe,
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    store
+                        .get("health/ping")
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        );
+        this
+    }
+
+    /// Probes a dependency every 2 s from now on; the process is not ready while
+    /// the last probe failed (or before the first one answered).
+    pub fn watch(&self, name: &'static str, at: String, probe: Probe) {
+        let check = Arc::new(Check {
+            name,
+            at,
+            ok: AtomicBool::new(false),
+            error: std::sync::Mutex::new("not probed yet".into()),
+        });
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check.clone());
+        let cancel = self.cancel.clone();
         tokio::spawn(async move {
             loop {
-                let ok = store.get("health/ping").await.is_ok();
-                if flag.swap(ok, Ordering::AcqRel) != ok {
-                    if ok {
-                        tracing::info!("metadata store reachable");
-                    } else {
-                        tracing::error!("metadata store unreachable; not ready");
+                let result = tokio::time::timeout(PROBE_PERIOD * 2, probe())
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer in {:?}", PROBE_PERIOD * 2)));
+                let ok = result.is_ok();
+                if let Err(e) = &result {
+                    e.clone_into(&mut check.error.lock().unwrap_or_else(|p| p.into_inner()));
+                }
+                if check.ok.swap(ok, Ordering::AcqRel) != ok {
+                    match &result {
+                        Ok(()) => tracing::info!(dependency = name, at = %check.at, "reachable"),
+                        Err(e) => {
+                            tracing::error!(dependency = name, at = %check.at, error = %e, "unreachable; not ready")
+                        }
                     }
                 }
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = tokio::time::sleep(PROBE_PERIOD) => {}
                 }
             }
         });
-        this
     }
 
+    /// The status code and a JSON body naming every dependency and the memory use.
     fn report(&self) -> (StatusCode, String) {
-        let ok = self.store_ok.load(Ordering::Acquire);
-        let mem = crate::sys::MemoryUsage::read();
-        let body = format!(
-            "{{\"ready\":{ok},\"metadata_store\":{{\"reachable\":{ok},\"at\":{:?}}},\"memory_used_ratio\":{:.3}}}\n",
-            self.describe,
-            mem.map_or(0.0, |m| m.ratio())
+        let checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut ready = true;
+        let mut body = serde_json::Map::new();
+        for c in &checks {
+            let ok = c.ok.load(Ordering::Acquire);
+            ready &= ok;
+            let mut check = serde_json::json!({ "reachable": ok, "at": c.at });
+            if !ok {
+                check["error"] = c
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .into();
+            }
+            body.insert(c.name.to_owned(), check);
+        }
+        let ratio = crate::sys::MemoryUsage::read().map_or(0.0, |m| m.ratio());
+        let memory_ok = ratio < MEMORY_READY_THRESHOLD;
+        ready &= memory_ok;
+        body.insert(
+            "memory".into(),
+            serde_json::json!({
+                "used_ratio": (ratio * 1000.0).round() / 1000.0,
+                "threshold": MEMORY_READY_THRESHOLD,
+                "ok": memory_ok,
+            }),
         );
-        let code = if ok {
+        body.insert("ready".into(), ready.into());
+        let code = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        (code, body)
+        (code, format!("{}\n", serde_json::Value::Object(body)))
     }
 }
 

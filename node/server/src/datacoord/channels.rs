@@ -231,6 +231,23 @@ impl ChannelManager {
             .insert(load.node_id, load);
     }
 
+    /// Every live data node with the channels it owns and its last reported load.
+    pub fn node_loads(&self) -> Vec<(NodeLoad, usize)> {
+        let owners = self.view().owners;
+        let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        self.live_data_nodes()
+            .into_keys()
+            .map(|id| {
+                let channels = owners.values().filter(|(node, _)| *node == id).count();
+                let load = loads.get(&id).cloned().unwrap_or(NodeLoad {
+                    node_id: id,
+                    ..NodeLoad::default()
+                });
+                (load, channels)
+            })
+            .collect()
+    }
+
     fn live_data_nodes(&self) -> BTreeMap<i64, NodeInfo> {
         self.nodes
             .nodes_of(Role::DataNode)

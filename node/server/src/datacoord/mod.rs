@@ -78,7 +78,14 @@ pub struct DataCoordMetrics {
     pub stale_commits: Counter,
     /// The operator's calls (GetChannelDistribution, Rebalance, DrainNode), by code.
     pub rpcs: prometheus_client::metrics::family::Family<crate::metrics::RpcLabels, Counter>,
+    /// The load distribution over the live data nodes, as last reported.
+    pub node_channels: NodeGauges,
+    pub node_buffered_bytes: NodeGauges,
+    pub node_lag: NodeGauges,
+    pub node_memory_bytes: NodeGauges,
 }
+
+type NodeGauges = prometheus_client::metrics::family::Family<crate::metrics::NodeLabels, Gauge>;
 
 impl DataCoordMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
@@ -109,6 +116,55 @@ impl DataCoordMetrics {
             "Flush commits refused because the sender no longer owns the channel",
             self.stale_commits.clone(),
         );
+        r.register(
+            "node_channels",
+            "Channels each live data node owns",
+            self.node_channels.clone(),
+        );
+        r.register(
+            "node_buffered_bytes",
+            "Unflushed bytes each live data node reported",
+            self.node_buffered_bytes.clone(),
+        );
+        r.register(
+            "node_lag",
+            "Messages each live data node is behind on its channels, as reported",
+            self.node_lag.clone(),
+        );
+        r.register(
+            "node_memory_bytes",
+            "Resident memory each live data node reported",
+            self.node_memory_bytes.clone(),
+        );
+    }
+
+    /// Redraws the load distribution (nodes that left disappear from it).
+    fn show_loads(&self, loads: &[(NodeLoad, usize)]) {
+        let gauges = [
+            &self.node_channels,
+            &self.node_buffered_bytes,
+            &self.node_lag,
+            &self.node_memory_bytes,
+        ];
+        for g in gauges {
+            g.clear();
+        }
+        for (load, channels) in loads {
+            let labels = crate::metrics::NodeLabels {
+                node_id: load.node_id,
+            };
+            let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.node_channels
+                .get_or_create(&labels)
+                .set(clamp(*channels as u64));
+            self.node_buffered_bytes
+                .get_or_create(&labels)
+                .set(clamp(load.buffered_bytes));
+            self.node_lag.get_or_create(&labels).set(load.lag);
+            self.node_memory_bytes
+                .get_or_create(&labels)
+                .set(clamp(load.memory_used_bytes));
+        }
     }
 }
 
@@ -315,6 +371,9 @@ impl DataCoord for DataCoordService {
             lag: req.channels.iter().map(|c| c.lag.max(0)).sum(),
         };
         active.channels.report_load(load);
+        self.shared
+            .metrics
+            .show_loads(&active.channels.node_loads());
         Ok(Response::new(proto::ReportLoadResponse {}))
     }
 
@@ -582,6 +641,7 @@ pub async fn run(
         .serve(DataCoordServer::new(service.clone()), registry, &cancel)
         .await?;
     if let Some(log) = log {
+        process.watch_log(&log);
         tokio::spawn(create_topics(log, config.channels, cancel.clone()));
     }
     process

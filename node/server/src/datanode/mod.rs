@@ -393,6 +393,16 @@ pub async fn run(
     let storage = SegmentStore::open(&config.storage)?;
     let process = RoleProcess::start(store, Role::DataNode, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
+    process.watch_log(&log);
+    let probe_store = storage.clone();
+    process.readiness().watch(
+        "storage",
+        storage.describe(),
+        Arc::new(move || {
+            let store = probe_store.clone();
+            Box::pin(async move { store.probe().await.map_err(|e| e.to_string()) })
+        }),
+    );
     let span = tracing::info_span!("datanode", node_id);
     let _enter = span.enter();
     let consumer = log.consumer(

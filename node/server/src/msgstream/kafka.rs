@@ -404,14 +404,27 @@ fn fetch_high_watermark(
 }
 
 /// The logs on a Kafka cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaLog {
     config: KafkaConfig,
+    /// The client of [`super::Log::probe`], made on first use and kept.
+    prober: Arc<std::sync::Mutex<Option<Arc<BaseConsumer>>>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.config.brokers)
+            .finish()
+    }
 }
 
 impl KafkaLog {
     pub fn new(config: KafkaConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            prober: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -431,6 +444,34 @@ impl super::Log for KafkaLog {
 
     async fn channel_count(&self) -> Result<u32, StreamError> {
         channel_count(&self.config).await
+    }
+
+    async fn probe(&self) -> Result<(), StreamError> {
+        let client = {
+            let mut slot = self.prober.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(c) => c.clone(),
+                None => {
+                    let c: Arc<BaseConsumer> =
+                        Arc::new(self.config.client().create().map_err(kafka(&self.config))?);
+                    *slot = Some(c.clone());
+                    c
+                }
+            }
+        };
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            client
+                .fetch_metadata(Some(&config.topic(Stream::Insert)), Duration::from_secs(3))
+                .map(drop)
+                .map_err(kafka(&config))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StreamError::MissingTopic(format!(
+                "metadata task failed: {e}"
+            )))
+        })
     }
 
     fn producer(&self) -> Result<Arc<dyn super::LogProducer>, StreamError> {

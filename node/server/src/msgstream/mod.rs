@@ -110,6 +110,10 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     async fn ensure(&self, channels: u32) -> Result<(), StreamError>;
     /// The number of channels of the existing logs (`MissingTopic` before `ensure`).
     async fn channel_count(&self) -> Result<u32, StreamError>;
+    /// Whether the log answers, for readiness (cheap; called every few seconds).
+    async fn probe(&self) -> Result<(), StreamError> {
+        self.channel_count().await.map(drop)
+    }
     fn producer(&self) -> Result<Arc<dyn LogProducer>, StreamError>;
     /// A reader of channels assigned by hand. `prefetch_bytes` bounds what the
     /// backend reads ahead of the caller.

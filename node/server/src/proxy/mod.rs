@@ -463,6 +463,7 @@ pub async fn run(
     };
     let process = RoleProcess::start(store, Role::Proxy, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
+    process.watch_log(&log);
     let span = tracing::info_span!("proxy", node_id);
     let _enter = span.enter();
     // Flush(wait) may take a minute; other calls answer at once.

@@ -280,6 +280,15 @@ impl SegmentStore {
     }
 
     /// Where the files live: `local:/data/segments`, `s3://bucket at http://...`.
+    /// Whether the store answers: lists the top of the tree (cheap; for readiness).
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(drop)
+            .map_err(|e| self.object_error("list", "/", e))
+    }
+
     pub fn describe(&self) -> String {
         self.description.clone()
     }
