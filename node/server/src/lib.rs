@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod columns;
 pub mod datacoord;
 pub mod datanode;

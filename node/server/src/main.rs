@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use milvus_like_node::cli::{ClientCommand, StorageArgs, UpstreamArgs};
 use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
@@ -16,7 +17,7 @@ use milvus_like_node::proxy::{self, ProxyConfig};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
-use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection};
+use milvus_like_node::storage::{SegmentStore, read_collection};
 use milvus_like_node::tso::TsoConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,8 @@ enum Command {
     /// Read a collection's flushed segments back, deletes applied: row count,
     /// content checksum and sample rows.
     ReadBack(ReadBackArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 /// Where the metadata lives.
@@ -143,27 +146,6 @@ struct StandaloneArgs {
         default_value = "127.0.0.1:9091"
     )]
     http_listen: SocketAddr,
-}
-
-/// The coordinators a process talks to (all instances; the leaders are found).
-#[derive(Debug, Args)]
-struct UpstreamArgs {
-    /// Root coordinator endpoints, comma separated.
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
-    )]
-    rootcoord_endpoints: Vec<String>,
-    /// Data coordinator endpoints, comma separated.
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
-    )]
-    datacoord_endpoints: Vec<String>,
 }
 
 /// `$HOSTNAME`, else `/etc/hostname`, else empty.
@@ -322,52 +304,6 @@ impl KafkaArgs {
                     password: self.kafka_sasl_password.clone(),
                 }
             }),
-        }
-    }
-}
-
-/// Where segment files are written.
-#[derive(Debug, Args)]
-struct StorageArgs {
-    /// Local directory for segment files (used unless --s3-bucket is set).
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_STORAGE_ROOT",
-        default_value = "milvus-like-data/segments"
-    )]
-    storage_root: std::path::PathBuf,
-    /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
-    #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
-    s3_bucket: Option<String>,
-    #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
-    s3_endpoint: String,
-    #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
-    s3_access_key: String,
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_S3_SECRET_KEY",
-        default_value = "",
-        hide_env_values = true
-    )]
-    s3_secret_key: String,
-}
-
-impl StorageArgs {
-    fn config(&self) -> StorageConfig {
-        match &self.s3_bucket {
-            Some(bucket) => StorageConfig::S3 {
-                endpoint: self.s3_endpoint.clone(),
-                bucket: bucket.clone(),
-                region: self.s3_region.clone(),
-                access_key: self.s3_access_key.clone(),
-                secret_key: self.s3_secret_key.clone(),
-                allow_http: self.s3_endpoint.starts_with("http://"),
-            },
-            None => StorageConfig::Local {
-                root: self.storage_root.clone(),
-            },
         }
     }
 }
@@ -599,7 +535,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The whole chain, as one sentence per cause: "open ...: ... is in use ...".
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(milvus_like_node::cli::exit_code(&e))
         }
     }
 }
@@ -690,6 +626,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::ReadBack(args) => read_back(args).await,
+        Command::Client(command) => milvus_like_node::cli::run(command, cancel).await,
         Command::Proxy(args) => {
             let config = ProxyConfig {
                 role: args
