@@ -38,7 +38,8 @@ pub struct CreateArgs {
     #[arg(long, default_value = "vector")]
     pub vector_field: String,
     /// A scalar field, `name:type`: bool, int8, int16, int32, int64, float,
-    /// double or varchar(MAX_BYTES). Repeat for more fields.
+    /// double or varchar:MAX_BYTES (or 'varchar(MAX_BYTES)', quoted for the
+    /// shell). Repeat for more fields.
     #[arg(long = "field", value_name = "NAME:TYPE")]
     pub fields: Vec<String>,
     #[arg(long, default_value = "")]
@@ -210,7 +211,7 @@ pub fn parse_field(spec: &str) -> Result<proto::FieldSchema, CliError> {
     let bad = |why: &str| {
         CliError::usage(format!(
             "--field {spec:?}: {why}; write NAME:TYPE with TYPE one of bool, int8, int16, \
-             int32, int64, float, double, varchar(MAX_BYTES)"
+             int32, int64, float, double, varchar:MAX_BYTES"
         ))
     };
     let (name, ty) = spec
@@ -231,11 +232,12 @@ pub fn parse_field(spec: &str) -> Result<proto::FieldSchema, CliError> {
         "double" => D::Double,
         "varchar" | "string" => {
             return Err(bad(
-                "a varchar needs its maximum length in bytes, e.g. varchar(256)",
+                "a varchar needs its maximum length in bytes, e.g. varchar:256",
             ));
         }
-        t if t.starts_with("varchar(") && t.ends_with(')') => {
-            let n = &t["varchar(".len()..t.len() - 1];
+        t if (t.starts_with("varchar(") && t.ends_with(')')) || t.starts_with("varchar:") => {
+            // `varchar:N` needs no quoting in a shell.
+            let n = t["varchar".len() + 1..].trim_end_matches(')');
             field.max_length = n
                 .trim()
                 .parse()
@@ -412,7 +414,8 @@ mod tests {
             i32::from(proto::DataType::Int32)
         );
         let e = parse_field("title:varchar").expect_err("no length");
-        assert!(e.message.contains("varchar(256)"), "{}", e.message);
+        assert!(e.message.contains("varchar:256"), "{}", e.message);
+        assert_eq!(parse_field("t:varchar:12").expect("valid").max_length, 12);
         let e = parse_field("year").expect_err("no type");
         assert!(
             e.message.starts_with("--field \"year\": there is no ':'"),

@@ -20,7 +20,7 @@ use super::collection::schema_of;
 use super::connect::Coordinator;
 use super::error::{CliError, ExitCode};
 use crate::columns::{Column, RowBatch};
-use crate::storage::format::rows_record_batch;
+use crate::storage::format::{ROW_GROUP_ROWS, rows_record_batch};
 use crate::storage::{SegmentStore, StorageError, for_each_live_batch};
 
 /// What an export file is.
@@ -169,8 +169,11 @@ impl Sink {
                 let arrow_schema = rows_record_batch(schema, RowBatch::empty(schema))
                     .map_err(|e| fail(&e))?
                     .schema();
+                // Row groups as in segment files, so the writer holds at most one
+                // of them in memory.
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
                 Self::Parquet(Box::new(
                     ArrowWriter::try_new(file, arrow_schema, Some(props)).map_err(|e| fail(&e))?,

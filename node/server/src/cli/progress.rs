@@ -29,9 +29,9 @@ impl Progress {
             };
             let template = if total.is_some() {
                 "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows \
-                 ({per_sec}, eta {eta})"
+                 ({msg}, eta {eta})"
             } else {
-                "{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})"
+                "{spinner} [{elapsed_precise}] {human_pos} rows ({msg})"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style);
@@ -54,6 +54,10 @@ impl Progress {
         self.done += rows;
         if let Some(bar) = &self.bar {
             bar.inc(rows);
+            bar.set_message(format!(
+                "{} rows/s",
+                rate(self.done, self.started.elapsed())
+            ));
         } else if self.last_line.elapsed() >= LINE_INTERVAL {
             self.last_line = Instant::now();
             eprintln!("{}", self.line());
