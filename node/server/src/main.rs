@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use milvus_like_node::cli::{ClientCommand, StorageArgs, UpstreamArgs};
 use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::datacoord::segments::SegmentConfig;
 use milvus_like_node::datacoord::{self, DataCoordConfig};
@@ -17,7 +18,7 @@ use milvus_like_node::proxy::{self, ProxyConfig};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
-use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection};
+use milvus_like_node::storage::{SegmentStore, read_collection};
 use milvus_like_node::tso::TsoConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +78,8 @@ enum Command {
     /// Read a collection's flushed segments back, deletes applied: row count,
     /// content checksum and sample rows.
     ReadBack(ReadBackArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
     /// Print docs/configuration.md (every setting: key, variable, flag, default).
     #[command(hide = true)]
     ConfigDocs,
@@ -252,27 +255,6 @@ impl StandaloneArgs {
             }),
         }
     }
-}
-
-/// The coordinators a process talks to (all instances; the leaders are found).
-#[derive(Debug, Args)]
-struct UpstreamArgs {
-    /// Root coordinator endpoints, comma separated.
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
-    )]
-    rootcoord_endpoints: Vec<String>,
-    /// Data coordinator endpoints, comma separated.
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
-    )]
-    datacoord_endpoints: Vec<String>,
 }
 
 /// `$HOSTNAME`, else `/etc/hostname`, else empty.
@@ -457,56 +439,6 @@ impl KafkaArgs {
                     password: self.kafka_sasl_password.clone(),
                 }
             }),
-        }
-    }
-}
-
-/// Where segment files are written.
-#[derive(Debug, Args)]
-struct StorageArgs {
-    /// Local directory for segment files (used unless --s3-bucket is set).
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_STORAGE_ROOT",
-        default_value = "milvus-like-data/segments"
-    )]
-    storage_root: std::path::PathBuf,
-    /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
-    #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
-    s3_bucket: Option<String>,
-    /// S3 endpoint URL (`http://...` allows plain HTTP); empty: AWS.
-    #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
-    s3_endpoint: String,
-    /// S3 region.
-    #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
-    s3_region: String,
-    /// S3 access key id.
-    #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
-    s3_access_key: String,
-    /// S3 secret access key.
-    #[arg(
-        long,
-        env = "MILVUS_LIKE_S3_SECRET_KEY",
-        default_value = "",
-        hide_env_values = true
-    )]
-    s3_secret_key: String,
-}
-
-impl StorageArgs {
-    fn config(&self) -> StorageConfig {
-        match &self.s3_bucket {
-            Some(bucket) => StorageConfig::S3 {
-                endpoint: self.s3_endpoint.clone(),
-                bucket: bucket.clone(),
-                region: self.s3_region.clone(),
-                access_key: self.s3_access_key.clone(),
-                secret_key: self.s3_secret_key.clone(),
-                allow_http: self.s3_endpoint.starts_with("http://"),
-            },
-            None => StorageConfig::Local {
-                root: self.storage_root.clone(),
-            },
         }
     }
 }
@@ -799,7 +731,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The whole chain, as one sentence per cause: "open ...: ... is in use ...".
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(milvus_like_node::cli::exit_code(&e))
         }
     }
 }
@@ -870,6 +802,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", milvus_like_node::config::render_docs(&Cli::command()));
             Ok(())
         }
+        Command::Client(command) => milvus_like_node::cli::run(command, cancel).await,
         Command::Proxy(args) => {
             let config = ProxyConfig {
                 role: args
@@ -978,7 +911,20 @@ mod tests {
         assert!(assignments.len() >= 30, "{assignments:?}");
         // The values go through clap as the flags they stand for: what the
         // variables would give, checked by the same parsers.
-        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // The server roles and read-back (the client commands need arguments that
+        // are not settings).
+        let servers = [
+            "standalone",
+            "rootcoord",
+            "datacoord",
+            "proxy",
+            "datanode",
+            "read-back",
+        ];
+        for sub in command
+            .get_subcommands()
+            .filter(|s| servers.contains(&s.get_name()))
+        {
             let name = sub.get_name();
             let mut argv = vec!["milvus-like".to_owned(), name.to_owned()];
             if name == "read-back" {

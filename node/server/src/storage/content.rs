@@ -64,6 +64,46 @@ pub async fn read_collection(
     delete_logs: &[DeleteLog],
     sample: usize,
 ) -> Result<CollectionContent, StorageError> {
+    let mut content = CollectionContent::default();
+    let deleted = for_each_live_batch(
+        store,
+        schema,
+        segments,
+        delete_logs,
+        |rows: RowBatch, timestamps: Vec<u64>| {
+            content.rows += rows.num_rows as u64;
+            content.checksum = content.checksum.wrapping_add(batch_checksum(schema, &rows));
+            for (row, ts) in timestamps.iter().enumerate() {
+                if content.sample.len() >= sample {
+                    break;
+                }
+                content.sample.push(render_row(schema, &rows, row, *ts));
+            }
+            Ok::<_, StorageError>(())
+        },
+    )
+    .await?;
+    content.deleted = deleted;
+    Ok(content)
+}
+
+/// The live rows of a collection, one insert log at a time, for callers that
+/// need the rows themselves (`milvus-like export`): reads the files as
+/// [`read_collection`] does, applies the deletes the same way, and hands `each`
+/// every insert log's surviving rows (in segment, then file, then row order) with
+/// their timestamps. Files without a surviving row are skipped. Returns how many
+/// rows the deletes hid. An error of `each` stops the reading and is returned.
+pub async fn for_each_live_batch<E, F>(
+    store: &SegmentStore,
+    schema: &CollectionSchema,
+    segments: &[SegmentInfo],
+    delete_logs: &[DeleteLog],
+    mut each: F,
+) -> Result<u64, E>
+where
+    E: From<StorageError>,
+    F: FnMut(RowBatch, Vec<u64>) -> Result<(), E>,
+{
     let mut seen = HashSet::new();
     let delete_paths: Vec<&str> = delete_logs
         .iter()
@@ -93,7 +133,7 @@ pub async fn read_collection(
         .flat_map(|s| s.insert_log_paths.iter().map(String::as_str))
         .filter(|p| seen.insert(*p))
         .collect();
-    let mut content = CollectionContent::default();
+    let mut deleted = 0;
     let mut files = futures::stream::iter(&insert_paths)
         .map(|path| async move {
             Ok::<_, StorageError>((path, store.read_insert_log(path, schema).await?))
@@ -110,23 +150,28 @@ pub async fn read_collection(
                     keys.len(),
                     timestamps.len()
                 ),
-            });
+            }
+            .into());
         }
-        for (row, (pk, ts)) in keys.iter().zip(&timestamps).enumerate() {
-            if deleted_at.get(pk).is_some_and(|dts| dts > ts) {
-                content.deleted += 1;
-                continue;
-            }
-            content.rows += 1;
-            content.checksum = content
-                .checksum
-                .wrapping_add(row_checksum(schema, &rows, row));
-            if content.sample.len() < sample {
-                content.sample.push(render_row(schema, &rows, row, *ts));
-            }
+        let live: Vec<usize> = keys
+            .iter()
+            .zip(&timestamps)
+            .enumerate()
+            .filter(|(_, (pk, ts))| deleted_at.get(pk).is_none_or(|dts| dts <= ts))
+            .map(|(row, _)| row)
+            .collect();
+        deleted += (rows.num_rows - live.len()) as u64;
+        if live.is_empty() {
+            continue;
+        }
+        if live.len() == rows.num_rows {
+            each(rows, timestamps)?;
+        } else {
+            let kept = live.iter().map(|&row| timestamps[row]).collect();
+            each(rows.take(&live), kept)?;
         }
     }
-    Ok(content)
+    Ok(deleted)
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

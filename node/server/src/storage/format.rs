@@ -297,6 +297,16 @@ pub(super) fn insert_log_batch(
     RecordBatch::try_new(insert_log_schema(schema), arrays).map_err(|e| invalid(e.to_string()))
 }
 
+/// `rows` as an Arrow record batch of the schema's fields alone (an insert log
+/// without its timestamp column), checked as [`insert_log_batch`] checks them:
+/// what `milvus-like export` writes, and what `insert --file` reads back.
+pub fn rows_record_batch(schema: &CollectionSchema, rows: RowBatch) -> Result<RecordBatch, String> {
+    let n = rows.num_rows;
+    let batch = insert_log_batch(schema, rows, vec![0; n]).map_err(FormatError::into_message)?;
+    let fields: Vec<usize> = (0..schema.fields().len()).collect();
+    batch.project(&fields).map_err(|e| e.to_string())
+}
+
 fn column_kind(c: &Column) -> &'static str {
     match c {
         Column::Bool(_) => "BOOL",

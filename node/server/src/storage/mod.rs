@@ -30,7 +30,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use crate::columns::RowBatch;
 use format::FormatError;
 
-pub use content::{CollectionContent, batch_checksum, read_collection, row_checksum};
+pub use content::{
+    CollectionContent, batch_checksum, for_each_live_batch, read_collection, row_checksum,
+};
 
 /// Where segment files live. Its `Debug` form hides the secret key.
 #[derive(Clone, PartialEq, Eq)]

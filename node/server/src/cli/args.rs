@@ -1,0 +1,106 @@
+//! Flags shared by the client commands and the server roles: where the
+//! coordinators, the proxy and the segment files are, and how to print results.
+
+use clap::Args;
+
+use crate::storage::StorageConfig;
+
+/// The coordinators a process talks to (all instances; the leaders are found).
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamArgs {
+    /// Root coordinator endpoints, comma separated.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:19530"
+    )]
+    pub rootcoord_endpoints: Vec<String>,
+    /// Data coordinator endpoints, comma separated.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:13333"
+    )]
+    pub datacoord_endpoints: Vec<String>,
+}
+
+/// Where segment files are written.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Local directory for segment files (used unless --s3-bucket is set).
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_STORAGE_ROOT",
+        default_value = "milvus-like-data/segments"
+    )]
+    pub storage_root: std::path::PathBuf,
+    /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
+    #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL (`http://...` allows plain HTTP); empty: AWS.
+    #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
+    pub s3_endpoint: String,
+    /// S3 region.
+    #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 access key id.
+    #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
+    pub s3_access_key: String,
+    /// S3 secret access key.
+    #[arg(
+        long,
+        env = "MILVUS_LIKE_S3_SECRET_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub s3_secret_key: String,
+}
+
+impl StorageArgs {
+    pub fn config(&self) -> StorageConfig {
+        match &self.s3_bucket {
+            Some(bucket) => StorageConfig::S3 {
+                endpoint: self.s3_endpoint.clone(),
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                access_key: self.s3_access_key.clone(),
+                secret_key: self.s3_secret_key.clone(),
+                allow_http: self.s3_endpoint.starts_with("http://"),
+            },
+            None => StorageConfig::Local {
+                root: self.storage_root.clone(),
+            },
+        }
+    }
+}
+
+/// The proxy the data commands (collections, insert, delete, flush) talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Proxy endpoint, `host:port` or `http://host:port`.
+    #[arg(
+        long = "proxy",
+        env = "MILVUS_LIKE_PROXY_ENDPOINT",
+        default_value = "127.0.0.1:19531"
+    )]
+    pub endpoint: String,
+}
+
+/// How the show and list commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', default_value = "table")]
+    pub output: OutputFormat,
+}
