@@ -185,7 +185,7 @@ impl Candidate {
             };
             leadership.extend(sent_at, self.ttl);
             tracing::info!(key = %self.key, node_id = self.node_id, "elected leader");
-            tokio::spawn(keep_leading(
+            crate::spawn(keep_leading(
                 self.store.clone(),
                 leadership.clone(),
                 self.ttl,

@@ -24,3 +24,13 @@ pub mod standalone;
 pub mod storage;
 pub mod sys;
 pub mod tso;
+
+/// `tokio::spawn` that keeps the caller's span on the task, so what the task logs
+/// names the role and node id that started it.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(tracing::Instrument::in_current_span(future))
+}

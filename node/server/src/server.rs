@@ -52,12 +52,17 @@ where
     // Accepted sockets get TCP_NODELAY here: the builder's setting only applies to
     // listeners it binds itself, and Nagle's algorithm adds ~40 ms to small answers.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Each request gets a span under the role's (its node id), naming the method.
+    let role = tracing::Span::current();
     let router = tonic::transport::Server::builder()
+        .trace_fn(move |request| {
+            tracing::info_span!(parent: &role, "grpc", method = %request.uri().path())
+        })
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
-    Ok(tokio::spawn(async move {
+    Ok(crate::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await
@@ -136,7 +141,7 @@ impl Readiness {
             .unwrap_or_else(|p| p.into_inner())
             .push(check.clone());
         let cancel = self.cancel.clone();
-        tokio::spawn(async move {
+        crate::spawn(async move {
             loop {
                 let result = tokio::time::timeout(PROBE_PERIOD * 2, probe())
                     .await
@@ -244,7 +249,7 @@ pub async fn serve_http(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind HTTP port {listen}"))?;
-    Ok(tokio::spawn(async move {
+    Ok(crate::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await
@@ -311,5 +316,51 @@ pub async fn drain(grpc: JoinHandle<()>, http: JoinHandle<()>) {
         tracing::warn!("connections still open after {DRAIN_DEADLINE:?}; closing them");
         grpc_abort.abort();
         http_abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::LocalStore;
+
+    #[tokio::test]
+    async fn readiness_names_the_failing_dependency() {
+        let cancel = CancellationToken::new();
+        let readiness = Readiness::spawn(Arc::new(LocalStore::in_memory()), cancel.clone());
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        readiness.watch(
+            "log",
+            "test log".into(),
+            Arc::new(move || {
+                let ok = flag.load(Ordering::Acquire);
+                Box::pin(async move {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("broker gone".into())
+                    }
+                })
+            }),
+        );
+        let report = || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (code, body) = readiness.report();
+            let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            (code, json)
+        };
+        let (code, json) = report().await;
+        assert_eq!(code, StatusCode::OK, "{json}");
+        assert_eq!(json["log"]["reachable"], true);
+        assert_eq!(json["metadata_store"]["reachable"], true);
+        up.store(false, Ordering::Release);
+        tokio::time::sleep(PROBE_PERIOD).await;
+        let (code, json) = report().await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+        assert_eq!(json["ready"], false);
+        assert_eq!(json["log"]["error"], "broker gone");
+        assert_eq!(json["metadata_store"]["reachable"], true);
+        cancel.cancel();
     }
 }

@@ -123,7 +123,7 @@ impl Session {
         let stop = CancellationToken::new();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let beat_now = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(heartbeat(
+        crate::spawn(heartbeat(
             Heartbeat {
                 store: store.clone(),
                 key,
@@ -276,7 +276,7 @@ impl NodeRegistry {
     pub async fn spawn(store: Arc<dyn MetaStore>, cancel: CancellationToken) -> Self {
         let registry = Self::default();
         let initial = registry.reload(store.as_ref()).await;
-        tokio::spawn(registry.clone().run(store, initial.ok(), cancel));
+        crate::spawn(registry.clone().run(store, initial.ok(), cancel));
         registry
     }
 

@@ -305,13 +305,20 @@ pub async fn nodes(args: NodesArgs) -> Result<(), CliError> {
                     "details": health.details,
                     "channels": channels.map(|c| c.channels.clone()),
                     "draining": channels.map(|c| c.draining),
+                    "load": channels.map(|c| json!({
+                        "buffered_bytes": c.buffered_bytes,
+                        "lag": c.lag,
+                        "rows_per_second": c.rows_per_second,
+                        "process_memory_bytes": c.memory_used_bytes,
+                    })),
                 })
             })
             .collect();
         return print_json(&json!({"nodes": all, "channels_unavailable": dist_note}));
     }
     let mut table = Table::new(&[
-        "NODE", "ROLE", "NAME", "ADDRESS", "STATE", "MEMORY", "CHANNELS", "STARTED",
+        "NODE", "ROLE", "NAME", "ADDRESS", "STATE", "MEMORY", "CHANNELS", "BUFFERED", "LAG",
+        "ROWS/S", "STARTED",
     ]);
     for n in &nodes {
         let health = n.health.clone().unwrap_or_default();
@@ -322,6 +329,8 @@ pub async fn nodes(args: NodesArgs) -> Result<(), CliError> {
         } else {
             format!("unhealthy: {}", n.problems.join("; "))
         };
+        // The data coordinator's view of a data node's load (its last report).
+        let load = owned.get(&n.node_id).copied();
         let channels = match (
             owned.get(&n.node_id),
             n.role == proto::Role::DataNode as i32,
@@ -358,6 +367,9 @@ pub async fn nodes(args: NodesArgs) -> Result<(), CliError> {
             state,
             memory,
             channels,
+            load.map_or_else(String::new, |c| bytes(c.buffered_bytes)),
+            load.map_or_else(String::new, |c| c.lag.to_string()),
+            load.map_or_else(String::new, |c| format!("{:.0}", c.rows_per_second)),
             utc_time(n.started_at_ms),
         ]);
     }

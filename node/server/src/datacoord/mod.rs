@@ -387,17 +387,30 @@ impl DataCoord for DataCoordService {
                 Ok(d) => d,
                 Err(e) => return Err(self.channel_status(e).await),
             };
+            let loads: std::collections::HashMap<i64, NodeLoad> = active
+                .channels
+                .node_loads()
+                .into_iter()
+                .map(|(load, _)| (load.node_id, load))
+                .collect();
             Ok(Response::new(proto::GetChannelDistributionResponse {
                 channels,
                 balancer: active.channels.balancer_name().to_owned(),
                 nodes: nodes
                     .into_iter()
-                    .map(|(n, channels, draining)| proto::NodeChannels {
-                        node_id: n.node_id,
-                        address: n.address,
-                        name: n.name,
-                        channels,
-                        draining,
+                    .map(|(n, channels, draining)| {
+                        let load = loads.get(&n.node_id).cloned().unwrap_or_default();
+                        proto::NodeChannels {
+                            node_id: n.node_id,
+                            address: n.address,
+                            name: n.name,
+                            channels,
+                            draining,
+                            buffered_bytes: load.buffered_bytes,
+                            lag: load.lag,
+                            rows_per_second: load.rows_per_second,
+                            memory_used_bytes: load.memory_used_bytes,
+                        }
                     })
                     .collect(),
                 last_rebalance_ms: last,
@@ -557,8 +570,8 @@ impl Office for DataCoordService {
         let active = Arc::new(Active { channels, segments });
         *shared.active.write().unwrap_or_else(|p| p.into_inner()) = Some(active.clone());
         shared.metrics.is_leader.set(1);
-        tokio::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
-        tokio::spawn(segment_loop(active, term));
+        crate::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
+        crate::spawn(segment_loop(active, term));
         Ok(())
     }
 
@@ -611,6 +624,19 @@ pub async fn run(
     balancers: BalancerRegistry,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Everything this role logs, its spawned tasks included, carries its node id
+    // (set once the session is registered): in standalone, four roles share a log.
+    let span = tracing::info_span!("datacoord", node_id = tracing::field::Empty);
+    tracing::Instrument::instrument(serve(store, log, config, balancers, cancel), span).await
+}
+
+async fn serve(
+    store: Arc<dyn MetaStore>,
+    log: Option<Arc<dyn crate::msgstream::Log>>,
+    config: DataCoordConfig,
+    balancers: BalancerRegistry,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     // Fail fast on a bad strategy name, before registering anywhere.
     balancers.build(&config.balancer)?;
     let metrics = Arc::new(DataCoordMetrics::default());
@@ -619,8 +645,7 @@ pub async fn run(
     let process =
         RoleProcess::start(store.clone(), Role::DataCoord, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
-    let span = tracing::info_span!("datacoord", node_id);
-    let _enter = span.enter();
+    tracing::Span::current().record("node_id", node_id);
     let root = Arc::new(RootCoordLink::connect(
         &config.rootcoord,
         Duration::from_secs(10),
@@ -642,7 +667,7 @@ pub async fn run(
         .await?;
     if let Some(log) = log {
         process.watch_log(&log);
-        tokio::spawn(create_topics(log, config.channels, cancel.clone()));
+        crate::spawn(create_topics(log, config.channels, cancel.clone()));
     }
     process
         .lead(

@@ -55,7 +55,7 @@ pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &s
         bytes,
         started: Instant::now(),
     };
-    tokio::spawn(run(node.clone(), job));
+    crate::spawn(run(node.clone(), job));
 }
 
 /// Flushes the channel with the most buffered data (memory high-water mark).

@@ -387,6 +387,18 @@ pub async fn run(
     config: DataNodeConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Everything this role logs, its spawned tasks included, carries its node id
+    // (set once the session is registered): in standalone, four roles share a log.
+    let span = tracing::info_span!("datanode", node_id = tracing::field::Empty);
+    tracing::Instrument::instrument(serve(store, log, config, cancel), span).await
+}
+
+async fn serve(
+    store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
+    config: DataNodeConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(DataNodeMetrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
@@ -403,8 +415,7 @@ pub async fn run(
             Box::pin(async move { store.probe().await.map_err(|e| e.to_string()) })
         }),
     );
-    let span = tracing::info_span!("datanode", node_id);
-    let _enter = span.enter();
+    tracing::Span::current().record("node_id", node_id);
     let consumer = log.consumer(
         &format!("milvus-like-datanode-{node_id}"),
         config.memory_limit / 16,
@@ -443,8 +454,8 @@ pub async fn run(
         )
         .await;
     let stop_consuming = CancellationToken::new();
-    let consumer_task = tokio::spawn(consume::run(node.clone(), stop_consuming.clone()));
-    let ticker = tokio::spawn(consume::tick(node.clone(), stop_consuming.clone()));
+    let consumer_task = crate::spawn(consume::run(node.clone(), stop_consuming.clone()));
+    let ticker = crate::spawn(consume::tick(node.clone(), stop_consuming.clone()));
     cancel.cancelled().await;
 
     // Graceful stop: the coordinator drains us (release = flush + commit per channel).

@@ -445,6 +445,18 @@ pub async fn run(
     config: ProxyConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Everything this role logs, its spawned tasks included, carries its node id
+    // (set once the session is registered): in standalone, four roles share a log.
+    let span = tracing::info_span!("proxy", node_id = tracing::field::Empty);
+    tracing::Instrument::instrument(serve(store, log, config, cancel), span).await
+}
+
+async fn serve(
+    store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
+    config: ProxyConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(ProxyMetrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
@@ -464,8 +476,7 @@ pub async fn run(
     let process = RoleProcess::start(store, Role::Proxy, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
     process.watch_log(&log);
-    let span = tracing::info_span!("proxy", node_id);
-    let _enter = span.enter();
+    tracing::Span::current().record("node_id", node_id);
     // Flush(wait) may take a minute; other calls answer at once.
     let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(90))?;
     let service = ProxyService {

@@ -415,7 +415,7 @@ impl Office for RootCoordService {
             shared.config.id_batch,
         )
         .await?;
-        tokio::spawn(tso.clone().run(term));
+        crate::spawn(tso.clone().run(term));
         self.set_active(Some(Arc::new(Active {
             leadership,
             tso,
@@ -437,15 +437,25 @@ pub async fn run(
     config: RootCoordConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Everything this role logs, its spawned tasks included, carries its node id
+    // (set once the session is registered): in standalone, four roles share a log.
+    let span = tracing::info_span!("rootcoord", node_id = tracing::field::Empty);
+    tracing::Instrument::instrument(serve(store, config, cancel), span).await
+}
+
+async fn serve(
+    store: Arc<dyn MetaStore>,
+    config: RootCoordConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(RootCoordMetrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let process =
         RoleProcess::start(store.clone(), Role::RootCoord, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
-    let span = tracing::info_span!("rootcoord", node_id);
-    let _enter = span.enter();
-    tokio::spawn(export_node_gauges(
+    tracing::Span::current().record("node_id", node_id);
+    crate::spawn(export_node_gauges(
         process.nodes.clone(),
         metrics.clone(),
         cancel.clone(),
