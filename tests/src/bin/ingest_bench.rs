@@ -27,6 +27,12 @@
 //!    then `Flush(wait)`; the committed row count (ListSegments) must equal every
 //!    acknowledged row, backlog included.
 //!
+//! 6. `standalone-e2e`: the cluster is stopped; `milvus-like standalone` (every role
+//!    in one process, the embedded log, local segments) on a fresh data directory,
+//!    with the data node's flags, gets the same e2e load (`--rows`, `--clients`,
+//!    `--batch`), then `Flush(wait)`; the committed rows must equal the acknowledged
+//!    ones. Its peak RSS (the whole process) is sampled as the data node's.
+//!
 //! `sync(1)` runs before every phase too: the backlog's Kafka log writes must not
 //! slow the data node's flushes down.
 //!
@@ -56,7 +62,10 @@ use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
-use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, http_get, test_schema, wait_for};
+use milvus_like_tests::{
+    Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, http_get, test_schema,
+    wait_for,
+};
 use rdkafka::Message as _;
 use tonic::transport::Channel;
 
@@ -485,7 +494,7 @@ impl InsertResult {
 /// request; timed from the first send to the last acknowledgement. Vector payloads
 /// are generated before the clock starts (a few per client, reused; keys are fresh).
 async fn insert(
-    cluster: &Cluster,
+    proxy: &ProxyClient<Channel>,
     schema: &CollectionSchema,
     first_pk: i64,
     rows: u64,
@@ -520,7 +529,7 @@ async fn insert(
                 b.to_wire(schema).swap_remove(1)
             })
             .collect();
-        let mut client = cluster.client();
+        let mut client = proxy.clone();
         let schema = schema.clone();
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
@@ -777,7 +786,7 @@ fn mark(met: bool) -> &'static str {
 async fn bench(opts: Options) -> anyhow::Result<()> {
     let scratch = TestDir::new("ingest-bench-write");
     eprintln!(
-        "[1/5] flush-write: {} rows x {} runs per variant",
+        "[1/6] flush-write: {} rows x {} runs per variant",
         opts.write_rows, opts.write_repeat
     );
     let w = flush_write(scratch.path(), &opts).await?;
@@ -816,11 +825,11 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
 
     eprintln!(
-        "[2/5] backlog: {} rows through the proxy, no data node",
+        "[2/6] backlog: {} rows through the proxy, no data node",
         opts.backlog_rows
     );
     settle()?;
-    let backlog = insert(&cluster, &schema, 0, opts.backlog_rows, &opts).await?;
+    let backlog = insert(&cluster.client(), &schema, 0, opts.backlog_rows, &opts).await?;
     println!(
         "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
         backlog.rows,
@@ -829,7 +838,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         backlog.mib_per_s()
     );
 
-    eprintln!("[3/5] raw consumer over the backlog, then raw consumer + write");
+    eprintln!("[3/6] raw consumer over the backlog, then raw consumer + write");
     let mut raws = Vec::new();
     for (phase, sink) in [
         ("raw-consume", None),
@@ -858,7 +867,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let [(raw, raw_rate), (raw_write, raw_write_rate)] =
         <[(RawConsume, f64); 2]>::try_from(raws).map_err(|_| anyhow::anyhow!("two runs"))?;
 
-    eprintln!("[4/5] data node: consume + buffer + flush the backlog");
+    eprintln!("[4/6] data node: consume + buffer + flush the backlog");
     settle()?;
     let pid = cluster.start_datanode()?;
     let rss = RssSampler::start(pid);
@@ -883,12 +892,12 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     );
 
     eprintln!(
-        "[5/5] e2e: {} rows, {} clients, {} rows per request",
+        "[5/6] e2e: {} rows, {} clients, {} rows per request",
         opts.rows, opts.clients, opts.batch
     );
     settle()?;
     let before = cluster.datanode_metrics().await.unwrap_or_default();
-    let e2e = insert(&cluster, &schema, 1 << 40, opts.rows, &opts).await?;
+    let e2e = insert(&cluster.client(), &schema, 1 << 40, opts.rows, &opts).await?;
     let after = cluster.datanode_metrics().await.unwrap_or_default();
     let t = Instant::now();
     cluster.flush("bench").await?;
@@ -935,6 +944,29 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     ensure!(
         committed == want,
         "committed {committed} rows, acknowledged {want}: lost or duplicated rows"
+    );
+
+    let cluster_logs = cluster.dir.path().display().to_string();
+    drop(cluster);
+
+    eprintln!(
+        "[6/6] standalone-e2e: {} rows, {} clients, {} rows per request",
+        opts.rows, opts.clients, opts.batch
+    );
+    let sa = standalone_e2e(&opts).await?;
+    let sa_peak_mib = sa.rss_max_kib.max(sa.hwm_kib) as f64 / 1024.0;
+    println!(
+        "summary: phase=standalone-e2e rows={} clients={} batch={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} flush_wait_secs={:.3} committed_rows={} max_vmrss_mib={:.1} vmhwm_mib={:.1}",
+        sa.insert.rows,
+        opts.clients,
+        opts.batch,
+        sa.insert.elapsed.as_secs_f64(),
+        sa.insert.rows_per_s(),
+        sa.insert.mib_per_s(),
+        sa.flush_secs,
+        sa.committed,
+        sa.rss_max_kib as f64 / 1024.0,
+        sa.hwm_kib as f64 / 1024.0,
     );
 
     let peak_mib = rss_max_kib.max(hwm_kib) as f64 / 1024.0;
@@ -1001,13 +1033,131 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         mark(peak_mib <= rss_limit_mib)
     );
     println!(
-        "\nAlso: proxy -> Kafka with no data node (backlog phase): {:.0} rows/s ({:.1} MiB/s); committed rows {committed} = acknowledged {want}.",
-        backlog.rows_per_s(),
-        backlog.mib_per_s()
+        "| standalone end-to-end insert (all roles, embedded log), same load | {:.0} rows/s ({:.1} MiB/s) | distributed (etcd, Kafka, 4 processes) in this run: {:.0} rows/s | {:.2}x | (information) | |",
+        sa.insert.rows_per_s(),
+        sa.insert.mib_per_s(),
+        e2e.rows_per_s(),
+        sa.insert.rows_per_s() / e2e.rows_per_s(),
     );
-    eprintln!("cluster logs: {}", cluster.dir.path().display());
-    drop(cluster);
+    println!(
+        "| standalone peak RSS, whole process, --memory-mib={} | {:.0} MiB (VmHWM {:.0}, max sampled VmRSS {:.0}) | distributed data node alone: {:.0} MiB | {:.2}x | ≤ {:.0} MiB (the data node's limit) | {} |",
+        opts.memory_mib,
+        sa_peak_mib,
+        sa.hwm_kib as f64 / 1024.0,
+        sa.rss_max_kib as f64 / 1024.0,
+        peak_mib,
+        sa_peak_mib / peak_mib,
+        rss_limit_mib,
+        mark(sa_peak_mib <= rss_limit_mib)
+    );
+    println!(
+        "\nAlso: proxy -> Kafka with no data node (backlog phase): {:.0} rows/s ({:.1} MiB/s); committed rows {committed} = acknowledged {want}; standalone committed {} = acknowledged {}.",
+        backlog.rows_per_s(),
+        backlog.mib_per_s(),
+        sa.committed,
+        opts.rows
+    );
+    eprintln!("cluster logs: {cluster_logs}");
     Ok(())
+}
+
+struct StandaloneRun {
+    insert: InsertResult,
+    flush_secs: f64,
+    committed: u64,
+    rss_max_kib: u64,
+    hwm_kib: u64,
+}
+
+/// Phase 6: the e2e load against `milvus-like standalone`.
+async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
+    settle()?;
+    let dir = TestDir::new("ingest-bench-standalone");
+    let args = [
+        format!("--channels={CHANNELS}"),
+        format!("--memory-mib={}", opts.memory_mib),
+        format!("--flush-rows={}", opts.flush_rows),
+        format!("--flush-mib={}", opts.flush_mib),
+        format!("--flush-age={}", opts.flush_age),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sa = StandaloneProcess::start(
+        &dir.path().join("data"),
+        dir.path().join("standalone.log"),
+        StandalonePorts::free(),
+        &args,
+    )?;
+    let pid = sa.process.pid().context("standalone pid")?;
+    let rss = RssSampler::start(pid);
+    let channel = |uri: String| Channel::from_shared(uri).map(|c| c.connect_lazy());
+    let proxy = ProxyClient::new(channel(sa.proxy_endpoint())?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let datacoord = DataCoordClient::new(channel(sa.datacoord_endpoint())?);
+    wait_for(
+        "the standalone proxy to answer",
+        Duration::from_secs(60),
+        || {
+            let mut p = proxy.clone();
+            async move {
+                p.list_collections(proto::ListCollectionsRequest {})
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
+    let info = proxy
+        .clone()
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(test_schema("bench", DIM as u32)),
+        })
+        .await
+        .context("create collection")?
+        .into_inner()
+        .collection
+        .context("collection info")?;
+    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+    let result = insert(&proxy, &schema, 0, opts.rows, opts).await?;
+    let t = Instant::now();
+    proxy
+        .clone()
+        .flush(proto::ProxyFlushRequest {
+            collection: "bench".into(),
+            wait: true,
+        })
+        .await
+        .with_context(|| format!("flush; standalone log:\n{}", sa.process.log()))?;
+    let committed = wait_for("every row committed", Duration::from_secs(120), || {
+        let mut dc = datacoord.clone();
+        async move {
+            let listed = dc
+                .list_segments(proto::ListSegmentsRequest {
+                    collection_id: info.id,
+                })
+                .await
+                .ok()?
+                .into_inner();
+            let n: u64 = listed.segments.iter().map(|s| s.num_rows).sum();
+            (n >= opts.rows).then_some(n)
+        }
+    })
+    .await?;
+    let flush_secs = t.elapsed().as_secs_f64();
+    let (rss_max_kib, hwm_kib) = rss.finish();
+    ensure!(
+        committed == opts.rows,
+        "standalone committed {committed} rows, acknowledged {}: lost or duplicated rows",
+        opts.rows
+    );
+    Ok(StandaloneRun {
+        insert: result,
+        flush_secs,
+        committed,
+        rss_max_kib,
+        hwm_kib,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
