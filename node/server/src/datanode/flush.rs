@@ -46,6 +46,12 @@ pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &s
     ch.flush_again = false;
     ch.caught_up = false;
     tracing::debug!(channel, reason, bytes, rows = buffer.rows(), complete = ?complete, "flushing channel");
+    // The flush's logs name the channel, the segments written and their collections.
+    let segments: Vec<i64> = buffer.segments.keys().copied().collect();
+    let mut collections: Vec<i64> = buffer.segments.values().map(|b| b.collection).collect();
+    collections.sort_unstable();
+    collections.dedup();
+    let span = tracing::info_span!("flush", channel, epoch = ch.epoch, segments = ?segments, collections = ?collections);
     let job = Job {
         channel,
         epoch: ch.epoch,
@@ -55,7 +61,10 @@ pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &s
         bytes,
         started: Instant::now(),
     };
-    crate::spawn(run(node.clone(), job));
+    tokio::spawn(tracing::Instrument::instrument(
+        run(node.clone(), job),
+        span,
+    ));
 }
 
 /// Flushes the channel with the most buffered data (memory high-water mark).
