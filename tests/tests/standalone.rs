@@ -483,3 +483,61 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_replaced_log_or_another_channel_count_is_refused_not_skipped() {
+    let dir = TestDir::new("standalone-refusals");
+    let data = dir.path().join("data");
+    let ports = StandalonePorts::free();
+    let mut sa =
+        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &[]).expect("start");
+    let client = Client::new(&sa, &data);
+    let (info, schema) = client.collection(&sa, "kept").await;
+    let pks: Vec<i64> = (0..5_000).collect();
+    client
+        .proxy
+        .clone()
+        .insert(Client::request("kept", &schema, &pks))
+        .await
+        .expect("insert");
+    client.flush("kept").await;
+    assert_eq!(client.read_back(&info, &schema).await.rows, 5_000);
+    let status = sa.process.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+
+    // Another channel count than the data directory was made with: a sentence, exit 1.
+    let mut other = StandaloneProcess::start(
+        &data,
+        dir.path().join("sa-channels.log"),
+        ports,
+        &["--channels=5"],
+    )
+    .expect("spawn");
+    wait_for("the refusal", Duration::from_secs(20), || {
+        let exited = other.process.has_exited();
+        async move { exited.then_some(()) }
+    })
+    .await
+    .expect("it exits");
+    let log = other.process.log();
+    assert!(
+        log.contains("was created with another channel count than --channels=5")
+            && log.contains("partitions but the cluster uses 5 channels"),
+        "{log}"
+    );
+
+    // The log replaced under kept checkpoints: the data node refuses the channels
+    // (what is appended below the checkpoints would be taken for duplicates).
+    std::fs::remove_file(data.join("log.redb")).expect("remove the log");
+    let sa =
+        StandaloneProcess::start(&data, dir.path().join("sa-2.log"), ports, &[]).expect("restart");
+    wait_for("the data node to refuse", Duration::from_secs(30), || {
+        let log = sa.process.log();
+        async move {
+            log.contains("ends before the channel's checkpoint")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
+}

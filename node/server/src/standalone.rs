@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -53,6 +54,12 @@ impl StandaloneConfig {
 
 type RoleTask = JoinHandle<anyhow::Result<()>>;
 
+/// How long one role may take to stop. The data node's final flush retries while
+/// the coordinators are unreachable; past this it is abandoned, which loses
+/// nothing: the rows are in the embedded log and are read again from the
+/// checkpoint at the next start.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Runs all four roles until `cancel` fires or one of them fails; then stops them
 /// in dependency order: the proxy (no new writes), the data node (flushes and
 /// commits what it holds), the data coordinator, the root coordinator.
@@ -66,6 +73,16 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
     );
     let log: Arc<dyn Log> =
         Arc::new(LocalLog::open(&dir.join("log.redb")).context("open the embedded log")?);
+    // The channel count is fixed when the data directory is created.
+    log.ensure(config.datacoord.channels)
+        .await
+        .with_context(|| {
+            format!(
+                "the data directory {} was created with another channel count than --channels={}",
+                dir.display(),
+                config.datacoord.channels
+            )
+        })?;
     tracing::info!(
         data_dir = %dir.display(),
         proxy = %config.proxy.role.advertise,
@@ -124,18 +141,33 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
         tracing::error!(error = %format!("{error:#}"), "stopping standalone");
         failure = Some(error);
     }
+    // After a failure the data node's final flush may wait for a coordinator that
+    // is gone: give it less time.
+    let deadline = if failure.is_some() {
+        Duration::from_secs(5)
+    } else {
+        STOP_DEADLINE
+    };
     for (name, stop, task) in roles {
         stop.cancel();
-        if let Some(task) = task {
-            match task.await {
-                Ok(Ok(())) => tracing::info!("{name} stopped"),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "{name} failed while stopping");
-                    failure.get_or_insert(e.context(format!("the {name} failed")));
-                }
-                Err(e) => {
-                    failure.get_or_insert(anyhow::anyhow!("the {name} panicked: {e}"));
-                }
+        let Some(mut task) = task else { continue };
+        match tokio::time::timeout(deadline, &mut task).await {
+            Ok(Ok(Ok(()))) => tracing::info!("{name} stopped"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %format!("{e:#}"), "{name} failed while stopping");
+                failure.get_or_insert(e.context(format!("the {name} failed")));
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(anyhow::anyhow!("the {name} panicked: {e}"));
+            }
+            Err(_) => {
+                task.abort();
+                tracing::error!(
+                    "the {name} did not stop within {deadline:?}; abandoning it (what it had not flushed is read again from the log at the next start)"
+                );
+                failure.get_or_insert(anyhow::anyhow!(
+                    "the {name} did not stop within {deadline:?}"
+                ));
             }
         }
     }

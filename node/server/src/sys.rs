@@ -35,9 +35,19 @@ impl MemoryUsage {
     fn from_cgroup() -> Option<Self> {
         let max = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?;
         let total_bytes = max.trim().parse::<u64>().ok()?; // "max" means no limit
-        let current = std::fs::read_to_string("/sys/fs/cgroup/memory.current").ok()?;
+        let current: u64 = std::fs::read_to_string("/sys/fs/cgroup/memory.current")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // The working set, as the kubelet counts it: page cache the kernel can drop
+        // (inactive files: segment files written, the embedded stores) is not in use.
+        let inactive_file = std::fs::read_to_string("/sys/fs/cgroup/memory.stat")
+            .ok()
+            .and_then(|stat| stat_field(&stat, "inactive_file"))
+            .unwrap_or(0);
         Some(Self {
-            used_bytes: current.trim().parse().ok()?,
+            used_bytes: current.saturating_sub(inactive_file),
             total_bytes,
         })
     }
@@ -46,6 +56,14 @@ impl MemoryUsage {
         let text = std::fs::read_to_string("/proc/meminfo").ok()?;
         parse_meminfo(&text)
     }
+}
+
+/// A `name value` line of a cgroup `memory.stat`.
+fn stat_field(stat: &str, name: &str) -> Option<u64> {
+    stat.lines().find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 fn parse_meminfo(text: &str) -> Option<MemoryUsage> {
@@ -85,6 +103,15 @@ mod tests {
         assert_eq!(m.used_bytes, 12000 * 1024);
         assert!((m.ratio() - 0.75).abs() < 1e-9);
         assert!(parse_meminfo("junk").is_none());
+    }
+
+    #[test]
+    fn cgroup_stat_fields_are_read() {
+        let stat = "anon 1000\nfile 5000\ninactive_file 4000\nactive_file 1000\n";
+        assert_eq!(stat_field(stat, "inactive_file"), Some(4000));
+        assert_eq!(stat_field(stat, "file"), Some(5000));
+        assert_eq!(stat_field(stat, "shmem"), None);
+        assert_eq!(stat_field("inactive_file x", "inactive_file"), None);
     }
 
     #[test]

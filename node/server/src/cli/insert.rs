@@ -1,6 +1,7 @@
 //! `milvus-like insert`: rows from a file or made up, sent to the proxy in
 //! batches, several at a time. A row counts as inserted only once the proxy
-//! acknowledged its batch (the proxy acknowledges after Kafka did).
+//! acknowledged its batch (the proxy acknowledges once the log, Kafka or the
+//! embedded one, made it durable).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -54,15 +54,57 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
     }
 }
 
+/// Why a schema is not at hand.
+enum SchemaError {
+    /// The root coordinator did not answer: the rows are fine, read them again later.
+    Unreachable(String),
+    /// No such collection (dropped), or an invalid schema: the batch is junk.
+    Refused(String),
+}
+
 /// The schema of a collection, from the root coordinator (cached there).
-async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, String> {
-    let info = node
-        .root
-        .collection(collection)
-        .await
-        .map_err(|s| format!("collection {collection}: {}", s.message()))?;
-    let schema = info.schema.ok_or("the collection has no schema")?;
-    CollectionSchema::try_from(schema).map_err(|e| e.to_string())
+async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, SchemaError> {
+    let info = node.root.collection(collection).await.map_err(|s| {
+        let reason = format!("collection {collection}: {}", s.message());
+        match s.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Internal => SchemaError::Unreachable(reason),
+            _ => SchemaError::Refused(reason),
+        }
+    })?;
+    let schema = info
+        .schema
+        .ok_or_else(|| SchemaError::Refused("the collection has no schema".into()))?;
+    CollectionSchema::try_from(schema).map_err(|e| SchemaError::Refused(e.to_string()))
+}
+
+/// Reads `channel` again from its next offsets, with `stream`'s moved back to
+/// `from` if that is lower: for a record that must not be skipped but cannot be
+/// taken now. Pauses a little, so that a lasting cause stalls the channel instead
+/// of spinning.
+async fn read_again(node: &Node, channel: u32, stream: Stream, from: i64) {
+    {
+        let mut channels = node.channels.lock().await;
+        let Some(ch) = channels.get_mut(&channel) else {
+            return;
+        };
+        let next = match stream {
+            Stream::Insert => &mut ch.insert_next,
+            Stream::Delete => &mut ch.delete_next,
+        };
+        *next = (*next).min(from);
+        if let Err(e) = node.consumer.unassign(channel).and_then(|()| {
+            node.consumer
+                .assign(channel, ch.insert_next, ch.delete_next)
+        }) {
+            tracing::error!(channel, error = %e, "cannot re-read the channel");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
@@ -85,7 +127,12 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
                     Err("batch without segment or timestamp".into())
                 } else {
                     match schema(node, b.collection_id).await {
-                        Err(e) => Err(e),
+                        Err(SchemaError::Unreachable(reason)) => {
+                            tracing::warn!(channel = m.channel, offset = m.offset, %reason, "no schema for this batch yet; reading it again shortly");
+                            read_again(node, m.channel, m.stream, m.offset).await;
+                            return;
+                        }
+                        Err(SchemaError::Refused(e)) => Err(e),
                         Ok(schema) => {
                             let columns = std::mem::take(&mut b.columns);
                             RowBatch::from_wire(&schema, columns, b.num_rows as usize)
@@ -116,6 +163,19 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     };
     if m.offset < *next {
         node.metrics.duplicates_skipped.inc();
+        return;
+    }
+    if m.offset > *next {
+        // Offsets of a channel have no gaps: this is a record read for an earlier
+        // assignment of the channel (it raced a re-assignment), or records are
+        // missing from the log. Skipping to it would lose rows, so read the channel
+        // again from where this node is.
+        let expected = *next;
+        drop(channels);
+        node.metrics.log_gaps.inc();
+        tracing::warn!(channel = m.channel, stream = ?m.stream, expected, got = m.offset, "the log skipped offsets; reading the channel again from the expected one");
+        // A gap that stays (records gone from the log) stalls the channel, loudly.
+        read_again(node, m.channel, m.stream, expected).await;
         return;
     }
     *next = m.offset + 1;
@@ -151,11 +211,12 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
             tracing::warn!(channel = m.channel, offset = m.offset, stream = ?m.stream, %reason, "malformed message; copying it to the dead-letter topic and skipping it");
             let producer = node.producer.clone();
             let key = format!("{:?}/{}/{}: {reason}", m.stream, m.channel, m.offset);
-            // Send before the checkpoint can pass it: the flush of this channel waits
-            // for nothing else, so send inline (rare).
+            // Sent inline (rare), before the checkpoint can pass it; if it cannot be
+            // kept, the message is read again rather than skipped.
             drop(channels);
             if let Err(e) = producer.dead_letter(&key, m.payload()).await {
-                tracing::error!(error = %e, %key, "could not dead-letter a malformed message");
+                tracing::error!(error = %e, %key, "could not dead-letter a malformed message; reading it again shortly");
+                read_again(node, m.channel, m.stream, m.offset).await;
             }
             return;
         }

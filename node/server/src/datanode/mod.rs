@@ -98,6 +98,7 @@ pub struct DataNodeMetrics {
     pub stale_commits: Counter,
     pub consumer_lag: Family<ChannelLabel, Gauge>,
     pub backpressure_pauses: Counter,
+    pub log_gaps: Counter,
 }
 
 impl Default for DataNodeMetrics {
@@ -117,6 +118,7 @@ impl Default for DataNodeMetrics {
             stale_commits: Counter::default(),
             consumer_lag: Family::default(),
             backpressure_pauses: Counter::default(),
+            log_gaps: Counter::default(),
         }
     }
 }
@@ -179,6 +181,11 @@ impl DataNodeMetrics {
             "backpressure_pauses",
             "Times consumption paused at the memory limit",
             self.backpressure_pauses.clone(),
+        );
+        r.register(
+            "log_gaps",
+            "Records whose offset skipped ahead of the channel's next one (stale or missing); the channel is read again",
+            self.log_gaps.clone(),
         );
     }
 }
@@ -317,6 +324,29 @@ impl DataNode for DataNodeService {
                 .map_err(|e| Status::unavailable(e.to_string()))?;
         }
         let ch = Channel::new(r.epoch, r.checkpoint);
+        // A checkpoint past the end of the log means the log was recreated or lost
+        // records: consuming would skip (as duplicates) whatever is appended below
+        // the checkpoint. Refuse, loudly.
+        for (stream, next) in [
+            (crate::msgstream::Stream::Insert, ch.insert_next),
+            (crate::msgstream::Stream::Delete, ch.delete_next),
+        ] {
+            if let Ok(end) = node.consumer.high_watermark(stream, r.channel).await
+                && end < next
+            {
+                tracing::error!(
+                    stream = stream.name(),
+                    end,
+                    checkpoint = next,
+                    "the log ends before the channel's checkpoint; not consuming it"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "the {} log of channel {} ends at offset {end} but its checkpoint is {next}: the log was recreated or lost records; not consuming it, so that nothing is skipped",
+                    stream.name(),
+                    r.channel
+                )));
+            }
+        }
         node.consumer
             .assign(r.channel, ch.insert_next, ch.delete_next)
             .map_err(|e| Status::unavailable(e.to_string()))?;

@@ -337,10 +337,6 @@ impl KafkaConsumer {
         })
     }
 
-    pub fn config(&self) -> &KafkaConfig {
-        &self.config
-    }
-
     /// Starts reading `channel` of both logs at the given next offsets.
     pub fn assign(
         &self,

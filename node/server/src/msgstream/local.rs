@@ -44,6 +44,20 @@ enum Target {
 }
 
 impl Target {
+    /// The target of a table name (`insert-3`, `delete-0`, `dead-letter`).
+    fn parse(table: &str) -> Option<Self> {
+        if table == "dead-letter" {
+            return Some(Self::DeadLetter);
+        }
+        let (stream, channel) = table.split_once('-')?;
+        let stream = match stream {
+            "insert" => Stream::Insert,
+            "delete" => Stream::Delete,
+            _ => return None,
+        };
+        Some(Self::Log(stream, channel.parse().ok()?))
+    }
+
     fn table(self) -> String {
         match self {
             Self::Log(stream, channel) => table_name(stream, channel),
@@ -75,6 +89,10 @@ struct Shared {
     ends: Mutex<HashMap<Target, u64>>,
     /// Fires after every commit and every assignment change.
     appended: Notify,
+    /// Channels of each log (0 before `ensure`).
+    channels: std::sync::atomic::AtomicU32,
+    /// Why the last group failed to commit; `None` after a successful one.
+    last_error: Mutex<Option<String>>,
 }
 
 /// The open log. Dropping the last handle stops the writer thread (after the
@@ -96,10 +114,19 @@ impl std::ops::Deref for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        drop(self.writer.get_mut().map(Option::take));
-        if let Ok(thread) = self.thread.get_mut()
-            && let Some(thread) = thread.take()
-        {
+        // Closing the queue ends the writer thread once it has written what is queued.
+        drop(
+            self.writer
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -154,8 +181,10 @@ impl LocalLog {
                 other => error(other.to_string()),
             })?;
         let mut ends = HashMap::new();
+        let channels;
         {
-            let txn = db.begin_write().map_err(|e| error(e.to_string()))?;
+            let mut txn = db.begin_write().map_err(|e| error(e.to_string()))?;
+            txn.set_quick_repair(true);
             txn.open_table(META_TABLE)
                 .map_err(|e| error(e.to_string()))?;
             txn.commit().map_err(|e| error(e.to_string()))?;
@@ -163,24 +192,22 @@ impl LocalLog {
             let meta = read
                 .open_table(META_TABLE)
                 .map_err(|e| error(e.to_string()))?;
-            let channels = meta
+            channels = meta
                 .get("channels")
                 .map_err(|e| error(e.to_string()))?
-                .map_or(0, |v| v.value());
-            for channel in 0..u32::try_from(channels).unwrap_or(0) {
-                for stream in [Stream::Insert, Stream::Delete] {
-                    let end = meta
-                        .get(end_key(&table_name(stream, channel)).as_str())
-                        .map_err(|e| error(e.to_string()))?
-                        .map_or(0, |v| v.value());
-                    ends.insert(Target::Log(stream, channel), end);
-                }
-            }
-            let dead = meta
-                .get(end_key(&Target::DeadLetter.table()).as_str())
+                .map_or(0, |v| u32::try_from(v.value()).unwrap_or(u32::MAX));
+            // Every table's end, whatever the channel count says.
+            for entry in meta
+                .range("end/".."end0")
                 .map_err(|e| error(e.to_string()))?
-                .map_or(0, |v| v.value());
-            ends.insert(Target::DeadLetter, dead);
+            {
+                let (k, v) = entry.map_err(|e| error(e.to_string()))?;
+                let name = k.value().trim_start_matches("end/").to_owned();
+                let target = Target::parse(&name).ok_or_else(|| {
+                    error(format!("unknown table {name:?} in the log's metadata"))
+                })?;
+                ends.insert(target, v.value());
+            }
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
@@ -188,6 +215,8 @@ impl LocalLog {
             path: path.to_owned(),
             ends: Mutex::new(ends),
             appended: Notify::new(),
+            channels: std::sync::atomic::AtomicU32::new(channels),
+            last_error: Mutex::new(None),
         });
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
@@ -241,8 +270,11 @@ impl LocalLog {
 /// the log is dropped.
 fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
     while let Ok(first) = rx.recv() {
+        let mut bytes = match &first {
+            Command::Append { payload, .. } => payload.len(),
+            Command::Truncate { .. } => 0,
+        };
         let mut group = vec![first];
-        let mut bytes = 0;
         while bytes < GROUP_BYTES
             && let Ok(next) = rx.try_recv()
         {
@@ -255,6 +287,7 @@ fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
         match write_group(&inner.db, &mut group, &mut ends) {
             Ok(offsets) => {
                 *inner.ends() = ends;
+                *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 let mut offsets = offsets.into_iter();
                 for command in group {
                     if let Command::Append { done, .. } = command
@@ -267,6 +300,7 @@ fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
             }
             Err(e) => {
                 let reason = e.to_string();
+                *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                 tracing::error!(path = %inner.path.display(), error = %reason, "embedded log write failed; nothing of this group is acknowledged");
                 for command in group {
                     if let Command::Append { done, .. } = command {
@@ -343,7 +377,8 @@ impl super::Log for LocalLog {
     async fn ensure(&self, channels: u32) -> Result<(), StreamError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_write().map_err(|e| inner.error(e))?;
+            let mut txn = inner.db.begin_write().map_err(|e| inner.error(e))?;
+            txn.set_quick_repair(true);
             {
                 let mut meta = txn.open_table(META_TABLE).map_err(|e| inner.error(e))?;
                 let existing = meta
@@ -366,6 +401,9 @@ impl super::Log for LocalLog {
                 }
             }
             txn.commit().map_err(|e| inner.error(e))?;
+            inner
+                .channels
+                .store(channels, std::sync::atomic::Ordering::Release);
             let mut ends = inner.ends();
             for channel in 0..channels {
                 for stream in [Stream::Insert, Stream::Delete] {
@@ -391,6 +429,30 @@ impl super::Log for LocalLog {
         })
         .await
         .map_err(|e| self.inner.error(e))?
+    }
+
+    /// Ready while the writer thread runs and its last group committed.
+    async fn probe(&self) -> Result<(), StreamError> {
+        let finished = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished);
+        if finished {
+            return Err(self.inner.error("the writer thread has stopped"));
+        }
+        let failed = self
+            .inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match failed {
+            Some(reason) => Err(self.inner.error(format!("the last write failed: {reason}"))),
+            None => Ok(()),
+        }
     }
 
     fn producer(&self) -> Result<Arc<dyn LogProducer>, StreamError> {
@@ -440,6 +502,15 @@ impl LocalProducer {
 #[async_trait::async_trait]
 impl LogProducer for LocalProducer {
     async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
+        let channels = self
+            .inner
+            .channels
+            .load(std::sync::atomic::Ordering::Acquire);
+        if channel >= channels {
+            return Err(self.inner.error(format!(
+                "channel {channel} does not exist; the log has channels 0..{channels}"
+            )));
+        }
         self.append(Target::Log(stream, channel), payload.to_vec())
             .await
     }

@@ -135,8 +135,8 @@ pub trait LogProducer: Send + Sync + std::fmt::Debug {
 
 #[async_trait::async_trait]
 pub trait LogConsumer: Send + Sync + std::fmt::Debug {
-    /// Starts reading `channel` of both logs at the given next offsets. Reading an
-    /// assigned channel again restarts it there.
+    /// Starts reading `channel` of both logs at the given next offsets. To move an
+    /// assigned channel, `unassign` it first (Kafka refuses a second assignment).
     fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError>;
     /// Stops reading `channel`.
     fn unassign(&self, channel: u32) -> Result<(), StreamError>;

@@ -281,7 +281,6 @@ impl SegmentStore {
         }
     }
 
-    /// Where the files live: `local:/data/segments`, `s3://bucket at http://...`.
     /// Whether the store answers: lists the top of the tree (cheap; for readiness).
     pub async fn probe(&self) -> Result<(), StorageError> {
         self.store
@@ -291,6 +290,7 @@ impl SegmentStore {
             .map_err(|e| self.object_error("list", "/", e))
     }
 
+    /// Where the files live: `local:/data/segments`, `s3://bucket at http://...`.
     pub fn describe(&self) -> String {
         self.description.clone()
     }

@@ -267,7 +267,11 @@ impl<R: Read> NpySource<R> {
                 "holds vectors of {cols} numbers, the collection wants {dim}"
             )));
         }
-        let need = header.data_offset + rows * cols * header.dtype.size() as u64;
+        let need = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_mul(header.dtype.size() as u64))
+            .and_then(|n| n.checked_add(header.data_offset))
+            .ok_or_else(|| bad(format!("has an impossible shape ({rows}, {cols})")))?;
         if let Some(size) = size
             && size < need
         {
@@ -318,12 +322,18 @@ fn read_keys(path: &Path) -> Result<Vec<i64>, CliError> {
         )));
     }
     let size = header.dtype.size();
-    let mut bytes = vec![
-        0u8;
-        usize::try_from(n)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(size)
-    ];
+    // Check the promise against the file before allocating for it.
+    let want = n
+        .checked_mul(size as u64)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| CliError::bad_input(format!("{name} has an impossible shape ({n},)")))?;
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    if file_len.saturating_sub(header.data_offset) < want as u64 {
+        return Err(CliError::bad_input(format!(
+            "{name} is truncated: its header promises {n} keys ({want} bytes) but the file has {file_len} bytes"
+        )));
+    }
+    let mut bytes = vec![0u8; want];
     reader.read_exact(&mut bytes).map_err(|_| {
         CliError::bad_input(format!("{name} is truncated: its header promises {n} keys"))
     })?;
@@ -505,6 +515,11 @@ mod tests {
             "v.npy has shape [6]; it must be 2-D: (rows, 2)"
         );
         assert!(msg(encode(">f4", "(1, 2)", &f32s(&[0.; 2]))).contains("'<f4'"));
+        // A shape no file can hold is refused, not multiplied into an overflow.
+        assert_eq!(
+            msg(encode("<f4", "(9223372036854775807, 2)", &[])),
+            "v.npy has an impossible shape (9223372036854775807, 2)"
+        );
         assert!(msg(b"PK\x03\x04 not numpy".to_vec()).contains("does not start with \\x93NUMPY"));
         assert!(msg(b"\x93NU".to_vec()).contains("shorter than the 8-byte preamble"));
         let mut broken = encode("<f4", "(1, 2)", &f32s(&[0.; 2]));
@@ -525,6 +540,22 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn a_key_file_promising_more_than_it_holds_is_refused_before_allocating() {
+        let dir = std::env::temp_dir().join(format!("npy-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("ids.npy");
+        std::fs::write(&path, encode("<i8", "(1000000000000000,)", &[0; 16])).expect("write");
+        let e = read_keys(&path).expect_err("refused");
+        assert!(
+            e.message
+                .contains("is truncated: its header promises 1000000000000000 keys"),
+            "{}",
+            e.message
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
