@@ -809,3 +809,19 @@ pub fn metric_sum(samples: &[Sample], name: &str) -> Option<f64> {
         .collect();
     (!matching.is_empty()).then(|| matching.iter().sum())
 }
+
+/// Waits (60 s at most) until the proxy behind `proxy` answers `ListCollections`.
+pub async fn wait_for_proxy(
+    proxy: &milvus_like_api::proto::proxy_client::ProxyClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    wait_for("the proxy to answer", Duration::from_secs(60), || {
+        let mut p = proxy.clone();
+        async move {
+            p.list_collections(milvus_like_api::proto::ListCollectionsRequest {})
+                .await
+                .ok()
+        }
+    })
+    .await
+    .map(drop)
+}

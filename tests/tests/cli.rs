@@ -1,6 +1,7 @@
 //! The client commands as a user runs them: the built `milvus-like` binary as a
-//! subprocess against a real cluster (etcd, Kafka, root and data coordinators, a
-//! data node and a proxy as processes), checking exit codes and output.
+//! subprocess against `milvus-like standalone` (every role in one process; the
+//! distributed roles are exercised by the ingest tests), checking exit codes and
+//! output.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,85 +15,34 @@ use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, free_port, node_binary, wait_for};
+use milvus_like_tests::{
+    StandalonePorts, StandaloneProcess, TestDir, free_port, node_binary, wait_for,
+};
 use tonic::transport::Channel;
 
 const DIM: usize = 4;
 
 struct Cluster {
-    _etcd: Etcd,
-    _kafka: Kafka,
-    rootcoord: NodeProcess,
-    datacoord: NodeProcess,
-    _datanode: NodeProcess,
-    proxy: NodeProcess,
+    sa: StandaloneProcess,
     segments: PathBuf,
-    /// Dropped after the services: Kafka is stopped through files in it.
     dir: TestDir,
-    /// Last, so dropped last: the next cluster starts once this one is gone.
-    _slot: milvus_like_tests::HeavySlot,
 }
 
 impl Cluster {
     async fn start(name: &str) -> Self {
-        let slot = milvus_like_tests::heavy_slot();
         let dir = TestDir::new(name);
-        let etcd = Etcd::start(dir.path()).await.expect("etcd");
-        let kafka = Kafka::start(dir.path()).expect("kafka");
-        let segments = dir.path().join("segments");
-        let common = |extra: &[String]| {
-            let mut v = vec![
-                format!("--etcd-endpoints={}", etcd.endpoint()),
-                "--meta-root=test".to_owned(),
-                "--session-ttl=3s".to_owned(),
-                "--leader-ttl=3s".to_owned(),
-            ];
-            v.extend(extra.iter().cloned());
-            v
-        };
-        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))
-            .expect("rootcoord");
-        // Every role but the root coordinator uses the logs.
-        let common = |extra: &[String]| {
-            let mut v = common(&[
-                format!("--kafka-brokers={}", kafka.bootstrap),
-                "--topic-prefix=test".to_owned(),
-            ]);
-            v.extend(extra.iter().cloned());
-            v
-        };
-        let rc = format!("--rootcoord-endpoints={}", rootcoord.endpoint());
-        let datacoord = NodeProcess::start(
-            dir.path(),
-            "datacoord",
-            "datacoord",
-            &common(&[rc.clone(), "--channels=3".to_owned()]),
+        let data = dir.path().join("data");
+        let sa = StandaloneProcess::start(
+            &data,
+            dir.path().join("standalone.log"),
+            StandalonePorts::free(),
+            &[],
         )
-        .expect("datacoord");
-        let dc = format!("--datacoord-endpoints={}", datacoord.endpoint());
-        let datanode = NodeProcess::start(
-            dir.path(),
-            "datanode",
-            "datanode",
-            &common(&[
-                rc.clone(),
-                dc.clone(),
-                format!("--storage-root={}", segments.display()),
-            ]),
-        )
-        .expect("datanode");
-        let proxy =
-            NodeProcess::start(dir.path(), "proxy", "proxy", &common(&[rc, dc])).expect("proxy");
+        .expect("standalone");
         let cluster = Self {
-            _etcd: etcd,
-            _kafka: kafka,
-            rootcoord,
-            datacoord,
-            _datanode: datanode,
-            proxy,
-            segments,
+            sa,
+            segments: data.join("segments"),
             dir,
-            _slot: slot,
         };
         cluster.wait_ready().await;
         cluster
@@ -101,22 +51,15 @@ impl Cluster {
     /// The proxy answers and every channel has an owner.
     async fn wait_ready(&self) {
         let proxy = ProxyClient::new(
-            Channel::from_shared(self.proxy.endpoint())
+            Channel::from_shared(self.sa.proxy_endpoint())
                 .expect("uri")
                 .connect_lazy(),
         );
-        wait_for("the proxy to answer", Duration::from_secs(60), || {
-            let mut c = proxy.clone();
-            async move {
-                c.list_collections(proto::ListCollectionsRequest {})
-                    .await
-                    .ok()
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; proxy log:\n{}", self.proxy.process.log()));
+        milvus_like_tests::wait_for_proxy(&proxy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.sa.process.log()));
         let dc = DataCoordClient::new(
-            Channel::from_shared(self.datacoord.endpoint())
+            Channel::from_shared(self.sa.datacoord_endpoint())
                 .expect("uri")
                 .connect_lazy(),
         );
@@ -137,7 +80,7 @@ impl Cluster {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}; datacoord log:\n{}", self.datacoord.process.log()));
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.sa.process.log()));
     }
 
     /// Runs `milvus-like ARGS` with the endpoints in the environment, as a user
@@ -145,9 +88,12 @@ impl Cluster {
     fn cli(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(node_binary());
         cmd.args(args)
-            .env("MILVUS_LIKE_PROXY_ENDPOINT", self.proxy.endpoint())
-            .env("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", self.rootcoord.endpoint())
-            .env("MILVUS_LIKE_DATACOORD_ENDPOINTS", self.datacoord.endpoint())
+            .env("MILVUS_LIKE_PROXY_ENDPOINT", self.sa.proxy_endpoint())
+            .env("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", self.sa.endpoint())
+            .env(
+                "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+                self.sa.datacoord_endpoint(),
+            )
             .env("MILVUS_LIKE_STORAGE_ROOT", &self.segments);
         run(cmd, args)
     }

@@ -147,16 +147,9 @@ impl Cluster {
     /// The proxy answers and every channel has an owner.
     async fn wait_ready(&self) {
         let c = self.client();
-        wait_for("the proxy to answer", Duration::from_secs(60), || {
-            let mut c = c.clone();
-            async move {
-                c.list_collections(proto::ListCollectionsRequest {})
-                    .await
-                    .ok()
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; proxy log:\n{}", self.proxy.process.log()));
+        milvus_like_tests::wait_for_proxy(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; proxy log:\n{}", self.proxy.process.log()));
         let dc = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
             Channel::from_shared(self.datacoord.endpoint())
                 .expect("uri")

@@ -153,16 +153,9 @@ impl Client {
         name: &str,
     ) -> (CollectionInfo, CollectionSchema) {
         let proxy = self.proxy.clone();
-        wait_for("the proxy to answer", Duration::from_secs(60), || {
-            let mut p = proxy.clone();
-            async move {
-                p.list_collections(proto::ListCollectionsRequest {})
-                    .await
-                    .ok()
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
+        milvus_like_tests::wait_for_proxy(&proxy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
         let mut p = self.proxy.clone();
         let described = p
             .describe_collection(proto::DescribeCollectionRequest {
@@ -228,6 +221,16 @@ impl Client {
             .into_inner()
     }
 
+    /// Every insert log of the collection, in listing order.
+    async fn files(&self, info: &CollectionInfo) -> Vec<String> {
+        self.listed(info)
+            .await
+            .segments
+            .iter()
+            .flat_map(|s| s.insert_log_paths.clone())
+            .collect()
+    }
+
     async fn read_back(
         &self,
         info: &CollectionInfo,
@@ -280,13 +283,7 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
         (want_rows, want_sum),
         "read back after flush"
     );
-    let files: Vec<String> = client
-        .listed(&info)
-        .await
-        .segments
-        .iter()
-        .flat_map(|s| s.insert_log_paths.clone())
-        .collect();
+    let files = client.files(&info).await;
     assert!(!files.is_empty());
     check_metrics_and_readiness(&sa, ROWS as f64).await;
 
@@ -308,13 +305,7 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
         (want_rows, want_sum),
         "read back after restart"
     );
-    let files_again: Vec<String> = client
-        .listed(&info)
-        .await
-        .segments
-        .iter()
-        .flat_map(|s| s.insert_log_paths.clone())
-        .collect();
+    let files_again = client.files(&info).await;
     assert_eq!(
         files_again, files,
         "the segment files changed across a restart"

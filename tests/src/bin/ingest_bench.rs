@@ -381,16 +381,9 @@ impl Cluster {
             datanode: None,
         };
         let c = cluster.client();
-        wait_for("the proxy to answer", Duration::from_secs(60), || {
-            let mut c = c.clone();
-            async move {
-                c.list_collections(proto::ListCollectionsRequest {})
-                    .await
-                    .ok()
-            }
-        })
-        .await
-        .with_context(|| format!("proxy log:\n{}", cluster.proxy.process.log()))?;
+        milvus_like_tests::wait_for_proxy(&c)
+            .await
+            .with_context(|| format!("proxy log:\n{}", cluster.proxy.process.log()))?;
         Ok(cluster)
     }
 
@@ -1094,20 +1087,9 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let datacoord = DataCoordClient::new(channel(sa.datacoord_endpoint())?);
-    wait_for(
-        "the standalone proxy to answer",
-        Duration::from_secs(60),
-        || {
-            let mut p = proxy.clone();
-            async move {
-                p.list_collections(proto::ListCollectionsRequest {})
-                    .await
-                    .ok()
-            }
-        },
-    )
-    .await
-    .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
+    milvus_like_tests::wait_for_proxy(&proxy)
+        .await
+        .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
     let info = proxy
         .clone()
         .create_collection(proto::CreateCollectionRequest {
