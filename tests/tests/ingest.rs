@@ -743,6 +743,40 @@ async fn segments_go_to_s3_on_minio() {
 }
 
 #[tokio::test]
+async fn a_data_node_whose_coordinator_is_gone_stops_by_itself_and_loses_nothing() {
+    let mut cluster = Cluster::start(
+        "ingest-orphan-stop",
+        1,
+        &[
+            "--flush-rows=100000",
+            "--flush-age=60s",
+            "--drain-timeout=1s",
+        ],
+    )
+    .await;
+    let (info, schema) = cluster.create("orphan").await;
+    let pks: Vec<i64> = (0..20_000).collect();
+    insert_range(&cluster, "orphan", &schema, &pks, 5_000).await;
+    cluster.datacoord.process.kill9();
+    // Its final flush cannot commit; it must still exit, within its deadline.
+    let status = cluster.datanodes[0]
+        .process
+        .terminate(Duration::from_secs(60))
+        .expect("exits by itself after SIGTERM with its coordinator gone");
+    let log = cluster.datanodes[0].process.log();
+    assert!(log.contains("final flushes unfinished"), "{log}");
+    eprintln!("data node exit status without a coordinator: {status}");
+    // Nothing was lost: the next owner reads the channels from their checkpoints.
+    cluster.datacoord.restart().expect("restart datacoord");
+    cluster.datanodes[0].restart().expect("restart data node");
+    cluster.wait_ready().await;
+    cluster.flush("orphan").await;
+    let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
+    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    assert_eq!((content.rows, content.checksum), (want_rows, want_sum));
+}
+
+#[tokio::test]
 async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
     let mut cluster = Cluster::start(
         "ingest-sigterm",

@@ -409,6 +409,9 @@ impl DataNode for DataNodeService {
     }
 }
 
+/// How long a stopping data node tries to flush the channels nobody took.
+const FINAL_FLUSH_DEADLINE: Duration = Duration::from_secs(20);
+
 /// Runs a data node until `cancel` fires; on the way out it announces it is
 /// stopping, lets the coordinator take its channels (flushing each), then leaves.
 pub async fn run(
@@ -497,13 +500,25 @@ async fn serve(
     let left: Vec<u32> = node.channels.lock().await.keys().copied().collect();
     if !left.is_empty() {
         tracing::warn!(channels = ?left, "the coordinator did not take these channels; flushing them here");
-        for channel in left {
-            let epoch = node.channels.lock().await.get(&channel).map(|c| c.epoch);
-            if let Some(epoch) = epoch
-                && let Err(status) = flush::release(&node, channel, epoch).await
-            {
-                tracing::warn!(channel, %status, "final flush failed; the next owner re-reads from the checkpoint");
+        // Bounded: with the coordinator gone the commit would be retried forever.
+        // Giving up loses nothing; the next owner reads from the checkpoint.
+        let final_flushes = async {
+            for channel in left {
+                let epoch = node.channels.lock().await.get(&channel).map(|c| c.epoch);
+                if let Some(epoch) = epoch
+                    && let Err(status) = flush::release(&node, channel, epoch).await
+                {
+                    tracing::warn!(channel, %status, "final flush failed; the next owner re-reads from the checkpoint");
+                }
             }
+        };
+        if tokio::time::timeout(FINAL_FLUSH_DEADLINE, final_flushes)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "final flushes unfinished after {FINAL_FLUSH_DEADLINE:?} (is the data coordinator gone?); stopping anyway, the next owner re-reads from the checkpoints"
+            );
         }
     }
     stop_consuming.cancel();
