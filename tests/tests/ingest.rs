@@ -458,7 +458,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     .expect("good insert");
 
     // Junk written straight to the logs: dead-lettered, counted, skipped.
-    use milvus_like_node::msgstream::{KafkaConfig, KafkaProducer, Stream};
+    use milvus_like_node::msgstream::{KafkaConfig, KafkaProducer, LogProducer as _, Stream};
     use prost::Message;
     let kafka = KafkaConfig {
         brokers: cluster._kafka.bootstrap.clone(),

@@ -25,8 +25,10 @@ pub mod storage;
 pub mod sys;
 pub mod tso;
 
-/// `tokio::spawn` that keeps the caller's span on the task, so what the task logs
-/// names the role and node id that started it.
+/// `tokio::spawn` that keeps the caller's span on the task. Every role runs inside
+/// a span named after it, with its node id once its session is registered, and
+/// spawns its tasks with this: what they log names the role and node that started
+/// them (in standalone, four roles share one log).
 pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,

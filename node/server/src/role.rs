@@ -107,14 +107,10 @@ impl RoleProcess {
     /// Adds the log to the readiness checks.
     pub fn watch_log(&self, log: &Arc<dyn crate::msgstream::Log>) {
         let log = log.clone();
-        self.readiness.watch(
-            "log",
-            log.describe(),
-            Arc::new(move || {
-                let log = log.clone();
-                Box::pin(async move { log.probe().await.map_err(|e| e.to_string()) })
-            }),
-        );
+        self.readiness.watch("log", log.describe(), move || {
+            let log = log.clone();
+            async move { log.probe().await.map_err(|e| e.to_string()) }
+        });
     }
 
     /// Serves `service` (plus health and reflection) and the HTTP endpoints; the

@@ -80,11 +80,6 @@ pub const MEMORY_READY_THRESHOLD: f64 = 0.9;
 /// How often every dependency is probed.
 const PROBE_PERIOD: Duration = Duration::from_secs(2);
 
-/// A probe of one dependency: `Ok` when it answered.
-pub type Probe = Arc<
-    dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
->;
-
 #[derive(Debug)]
 struct Check {
     name: &'static str,
@@ -110,26 +105,26 @@ impl Readiness {
             cancel,
         };
         let describe = store.describe();
-        this.watch(
-            "metadata_store",
-            describe,
-            Arc::new(move || {
-                let store = store.clone();
-                Box::pin(async move {
-                    store
-                        .get("health/ping")
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-            }),
-        );
+        this.watch("metadata_store", describe, move || {
+            let store = store.clone();
+            async move {
+                store
+                    .get("health/ping")
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        });
         this
     }
 
     /// Probes a dependency every 2 s from now on; the process is not ready while
     /// the last probe failed (or before the first one answered).
-    pub fn watch(&self, name: &'static str, at: String, probe: Probe) {
+    pub fn watch<F, Fut>(&self, name: &'static str, at: String, probe: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
         let check = Arc::new(Check {
             name,
             at,
@@ -330,20 +325,16 @@ mod tests {
         let readiness = Readiness::spawn(Arc::new(LocalStore::in_memory()), cancel.clone());
         let up = Arc::new(AtomicBool::new(true));
         let flag = up.clone();
-        readiness.watch(
-            "log",
-            "test log".into(),
-            Arc::new(move || {
-                let ok = flag.load(Ordering::Acquire);
-                Box::pin(async move {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err("broker gone".into())
-                    }
-                })
-            }),
-        );
+        readiness.watch("log", "test log".into(), move || {
+            let ok = flag.load(Ordering::Acquire);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("broker gone".into())
+                }
+            }
+        });
         let report = || async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (code, body) = readiness.report();

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -54,11 +53,17 @@ impl StandaloneConfig {
 
 type RoleTask = JoinHandle<anyhow::Result<()>>;
 
-/// How long one role may take to stop. The data node's final flush retries while
-/// the coordinators are unreachable; past this it is abandoned, which loses
-/// nothing: the rows are in the embedded log and are read again from the
-/// checkpoint at the next start.
-const STOP_DEADLINE: Duration = Duration::from_secs(30);
+/// How a role's task ended, as an error if it failed or panicked.
+fn failed(
+    name: &str,
+    ended: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.context(format!("the {name} failed"))),
+        Err(e) => Some(anyhow::anyhow!("the {name} panicked: {e}")),
+    }
+}
 
 /// Runs all four roles until `cancel` fires or one of them fails; then stops them
 /// in dependency order: the proxy (no new writes), the data node (flushes and
@@ -133,41 +138,20 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
     if let Some((index, result)) = ended_early {
         let (name, _, task) = &mut roles[index];
         *task = None;
-        let error = match result {
-            Ok(Ok(())) => anyhow::anyhow!("the {name} stopped on its own"),
-            Ok(Err(e)) => e.context(format!("the {name} failed")),
-            Err(e) => anyhow::anyhow!("the {name} panicked: {e}"),
-        };
+        let error = failed(name, result)
+            .unwrap_or_else(|| anyhow::anyhow!("the {name} stopped on its own"));
         tracing::error!(error = %format!("{error:#}"), "stopping standalone");
         failure = Some(error);
     }
-    // After a failure the data node's final flush may wait for a coordinator that
-    // is gone: give it less time.
-    let deadline = if failure.is_some() {
-        Duration::from_secs(5)
-    } else {
-        STOP_DEADLINE
-    };
+    // Each role bounds its own stop (the data node its final flushes).
     for (name, stop, task) in roles {
         stop.cancel();
-        let Some(mut task) = task else { continue };
-        match tokio::time::timeout(deadline, &mut task).await {
-            Ok(Ok(Ok(()))) => tracing::info!("{name} stopped"),
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = %format!("{e:#}"), "{name} failed while stopping");
-                failure.get_or_insert(e.context(format!("the {name} failed")));
-            }
-            Ok(Err(e)) => {
-                failure.get_or_insert(anyhow::anyhow!("the {name} panicked: {e}"));
-            }
-            Err(_) => {
-                task.abort();
-                tracing::error!(
-                    "the {name} did not stop within {deadline:?}; abandoning it (what it had not flushed is read again from the log at the next start)"
-                );
-                failure.get_or_insert(anyhow::anyhow!(
-                    "the {name} did not stop within {deadline:?}"
-                ));
+        let Some(task) = task else { continue };
+        match failed(name, task.await) {
+            None => tracing::info!("{name} stopped"),
+            Some(e) => {
+                tracing::error!(error = %format!("{e:#}"), "while stopping");
+                failure.get_or_insert(e);
             }
         }
     }

@@ -60,7 +60,7 @@ use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, Stream};
+use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
     Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, http_get, test_schema,

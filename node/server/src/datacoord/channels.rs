@@ -231,19 +231,27 @@ impl ChannelManager {
             .insert(load.node_id, load);
     }
 
-    /// Every live data node with the channels it owns and its last reported load.
+    /// The last load a data node reported (zeros before its first report).
+    pub fn last_load(&self, node_id: i64) -> NodeLoad {
+        self.loads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node_id)
+            .cloned()
+            .unwrap_or(NodeLoad {
+                node_id,
+                ..NodeLoad::default()
+            })
+    }
+
+    /// Every live data node's last load and the number of channels it owns.
     pub fn node_loads(&self) -> Vec<(NodeLoad, usize)> {
         let owners = self.view().owners;
-        let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
         self.live_data_nodes()
             .into_keys()
             .map(|id| {
                 let channels = owners.values().filter(|(node, _)| *node == id).count();
-                let load = loads.get(&id).cloned().unwrap_or(NodeLoad {
-                    node_id: id,
-                    ..NodeLoad::default()
-                });
-                (load, channels)
+                (self.last_load(id), channels)
             })
             .collect()
     }
@@ -332,18 +340,11 @@ impl ChannelManager {
             });
         }
         let view = self.view();
-        let eligible: Vec<NodeLoad> = {
-            let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
-            live.values()
-                .filter(|n| !n.stopping && !view.draining.contains(&n.node_id))
-                .map(|n| {
-                    loads.get(&n.node_id).cloned().unwrap_or(NodeLoad {
-                        node_id: n.node_id,
-                        ..NodeLoad::default()
-                    })
-                })
-                .collect()
-        };
+        let eligible: Vec<NodeLoad> = live
+            .values()
+            .filter(|n| !n.stopping && !view.draining.contains(&n.node_id))
+            .map(|n| self.last_load(n.node_id))
+            .collect();
         let eligible_ids: BTreeSet<i64> = eligible.iter().map(|n| n.node_id).collect();
         let current: BTreeMap<u32, i64> = view
             .owners

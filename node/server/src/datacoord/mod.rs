@@ -387,19 +387,13 @@ impl DataCoord for DataCoordService {
                 Ok(d) => d,
                 Err(e) => return Err(self.channel_status(e).await),
             };
-            let loads: std::collections::HashMap<i64, NodeLoad> = active
-                .channels
-                .node_loads()
-                .into_iter()
-                .map(|(load, _)| (load.node_id, load))
-                .collect();
             Ok(Response::new(proto::GetChannelDistributionResponse {
                 channels,
                 balancer: active.channels.balancer_name().to_owned(),
                 nodes: nodes
                     .into_iter()
                     .map(|(n, channels, draining)| {
-                        let load = loads.get(&n.node_id).cloned().unwrap_or_default();
+                        let load = active.channels.last_load(n.node_id);
                         proto::NodeChannels {
                             node_id: n.node_id,
                             address: n.address,
@@ -624,8 +618,7 @@ pub async fn run(
     balancers: BalancerRegistry,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Everything this role logs, its spawned tasks included, carries its node id
-    // (set once the session is registered): in standalone, four roles share a log.
+    // The role's span; `serve` records the node id (see `crate::spawn`).
     let span = tracing::info_span!("datacoord", node_id = tracing::field::Empty);
     tracing::Instrument::instrument(serve(store, log, config, balancers, cancel), span).await
 }

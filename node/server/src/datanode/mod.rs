@@ -420,8 +420,7 @@ pub async fn run(
     config: DataNodeConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Everything this role logs, its spawned tasks included, carries its node id
-    // (set once the session is registered): in standalone, four roles share a log.
+    // The role's span; `serve` records the node id (see `crate::spawn`).
     let span = tracing::info_span!("datanode", node_id = tracing::field::Empty);
     tracing::Instrument::instrument(serve(store, log, config, cancel), span).await
 }
@@ -440,14 +439,12 @@ async fn serve(
     let node_id = process.node_id();
     process.watch_log(&log);
     let probe_store = storage.clone();
-    process.readiness().watch(
-        "storage",
-        storage.describe(),
-        Arc::new(move || {
+    process
+        .readiness()
+        .watch("storage", storage.describe(), move || {
             let store = probe_store.clone();
-            Box::pin(async move { store.probe().await.map_err(|e| e.to_string()) })
-        }),
-    );
+            async move { store.probe().await.map_err(|e| e.to_string()) }
+        });
     tracing::Span::current().record("node_id", node_id);
     let consumer = log.consumer(
         &format!("milvus-like-datanode-{node_id}"),

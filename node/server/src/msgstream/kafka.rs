@@ -244,42 +244,6 @@ impl KafkaProducer {
             config: config.clone(),
         })
     }
-
-    /// Appends `payload` to `channel` of `stream`; returns its offset once Kafka
-    /// acknowledged it (all in-sync replicas have it).
-    pub async fn send(
-        &self,
-        stream: Stream,
-        channel: u32,
-        payload: &[u8],
-    ) -> Result<i64, StreamError> {
-        let topic = self.config.topic(stream);
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
-            .partition(i32::try_from(channel).unwrap_or(i32::MAX))
-            .payload(payload);
-        match self.producer.send(record, Duration::from_secs(30)).await {
-            Ok(delivery) => Ok(delivery.offset),
-            Err((source, _)) => Err(StreamError::Kafka {
-                brokers: self.config.brokers.clone(),
-                source,
-            }),
-        }
-    }
-
-    /// Copies a message that could not be processed to the dead-letter topic.
-    pub async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
-        let topic = self.config.dead_letter_topic();
-        let record: FutureRecord<'_, str, [u8]> =
-            FutureRecord::to(&topic).key(key).payload(payload);
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(drop)
-            .map_err(|(source, _)| StreamError::Kafka {
-                brokers: self.config.brokers.clone(),
-                source,
-            })
-    }
 }
 
 /// One consumer for all the channels a data node owns, assigned by hand.
@@ -335,40 +299,6 @@ impl KafkaConsumer {
             watermarks: Arc::new(watermarks),
             config: config.clone(),
         })
-    }
-
-    /// Starts reading `channel` of both logs at the given next offsets.
-    pub fn assign(
-        &self,
-        channel: u32,
-        insert_next: i64,
-        delete_next: i64,
-    ) -> Result<(), StreamError> {
-        let mut tpl = TopicPartitionList::new();
-        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
-        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
-            tpl.add_partition_offset(
-                &self.config.topic(stream),
-                partition,
-                Offset::Offset(next.max(0)),
-            )
-            .map_err(kafka(&self.config))?;
-        }
-        self.consumer
-            .incremental_assign(&tpl)
-            .map_err(kafka(&self.config))
-    }
-
-    /// Stops reading `channel`.
-    pub fn unassign(&self, channel: u32) -> Result<(), StreamError> {
-        let mut tpl = TopicPartitionList::new();
-        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
-        for stream in [Stream::Insert, Stream::Delete] {
-            tpl.add_partition(&self.config.topic(stream), partition);
-        }
-        self.consumer
-            .incremental_unassign(&tpl)
-            .map_err(kafka(&self.config))
     }
 
     pub fn inner(&self) -> &StreamConsumer {
@@ -486,12 +416,35 @@ impl super::Log for KafkaLog {
 
 #[async_trait::async_trait]
 impl super::LogProducer for KafkaProducer {
+    /// Appends `payload` to `channel` of `stream`; returns its offset once Kafka
+    /// acknowledged it (all in-sync replicas have it).
     async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
-        KafkaProducer::send(self, stream, channel, payload).await
+        let topic = self.config.topic(stream);
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
+            .partition(i32::try_from(channel).unwrap_or(i32::MAX))
+            .payload(payload);
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((source, _)) => Err(StreamError::Kafka {
+                brokers: self.config.brokers.clone(),
+                source,
+            }),
+        }
     }
 
+    /// Copies a message that could not be processed to the dead-letter topic.
     async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
-        KafkaProducer::dead_letter(self, key, payload).await
+        let topic = self.config.dead_letter_topic();
+        let record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(&topic).key(key).payload(payload);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(drop)
+            .map_err(|(source, _)| StreamError::Kafka {
+                brokers: self.config.brokers.clone(),
+                source,
+            })
     }
 }
 
@@ -506,12 +459,33 @@ impl AsRef<[u8]> for Payload<'_> {
 
 #[async_trait::async_trait]
 impl super::LogConsumer for KafkaConsumer {
+    /// Starts reading `channel` of both logs at the given next offsets.
     fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError> {
-        KafkaConsumer::assign(self, channel, insert_next, delete_next)
+        let mut tpl = TopicPartitionList::new();
+        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+        for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
+            tpl.add_partition_offset(
+                &self.config.topic(stream),
+                partition,
+                Offset::Offset(next.max(0)),
+            )
+            .map_err(kafka(&self.config))?;
+        }
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(kafka(&self.config))
     }
 
+    /// Stops reading `channel`.
     fn unassign(&self, channel: u32) -> Result<(), StreamError> {
-        KafkaConsumer::unassign(self, channel)
+        let mut tpl = TopicPartitionList::new();
+        let partition = i32::try_from(channel).unwrap_or(i32::MAX);
+        for stream in [Stream::Insert, Stream::Delete] {
+            tpl.add_partition(&self.config.topic(stream), partition);
+        }
+        self.consumer
+            .incremental_unassign(&tpl)
+            .map_err(kafka(&self.config))
     }
 
     async fn recv(&self) -> Result<LogRecord<'_>, StreamError> {

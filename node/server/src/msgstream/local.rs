@@ -21,15 +21,16 @@ use super::{LogConsumer, LogProducer, LogRecord, MAX_MESSAGE_BYTES, Stream, Stre
 
 /// `channels` -> the channel count; `end/{table}` -> the next offset of that table.
 const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
-/// Offset -> `[key length u32 LE | key | payload]`.
-const DEAD_LETTER_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("dead-letter");
+/// The dead-letter table: offset -> `[key length u32 LE | key | payload]`. The
+/// log tables (`insert-3`, `delete-0`): offset -> payload.
+const DEAD_LETTER: &str = "dead-letter";
 /// A writer transaction stops taking appends at this many bytes.
 const GROUP_BYTES: usize = 32 << 20;
 /// How long a consumer with nothing to read sleeps before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-fn table_name(stream: Stream, channel: u32) -> String {
-    format!("{}-{channel}", stream.name())
+fn table(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+    TableDefinition::new(name)
 }
 
 fn end_key(table: &str) -> String {
@@ -46,7 +47,7 @@ enum Target {
 impl Target {
     /// The target of a table name (`insert-3`, `delete-0`, `dead-letter`).
     fn parse(table: &str) -> Option<Self> {
-        if table == "dead-letter" {
+        if table == DEAD_LETTER {
             return Some(Self::DeadLetter);
         }
         let (stream, channel) = table.split_once('-')?;
@@ -60,8 +61,8 @@ impl Target {
 
     fn table(self) -> String {
         match self {
-            Self::Log(stream, channel) => table_name(stream, channel),
-            Self::DeadLetter => "dead-letter".to_owned(),
+            Self::Log(stream, channel) => format!("{}-{channel}", stream.name()),
+            Self::DeadLetter => DEAD_LETTER.to_owned(),
         }
     }
 }
@@ -100,8 +101,9 @@ struct Shared {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
-    writer: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// `None` only while dropping.
+    writer: Option<std::sync::mpsc::Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::ops::Deref for Inner {
@@ -115,18 +117,8 @@ impl std::ops::Deref for Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the queue ends the writer thread once it has written what is queued.
-        drop(
-            self.writer
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
+        drop(self.writer.take());
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -135,8 +127,6 @@ impl Drop for Inner {
 impl Inner {
     fn send(&self, command: Command) -> Result<(), StreamError> {
         self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .ok_or_else(|| self.error("the log is closing"))?
             .send(command)
@@ -144,12 +134,16 @@ impl Inner {
     }
 }
 
+fn local_error(path: &Path, reason: impl std::fmt::Display) -> StreamError {
+    StreamError::Local {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 impl Shared {
     fn error(&self, reason: impl std::fmt::Display) -> StreamError {
-        StreamError::Local {
-            path: self.path.display().to_string(),
-            reason: reason.to_string(),
-        }
+        local_error(&self.path, reason)
     }
 
     fn ends(&self) -> MutexGuard<'_, HashMap<Target, u64>> {
@@ -166,10 +160,7 @@ pub struct LocalLog {
 impl LocalLog {
     /// Opens (or creates) the log file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StreamError> {
-        let error = |reason: String| StreamError::Local {
-            path: path.display().to_string(),
-            reason,
-        };
+        let error = |reason: String| local_error(path, reason);
         let db = redb::Database::builder()
             .set_cache_size(32 << 20)
             .create(path)
@@ -227,8 +218,8 @@ impl LocalLog {
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
-                writer: Mutex::new(Some(tx)),
-                thread: Mutex::new(Some(thread)),
+                writer: Some(tx),
+                thread: Some(thread),
             }),
         })
     }
@@ -241,7 +232,7 @@ impl LocalLog {
     ) -> Result<Vec<(u64, String, Vec<u8>)>, StreamError> {
         let inner = &self.inner;
         let read = inner.db.begin_read().map_err(|e| inner.error(e))?;
-        let table = match read.open_table(DEAD_LETTER_TABLE) {
+        let table = match read.open_table(table(DEAD_LETTER)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(inner.error(e)),
@@ -284,7 +275,7 @@ fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
             group.push(next);
         }
         let mut ends = inner.ends().clone();
-        match write_group(&inner.db, &mut group, &mut ends) {
+        match write_group(&inner.db, &group, &mut ends) {
             Ok(offsets) => {
                 *inner.ends() = ends;
                 *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -315,32 +306,22 @@ fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
 /// Writes one group in one transaction; returns the offset of each append, in order.
 fn write_group(
     db: &redb::Database,
-    group: &mut [Command],
+    group: &[Command],
     ends: &mut HashMap<Target, u64>,
 ) -> Result<Vec<u64>, redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_quick_repair(true);
     let mut offsets = Vec::new();
     let mut touched = Vec::new();
-    for command in group.iter_mut() {
+    for command in group {
         match command {
             Command::Append {
                 target, payload, ..
             } => {
                 let end = ends.entry(*target).or_insert(0);
                 let offset = *end;
-                match target {
-                    Target::Log(stream, channel) => {
-                        let name = table_name(*stream, *channel);
-                        let mut table =
-                            txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
-                        table.insert(offset, payload.as_slice())?;
-                    }
-                    Target::DeadLetter => {
-                        let mut table = txn.open_table(DEAD_LETTER_TABLE)?;
-                        table.insert(offset, payload.as_slice())?;
-                    }
-                }
+                txn.open_table(table(&target.table()))?
+                    .insert(offset, payload.as_slice())?;
                 *end += 1;
                 offsets.push(offset);
                 if !touched.contains(target) {
@@ -352,9 +333,9 @@ fn write_group(
                 channel,
                 below,
             } => {
-                let name = table_name(*stream, *channel);
-                let mut table = txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
-                table.retain_in(..*below, |_, _| false)?;
+                let name = Target::Log(*stream, *channel).table();
+                txn.open_table(table(&name))?
+                    .retain_in(..*below, |_, _| false)?;
             }
         }
     }
@@ -404,12 +385,6 @@ impl super::Log for LocalLog {
             inner
                 .channels
                 .store(channels, std::sync::atomic::Ordering::Release);
-            let mut ends = inner.ends();
-            for channel in 0..channels {
-                for stream in [Stream::Insert, Stream::Delete] {
-                    ends.entry(Target::Log(stream, channel)).or_insert(0);
-                }
-            }
             tracing::info!(channels, path = %inner.path.display(), "created the embedded insert and delete logs");
             Ok(())
         })
@@ -418,17 +393,16 @@ impl super::Log for LocalLog {
     }
 
     async fn channel_count(&self) -> Result<u32, StreamError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let read = inner.db.begin_read().map_err(|e| inner.error(e))?;
-            let meta = read.open_table(META_TABLE).map_err(|e| inner.error(e))?;
-            meta.get("channels")
-                .map_err(|e| inner.error(e))?
-                .map(|v| u32::try_from(v.value()).unwrap_or(u32::MAX))
-                .ok_or_else(|| StreamError::MissingTopic(inner.path.display().to_string()))
-        })
-        .await
-        .map_err(|e| self.inner.error(e))?
+        match self
+            .inner
+            .channels
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => Err(StreamError::MissingTopic(
+                self.inner.path.display().to_string(),
+            )),
+            n => Ok(n),
+        }
     }
 
     /// Ready while the writer thread runs and its last group committed.
@@ -436,8 +410,6 @@ impl super::Log for LocalLog {
         let finished = self
             .inner
             .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_none_or(std::thread::JoinHandle::is_finished);
         if finished {
@@ -524,13 +496,14 @@ impl LogProducer for LocalProducer {
     }
 }
 
+/// A read position. A read counts only if its cursor is still there, unchanged,
+/// when it returns; one that raced an `assign` elsewhere is thrown away (one that
+/// raced an `assign` to the same offset reads the same record anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     stream: Stream,
     channel: u32,
     next: u64,
-    /// Bumped by every (re)assignment, so a read started before it is discarded.
-    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -538,7 +511,6 @@ struct Cursors {
     list: Vec<Cursor>,
     /// Where the next read starts, so channels take turns.
     turn: usize,
-    generation: u64,
 }
 
 #[derive(Debug)]
@@ -560,8 +532,8 @@ fn read_first(
 ) -> Result<Option<(Cursor, u64, Vec<u8>)>, redb::Error> {
     let read = db.begin_read()?;
     for cursor in cursors {
-        let name = table_name(cursor.stream, cursor.channel);
-        let table = match read.open_table(TableDefinition::<u64, &[u8]>::new(&name)) {
+        let name = Target::Log(cursor.stream, cursor.channel).table();
+        let table = match read.open_table(table(&name)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => continue,
             Err(e) => return Err(e.into()),
@@ -578,15 +550,12 @@ fn read_first(
 impl LogConsumer for LocalConsumer {
     fn assign(&self, channel: u32, insert_next: i64, delete_next: i64) -> Result<(), StreamError> {
         let mut cursors = self.cursors();
-        cursors.generation += 1;
-        let generation = cursors.generation;
         cursors.list.retain(|c| c.channel != channel);
         for (stream, next) in [(Stream::Insert, insert_next), (Stream::Delete, delete_next)] {
             cursors.list.push(Cursor {
                 stream,
                 channel,
                 next: u64::try_from(next).unwrap_or(0),
-                generation,
             });
         }
         drop(cursors);
@@ -623,7 +592,6 @@ impl LogConsumer for LocalConsumer {
                     .map_err(|e| self.inner.error(e))?;
                 if let Some((read_at, offset, payload)) = found {
                     let mut cursors = self.cursors();
-                    // Only if nobody moved the cursor meanwhile (a re-assignment).
                     if let Some(c) = cursors.list.iter_mut().find(|c| **c == read_at) {
                         c.next = offset + 1;
                         return Ok(LogRecord::new(

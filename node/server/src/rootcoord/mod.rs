@@ -437,8 +437,7 @@ pub async fn run(
     config: RootCoordConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Everything this role logs, its spawned tasks included, carries its node id
-    // (set once the session is registered): in standalone, four roles share a log.
+    // The role's span; `serve` records the node id (see `crate::spawn`).
     let span = tracing::info_span!("rootcoord", node_id = tracing::field::Empty);
     tracing::Instrument::instrument(serve(store, config, cancel), span).await
 }
