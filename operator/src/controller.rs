@@ -794,19 +794,11 @@ async fn delete(
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let endpoints = mc.spec.dependencies.etcd.endpoints.clone();
-    let root = mc
-        .spec
-        .dependencies
-        .etcd
-        .root_path
-        .clone()
-        .unwrap_or_else(|| {
-            format!(
-                "milvus-like/{}/{}",
-                mc.namespace().unwrap_or_default(),
-                mc.name_any()
-            )
-        });
+    let root = crate::validate::meta_root(
+        &mc.spec.dependencies.etcd,
+        &mc.namespace().unwrap_or_default(),
+        &mc.name_any(),
+    );
     let etcd_error = |reason: String| Error::Etcd {
         endpoints: endpoints.join(","),
         reason,

@@ -1,7 +1,7 @@
 //! The `MilvusCluster` custom resource (`milvuslike.io/v1alpha1`): what a user
 //! asks for (spec) and what the operator reports (status). Every field's `///`
 //! comment becomes its description in the CRD, which `kubectl explain` shows.
-//! Optional fields get their defaults in [`crate::validate::Defaulted`], not in the
+//! Optional fields get their defaults in [`crate::validate::Cluster`], not in the
 //! schema, so that an upgrade of the operator can change a default.
 
 // `printcolumn(type_ = "string", ...)` repeats on purpose, one per column.

@@ -85,10 +85,11 @@ impl DataCoords {
 
     fn count<T>(&self, call: &'static str, result: &Result<T, Status>) {
         let code = match result {
-            Ok(_) => "OK".to_owned(),
-            Err(s) => format!("{:?}", s.code()),
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
         };
-        self.metrics.datacoord_call(call, &code);
+        self.metrics
+            .datacoord_call(call, milvus_like_api::process::code_name(code));
     }
 
     #[tracing::instrument(skip(self))]

@@ -146,8 +146,11 @@ impl Elector {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not renew the leader lease");
-                    if last_renewed.elapsed() >= self.config.duration {
-                        tracing::error!("leader lease expired");
+                    // Give up one renewal period before the lease can expire, so
+                    // that this replica has stopped before a standby may take over.
+                    let deadline = self.config.duration.saturating_sub(self.config.renew_every);
+                    if last_renewed.elapsed() >= deadline {
+                        tracing::error!("leader lease could not be renewed in time; stepping down");
                         return false;
                     }
                 }

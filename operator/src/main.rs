@@ -65,28 +65,6 @@ fn init_logging(format: &str) {
     }
 }
 
-fn shutdown_on_signal() -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-        token.cancel();
-    });
-    cancel
-}
-
 async fn serve_http(
     listen: SocketAddr,
     registry: prometheus_client::registry::Registry,
@@ -140,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("milvus-like-operator-{}", std::process::id()));
-    let cancel = shutdown_on_signal();
+    let cancel = milvus_like_api::process::shutdown_on_signal();
 
     let client = Client::try_default()
         .await

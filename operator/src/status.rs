@@ -17,7 +17,6 @@ pub const DEGRADED: &str = "Degraded";
 /// One component as its workload reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentState {
-    pub role: Role,
     pub status: ComponentStatus,
     /// A rollout or a scale is under way: the controller has not caught up with
     /// the spec, pods of the old template remain, or pods are still missing.
@@ -42,7 +41,6 @@ struct Counts {
 fn state(role: Role, desired: i32, counts: Option<Counts>) -> ComponentState {
     let Some(c) = counts else {
         return ComponentState {
-            role,
             status: ComponentStatus {
                 name: role.spec_name().to_owned(),
                 replicas: desired,
@@ -53,7 +51,6 @@ fn state(role: Role, desired: i32, counts: Option<Counts>) -> ComponentState {
     };
     let caught_up = c.observed.is_some() && c.observed >= c.generation;
     ComponentState {
-        role,
         status: ComponentStatus {
             name: role.spec_name().to_owned(),
             replicas: desired,

@@ -126,6 +126,14 @@ fn is_host_port(s: &str) -> bool {
     }
 }
 
+/// The etcd key prefix of a cluster's metadata: `spec.dependencies.etcd.rootPath`,
+/// else `milvus-like/<namespace>/<name>`. What `deletionPolicy: Delete` removes.
+pub fn meta_root(etcd: &crate::crd::EtcdSpec, namespace: &str, name: &str) -> String {
+    etcd.root_path
+        .clone()
+        .unwrap_or_else(|| format!("milvus-like/{namespace}/{name}"))
+}
+
 /// Checks `mc` and applies the defaults.
 pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
     let spec = &mc.spec;
@@ -251,15 +259,10 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
     }
     let dn = &spec.data_node;
     Ok(Cluster {
-        data_coord_endpoint: spec
-            .data_coord_endpoint
-            .clone()
-            .unwrap_or_else(|| format!("{name}-datacoord.{namespace}.svc:13333")),
-        meta_root: deps
-            .etcd
-            .root_path
-            .clone()
-            .unwrap_or_else(|| format!("milvus-like/{namespace}/{name}")),
+        data_coord_endpoint: spec.data_coord_endpoint.clone().unwrap_or_else(|| {
+            crate::build::service_endpoint(&name, &namespace, crate::build::Role::DataCoord)
+        }),
+        meta_root: meta_root(&deps.etcd, &namespace, &name),
         topic_prefix: deps
             .kafka
             .topic_prefix

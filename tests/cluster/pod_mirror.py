@@ -11,8 +11,7 @@ every process shares the host's network.
     pod_mirror.py --namespace default --selector app.kubernetes.io/component=datanode \
                   --binary target/debug/milvus-like --work DIR [--kubectl PATH]
 
-State, for the scenario script: DIR/mirror.json maps pod name to
-{"uid", "pid", "grpc", "http"} of its live process; logs are DIR/<pod>-<uid>.log.
+Logs are DIR/<pod>-<uid>.log.
 Runs until SIGTERM/SIGINT, then stops every process it started (SIGTERM, then
 SIGKILL after 5 s). A pod that goes while it runs gets SIGTERM and its pod's
 grace period, as from a kubelet.
@@ -105,7 +104,6 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     procs = {}  # uid -> {pod, proc, grpc, http, grace}
-    state_file = os.path.join(opts.work, "mirror.json")
     while running:
         try:
             pods = kubectl(["get", "pods", "-l", opts.selector, "-o", "json"], opts)["items"]
@@ -142,11 +140,6 @@ def main():
                 print(f"pod_mirror: stopping {entry['pod']} (pid {entry['proc'].pid})", file=sys.stderr)
             procs_stopping.append((entry, time.time()))
         reap()
-        with open(state_file + ".tmp", "w") as f:
-            json.dump({e["pod"]: {"uid": u, "pid": e["proc"].pid, "grpc": e["grpc"],
-                                  "http": e["http"], "alive": e["proc"].poll() is None}
-                       for u, e in procs.items()}, f)
-        os.replace(state_file + ".tmp", state_file)
         time.sleep(0.3)
     # Teardown: the processes get SIGTERM and 5 s, not their pods' grace period
     # (a data node whose coordinator is already gone would wait all of it).

@@ -50,8 +50,13 @@ fn template(helm: &PathBuf, extra: &[&str]) -> Vec<serde_json::Value> {
     args.extend_from_slice(extra);
     let (ok, out) = run(helm, &args);
     assert!(ok, "helm template failed:\n{out}");
+    // Every document must parse: one that does not would escape every check below.
     out.split("\n---")
-        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .map(|doc| {
+            serde_yaml::from_str::<serde_json::Value>(doc).unwrap_or_else(|e| {
+                panic!("helm rendered a document that is not YAML ({e}):\n{doc}")
+            })
+        })
         .filter(|v| v.is_object())
         .collect()
 }
@@ -116,7 +121,7 @@ fn rbac_is_least_privilege_and_the_pod_is_locked_down() {
     }
     let secrets = docs
         .iter()
-        .filter(|d| d["kind"] == "ClusterRole")
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
         .any(|r| r.to_string().contains("\"secrets\""));
     assert!(!secrets, "the operator needs no access to Secrets");
     let deployment = docs
@@ -138,6 +143,16 @@ fn rbac_is_least_privilege_and_the_pod_is_locked_down() {
     assert!(container["resources"]["limits"]["memory"].is_string());
     assert_eq!(container["image"], "milvus-like/operator:0.1.0");
     assert_eq!(pod["serviceAccountName"], "mlo-milvus-like-operator");
+    // Each release elects its leader on its own Lease.
+    assert!(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a == "--lease-name=mlo-milvus-like-operator"),
+        "{}",
+        container["args"]
+    );
 }
 
 #[test]
@@ -151,6 +166,13 @@ fn one_watched_namespace_gets_a_role_instead_of_a_cluster_role() {
         .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "vectors")
         .expect("a Role in the watched namespace");
     assert!(watched.to_string().contains("milvusclusters"));
+    assert!(
+        !docs
+            .iter()
+            .filter(|d| d["kind"] == "Role")
+            .any(|r| r.to_string().contains("\"secrets\"")),
+        "the operator needs no access to Secrets"
+    );
     let deployment = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")

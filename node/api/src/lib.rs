@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod leader_pool;
+pub mod process;
 pub mod root_coord_link;
 pub mod schema;
 pub mod timestamp;

@@ -20,7 +20,6 @@ use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
 use milvus_like_node::storage::{SegmentStore, read_collection};
 use milvus_like_node::tso::TsoConfig;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -683,28 +682,6 @@ fn apply_config_file() -> Result<usize, milvus_like_node::config::ConfigError> {
 }
 
 /// Cancels on SIGINT or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-        token.cancel();
-    });
-    cancel
-}
-
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let exported = match apply_config_file() {
@@ -759,7 +736,7 @@ fn limit_malloc_arenas() {
 fn limit_malloc_arenas() {}
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    let cancel = shutdown_on_signal();
+    let cancel = milvus_like_api::process::shutdown_on_signal();
     match command {
         Command::Standalone(args) => milvus_like_node::standalone::run(args.config(), cancel).await,
         Command::Rootcoord(args) => {

@@ -23,21 +23,7 @@ pub struct NodeLabels {
     pub node_id: i64,
 }
 
-/// The `code` label of an RPC counter.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Unavailable => "UNAVAILABLE",
-        C::Internal => "INTERNAL",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        _ => "OTHER",
-    }
-}
+pub use milvus_like_api::process::code_name;
 
 /// Counts one RPC under its method and the code it ended with.
 pub fn count_rpc(

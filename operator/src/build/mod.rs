@@ -20,6 +20,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use milvus_like_api::ports;
 use sha2::{Digest, Sha256};
 
 use crate::validate::{Cluster, Storage};
@@ -66,10 +67,10 @@ impl Role {
     /// gRPC port (the seed's).
     pub fn grpc_port(self) -> i32 {
         match self {
-            Self::RootCoord => 19530,
-            Self::DataCoord => 13333,
-            Self::Proxy => 19531,
-            Self::DataNode => 21121,
+            Self::RootCoord => ports::ROOT_COORD.into(),
+            Self::DataCoord => ports::DATA_COORD.into(),
+            Self::Proxy => ports::PROXY.into(),
+            Self::DataNode => ports::DATA_NODE.into(),
         }
     }
 
@@ -184,18 +185,20 @@ pub struct Children {
     pub unwanted_budgets: Vec<String>,
 }
 
+/// `host:port` of a component's Service, as the other components reach it.
+pub fn service_endpoint(cluster: &str, namespace: &str, role: Role) -> String {
+    format!(
+        "{}.{namespace}.svc:{}",
+        child_name(cluster, role),
+        role.grpc_port()
+    )
+}
+
 /// The environment every component reads (its flags' variables), without secrets:
 /// those come from Secret references in the pod spec. `spec.config` goes last
 /// and wins.
 pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
-    let svc = |role: Role| {
-        format!(
-            "{}.{}.svc:{}",
-            child_name(&c.name, role),
-            c.namespace,
-            role.grpc_port()
-        )
-    };
+    let svc = |role: Role| service_endpoint(&c.name, &c.namespace, role);
     let mut env = BTreeMap::from([
         ("MILVUS_LIKE_LOG_FORMAT", "json".to_owned()),
         ("MILVUS_LIKE_ETCD_ENDPOINTS", c.etcd_endpoints.join(",")),
