@@ -197,17 +197,21 @@ impl Column {
 
     /// The wire form.
     pub fn to_field_data(&self, name: &str) -> FieldData {
+        self.clone().into_field_data(name)
+    }
+
+    /// The wire form, moving the values.
+    pub fn into_field_data(self, name: &str) -> FieldData {
         let data = match self {
-            Self::Bool(v) => Data::Bools(proto::BoolArray { values: v.clone() }),
-            Self::Int(v) => Data::Ints(proto::IntArray { values: v.clone() }),
-            Self::Long(v) => Data::Longs(proto::LongArray { values: v.clone() }),
-            Self::Float(v) => Data::Floats(proto::FloatArray { values: v.clone() }),
-            Self::Double(v) => Data::Doubles(proto::DoubleArray { values: v.clone() }),
-            Self::Str(v) => Data::Strings(proto::StringArray { values: v.clone() }),
-            Self::Vector { dim, values } => Data::FloatVectors(proto::FloatVectorArray {
-                dim: *dim,
-                values: values.clone(),
-            }),
+            Self::Bool(values) => Data::Bools(proto::BoolArray { values }),
+            Self::Int(values) => Data::Ints(proto::IntArray { values }),
+            Self::Long(values) => Data::Longs(proto::LongArray { values }),
+            Self::Float(values) => Data::Floats(proto::FloatArray { values }),
+            Self::Double(values) => Data::Doubles(proto::DoubleArray { values }),
+            Self::Str(values) => Data::Strings(proto::StringArray { values }),
+            Self::Vector { dim, values } => {
+                Data::FloatVectors(proto::FloatVectorArray { dim, values })
+            }
         };
         FieldData {
             field_name: name.to_owned(),
@@ -356,6 +360,16 @@ impl RowBatch {
             .iter()
             .zip(&self.columns)
             .map(|(f, c)| c.to_field_data(&f.name))
+            .collect()
+    }
+
+    /// The wire form, moving the columns (no copy of the values).
+    pub fn into_wire(self, schema: &CollectionSchema) -> Vec<FieldData> {
+        schema
+            .fields()
+            .iter()
+            .zip(self.columns)
+            .map(|(f, c)| c.into_field_data(&f.name))
             .collect()
     }
 }

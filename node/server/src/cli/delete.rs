@@ -127,6 +127,9 @@ pub async fn flush(args: FlushArgs, cancel: CancellationToken) -> Result<(), Cli
         let call = proxy.raw(|mut c| async move { c.flush(request).await });
         let outcome = tokio::select! {
             r = call => r,
+            () = tokio::time::sleep_until(give_up.into()) => Err(tonic::Status::deadline_exceeded(
+                "the --timeout-secs deadline passed",
+            )),
             () = cancel.cancelled() => {
                 return Err(CliError::new(
                     ExitCode::Interrupted,

@@ -11,8 +11,6 @@ use clap::Args;
 use milvus_like_api::proto::SegmentState;
 use milvus_like_api::schema::CollectionSchema;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::admin::{collection_info, list_segments};
 use super::args::{StorageArgs, UpstreamArgs};
@@ -20,7 +18,7 @@ use super::collection::schema_of;
 use super::connect::Coordinator;
 use super::error::{CliError, ExitCode};
 use crate::columns::{Column, RowBatch};
-use crate::storage::format::{ROW_GROUP_ROWS, rows_record_batch};
+use crate::storage::format::rows_record_batch;
 use crate::storage::{SegmentStore, StorageError, for_each_live_batch};
 
 /// What an export file is.
@@ -78,10 +76,10 @@ pub async fn export(args: ExportArgs) -> Result<(), CliError> {
         .filter(|s| s.state != SegmentState::Flushed as i32)
         .count();
     let store = SegmentStore::open(&args.storage.config())?;
-    let partial = partial_path(&args.out);
-    let file = File::create(&partial)
-        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", partial.display())))?;
-    let mut sink = Sink::new(format, file, &schema, &partial)?;
+    let partial = Partial(partial_path(&args.out));
+    let file = File::create(&partial.0)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", partial.0.display())))?;
+    let mut sink = Sink::new(format, file, &schema, &partial.0)?;
     let mut rows = 0u64;
     let outcome = for_each_live_batch(
         &store,
@@ -95,17 +93,11 @@ pub async fn export(args: ExportArgs) -> Result<(), CliError> {
     )
     .await
     .and_then(|deleted| sink.finish().map(|()| deleted));
-    let deleted = match outcome {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&partial, &args.out).map_err(|e| {
+    let deleted = outcome?;
+    std::fs::rename(&partial.0, &args.out).map_err(|e| {
         CliError::failure(format!(
             "cannot move {} to {}: {e}",
-            partial.display(),
+            partial.0.display(),
             args.out.display()
         ))
     })?;
@@ -141,6 +133,16 @@ fn format_of(path: &Path) -> Result<ExportFormat, CliError> {
     }
 }
 
+/// The file being written; removed unless renamed into place (an error, or Ctrl-C
+/// dropping the export, leaves nothing behind).
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// `out.parquet` → `out.parquet.partial`: written first, renamed when complete.
 fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
@@ -169,12 +171,9 @@ impl Sink {
                 let arrow_schema = rows_record_batch(schema, RowBatch::empty(schema))
                     .map_err(|e| fail(&e))?
                     .schema();
-                // Row groups as in segment files, so the writer holds at most one
-                // of them in memory.
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .build();
+                // The segment files' settings: row groups capped in rows and bytes,
+                // so the writer holds at most one of them in memory.
+                let props = crate::storage::format::writer_properties(Vec::new(), Some(schema));
                 Self::Parquet(Box::new(
                     ArrowWriter::try_new(file, arrow_schema, Some(props)).map_err(|e| fail(&e))?,
                 ))
@@ -219,7 +218,10 @@ impl Sink {
         let fail =
             |e: &dyn std::fmt::Display| CliError::failure(format!("cannot finish the export: {e}"));
         match self {
-            Self::Parquet(w) => w.close().map(drop).map_err(|e| fail(&e)),
+            Self::Parquet(w) => {
+                let file = w.into_inner().map_err(|e| fail(&e))?;
+                file.sync_all().map_err(|e| fail(&e))
+            }
             Self::Csv(w) => {
                 let file = w.into_inner().map_err(|e| fail(&e))?;
                 file.sync_all().map_err(|e| fail(&e))

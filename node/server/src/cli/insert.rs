@@ -242,10 +242,9 @@ async fn send(
     let request = proto::InsertRequest {
         collection: collection.to_owned(),
         partition: String::new(),
-        columns: batch.to_wire(schema),
         num_rows: u32::try_from(batch.num_rows).unwrap_or(u32::MAX),
+        columns: batch.into_wire(schema),
     };
-    drop(batch);
     let resp = proxy
         .call(&format!("insert into {collection:?}"), |mut c| async move {
             c.insert(request).await

@@ -52,17 +52,30 @@ pub enum ClientCommand {
     Export(export::ExportArgs),
 }
 
-/// Runs a client command; `cancel` fires on Ctrl-C or SIGTERM.
+/// Runs a client command; `cancel` fires on Ctrl-C or SIGTERM. `insert` and
+/// `flush` stop on it themselves (saying what was done); the others are dropped.
 pub async fn run(command: ClientCommand, cancel: CancellationToken) -> anyhow::Result<()> {
     let outcome = match command {
-        ClientCommand::Collection(c) => collection::run(c).await,
         ClientCommand::Insert(args) => insert::run(args, cancel).await,
-        ClientCommand::Delete(args) => delete::delete(args).await,
         ClientCommand::Flush(args) => delete::flush(args, cancel).await,
+        other => tokio::select! {
+            outcome = run_quick(other) => outcome,
+            () = cancel.cancelled() => Err(CliError::new(ExitCode::Interrupted, "interrupted")),
+        },
+    };
+    outcome.map_err(anyhow::Error::new)
+}
+
+async fn run_quick(command: ClientCommand) -> Result<(), CliError> {
+    match command {
+        ClientCommand::Collection(c) => collection::run(c).await,
+        ClientCommand::Delete(args) => delete::delete(args).await,
         ClientCommand::Segments(args) => admin::segments(args).await,
         ClientCommand::Channels(args) => admin::channels(args).await,
         ClientCommand::Nodes(args) => admin::nodes(args).await,
         ClientCommand::Export(args) => export::export(args).await,
-    };
-    outcome.map_err(anyhow::Error::new)
+        ClientCommand::Insert(_) | ClientCommand::Flush(_) => {
+            unreachable!("run handles insert and flush")
+        }
+    }
 }

@@ -145,7 +145,7 @@ pub fn schema_summary(schema: &CollectionSchema) -> String {
         .join(",")
 }
 
-fn writer_properties(
+pub(crate) fn writer_properties(
     metadata: Vec<KeyValue>,
     schema: Option<&CollectionSchema>,
 ) -> WriterProperties {
