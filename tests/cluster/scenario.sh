@@ -474,7 +474,13 @@ ingest_kind() {
   kubectl port-forward -n "$NS" "svc/$NAME-proxy" 19531:19531 >"$WORK/port-forward.log" 2>&1 &
   HOST_PIDS+=($!)
   wait_for_port 19531 30 || fail "port-forward to the proxy"
-  "$BIN_DIR/cluster_client" --proxy 127.0.0.1:19531 --rows 100000 || fail "insert through the proxy"
+  # The client CLI, as a user would (the proxy is the default endpoint).
+  local cli="$BIN_DIR/milvus-like"
+  MILVUS_LIKE_PROXY_ENDPOINT=127.0.0.1:19531 "$cli" collection create scenario --dim 128 ||
+    fail "create a collection through the proxy"
+  MILVUS_LIKE_PROXY_ENDPOINT=127.0.0.1:19531 "$cli" insert -c scenario --random 100000 ||
+    fail "insert through the proxy"
+  MILVUS_LIKE_PROXY_ENDPOINT=127.0.0.1:19531 "$cli" flush -c scenario || fail "flush through the proxy"
 }
 
 delete_cluster() {

@@ -527,16 +527,38 @@ impl StandaloneProcess {
     pub fn datacoord_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.datacoord)
     }
+
+    /// A lazily connecting client of its proxy, for requests of up to 64 MiB.
+    pub fn proxy_client(
+        &self,
+    ) -> milvus_like_api::proto::proxy_client::ProxyClient<tonic::transport::Channel> {
+        milvus_like_api::proto::proxy_client::ProxyClient::new(lazy(&self.proxy_endpoint()))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// A lazily connecting client of its data coordinator.
+    pub fn datacoord_client(
+        &self,
+    ) -> milvus_like_api::proto::data_coord_client::DataCoordClient<tonic::transport::Channel> {
+        milvus_like_api::proto::data_coord_client::DataCoordClient::new(lazy(
+            &self.datacoord_endpoint(),
+        ))
+    }
+}
+
+/// A channel to `endpoint` that connects on first use.
+fn lazy(endpoint: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(endpoint.to_owned())
+        .expect("a valid endpoint uri")
+        .connect_lazy()
 }
 
 /// A lazily connecting root coordinator client.
 pub fn root_coord_client(
     endpoint: &str,
 ) -> milvus_like_api::proto::root_coord_client::RootCoordClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())
-        .expect("a valid endpoint uri")
-        .connect_lazy();
-    milvus_like_api::proto::root_coord_client::RootCoordClient::new(channel)
+    milvus_like_api::proto::root_coord_client::RootCoordClient::new(lazy(endpoint))
 }
 
 /// Waits until the root coordinator at `endpoint` issues timestamps; returns one.
@@ -824,4 +846,32 @@ pub async fn wait_for_proxy(
     })
     .await
     .map(drop)
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

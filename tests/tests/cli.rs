@@ -11,14 +11,11 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use milvus_like_api::proto;
-use milvus_like_api::proto::data_coord_client::DataCoordClient;
-use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_tests::{
     StandalonePorts, StandaloneProcess, TestDir, free_port, node_binary, wait_for,
 };
-use tonic::transport::Channel;
 
 const DIM: usize = 4;
 
@@ -50,19 +47,10 @@ impl Cluster {
 
     /// The proxy answers and every channel has an owner.
     async fn wait_ready(&self) {
-        let proxy = ProxyClient::new(
-            Channel::from_shared(self.sa.proxy_endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        );
-        milvus_like_tests::wait_for_proxy(&proxy)
+        milvus_like_tests::wait_for_proxy(&self.sa.proxy_client())
             .await
             .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.sa.process.log()));
-        let dc = DataCoordClient::new(
-            Channel::from_shared(self.sa.datacoord_endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        );
+        let dc = self.sa.datacoord_client();
         wait_for(
             "every channel to have an owner",
             Duration::from_secs(60),

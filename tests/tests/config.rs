@@ -6,22 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use milvus_like_tests::{Process, TestDir, free_port, node_binary, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use milvus_like_tests::{Process, TestDir, free_port, http, node_binary, wait_for};
 
-/// Every variable the file in these tests sets, so that the test's own
-/// environment cannot decide the outcome.
-const VARIABLES: &[&str] = &[
-    "MILVUS_LIKE_CONFIG",
-    "MILVUS_LIKE_DATA_DIR",
-    "MILVUS_LIKE_ROOTCOORD_LISTEN",
-    "MILVUS_LIKE_ROOTCOORD_HTTP_LISTEN",
-    "MILVUS_LIKE_LOG_FORMAT",
-    "RUST_LOG",
-];
+/// The child's environment without any setting of ours (`MILVUS_LIKE_*`,
+/// `RUST_LOG`), so that the test's own environment cannot decide the outcome.
+fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MILVUS_LIKE_") && k != "MILVUS_LIKE_BIN" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+}
 
-/// `milvus-like standalone --config FILE ARGS`, with `env` set and nothing else of
-/// [`VARIABLES`].
+/// `milvus-like standalone --config FILE ARGS`, with `env` set and no other
+/// setting from the environment.
 fn standalone(
     dir: &Path,
     name: &str,
@@ -31,9 +29,7 @@ fn standalone(
 ) -> Process {
     let mut cmd = Command::new(node_binary());
     cmd.arg("standalone").arg("--config").arg(config).args(args);
-    for v in VARIABLES {
-        cmd.env_remove(v);
-    }
+    clean_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -59,28 +55,6 @@ fn config_file(dir: &Path, name: &str, port: u16, http_port: u16, extra: &str) -
     }
     std::fs::write(&path, text).expect("write config");
     path
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// Waits until `/healthz` answers on `port`; panics with the log otherwise.
@@ -150,9 +124,7 @@ async fn the_config_file_sets_ports_and_the_environment_and_flags_win() {
     let config = config_file(dir.path(), "named", free_port(), file_http, "");
     let mut cmd = Command::new(node_binary());
     cmd.arg("standalone");
-    for v in VARIABLES {
-        cmd.env_remove(v);
-    }
+    clean_env(&mut cmd);
     cmd.env("MILVUS_LIKE_CONFIG", &config);
     let sa = Process::spawn("named", cmd, dir.path().join("named.log")).expect("spawn");
     wait_healthy(file_http, &sa).await;

@@ -41,6 +41,7 @@ async fn every_acknowledged_append_survives_kill9_exactly_once() {
         let mut child = Command::new(&writer)
             .arg(&path)
             .arg(CHANNELS.to_string())
+            .arg(round.to_string())
             .stdout(std::fs::File::create(&out).expect("out file"))
             .stderr(Stdio::inherit())
             .spawn()

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,7 +18,7 @@ use milvus_like_tests::{
     StandalonePorts, StandaloneProcess, TestDir, root_coord_client, test_schema, wait_for,
     wait_serving,
 };
-use milvus_like_tests::{data, http_get, metric_sum, parse_metrics};
+use milvus_like_tests::{data, http, metric_sum, parse_metrics};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -133,12 +135,9 @@ struct Client {
 
 impl Client {
     fn new(sa: &StandaloneProcess, data: &Path) -> Self {
-        let channel = |uri: String| Channel::from_shared(uri).expect("uri").connect_lazy();
         Self {
-            proxy: ProxyClient::new(channel(sa.proxy_endpoint()))
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-            datacoord: DataCoordClient::new(channel(sa.datacoord_endpoint())),
+            proxy: sa.proxy_client(),
+            datacoord: sa.datacoord_client(),
             segments: SegmentStore::open(&StorageConfig::Local {
                 root: data.join("segments"),
             })
@@ -318,6 +317,7 @@ async fn insert_until_killed(
     client: ProxyClient<Channel>,
     schema: CollectionSchema,
     first_key: i64,
+    acked_batches: Arc<AtomicUsize>,
     stop: tokio_util::sync::CancellationToken,
 ) -> (Vec<i64>, Vec<i64>) {
     const BATCH: i64 = 2_000;
@@ -329,7 +329,10 @@ async fn insert_until_killed(
         let pks: Vec<i64> = (next..next + BATCH).collect();
         next += BATCH;
         match client.insert(Client::request("chaos", &schema, &pks)).await {
-            Ok(_) => acked.extend(pks),
+            Ok(_) => {
+                acked.extend(pks);
+                acked_batches.fetch_add(1, Ordering::Release);
+            }
             Err(_) => {
                 uncertain.extend(pks);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -356,22 +359,27 @@ async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
         let (info, schema) = client.collection(&sa, "chaos").await;
         info_schema = Some((info, schema.clone()));
         let stop = tokio_util::sync::CancellationToken::new();
+        let batches = Arc::new(AtomicUsize::new(0));
         let inserter = tokio::spawn(insert_until_killed(
             client.proxy.clone(),
             schema,
             round * 10_000_000,
+            batches.clone(),
             stop.clone(),
         ));
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        eprintln!("round {round}: kill -9 standalone");
+        // Killed once some batches are in, at a different point each round (not
+        // after a fixed time: a busy machine would acknowledge nothing by then).
+        let want = 20 + 40 * usize::try_from(round).unwrap_or(0);
+        wait_for("acknowledged batches", Duration::from_secs(120), || {
+            let n = batches.load(Ordering::Acquire);
+            async move { (n >= want).then_some(()) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: {e}; log:\n{}", sa.process.log()));
+        eprintln!("round {round}: kill -9 standalone after {want} batches");
         sa.process.kill9();
         stop.cancel();
         let (a, u) = inserter.await.expect("inserter");
-        assert!(
-            !a.is_empty(),
-            "round {round}: nothing acknowledged; log:\n{}",
-            sa.process.log()
-        );
         acked.extend(a);
         uncertain.extend(u);
         sa = StandaloneProcess::start(
@@ -411,15 +419,14 @@ async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
     );
 }
 
-fn body(response: &str) -> &str {
-    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
 /// Every role's `/metrics` parses and tells what happened; every `/readyz` is 200
 /// and names the dependencies that role uses.
 async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     let p = sa.ports;
-    let scrape = |port: u16| async move { parse_metrics(body(&http_get(port, "/metrics").await)) };
+    let scrape = |port: u16| async move {
+        let (_, body) = http(port, "GET", "/metrics", "").await.expect("scrape");
+        parse_metrics(&body)
+    };
     let root = scrape(p.rootcoord_http).await;
     assert!(
         metric_sum(&root, "rootcoord_tso_timestamps_total") > Some(0.0),
@@ -433,7 +440,8 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     assert!(metric_sum(&node, "datanode_flush_seconds_count") >= Some(1.0));
     assert!(metric_sum(&node, "datanode_buffered_bytes").is_some());
     // Lag and the load distribution come with the 5 s load reports.
-    let (lags, channels) = wait_for("a load report", Duration::from_secs(20), || async move {
+    // Lag for every channel, and the load distribution covering them all.
+    wait_for("a load report", Duration::from_secs(20), || async move {
         let node = scrape(p.datanode_http).await;
         let coord = scrape(p.datacoord_http).await;
         let lags = node
@@ -441,11 +449,10 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
             .filter(|s| s.name == "datanode_consumer_lag")
             .count();
         let channels = metric_sum(&coord, "datacoord_node_channels");
-        (lags == 3 && channels == Some(3.0)).then_some((lags, channels))
+        (lags == 3 && channels == Some(3.0)).then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
-    assert_eq!((lags, channels), (3, Some(3.0)));
     for (port, role, deps) in [
         (p.rootcoord_http, "rootcoord", &["metadata_store"][..]),
         (
@@ -460,13 +467,9 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
             &["metadata_store", "log", "storage"][..],
         ),
     ] {
-        let response = http_get(port, "/readyz").await;
-        assert!(
-            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-            "{role}: {response}"
-        );
-        let ready: serde_json::Value =
-            serde_json::from_str(body(&response)).expect("readyz is JSON");
+        let (status, body) = http(port, "GET", "/readyz", "").await.expect("readyz");
+        assert_eq!(status, 200, "{role}: {body}");
+        let ready: serde_json::Value = serde_json::from_str(&body).expect("readyz is JSON");
         assert_eq!(ready["ready"], true, "{role}: {ready}");
         assert_eq!(ready["memory"]["threshold"], 0.9, "{role}: {ready}");
         for dep in deps {

@@ -159,7 +159,13 @@ fn collect(command: &clap::Command, subcommand: &str, out: &mut BTreeMap<String,
     }
     for sub in command.get_subcommands() {
         if !sub.is_hide_set() {
-            collect(sub, sub.get_name(), out);
+            // The whole command line: `collection create`, not `create`.
+            let path = if subcommand.is_empty() {
+                sub.get_name().to_owned()
+            } else {
+                format!("{subcommand} {}", sub.get_name())
+            };
+            collect(sub, &path, out);
         }
     }
 }
@@ -560,7 +566,8 @@ curl -s -X PUT --data 'info,milvus_like_node=debug' 127.0.0.1:9091/log-level
 ```
 
 An invalid filter is answered `400 Bad Request` with the reason, and the level stays as
-it was. Every change is logged at `info` with the old and the new filter. A change lasts
+it was. A change is logged at `info` with the old and the new filter (when one of the
+two lets `info` through). A change lasts
 until the process exits; the next start reads the configured level again.
 
 ## Example

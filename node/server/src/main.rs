@@ -20,6 +20,7 @@ use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
 use milvus_like_node::storage::{SegmentStore, read_collection};
 use milvus_like_node::tso::TsoConfig;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,15 +51,9 @@ struct Cli {
         env = "MILVUS_LIKE_LOG_FORMAT",
         default_value = "text"
     )]
-    log_format: LogFormat,
+    log_format: logging::Format,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +99,17 @@ struct EtcdArgs {
 }
 
 impl EtcdArgs {
+    /// The cluster's metadata store, once etcd answers (retried until `cancel`).
+    async fn store(
+        &self,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Arc<dyn milvus_like_node::meta::MetaStore>> {
+        let store = EtcdStore::connect_with_retry(self.config(), cancel)
+            .await
+            .context("connect to etcd")?;
+        Ok(Arc::new(store))
+    }
+
     fn config(&self) -> EtcdConfig {
         EtcdConfig {
             endpoints: self.etcd_endpoints.clone(),
@@ -425,6 +431,10 @@ struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    fn log(&self) -> Arc<dyn Log> {
+        Arc::new(KafkaLog::new(self.config()))
+    }
+
     fn config(&self) -> KafkaConfig {
         KafkaConfig {
             brokers: self.kafka_brokers.clone(),
@@ -649,16 +659,6 @@ fn parse_log_filter(directives: &str) -> Result<String, String> {
     logging::parse_filter(directives).map(|_| directives.trim().to_owned())
 }
 
-fn init_logging(format: LogFormat, directives: &str) {
-    let filter = logging::parse_filter(directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = match format {
-        LogFormat::Text => logging::Format::Text,
-        LogFormat::Json => logging::Format::Json,
-    };
-    logging::init(format, filter);
-}
-
 /// Reads the config file named by `--config` or MILVUS_LIKE_CONFIG, if any, and
 /// exports each of its settings that the environment does not set, for clap to
 /// read as environment variables: flag > environment > file > default. Returns how
@@ -692,7 +692,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    // `--log-level` went through the same parser as clap's value check.
+    match logging::parse_filter(&cli.log_level) {
+        Ok(filter) => logging::init(cli.log_format, filter),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     if let Some(path) = &cli.config {
         tracing::info!(config = %path.display(), from_file = exported, "read the config file");
     }
@@ -747,10 +754,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tso: args.tso.config(),
                 ..RootCoordConfig::default()
             };
-            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
-                .await
-                .context("connect to etcd")?;
-            rootcoord::run(Arc::new(store), config, cancel).await
+            let store = args.etcd.store(&cancel).await?;
+            rootcoord::run(store, config, cancel).await
         }
         Command::Datacoord(args) => {
             let config = args.tuning.apply(DataCoordConfig {
@@ -760,12 +765,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 rootcoord: args.rootcoord_endpoints,
                 ..DataCoordConfig::default()
             });
-            let log: Arc<dyn Log> = Arc::new(KafkaLog::new(args.kafka.config()));
-            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
-                .await
-                .context("connect to etcd")?;
+            let log = args.kafka.log();
+            let store = args.etcd.store(&cancel).await?;
             datacoord::run(
-                Arc::new(store),
+                store,
                 Some(log),
                 config,
                 BalancerRegistry::with_builtins(),
@@ -788,11 +791,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 rootcoord: args.upstream.rootcoord_endpoints,
                 datacoord: args.upstream.datacoord_endpoints,
             };
-            let log = Arc::new(KafkaLog::new(args.kafka.config()));
-            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
-                .await
-                .context("connect to etcd")?;
-            proxy::run(Arc::new(store), log, config, cancel).await
+            let log = args.kafka.log();
+            let store = args.etcd.store(&cancel).await?;
+            proxy::run(store, log, config, cancel).await
         }
         Command::Datanode(args) => {
             let config = args.tuning.apply(DataNodeConfig {
@@ -805,11 +806,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 drain_timeout: args.drain_timeout,
                 ..DataNodeConfig::default()
             });
-            let store = EtcdStore::connect_with_retry(args.etcd.config(), &cancel)
-                .await
-                .context("connect to etcd")?;
-            let log = Arc::new(KafkaLog::new(args.kafka.config()));
-            datanode::run(Arc::new(store), log, config, cancel).await
+            let store = args.etcd.store(&cancel).await?;
+            let log = args.kafka.log();
+            datanode::run(store, log, config, cancel).await
         }
     }
 }

@@ -63,8 +63,7 @@ use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
-    Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, http_get, test_schema,
-    wait_for,
+    Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, test_schema, wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
@@ -423,7 +422,7 @@ impl Cluster {
 
     async fn datanode_metrics(&self) -> Option<(u64, u64)> {
         let dn = self.datanode.as_ref()?;
-        let text = http_get(dn.http_port, "/metrics").await;
+        let text = scrape(dn.http_port).await;
         Some((
             metric(&text, "datanode_rows_consumed_total")?,
             metric(&text, "datanode_rows_flushed_total")?,
@@ -453,16 +452,16 @@ impl Cluster {
     }
 }
 
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|v| v as u64)
+/// A process's metrics (empty when it does not answer).
+async fn scrape(http_port: u16) -> Vec<milvus_like_tests::Sample> {
+    match milvus_like_tests::http(http_port, "GET", "/metrics", "").await {
+        Ok((200, body)) => milvus_like_tests::parse_metrics(&body),
+        _ => Vec::new(),
+    }
+}
+
+fn metric(samples: &[milvus_like_tests::Sample], name: &str) -> Option<u64> {
+    milvus_like_tests::metric_sum(samples, name).map(|v| v as u64)
 }
 
 // ---------------------------------------------------------------------------
@@ -638,7 +637,7 @@ fn sample_buffered(http_port: u16, stop: Arc<AtomicBool>) -> tokio::task::JoinHa
     tokio::spawn(async move {
         let mut max = 0;
         while !stop.load(Ordering::Relaxed) {
-            let text = http_get(http_port, "/metrics").await;
+            let text = scrape(http_port).await;
             if let Some(v) = metric(&text, "datanode_buffered_bytes") {
                 max = max.max(v);
             }
@@ -1082,11 +1081,8 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
     )?;
     let pid = sa.process.pid().context("standalone pid")?;
     let rss = RssSampler::start(pid);
-    let channel = |uri: String| Channel::from_shared(uri).map(|c| c.connect_lazy());
-    let proxy = ProxyClient::new(channel(sa.proxy_endpoint())?)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    let datacoord = DataCoordClient::new(channel(sa.datacoord_endpoint())?);
+    let proxy = sa.proxy_client();
+    let datacoord = sa.datacoord_client();
     milvus_like_tests::wait_for_proxy(&proxy)
         .await
         .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;

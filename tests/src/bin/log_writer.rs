@@ -4,7 +4,7 @@
 //! checks that every acknowledged record is there, once, at its offset.
 //!
 //! ```text
-//! log_writer PATH CHANNELS
+//! log_writer PATH CHANNELS RUN
 //! ```
 
 #![forbid(unsafe_code)]
@@ -17,21 +17,27 @@ use milvus_like_node::msgstream::{LocalLog, Log, Stream};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().context("usage: log_writer PATH CHANNELS")?;
+    const USAGE: &str = "usage: log_writer PATH CHANNELS RUN";
+    let path = args.next().context(USAGE)?;
     let channels: u32 = args
         .next()
-        .context("usage: log_writer PATH CHANNELS")?
+        .context(USAGE)?
         .parse()
         .context("CHANNELS is a number")?;
+    let run: u64 = args
+        .next()
+        .context(USAGE)?
+        .parse()
+        .context("RUN is a number")?;
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;
     runtime.block_on(async move {
         let log = LocalLog::open(std::path::Path::new(&path))?;
         log.ensure(channels).await?;
         let producer = log.producer()?;
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-        // A run's sequence numbers start at its process id times 2^32, so that two runs
-        // never write the same payload.
-        let base = u64::from(std::process::id()) << 32;
+        // A run's sequence numbers start at RUN times 2^32, so that two runs never
+        // write the same payload.
+        let base = run << 32;
         let writers = (0..8u64).map(|w| {
             let producer = producer.clone();
             let out = out.clone();
