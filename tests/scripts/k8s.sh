@@ -24,7 +24,8 @@
 # restarted with the same ports, certificates and etcd data.
 #
 # The bin directory holds kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, helm. Use that kubectl, by path or through
+# kube-scheduler, kubectl, etcd, kwok, helm, and the node's kubelet, kubeadm and
+# kube-proxy (for the kind node image, tests/kind/). Use that kubectl, by path or through
 # `env`: an older kubectl may already be on PATH.
 #
 # Environment: K8S_VERSION (default v1.37.2), KWOK_VERSION (v0.8.0),
@@ -84,12 +85,14 @@ START_TIMEOUT="${K8S_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${K8S_STOP_TIMEOUT:-10}"
 BUILD_PARALLEL="${K8S_BUILD_PARALLEL:-2}"
 # Bump when the build recipe below changes, so cached binaries are rebuilt.
-RECIPE=1
+RECIPE=2
 
 K8S_HOME="$MILVUS_LIKE_CACHE/k8s-$K8S_VERSION"
 BIN="$K8S_HOME/bin"
 STAGES="$K8S_HOME/share/kwok-stages"
-KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# The last three are the node's (kind node image, tests/kind/): built in the same run,
+# they share the compiled packages, so they add only their link time.
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kubeadm kube-proxy)
 SERVICE_CIDR="10.96.0.0/16"
 SERVICE_IP="10.96.0.1"
 POD_CIDR="10.244.0.0/16"
