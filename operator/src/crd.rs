@@ -10,13 +10,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A milvus-like cluster: root coordinator, data coordinator, proxy and data nodes,
-/// on etcd, Kafka and object storage that already exist.
+/// on etcd, Kafka and object storage that already exist or that the operator runs.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "milvuslike.io",
@@ -28,13 +29,19 @@ use serde::{Deserialize, Serialize};
     status = "MilvusClusterStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "A milvus-like vector database cluster: coordinators, proxies and data nodes on existing etcd, Kafka and object storage.",
+    doc = "A milvus-like vector database cluster: coordinators, proxies and data nodes on etcd, Kafka and object storage, existing or run by the operator.",
     scale(
         spec_replicas_path = ".spec.dataNode.replicas",
         status_replicas_path = ".status.dataNodes",
         label_selector_path = ".status.dataNodeSelector"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        description = "The version every pod runs",
+        json_path = ".status.version"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -98,10 +105,12 @@ pub struct MilvusClusterSpec {
     /// or leaving moves only its share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balancer: Option<Balancer>,
-    /// What happens to the cluster's metadata in etcd when this object is deleted:
-    /// Retain (the default: a cluster created again with the same name finds its
+    /// What happens to the cluster's data when this object is deleted: Retain
+    /// (the default: the metadata in etcd and the volumes of in-cluster
+    /// dependencies stay, so a cluster created again with the same name finds its
     /// collections and segments) or Delete (the operator removes the cluster's
-    /// keys before the object goes).
+    /// keys from an external etcd before the object goes, and the in-cluster
+    /// dependencies' volumes are deleted with their StatefulSets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
     /// Extra environment variables for every component, e.g.
@@ -114,6 +123,27 @@ pub struct MilvusClusterSpec {
     /// data-coordinator Service. Set it when the operator runs outside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_coord_endpoint: Option<String>,
+    /// Prometheus scraping of the cluster's components through prometheus-operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+}
+
+/// Scraping by a Prometheus that prometheus-operator runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create a ServiceMonitor `<name>` (monitoring.coreos.com/v1) that selects
+    /// the Services of the root coordinator, data coordinator, proxy and data
+    /// nodes: port `http`, path `/metrics`. Needs prometheus-operator's CRDs.
+    #[serde(default)]
+    pub service_monitor: bool,
+    /// Scrape interval, e.g. `15s`. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Extra labels of the ServiceMonitor, e.g. the `release` label a Prometheus
+    /// selects ServiceMonitors by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 pub const DEFAULT_CHANNELS: i32 = 3;
@@ -190,9 +220,11 @@ pub struct DataNodeSpec {
     #[serde(flatten)]
     pub component: ComponentSpec,
     /// Memory for buffers and flushes per data node, MiB; consumption pauses
-    /// above it. The container needs about 1.5x this plus 64 MiB. Default 1024.
+    /// above it. The container needs about 1.25x this plus 64 MiB: with
+    /// `resources.limits.memory` set, that must fit in the limit. Default 1024,
+    /// or what fits the memory limit when it is lower.
     #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 16))]
+    #[schemars(range(min = 16, max = 1048576))]
     pub memory_mib: Option<i64>,
     /// When a segment buffer is flushed to object storage.
     #[serde(default)]
@@ -223,13 +255,17 @@ pub struct FlushSpec {
     pub max_age_seconds: Option<i64>,
 }
 
-/// The external services of a cluster.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// The services a cluster stores its state in: each one either external
+/// (endpoints, brokers, a bucket or a volume) or run by the operator in the
+/// cluster's namespace (`inCluster`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Dependencies {
     /// Metadata store.
+    #[x_kube(validation = Rule::new("has(self.inCluster) != (has(self.endpoints) && size(self.endpoints) > 0)").message("spec.dependencies.etcd: set either endpoints or inCluster"))]
     pub etcd: EtcdSpec,
     /// The insert, delete and dead-letter logs.
+    #[x_kube(validation = Rule::new("has(self.inCluster) != (has(self.brokers) && size(self.brokers) > 0)").message("spec.dependencies.kafka: set either brokers or inCluster"))]
     pub kafka: KafkaSpec,
     /// Where data nodes write segment files.
     pub storage: StorageSpec,
@@ -238,32 +274,108 @@ pub struct Dependencies {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdSpec {
-    /// Client URLs, e.g. `http://etcd-0.etcd:2379`.
-    #[schemars(length(min = 1))]
+    /// Client URLs of an etcd that already runs, e.g. `http://etcd-0.etcd:2379`.
+    /// Leave empty with `inCluster`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
     /// Key prefix of this cluster, so that clusters can share one etcd. Default:
     /// `milvus-like/<namespace>/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_path: Option<String>,
+    /// Run etcd for this cluster: a StatefulSet `<name>-etcd` with a volume per
+    /// member, owned by this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<InClusterEtcd>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaSpec {
-    /// Bootstrap servers, e.g. `kafka-0.kafka:9092`.
-    #[schemars(length(min = 1))]
+    /// Bootstrap servers of a Kafka that already runs, e.g. `kafka-0.kafka:9092`.
+    /// Leave empty with `inCluster`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<String>,
     /// Topic names start with this: `<prefix>-insert-log`, `<prefix>-delete-log`,
     /// `<prefix>-dead-letter`. Default: `<namespace>-<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_prefix: Option<String>,
-    /// Replication factor of the topics the cluster creates. Default 1.
+    /// Replication factor of the topics the cluster creates. Default 1, or with
+    /// `inCluster` the number of brokers up to 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub replication_factor: Option<i32>,
     /// SASL credentials, from a Secret in the cluster's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<KafkaCredentials>,
+    /// Run Kafka for this cluster (KRaft: every broker is also a controller): a
+    /// StatefulSet `<name>-kafka` with a volume per broker, owned by this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<InClusterKafka>,
+}
+
+/// etcd run by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InClusterEtcd {
+    /// Members: 1, 3 or 5 (an odd number keeps a quorum). Fixed once created. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<i32>,
+    #[serde(flatten)]
+    pub pod: InClusterPod,
+}
+
+/// Kafka run by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InClusterKafka {
+    /// Brokers (each also a KRaft controller). Fixed once created. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: Option<i32>,
+    #[serde(flatten)]
+    pub pod: InClusterPod,
+}
+
+/// MinIO run by the operator: one server, one volume, and a bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InClusterStorage {
+    /// Bucket the data nodes write to (created by a Job). Default `milvus-like`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: Option<String>,
+    #[serde(flatten)]
+    pub pod: InClusterPod,
+}
+
+/// The pods of a dependency the operator runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InClusterPod {
+    /// Container image. Defaults: `quay.io/coreos/etcd:v3.7.0`,
+    /// `apache/kafka:3.9.1`, `quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the container (defaults fit a
+    /// small cluster; Kafka's Java heap is half its memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The volume of each pod.
+    #[serde(default)]
+    pub volume: VolumeClaim,
+}
+
+/// A PersistentVolumeClaim per pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeClaim {
+    /// Size, e.g. `10Gi`. Defaults: etcd 1Gi, Kafka 10Gi, MinIO 20Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+    /// StorageClass. Default: the cluster's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
 }
 
 /// SASL over plaintext or TLS, with the user name and password in a Secret.
@@ -286,7 +398,7 @@ pub struct KafkaCredentials {
     pub tls: bool,
 }
 
-/// Exactly one of `s3` and `volume`.
+/// Exactly one of `s3`, `volume` and `inCluster`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
@@ -297,6 +409,11 @@ pub struct StorageSpec {
     /// there is more than one): segment files go to a directory on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeStorage>,
+    /// Run MinIO for this cluster: a StatefulSet `<name>-minio` with one volume,
+    /// credentials generated into the Secret `<name>-minio`, and a Job that
+    /// creates the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<InClusterStorage>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -417,6 +534,13 @@ pub struct MilvusClusterStatus {
     /// The last rebalance or drain the operator asked the data coordinator for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebalance: Option<RebalanceRecord>,
+    /// The image every pod of the cluster runs, written once they all do: an
+    /// upgrade is done when this is the image the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The version of that image (`spec.version` when it was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -431,7 +555,8 @@ pub enum Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
-    /// rootCoord, dataCoord, proxy or dataNode.
+    /// rootCoord, dataCoord, proxy, dataNode, or an in-cluster dependency
+    /// (etcd, kafka, minio).
     pub name: String,
     /// Pods asked for.
     pub replicas: i32,

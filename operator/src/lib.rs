@@ -10,7 +10,9 @@ pub mod crd;
 pub mod datacoord;
 pub mod election;
 pub mod metrics;
+pub mod quantity;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
 
 /// The CRD as YAML, as committed in `crds/milvusclusters.yaml`.

@@ -38,11 +38,11 @@ struct Counts {
     updated: i32,
 }
 
-fn state(role: Role, desired: i32, counts: Option<Counts>) -> ComponentState {
+fn state(name: &str, desired: i32, counts: Option<Counts>) -> ComponentState {
     let Some(c) = counts else {
         return ComponentState {
             status: ComponentStatus {
-                name: role.spec_name().to_owned(),
+                name: name.to_owned(),
                 replicas: desired,
                 ..ComponentStatus::default()
             },
@@ -52,7 +52,7 @@ fn state(role: Role, desired: i32, counts: Option<Counts>) -> ComponentState {
     let caught_up = c.observed.is_some() && c.observed >= c.generation;
     ComponentState {
         status: ComponentStatus {
-            name: role.spec_name().to_owned(),
+            name: name.to_owned(),
             replicas: desired,
             ready_replicas: c.ready,
             updated_replicas: c.updated,
@@ -72,10 +72,11 @@ pub fn deployment_state(role: Role, desired: i32, d: Option<&Deployment>) -> Com
             updated: s.updated_replicas.unwrap_or(0),
         }
     });
-    state(role, desired, counts)
+    state(role.spec_name(), desired, counts)
 }
 
-pub fn stateful_set_state(desired: i32, s: Option<&StatefulSet>) -> ComponentState {
+/// A StatefulSet's component: the data nodes, or an in-cluster dependency.
+pub fn stateful_set_state(name: &str, desired: i32, s: Option<&StatefulSet>) -> ComponentState {
     let counts = s.map(|s| {
         let st = s.status.clone().unwrap_or_default();
         Counts {
@@ -86,7 +87,7 @@ pub fn stateful_set_state(desired: i32, s: Option<&StatefulSet>) -> ComponentSta
             updated: st.updated_replicas.unwrap_or(0),
         }
     });
-    state(Role::DataNode, desired, counts)
+    state(name, desired, counts)
 }
 
 /// Whether the pod is Ready and not on its way out.
@@ -162,6 +163,11 @@ pub struct Observation<'a> {
     pub last_rebalance: Option<RebalanceRecord>,
     pub data_nodes_ready: i32,
     pub data_node_selector: String,
+    /// How far an upgrade is, while one rolls ([`crate::upgrade::progress`]).
+    pub upgrade: Option<String>,
+    /// The image and version the spec asks for.
+    pub image: String,
+    pub version: String,
     pub now: Time,
 }
 
@@ -184,7 +190,7 @@ pub fn status(o: &Observation<'_>) -> MilvusClusterStatus {
         })
         .collect();
     let rolling: Vec<&ComponentState> = o.components.iter().filter(|c| c.rolling).collect();
-    let progressing = !rolling.is_empty() || !o.draining.is_empty();
+    let progressing = !rolling.is_empty() || !o.draining.is_empty() || o.upgrade.is_some();
     let (progress_reason, progress_message) = if !o.draining.is_empty() {
         (
             "Draining",
@@ -193,6 +199,8 @@ pub fn status(o: &Observation<'_>) -> MilvusClusterStatus {
                 o.draining.join(", ")
             ),
         )
+    } else if let Some(u) = &o.upgrade {
+        ("Upgrading", u.clone())
     } else if let Some(c) = rolling.first() {
         (
             "RollingOut",
@@ -247,6 +255,15 @@ pub fn status(o: &Observation<'_>) -> MilvusClusterStatus {
     } else {
         Phase::Progressing
     };
+    // The image is recorded once every pod runs it, not when it is applied.
+    let (image, version) = if all_ready && o.upgrade.is_none() {
+        (Some(o.image.clone()), Some(o.version.clone()))
+    } else {
+        (
+            o.previous.and_then(|p| p.image.clone()),
+            o.previous.and_then(|p| p.version.clone()),
+        )
+    };
     let ready_message = if all_ready {
         "every component has all its pods ready".to_owned()
     } else {
@@ -294,7 +311,50 @@ pub fn status(o: &Observation<'_>) -> MilvusClusterStatus {
         data_node_selector: Some(o.data_node_selector.clone()),
         channels: o.channels.clone(),
         last_rebalance: o.last_rebalance.clone(),
+        image,
+        version,
     }
+}
+
+/// The status after the apiserver refused a child: Degraded (and not Ready)
+/// with the apiserver's words. Everything else is kept from before.
+pub fn apply_failed(
+    previous: Option<&MilvusClusterStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &Time,
+) -> MilvusClusterStatus {
+    let mut s = previous.cloned().unwrap_or_default();
+    s.phase = Some(Phase::Degraded);
+    s.observed_generation = generation;
+    let mut conditions = vec![
+        condition(
+            previous,
+            READY,
+            false,
+            "ApplyFailed",
+            message.to_owned(),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            DEGRADED,
+            true,
+            "ApplyFailed",
+            message.to_owned(),
+            generation,
+            now,
+        ),
+    ];
+    conditions.extend(
+        s.conditions
+            .iter()
+            .filter(|c| c.type_ != READY && c.type_ != DEGRADED)
+            .cloned(),
+    );
+    s.conditions = conditions;
+    s
 }
 
 /// The status of a spec that cannot be built: phase Invalid, Ready False with
@@ -395,6 +455,9 @@ mod tests {
             last_rebalance: None,
             data_nodes_ready: 2,
             data_node_selector: "a=b".into(),
+            upgrade: None,
+            image: "milvus-like/node:0.1.0".into(),
+            version: "0.1.0".into(),
             now: at(now),
         }
     }
@@ -410,7 +473,7 @@ mod tests {
     fn settled_components_make_a_ready_cluster() {
         let components = vec![
             deployment_state(Role::RootCoord, 2, Some(&deployment(1, 1, 2, 2, 2))),
-            stateful_set_state(2, Some(&stateful_set(2, 2))),
+            stateful_set_state("dataNode", 2, Some(&stateful_set(2, 2))),
         ];
         let s = status(&observe(components, None, "2026-01-01T00:00:00Z"));
         assert_eq!(s.phase, Some(Phase::Ready));
@@ -418,6 +481,53 @@ mod tests {
         assert_eq!(cond(&s, PROGRESSING).status, "False");
         assert_eq!(cond(&s, DEGRADED).status, "False");
         assert_eq!(s.ready_components.as_deref(), Some("2/2"));
+        assert_eq!(s.image.as_deref(), Some("milvus-like/node:0.1.0"));
+    }
+
+    #[test]
+    fn an_upgrade_is_progress_and_keeps_the_old_image_until_done() {
+        let was = MilvusClusterStatus {
+            phase: Some(Phase::Ready),
+            image: Some("milvus-like/node:0.0.9".into()),
+            version: Some("0.0.9".into()),
+            ..MilvusClusterStatus::default()
+        };
+        let mut o = observe(
+            vec![stateful_set_state("dataNode", 2, Some(&stateful_set(2, 2)))],
+            Some(&was),
+            "2026-01-01T00:00:00Z",
+        );
+        o.upgrade = Some("upgrading to milvus-like/node:0.1.0: rootCoord done".into());
+        let s = status(&o);
+        assert_eq!(s.phase, Some(Phase::Progressing));
+        assert_eq!(cond(&s, PROGRESSING).reason, "Upgrading");
+        assert_eq!(
+            s.version.as_deref(),
+            Some("0.0.9"),
+            "not done: the old version stays"
+        );
+        o.upgrade = None;
+        let s = status(&o);
+        assert_eq!(s.version.as_deref(), Some("0.1.0"));
+    }
+
+    #[test]
+    fn a_refused_apply_is_degraded_with_the_apiservers_words() {
+        let s = apply_failed(
+            None,
+            Some(3),
+            "StatefulSet demo-datanode: Invalid value",
+            &at("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(s.phase, Some(Phase::Degraded));
+        assert_eq!(cond(&s, READY).status, "False");
+        let d = cond(&s, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "ApplyFailed")
+        );
+        assert!(d.message.contains("Invalid value"));
+        assert_eq!(s.observed_generation, Some(3));
     }
 
     #[test]
@@ -462,7 +572,7 @@ mod tests {
             ..MilvusClusterStatus::default()
         };
         let mut o = observe(
-            vec![stateful_set_state(3, Some(&stateful_set(3, 1)))],
+            vec![stateful_set_state("dataNode", 3, Some(&stateful_set(3, 1)))],
             Some(&was_ready),
             "2026-01-01T00:00:00Z",
         );
@@ -490,7 +600,7 @@ mod tests {
     #[test]
     fn draining_is_progress() {
         let mut o = observe(
-            vec![stateful_set_state(4, Some(&stateful_set(4, 4)))],
+            vec![stateful_set_state("dataNode", 4, Some(&stateful_set(4, 4)))],
             None,
             "2026-01-01T00:00:00Z",
         );
@@ -503,7 +613,7 @@ mod tests {
     #[test]
     fn an_invalid_spec_keeps_the_other_conditions() {
         let ready = status(&observe(
-            vec![stateful_set_state(2, Some(&stateful_set(2, 2)))],
+            vec![stateful_set_state("dataNode", 2, Some(&stateful_set(2, 2)))],
             None,
             "2026-01-01T00:00:00Z",
         ));

@@ -6,12 +6,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
+use crate::build::{Dependency, Role, dependency_endpoint, dependency_name};
 use crate::crd::{
-    Balancer, ComponentSpec, DeletionPolicy, KafkaCredentials, MilvusCluster, PullPolicy,
-    SaslMechanism,
+    Balancer, ComponentSpec, DeletionPolicy, InClusterPod, KafkaCredentials, MilvusCluster,
+    PullPolicy, SaslMechanism,
 };
+use crate::quantity;
 
 /// Longest `MilvusCluster` name: children are `<name>-datacoord` and the like, and
 /// data-node pods `<name>-datanode-<n>`, whose `controller-revision-hash` label
@@ -20,6 +23,19 @@ pub const MAX_NAME_LEN: usize = 40;
 
 /// The version this operator deploys when the spec names none.
 pub const OPERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Images of the in-cluster dependencies, the upstream projects' own.
+pub const ETCD_IMAGE: &str = "quay.io/coreos/etcd:v3.7.0";
+pub const KAFKA_IMAGE: &str = "apache/kafka:3.9.1";
+pub const MINIO_IMAGE: &str = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z";
+/// The bucket of an in-cluster MinIO when the spec names none.
+pub const DEFAULT_BUCKET: &str = "milvus-like";
+/// The data node's memory budget when neither the spec nor a limit says.
+pub const DEFAULT_MEMORY_MIB: i64 = 1024;
+/// What a data node needs besides its budget: `budget * 5/4 + 64 MiB`.
+pub fn data_node_memory_need_mib(memory_mib: i64) -> i64 {
+    memory_mib.saturating_mul(5) / 4 + 64
+}
 
 /// One component's pod settings, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +65,42 @@ pub enum Storage {
     },
 }
 
+/// The pods of a dependency the operator runs, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependencyPods {
+    pub replicas: i32,
+    pub image: String,
+    pub resources: ResourceRequirements,
+    pub volume_size: Quantity,
+    pub storage_class: Option<String>,
+}
+
+/// The dependencies the operator runs for this cluster (`inCluster`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InCluster {
+    pub etcd: Option<DependencyPods>,
+    pub kafka: Option<DependencyPods>,
+    /// MinIO; its bucket and Secret are those of [`Storage::S3`].
+    pub minio: Option<DependencyPods>,
+}
+
+impl InCluster {
+    pub fn get(&self, d: Dependency) -> Option<&DependencyPods> {
+        match d {
+            Dependency::Etcd => self.etcd.as_ref(),
+            Dependency::Kafka => self.kafka.as_ref(),
+            Dependency::Minio => self.minio.as_ref(),
+        }
+    }
+}
+
+/// A ServiceMonitor for the components.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitoring {
+    pub interval: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// Kafka SASL settings, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sasl {
@@ -64,6 +116,8 @@ pub struct Sasl {
 pub struct Cluster {
     pub name: String,
     pub namespace: String,
+    /// The KRaft cluster id of an in-cluster Kafka: the object's uid, base64url.
+    pub kafka_cluster_id: String,
     pub image: String,
     pub image_pull_policy: PullPolicy,
     pub version: String,
@@ -88,6 +142,16 @@ pub struct Cluster {
     pub deletion_policy: DeletionPolicy,
     pub config: BTreeMap<String, String>,
     pub data_coord_endpoint: String,
+    pub in_cluster: InCluster,
+    pub monitoring: Option<Monitoring>,
+}
+
+impl Cluster {
+    /// Whether deleting the object must delete keys in an etcd the operator
+    /// does not run (an in-cluster etcd's volume goes with its StatefulSet).
+    pub fn deletes_external_metadata(&self) -> bool {
+        self.deletion_policy == DeletionPolicy::Delete && self.in_cluster.etcd.is_none()
+    }
 }
 
 /// Everything wrong with a spec, one sentence each.
@@ -126,6 +190,150 @@ fn is_host_port(s: &str) -> bool {
     }
 }
 
+fn quantity(
+    resources: Option<&ResourceRequirements>,
+    which: &str,
+    resource: &str,
+) -> Option<Result<f64, String>> {
+    let list = match which {
+        "limits" => resources?.limits.as_ref()?,
+        _ => resources?.requests.as_ref()?,
+    };
+    let q = list.get(resource)?;
+    Some(quantity::parse(&q.0).ok_or_else(|| q.0.clone()))
+}
+
+/// Quantities the apiserver would refuse, and limits below requests.
+fn check_resources(
+    field: &str,
+    resources: Option<&ResourceRequirements>,
+    errors: &mut Vec<String>,
+) {
+    for resource in ["cpu", "memory"] {
+        let mut values = [None, None];
+        for (i, which) in ["requests", "limits"].into_iter().enumerate() {
+            match quantity(resources, which, resource) {
+                Some(Ok(v)) => values[i] = Some(v),
+                Some(Err(q)) => errors.push(format!(
+                    "{field}.resources.{which}.{resource} {q:?} is not a quantity (like 500m, 512Mi or 2Gi)"
+                )),
+                None => {}
+            }
+        }
+        if let [Some(request), Some(limit)] = values
+            && limit < request
+        {
+            let show = |which: &str| {
+                resources
+                    .and_then(|r| match which {
+                        "limits" => r.limits.as_ref(),
+                        _ => r.requests.as_ref(),
+                    })
+                    .and_then(|l| l.get(resource))
+                    .map(|q| q.0.clone())
+                    .unwrap_or_default()
+            };
+            errors.push(format!(
+                "{field}.resources.limits.{resource} {} is below requests.{resource} {}: the apiserver refuses such a pod",
+                show("limits"),
+                show("requests")
+            ));
+        }
+    }
+}
+
+/// The KRaft cluster id: 16 bytes, base64url without padding, from the uid.
+fn kafka_cluster_id(uid: Option<&str>, namespace: &str, name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = uid
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    let mut bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    if bytes.len() != 16 {
+        bytes = Sha256::digest(format!("{namespace}/{name}").as_bytes())[..16].to_vec();
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// Default requests and limits of an in-cluster dependency.
+fn dependency_resources(d: Dependency) -> ResourceRequirements {
+    let (cpu, request, limit) = match d {
+        Dependency::Etcd => ("100m", "128Mi", "512Mi"),
+        Dependency::Kafka => ("200m", "1Gi", "1Gi"),
+        Dependency::Minio => ("100m", "256Mi", "1Gi"),
+    };
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), q(cpu)),
+            ("memory".to_owned(), q(request)),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), q(limit))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn dependency_pods(
+    d: Dependency,
+    replicas: Option<i32>,
+    pod: &InClusterPod,
+    errors: &mut Vec<String>,
+) -> DependencyPods {
+    let (image, size) = match d {
+        Dependency::Etcd => (ETCD_IMAGE, "1Gi"),
+        Dependency::Kafka => (KAFKA_IMAGE, "10Gi"),
+        Dependency::Minio => (MINIO_IMAGE, "20Gi"),
+    };
+    let field = format!("spec.dependencies.{}.inCluster", d.spec_field());
+    let replicas = replicas.unwrap_or(1);
+    if d == Dependency::Etcd && replicas % 2 == 0 {
+        errors.push(format!(
+            "{field}.replicas is {replicas}: etcd needs an odd number of members (1, 3 or 5)"
+        ));
+    }
+    check_resources(&field, pod.resources.as_ref(), errors);
+    let volume_size = pod
+        .volume
+        .size
+        .clone()
+        .unwrap_or_else(|| Quantity(size.to_owned()));
+    if quantity::parse(&volume_size.0).is_none_or(|v| v <= 0.0) {
+        errors.push(format!(
+            "{field}.volume.size {:?} is not a size (like 10Gi)",
+            volume_size.0
+        ));
+    }
+    let image = pod.image.clone().unwrap_or_else(|| image.to_owned());
+    if image.trim().is_empty() || image.contains(char::is_whitespace) {
+        errors.push(format!("{field}.image {image:?} is not an image reference"));
+    }
+    DependencyPods {
+        replicas,
+        image,
+        resources: pod
+            .resources
+            .clone()
+            .unwrap_or_else(|| dependency_resources(d)),
+        volume_size,
+        storage_class: pod.volume.storage_class_name.clone(),
+    }
+}
+
 /// The etcd key prefix of a cluster's metadata: `spec.dependencies.etcd.rootPath`,
 /// else `milvus-like/<namespace>/<name>`. What `deletionPolicy: Delete` removes.
 pub fn meta_root(etcd: &crate::crd::EtcdSpec, namespace: &str, name: &str) -> String {
@@ -161,9 +369,26 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
     }
 
     let deps = &spec.dependencies;
-    if deps.etcd.endpoints.is_empty() {
+    let mut in_cluster = InCluster::default();
+    let etcd_endpoints = match &deps.etcd.in_cluster {
+        Some(e) => {
+            let pods = dependency_pods(Dependency::Etcd, e.replicas, &e.pod, &mut errors);
+            let endpoints = (0..pods.replicas)
+                .map(|i| {
+                    format!(
+                        "http://{}",
+                        dependency_endpoint(&name, &namespace, Dependency::Etcd, Some(i))
+                    )
+                })
+                .collect();
+            in_cluster.etcd = Some(pods);
+            endpoints
+        }
+        None => deps.etcd.endpoints.clone(),
+    };
+    if etcd_endpoints.is_empty() {
         errors.push(
-            "spec.dependencies.etcd.endpoints is empty: name at least one etcd client URL".into(),
+            "spec.dependencies.etcd.endpoints is empty: name at least one etcd client URL, or set inCluster".into(),
         );
     }
     for e in &deps.etcd.endpoints {
@@ -177,8 +402,21 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
             ));
         }
     }
-    if deps.kafka.brokers.is_empty() {
-        errors.push("spec.dependencies.kafka.brokers is empty: name at least one host:port".into());
+    let kafka_brokers = match &deps.kafka.in_cluster {
+        Some(k) => {
+            let pods = dependency_pods(Dependency::Kafka, k.replicas, &k.pod, &mut errors);
+            let brokers = (0..pods.replicas)
+                .map(|i| dependency_endpoint(&name, &namespace, Dependency::Kafka, Some(i)))
+                .collect();
+            in_cluster.kafka = Some(pods);
+            brokers
+        }
+        None => deps.kafka.brokers.clone(),
+    };
+    if kafka_brokers.is_empty() {
+        errors.push(
+            "spec.dependencies.kafka.brokers is empty: name at least one host:port, or set inCluster".into(),
+        );
     }
     for b in &deps.kafka.brokers {
         if !is_host_port(b) {
@@ -188,8 +426,12 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         }
     }
 
-    let storage = match (&deps.storage.s3, &deps.storage.volume) {
-        (Some(s3), None) => Some(Storage::S3 {
+    let storage = match (
+        &deps.storage.s3,
+        &deps.storage.volume,
+        &deps.storage.in_cluster,
+    ) {
+        (Some(s3), None, None) => Some(Storage::S3 {
             endpoint: s3.endpoint.clone().unwrap_or_default(),
             bucket: s3.bucket.clone(),
             region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
@@ -203,7 +445,7 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
                 .clone()
                 .unwrap_or_else(|| "secretKey".into()),
         }),
-        (None, Some(v)) => {
+        (None, Some(v), None) => {
             let sub_path = v.sub_path.clone().unwrap_or_else(|| "segments".into());
             if sub_path.starts_with('/') || sub_path.split('/').any(|p| p == "..") {
                 errors.push(format!(
@@ -215,15 +457,63 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
                 sub_path,
             })
         }
-        (Some(_), Some(_)) => {
-            errors.push("spec.dependencies.storage sets both s3 and volume: choose one".into());
+        (None, None, Some(m)) => {
+            in_cluster.minio = Some(dependency_pods(
+                Dependency::Minio,
+                None,
+                &m.pod,
+                &mut errors,
+            ));
+            Some(Storage::S3 {
+                endpoint: format!(
+                    "http://{}",
+                    dependency_endpoint(&name, &namespace, Dependency::Minio, None)
+                ),
+                bucket: m.bucket.clone().unwrap_or_else(|| DEFAULT_BUCKET.into()),
+                region: "us-east-1".into(),
+                secret_name: dependency_name(&name, Dependency::Minio),
+                access_key_key: "accessKey".into(),
+                secret_key_key: "secretKey".into(),
+            })
+        }
+        (None, None, None) => {
+            errors.push(
+                "spec.dependencies.storage sets none of s3, volume and inCluster: choose one"
+                    .into(),
+            );
             None
         }
-        (None, None) => {
-            errors.push("spec.dependencies.storage sets neither s3 nor volume: choose one".into());
+        (s3, volume, in_cluster) => {
+            let set: Vec<&str> = [
+                s3.as_ref().map(|_| "s3"),
+                volume.as_ref().map(|_| "volume"),
+                in_cluster.as_ref().map(|_| "inCluster"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            errors.push(format!(
+                "spec.dependencies.storage sets both {}: choose one",
+                set.join(" and ")
+            ));
             None
         }
     };
+
+    let roles = [
+        (Role::RootCoord, &spec.root_coord),
+        (Role::DataCoord, &spec.data_coord),
+        (Role::Proxy, &spec.proxy),
+        (Role::DataNode, &spec.data_node.component),
+    ];
+    for (role, comp) in roles {
+        check_resources(
+            &format!("spec.{}", role.spec_name()),
+            comp.resources.as_ref(),
+            &mut errors,
+        );
+    }
+    let memory_mib = data_node_memory(spec, &mut errors);
 
     if !(1..=1024).contains(&spec.channels) {
         errors.push(format!(
@@ -258,7 +548,22 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         return Err(InvalidSpec(errors));
     }
     let dn = &spec.data_node;
+    let monitoring = spec
+        .monitoring
+        .as_ref()
+        .filter(|m| m.service_monitor)
+        .map(|m| Monitoring {
+            interval: m.interval.clone().unwrap_or_else(|| "30s".into()),
+            labels: m.labels.clone(),
+        });
+    let kafka_replication = deps.kafka.replication_factor.unwrap_or_else(|| {
+        in_cluster
+            .kafka
+            .as_ref()
+            .map_or(1, |k| k.replicas.clamp(1, 3))
+    });
     Ok(Cluster {
+        kafka_cluster_id: kafka_cluster_id(mc.uid().as_deref(), &namespace, &name),
         data_coord_endpoint: spec.data_coord_endpoint.clone().unwrap_or_else(|| {
             crate::build::service_endpoint(&name, &namespace, crate::build::Role::DataCoord)
         }),
@@ -277,19 +582,48 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         data_coord: component(&spec.data_coord, 2),
         proxy: component(&spec.proxy, 1),
         data_node: component(&dn.component, 2),
-        memory_mib: dn.memory_mib.unwrap_or(1024),
+        memory_mib,
         flush_rows: dn.flush.max_rows.unwrap_or(100_000),
         flush_mib: dn.flush.max_mib.unwrap_or(256),
         flush_age_seconds: dn.flush.max_age_seconds.unwrap_or(30),
         drain_timeout_seconds: dn.drain_timeout_seconds.unwrap_or(60),
-        etcd_endpoints: deps.etcd.endpoints.clone(),
-        kafka_brokers: deps.kafka.brokers.clone(),
-        kafka_replication: deps.kafka.replication_factor.unwrap_or(1),
+        etcd_endpoints,
+        kafka_brokers,
+        kafka_replication,
         sasl,
         storage,
         channels: spec.channels,
         balancer: spec.balancer.unwrap_or(Balancer::RoundRobin),
         deletion_policy: spec.deletion_policy.unwrap_or(DeletionPolicy::Retain),
         config: spec.config.clone(),
+        in_cluster,
+        monitoring,
     })
+}
+
+/// The data node's memory budget: the spec's, else 1024 MiB or what fits the
+/// container's memory limit; it must fit that limit (`data_node_memory_need_mib`).
+fn data_node_memory(spec: &crate::crd::MilvusClusterSpec, errors: &mut Vec<String>) -> i64 {
+    let dn = &spec.data_node;
+    let limit = quantity(dn.component.resources.as_ref(), "limits", "memory")
+        .and_then(Result::ok)
+        .map(quantity::mib);
+    let memory_mib = match (dn.memory_mib, limit) {
+        (Some(m), _) => m,
+        (None, Some(limit)) => DEFAULT_MEMORY_MIB.min((limit - 64).max(0) * 4 / 5),
+        (None, None) => DEFAULT_MEMORY_MIB,
+    };
+    if memory_mib < 16 {
+        errors.push(format!(
+            "spec.dataNode.resources.limits.memory leaves {memory_mib} MiB for buffers; a data node needs at least 16 MiB plus 84"
+        ));
+    } else if let Some(limit) = limit
+        && data_node_memory_need_mib(memory_mib) > limit
+    {
+        errors.push(format!(
+            "spec.dataNode.memoryMiB {memory_mib} needs a container memory limit of about {} MiB (1.25x plus 64 MiB), but resources.limits.memory is {limit} MiB: raise the limit or lower memoryMiB",
+            data_node_memory_need_mib(memory_mib)
+        ));
+    }
+    memory_mib
 }

@@ -301,7 +301,7 @@ spec:
     storage: {}
 EOF
 )
-  for expected in "spec.channels" "spec.balancer: Unsupported value" "spec.dataNode.replicas" "spec.dependencies.etcd.endpoints"; do
+  for expected in "spec.channels" "spec.balancer: Unsupported value" "spec.dataNode.replicas" "set either endpoints or inCluster"; do
     grep -q "$expected" <<<"$out" || fail "the schema did not refuse $expected: $out"
   done
   kubectl get mvc refused -n "$NS" >/dev/null 2>&1 && fail "an invalid object was stored"

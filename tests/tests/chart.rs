@@ -81,6 +81,29 @@ fn the_chart_lints_clean() {
     }
 }
 
+/// The operator may create Secrets (an in-cluster MinIO's generated
+/// credentials) but never read, list, watch or change one.
+fn assert_secrets_create_only(docs: &[serde_json::Value]) {
+    let mut rules = 0;
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+    {
+        for rule in role["rules"].as_array().expect("rules") {
+            if rule["resources"].to_string().contains("\"secrets\"") {
+                rules += 1;
+                assert_eq!(
+                    rule["verbs"],
+                    serde_json::json!(["create"]),
+                    "Secrets: create only, never read: {rule}"
+                );
+                assert_eq!(rule["resources"], serde_json::json!(["secrets"]), "{rule}");
+            }
+        }
+    }
+    assert_eq!(rules, 1, "one rule on Secrets");
+}
+
 #[test]
 fn rbac_is_least_privilege_and_the_pod_is_locked_down() {
     let helm = helm();
@@ -119,11 +142,7 @@ fn rbac_is_least_privilege_and_the_pod_is_locked_down() {
             );
         }
     }
-    let secrets = docs
-        .iter()
-        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
-        .any(|r| r.to_string().contains("\"secrets\""));
-    assert!(!secrets, "the operator needs no access to Secrets");
+    assert_secrets_create_only(&docs);
     let deployment = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
@@ -166,13 +185,7 @@ fn one_watched_namespace_gets_a_role_instead_of_a_cluster_role() {
         .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "vectors")
         .expect("a Role in the watched namespace");
     assert!(watched.to_string().contains("milvusclusters"));
-    assert!(
-        !docs
-            .iter()
-            .filter(|d| d["kind"] == "Role")
-            .any(|r| r.to_string().contains("\"secrets\"")),
-        "the operator needs no access to Secrets"
-    );
+    assert_secrets_create_only(&docs);
     let deployment = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
@@ -197,5 +210,66 @@ fn the_values_schema_refuses_bad_values() {
         let (ok, out) = run(&helm, &["template", "mlo", chart, "--set", set]);
         assert!(!ok, "helm accepted {set}");
         assert!(out.contains(complaint), "{set}: {out}");
+    }
+}
+
+#[test]
+fn monitoring_is_off_until_asked_for() {
+    let helm = helm();
+    let docs = template(&helm, &[]);
+    let k = kinds(&docs);
+    assert!(!k.iter().any(|x| x == "ServiceMonitor"), "{k:?}");
+    let docs = template(
+        &helm,
+        &[
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.labels.release=prom",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ],
+    );
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    // It selects the metrics Service.
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("the metrics Service");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(&service["metadata"]["labels"][k], v, "{k}");
+    }
+    let dashboard = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["milvus-like.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("the dashboard parses");
+    let exprs = json.to_string();
+    for metric in [
+        "rootcoord_tso_timestamps_total",
+        "datanode_consumer_lag",
+        "datanode_flush_seconds_bucket",
+        "datacoord_node_channels",
+        "proxy_rows_inserted_total",
+        "proxy_rejected_requests_total",
+    ] {
+        assert!(
+            exprs.contains(metric),
+            "the dashboard does not show {metric}"
+        );
     }
 }

@@ -56,6 +56,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The bucket Job of an in-cluster MinIO.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Only to create an in-cluster MinIO's generated credentials: the operator
+# never reads a Secret (pods get them by reference).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+# A MilvusCluster's `monitoring.serviceMonitor`.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

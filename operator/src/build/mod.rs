@@ -8,7 +8,10 @@
 //! | root coordinator, data coordinator, proxy | `<name>-rootcoord`, `-datacoord`, `-proxy` | Deployment + Service |
 //! | data nodes | `<name>-datanode` | StatefulSet + headless Service |
 //! | disruption budgets (components with 2+ pods) | same names | PodDisruptionBudget |
+//! | in-cluster etcd, Kafka, MinIO (`inCluster`) | `<name>-etcd`, `-kafka`, `-minio` | StatefulSet + Service (+ Kafka's ConfigMap, the bucket Job) |
+//! | scraping by prometheus-operator (`monitoring`) | `<name>` | ServiceMonitor |
 
+mod deps;
 mod pods;
 mod services;
 #[cfg(test)]
@@ -25,7 +28,9 @@ use sha2::{Digest, Sha256};
 
 use crate::validate::{Cluster, Storage};
 
+pub use deps::{DependencyChildren, dependency_labels};
 pub use pods::{DATA_NODE_MOUNT, pod_name};
+use services::disruption_budget;
 
 /// The four roles, in the order their objects are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +97,68 @@ impl Role {
             Self::Proxy => "MILVUS_LIKE_PROXY",
             Self::DataNode => "MILVUS_LIKE_DATANODE",
         }
+    }
+}
+
+/// The services the operator can run for a cluster (`inCluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dependency {
+    Etcd,
+    Kafka,
+    Minio,
+}
+
+impl Dependency {
+    pub const ALL: [Dependency; 3] = [Dependency::Etcd, Dependency::Kafka, Dependency::Minio];
+
+    /// The children's name suffix and component label.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::Kafka => "kafka",
+            Self::Minio => "minio",
+        }
+    }
+
+    /// Its field under `spec.dependencies`.
+    pub fn spec_field(self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::Kafka => "kafka",
+            Self::Minio => "storage",
+        }
+    }
+
+    /// The port clients use.
+    pub fn client_port(self) -> i32 {
+        match self {
+            Self::Etcd => 2379,
+            Self::Kafka => 9092,
+            Self::Minio => 9000,
+        }
+    }
+}
+
+/// The StatefulSet, Service and pod name prefix of a dependency.
+pub fn dependency_name(cluster: &str, d: Dependency) -> String {
+    format!("{cluster}-{}", d.suffix())
+}
+
+/// `host:port` of a dependency: of its pod `ordinal` through the headless
+/// Service, or of its Service.
+pub fn dependency_endpoint(
+    cluster: &str,
+    namespace: &str,
+    d: Dependency,
+    ordinal: Option<i32>,
+) -> String {
+    let service = dependency_name(cluster, d);
+    match ordinal {
+        Some(i) => format!(
+            "{service}-{i}.{service}.{namespace}.svc:{}",
+            d.client_port()
+        ),
+        None => format!("{service}.{namespace}.svc:{}", d.client_port()),
     }
 }
 
@@ -175,6 +242,8 @@ fn meta(c: &Cluster, name: String, role: Option<Role>, owner: &OwnerReference) -
 /// Every child of a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
+    /// Applied first: what the components connect to.
+    pub dependencies: DependencyChildren,
     pub config: ConfigMap,
     pub services: Vec<Service>,
     /// Root coordinator, data coordinator, proxy.
@@ -183,6 +252,36 @@ pub struct Children {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
     /// Names of the budgets of components now under 2 pods (to delete).
     pub unwanted_budgets: Vec<String>,
+    /// A ServiceMonitor (monitoring.coreos.com/v1), when `monitoring` asks for one.
+    pub service_monitor: Option<kube::api::DynamicObject>,
+}
+
+/// What a reconcile applies beyond the spec: the data-node StatefulSet's size
+/// while departing data nodes drain, and each role's image while an upgrade
+/// rolls through the roles in order ([`crate::upgrade`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    pub data_node_replicas: i32,
+    pub images: BTreeMap<Role, String>,
+}
+
+impl Rollout {
+    /// Everything as the spec says.
+    pub fn settled(c: &Cluster) -> Self {
+        Self {
+            data_node_replicas: c.data_node.replicas,
+            images: Role::ALL
+                .into_iter()
+                .map(|r| (r, c.image.clone()))
+                .collect(),
+        }
+    }
+
+    fn image<'a>(&'a self, c: &'a Cluster, role: Role) -> &'a str {
+        self.images
+            .get(&role)
+            .map_or(c.image.as_str(), String::as_str)
+    }
 }
 
 /// `host:port` of a component's Service, as the other components reach it.
@@ -274,9 +373,8 @@ pub fn checksum(config: &BTreeMap<String, String>) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every child of `c`, owned by `owner`. `data_node_replicas` is the StatefulSet's
-/// size now: the spec's, except while departing data nodes are being drained.
-pub fn build(c: &Cluster, owner: &OwnerReference, data_node_replicas: i32) -> Children {
+/// Every child of `c`, owned by `owner`, as `rollout` says for now.
+pub fn build(c: &Cluster, owner: &OwnerReference, rollout: &Rollout) -> Children {
     let data = node_config(c);
     let sum = checksum(&data);
     let config = ConfigMap {
@@ -286,20 +384,73 @@ pub fn build(c: &Cluster, owner: &OwnerReference, data_node_replicas: i32) -> Ch
     };
     let deployments = [Role::RootCoord, Role::DataCoord, Role::Proxy]
         .into_iter()
-        .map(|role| pods::deployment(c, role, owner, &sum))
+        .map(|role| pods::deployment(c, role, owner, rollout.image(c, role), &sum))
         .collect();
     let (disruption_budgets, unwanted_budgets) = services::disruption_budgets(c, owner);
     Children {
+        dependencies: deps::build(c, owner),
         config,
         services: Role::ALL
             .into_iter()
             .map(|role| services::service(c, role, owner))
             .collect(),
         deployments,
-        data_nodes: pods::data_nodes(c, owner, &sum, data_node_replicas),
+        data_nodes: pods::data_nodes(
+            c,
+            owner,
+            rollout.image(c, Role::DataNode),
+            &sum,
+            rollout.data_node_replicas,
+        ),
         disruption_budgets,
         unwanted_budgets,
+        service_monitor: service_monitor(c, owner),
     }
+}
+
+/// prometheus-operator's ServiceMonitor kind.
+pub fn service_monitor_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+    }
+}
+
+/// A ServiceMonitor over the four roles' Services (not the dependencies'):
+/// port `http`, `/metrics`, each target labelled with its cluster and component
+/// (the labels the chart's Grafana dashboard selects by).
+fn service_monitor(c: &Cluster, owner: &OwnerReference) -> Option<kube::api::DynamicObject> {
+    let m = c.monitoring.as_ref()?;
+    let mut metadata = meta(c, c.name.clone(), None, owner);
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.extend(m.labels.clone());
+    }
+    let object = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": metadata,
+        "spec": {
+            "selector": {
+                "matchLabels": {
+                    LABEL_NAME: "milvus-like",
+                    LABEL_INSTANCE: c.name,
+                    LABEL_MANAGED_BY: FIELD_MANAGER,
+                },
+                "matchExpressions": [{
+                    "key": LABEL_COMPONENT,
+                    "operator": "In",
+                    "values": Role::ALL.map(Role::command),
+                }],
+            },
+            "namespaceSelector": {"matchNames": [c.namespace]},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": m.interval}],
+            "targetLabels": [LABEL_INSTANCE, LABEL_COMPONENT],
+        },
+    });
+    serde_json::from_value(object).ok()
 }
 
 /// A role's settings.

@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext,
-    Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,7 +31,7 @@ pub fn pod_name(cluster: &str, ordinal: i32) -> String {
     format!("{}-{ordinal}", child_name(cluster, Role::DataNode))
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
+pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
@@ -45,7 +45,7 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+pub(super) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
@@ -60,7 +60,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-fn value_env(name: &str, value: String) -> EnvVar {
+pub(super) fn value_env(name: &str, value: String) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -118,7 +118,7 @@ fn env(c: &Cluster, role: Role) -> Vec<EnvVar> {
     env
 }
 
-fn probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
+pub(super) fn http_probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -131,6 +131,37 @@ fn probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// A container that cannot gain privileges, holds no capabilities and writes
+/// only to its volumes.
+pub(super) fn security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// A pod that runs as `uid` (never root), owns its volumes through that group,
+/// and runs under the runtime's default seccomp profile (Pod Security "restricted").
+pub(super) fn pod_security(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
 fn pull_policy(p: PullPolicy) -> &'static str {
     match p {
         PullPolicy::Always => "Always",
@@ -139,7 +170,7 @@ fn pull_policy(p: PullPolicy) -> &'static str {
     }
 }
 
-fn template(c: &Cluster, role: Role, checksum: &str) -> PodTemplateSpec {
+fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplateSpec {
     let comp = component(c, role);
     let port = |name: &str, p: i32| ContainerPort {
         name: Some(name.to_owned()),
@@ -166,7 +197,7 @@ fn template(c: &Cluster, role: Role, checksum: &str) -> PodTemplateSpec {
     }
     let container = Container {
         name: role.command().to_owned(),
-        image: Some(c.image.clone()),
+        image: Some(image.to_owned()),
         image_pull_policy: Some(pull_policy(c.image_pull_policy).to_owned()),
         args: Some(vec![role.command().to_owned()]),
         env_from: Some(vec![EnvFromSource {
@@ -181,19 +212,10 @@ fn template(c: &Cluster, role: Role, checksum: &str) -> PodTemplateSpec {
             port("grpc", role.grpc_port()),
             port("http", role.http_port()),
         ]),
-        readiness_probe: Some(probe("/readyz", role.http_port(), 5, 3)),
-        liveness_probe: Some(probe("/healthz", role.http_port(), 10, 6)),
+        readiness_probe: Some(http_probe("/readyz", role.http_port(), 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", role.http_port(), 10, 6)),
         resources: comp.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security()),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     };
@@ -218,13 +240,7 @@ fn template(c: &Cluster, role: Role, checksum: &str) -> PodTemplateSpec {
             affinity: comp.affinity.clone(),
             tolerations: (!comp.tolerations.is_empty()).then(|| comp.tolerations.clone()),
             termination_grace_period_seconds: Some(grace),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS_USER),
-                run_as_group: Some(RUN_AS_USER),
-                fs_group: Some(RUN_AS_USER),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security(RUN_AS_USER)),
             ..PodSpec::default()
         }),
     }
@@ -241,6 +257,7 @@ pub(super) fn deployment(
     c: &Cluster,
     role: Role,
     owner: &OwnerReference,
+    image: &str,
     checksum: &str,
 ) -> Deployment {
     Deployment {
@@ -248,7 +265,7 @@ pub(super) fn deployment(
         spec: Some(DeploymentSpec {
             replicas: Some(component(c, role).replicas),
             selector: selector(c, role),
-            template: template(c, role, checksum),
+            template: template(c, role, image, checksum),
             // Coordinators: the new pod is up before the old one goes, so the
             // standby can take over without a gap.
             strategy: Some(DeploymentStrategy {
@@ -268,6 +285,7 @@ pub(super) fn deployment(
 pub(super) fn data_nodes(
     c: &Cluster,
     owner: &OwnerReference,
+    image: &str,
     checksum: &str,
     replicas: i32,
 ) -> StatefulSet {
@@ -282,7 +300,7 @@ pub(super) fn data_nodes(
             replicas: Some(replicas),
             selector: selector(c, Role::DataNode),
             service_name: Some(child_name(&c.name, Role::DataNode)),
-            template: template(c, Role::DataNode, checksum),
+            template: template(c, Role::DataNode, image, checksum),
             // Data nodes hold no state of their own: start and stop them all at once.
             pod_management_policy: Some("Parallel".to_owned()),
             revision_history_limit: Some(5),

@@ -6,6 +6,8 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::{Role, child_name, component, meta, selector_labels};
 use crate::validate::Cluster;
 
@@ -49,18 +51,30 @@ pub(super) fn disruption_budgets(
             unwanted.push(name);
             continue;
         }
-        wanted.push(PodDisruptionBudget {
-            metadata: meta(c, name, Some(role), owner),
-            spec: Some(PodDisruptionBudgetSpec {
-                max_unavailable: Some(IntOrString::Int(1)),
-                selector: Some(LabelSelector {
-                    match_labels: Some(selector_labels(&c.name, role)),
-                    ..LabelSelector::default()
-                }),
-                ..PodDisruptionBudgetSpec::default()
-            }),
-            ..PodDisruptionBudget::default()
-        });
+        wanted.push(disruption_budget(
+            meta(c, name, Some(role), owner),
+            selector_labels(&c.name, role),
+        ));
     }
     (wanted, unwanted)
+}
+
+/// At most one pod of those `selector` matches down at a time, voluntarily
+/// (evictions, node drains).
+pub(super) fn disruption_budget(
+    metadata: ObjectMeta,
+    selector: std::collections::BTreeMap<String, String>,
+) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
 }

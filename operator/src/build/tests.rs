@@ -19,7 +19,7 @@ fn built(yaml: &str) -> (Cluster, Children) {
     let mc = fixture(yaml);
     let c = validate(&mc).expect("valid");
     let owner = mc.controller_owner_ref(&()).expect("owner");
-    let children = build(&c, &owner, c.data_node.replicas);
+    let children = build(&c, &owner, &Rollout::settled(&c));
     (c, children)
 }
 
@@ -347,7 +347,7 @@ fn a_config_change_changes_the_pod_template_and_nothing_else_does_not() {
     let owner = mc.controller_owner_ref(&()).expect("owner");
     let c = validate(&mc).expect("valid");
     let sum = |c: &Cluster| {
-        build(c, &owner, 2)
+        build(c, &owner, &Rollout::settled(c))
             .data_nodes
             .spec
             .and_then(|s| s.template.metadata)
@@ -371,7 +371,314 @@ fn the_stateful_set_takes_the_replicas_it_is_given() {
     let c = validate(&mc).expect("valid");
     let owner = mc.controller_owner_ref(&()).expect("owner");
     // During a drain the controller keeps the old size.
-    let ch = build(&c, &owner, 4);
+    let ch = build(
+        &c,
+        &owner,
+        &Rollout {
+            data_node_replicas: 4,
+            ..Rollout::settled(&c)
+        },
+    );
     assert_eq!(ch.data_nodes.spec.and_then(|s| s.replicas), Some(4));
     assert_eq!(pod_name("demo", 3), "demo-datanode-3");
+}
+
+const IN_CLUSTER: &str = include_str!("../../fixtures/incluster.yaml");
+
+#[test]
+fn in_cluster_dependencies_are_what_the_components_connect_to() {
+    let (c, ch) = built(IN_CLUSTER);
+    assert_eq!(
+        c.etcd_endpoints,
+        (0..3)
+            .map(|i| format!("http://quick-etcd-{i}.quick-etcd.vectors.svc:2379"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        c.kafka_brokers[2],
+        "quick-kafka-2.quick-kafka.vectors.svc:9092"
+    );
+    assert_eq!(c.kafka_replication, 3, "as many as the brokers, up to 3");
+    assert_eq!(c.kafka_cluster_id.len(), 22, "{}", c.kafka_cluster_id);
+    assert_eq!(
+        c.kafka_cluster_id, "Dw4NDAsKCQgHBgUEAwIBAA",
+        "the uid's bytes"
+    );
+    assert!(
+        matches!(&c.storage, crate::validate::Storage::S3 { endpoint, bucket, secret_name, .. }
+        if endpoint == "http://quick-minio.vectors.svc:9000" && bucket == "vectors" && secret_name == "quick-minio")
+    );
+    assert!(
+        !c.deletes_external_metadata(),
+        "the etcd volume goes with it"
+    );
+    // The data nodes read the generated credentials.
+    let dn = container(&ch.data_nodes.spec.as_ref().expect("spec").template);
+    let key = env(dn, "MILVUS_LIKE_S3_SECRET_KEY")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secret ref");
+    assert_eq!(
+        (key.name.as_str(), key.key.as_str()),
+        ("quick-minio", "secretKey")
+    );
+    let config = ch.config.data.as_ref().expect("data");
+    assert_eq!(config["MILVUS_LIKE_KAFKA_REPLICATION"], "3");
+    assert_eq!(
+        config["MILVUS_LIKE_S3_ENDPOINT"],
+        "http://quick-minio.vectors.svc:9000"
+    );
+}
+
+#[test]
+fn in_cluster_dependencies_are_stateful_sets_with_volumes_and_locked_down_pods() {
+    let (_, ch) = built(IN_CLUSTER);
+    let deps = &ch.dependencies;
+    let names: Vec<&str> = deps
+        .stateful_sets
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["quick-etcd", "quick-kafka", "quick-minio"]);
+    for s in &deps.stateful_sets {
+        let spec = s.spec.as_ref().expect("spec");
+        let policy = spec
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .expect("retention");
+        assert_eq!(
+            policy.when_deleted.as_deref(),
+            Some("Delete"),
+            "deletionPolicy: Delete"
+        );
+        let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+        assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+        let owner = &s.metadata.owner_references.as_ref().expect("owned")[0];
+        assert_eq!(owner.name, "quick");
+        let pod = pod_spec(&spec.template);
+        let security = pod.security_context.as_ref().expect("pod security");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert!(
+            security.fs_group.is_some(),
+            "the volume is writable by the pod's user"
+        );
+        let k = container(&spec.template);
+        let sc = k.security_context.as_ref().expect("container security");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert!(k.readiness_probe.is_some() && k.liveness_probe.is_some());
+    }
+    let kafka = &deps.stateful_sets[1].spec.as_ref().expect("spec");
+    let claim = &kafka.volume_claim_templates.as_ref().expect("claims")[0];
+    let claim = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["storage"].0.as_str()),
+        Some("5Gi")
+    );
+    let k = container(&kafka.template);
+    assert_eq!(
+        env(k, "KAFKA_HEAP_OPTS").and_then(|e| e.value.as_deref()),
+        Some("-Xms1024m -Xmx1024m"),
+        "half of the 2Gi limit"
+    );
+    // Kafka's configuration: every broker a voter, addressed by its pod name.
+    let properties = &deps.config_maps[0].data.as_ref().expect("data")["server.properties"];
+    assert!(
+        properties
+            .contains("controller.quorum.voters=0@quick-kafka-0.quick-kafka.vectors.svc:9093,1@"),
+        "{properties}"
+    );
+    assert!(
+        properties.contains("advertised.listeners=PLAINTEXT://@POD@.quick-kafka.vectors.svc:9092")
+    );
+    assert!(properties.contains("offsets.topic.replication.factor=3"));
+    // etcd: the three members know each other.
+    let etcd = container(&deps.stateful_sets[0].spec.as_ref().expect("spec").template);
+    let args = etcd.args.as_ref().expect("args").join(" ");
+    assert!(args.contains("--initial-cluster=quick-etcd-0=http://quick-etcd-0.quick-etcd.vectors.svc:2380,quick-etcd-1="), "{args}");
+    assert_eq!(
+        etcd.command.as_deref(),
+        Some(&["/usr/local/bin/etcd".to_owned()][..])
+    );
+    // Headless Services for the quorum members, a plain one for MinIO.
+    let headless: Vec<Option<&str>> = deps
+        .services
+        .iter()
+        .map(|s| s.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()))
+        .collect();
+    assert_eq!(headless, [Some("None"), Some("None"), None]);
+    // The bucket Job uses MinIO's own client, with the credentials.
+    let job = &deps.jobs[0];
+    assert_eq!(job.metadata.name.as_deref(), Some("quick-minio-bucket"));
+    let k = &pod_spec(&job.spec.as_ref().expect("spec").template).containers[0];
+    assert!(k.command.as_ref().expect("command")[2].contains("mc mb --ignore-existing"));
+    assert_eq!(
+        env(k, "BUCKET").and_then(|e| e.value.as_deref()),
+        Some("vectors")
+    );
+    // Quorum members get a budget, the single MinIO none.
+    let budgets: Vec<&str> = deps
+        .disruption_budgets
+        .iter()
+        .filter_map(|b| b.metadata.name.as_deref())
+        .collect();
+    assert_eq!(budgets, ["quick-etcd", "quick-kafka"]);
+    assert_eq!(deps.unwanted_budgets, ["quick-minio"]);
+}
+
+#[test]
+fn a_service_monitor_selects_the_four_roles() {
+    let (_, ch) = built(IN_CLUSTER);
+    let m =
+        serde_json::to_value(ch.service_monitor.as_ref().expect("a ServiceMonitor")).expect("json");
+    assert_eq!(m["kind"], "ServiceMonitor");
+    assert_eq!(m["metadata"]["labels"]["release"], "prom");
+    assert_eq!(m["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(m["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        m["spec"]["selector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["rootcoord", "datacoord", "proxy", "datanode"])
+    );
+    // Every role's Service carries the labels it selects, and a port named http.
+    for s in &ch.services {
+        let labels = s.metadata.labels.as_ref().expect("labels");
+        for (k, v) in m["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("labels")
+        {
+            assert_eq!(labels.get(k).map(String::as_str), v.as_str(), "{k}");
+        }
+        assert!(
+            s.spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .expect("ports")
+                .iter()
+                .any(|p| p.name.as_deref() == Some("http"))
+        );
+    }
+    let (_, plain) = built(MINIMAL);
+    assert!(plain.service_monitor.is_none());
+}
+
+#[test]
+fn a_rollout_gives_each_role_its_own_image() {
+    let mc = fixture(MINIMAL);
+    let c = validate(&mc).expect("valid");
+    let owner = mc.controller_owner_ref(&()).expect("owner");
+    let mut rollout = Rollout::settled(&c);
+    rollout
+        .images
+        .insert(Role::DataNode, "milvus-like/node:old".into());
+    rollout
+        .images
+        .insert(Role::Proxy, "milvus-like/node:old".into());
+    let ch = build(&c, &owner, &rollout);
+    let image = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+        container(t).image.clone().unwrap_or_default()
+    };
+    assert_eq!(
+        image(&ch.deployments[0].spec.as_ref().expect("spec").template),
+        c.image
+    );
+    assert_eq!(
+        image(&ch.deployments[2].spec.as_ref().expect("spec").template),
+        "milvus-like/node:old"
+    );
+    assert_eq!(
+        image(&ch.data_nodes.spec.as_ref().expect("spec").template),
+        "milvus-like/node:old"
+    );
+}
+
+fn with(yaml: &str, edit: impl FnOnce(&mut MilvusCluster)) -> MilvusCluster {
+    let mut mc = fixture(yaml);
+    edit(&mut mc);
+    mc
+}
+
+fn quantities(
+    pairs: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity((*v).to_owned()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_data_node_memory_budget_must_fit_its_limit() {
+    // Far beyond any limit.
+    let mc = with(MINIMAL, |mc| {
+        mc.spec.data_node.memory_mib = Some(99_999_999_999);
+        mc.spec.data_node.component.resources =
+            Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                limits: Some(quantities(&[("memory", "2Gi")])),
+                ..Default::default()
+            });
+    });
+    let Err(InvalidSpec(errors)) = validate(&mc) else {
+        panic!("a budget beyond the limit validated");
+    };
+    assert!(
+        errors[0].contains("spec.dataNode.memoryMiB 99999999999 needs"),
+        "{errors:?}"
+    );
+    // No budget given: what fits the limit.
+    let mc = with(MINIMAL, |mc| {
+        mc.spec.data_node.component.resources =
+            Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                limits: Some(quantities(&[("memory", "1Gi")])),
+                ..Default::default()
+            });
+    });
+    let c = validate(&mc).expect("valid");
+    assert_eq!(c.memory_mib, 768);
+    assert!(crate::validate::data_node_memory_need_mib(c.memory_mib) <= 1024);
+}
+
+#[test]
+fn limits_below_requests_and_garbage_quantities_are_refused_with_the_field() {
+    let mc = with(MINIMAL, |mc| {
+        mc.spec.data_node.component.resources =
+            Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: Some(quantities(&[("memory", "2Gi"), ("cpu", "lots")])),
+                limits: Some(quantities(&[("memory", "1Gi")])),
+                ..Default::default()
+            });
+    });
+    let Err(InvalidSpec(errors)) = validate(&mc) else {
+        panic!("limits below requests validated");
+    };
+    let all = errors.join("\n");
+    assert!(
+        all.contains("spec.dataNode.resources.limits.memory 1Gi is below requests.memory 2Gi"),
+        "{all}"
+    );
+    assert!(
+        all.contains("spec.dataNode.resources.requests.cpu \"lots\" is not a quantity"),
+        "{all}"
+    );
+}
+
+#[test]
+fn etcd_needs_an_odd_number_of_members() {
+    let mc = with(IN_CLUSTER, |mc| {
+        if let Some(e) = mc.spec.dependencies.etcd.in_cluster.as_mut() {
+            e.replicas = Some(2);
+        }
+    });
+    let Err(InvalidSpec(errors)) = validate(&mc) else {
+        panic!("two etcd members validated");
+    };
+    assert!(errors[0].contains("odd number of members"), "{errors:?}");
 }
