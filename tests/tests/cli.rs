@@ -398,7 +398,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         inserted.stdout
     );
     assert!(
-        inserted.stdout.trim_end().ends_with(" rows/s)"),
+        inserted.stdout.contains(" rows/s), checksum "),
         "{}",
         inserted.stdout
     );
@@ -426,6 +426,15 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         "{}",
         inserted.stdout
     );
+    // The checksum of the acknowledged rows, as read-back computes it.
+    let random_checksum = inserted
+        .stdout
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .expect("a checksum")
+        .to_owned();
+    assert_eq!(random_checksum.len(), 16, "{}", inserted.stdout);
     let npy = cluster.path("vecs.npy");
     write_npy(&npy, 1000..1050);
     let npy_arg = npy.to_string_lossy().into_owned();
@@ -504,6 +513,40 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         flushed.stdout
     );
     c(&["flush", "-c", "vecs"]).expect(0);
+    // Read back block by block: the 200 random rows (keys 10000..10200) are one
+    // block with the checksum insert printed; keys 6..150 another; no key twice.
+    let read = c(&[
+        "read-back",
+        "--collection",
+        "docs",
+        "--sample",
+        "0",
+        "--key-blocks",
+        "200",
+    ])
+    .expect(0);
+    assert!(
+        read.stdout.contains(": 344 rows, 6 deleted"),
+        "{}",
+        read.stdout
+    );
+    assert!(
+        read.stdout.contains("\nduplicated keys 0\n"),
+        "{}",
+        read.stdout
+    );
+    assert!(
+        read.stdout.contains(&format!(
+            "\nblock 10000 rows 200 checksum {random_checksum}\n"
+        )),
+        "{}",
+        read.stdout
+    );
+    assert!(
+        read.stdout.contains("\nblock 0 rows 144 checksum "),
+        "{}",
+        read.stdout
+    );
     let segments = c(&["segments", "-c", "docs"]).expect(0);
     assert!(segments.stdout.contains("FLUSHED"), "{}", segments.stdout);
     let segments = c(&["segments", "-c", "docs", "-o", "json"])

@@ -18,7 +18,7 @@ use milvus_like_node::proxy::{self, ProxyConfig};
 use milvus_like_node::role::RoleConfig;
 use milvus_like_node::rootcoord::{self, RootCoordConfig};
 use milvus_like_node::session::SessionConfig;
-use milvus_like_node::storage::{SegmentStore, read_collection};
+use milvus_like_node::storage::{KeyBlocks, SegmentStore, read_collection_blocks};
 use milvus_like_node::tso::TsoConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -567,6 +567,12 @@ struct ReadBackArgs {
     /// Rows to print.
     #[arg(long, default_value_t = 5)]
     sample: usize,
+    /// Also print, per block of this many consecutive primary keys, its live
+    /// rows and their checksum (`block START rows N checksum X`), and the keys
+    /// found more than once: compares block by block with `insert` runs that
+    /// each sent one block (`--id-start`, `--random`). Holds every key in memory.
+    #[arg(long, value_name = "KEYS")]
+    key_blocks: Option<u64>,
     #[command(flatten)]
     upstream: UpstreamArgs,
     #[command(flatten)]
@@ -603,12 +609,14 @@ async fn read_back(args: ReadBackArgs) -> anyhow::Result<()> {
         .map_err(|s| anyhow::anyhow!("list segments: {}", s.message()))?
         .into_inner();
     let store = SegmentStore::open(&args.storage.config())?;
-    let content = read_collection(
+    let mut blocks = args.key_blocks.map(KeyBlocks::new);
+    let content = read_collection_blocks(
         &store,
         &schema,
         &listed.segments,
         &listed.delete_logs,
         args.sample,
+        blocks.as_mut(),
     )
     .await?;
     let flushed = listed
@@ -629,6 +637,15 @@ async fn read_back(args: ReadBackArgs) -> anyhow::Result<()> {
     );
     for row in &content.sample {
         println!("  {row}");
+    }
+    if let Some(b) = blocks {
+        println!("duplicated keys {}", b.duplicates);
+        for (block, (rows, checksum)) in &b.blocks {
+            println!(
+                "block {} rows {rows} checksum {checksum:016x}",
+                block.saturating_mul(i64::try_from(b.size).unwrap_or(i64::MAX))
+            );
+        }
     }
     Ok(())
 }

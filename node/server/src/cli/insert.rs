@@ -22,6 +22,7 @@ use super::progress::{Progress, rate};
 use super::source::{self, FileFormat, KeyOptions, RowSource};
 use crate::columns::RowBatch;
 use crate::proxy::MAX_REQUEST_BYTES;
+use crate::storage::batch_checksum;
 
 /// Default request size the batch size aims at.
 const TARGET_REQUEST_BYTES: u64 = 4 << 20;
@@ -107,21 +108,26 @@ pub async fn run(args: InsertArgs, cancel: CancellationToken) -> Result<(), CliE
     .await;
     progress.finish();
     let inserted = match outcome {
-        Ok(n) => n,
-        Err((n, e)) => {
+        Ok(a) => a,
+        Err((a, e)) => {
             let e = not_found_hint(e, &args.collection);
-            if n == 0 || e.code == ExitCode::Interrupted {
+            if a.rows == 0 || e.code == ExitCode::Interrupted {
                 return Err(e);
             }
-            return Err(e.with_note(format!("the {n} rows acknowledged before it stay inserted")));
+            return Err(e.with_note(format!(
+                "the {} rows acknowledged before it (checksum {:016x}) stay inserted",
+                a.rows, a.checksum
+            )));
         }
     };
     let elapsed = progress.elapsed();
     println!(
-        "inserted {inserted} rows into {:?} in {:.1} s ({} rows/s)",
+        "inserted {} rows into {:?} in {:.1} s ({} rows/s), checksum {:016x}",
+        inserted.rows,
         args.collection,
         elapsed.as_secs_f64(),
-        rate(inserted, elapsed)
+        rate(inserted.rows, elapsed),
+        inserted.checksum
     );
     Ok(())
 }
@@ -157,14 +163,20 @@ async fn pump(
     batch_rows: usize,
     progress: &mut Progress,
     cancel: &CancellationToken,
-) -> Result<u64, (u64, CliError)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RowBatch, CliError>>(args.concurrency);
+) -> Result<Acknowledged, (Acknowledged, CliError)> {
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<(RowBatch, u64), CliError>>(args.concurrency);
+    let reader_schema = schema.clone();
     let reader = tokio::task::spawn_blocking(move || {
         loop {
             let next = source.next_batch(batch_rows);
             let end = !matches!(next, Ok(Some(_)));
             let item = match next {
-                Ok(Some(b)) => Ok(b),
+                // The checksum is made here, beside the reading, off the sending path.
+                Ok(Some(b)) => {
+                    let checksum = batch_checksum(&reader_schema, &b);
+                    Ok((b, checksum))
+                }
                 Ok(None) => break,
                 Err(e) => Err(e),
             };
@@ -174,7 +186,7 @@ async fn pump(
         }
     });
     let mut in_flight = FuturesUnordered::new();
-    let mut acknowledged = 0u64;
+    let mut acknowledged = Acknowledged::default();
     let mut read_all = false;
     let mut failure = None;
     loop {
@@ -188,16 +200,17 @@ async fn pump(
                 failure = Some(CliError::new(
                     ExitCode::Interrupted,
                     format!(
-                        "interrupted: {acknowledged} rows were acknowledged; the {pending} \
-                         batches in flight may or may not have been inserted"
+                        "interrupted: {} rows were acknowledged; the {pending} \
+                         batches in flight may or may not have been inserted",
+                        acknowledged.rows
                     ),
                 ));
                 in_flight.clear();
                 break;
             }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
-                Ok(n) => {
-                    acknowledged += n;
+                Ok((n, checksum)) => {
+                    acknowledged.add(n, checksum);
                     progress.add(n);
                 }
                 Err(e) => {
@@ -206,7 +219,9 @@ async fn pump(
                 }
             },
             next = rx.recv(), if !read_all && in_flight.len() < args.concurrency => match next {
-                Some(Ok(batch)) => in_flight.push(send(proxy, &args.collection, &schema, batch)),
+                Some(Ok((batch, checksum))) => {
+                    in_flight.push(send(proxy, &args.collection, &schema, batch, checksum));
+                }
                 Some(Err(e)) => {
                     failure = Some(e);
                     break;
@@ -218,8 +233,8 @@ async fn pump(
     // After a failure, let the batches already sent finish, so the count of
     // acknowledged rows is exact (unless interrupted: then stop at once).
     while let Some(done) = in_flight.next().await {
-        if let Ok(n) = done {
-            acknowledged += n;
+        if let Ok((n, checksum)) = done {
+            acknowledged.add(n, checksum);
             progress.add(n);
         }
     }
@@ -233,12 +248,29 @@ async fn pump(
     }
 }
 
+/// The rows the proxy acknowledged, and their content checksum (what
+/// `read-back` reports for the same rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub rows: u64,
+    pub checksum: u64,
+}
+
+impl Acknowledged {
+    fn add(&mut self, rows: u64, checksum: u64) {
+        self.rows += rows;
+        self.checksum = self.checksum.wrapping_add(checksum);
+    }
+}
+
+/// Sends one batch; on success, its rows and checksum.
 async fn send(
     proxy: &Proxy,
     collection: &str,
     schema: &CollectionSchema,
     batch: RowBatch,
-) -> Result<u64, CliError> {
+    checksum: u64,
+) -> Result<(u64, u64), CliError> {
     let request = proto::InsertRequest {
         collection: collection.to_owned(),
         partition: String::new(),
@@ -250,7 +282,7 @@ async fn send(
             c.insert(request).await
         })
         .await?;
-    Ok(resp.inserted)
+    Ok((resp.inserted, checksum))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 //! wrapping sum of its live rows' checksums, so neither row order nor how the rows
 //! are split into files changes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use milvus_like_api::proto::{DeleteLog, SegmentInfo};
@@ -52,6 +52,43 @@ pub struct CollectionContent {
     pub sample: Vec<String>,
 }
 
+/// Live rows counted per block of `size` consecutive primary keys (block
+/// `key.div_euclid(size)`), with each block's checksum, and the keys found
+/// more than once: to compare a collection, block by block, with the insert
+/// requests that were acknowledged (one request = one block of keys) and to
+/// prove that none landed twice. Holds every key: for tests and checks, not
+/// for billions of rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyBlocks {
+    pub size: u64,
+    /// block -> (rows, wrapping sum of their row checksums)
+    pub blocks: BTreeMap<i64, (u64, u64)>,
+    /// Keys met again after their first row.
+    pub duplicates: u64,
+    seen: HashSet<i64>,
+}
+
+impl KeyBlocks {
+    pub fn new(size: u64) -> Self {
+        Self {
+            size: size.max(1),
+            ..Self::default()
+        }
+    }
+
+    pub fn add(&mut self, schema: &CollectionSchema, rows: &RowBatch) {
+        let size = i64::try_from(self.size).unwrap_or(i64::MAX);
+        for (row, key) in rows.primary_keys(schema).iter().enumerate() {
+            if !self.seen.insert(*key) {
+                self.duplicates += 1;
+            }
+            let block = self.blocks.entry(key.div_euclid(size)).or_default();
+            block.0 += 1;
+            block.1 = block.1.wrapping_add(row_checksum(schema, rows, row));
+        }
+    }
+}
+
 /// Reads every insert log of `segments` (`SegmentInfo.insert_log_paths`) and every
 /// delete log (`delete_logs` and `SegmentInfo.delete_log_paths`; a path listed
 /// twice is read once), and applies the deletes: a row (pk, ts) is gone if a
@@ -64,6 +101,18 @@ pub async fn read_collection(
     delete_logs: &[DeleteLog],
     sample: usize,
 ) -> Result<CollectionContent, StorageError> {
+    read_collection_blocks(store, schema, segments, delete_logs, sample, None).await
+}
+
+/// [`read_collection`], also counting the live rows into `blocks`.
+pub async fn read_collection_blocks(
+    store: &SegmentStore,
+    schema: &CollectionSchema,
+    segments: &[SegmentInfo],
+    delete_logs: &[DeleteLog],
+    sample: usize,
+    mut blocks: Option<&mut KeyBlocks>,
+) -> Result<CollectionContent, StorageError> {
     let mut content = CollectionContent::default();
     let deleted = for_each_live_batch(
         store,
@@ -71,6 +120,9 @@ pub async fn read_collection(
         segments,
         delete_logs,
         |rows: RowBatch, timestamps: Vec<u64>| {
+            if let Some(b) = blocks.as_deref_mut() {
+                b.add(schema, &rows);
+            }
             content.rows += rows.num_rows as u64;
             content.checksum = content.checksum.wrapping_add(batch_checksum(schema, &rows));
             for (row, ts) in timestamps.iter().enumerate() {

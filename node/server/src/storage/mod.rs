@@ -31,7 +31,8 @@ use crate::columns::RowBatch;
 use format::FormatError;
 
 pub use content::{
-    CollectionContent, batch_checksum, for_each_live_batch, read_collection, row_checksum,
+    CollectionContent, KeyBlocks, batch_checksum, for_each_live_batch, read_collection,
+    read_collection_blocks, row_checksum,
 };
 
 /// Where segment files live. Its `Debug` form hides the secret key.
