@@ -2,7 +2,7 @@
 //! control plane: kube-apiserver, controller-manager, scheduler and kwok nodes
 //! built from their Go modules (`tests/scripts/k8s.sh`), real etcd, Kafka, MinIO
 //! and coordinators, the operator with the chart's RBAC, and a data-node process
-//! per data-node pod. The same script runs on kind with `CLUSTER=kind`.
+//! per data-node pod. Real pods from our images: `tests/kind/scenario.sh`.
 
 use std::process::Command;
 
@@ -20,7 +20,6 @@ fn operator_scenario_on_the_local_control_plane() {
         bin_dir.join("milvus-like-operator").display()
     );
     let output = Command::new(workspace_root().join("tests/cluster/scenario.sh"))
-        .env("CLUSTER", "local")
         .env("WORK", dir.path())
         .env("MILVUS_LIKE_BIN_DIR", &bin_dir)
         .output()
@@ -42,6 +41,8 @@ fn operator_scenario_on_the_local_control_plane() {
         "DrainNode calls before the StatefulSet shrank",
         "all 6 pods replaced",
         "every child garbage-collected",
+        "a refused apply: phase Degraded",
+        "every child created, no data coordinator answering",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }

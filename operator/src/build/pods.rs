@@ -226,7 +226,7 @@ fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplate
     };
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(labels(c, Some(role))),
+            labels: Some(pod_labels(c, role)),
             annotations: Some(BTreeMap::from([(
                 CONFIG_CHECKSUM.to_owned(),
                 checksum.to_owned(),
@@ -244,6 +244,15 @@ fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplate
             ..PodSpec::default()
         }),
     }
+}
+
+/// A pod's labels: the workload's without the version, which changes for
+/// every role at once when `spec.version` does, and would roll every role's
+/// pods at once, while an upgrade rolls them one stage after another.
+fn pod_labels(c: &Cluster, role: Role) -> BTreeMap<String, String> {
+    let mut l = labels(c, Some(role));
+    l.remove(super::LABEL_VERSION);
+    l
 }
 
 fn selector(c: &Cluster, role: Role) -> LabelSelector {

@@ -566,6 +566,27 @@ fn a_service_monitor_selects_the_four_roles() {
 }
 
 #[test]
+fn a_new_version_changes_no_pod_template_but_through_the_image() {
+    let mc = fixture(MINIMAL);
+    let owner = mc.controller_owner_ref(&()).expect("owner");
+    let c = validate(&mc).expect("valid");
+    let mut newer = c.clone();
+    newer.version = "9.9.9".into();
+    newer.image = "milvus-like/node:9.9.9".into();
+    // The upgrade holds every role on the old image: no pod template changes.
+    let held = build(&newer, &owner, &Rollout::settled(&c));
+    let before = build(&c, &owner, &Rollout::settled(&c));
+    assert_eq!(
+        held.data_nodes.spec.as_ref().map(|s| &s.template),
+        before.data_nodes.spec.as_ref().map(|s| &s.template)
+    );
+    assert_eq!(
+        held.deployments[2].spec.as_ref().map(|s| &s.template),
+        before.deployments[2].spec.as_ref().map(|s| &s.template)
+    );
+}
+
+#[test]
 fn a_rollout_gives_each_role_its_own_image() {
     let mc = fixture(MINIMAL);
     let c = validate(&mc).expect("valid");
@@ -681,4 +702,32 @@ fn etcd_needs_an_odd_number_of_members() {
         panic!("two etcd members validated");
     };
     assert!(errors[0].contains("odd number of members"), "{errors:?}");
+}
+
+#[test]
+fn the_charts_examples_are_valid_clusters() {
+    for (file, yaml) in [
+        (
+            "quickstart.yaml",
+            include_str!("../../../charts/milvus-like-operator/examples/quickstart.yaml"),
+        ),
+        (
+            "milvuscluster.yaml",
+            include_str!("../../../charts/milvus-like-operator/examples/milvuscluster.yaml"),
+        ),
+    ] {
+        let mut mc = fixture(yaml);
+        mc.metadata.namespace = Some("default".into());
+        mc.metadata.uid = Some("0f0e0d0c-0b0a-0908-0706-050403020100".into());
+        let c = validate(&mc).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let owner = mc.controller_owner_ref(&()).expect("owner");
+        let ch = build(&c, &owner, &Rollout::settled(&c));
+        if file == "quickstart.yaml" {
+            assert_eq!(
+                ch.dependencies.stateful_sets.len(),
+                3,
+                "{file} runs its dependencies"
+            );
+        }
+    }
 }
