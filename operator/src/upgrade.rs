@@ -34,6 +34,12 @@ pub struct RoleNow {
 }
 
 impl RoleNow {
+    /// Whether the role still has anything on another image than `image`.
+    fn behind(&self, image: &str) -> bool {
+        self.template_image.as_deref().is_some_and(|t| t != image)
+            || self.pod_images.iter().any(|i| i != image)
+    }
+
     fn runs(&self, image: &str) -> bool {
         self.template_image.as_deref() == Some(image)
             && self.rolled_out
@@ -63,8 +69,12 @@ pub fn images(target: &str, now: &BTreeMap<Role, RoleNow>) -> BTreeMap<Role, Str
     out
 }
 
-/// How far the upgrade to `target` is, or `None` when every role runs it.
+/// How far the upgrade to `target` is, or `None` when no role has a template or
+/// a pod on another image (a new cluster, or one scaling, is not upgrading).
 pub fn progress(target: &str, now: &BTreeMap<Role, RoleNow>) -> Option<String> {
+    if !now.values().any(|n| n.behind(target)) {
+        return None;
+    }
     let mut parts = Vec::new();
     let mut earlier_done = true;
     for stage in STAGES {
@@ -87,7 +97,7 @@ pub fn progress(target: &str, now: &BTreeMap<Role, RoleNow>) -> Option<String> {
                 .is_none_or(|n| n.template_image.is_none() || n.runs(target))
         });
     }
-    (!earlier_done).then(|| format!("upgrading to {target}: {}", parts.join(", ")))
+    Some(format!("upgrading to {target}: {}", parts.join(", ")))
 }
 
 #[cfg(test)]
@@ -160,6 +170,15 @@ mod tests {
         assert_eq!(images(NEW, &now)[&Role::Proxy], NEW);
         assert!(progress(NEW, &now).is_some_and(|p| p.contains("proxy 0/1")));
         now.insert(Role::Proxy, role(NEW, &[NEW], true));
+        assert_eq!(progress(NEW, &now), None);
+    }
+
+    #[test]
+    fn a_new_cluster_coming_up_is_not_an_upgrade() {
+        let now: BTreeMap<Role, RoleNow> = Role::ALL
+            .into_iter()
+            .map(|r| (r, role(NEW, &[NEW], false)))
+            .collect();
         assert_eq!(progress(NEW, &now), None);
     }
 
