@@ -82,7 +82,7 @@ start_host() {
 
 # metric URL NAME: the value of the first sample whose line starts with NAME.
 metric() {
-  curl -fsS "$1/metrics" 2>/dev/null | awk -v n="$2" 'index($0, n) == 1 {print $NF; found = 1; exit} END {if (!found) print 0}'
+  curl -fsS "$1/metrics" 2>/dev/null | metric_of "$2"
 }
 
 # ---------------------------------------------------------------------------
@@ -194,11 +194,27 @@ spec:
     storage: {}
 EOF
 )
-  for expected in "spec.channels" "spec.balancer: Unsupported value" "spec.dataNode.replicas" "set either endpoints or inCluster"; do
+  for expected in "spec.channels" "spec.balancer: Unsupported value" "spec.dataNode.replicas"; do
     grep -q "$expected" <<<"$out" || fail "the schema did not refuse $expected: $out"
   done
   kubectl get mvc refused -n "$NS" >/dev/null 2>&1 && fail "an invalid object was stored"
-  note "schema refused channels 0, an unknown balancer, replicas -1 and no etcd endpoint"
+  # The apiserver checks the CEL rules only once the rest of the schema holds.
+  out=$(kubectl apply -f - 2>&1 <<EOF || true
+apiVersion: milvuslike.io/v1alpha1
+kind: MilvusCluster
+metadata: {name: refused, namespace: $NS}
+spec:
+  dependencies:
+    etcd: {endpoints: []}
+    kafka: {brokers: ["kafka:9092"], inCluster: {}}
+    storage: {inCluster: {}}
+EOF
+)
+  for expected in "set either endpoints or inCluster" "set either brokers or inCluster"; do
+    grep -q "$expected" <<<"$out" || fail "the schema did not refuse '$expected': $out"
+  done
+  kubectl get mvc refused -n "$NS" >/dev/null 2>&1 && fail "an invalid object was stored"
+  note "schema refused channels 0, an unknown balancer, replicas -1, no etcd endpoint, both brokers and an in-cluster Kafka"
 
   # Past the schema, refused by the operator: a condition, no children, no hot loop.
   kubectl apply -f - >/dev/null <<EOF
@@ -251,14 +267,13 @@ apply_cluster() {
   kubectl create secret generic minio-credentials -n "$NS" \
     --from-literal=accessKey="$S3_USER" --from-literal=secretKey="$S3_PASSWORD" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  local extra=""
   # Host processes: the coordinators are reached on their host ports.
-  extra="  dataCoordEndpoint: 127.0.0.1:$DC_PORT
+  local extra="  dataCoordEndpoint: 127.0.0.1:$DC_PORT
   config:
-  MILVUS_LIKE_ROOTCOORD_ENDPOINTS: 127.0.0.1:$RC_PORT
-  MILVUS_LIKE_DATACOORD_ENDPOINTS: 127.0.0.1:$DC_PORT
-  MILVUS_LIKE_SESSION_TTL: 6s
-  MILVUS_LIKE_HEARTBEAT: 2s"
+    MILVUS_LIKE_ROOTCOORD_ENDPOINTS: 127.0.0.1:$RC_PORT
+    MILVUS_LIKE_DATACOORD_ENDPOINTS: 127.0.0.1:$DC_PORT
+    MILVUS_LIKE_SESSION_TTL: 6s
+    MILVUS_LIKE_HEARTBEAT: 2s"
   cat >"$WORK/milvuscluster.yaml" <<EOF
 apiVersion: milvuslike.io/v1alpha1
 kind: MilvusCluster
