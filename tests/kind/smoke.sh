@@ -112,7 +112,7 @@ main() {
   fi
 
   # 3. Service DNS: ClusterIP and headless
-  if out=$(run_pod dns-client "nslookup web.$NS.svc.cluster.local && wget -qO- http://web.$NS.svc:80/index.html && nslookup web-headless.$NS.svc.cluster.local && wget -qO- http://web-headless.$NS.svc:8080/index.html"); then
+  if out=$(run_pod dns-client "busybox nslookup web.$NS.svc.cluster.local && busybox wget -qO- http://web.$NS.svc:80/index.html && busybox nslookup web-headless.$NS.svc.cluster.local && busybox wget -qO- http://web-headless.$NS.svc:8080/index.html"); then
     [ "$(grep -c hello-from-web <<<"$out")" = 2 ] && ok "Service DNS: web.$NS.svc:80 (ClusterIP) and web-headless.$NS.svc:8080 (headless) answer" ||
       bad "dns-client: $out"
   else
@@ -131,7 +131,7 @@ EOF
   fi
 
   # 5. dependencies
-  if wait_ready etcd && out=$(run_pod etcd-client "wget -qO- http://etcd.$NS.svc:2379/health"); then
+  if wait_ready etcd && out=$(run_pod etcd-client "busybox wget -qO- http://etcd.$NS.svc:2379/health"); then
     grep -q '"health":"true"' <<<"$out" && ok "etcd /health through its Service: $(tail -1 <<<"$out")" || bad "etcd: $out"
   else
     bad "etcd: ${out:-not Ready}"
