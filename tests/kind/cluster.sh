@@ -40,7 +40,13 @@
 # - kind checks node readiness with the kind entrypoint's "detected cgroup v1"
 #   log line on such hosts.
 #
-# Measured here: see the end of this header.
+# Measured here (2 cores, local node image): kind create cluster 24 s, node,
+# CoreDNS and storage ready 14 s later (38 s in all); `up` on the running
+# cluster 3 s; `load` of four images (etcd, Kafka, MinIO, smoke) 28 s; smoke
+# 41 s (69 s with the load). Expected noise: kubelet logs that containerd 1.6
+# lacks RuntimeConfig, and that oom_score_adj -999 cannot be written (no
+# CAP_SYS_RESOURCE); the local-path provisioner restarts once at boot (it
+# starts before kube-proxy's rules for 10.96.0.1).
 
 set -euo pipefail
 

@@ -35,6 +35,9 @@
 # proxy answered for @latest in 2026-12; the proxy serves no @master), plus
 # those of kafka.sh, minio.sh and k8s.sh.
 #
+# Measured here: etcd 2 s (25 MB), Kafka 34 s (354 MB, mostly the JRE from
+# apt), MinIO 20 s (223 MB) once the binaries exist (mc: go install 149 s).
+#
 # Trap: the Kafka jars zstd-jni, snappy-java and lz4-java unpack native
 # libraries into java.io.tmpdir (/tmp) when a compressed batch comes: with
 # readOnlyRootFilesystem, mount an emptyDir at /tmp.

@@ -42,8 +42,10 @@ image_recipe() {
   "$DOCKER" image inspect --format '{{ index .Config.Labels "milvus-like.recipe" }}' "$1" 2>/dev/null || true
 }
 
-# image_current IMAGE WANT: succeeds when IMAGE exists with recipe label WANT.
-image_current() { [ "$(image_recipe "$1")" = "$2" ]; }
+# image_current IMAGE WANT: succeeds when IMAGE exists with recipe label WANT
+# (never with KIND_REBUILD=1: every image is built again, through docker's
+# build cache).
+image_current() { [ -z "${KIND_REBUILD:-}" ] && [ "$(image_recipe "$1")" = "$2" ]; }
 
 image_size() { "$DOCKER" image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f MB\n", $1 / 1e6 }'; }
 

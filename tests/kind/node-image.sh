@@ -59,7 +59,12 @@
 #   containerd started by hand), which is then committed: docker commit keeps
 #   the run's Entrypoint/Cmd unless --change resets both.
 #
-# Measured here: see the report in tests/kind/cluster.sh's header.
+# Measured here (2 cores, shared with a Kubernetes and a cargo build): go
+# install crictl 114 s, coredns 382 s, local-path-provisioner 228 s (once,
+# cached); pause < 1 s; then the images 28 s, the node base 44 s (apt), the
+# import into containerd + commit 26 s: 82 s. A rebuild through docker's build
+# cache (KIND_REBUILD=1) 71 s; a current image is found in 0.4 s. Image: 1062 MB.
+# The Kubernetes binaries come from k8s.sh (its cold build: ~25 min).
 
 set -euo pipefail
 
@@ -345,7 +350,7 @@ cmd_build() {
   kmod=$(go_moddir sigs.k8s.io/kind "$KIND_VERSION")
   log "waiting for / checking the Kubernetes binaries (tests/scripts/k8s.sh install)"
   bin=$("$ROOT/tests/scripts/k8s.sh" install)
-  read -r _ STORAGE_PROVISIONER_IMAGE STORAGE_HELPER_IMAGE < <(storage_manifest "$kmod" | head -1 | cut -d' ' -f2-)
+  read -r _ STORAGE_PROVISIONER_IMAGE STORAGE_HELPER_IMAGE < <(storage_manifest "$kmod" | sed -n 1p | cut -d" " -f2-)
   log "parts ready after $((SECONDS - t0))s; building the node image $TAG (log $KIND_LOGS/node-image.log)"
   : >"$KIND_LOGS/node-image.log"
   dir=$(mktemp -d -p "$KIND_CACHE")
