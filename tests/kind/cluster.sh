@@ -3,7 +3,9 @@
 # without a reachable container registry.
 #
 #   cluster.sh up              start Docker (docker.sh), build kind, pick the node
-#                              image, create the cluster (or find it healthy),
+#                              image, create the cluster (or find it healthy;
+#                              a stopped node is started again, an unhealthy
+#                              one replaced),
 #                              wait for the node, CoreDNS and the default
 #                              StorageClass; prints `export KUBECONFIG=...`
 #   cluster.sh down            delete the cluster
@@ -81,7 +83,8 @@ cluster_exists() { "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
 
 api_ready() { "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1; }
 
-# wait_for WHAT CMD...: polls CMD until it succeeds or the deadline passes.
+# wait_for WHAT CMD...: polls CMD until it succeeds; fails (with diagnostics)
+# once DEADLINE passes.
 wait_for() {
   local what=$1
   shift
@@ -89,7 +92,7 @@ wait_for() {
     if ((SECONDS >= DEADLINE)); then
       log "timed out waiting for $what"
       diagnostics
-      die "cluster $CLUSTER is not ready after ${UP_TIMEOUT}s"
+      return 1
     fi
     sleep 1
   done
@@ -120,14 +123,15 @@ provisioner_ready() {
   fi
 }
 
+# wait_ready SECONDS: waits for the API, the node, CoreDNS and the storage.
 wait_ready() {
-  DEADLINE=$((SECONDS + UP_TIMEOUT))
-  wait_for "the API server" api_ready
-  wait_for "node $NODE Ready" "${KUBECTL[@]}" wait --for=condition=Ready "node/$NODE" --timeout=2s
-  wait_for "the default ServiceAccount" "${KUBECTL[@]}" get serviceaccount default -n default
-  wait_for "CoreDNS" coredns_ready
-  wait_for "a default StorageClass" default_storageclass
-  wait_for "the local-path provisioner" provisioner_ready
+  DEADLINE=$((SECONDS + $1))
+  wait_for "the API server" api_ready &&
+    wait_for "node $NODE Ready" "${KUBECTL[@]}" wait --for=condition=Ready "node/$NODE" --timeout=2s &&
+    wait_for "the default ServiceAccount" "${KUBECTL[@]}" get serviceaccount default -n default &&
+    wait_for "CoreDNS" coredns_ready &&
+    wait_for "a default StorageClass" default_storageclass &&
+    wait_for "the local-path provisioner" provisioner_ready
 }
 
 # node_image: prints the image to create the node from ("" = kind's default).
@@ -174,15 +178,20 @@ cmd_up() {
   tools
   mkdir -p "$(dirname "$KUBECONFIG_FILE")"
   if cluster_exists; then
+    # A node stopped with its engine (docker.sh down, a reboot) is started
+    # again; one that does not come back healthy is replaced.
     if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$NODE" 2>/dev/null)" != true ]; then
       log "node container $NODE is stopped: starting it"
-      "$DOCKER" start "$NODE" >/dev/null
+      "$DOCKER" start "$NODE" >/dev/null || true
     fi
-    "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1
-    wait_ready
-    log "cluster $CLUSTER is up ($((SECONDS - t0))s)"
-    echo "export KUBECONFIG=$KUBECONFIG_FILE"
-    return 0
+    "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1 || true
+    if wait_ready 180; then
+      log "cluster $CLUSTER is up ($((SECONDS - t0))s)"
+      echo "export KUBECONFIG=$KUBECONFIG_FILE"
+      return 0
+    fi
+    log "cluster $CLUSTER exists but is not healthy: deleting and creating it again"
+    "$KIND" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >&2
   fi
   local image cfg
   image=$(node_image)
@@ -197,7 +206,7 @@ cmd_up() {
     die "kind create cluster failed (log $KIND_LOGS/kind-create.log; node kept: cluster.sh down removes it)"
   fi
   log "kind create cluster took $((SECONDS - t1))s"
-  wait_ready
+  wait_ready "$UP_TIMEOUT" || die "cluster $CLUSTER is not ready after ${UP_TIMEOUT}s (cluster.sh down removes it)"
   log "cluster $CLUSTER ready in $((SECONDS - t0))s (kind create + readiness $((SECONDS - t1))s)"
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
