@@ -132,11 +132,10 @@ EOF
   for p in cargo cargo-clippy cargo-fmt clippy-driver rust-gdb rust-gdbgui rust-lldb rustc rustdoc rustfmt; do
     ln "$ctx/cargo/bin/rustup" "$ctx/cargo/bin/$p"
   done
-  # shellcheck disable=SC2086
   cat >"$ctx/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 RUN apt-get update \\
- && apt-get install -y --no-install-recommends $(echo $RUST_PACKAGES) \\
+ && apt-get install -y --no-install-recommends $(xargs <<<"$RUST_PACKAGES") \\
  && rm -rf /var/lib/apt/lists/*
 ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \\
     PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\

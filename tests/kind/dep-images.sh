@@ -168,6 +168,7 @@ EOF
     "kafka-broker-api-versions.sh kafka.admin.BrokerApiVersionsCommand" \
     "kafka-metadata-quorum.sh org.apache.kafka.tools.MetadataQuorumCommand"; do
     class=${tool#* }
+    # shellcheck disable=SC2016
     printf '#!/bin/sh\nexec "$(dirname "$0")/kafka-run-class.sh" %s "$@"\n' "$class" >"$d/${tool%% *}"
   done
   chmod 0755 "$d"/*.sh
@@ -226,10 +227,11 @@ EOF
 }
 
 build_minio() {
-  local want="dep-images=$RECIPE minio=$(basename "$(dirname "$(dirname "$("$ROOT/tests/scripts/minio.sh" install)")")") mc=$MC_VERSION"
-  image_current "$MINIO_IMAGE" "$want" && return 0
-  local minio mc ctx
+  local minio mc ctx want
   minio=$("$ROOT/tests/scripts/minio.sh" install)
+  # .../minio-<version>/bin/minio
+  want="dep-images=$RECIPE $(basename "$(dirname "$(dirname "$minio")")") mc=$MC_VERSION"
+  image_current "$MINIO_IMAGE" "$want" && return 0
   mc=$(go_tool mc github.com/minio/mc "$MC_VERSION" "$(mc_ldflags)")
   ctx=$(mktemp -d -p "$KIND_CACHE")
   ln -f "$minio" "$ctx/minio"

@@ -10,6 +10,7 @@
 set -euo pipefail
 
 KIND_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 ROOT="$(cd "$KIND_DIR/../.." && pwd)"
 # shellcheck source-path=SCRIPTDIR/../scripts source=../scripts/common.sh
 source "$KIND_DIR/../scripts/common.sh"

@@ -268,7 +268,7 @@ COPY files/etc/sysctl.d/ /etc/sysctl.d/
 COPY files/etc/systemd/system/ /etc/systemd/system/
 RUN chmod 755 /kind /kind/bin \\
  && apt-get update \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold $(echo $NODE_PACKAGES) \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold $(xargs <<<"$NODE_PACKAGES") \\
  && apt-get clean && rm -rf /var/lib/apt/lists/* \\
  && find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \\
  && rm -f /lib/systemd/system/multi-user.target.wants/* \\

@@ -80,7 +80,9 @@ main() {
   local t0=$SECONDS out
   smoke_image
   if [ -z "${SMOKE_NO_LOAD:-}" ]; then
-    "$KIND_DIR/cluster.sh" load "$SMOKE_IMAGE" $("$KIND_DIR/dep-images.sh" list)
+    local deps
+    mapfile -t deps < <("$KIND_DIR/dep-images.sh" list)
+    "$KIND_DIR/cluster.sh" load "$SMOKE_IMAGE" "${deps[@]}"
   fi
   kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
   kubectl apply -f "$KIND_DIR/smoke.yaml" >/dev/null
@@ -113,8 +115,11 @@ main() {
 
   # 3. Service DNS: ClusterIP and headless
   if out=$(run_pod dns-client "busybox nslookup web.$NS.svc.cluster.local && busybox wget -qO- http://web.$NS.svc:80/index.html && busybox nslookup web-headless.$NS.svc.cluster.local && busybox wget -qO- http://web-headless.$NS.svc:8080/index.html"); then
-    [ "$(grep -c hello-from-web <<<"$out")" = 2 ] && ok "Service DNS: web.$NS.svc:80 (ClusterIP) and web-headless.$NS.svc:8080 (headless) answer" ||
+    if [ "$(grep -c hello-from-web <<<"$out")" = 2 ]; then
+      ok "Service DNS: web.$NS.svc:80 (ClusterIP) and web-headless.$NS.svc:8080 (headless) answer"
+    else
       bad "dns-client: $out"
+    fi
   else
     bad "dns-client: $out"
   fi
@@ -132,7 +137,11 @@ EOF
 
   # 5. dependencies
   if wait_ready etcd && out=$(run_pod etcd-client "busybox wget -qO- http://etcd.$NS.svc:2379/health"); then
-    grep -q '"health":"true"' <<<"$out" && ok "etcd /health through its Service: $(tail -1 <<<"$out")" || bad "etcd: $out"
+    if grep -q '"health":"true"' <<<"$out"; then
+      ok "etcd /health through its Service: $(tail -1 <<<"$out")"
+    else
+      bad "etcd: $out"
+    fi
   else
     bad "etcd: ${out:-not Ready}"
   fi
@@ -148,8 +157,11 @@ EOF
   fi
   if wait_ready minio && "${K[@]}" wait --for=condition=complete job/minio-bucket --timeout="${TIMEOUT}s" >/dev/null; then
     out=$("${K[@]}" logs job/minio-bucket 2>&1)
-    grep -q 'milvus-like/' <<<"$out" && ok "MinIO ready; mc mb made the bucket: $(grep 'milvus-like/' <<<"$out" | tr -s ' ')" ||
+    if grep -q 'milvus-like/' <<<"$out"; then
+      ok "MinIO ready; mc mb made the bucket: $(grep 'milvus-like/' <<<"$out" | tr -s ' ')"
+    else
       bad "minio-bucket: $out"
+    fi
   else
     bad "minio: $("${K[@]}" logs minio 2>&1 | tail -5) $("${K[@]}" logs job/minio-bucket 2>&1 | tail -5)"
   fi
