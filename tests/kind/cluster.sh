@@ -42,9 +42,10 @@
 # - kind checks node readiness with the kind entrypoint's "detected cgroup v1"
 #   log line on such hosts.
 #
-# Measured here (2 cores, local node image): kind create cluster 24 s, node,
-# CoreDNS and storage ready 14 s later (38 s in all); `up` on the running
-# cluster 3 s; `load` of four images (etcd, Kafka, MinIO, smoke) 28 s; smoke
+# Measured here (2 cores, local node image): kind create cluster 17-25 s, node,
+# CoreDNS and storage ready 14-22 s later (~40 s in all); `up` on the running
+# cluster 3 s; after `docker.sh down` (which stops the node with the engine)
+# `up` restarts dockerd and the node: 31 s; `down` 9 s; `load` of four images (etcd, Kafka, MinIO, smoke) 28 s; smoke
 # 41 s (69 s with the load). Expected noise: kubelet logs that containerd 1.6
 # lacks RuntimeConfig, and that oom_score_adj -999 cannot be written (no
 # CAP_SYS_RESOURCE); the local-path provisioner restarts once at boot (it
@@ -123,6 +124,19 @@ provisioner_ready() {
   fi
 }
 
+# pods_ready: every pod of kube-system and local-path-storage is Ready, three
+# times in a row 2 s apart (right after a node restart the statuses are still
+# the old ones for a few seconds).
+pods_ready() {
+  local i ns
+  for i in 1 2 3; do
+    for ns in kube-system local-path-storage; do
+      "${KUBECTL[@]}" -n "$ns" wait --for=condition=Ready pod --all --timeout=1s >/dev/null 2>&1 || return 1
+    done
+    ((i == 3)) || sleep 2
+  done
+}
+
 # wait_ready SECONDS: waits for the API, the node, CoreDNS and the storage.
 wait_ready() {
   DEADLINE=$((SECONDS + $1))
@@ -131,7 +145,8 @@ wait_ready() {
     wait_for "the default ServiceAccount" "${KUBECTL[@]}" get serviceaccount default -n default &&
     wait_for "CoreDNS" coredns_ready &&
     wait_for "a default StorageClass" default_storageclass &&
-    wait_for "the local-path provisioner" provisioner_ready
+    wait_for "the local-path provisioner" provisioner_ready &&
+    wait_for "every system pod Ready" pods_ready
 }
 
 # node_image: prints the image to create the node from ("" = kind's default).
