@@ -4,6 +4,10 @@
 #   images.sh build [TAG]   docker (or buildah) builds milvus-like/node:TAG and
 #                           milvus-like/operator:TAG (default TAG: the workspace
 #                           version); pulls the Rust and Debian base images
+#                           (where no registry answers, tests/kind/base-images.sh
+#                           makes them locally first). With Docker it uses the
+#                           client of tests/kind/docker.sh env, with BuildKit
+#                           (the Dockerfiles use RUN --mount=type=cache)
 #   images.sh check         without any registry: debootstraps a Debian bookworm
 #                           base image into $MILVUS_LIKE_CACHE (once), builds the
 #                           runtime stage of both Dockerfiles on it with buildah,
@@ -25,9 +29,12 @@ version() {
 }
 
 build() {
-  local tag="${1:-$(version)}" tool
+  local tag="${1:-$(version)}" tool envlines
+  # The docker client that builds with BuildKit (Debian's 20.10 one when the
+  # default client has no buildx plugin), and DOCKER_BUILDKIT=1.
+  if envlines=$("$ROOT/tests/kind/docker.sh" env 2>/dev/null); then eval "$envlines"; fi
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    tool=docker
+    tool="${DOCKER:-docker} build"
   elif command -v buildah >/dev/null; then
     tool="buildah build"
   else
