@@ -2,9 +2,11 @@
 #
 #   docker build -f docker/node.Dockerfile -t milvus-like/node:0.1.0 .
 #
-# The build stage needs the Rust toolchain image and protoc; the runtime stage is
-# Debian slim with a non-root user. Both base images can be swapped with
-# --build-arg (tests/scripts/images.sh does, to build without a registry).
+# The build stage needs the Rust toolchain image and protoc with the well-known
+# types (libprotobuf-dev: protobuf-compiler alone lacks google/protobuf/*.proto);
+# the runtime stage is Debian slim with a non-root user. Both base images can be
+# swapped with --build-arg; where no registry answers, tests/kind/base-images.sh
+# makes them locally under these tags.
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 # Release binaries keep their symbols (function names in backtraces) but not
@@ -12,7 +14,7 @@ ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BUILDER_IMAGE} AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -7,12 +7,8 @@
 #                                            every other image made in tests/kind)
 #   docker.io/library/rust:1.95-bookworm     the build stage
 #
-#   base-images.sh [build]   make both (once; cached in the Docker engine)
-#   base-images.sh check     also build docker/{node,operator}.Dockerfile with
-#                            them (tests/scripts/images.sh build), timed
-#   base-images.sh protobuf-builder
-#                            also make milvus-like/rust-protobuf:1.95-bookworm
-#                            (see the trap about node.Dockerfile below)
+#   base-images.sh [build]   make both (once; cached in the Docker engine);
+#                            tests/scripts/images.sh build runs it first
 #
 # Where registry-1.docker.io answers, the official images are pulled instead.
 #
@@ -50,16 +46,11 @@
 # rust:1.95-bookworm 83 s cold (52 s of apt), 27 s when only the toolchain
 # layer changes (1133 MB; the official one is ~1.5 GB); a second run ~1 s.
 #
-# docker/node.Dockerfile does NOT build unchanged, with these images or the
-# official ones: its build stage installs protobuf-compiler with
-# --no-install-recommends, which leaves out libprotobuf-dev (a Recommends),
-# the package with google/protobuf/*.proto; etcd-client 0.21's build script
-# then fails: "google/protobuf/descriptor.proto: File not found". The host
-# build works because apt installed the recommendation there. Until the
-# Dockerfile installs libprotobuf-dev, a builder with it can be passed as
-# --build-arg BUILDER_IMAGE: `base-images.sh protobuf-builder` makes
-# milvus-like/rust-protobuf:1.95-bookworm (rust:1.95-bookworm +
-# libprotobuf-dev) for that; the Dockerfiles themselves are left as they are.
+# The Dockerfiles' build stage installs libprotobuf-dev beside protobuf-compiler:
+# with --no-install-recommends, protobuf-compiler alone lacks
+# google/protobuf/*.proto, and etcd-client's build script fails with
+# "google/protobuf/descriptor.proto: File not found" (found here: the first
+# build of the Dockerfiles ever run).
 
 set -euo pipefail
 
@@ -168,32 +159,7 @@ cmd_build() {
   log "$DEBIAN_IMAGE $(image_size "$DEBIAN_IMAGE"), $RUST_IMAGE $(image_size "$RUST_IMAGE")"
 }
 
-cmd_check() {
-  cmd_build
-  local t0=$SECONDS
-  "$ROOT/tests/scripts/images.sh" build
-  log "images.sh build took $((SECONDS - t0))s"
-  "$DOCKER" image ls 'milvus-like/*' >&2
-}
-
-# The rust image plus libprotobuf-dev (google/protobuf/*.proto), for
-# --build-arg BUILDER_IMAGE while the Dockerfiles lack it.
-cmd_protobuf_builder() {
-  cmd_build
-  local img=milvus-like/rust-protobuf:$RUST_TAG want="$RUST_WANT protobuf=1" ctx
-  if ! image_current "$img" "$want"; then
-    ctx=$(mktemp -d)
-    printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends libprotobuf-dev && rm -rf /var/lib/apt/lists/*\nLABEL milvus-like.recipe="%s"\n' \
-      "$RUST_IMAGE" "$want" >"$ctx/Dockerfile"
-    run_logged "$KIND_LOGS/base-rust.log" "$DOCKER" build -t "$img" "$ctx" || { rm -rf "$ctx"; die "building $img failed"; }
-    rm -rf "$ctx"
-  fi
-  echo "$img"
-}
-
 case "${1:-build}" in
   build) cmd_build ;;
-  check) cmd_check ;;
-  protobuf-builder) cmd_protobuf_builder ;;
-  *) die "usage: base-images.sh [build|check|protobuf-builder]" ;;
+  *) die "usage: base-images.sh [build]" ;;
 esac
