@@ -15,9 +15,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The target cache outlives the sources, and cargo compares mtimes: the touch
+# makes this checkout's files newer than anything built there from another one
+# (else a build of an older checkout's files reuses newer binaries).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p milvus-like-operator --bin milvus-like-operator \
+    find Cargo.toml Cargo.lock node operator tests -type f -exec touch {} + \
+ && cargo build --release --locked -p milvus-like-operator --bin milvus-like-operator \
  && strip --strip-debug -o /milvus-like-operator target/release/milvus-like-operator
 
 FROM ${RUNTIME_IMAGE} AS runtime

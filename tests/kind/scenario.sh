@@ -126,7 +126,9 @@ setup() {
     { tail -20 "$WORK/load.log"; fail "kind load"; }
   note "images loaded into kind: $((SECONDS - t0)) s"
   kubectl apply --server-side -f "$("$ROOT/tests/kind/prometheus-crds.sh")" >/dev/null
-  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # A clean namespace: what an earlier run left there goes, its volumes too.
+  kubectl delete namespace "$NS" --ignore-not-found --timeout=300s >/dev/null
+  kubectl create namespace "$NS" >/dev/null
 }
 
 install_operator() {
@@ -167,7 +169,7 @@ spec:
               k=0
               while [ ! -e /tmp/stop ]; do
                 if out=\$(milvus-like insert -c scenario --random $BLOCK --id-start \$k --seed \$k --batch-rows $BLOCK --concurrency 1 2>&1); then
-                  echo "ACK \$k \$(echo "\$out" | sed -n 's/^inserted \([0-9]*\) rows.*checksum \([0-9a-f]*\)\$/\1 \2/p') \$(date +%s%3N)"
+                  echo "ACK \$k \$(echo "\$out" | sed -n 's/^inserted \([0-9]*\) rows.*checksum \([0-9a-f]*\)\$/\1 \2/p' | grep . || echo "? ?") \$(date +%s%3N)"
                 else
                   echo "NACK \$k \$(date +%s%3N) \$(echo "\$out" | tr '\n' ' ' | cut -c1-300)"
                   sleep 1
@@ -196,6 +198,7 @@ apply_quickstart() {
   wait_until "the first acknowledged insert" 180 bash -c "kubectl logs -n $NS job/ingest 2>/dev/null | grep -q '^ACK '"
   ingest_log
   t3=$(first_ack | awk '{print $5}')
+  [[ "$t3" =~ ^[0-9]+$ ]] || fail "the ingest Job's first line is not 'ACK key rows checksum ms': $(first_ack)"
   note "kubectl apply -> first insert acknowledged (a Job in the cluster, through the proxy Service): $(((t3 - t0) / 1000)) s"
   [ "$(mvc '{.status.readyComponents}')" = 7/7 ] || fail "ready components: $(mvc '{.status.readyComponents}')"
   note "status: phase Ready, $(mvc '{.status.readyComponents}') components, version $(mvc '{.status.version}')"
