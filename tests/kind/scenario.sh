@@ -186,11 +186,11 @@ apply_quickstart() {
   local t0 t1 t2 t3
   t0=$(now_ms)
   kubectl apply -n "$NS" -f "$ROOT/charts/milvus-like-operator/examples/quickstart.yaml" >/dev/null
-  start_ingest
   wait_until "every child" 30 kubectl get -n "$NS" deploy/$NAME-rootcoord deploy/$NAME-datacoord deploy/$NAME-proxy \
     sts/$NAME-datanode sts/$NAME-etcd sts/$NAME-kafka sts/$NAME-minio svc/$NAME-proxy cm/$NAME-config job/$NAME-minio-bucket
   t1=$(now_ms)
-  note "kubectl apply -> every child created: $((t1 - t0)) ms"
+  note "kubectl apply -> every child created (no data coordinator exists yet): $((t1 - t0)) ms"
+  start_ingest
   wait_until "phase Ready" 600 phase_is Ready
   wait_until "every pod Ready" 120 all_pods_ready
   t2=$(now_ms)

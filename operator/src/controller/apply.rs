@@ -2,6 +2,7 @@
 //! manager, dependency order), the status, the finalizer, and the one Secret the
 //! operator creates (the credentials of an in-cluster MinIO).
 
+use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -95,9 +96,12 @@ async fn apply_service_monitor(
     Ok(())
 }
 
-/// Server-side apply of every child, one field manager, in dependency order:
-/// the in-cluster dependencies, the node configuration, Services, coordinators
-/// and proxy, data nodes, budgets, the ServiceMonitor.
+/// Server-side apply of every child, one field manager, in three waves, the
+/// objects of a wave at the same time: what the pods read (configuration,
+/// Services), then the workloads (in-cluster dependencies, coordinators, proxy,
+/// data nodes, the bucket Job), then the disruption budgets and the
+/// ServiceMonitor. A pod that starts before its dependency answers waits and
+/// retries, so the waves order only what a pod reads at its start.
 pub(super) async fn apply(
     client: &Client,
     ns: &str,
@@ -105,44 +109,42 @@ pub(super) async fn apply(
     children: &build::Children,
 ) -> Result<Applied, Error> {
     let deps = &children.dependencies;
-    for m in &deps.config_maps {
-        apply_one(client, ns, m).await?;
-    }
-    for s in &deps.services {
-        apply_one(client, ns, s).await?;
-    }
-    let mut dependencies = Vec::new();
-    for s in &deps.stateful_sets {
-        let applied = apply_one(client, ns, s).await?;
-        let d = Dependency::ALL
-            .into_iter()
-            .find(|d| s.name_any() == build::dependency_name(cluster, *d));
-        if let Some(d) = d {
-            dependencies.push((d, applied));
-        }
-    }
-    for j in &deps.jobs {
-        apply_one(client, ns, j).await?;
-    }
-    apply_one(client, ns, &children.config).await?;
-    for s in &children.services {
-        apply_one(client, ns, s).await?;
-    }
-    let mut deployments = Vec::new();
-    for d in &children.deployments {
-        deployments.push(apply_one(client, ns, d).await?);
-    }
-    let data_nodes = apply_one(client, ns, &children.data_nodes).await?;
-    for b in children
+    let config_maps = deps.config_maps.iter().chain([&children.config]);
+    let services = deps.services.iter().chain(&children.services);
+    futures::try_join!(
+        try_join_all(config_maps.map(|m| apply_one(client, ns, m))),
+        try_join_all(services.map(|s| apply_one(client, ns, s))),
+    )?;
+    let (dependencies, deployments, data_nodes, _) = futures::try_join!(
+        try_join_all(deps.stateful_sets.iter().map(|s| apply_one(client, ns, s))),
+        try_join_all(
+            children
+                .deployments
+                .iter()
+                .map(|d| apply_one(client, ns, d))
+        ),
+        apply_one(client, ns, &children.data_nodes),
+        try_join_all(deps.jobs.iter().map(|j| apply_one(client, ns, j))),
+    )?;
+    let budgets = children
         .disruption_budgets
         .iter()
-        .chain(&deps.disruption_budgets)
-    {
-        apply_one(client, ns, b).await?;
-    }
-    delete_budgets(client, ns, &children.unwanted_budgets).await?;
-    delete_budgets(client, ns, &deps.unwanted_budgets).await?;
-    apply_service_monitor(client, ns, cluster, children.service_monitor.as_ref()).await?;
+        .chain(&deps.disruption_budgets);
+    futures::try_join!(
+        try_join_all(budgets.map(|b| apply_one(client, ns, b))),
+        delete_budgets(client, ns, &children.unwanted_budgets),
+        delete_budgets(client, ns, &deps.unwanted_budgets),
+        apply_service_monitor(client, ns, cluster, children.service_monitor.as_ref()),
+    )?;
+    let dependencies = dependencies
+        .into_iter()
+        .filter_map(|s| {
+            Dependency::ALL
+                .into_iter()
+                .find(|d| s.name_any() == build::dependency_name(cluster, *d))
+                .map(|d| (d, s))
+        })
+        .collect();
     Ok(Applied {
         deployments,
         data_nodes,

@@ -86,6 +86,8 @@ struct Memory {
     drain_started: Option<Instant>,
     /// Reconciles failed in a row (for the backoff).
     failures: u32,
+    /// The in-cluster MinIO's Secret was created, or found (it is never read).
+    minio_secret: bool,
 }
 
 /// Shared by every reconcile.
@@ -413,8 +415,9 @@ async fn apply_children(
     children: &build::Children,
 ) -> Result<apply::Applied, Error> {
     let result = async {
-        if cluster.in_cluster.minio.is_some() {
+        if cluster.in_cluster.minio.is_some() && !ctx.remember(&key(mc), |m| m.minio_secret) {
             apply::minio_secret(&ctx.client, cluster, owner).await?;
+            ctx.remember(&key(mc), |m| m.minio_secret = true);
         }
         apply::apply(&ctx.client, &cluster.namespace, &cluster.name, children).await
     }
@@ -478,10 +481,15 @@ impl Running {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
         let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let (deployments, stateful_sets, pods) = futures::try_join!(
+            deployments.list(&ours),
+            stateful_sets.list(&ours),
+            pods.list(&ours),
+        )?;
         Ok(Self {
-            deployments: deployments.list(&ours).await?.items,
-            stateful_sets: stateful_sets.list(&ours).await?.items,
-            pods: pods.list(&ours).await?.items,
+            deployments: deployments.items,
+            stateful_sets: stateful_sets.items,
+            pods: pods.items,
         })
     }
 
