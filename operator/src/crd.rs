@@ -587,7 +587,8 @@ pub struct RebalanceRecord {
     pub call: String,
     /// Why: the ready data-node pods changed, a scale-down, ...
     pub reason: String,
-    /// Ready data-node pods at the time.
+    /// The ready data-node pods the data coordinator knew at the time (the
+    /// nodes it balanced the channels over).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<String>,
     /// Channels that changed owner.

@@ -103,10 +103,13 @@ trap cleanup EXIT
 
 setup() {
   step "kind cluster, images, CRDs"
-  local t0=$SECONDS
-  eval "$("$ROOT/tests/kind/docker.sh" env)"
+  local t0=$SECONDS envlines
+  envlines=$("$ROOT/tests/kind/docker.sh" up) ||
+    die "the kind scenario needs a Docker engine and none could be started (above: why)"
+  eval "$envlines"
   PATH="$("$ROOT/tests/scripts/k8s.sh" install):$PATH"
-  eval "$("$ROOT/tests/kind/cluster.sh" up)"
+  envlines=$("$ROOT/tests/kind/cluster.sh" up) || die "no kind cluster (above: why)"
+  eval "$envlines"
   note "kind cluster up: $((SECONDS - t0)) s"
 
   t0=$SECONDS
@@ -133,7 +136,11 @@ setup() {
 
 install_operator() {
   step "helm install the operator chart (with its ServiceMonitor)"
-  helm upgrade --install "$RELEASE" "$ROOT/charts/milvus-like-operator" -n "$OP_NS" --create-namespace \
+  # A fresh install: an earlier run's operator would keep running its old image
+  # (the tag is the same), and helm never upgrades a CRD it finds.
+  helm uninstall "$RELEASE" -n "$OP_NS" --wait >/dev/null 2>&1 || true
+  kubectl apply --server-side --force-conflicts -f "$ROOT/crds/milvusclusters.yaml" >/dev/null
+  helm install "$RELEASE" "$ROOT/charts/milvus-like-operator" -n "$OP_NS" --create-namespace \
     --set "image.tag=$VERSION" --set metrics.serviceMonitor.enabled=true \
     --wait --timeout 180s >"$WORK/helm.log" 2>&1 || { cat "$WORK/helm.log"; fail "helm install"; }
   wait_until "the CRD to be established" 60 \

@@ -165,6 +165,17 @@ pub(super) async fn rebalance(
     previous: Option<RebalanceRecord>,
     distribution: &Result<Distribution, Status>,
 ) -> Option<RebalanceRecord> {
+    // The ready pods the coordinator knows as data nodes: a pod that is ready
+    // but not registered yet is left for the next call (recording it now would
+    // make that call look done).
+    let Ok(d) = distribution else {
+        // The coordinator cannot be reached (its channel list did not come either).
+        return previous;
+    };
+    let (ready, expected): (Vec<String>, Vec<i64>) = ready
+        .iter()
+        .filter_map(|p| Some((p.clone(), *d.nodes_by_name.get(p)?)))
+        .unzip();
     let same = |p: &RebalanceRecord| p.call == "Rebalance" && p.pods == ready;
     let recent_failure = |p: &RebalanceRecord| {
         p.error.is_some()
@@ -174,26 +185,14 @@ pub(super) async fn rebalance(
                     now().0.duration_since(t).as_secs_f64() < REBALANCE_RETRY.as_secs_f64()
                 })
     };
-    // Nothing changed, the same call failed moments ago, or the coordinator
-    // cannot be reached (its channel list did not come either).
+    // Nothing changed, or the same call failed moments ago.
     if ready.is_empty()
-        || distribution.is_err()
         || previous
             .as_ref()
             .is_some_and(|p| same(p) && (p.error.is_none() || recent_failure(p)))
     {
         return previous;
     }
-    // The expected set only when every ready pod is a registered data node;
-    // else the coordinator balances over the nodes it knows.
-    let expected: Vec<i64> = match distribution {
-        Ok(d) => ready
-            .iter()
-            .map(|p| d.nodes_by_name.get(p).copied())
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
     let before = previous
         .as_ref()
         .map(|p| p.pods.join(", "))
