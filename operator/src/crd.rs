@@ -587,8 +587,8 @@ pub struct RebalanceRecord {
     pub call: String,
     /// Why: the ready data-node pods changed, a scale-down, ...
     pub reason: String,
-    /// The ready data-node pods the data coordinator knew at the time (the
-    /// nodes it balanced the channels over).
+    /// The data-node pods the channels were balanced over: those that stay
+    /// (not departing nor terminating) and that the data coordinator knew.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<String>,
     /// Channels that changed owner.

@@ -60,6 +60,7 @@ pod_metrics() { raw_get "/api/v1/namespaces/$1/pods/$2:$3/proxy/metrics"; }
 pods_of() { kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=$1" -o jsonpath='{.items[*].metadata.name}'; }
 operator_pod() { kubectl get pods -n "$OP_NS" -l app.kubernetes.io/name=milvus-like-operator --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
 operator_metrics() { pod_metrics "$OP_NS" "$(operator_pod)" 8080; }
+operator_leads() { raw_get "/api/v1/namespaces/$OP_NS/pods/$(operator_pod):8080/proxy/readyz" | grep -q '"leader":true'; }
 operator_logs() { kubectl logs -n "$OP_NS" -l app.kubernetes.io/name=milvus-like-operator --tail=-1 --prefix >>"$WORK/operator.log" 2>&1 || true; }
 
 # count_rpc METHOD: OK calls of METHOD summed over the data coordinators.
@@ -139,12 +140,14 @@ install_operator() {
   # A fresh install: an earlier run's operator would keep running its old image
   # (the tag is the same), and helm never upgrades a CRD it finds.
   helm uninstall "$RELEASE" -n "$OP_NS" --wait >/dev/null 2>&1 || true
+  kubectl wait --for=delete pod -n "$OP_NS" -l app.kubernetes.io/name=milvus-like-operator --timeout=120s >/dev/null 2>&1 || true
   kubectl apply --server-side --force-conflicts -f "$ROOT/crds/milvusclusters.yaml" >/dev/null
   helm install "$RELEASE" "$ROOT/charts/milvus-like-operator" -n "$OP_NS" --create-namespace \
     --set "image.tag=$VERSION" --set metrics.serviceMonitor.enabled=true \
     --wait --timeout 180s >"$WORK/helm.log" 2>&1 || { cat "$WORK/helm.log"; fail "helm install"; }
   wait_until "the CRD to be established" 60 \
     kubectl wait --for=condition=Established crd/milvusclusters.milvuslike.io --timeout=1s
+  wait_until "the operator to lead" 60 operator_leads
 }
 
 start_ingest() {
@@ -347,6 +350,8 @@ upgrade() {
   note "upgrade $VERSION -> $NEXT in $((($(now_ms) - t0) / 1000)) s: rootcoord ${started[rootcoord]}-${done_at[rootcoord]} ms, datacoord ${started[datacoord]}-${done_at[datacoord]} ms, data nodes ${started[datanode]}-${done_at[datanode]} ms, proxy ${started[proxy]}-${done_at[proxy]} ms; status.version $NEXT only then"
 }
 
+new_operator_leads() { [ "$(operator_pod)" != "$1" ] && operator_leads; }
+
 restart_operator() {
   step "the operator pod restarts; the new one takes over"
   local old t0
@@ -354,7 +359,7 @@ restart_operator() {
   operator_logs
   t0=$(now_ms)
   kubectl delete pod -n "$OP_NS" "$old" >/dev/null
-  wait_until "a new operator pod that leads" 120 bash -c "[ \"\$(kubectl get pods -n $OP_NS -l app.kubernetes.io/name=milvus-like-operator -o jsonpath='{.items[?(@.status.phase==\"Running\")].metadata.name}')\" != '$old' ] && kubectl get --raw /api/v1/namespaces/$OP_NS/pods/\$(kubectl get pods -n $OP_NS -l app.kubernetes.io/name=milvus-like-operator --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'):8080/proxy/readyz | grep -q '\"leader\":true'"
+  wait_until "a new operator pod that leads" 120 new_operator_leads "$old"
   note "operator pod restarted, new leader in $((($(now_ms) - t0) / 1000)) s"
   # The new operator acts: back to two data nodes (and a data-node budget).
   kubectl scale mvc "$NAME" -n "$NS" --replicas=2 >/dev/null

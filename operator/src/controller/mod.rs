@@ -287,25 +287,26 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
         apply::apply_one(&ctx.client, &ns, &shrunk.data_nodes).await?
     };
 
-    // Rebalance when the ready data-node pods changed.
-    let ready: Vec<String> = running
+    // Rebalance when the data-node pods that stay (not departing, not
+    // terminating) change: the channels go to those the coordinator knows,
+    // ready or not yet (one left out would be drained for good).
+    let staying: Vec<&Pod> = running
         .pods
         .iter()
         .filter(|p| {
             p.labels().get(build::LABEL_COMPONENT).map(String::as_str)
                 == Some(Role::DataNode.command())
         })
-        .filter(|p| status::pod_ready(p))
-        .map(|p| p.name_any())
-        .filter(|name| scale::ordinal(&cluster.name, name).is_some_and(|o| o < plan.replicas))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| scale::ordinal(&cluster.name, &p.name_any()).is_some_and(|o| o < plan.replicas))
         .collect();
+    let members = sorted_names(staying.iter().copied());
+    let ready = sorted_names(staying.iter().copied().filter(|p| status::pod_ready(p)));
     let previous = mc.status.as_ref().and_then(|s| s.last_rebalance.clone());
     let last_rebalance = match plan.record {
         Some(r) => Some(r),
         None if plan.draining.is_empty() => {
-            scale::rebalance(mc, ctx, &cluster, &ready, previous.clone(), &distribution).await
+            scale::rebalance(mc, ctx, &cluster, &members, previous.clone(), &distribution).await
         }
         None => previous.clone(),
     };
@@ -392,6 +393,13 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
     }
     apply::write_status(&api, mc, &new_status).await?;
     Ok(Action::requeue(if settled { RESYNC } else { BUSY_RESYNC }))
+}
+
+fn sorted_names<'a>(pods: impl Iterator<Item = &'a Pod>) -> Vec<String> {
+    pods.map(|p| p.name_any())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Whether the status already has condition `type_` with this message.

@@ -155,28 +155,30 @@ pub(super) async fn plan_data_nodes(
     }
 }
 
-/// Calls `Rebalance` when the ready data-node pods are not those of the last
-/// call (or the last call failed). Returns the record to keep in the status.
+/// Calls `Rebalance` when the data-node pods that stay (`members`), as far as
+/// the coordinator knows them, are not those of the last call (or the last call
+/// failed). Returns the record to keep in the status.
 pub(super) async fn rebalance(
     mc: &MilvusCluster,
     ctx: &Context,
     c: &Cluster,
-    ready: &[String],
+    members: &[String],
     previous: Option<RebalanceRecord>,
     distribution: &Result<Distribution, Status>,
 ) -> Option<RebalanceRecord> {
-    // The ready pods the coordinator knows as data nodes: a pod that is ready
-    // but not registered yet is left for the next call (recording it now would
-    // make that call look done).
+    // The data-node pods that stay and that the coordinator knows (each by its
+    // newest session): the nodes to own the channels; it drains every other
+    // (stale sessions of replaced pods). A pod not registered yet is left for
+    // the next call: recording it now would make that call look done.
     let Ok(d) = distribution else {
         // The coordinator cannot be reached (its channel list did not come either).
         return previous;
     };
-    let (ready, expected): (Vec<String>, Vec<i64>) = ready
+    let (known, expected): (Vec<String>, Vec<i64>) = members
         .iter()
         .filter_map(|p| Some((p.clone(), *d.nodes_by_name.get(p)?)))
         .unzip();
-    let same = |p: &RebalanceRecord| p.call == "Rebalance" && p.pods == ready;
+    let same = |p: &RebalanceRecord| p.call == "Rebalance" && p.pods == known;
     let recent_failure = |p: &RebalanceRecord| {
         p.error.is_some()
             && p.time
@@ -186,7 +188,7 @@ pub(super) async fn rebalance(
                 })
     };
     // Nothing changed, or the same call failed moments ago.
-    if ready.is_empty()
+    if known.is_empty()
         || previous
             .as_ref()
             .is_some_and(|p| same(p) && (p.error.is_none() || recent_failure(p)))
@@ -212,8 +214,8 @@ pub(super) async fn rebalance(
                 EventType::Normal,
                 "Rebalanced",
                 format!(
-                    "ready data nodes [{before}] -> [{}]: {moved} channels moved",
-                    ready.join(", ")
+                    "data nodes [{before}] -> [{}]: {moved} channels moved",
+                    known.join(", ")
                 ),
             )
             .await;
@@ -226,8 +228,8 @@ pub(super) async fn rebalance(
     Some(RebalanceRecord {
         time: now().0.to_string(),
         call: "Rebalance".into(),
-        reason: format!("ready data nodes changed from [{before}]"),
-        pods: ready.to_vec(),
+        reason: format!("data nodes changed from [{before}]"),
+        pods: known,
         moved_channels: i32::try_from(moved).unwrap_or(i32::MAX),
         error,
     })
