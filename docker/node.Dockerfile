@@ -18,13 +18,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The target cache outlives the sources, and cargo compares mtimes: the touch
-# makes this checkout's files newer than anything built there from another one
-# (else a build of an older checkout's files reuses newer binaries).
+# The target cache outlives the sources, and cargo compares mtimes: a file whose
+# content differs from this image's last build (recorded in the cache) is
+# touched, else an older checkout's file would pass for built; unchanged files
+# keep their times, so an unchanged checkout builds nothing. No record yet:
+# everything is touched.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    find Cargo.toml Cargo.lock node operator tests -type f -exec touch {} + \
+    sums=target/.source-sums-node \
+ && files="Cargo.toml Cargo.lock node operator tests" \
+ && if [ -f "$sums" ]; then \
+      sha256sum --quiet -c "$sums" 2>/dev/null | sed -n 's/: FAILED.*$//p' | xargs -r touch -c; \
+    else find $files -type f -exec touch {} +; fi \
  && cargo build --release --locked --bin milvus-like \
+ && find $files -type f -exec sha256sum {} + > "$sums" \
  && strip --strip-debug -o /milvus-like target/release/milvus-like
 
 FROM ${RUNTIME_IMAGE} AS runtime
