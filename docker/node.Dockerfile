@@ -2,20 +2,16 @@
 #
 #   docker build -f docker/node.Dockerfile -t milvus-like/node:0.1.0 .
 #
-# The build stage needs the Rust toolchain image and protoc with the well-known
-# types (libprotobuf-dev: protobuf-compiler alone lacks google/protobuf/*.proto);
-# the runtime stage is Debian slim with a non-root user. Both base images can be
-# swapped with --build-arg; where no registry answers, tests/kind/base-images.sh
-# makes them locally under these tags.
+# The build stage needs only the Rust toolchain image (the protos are compiled
+# by protox, in Rust: no protoc); the runtime stage is Debian slim with a
+# non-root user. Both base images can be swapped with --build-arg; where no
+# registry answers, tests/kind/base-images.sh makes them locally under these tags.
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 # Release binaries keep their symbols (function names in backtraces) but not
 # their line tables (a third of the size).
 
 FROM ${BUILDER_IMAGE} AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The target cache outlives the sources, and cargo compares mtimes: a file whose
@@ -26,7 +22,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     sums=target/.source-sums-node \
- && files="Cargo.toml Cargo.lock node operator tests" \
+ && files="Cargo.toml Cargo.lock node operator tests vendor" \
  && if [ -f "$sums" ]; then \
       sha256sum --quiet -c "$sums" 2>/dev/null | sed -n 's/: FAILED.*$//p' | xargs -r touch -c; \
     else find $files -type f -exec touch {} +; fi \

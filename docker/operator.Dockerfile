@@ -10,9 +10,6 @@ ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 # their line tables (a third of the size).
 
 FROM ${BUILDER_IMAGE} AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The target cache outlives the sources, and cargo compares mtimes: a file whose
@@ -23,7 +20,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     sums=target/.source-sums-operator \
- && files="Cargo.toml Cargo.lock node operator tests" \
+ && files="Cargo.toml Cargo.lock node operator tests vendor" \
  && if [ -f "$sums" ]; then \
       sha256sum --quiet -c "$sums" 2>/dev/null | sed -n 's/: FAILED.*$//p' | xargs -r touch -c; \
     else find $files -type f -exec touch {} +; fi \

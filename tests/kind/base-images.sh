@@ -46,11 +46,8 @@
 # rust:1.95-bookworm 83 s cold (52 s of apt), 27 s when only the toolchain
 # layer changes (1133 MB; the official one is ~1.5 GB); a second run ~1 s.
 #
-# The Dockerfiles' build stage installs libprotobuf-dev beside protobuf-compiler:
-# with --no-install-recommends, protobuf-compiler alone lacks
-# google/protobuf/*.proto, and etcd-client's build script fails with
-# "google/protobuf/descriptor.proto: File not found" (found here: the first
-# build of the Dockerfiles ever run).
+# The Dockerfiles' build stage needs nothing beyond the toolchain: the protos
+# are compiled by protox (Rust), etcd-client's included (vendor/etcd-client).
 
 set -euo pipefail
 

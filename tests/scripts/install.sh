@@ -3,7 +3,6 @@
 # downloads under $MILVUS_LIKE_CACHE (default ~/.cache/milvus-like). Idempotent:
 # a second run finds everything in place and takes a second or two.
 #
-#   protoc      Debian protobuf-compiler (etcd-client's and our build scripts need it)
 #   etcd        Debian etcd-server (3.4), started by the tests themselves
 #   Kafka       Apache Kafka jars from Maven Central (tests/scripts/kafka.sh install)
 #   MinIO       built from its Go module (tests/scripts/minio.sh install), for the S3 path
@@ -15,8 +14,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$SCRIPT_DIR/common.sh"
 
-apt_install protobuf-compiler etcd-server
-command -v protoc >/dev/null || die "protoc is missing after install"
+apt_install etcd-server
 command -v etcd >/dev/null || die "etcd is missing after install"
 command -v java >/dev/null || die "Java 17 is required for Kafka (install openjdk-17-jre-headless)"
 command -v mvn >/dev/null || apt_install maven
@@ -31,7 +29,6 @@ command -v curl >/dev/null || apt_install curl
 command -v python3 >/dev/null || apt_install python3
 command -v openssl >/dev/null || apt_install openssl
 
-log "protoc: $(protoc --version)"
 log "etcd: $(etcd --version | head -n1)"
 log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"
 log "minio: $("$SCRIPT_DIR/minio.sh" install)"
