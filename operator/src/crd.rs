@@ -7,6 +7,7 @@
 // `printcolumn(type_ = "string", ...)` repeats on purpose, one per column.
 #![allow(clippy::duplicated_attributes)]
 
+use milvus_like_api::settings::balancer;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
@@ -146,7 +147,7 @@ pub struct MonitoringSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-pub const DEFAULT_CHANNELS: i32 = 3;
+pub const DEFAULT_CHANNELS: i32 = milvus_like_api::settings::defaults::CHANNELS as i32;
 
 fn default_channels() -> i32 {
     DEFAULT_CHANNELS
@@ -468,9 +469,9 @@ impl Balancer {
     /// The data coordinator's `--balancer` name.
     pub fn flag(self) -> &'static str {
         match self {
-            Self::RoundRobin => "round_robin",
-            Self::LeastLoad => "least_load",
-            Self::ConsistentHash => "consistent_hash",
+            Self::RoundRobin => balancer::ROUND_ROBIN,
+            Self::LeastLoad => balancer::LEAST_LOAD,
+            Self::ConsistentHash => balancer::CONSISTENT_HASH,
         }
     }
 }

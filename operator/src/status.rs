@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::build::{LABEL_COMPONENT, Role};
+use crate::build::{LABEL_COMPONENT, Role, SpecName};
 use crate::crd::{ChannelOwner, ComponentStatus, MilvusClusterStatus, Phase, RebalanceRecord};
 
 pub const READY: &str = "Ready";

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::build::Role;
+use crate::build::{Role, SpecName};
 
 /// The stages of an upgrade, in order.
 pub const STAGES: [&[Role]; 3] = [

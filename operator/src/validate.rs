@@ -3,13 +3,14 @@
 //! apiserver's schema has refused what it can check already (types, ranges,
 //! enums); this checks what it cannot.
 
+use milvus_like_api::settings::{defaults, limits};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
-use crate::build::{Dependency, Role, dependency_endpoint, dependency_name};
+use crate::build::{Dependency, Role, SpecName, dependency_endpoint, dependency_name};
 use crate::crd::{
     Balancer, ComponentSpec, DeletionPolicy, InClusterPod, KafkaCredentials, MilvusCluster,
     PullPolicy, SaslMechanism,
@@ -31,7 +32,7 @@ pub const MINIO_IMAGE: &str = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 /// The bucket of an in-cluster MinIO when the spec names none.
 pub const DEFAULT_BUCKET: &str = "milvus-like";
 /// The data node's memory budget when neither the spec nor a limit says.
-pub const DEFAULT_MEMORY_MIB: i64 = 1024;
+pub const DEFAULT_MEMORY_MIB: i64 = defaults::DATANODE_MEMORY_MIB as i64;
 /// What a data node needs besides its budget: `budget * 5/4 + 64 MiB`.
 pub fn data_node_memory_need_mib(memory_mib: i64) -> i64 {
     memory_mib.saturating_mul(5) / 4 + 64
@@ -515,10 +516,11 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
     }
     let memory_mib = data_node_memory(spec, &mut errors);
 
-    if !(1..=1024).contains(&spec.channels) {
+    if !(1..=i64::from(limits::MAX_CHANNELS)).contains(&i64::from(spec.channels)) {
         errors.push(format!(
-            "spec.channels is {}; it must be from 1 to 1024",
-            spec.channels
+            "spec.channels is {}; it must be from 1 to {}",
+            spec.channels,
+            limits::MAX_CHANNELS
         ));
     }
     for key in spec.config.keys() {
@@ -583,10 +585,15 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         proxy: component(&spec.proxy, 1),
         data_node: component(&dn.component, 2),
         memory_mib,
-        flush_rows: dn.flush.max_rows.unwrap_or(100_000),
-        flush_mib: dn.flush.max_mib.unwrap_or(256),
-        flush_age_seconds: dn.flush.max_age_seconds.unwrap_or(30),
-        drain_timeout_seconds: dn.drain_timeout_seconds.unwrap_or(60),
+        flush_rows: dn.flush.max_rows.unwrap_or(defaults::FLUSH_ROWS as i64),
+        flush_mib: dn.flush.max_mib.unwrap_or(defaults::FLUSH_MIB as i64),
+        flush_age_seconds: dn
+            .flush
+            .max_age_seconds
+            .unwrap_or(defaults::FLUSH_AGE.as_secs() as i64),
+        drain_timeout_seconds: dn
+            .drain_timeout_seconds
+            .unwrap_or(defaults::DRAIN_TIMEOUT.as_secs() as i32),
         etcd_endpoints,
         kafka_brokers,
         kafka_replication,
@@ -613,9 +620,10 @@ fn data_node_memory(spec: &crate::crd::MilvusClusterSpec, errors: &mut Vec<Strin
         (None, Some(limit)) => DEFAULT_MEMORY_MIB.min((limit - 64).max(0) * 4 / 5),
         (None, None) => DEFAULT_MEMORY_MIB,
     };
-    if memory_mib < 16 {
+    if memory_mib < limits::MIN_DATANODE_MEMORY_MIB as i64 {
         errors.push(format!(
-            "spec.dataNode.resources.limits.memory leaves {memory_mib} MiB for buffers; a data node needs at least 16 MiB plus 84"
+            "spec.dataNode.resources.limits.memory leaves {memory_mib} MiB for buffers; a data node needs at least {} MiB plus 84",
+            limits::MIN_DATANODE_MEMORY_MIB
         ));
     } else if let Some(limit) = limit
         && data_node_memory_need_mib(memory_mib) > limit

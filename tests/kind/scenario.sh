@@ -67,7 +67,7 @@ operator_logs() { kubectl logs -n "$OP_NS" -l app.kubernetes.io/name=milvus-like
 count_rpc() {
   local pod total=0 v
   for pod in $(pods_of datacoord); do
-    v=$(pod_metrics "$NS" "$pod" 9093 | metric_of "datacoord_rpcs_total{method=\"$1\",code=\"OK\"}")
+    v=$(pod_metrics "$NS" "$pod" 19093 | metric_of "datacoord_rpcs_total{method=\"$1\",code=\"OK\"}")
     total=$((total + ${v%.*}))
   done
   echo "$total"

@@ -6,6 +6,8 @@
 //!   Receivers expect junk from senders, so every conversion from a wire message is a
 //!   `TryFrom` that names what is wrong.
 //! - [`tso_client::TsoClient`]: merges many callers' timestamp requests into few RPCs.
+//! - [`settings`]: ports, environment variable names and defaults, shared by the node
+//!   and the operator.
 //!
 //! The operator depends on this crate only, so it stays free of storage and log clients.
 
@@ -15,6 +17,7 @@ pub mod leader_pool;
 pub mod process;
 pub mod root_coord_link;
 pub mod schema;
+pub mod settings;
 pub mod timestamp;
 pub mod tso_client;
 
@@ -28,14 +31,6 @@ pub mod proto {
     /// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("milvuslike_descriptor");
-}
-
-/// Default ports of each role (the seed's numbers).
-pub mod ports {
-    pub const ROOT_COORD: u16 = 19530;
-    pub const PROXY: u16 = 19531;
-    pub const DATA_COORD: u16 = 13333;
-    pub const DATA_NODE: u16 = 21121;
 }
 
 /// gRPC metadata key a standby root coordinator sets on `Unavailable` answers so that

@@ -6,7 +6,6 @@
 
 pub mod cli;
 pub mod columns;
-pub mod config;
 pub mod datacoord;
 pub mod datanode;
 pub mod election;
@@ -20,6 +19,7 @@ pub mod role;
 pub mod rootcoord;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod standalone;
 pub mod storage;
 pub mod sys;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::Role;
+use milvus_like_api::settings::{self, defaults};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +42,21 @@ impl RoleConfig {
             advertise: format!("127.0.0.1:{}", listen.port()),
             http_listen,
             session: SessionConfig::default(),
-            leader_ttl: Duration::from_secs(10),
+            leader_ttl: defaults::LEADER_TTL,
         }
+    }
+
+    /// `role` on its own ports, every interface.
+    pub fn of(role: settings::Role) -> Self {
+        Self::new(
+            SocketAddr::from(([0, 0, 0, 0], role.grpc_port())),
+            SocketAddr::from(([0, 0, 0, 0], role.http_port())),
+        )
+    }
+
+    /// Where a process on this machine reaches `role` by default.
+    pub fn local_endpoint(role: settings::Role) -> String {
+        format!("127.0.0.1:{}", role.grpc_port())
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use milvus_like_api::proto::{NodeHealth, NodeInfo, Role};
+use milvus_like_api::settings::defaults;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -35,8 +36,8 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(10),
+            ttl: defaults::SESSION_TTL,
+            heartbeat: defaults::HEARTBEAT,
             name: String::new(),
         }
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use milvus_like_api::Timestamp;
+use milvus_like_api::settings::defaults;
 use milvus_like_api::timestamp::MAX_LOGICAL;
 use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
 use tokio::sync::Notify;
@@ -68,8 +69,8 @@ pub struct TsoConfig {
 impl Default for TsoConfig {
     fn default() -> Self {
         Self {
-            window: Duration::from_secs(3),
-            update_interval: Duration::from_millis(50),
+            window: defaults::TSO_WINDOW,
+            update_interval: defaults::TSO_UPDATE_INTERVAL,
         }
     }
 }

@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use milvus_like_api::ports;
+use milvus_like_api::settings::env;
 use sha2::{Digest, Sha256};
 
 use crate::validate::{Cluster, Storage};
@@ -32,70 +32,21 @@ pub use deps::{DependencyChildren, dependency_labels};
 pub use pods::{DATA_NODE_MOUNT, pod_name};
 use services::disruption_budget;
 
-/// The four roles, in the order their objects are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    RootCoord,
-    DataCoord,
-    Proxy,
-    DataNode,
+/// The four roles (the node's own, in the order their objects are applied).
+pub use milvus_like_api::settings::Role;
+
+/// A role's field in a `MilvusCluster`'s spec and status (camelCase).
+pub trait SpecName {
+    fn spec_name(self) -> &'static str;
 }
 
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::RootCoord,
-        Role::DataCoord,
-        Role::Proxy,
-        Role::DataNode,
-    ];
-
-    /// The node binary's subcommand, and the children's name suffix.
-    pub fn command(self) -> &'static str {
+impl SpecName for Role {
+    fn spec_name(self) -> &'static str {
         match self {
-            Self::RootCoord => "rootcoord",
-            Self::DataCoord => "datacoord",
-            Self::Proxy => "proxy",
-            Self::DataNode => "datanode",
-        }
-    }
-
-    /// The name in the status (camelCase, as in the spec).
-    pub fn spec_name(self) -> &'static str {
-        match self {
-            Self::RootCoord => "rootCoord",
-            Self::DataCoord => "dataCoord",
-            Self::Proxy => "proxy",
-            Self::DataNode => "dataNode",
-        }
-    }
-
-    /// gRPC port (the seed's).
-    pub fn grpc_port(self) -> i32 {
-        match self {
-            Self::RootCoord => ports::ROOT_COORD.into(),
-            Self::DataCoord => ports::DATA_COORD.into(),
-            Self::Proxy => ports::PROXY.into(),
-            Self::DataNode => ports::DATA_NODE.into(),
-        }
-    }
-
-    /// `/metrics`, `/healthz` and `/readyz`.
-    pub fn http_port(self) -> i32 {
-        match self {
-            Self::RootCoord => 9091,
-            Self::Proxy => 9092,
-            Self::DataCoord => 9093,
-            Self::DataNode => 9094,
-        }
-    }
-
-    /// The prefix of the role's own flags' environment variables.
-    fn env_prefix(self) -> &'static str {
-        match self {
-            Self::RootCoord => "MILVUS_LIKE_ROOTCOORD",
-            Self::DataCoord => "MILVUS_LIKE_DATACOORD",
-            Self::Proxy => "MILVUS_LIKE_PROXY",
-            Self::DataNode => "MILVUS_LIKE_DATANODE",
+            Role::RootCoord => "rootCoord",
+            Role::DataCoord => "dataCoord",
+            Role::Proxy => "proxy",
+            Role::DataNode => "dataNode",
         }
     }
 }
@@ -173,7 +124,7 @@ pub const CONFIG_CHECKSUM: &str = "milvuslike.io/config-checksum";
 
 /// The name of a role's children.
 pub fn child_name(cluster: &str, role: Role) -> String {
-    format!("{cluster}-{}", role.command())
+    format!("{cluster}-{}", role.subcommand())
 }
 
 pub fn config_map_name(cluster: &str) -> String {
@@ -185,7 +136,7 @@ pub fn selector_labels(cluster: &str, role: Role) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_NAME.to_owned(), "milvus-like".to_owned()),
         (LABEL_INSTANCE.to_owned(), cluster.to_owned()),
-        (LABEL_COMPONENT.to_owned(), role.command().to_owned()),
+        (LABEL_COMPONENT.to_owned(), role.subcommand().to_owned()),
     ])
 }
 
@@ -299,27 +250,21 @@ pub fn service_endpoint(cluster: &str, namespace: &str, role: Role) -> String {
 pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
     let svc = |role: Role| service_endpoint(&c.name, &c.namespace, role);
     let mut env = BTreeMap::from([
-        ("MILVUS_LIKE_LOG_FORMAT", "json".to_owned()),
-        ("MILVUS_LIKE_ETCD_ENDPOINTS", c.etcd_endpoints.join(",")),
-        ("MILVUS_LIKE_META_ROOT", c.meta_root.clone()),
-        ("MILVUS_LIKE_KAFKA_BROKERS", c.kafka_brokers.join(",")),
-        ("MILVUS_LIKE_TOPIC_PREFIX", c.topic_prefix.clone()),
-        (
-            "MILVUS_LIKE_KAFKA_REPLICATION",
-            c.kafka_replication.to_string(),
-        ),
-        ("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", svc(Role::RootCoord)),
-        ("MILVUS_LIKE_DATACOORD_ENDPOINTS", svc(Role::DataCoord)),
-        ("MILVUS_LIKE_CHANNELS", c.channels.to_string()),
-        ("MILVUS_LIKE_BALANCER", c.balancer.flag().to_owned()),
-        ("MILVUS_LIKE_FLUSH_ROWS", c.flush_rows.to_string()),
-        ("MILVUS_LIKE_FLUSH_MIB", c.flush_mib.to_string()),
-        ("MILVUS_LIKE_FLUSH_AGE", format!("{}s", c.flush_age_seconds)),
-        ("MILVUS_LIKE_DATANODE_MEMORY_MIB", c.memory_mib.to_string()),
-        (
-            "MILVUS_LIKE_DRAIN_TIMEOUT",
-            format!("{}s", c.drain_timeout_seconds),
-        ),
+        (env::LOG_FORMAT, "json".to_owned()),
+        (env::ETCD_ENDPOINTS, c.etcd_endpoints.join(",")),
+        (env::META_ROOT, c.meta_root.clone()),
+        (env::KAFKA_BROKERS, c.kafka_brokers.join(",")),
+        (env::TOPIC_PREFIX, c.topic_prefix.clone()),
+        (env::KAFKA_REPLICATION, c.kafka_replication.to_string()),
+        (env::ROOTCOORD_ENDPOINTS, svc(Role::RootCoord)),
+        (env::DATACOORD_ENDPOINTS, svc(Role::DataCoord)),
+        (env::CHANNELS, c.channels.to_string()),
+        (env::BALANCER, c.balancer.flag().to_owned()),
+        (env::FLUSH_ROWS, c.flush_rows.to_string()),
+        (env::FLUSH_MIB, c.flush_mib.to_string()),
+        (env::FLUSH_AGE, format!("{}s", c.flush_age_seconds)),
+        (env::DATANODE_MEMORY_MIB, c.memory_mib.to_string()),
+        (env::DRAIN_TIMEOUT, format!("{}s", c.drain_timeout_seconds)),
     ])
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -337,14 +282,14 @@ pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
         }
         Storage::Volume { sub_path, .. } => {
             env.insert(
-                "MILVUS_LIKE_STORAGE_ROOT".into(),
+                env::STORAGE_ROOT.into(),
                 format!("{DATA_NODE_MOUNT}/{sub_path}"),
             );
         }
     }
     if let Some(sasl) = &c.sasl {
         env.insert(
-            "MILVUS_LIKE_KAFKA_SECURITY_PROTOCOL".into(),
+            env::KAFKA_SECURITY_PROTOCOL.into(),
             if sasl.tls {
                 "SASL_SSL"
             } else {
@@ -353,7 +298,7 @@ pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
             .into(),
         );
         env.insert(
-            "MILVUS_LIKE_KAFKA_SASL_MECHANISM".into(),
+            env::KAFKA_SASL_MECHANISM.into(),
             sasl.mechanism.name().into(),
         );
     }
@@ -442,7 +387,7 @@ fn service_monitor(c: &Cluster, owner: &OwnerReference) -> Option<kube::api::Dyn
                 "matchExpressions": [{
                     "key": LABEL_COMPONENT,
                     "operator": "In",
-                    "values": Role::ALL.map(Role::command),
+                    "values": Role::ALL.map(Role::subcommand),
                 }],
             },
             "namespaceSelector": {"matchNames": [c.namespace]},

@@ -2,6 +2,7 @@
 //! and the proxy, a StatefulSet for the data nodes (stable names, so the operator
 //! knows which pods a scale-down removes and drains them first).
 
+use milvus_like_api::settings;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
@@ -71,24 +72,23 @@ pub(super) fn value_env(name: &str, value: String) -> EnvVar {
 /// The container's environment besides the ConfigMap: pod identity, the advertised
 /// address, secrets, then the component's own `env`.
 fn env(c: &Cluster, role: Role) -> Vec<EnvVar> {
-    let prefix = role.env_prefix();
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_IP", "status.podIP"),
         value_env(
-            &format!("{prefix}_ADVERTISE"),
+            role.listen_env().advertise,
             format!("$(POD_IP):{}", role.grpc_port()),
         ),
-        value_env("MILVUS_LIKE_NODE_NAME", "$(POD_NAME)".to_owned()),
+        value_env(settings::env::NODE_NAME, "$(POD_NAME)".to_owned()),
     ];
     if let Some(sasl) = &c.sasl {
         env.push(secret_env(
-            "MILVUS_LIKE_KAFKA_SASL_USERNAME",
+            settings::env::KAFKA_SASL_USERNAME,
             &sasl.secret_name,
             &sasl.username_key,
         ));
         env.push(secret_env(
-            "MILVUS_LIKE_KAFKA_SASL_PASSWORD",
+            settings::env::KAFKA_SASL_PASSWORD,
             &sasl.secret_name,
             &sasl.password_key,
         ));
@@ -104,12 +104,12 @@ fn env(c: &Cluster, role: Role) -> Vec<EnvVar> {
     ) = (role, &c.storage)
     {
         env.push(secret_env(
-            "MILVUS_LIKE_S3_ACCESS_KEY",
+            settings::env::S3_ACCESS_KEY,
             secret_name,
             access_key_key,
         ));
         env.push(secret_env(
-            "MILVUS_LIKE_S3_SECRET_KEY",
+            settings::env::S3_SECRET_KEY,
             secret_name,
             secret_key_key,
         ));
@@ -196,10 +196,10 @@ fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplate
         });
     }
     let container = Container {
-        name: role.command().to_owned(),
+        name: role.subcommand().to_owned(),
         image: Some(image.to_owned()),
         image_pull_policy: Some(pull_policy(c.image_pull_policy).to_owned()),
-        args: Some(vec![role.command().to_owned()]),
+        args: Some(vec![role.subcommand().to_owned()]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: config_map_name(&c.name),
@@ -209,11 +209,11 @@ fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplate
         }]),
         env: Some(env(c, role)),
         ports: Some(vec![
-            port("grpc", role.grpc_port()),
-            port("http", role.http_port()),
+            port("grpc", role.grpc_port().into()),
+            port("http", role.http_port().into()),
         ]),
-        readiness_probe: Some(http_probe("/readyz", role.http_port(), 5, 3)),
-        liveness_probe: Some(http_probe("/healthz", role.http_port(), 10, 6)),
+        readiness_probe: Some(http_probe("/readyz", role.http_port().into(), 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", role.http_port().into(), 10, 6)),
         resources: comp.resources.clone(),
         security_context: Some(security()),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),

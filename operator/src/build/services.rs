@@ -24,8 +24,8 @@ pub(super) fn service(c: &Cluster, role: Role, owner: &OwnerReference) -> Servic
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(&c.name, role)),
             ports: Some(vec![
-                port("grpc", role.grpc_port()),
-                port("http", role.http_port()),
+                port("grpc", role.grpc_port().into()),
+                port("http", role.http_port().into()),
             ]),
             cluster_ip: (role == Role::DataNode).then(|| "None".to_owned()),
             // Data nodes are found by the coordinator through etcd, not through

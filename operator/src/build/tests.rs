@@ -150,13 +150,13 @@ fn pods_run_their_role_with_the_configuration_and_their_identity() {
     ] {
         let k = container(template);
         assert_eq!(k.image.as_deref(), Some(c.image.as_str()));
-        assert_eq!(k.args.as_deref(), Some(&[role.command().to_owned()][..]));
+        assert_eq!(k.args.as_deref(), Some(&[role.subcommand().to_owned()][..]));
         let from = k.env_from.as_ref().expect("envFrom")[0]
             .config_map_ref
             .as_ref()
             .expect("configmap");
         assert_eq!(from.name, "demo-config");
-        let advertise = env(k, &format!("{}_ADVERTISE", role.env_prefix())).expect("advertise");
+        let advertise = env(k, role.listen_env().advertise).expect("advertise");
         assert_eq!(
             advertise.value.as_deref(),
             Some(format!("$(POD_IP):{}", role.grpc_port()).as_str())
@@ -166,7 +166,10 @@ fn pods_run_their_role_with_the_configuration_and_their_identity() {
             Some("$(POD_NAME)")
         );
         let ports: Vec<i32> = k.ports.iter().flatten().map(|p| p.container_port).collect();
-        assert_eq!(ports, [role.grpc_port(), role.http_port()]);
+        assert_eq!(
+            ports,
+            [i32::from(role.grpc_port()), i32::from(role.http_port())]
+        );
         let ready = k
             .readiness_probe
             .as_ref()

@@ -29,7 +29,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::build::{
-    self, CONFIG_CHECKSUM, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Role, Rollout,
+    self, CONFIG_CHECKSUM, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Role, Rollout, SpecName,
 };
 use crate::crd::{ChannelOwner, MilvusCluster};
 use crate::datacoord::DataCoords;
@@ -295,7 +295,7 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
         .iter()
         .filter(|p| {
             p.labels().get(build::LABEL_COMPONENT).map(String::as_str)
-                == Some(Role::DataNode.command())
+                == Some(Role::DataNode.subcommand())
         })
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| scale::ordinal(&cluster.name, &p.name_any()).is_some_and(|o| o < plan.replicas))
@@ -508,7 +508,7 @@ impl Running {
     fn data_nodes(&self) -> Option<&StatefulSet> {
         self.stateful_sets
             .iter()
-            .find(|s| Self::component(s.labels()) == Some(Role::DataNode.command()))
+            .find(|s| Self::component(s.labels()) == Some(Role::DataNode.subcommand()))
     }
 
     /// Each role's images and rollout, for [`upgrade`].
@@ -531,7 +531,7 @@ impl Running {
             } else {
                 self.deployments
                     .iter()
-                    .find(|d| Self::component(d.labels()) == Some(role.command()))
+                    .find(|d| Self::component(d.labels()) == Some(role.subcommand()))
                     .map(|d| {
                         let spec = d.spec.as_ref();
                         let desired = spec.and_then(|s| s.replicas).unwrap_or(0);
@@ -547,7 +547,7 @@ impl Running {
             let pod_images = self
                 .pods
                 .iter()
-                .filter(|p| Self::component(p.labels()) == Some(role.command()))
+                .filter(|p| Self::component(p.labels()) == Some(role.subcommand()))
                 .filter_map(|p| image(p.spec.as_ref()))
                 .collect();
             out.insert(

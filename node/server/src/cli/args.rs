@@ -2,7 +2,9 @@
 //! coordinators, the proxy and the segment files are, and how to print results.
 
 use clap::Args;
+use milvus_like_api::settings::{Role, defaults, env};
 
+use crate::role::RoleConfig;
 use crate::storage::StorageConfig;
 
 /// The coordinators a process talks to (all instances; the leaders are found).
@@ -11,17 +13,17 @@ pub struct UpstreamArgs {
     /// Root coordinator endpoints, comma separated.
     #[arg(
         long,
-        env = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
+        env = env::ROOTCOORD_ENDPOINTS,
         value_delimiter = ',',
-        default_value = "127.0.0.1:19530"
+        default_values_t = [RoleConfig::local_endpoint(Role::RootCoord)]
     )]
     pub rootcoord_endpoints: Vec<String>,
     /// Data coordinator endpoints, comma separated.
     #[arg(
         long,
-        env = "MILVUS_LIKE_DATACOORD_ENDPOINTS",
+        env = env::DATACOORD_ENDPOINTS,
         value_delimiter = ',',
-        default_value = "127.0.0.1:13333"
+        default_values_t = [RoleConfig::local_endpoint(Role::DataCoord)]
     )]
     pub datacoord_endpoints: Vec<String>,
 }
@@ -32,26 +34,26 @@ pub struct StorageArgs {
     /// Local directory for segment files (used unless --s3-bucket is set).
     #[arg(
         long,
-        env = "MILVUS_LIKE_STORAGE_ROOT",
-        default_value = "milvus-like-data/segments"
+        env = env::STORAGE_ROOT,
+        default_value = defaults::STORAGE_ROOT
     )]
     pub storage_root: std::path::PathBuf,
     /// S3 bucket (with --s3-endpoint for MinIO and other S3-compatible stores).
-    #[arg(long, env = "MILVUS_LIKE_S3_BUCKET")]
+    #[arg(long, env = env::S3_BUCKET)]
     pub s3_bucket: Option<String>,
     /// S3 endpoint URL (`http://...` allows plain HTTP); empty: AWS.
-    #[arg(long, env = "MILVUS_LIKE_S3_ENDPOINT", default_value = "")]
+    #[arg(long, env = env::S3_ENDPOINT, default_value = "")]
     pub s3_endpoint: String,
     /// S3 region.
-    #[arg(long, env = "MILVUS_LIKE_S3_REGION", default_value = "us-east-1")]
+    #[arg(long, env = env::S3_REGION, default_value = defaults::S3_REGION)]
     pub s3_region: String,
     /// S3 access key id.
-    #[arg(long, env = "MILVUS_LIKE_S3_ACCESS_KEY", default_value = "")]
+    #[arg(long, env = env::S3_ACCESS_KEY, default_value = "")]
     pub s3_access_key: String,
     /// S3 secret access key.
     #[arg(
         long,
-        env = "MILVUS_LIKE_S3_SECRET_KEY",
+        env = env::S3_SECRET_KEY,
         default_value = "",
         hide_env_values = true
     )]
@@ -82,8 +84,8 @@ pub struct ProxyArgs {
     /// Proxy endpoint, `host:port` or `http://host:port`.
     #[arg(
         long = "proxy",
-        env = "MILVUS_LIKE_PROXY_ENDPOINT",
-        default_value = "127.0.0.1:19531"
+        env = env::PROXY_ENDPOINT,
+        default_value_t = RoleConfig::local_endpoint(Role::Proxy)
     )]
     pub endpoint: String,
 }

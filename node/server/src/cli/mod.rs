@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod insert;
 pub mod progress;
+pub mod read_back;
 pub mod source;
 pub mod table;
 

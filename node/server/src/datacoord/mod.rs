@@ -14,13 +14,13 @@ pub mod channels;
 pub mod segments;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::settings::{self, defaults};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
@@ -54,13 +54,10 @@ pub struct DataCoordConfig {
 impl Default for DataCoordConfig {
     fn default() -> Self {
         Self {
-            role: RoleConfig::new(
-                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::DATA_COORD)),
-                SocketAddr::from(([0, 0, 0, 0], 9093)),
-            ),
-            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
-            channels: 3,
-            balancer: "round_robin".into(),
+            role: RoleConfig::of(settings::Role::DataCoord),
+            rootcoord: vec![RoleConfig::local_endpoint(settings::Role::RootCoord)],
+            channels: defaults::CHANNELS,
+            balancer: defaults::BALANCER.into(),
             segments: SegmentConfig::default(),
             handshake: HandshakeConfig::default(),
             wait_deadline: Duration::from_secs(60),

@@ -19,6 +19,7 @@ use milvus_like_api::proto::{
 };
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::settings::defaults;
 use prost::Message;
 use tokio::sync::Notify;
 
@@ -63,13 +64,13 @@ pub struct SegmentConfig {
 impl Default for SegmentConfig {
     fn default() -> Self {
         Self {
-            max_segment_bytes: 512 << 20,
+            max_segment_bytes: defaults::MAX_SEGMENT_MIB << 20,
             seal_proportion: 0.9,
-            max_lifetime: Duration::from_secs(24 * 3600),
-            max_idle: Duration::from_secs(600),
+            max_lifetime: defaults::SEGMENT_MAX_LIFETIME,
+            max_idle: defaults::SEGMENT_MAX_IDLE,
             min_idle_seal_bytes: 16 << 20,
             max_binlog_files: 32,
-            grant_lifetime: Duration::from_secs(2),
+            grant_lifetime: defaults::GRANT_LIFETIME,
             flush_retry: Duration::from_secs(5),
         }
     }

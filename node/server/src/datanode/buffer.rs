@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::settings::defaults;
 
 use crate::columns::RowBatch;
 use crate::storage::InsertLog;
@@ -131,9 +132,9 @@ pub struct ThresholdPolicy {
 impl Default for ThresholdPolicy {
     fn default() -> Self {
         Self {
-            max_bytes: 256 << 20,
-            max_rows: 100_000,
-            max_age: Duration::from_secs(30),
+            max_bytes: defaults::FLUSH_MIB << 20,
+            max_rows: defaults::FLUSH_ROWS,
+            max_age: defaults::FLUSH_AGE,
         }
     }
 }

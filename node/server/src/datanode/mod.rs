@@ -14,7 +14,6 @@ mod decode;
 mod flush;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use milvus_like_api::leader_pool::LeaderPool;
 use milvus_like_api::proto::data_node_server::{DataNode, DataNodeServer};
 use milvus_like_api::proto::{self, ChannelCheckpoint, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::settings::{self, defaults};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -62,19 +62,16 @@ pub struct DataNodeConfig {
 impl Default for DataNodeConfig {
     fn default() -> Self {
         Self {
-            role: RoleConfig::new(
-                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::DATA_NODE)),
-                SocketAddr::from(([0, 0, 0, 0], 9094)),
-            ),
-            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
-            datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
+            role: RoleConfig::of(settings::Role::DataNode),
+            rootcoord: vec![RoleConfig::local_endpoint(settings::Role::RootCoord)],
+            datacoord: vec![RoleConfig::local_endpoint(settings::Role::DataCoord)],
             storage: StorageConfig::Local {
-                root: "milvus-like-data/segments".into(),
+                root: defaults::STORAGE_ROOT.into(),
             },
             policy: ThresholdPolicy::default(),
-            memory_limit: 1 << 30,
-            max_concurrent_flushes: 2,
-            drain_timeout: Duration::from_secs(60),
+            memory_limit: defaults::DATANODE_MEMORY_MIB << 20,
+            max_concurrent_flushes: defaults::DATANODE_CONCURRENT_FLUSHES,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
         }
     }
 }

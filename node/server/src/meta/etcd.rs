@@ -7,6 +7,7 @@ use etcd_client::{
     GetOptions, PutOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
+use milvus_like_api::settings::defaults;
 
 use super::{
     Compare, KeyValue, LeaseId, MetaError, MetaResult, MetaStore, Op, Revision, Txn, TxnResult,
@@ -27,9 +28,9 @@ pub struct EtcdConfig {
 impl Default for EtcdConfig {
     fn default() -> Self {
         Self {
-            endpoints: vec!["http://127.0.0.1:2379".into()],
-            root: "milvus-like".into(),
-            request_timeout: Duration::from_secs(5),
+            endpoints: vec![defaults::ETCD_ENDPOINTS.into()],
+            root: defaults::META_ROOT.into(),
+            request_timeout: defaults::ETCD_TIMEOUT,
             connect_timeout: Duration::from_secs(3),
         }
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use milvus_like_api::settings::defaults;
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -58,9 +59,9 @@ impl std::fmt::Debug for KafkaSasl {
 impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
-            brokers: "127.0.0.1:9092".into(),
-            topic_prefix: "milvus".into(),
-            replication: 1,
+            brokers: defaults::KAFKA_BROKERS.into(),
+            topic_prefix: defaults::TOPIC_PREFIX.into(),
+            replication: defaults::KAFKA_REPLICATION,
             sasl: None,
         }
     }

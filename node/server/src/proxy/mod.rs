@@ -9,7 +9,6 @@
 mod grants;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::proto::{self, CollectionInfo, DeleteBatch, InsertBatch, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::settings;
 use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
 use prometheus_client::metrics::counter::Counter;
 use prost::Message;
@@ -57,12 +57,9 @@ pub struct ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
-            role: RoleConfig::new(
-                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::PROXY)),
-                SocketAddr::from(([0, 0, 0, 0], 9092)),
-            ),
-            rootcoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::ROOT_COORD)],
-            datacoord: vec![format!("127.0.0.1:{}", milvus_like_api::ports::DATA_COORD)],
+            role: RoleConfig::of(settings::Role::Proxy),
+            rootcoord: vec![RoleConfig::local_endpoint(settings::Role::RootCoord)],
+            datacoord: vec![RoleConfig::local_endpoint(settings::Role::DataCoord)],
         }
     }
 }

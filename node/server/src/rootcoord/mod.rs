@@ -7,13 +7,13 @@
 
 mod catalog;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use milvus_like_api::proto::root_coord_server::{RootCoord, RootCoordServer};
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::settings;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -41,10 +41,7 @@ pub struct RootCoordConfig {
 impl Default for RootCoordConfig {
     fn default() -> Self {
         Self {
-            role: RoleConfig::new(
-                SocketAddr::from(([0, 0, 0, 0], milvus_like_api::ports::ROOT_COORD)),
-                SocketAddr::from(([0, 0, 0, 0], 9091)),
-            ),
+            role: RoleConfig::of(settings::Role::RootCoord),
             tso: TsoConfig::default(),
             id_batch: 10_000,
         }
