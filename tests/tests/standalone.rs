@@ -209,15 +209,26 @@ impl Client {
         panic!("flush {name} kept timing out");
     }
 
+    /// The collection's segments, asked again while the data coordinator is between
+    /// terms (after a restart it holds the leader key a moment before it serves).
     async fn listed(&self, info: &CollectionInfo) -> proto::ListSegmentsResponse {
-        self.datacoord
-            .clone()
-            .list_segments(proto::ListSegmentsRequest {
-                collection_id: info.id,
-            })
-            .await
-            .expect("list segments")
-            .into_inner()
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self
+                .datacoord
+                .clone()
+                .list_segments(proto::ListSegmentsRequest {
+                    collection_id: info.id,
+                })
+                .await
+            {
+                Ok(r) => return r.into_inner(),
+                Err(s) if s.code() == Code::Unavailable && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(s) => panic!("list segments: {s}"),
+            }
+        }
     }
 
     /// Every insert log of the collection, in listing order.
@@ -453,6 +464,25 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
+    // Every role counts the calls of its own service, by method and code.
+    for (port, metric, method) in [
+        (p.rootcoord_http, "rootcoord_rpcs_total", "AllocTimestamp"),
+        (p.datacoord_http, "datacoord_rpcs_total", "AssignSegmentId"),
+        (p.proxy_http, "proxy_rpcs_total", "Insert"),
+        (p.datanode_http, "datanode_rpcs_total", "WatchChannel"),
+    ] {
+        let samples = scrape(port).await;
+        let ok: f64 = samples
+            .iter()
+            .filter(|s| {
+                s.name == metric
+                    && s.labels.get("method").map(String::as_str) == Some(method)
+                    && s.labels.get("code").map(String::as_str) == Some("OK")
+            })
+            .map(|s| s.value)
+            .sum();
+        assert!(ok >= 1.0, "{metric} method={method}: {samples:?}");
+    }
     for (port, role, deps) in [
         (p.rootcoord_http, "rootcoord", &["metadata_store"][..]),
         (

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
-    pub method: &'static str,
+    pub method: String,
     pub code: &'static str,
 }
 
@@ -25,17 +25,114 @@ pub struct NodeLabels {
 
 pub use milvus_like_api::process::code_name;
 
-/// Counts one RPC under its method and the code it ended with.
-pub fn count_rpc(
-    rpcs: &Family<RpcLabels, Counter>,
-    method: &'static str,
-    result: &Result<impl Sized, tonic::Status>,
-) {
-    let code = match result {
-        Ok(_) => "OK",
-        Err(s) => code_name(s.code()),
-    };
-    rpcs.get_or_create(&RpcLabels { method, code }).inc();
+/// `{role}_rpcs_total{method,code}`: every call of a role's own gRPC service, by
+/// method and the status it ended with. A tower layer on the role's gRPC server
+/// ([`crate::server::serve_grpc`]), so no method goes uncounted; the health and
+/// reflection services are left out.
+#[derive(Debug, Clone, Default)]
+pub struct RpcCounter {
+    rpcs: Family<RpcLabels, Counter>,
+}
+
+impl RpcCounter {
+    /// Registers `{prefix}_rpcs_total` in `registry`.
+    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        registry.sub_registry_with_prefix(prefix).register(
+            "rpcs",
+            "gRPC calls of this role's service, by method and status code",
+            self.rpcs.clone(),
+        );
+    }
+
+    /// Counts one call of `path` (`/milvuslike.v1.DataCoord/Rebalance`) that ended
+    /// with `code`; calls outside our package are not counted.
+    fn count(&self, path: &str, code: tonic::Code) {
+        let Some(method) = path
+            .strip_prefix("/milvuslike.")
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(_, method)| method)
+        else {
+            return;
+        };
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: code_name(code),
+            })
+            .inc();
+    }
+
+    /// The count of `method` ended with `code` so far.
+    pub fn get(&self, method: &str, code: tonic::Code) -> u64 {
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: code_name(code),
+            })
+            .get()
+    }
+}
+
+impl<S> tower::Layer<S> for RpcCounter {
+    type Service = CountedRpcs<S>;
+
+    fn layer(&self, inner: S) -> CountedRpcs<S> {
+        CountedRpcs {
+            inner,
+            counter: self.clone(),
+        }
+    }
+}
+
+/// A gRPC service whose calls an [`RpcCounter`] counts.
+#[derive(Debug, Clone)]
+pub struct CountedRpcs<S> {
+    inner: S,
+    counter: RpcCounter,
+}
+
+impl<S, B, RB> tower::Service<axum::http::Request<B>> for CountedRpcs<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let counter = self.counter.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            if let Ok(r) = &response {
+                counter.count(&path, response_code(r));
+            }
+            response
+        })
+    }
+}
+
+/// The status a unary gRPC response ends with: an error is sent trailers-only (its
+/// `grpc-status` in the headers); a success carries status 0 in the trailers.
+/// (No service of ours streams, so the headers tell.)
+fn response_code<B>(response: &axum::http::Response<B>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }
 
 /// What the root coordinator counts.
@@ -48,7 +145,6 @@ pub struct RootCoordMetrics {
     pub ids_allocated: Counter,
     pub is_leader: Gauge,
     pub leader_elections: Counter,
-    pub rpcs: Family<RpcLabels, Counter>,
     pub nodes: Family<RoleLabels, Gauge>,
     pub unhealthy_nodes: Gauge,
 }
@@ -91,11 +187,6 @@ impl RootCoordMetrics {
             "Terms this process won",
             self.leader_elections.clone(),
         );
-        r.register(
-            "rpcs",
-            "gRPC calls by method and status code",
-            self.rpcs.clone(),
-        );
         r.register("nodes", "Registered processes by role", self.nodes.clone());
         r.register(
             "unhealthy_nodes",
@@ -112,4 +203,75 @@ pub fn encode(registry: &Registry) -> String {
         tracing::error!(error = %e, "could not encode metrics");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::*;
+
+    /// Answers every call with the status its path asks for (`.../NotFound`).
+    fn fake_service() -> impl Service<
+        axum::http::Request<()>,
+        Response = axum::http::Response<()>,
+        Error = Infallible,
+        Future = impl std::future::Future<Output = Result<axum::http::Response<()>, Infallible>>
+                 + Send
+                 + 'static,
+    > + Clone {
+        tower::service_fn(|request: axum::http::Request<()>| async move {
+            let mut response = axum::http::Response::new(());
+            if request.uri().path().ends_with("/NotFound") {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", axum::http::HeaderValue::from_static("5"));
+            }
+            Ok::<_, Infallible>(response)
+        })
+    }
+
+    async fn call(
+        service: &mut (
+                 impl Service<
+            axum::http::Request<()>,
+            Response = axum::http::Response<()>,
+            Error = Infallible,
+        > + Clone
+             ),
+        path: &str,
+    ) {
+        let request = axum::http::Request::builder()
+            .uri(path)
+            .body(())
+            .expect("a request");
+        let _ = service.ready().await.expect("ready").call(request).await;
+    }
+
+    #[tokio::test]
+    async fn every_method_of_our_services_is_counted_by_code() {
+        let counter = RpcCounter::default();
+        let mut service = counter.layer(fake_service());
+        call(&mut service, "/milvuslike.v1.DataCoord/Rebalance").await;
+        call(&mut service, "/milvuslike.v1.DataCoord/Rebalance").await;
+        call(&mut service, "/milvuslike.v1.DataCoord/NotFound").await;
+        call(&mut service, "/grpc.health.v1.Health/Check").await;
+        assert_eq!(counter.get("Rebalance", tonic::Code::Ok), 2);
+        assert_eq!(counter.get("NotFound", tonic::Code::NotFound), 1);
+        assert_eq!(counter.get("NotFound", tonic::Code::Ok), 0);
+        assert_eq!(
+            counter.get("Check", tonic::Code::Ok),
+            0,
+            "health is not ours"
+        );
+        let mut registry = Registry::default();
+        counter.register(&mut registry, "datacoord");
+        let text = encode(&registry);
+        assert!(
+            text.contains(r#"datacoord_rpcs_total{method="Rebalance",code="OK"} 2"#),
+            "{text}"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::election::{Candidate, Leadership};
 use crate::meta::MetaStore;
+use crate::metrics::RpcCounter;
 use crate::server::{self, Readiness};
 use crate::session::{self, NodeRegistry, Session, SessionConfig};
 
@@ -67,6 +68,7 @@ pub struct RoleProcess {
     pub session: Session,
     pub nodes: NodeRegistry,
     pub config: RoleConfig,
+    role: Role,
     readiness: Readiness,
 }
 
@@ -105,6 +107,7 @@ impl RoleProcess {
             session,
             nodes,
             config,
+            role,
             readiness,
         })
     }
@@ -132,7 +135,7 @@ impl RoleProcess {
     pub async fn serve<S>(
         &self,
         service: S,
-        metrics: Registry,
+        mut metrics: Registry,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Servers>
     where
@@ -151,8 +154,16 @@ impl RoleProcess {
         health
             .set_service_status(S::NAME, ServingStatus::NotServing)
             .await;
-        let grpc =
-            server::serve_grpc(self.config.listen, health_service, service, cancel.clone()).await?;
+        let rpcs = RpcCounter::default();
+        rpcs.register(&mut metrics, session::role_name(self.role));
+        let grpc = server::serve_grpc(
+            self.config.listen,
+            health_service,
+            service,
+            rpcs,
+            cancel.clone(),
+        )
+        .await?;
         let http = server::serve_http(
             self.config.http_listen,
             metrics,

@@ -19,14 +19,16 @@ use tonic::server::NamedService;
 
 use crate::meta::MetaStore;
 
-/// Starts a gRPC server for `service` plus health and reflection; returns once the
-/// port is bound. The server stops when `cancel` fires.
+/// Starts a gRPC server for `service` plus health and reflection, every call of
+/// `service` counted by `rpcs`; returns once the port is bound. The server stops
+/// when `cancel` fires.
 pub async fn serve_grpc<S>(
     listen: SocketAddr,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
     service: S,
+    rpcs: crate::metrics::RpcCounter,
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>>
 where
@@ -59,6 +61,7 @@ where
             tracing::info_span!(parent: &role, "grpc", method = %request.uri().path())
         })
         .tcp_nodelay(true)
+        .layer(rpcs)
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
@@ -72,9 +75,9 @@ where
     }))
 }
 
-/// Above this share of the memory available to it, a process reports not ready
-/// (the seed's 90 % threshold): a load balancer or the operator should send it no
-/// more work until flushes bring it down.
+/// Above this share of the memory available to it, a process reports not ready: a
+/// load balancer or the operator should send it no more work until flushes bring it
+/// down. 90 %, Milvus's own limit, leaves room for the flush that frees memory.
 pub const MEMORY_READY_THRESHOLD: f64 = 0.9;
 
 /// How often every dependency is probed.

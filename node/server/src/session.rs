@@ -19,8 +19,9 @@ use crate::meta::{Compare, LeaseId, MetaError, MetaResult, MetaStore, Op, Txn, W
 pub const SESSION_PREFIX: &str = "session/";
 /// Counter of node ids.
 const NEXT_ID_KEY: &str = "session-id/next";
-/// Memory use above this share of the total flags a node (the seed's threshold).
-pub const MEMORY_THRESHOLD: f64 = 0.9;
+/// Memory use above this share of the total flags a node unhealthy (as
+/// [`crate::server::MEMORY_READY_THRESHOLD`] makes it not ready).
+pub const MEMORY_THRESHOLD: f64 = crate::server::MEMORY_READY_THRESHOLD;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {

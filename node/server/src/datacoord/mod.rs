@@ -73,8 +73,6 @@ pub struct DataCoordMetrics {
     pub segments_sealed: Counter,
     pub commits: Counter,
     pub stale_commits: Counter,
-    /// The operator's calls (GetChannelDistribution, Rebalance, DrainNode), by code.
-    pub rpcs: prometheus_client::metrics::family::Family<crate::metrics::RpcLabels, Counter>,
     /// The load distribution over the live data nodes, as last reported.
     pub node_channels: NodeGauges,
     pub node_buffered_bytes: NodeGauges,
@@ -103,11 +101,6 @@ impl DataCoordMetrics {
             self.orphaned_channels.clone(),
         );
         r.register("commits", "Flush commits accepted", self.commits.clone());
-        r.register(
-            "rpcs",
-            "gRPC calls by method and status code (the operator's calls)",
-            self.rpcs.clone(),
-        );
         r.register(
             "stale_commits",
             "Flush commits refused because the sender no longer owns the channel",
@@ -189,10 +182,6 @@ pub struct DataCoordService {
 }
 
 impl DataCoordService {
-    fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
-        crate::metrics::count_rpc(&self.shared.metrics.rpcs, method, result);
-    }
-
     fn active(&self) -> Option<Arc<Active>> {
         self.shared
             .active
@@ -378,7 +367,7 @@ impl DataCoord for DataCoordService {
         &self,
         _request: Request<proto::GetChannelDistributionRequest>,
     ) -> Result<Response<proto::GetChannelDistributionResponse>, Status> {
-        let result = async move {
+        async move {
             let active = self.leader_only().await?;
             let (channels, nodes, last) = match active.channels.distribution().await {
                 Ok(d) => d,
@@ -407,9 +396,7 @@ impl DataCoord for DataCoordService {
                 last_rebalance_ms: last,
             }))
         }
-        .await;
-        self.count("GetChannelDistribution", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -417,7 +404,7 @@ impl DataCoord for DataCoordService {
         &self,
         request: Request<proto::RebalanceRequest>,
     ) -> Result<Response<proto::RebalanceResponse>, Status> {
-        let result = async move {
+        async move {
             let expected: BTreeSet<i64> =
                 request.into_inner().expected_node_ids.into_iter().collect();
             let active = self.leader_only().await?;
@@ -440,9 +427,7 @@ impl DataCoord for DataCoordService {
                 moved: u32::try_from(moved.len()).unwrap_or(u32::MAX),
             }))
         }
-        .await;
-        self.count("Rebalance", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node_id))]
@@ -450,7 +435,7 @@ impl DataCoord for DataCoordService {
         &self,
         request: Request<proto::DrainNodeRequest>,
     ) -> Result<Response<proto::DrainNodeResponse>, Status> {
-        let result = async move {
+        async move {
             let node = request.into_inner().node_id;
             tracing::Span::current().record("node_id", node);
             let active = self.leader_only().await?;
@@ -484,9 +469,7 @@ impl DataCoord for DataCoordService {
                 moved_channels: owned,
             }))
         }
-        .await;
-        self.count("DrainNode", &result);
-        result
+        .await
     }
 }
 

@@ -121,7 +121,8 @@ pub trait FlushPolicy: Send + Sync + std::fmt::Debug {
     fn should_flush(&self, stats: &BufferStats) -> Option<&'static str>;
 }
 
-/// The seed's triggers: size, row count, age.
+/// When a segment buffer is flushed: at a size, a row count or an age, whichever
+/// comes first (defaults in `milvus_like_api::settings::defaults`).
 #[derive(Debug, Clone)]
 pub struct ThresholdPolicy {
     pub max_bytes: u64,

@@ -110,10 +110,6 @@ impl RootCoordService {
         }
     }
 
-    fn count(&self, method: &'static str, result: &Result<impl Sized, Status>) {
-        crate::metrics::count_rpc(&self.shared.metrics.rpcs, method, result);
-    }
-
     async fn map_error<E: Into<RootCoordError>>(&self, e: E) -> Status {
         match e.into() {
             RootCoordError::NotLeader => self.not_leader().await,
@@ -168,7 +164,7 @@ impl RootCoord for RootCoordService {
         request: Request<proto::AllocTimestampRequest>,
     ) -> Result<Response<proto::AllocTimestampResponse>, Status> {
         let count = request.into_inner().count;
-        let result = async {
+        async {
             let active = self.leader_only().await?;
             match active.tso.alloc(count).await {
                 Ok(first) => Ok(Response::new(proto::AllocTimestampResponse {
@@ -178,9 +174,7 @@ impl RootCoord for RootCoordService {
                 Err(e) => Err(self.map_error(e).await),
             }
         }
-        .await;
-        self.count("AllocTimestamp", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id))]
@@ -189,7 +183,7 @@ impl RootCoord for RootCoordService {
         request: Request<proto::AllocIdRequest>,
     ) -> Result<Response<proto::AllocIdResponse>, Status> {
         let count = request.into_inner().count;
-        let result = async {
+        async {
             let active = self.leader_only().await?;
             match active.ids.alloc(count).await {
                 Ok(start) => {
@@ -199,9 +193,7 @@ impl RootCoord for RootCoordService {
                 Err(e) => Err(self.map_error(e).await),
             }
         }
-        .await;
-        self.count("AllocId", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id, collection))]
@@ -209,7 +201,7 @@ impl RootCoord for RootCoordService {
         &self,
         request: Request<proto::CreateCollectionRequest>,
     ) -> Result<Response<proto::CreateCollectionResponse>, Status> {
-        let result = async {
+        async {
             let schema = request
                 .into_inner()
                 .schema
@@ -244,9 +236,7 @@ impl RootCoord for RootCoordService {
                 Err(e) => Err(self.map_error(e).await),
             }
         }
-        .await;
-        self.count("CreateCollection", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id))]
@@ -255,7 +245,7 @@ impl RootCoord for RootCoordService {
         request: Request<proto::DescribeCollectionRequest>,
     ) -> Result<Response<proto::DescribeCollectionResponse>, Status> {
         use proto::describe_collection_request::Collection;
-        let result = async {
+        async {
             let info = match request.into_inner().collection {
                 Some(Collection::Name(name)) => self.shared.catalog.describe_by_name(&name).await,
                 Some(Collection::Id(id)) => self.shared.catalog.describe_by_id(id).await,
@@ -272,9 +262,7 @@ impl RootCoord for RootCoordService {
                 Err(e) => Err(self.map_error(e).await),
             }
         }
-        .await;
-        self.count("DescribeCollection", &result);
-        result
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id))]
@@ -282,14 +270,12 @@ impl RootCoord for RootCoordService {
         &self,
         _request: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
-        let result = match self.shared.catalog.list().await {
+        match self.shared.catalog.list().await {
             Ok(collections) => Ok(Response::new(proto::ListCollectionsResponse {
                 collections,
             })),
             Err(e) => Err(self.map_error(e).await),
-        };
-        self.count("ListCollections", &result);
-        result
+        }
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id, collection))]
@@ -299,7 +285,7 @@ impl RootCoord for RootCoordService {
     ) -> Result<Response<proto::DropCollectionResponse>, Status> {
         let name = request.into_inner().name;
         tracing::Span::current().record("collection", name.as_str());
-        let result = async {
+        async {
             let active = self.leader_only().await?;
             match self
                 .shared
@@ -311,9 +297,7 @@ impl RootCoord for RootCoordService {
                 Err(e) => Err(self.map_error(e).await),
             }
         }
-        .await;
-        self.count("DropCollection", &result);
-        result
+        .await
     }
 
     async fn list_nodes(
@@ -321,7 +305,7 @@ impl RootCoord for RootCoordService {
         request: Request<proto::ListNodesRequest>,
     ) -> Result<Response<proto::ListNodesResponse>, Status> {
         let role = request.into_inner().role;
-        let result = if Role::try_from(role).is_err() {
+        if Role::try_from(role).is_err() {
             Err(Status::invalid_argument(format!("unknown role {role}")))
         } else {
             let nodes = self
@@ -332,27 +316,22 @@ impl RootCoord for RootCoordService {
                 .filter(|n| role == 0 || n.role == role)
                 .collect();
             Ok(Response::new(proto::ListNodesResponse { nodes }))
-        };
-        self.count("ListNodes", &result);
-        result
+        }
     }
 
     async fn get_leader(
         &self,
         _request: Request<proto::GetLeaderRequest>,
     ) -> Result<Response<proto::GetLeaderResponse>, Status> {
-        let result =
-            match crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY).await {
-                Ok(Some(l)) => Ok(Response::new(proto::GetLeaderResponse {
-                    node_id: l.node_id,
-                    is_self: l.node_id == self.shared.node_id && self.active().is_some(),
-                    address: l.address,
-                })),
-                Ok(None) => Err(Status::unavailable("no root coordinator leads right now")),
-                Err(e) => Err(meta_status(&e)),
-            };
-        self.count("GetLeader", &result);
-        result
+        match crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY).await {
+            Ok(Some(l)) => Ok(Response::new(proto::GetLeaderResponse {
+                node_id: l.node_id,
+                is_self: l.node_id == self.shared.node_id && self.active().is_some(),
+                address: l.address,
+            })),
+            Ok(None) => Err(Status::unavailable("no root coordinator leads right now")),
+            Err(e) => Err(meta_status(&e)),
+        }
     }
 }
 
