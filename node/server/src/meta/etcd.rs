@@ -335,11 +335,20 @@ impl MetaStore for EtcdStore {
 
     async fn keep_alive(&self, lease: LeaseId) -> MetaResult<Duration> {
         let mut client = self.client.clone();
+        // etcd answers a renewal of a lease it no longer has with "lease not
+        // found" (a revoked or expired lease): that is final, not transient.
+        let lease_error = move |e: etcd_client::Error| {
+            if e.to_string().contains("lease not found") {
+                MetaError::LeaseExpired(lease)
+            } else {
+                unavailable(e)
+            }
+        };
         let renew = async move {
             let (mut keeper, mut stream) =
-                client.lease_keep_alive(lease).await.map_err(unavailable)?;
-            keeper.keep_alive().await.map_err(unavailable)?;
-            match stream.message().await.map_err(unavailable)? {
+                client.lease_keep_alive(lease).await.map_err(lease_error)?;
+            keeper.keep_alive().await.map_err(lease_error)?;
+            match stream.message().await.map_err(lease_error)? {
                 Some(resp) if resp.ttl() > 0 => {
                     Ok(Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0)))
                 }
