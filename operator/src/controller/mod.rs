@@ -84,6 +84,10 @@ impl Error {
 struct Memory {
     /// When the drain of the departing data nodes began.
     drain_started: Option<Instant>,
+    /// Departing data-node pods already drained (asked once, not again), and the
+    /// channels their drains moved.
+    drained: std::collections::BTreeSet<String>,
+    drained_channels: u32,
     /// Reconciles failed in a row (for the backoff).
     failures: u32,
     /// The in-cluster MinIO's Secret was created, or found (it is never read).

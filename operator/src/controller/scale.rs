@@ -41,6 +41,51 @@ pub(super) fn held_replicas(c: &Cluster, current: Option<i32>) -> i32 {
     }
 }
 
+/// A drain is over (done, given up or called off): the next one starts afresh.
+fn forget_drain(m: &mut super::Memory) {
+    m.drain_started = None;
+    m.drained.clear();
+    m.drained_channels = 0;
+}
+
+/// What to do for one departing pod that is not drained yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DrainCall {
+    /// Ask the data coordinator to drain this node (the pod's newest session).
+    Drain(String, i64),
+    /// The coordinator does not know the pod (never registered, or gone): it
+    /// owns nothing, so it counts as drained.
+    Nothing(String),
+}
+
+impl DrainCall {
+    fn pod(&self) -> &str {
+        match self {
+            Self::Drain(pod, _) | Self::Nothing(pod) => pod,
+        }
+    }
+}
+
+/// The calls a reconcile makes for a scale-down: one per departing pod not yet
+/// drained, so each is drained once however many reconciles the drain spans.
+/// `Err` when the coordinator's distribution is unknown (it cannot be reached):
+/// nothing can be decided, and nothing counts as drained.
+pub(super) fn drain_calls(
+    departing: &[String],
+    distribution: Option<&Distribution>,
+    drained: &std::collections::BTreeSet<String>,
+) -> Result<Vec<DrainCall>, ()> {
+    let d = distribution.ok_or(())?;
+    Ok(departing
+        .iter()
+        .filter(|pod| !drained.contains(*pod))
+        .map(|pod| match d.nodes_by_name.get(pod) {
+            Some(node) => DrainCall::Drain(pod.clone(), *node),
+            None => DrainCall::Nothing(pod.clone()),
+        })
+        .collect())
+}
+
 /// Scaling down: drain the data nodes that are going away (their channels are
 /// flushed and moved) before the StatefulSet removes their pods, waiting at
 /// most the drain timeout; they drain themselves on SIGTERM anyway.
@@ -56,7 +101,7 @@ pub(super) async fn plan_data_nodes(
     let current = current.unwrap_or(desired);
     let key = key(mc);
     if desired >= current || desired == 0 {
-        ctx.remember(&key, |m| m.drain_started = None);
+        ctx.remember(&key, forget_drain);
         return DataNodePlan {
             replicas: desired,
             ..DataNodePlan::default()
@@ -81,30 +126,49 @@ pub(super) async fn plan_data_nodes(
         )
         .await;
     }
-    let mut pending = Vec::new();
-    let mut moved = 0u32;
+    let drained = ctx.remember(&key, |m| m.drained.clone());
     let mut error = None;
-    match distribution {
-        Err(s) => {
-            pending.clone_from(&departing);
-            error = Some(format!("data coordinator: {}", s.message()));
+    let to_drain = match drain_calls(&departing, distribution.as_ref().ok(), &drained) {
+        Ok(calls) => calls,
+        Err(()) => {
+            error = Some(format!(
+                "data coordinator: {}",
+                distribution
+                    .as_ref()
+                    .err()
+                    .map(|s| s.message().to_owned())
+                    .unwrap_or_default()
+            ));
+            Vec::new()
         }
-        Ok(d) => {
-            for pod in &departing {
-                let Some(node) = d.nodes_by_name.get(pod) else {
-                    continue; // never registered (or gone): nothing to move
-                };
+    };
+    for call in &to_drain {
+        let done = match call {
+            DrainCall::Nothing(_) => Some(0),
+            DrainCall::Drain(pod, node) => {
                 match ctx.datacoords.drain(&c.data_coord_endpoint, *node).await {
-                    Ok(Drained::Moved(n)) => moved += n,
-                    Ok(Drained::Unknown) => {}
+                    Ok(Drained::Moved(n)) => Some(n),
+                    Ok(Drained::Unknown) => Some(0),
                     Err(s) => {
-                        pending.push(pod.clone());
                         error = Some(format!("DrainNode {node} ({pod}): {}", s.message()));
+                        None
                     }
                 }
             }
+        };
+        if let Some(n) = done {
+            ctx.remember(&key, |m| {
+                m.drained.insert(call.pod().to_owned());
+                m.drained_channels += n;
+            });
         }
     }
+    let (drained, moved) = ctx.remember(&key, |m| (m.drained.clone(), m.drained_channels));
+    let pending: Vec<String> = departing
+        .iter()
+        .filter(|p| !drained.contains(*p))
+        .cloned()
+        .collect();
     let timeout = Duration::from_secs(u64::try_from(c.drain_timeout_seconds).unwrap_or(60));
     let record = |error: Option<String>| RebalanceRecord {
         time: now().0.to_string(),
@@ -115,7 +179,7 @@ pub(super) async fn plan_data_nodes(
         error,
     };
     if pending.is_empty() {
-        ctx.remember(&key, |m| m.drain_started = None);
+        ctx.remember(&key, forget_drain);
         ctx.event(
             mc,
             EventType::Normal,
@@ -133,7 +197,7 @@ pub(super) async fn plan_data_nodes(
         };
     }
     if started.elapsed() >= timeout {
-        ctx.remember(&key, |m| m.drain_started = None);
+        ctx.remember(&key, forget_drain);
         let message = format!(
             "gave up draining {} after {timeout:?} ({}); scaling down anyway: the data nodes flush and release their channels on SIGTERM",
             pending.join(", "),
@@ -233,4 +297,77 @@ pub(super) async fn rebalance(
         moved_channels: i32::try_from(moved).unwrap_or(i32::MAX),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    fn distribution(nodes: &[(&str, i64)]) -> Distribution {
+        Distribution {
+            nodes_by_name: nodes
+                .iter()
+                .map(|(pod, id)| ((*pod).to_owned(), *id))
+                .collect::<BTreeMap<_, _>>(),
+            ..Distribution::default()
+        }
+    }
+
+    fn pods(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn each_departing_pod_is_drained_once() {
+        let departing = pods(&["demo-datanode-1", "demo-datanode-2", "demo-datanode-3"]);
+        let d = distribution(&[("demo-datanode-1", 11), ("demo-datanode-2", 12)]);
+        let first = drain_calls(&departing, Some(&d), &BTreeSet::new()).expect("known");
+        assert_eq!(
+            first,
+            [
+                DrainCall::Drain("demo-datanode-1".into(), 11),
+                DrainCall::Drain("demo-datanode-2".into(), 12),
+                DrainCall::Nothing("demo-datanode-3".into()),
+            ]
+        );
+        // Pod 1 and 3 are done; pod 2's call failed: only pod 2 is asked again.
+        let drained: BTreeSet<String> = pods(&["demo-datanode-1", "demo-datanode-3"])
+            .into_iter()
+            .collect();
+        let second = drain_calls(&departing, Some(&d), &drained).expect("known");
+        assert_eq!(second, [DrainCall::Drain("demo-datanode-2".into(), 12)]);
+        let all: BTreeSet<String> = departing.iter().cloned().collect();
+        assert!(
+            drain_calls(&departing, Some(&d), &all)
+                .expect("known")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn nothing_is_decided_without_the_coordinator() {
+        let departing = pods(&["demo-datanode-1"]);
+        assert_eq!(drain_calls(&departing, None, &BTreeSet::new()), Err(()));
+    }
+
+    #[test]
+    fn a_scale_down_holds_the_departing_pods() {
+        let c = |replicas: i32| -> Cluster {
+            let mut c = crate::validate::validate(
+                &serde_yaml::from_str(include_str!("../../fixtures/minimal.yaml"))
+                    .expect("fixture"),
+            )
+            .expect("valid");
+            c.data_node.replicas = replicas;
+            c
+        };
+        assert_eq!(held_replicas(&c(1), Some(4)), 4, "drain first");
+        assert_eq!(held_replicas(&c(4), Some(1)), 4, "scale up at once");
+        assert_eq!(held_replicas(&c(0), Some(4)), 0, "stop everything at once");
+        assert_eq!(held_replicas(&c(2), None), 2, "a new cluster");
+        assert_eq!(ordinal("demo", "demo-datanode-3"), Some(3));
+        assert_eq!(ordinal("demo", "demo-proxy-3"), None);
+    }
 }
