@@ -54,9 +54,12 @@ running_pods_are() {
 data_pods_are() {
   [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" -o name | wc -l)" -eq "$1" ]
 }
+# Ready data-node pods that are not being deleted (a terminating pod stays Ready
+# until its probes fail, and an evicted one is about to be replaced).
 ready_data_pods_are() {
   [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" \
-    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -eq "$1" ]
+    -o jsonpath='{range .items[*]}{.metadata.deletionTimestamp}|{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' \
+    | grep -c '^|True$')" -eq "$1" ]
 }
 children_exist() {
   kubectl get -n "$NS" "configmap/$NAME-config" "deploy/$NAME-rootcoord" "deploy/$NAME-datacoord" \

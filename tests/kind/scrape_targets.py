@@ -13,6 +13,7 @@ target that did not answer, or when a ServiceMonitor selects nothing.
 
 import json
 import subprocess
+import time
 import sys
 from collections import Counter
 
@@ -60,10 +61,19 @@ def main() -> int:
                             pod = ep["targetRef"]["name"]
                             path = endpoint.get("path", "/metrics")
                             url = f"/api/v1/namespaces/{target_ns}/pods/{pod}:{ports[endpoint['port']]}/proxy{path}"
-                            try:
-                                body = kubectl("get", "--raw", url)
-                            except subprocess.CalledProcessError as e:
-                                print(f"{ref}: {pod} did not answer {path}: {e.stderr.strip()}")
+                            body = None
+                            # The pod proxy resolves the pod by name: a pod replaced
+                            # a moment ago (its slice not updated yet) answers on a
+                            # retry; one that never answers fails the check.
+                            for attempt in range(5):
+                                try:
+                                    body = kubectl("get", "--raw", url)
+                                    break
+                                except subprocess.CalledProcessError as e:
+                                    error = e.stderr.strip()
+                                    time.sleep(3)
+                            if body is None:
+                                print(f"{ref}: {pod} did not answer {path}: {error}")
                                 return 1
                             if "# TYPE" not in body:
                                 print(f"{ref}: {pod}{path} is not Prometheus text")
