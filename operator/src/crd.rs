@@ -7,13 +7,13 @@
 // `printcolumn(type_ = "string", ...)` repeats on purpose, one per column.
 #![allow(clippy::duplicated_attributes)]
 
-use milvus_like_api::settings::balancer;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use milvus_like_api::settings::{balancer, limits};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,7 @@ pub struct MilvusClusterSpec {
     // A schema default (not a reconciler one) so that the apiserver stores it at
     // creation and the immutability rule always has an old value to compare.
     #[serde(default = "default_channels")]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(range(min = 1, max = limits::MAX_CHANNELS))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("channels is fixed when the cluster is created"))]
     pub channels: i32,
     /// How the data coordinator spreads channels over data nodes: roundRobin
@@ -225,7 +225,7 @@ pub struct DataNodeSpec {
     /// `resources.limits.memory` set, that must fit in the limit. Default 1024,
     /// or what fits the memory limit when it is lower.
     #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 16, max = 1048576))]
+    #[schemars(range(min = limits::MIN_DATANODE_MEMORY_MIB, max = limits::MAX_DATANODE_MEMORY_MIB))]
     pub memory_mib: Option<i64>,
     /// When a segment buffer is flushed to object storage.
     #[serde(default)]

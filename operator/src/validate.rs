@@ -3,12 +3,12 @@
 //! apiserver's schema has refused what it can check already (types, ranges,
 //! enums); this checks what it cannot.
 
-use milvus_like_api::settings::{defaults, limits};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
+use milvus_like_api::settings::{defaults, limits};
 
 use crate::build::{Dependency, Role, SpecName, dependency_endpoint, dependency_name};
 use crate::crd::{

@@ -234,12 +234,6 @@ pub mod limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Interval(pub Duration);
 
-impl From<Interval> for Duration {
-    fn from(i: Interval) -> Duration {
-        i.0
-    }
-}
-
 impl FromStr for Interval {
     type Err = String;
 

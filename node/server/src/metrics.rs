@@ -44,26 +44,25 @@ impl RpcCounter {
         );
     }
 
-    /// Counts one call of `path` (`/milvuslike.v1.DataCoord/Rebalance`) that ended
-    /// with `code`; calls outside our package are not counted.
-    fn count(&self, path: &str, code: tonic::Code) {
-        let Some(method) = path
-            .strip_prefix("/milvuslike.")
-            .and_then(|rest| rest.rsplit_once('/'))
-            .map(|(_, method)| method)
-        else {
-            return;
-        };
+    /// The method of `path` (`/milvuslike.v1.DataCoord/Rebalance`), if the call
+    /// is to one of our services.
+    fn method(path: &str) -> Option<String> {
+        let (_, method) = path.strip_prefix("/milvuslike.")?.rsplit_once('/')?;
+        Some(method.to_owned())
+    }
+
+    fn count(&self, method: String, code: tonic::Code) {
         self.rpcs
             .get_or_create(&RpcLabels {
-                method: method.to_owned(),
+                method,
                 code: code_name(code),
             })
             .inc();
     }
 
     /// The count of `method` ended with `code` so far.
-    pub fn get(&self, method: &str, code: tonic::Code) -> u64 {
+    #[cfg(test)]
+    fn get(&self, method: &str, code: tonic::Code) -> u64 {
         self.rpcs
             .get_or_create(&RpcLabels {
                 method: method.to_owned(),
@@ -110,13 +109,13 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
+        let method = RpcCounter::method(request.uri().path());
         let counter = self.counter.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
-            if let Ok(r) = &response {
-                counter.count(&path, response_code(r));
+            if let (Some(method), Ok(r)) = (method, &response) {
+                counter.count(method, response_code(r));
             }
             response
         })

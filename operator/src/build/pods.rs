@@ -2,7 +2,6 @@
 //! and the proxy, a StatefulSet for the data nodes (stable names, so the operator
 //! knows which pods a scale-down removes and drains them first).
 
-use milvus_like_api::settings;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
@@ -17,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use milvus_like_api::settings;
 
 use super::{CONFIG_CHECKSUM, Role, child_name, component, config_map_name, labels, meta};
 use crate::crd::PullPolicy;

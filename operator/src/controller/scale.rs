@@ -66,24 +66,22 @@ impl DrainCall {
     }
 }
 
-/// The calls a reconcile makes for a scale-down: one per departing pod not yet
-/// drained, so each is drained once however many reconciles the drain spans.
-/// `Err` when the coordinator's distribution is unknown (it cannot be reached):
-/// nothing can be decided, and nothing counts as drained.
+/// The calls a reconcile makes for a scale-down, given where the coordinator
+/// says the nodes are: one per departing pod not yet drained, so each is
+/// drained once however many reconciles the drain spans.
 pub(super) fn drain_calls(
     departing: &[String],
-    distribution: Option<&Distribution>,
+    d: &Distribution,
     drained: &std::collections::BTreeSet<String>,
-) -> Result<Vec<DrainCall>, ()> {
-    let d = distribution.ok_or(())?;
-    Ok(departing
+) -> Vec<DrainCall> {
+    departing
         .iter()
         .filter(|pod| !drained.contains(*pod))
         .map(|pod| match d.nodes_by_name.get(pod) {
             Some(node) => DrainCall::Drain(pod.clone(), *node),
             None => DrainCall::Nothing(pod.clone()),
         })
-        .collect())
+        .collect()
 }
 
 /// Scaling down: drain the data nodes that are going away (their channels are
@@ -128,17 +126,12 @@ pub(super) async fn plan_data_nodes(
     }
     let drained = ctx.remember(&key, |m| m.drained.clone());
     let mut error = None;
-    let to_drain = match drain_calls(&departing, distribution.as_ref().ok(), &drained) {
-        Ok(calls) => calls,
-        Err(()) => {
-            error = Some(format!(
-                "data coordinator: {}",
-                distribution
-                    .as_ref()
-                    .err()
-                    .map(|s| s.message().to_owned())
-                    .unwrap_or_default()
-            ));
+    // Without the coordinator's distribution nothing is decided, and nothing
+    // more counts as drained.
+    let to_drain = match distribution {
+        Ok(d) => drain_calls(&departing, d, &drained),
+        Err(s) => {
+            error = Some(format!("data coordinator: {}", s.message()));
             Vec::new()
         }
     };
@@ -323,7 +316,7 @@ mod tests {
     fn each_departing_pod_is_drained_once() {
         let departing = pods(&["demo-datanode-1", "demo-datanode-2", "demo-datanode-3"]);
         let d = distribution(&[("demo-datanode-1", 11), ("demo-datanode-2", 12)]);
-        let first = drain_calls(&departing, Some(&d), &BTreeSet::new()).expect("known");
+        let first = drain_calls(&departing, &d, &BTreeSet::new());
         assert_eq!(
             first,
             [
@@ -336,20 +329,10 @@ mod tests {
         let drained: BTreeSet<String> = pods(&["demo-datanode-1", "demo-datanode-3"])
             .into_iter()
             .collect();
-        let second = drain_calls(&departing, Some(&d), &drained).expect("known");
+        let second = drain_calls(&departing, &d, &drained);
         assert_eq!(second, [DrainCall::Drain("demo-datanode-2".into(), 12)]);
         let all: BTreeSet<String> = departing.iter().cloned().collect();
-        assert!(
-            drain_calls(&departing, Some(&d), &all)
-                .expect("known")
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn nothing_is_decided_without_the_coordinator() {
-        let departing = pods(&["demo-datanode-1"]);
-        assert_eq!(drain_calls(&departing, None, &BTreeSet::new()), Err(()));
+        assert!(drain_calls(&departing, &d, &all).is_empty());
     }
 
     #[test]

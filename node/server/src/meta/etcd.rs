@@ -25,6 +25,11 @@ pub struct EtcdConfig {
     pub connect_timeout: Duration,
 }
 
+/// etcd's answer about a lease it does not have (revoked or expired).
+fn lease_not_found(e: &etcd_client::Error) -> bool {
+    e.to_string().contains("lease not found")
+}
+
 impl Default for EtcdConfig {
     fn default() -> Self {
         Self {
@@ -338,7 +343,7 @@ impl MetaStore for EtcdStore {
         // etcd answers a renewal of a lease it no longer has with "lease not
         // found" (a revoked or expired lease): that is final, not transient.
         let lease_error = move |e: etcd_client::Error| {
-            if e.to_string().contains("lease not found") {
+            if lease_not_found(&e) {
                 MetaError::LeaseExpired(lease)
             } else {
                 unavailable(e)
@@ -364,7 +369,7 @@ impl MetaStore for EtcdStore {
     async fn revoke_lease(&self, lease: LeaseId) -> MetaResult<()> {
         match self.client.clone().lease_revoke(lease).await {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("lease not found") => Ok(()),
+            Err(e) if lease_not_found(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

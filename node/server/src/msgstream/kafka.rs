@@ -420,14 +420,8 @@ impl super::LogProducer for KafkaProducer {
     /// Appends `payload` to `channel` of `stream`; returns its offset once Kafka
     /// acknowledged it (all in-sync replicas have it).
     async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
-        // The same limit as the embedded log, checked before the broker's (which
-        // may be lower, and whose refusal would read as a failing broker).
-        if payload.len() > MAX_MESSAGE_BYTES {
-            return Err(StreamError::TooLarge {
-                size: payload.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
+        // Checked before the broker does: its refusal would read as a failing broker.
+        super::check_size(payload)?;
         let topic = self.config.topic(stream);
         let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
             .partition(i32::try_from(channel).unwrap_or(i32::MAX))

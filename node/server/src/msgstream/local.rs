@@ -17,7 +17,7 @@ use std::time::Duration;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, oneshot};
 
-use super::{LogConsumer, LogProducer, LogRecord, MAX_MESSAGE_BYTES, Stream, StreamError};
+use super::{LogConsumer, LogProducer, LogRecord, Stream, StreamError};
 
 /// `channels` -> the channel count; `end/{table}` -> the next offset of that table.
 const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
@@ -452,12 +452,7 @@ struct LocalProducer {
 
 impl LocalProducer {
     async fn append(&self, target: Target, payload: Vec<u8>) -> Result<i64, StreamError> {
-        if payload.len() > MAX_MESSAGE_BYTES {
-            return Err(StreamError::TooLarge {
-                size: payload.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
+        super::check_size(&payload)?;
         let (done, acked) = oneshot::channel();
         self.inner.send(Command::Append {
             target,
@@ -639,7 +634,7 @@ impl LogConsumer for LocalConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Log;
+    use super::super::{Log, MAX_MESSAGE_BYTES};
     use super::*;
 
     fn temp(name: &str) -> PathBuf {

@@ -19,6 +19,17 @@ pub use local::LocalLog;
 
 /// Largest message the logs accept (Kafka's broker default is 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Refuses a payload above [`MAX_MESSAGE_BYTES`], the same way in every backend.
+pub(crate) fn check_size(payload: &[u8]) -> Result<(), StreamError> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(StreamError::TooLarge {
+            size: payload.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Messages are cut below this, leaving room for headers.
 pub const TARGET_MESSAGE_BYTES: usize = 4 << 20;
 

@@ -420,7 +420,7 @@ pub struct DataCoordArgs {
         long,
         env = env::ROOTCOORD_ENDPOINTS,
         value_delimiter = ',',
-        default_values_t = [loopback(Role::RootCoord.grpc_port()).to_string()]
+        default_values_t = [RoleConfig::local_endpoint(Role::RootCoord)]
     )]
     pub rootcoord_endpoints: Vec<String>,
     #[command(flatten)]
