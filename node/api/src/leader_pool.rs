@@ -3,15 +3,17 @@
 //! The pool knows every endpoint. On a transport error or `Unavailable` (a standby,
 //! or a leader that lost its lease) it moves to the leader named in the answer's
 //! `x-milvuslike-leader` metadata if there is one, else to the next endpoint, and
-//! retries with capped backoff until the call's deadline. Other codes return at once.
+//! retries with capped backoff until the call's deadline: whenever the answer is
+//! [transient](crate::retry::Transient). Other codes return at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
 
 use crate::LEADER_HINT_METADATA;
+use crate::retry::{Retry, Transient};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid endpoint {0:?}")]
@@ -31,14 +33,6 @@ struct Inner {
 pub struct LeaderPool {
     inner: Arc<Mutex<Inner>>,
     rpc_timeout: Duration,
-}
-
-/// Whether another instance (or the same one later) may succeed.
-pub fn retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
-    )
 }
 
 /// `host:port` or a full `http://` URI.
@@ -134,22 +128,21 @@ impl LeaderPool {
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let give_up = tokio::time::Instant::now() + deadline;
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let (channel, generation) = self.channel();
-            match call(channel).await {
-                Err(status) if retryable(&status) => {
-                    if tokio::time::Instant::now() + backoff > give_up {
-                        return Err(status);
-                    }
-                    tracing::debug!(%status, "leader unavailable, failing over");
-                    self.fail_over(generation, &status);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
+        Retry::new("calling the leader")
+            .backoff(Duration::from_millis(10), Duration::from_millis(200))
+            .deadline(deadline)
+            .quietly()
+            .run(|| {
+                let (channel, generation) = self.channel();
+                let answer = call(channel);
+                async move {
+                    answer.await.inspect_err(|status| {
+                        if status.is_transient() {
+                            self.fail_over(generation, status);
+                        }
+                    })
                 }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 }

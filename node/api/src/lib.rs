@@ -6,6 +6,7 @@
 //!   Receivers expect junk from senders, so every conversion from a wire message is a
 //!   `TryFrom` that names what is wrong.
 //! - [`tso_client::TsoClient`]: merges many callers' timestamp requests into few RPCs.
+//! - [`retry`]: one definition of a transient failure, and the one retry loop.
 //! - [`settings`]: ports, environment variable names and defaults, shared by the node
 //!   and the operator.
 //!
@@ -15,6 +16,7 @@
 
 pub mod leader_pool;
 pub mod process;
+pub mod retry;
 pub mod root_coord_link;
 pub mod schema;
 pub mod settings;

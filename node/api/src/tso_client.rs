@@ -14,9 +14,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::leader_pool::{LeaderPool, retryable};
+use crate::leader_pool::LeaderPool;
 use crate::proto::AllocTimestampRequest;
 use crate::proto::root_coord_client::RootCoordClient;
+use crate::retry::Transient;
 use crate::timestamp::{MAX_LOGICAL, Timestamp};
 
 /// Largest `count` one `AllocTimestamp` call may ask for.
@@ -180,7 +181,7 @@ async fn alloc(pool: &LeaderPool, count: u32, deadline: Duration) -> Result<Time
         })
         .await
         .map_err(|status| {
-            if retryable(&status) {
+            if status.is_transient() {
                 TsoError::Unavailable(status)
             } else {
                 TsoError::Refused(status)

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use milvus_like_api::proto::LeaderRecord;
+use milvus_like_api::retry::Retry;
 use prost::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -126,24 +127,16 @@ impl Candidate {
 
     /// Waits until this candidate leads. `None` when `cancel` fired first.
     pub async fn campaign(&self, cancel: &CancellationToken) -> Option<Leadership> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if cancel.is_cancelled() {
-                return None;
-            }
-            match self.try_once(cancel).await {
-                Ok(Some(leadership)) => return Some(leadership),
-                Ok(None) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(key = %self.key, error = %e, "campaign failed; retrying in {backoff:?}");
-                    tokio::select! {
-                        () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+        let retry = Retry::new(format!("campaigning for {}", self.key))
+            .until_cancelled(cancel)
+            .on_every_error();
+        while !cancel.is_cancelled() {
+            // `None`: the leader we waited for is gone; try again at once.
+            if let Some(leadership) = retry.run(|| self.try_once(cancel)).await.ok()? {
+                return Some(leadership);
             }
         }
+        None
     }
 
     /// One attempt: lead now, or wait until the current leader is gone (then `None`).

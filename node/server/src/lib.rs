@@ -21,6 +21,7 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod standalone;
+mod status;
 pub mod storage;
 pub mod sys;
 pub mod tso;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::Role;
+use milvus_like_api::retry::Retry;
 use milvus_like_api::settings::{self, defaults};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -89,8 +90,11 @@ impl RoleProcess {
         config: RoleConfig,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let session =
-            crate::meta::with_retry("session registration", Duration::from_secs(600), || {
+        let session = Retry::new("registering the session")
+            .backoff(Duration::from_millis(50), Duration::from_secs(2))
+            .deadline(Duration::from_secs(600))
+            .until_cancelled(cancel)
+            .run(|| {
                 Session::register(
                     store.clone(),
                     role,
@@ -300,15 +304,4 @@ pub async fn not_leader_status(
             .insert(milvus_like_api::LEADER_HINT_METADATA, v);
     }
     status
-}
-
-/// Maps a metadata-store failure to a status: unreachable is `Unavailable` (retry),
-/// anything else is `Internal`.
-pub fn meta_status(e: &crate::meta::MetaError) -> tonic::Status {
-    match e {
-        crate::meta::MetaError::Unavailable(m) => {
-            tonic::Status::unavailable(format!("metadata store unreachable: {m}"))
-        }
-        other => tonic::Status::internal(other.to_string()),
-    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use milvus_like_api::proto::{NodeHealth, NodeInfo, Role};
+use milvus_like_api::retry::Retry;
 use milvus_like_api::settings::defaults;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -348,37 +349,29 @@ impl NodeRegistry {
     async fn run(
         self,
         store: Arc<dyn MetaStore>,
-        mut revision: Option<i64>,
+        revision: Option<i64>,
         cancel: CancellationToken,
     ) {
-        let mut backoff = Duration::from_millis(100);
+        let retry = Retry::new("reading and watching the sessions")
+            .until_cancelled(&cancel)
+            .on_every_error();
+        // The first watch starts from the revision read at spawn; a broken watch
+        // reads every session again first.
+        let known = std::sync::Mutex::new(revision);
+        let (this, store, known) = (&self, store.as_ref(), &known);
         loop {
-            let rev = match revision.take() {
-                Some(r) => r,
-                None => match self.reload(store.as_ref()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read sessions; retrying in {backoff:?}");
-                        tokio::select! {
-                            () = cancel.cancelled() => return,
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
-                    }
-                },
-            };
-            backoff = Duration::from_millis(100);
-            let mut watch = match store.watch_prefix(SESSION_PREFIX, rev + 1).await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch sessions");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    continue;
-                }
+            let watch = retry
+                .run(|| async move {
+                    let known = known.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let rev = match known {
+                        Some(r) => r,
+                        None => this.reload(store).await?,
+                    };
+                    store.watch_prefix(SESSION_PREFIX, rev + 1).await
+                })
+                .await;
+            let Ok(mut watch) = watch else {
+                return; // cancelled
             };
             loop {
                 tokio::select! {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use milvus_like_api::proto::SegmentState;
+use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use parquet::arrow::ArrowWriter;
 

@@ -38,12 +38,17 @@ pub fn channel_key(channel: u32) -> String {
 pub enum ChannelError {
     #[error("this data coordinator is not the leader")]
     NotLeader,
+    /// The request names something impossible (no channels, a channel beyond the count).
     #[error("{0}")]
-    InvalidArgument(String),
+    Invalid(String),
+    /// The cluster was created with another channel count.
+    #[error(
+        "this cluster was created with {stored} channels; it cannot change to {wanted} (set the channel count back to {stored})"
+    )]
+    CountChanged { stored: u32, wanted: u32 },
+    /// The caller does not hold the channel at this epoch (it moved, or has no owner).
     #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
+    NotOwner(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -144,7 +149,7 @@ impl ChannelManager {
         handshake: HandshakeConfig,
     ) -> Result<Self, ChannelError> {
         if channels == 0 {
-            return Err(ChannelError::InvalidArgument(
+            return Err(ChannelError::Invalid(
                 "the channel count must be at least 1".into(),
             ));
         }
@@ -155,9 +160,10 @@ impl ChannelManager {
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| MetaError::corrupt(CHANNEL_COUNT_KEY, "not a number"))?;
                 if stored != channels {
-                    return Err(ChannelError::FailedPrecondition(format!(
-                        "this cluster was created with {stored} channels; it cannot change to {channels} (set the channel count back to {stored})"
-                    )));
+                    return Err(ChannelError::CountChanged {
+                        stored,
+                        wanted: channels,
+                    });
                 }
             }
             None => {
@@ -528,18 +534,18 @@ impl ChannelManager {
         epoch: u64,
     ) -> Result<(ChannelAssignment, i64), ChannelError> {
         if channel >= self.channels {
-            return Err(ChannelError::InvalidArgument(format!(
+            return Err(ChannelError::Invalid(format!(
                 "channel {channel} does not exist; channels are 0..{}",
                 self.channels
             )));
         }
         match self.read(channel).await? {
             (Some(r), rev) if r.node_id == node && r.epoch == epoch => Ok((r, rev)),
-            (Some(r), _) => Err(ChannelError::FailedPrecondition(format!(
+            (Some(r), _) => Err(ChannelError::NotOwner(format!(
                 "stale owner: channel {channel} belongs to node {} at epoch {}, not to node {node} at epoch {epoch}",
                 r.node_id, r.epoch
             ))),
-            (None, _) => Err(ChannelError::FailedPrecondition(format!(
+            (None, _) => Err(ChannelError::NotOwner(format!(
                 "channel {channel} has no owner yet"
             ))),
         }

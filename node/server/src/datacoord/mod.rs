@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
 use milvus_like_api::proto::{self, Role};
+use milvus_like_api::retry::Retry;
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::settings::{self, defaults};
 use prometheus_client::metrics::counter::Counter;
@@ -27,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use self::balancer::{BalancerRegistry, NodeLoad};
-use self::channels::{ChannelError, ChannelManager, DataNodeClients, HandshakeConfig};
-use self::segments::{SegmentConfig, SegmentError, SegmentManager};
+use self::channels::{ChannelManager, DataNodeClients, HandshakeConfig};
+use self::segments::{SegmentConfig, SegmentManager};
 use crate::election::Leadership;
 use crate::meta::MetaStore;
-use crate::role::{Office, RoleConfig, RoleProcess, meta_status};
+use crate::role::{Office, RoleConfig, RoleProcess};
 
 /// Leader key of the data coordinators.
 pub const LEADER_KEY: &str = "election/datacoord";
@@ -202,32 +203,8 @@ impl DataCoordService {
         }
     }
 
-    async fn channel_status(&self, e: ChannelError) -> Status {
-        match e {
-            ChannelError::NotLeader => self.not_leader().await,
-            ChannelError::InvalidArgument(m) => Status::invalid_argument(m),
-            ChannelError::NotFound(m) => Status::not_found(m),
-            ChannelError::FailedPrecondition(m) => Status::failed_precondition(m),
-            ChannelError::Meta(m) => meta_status(&m),
-        }
-    }
-
-    async fn segment_status(&self, e: SegmentError) -> Status {
-        match e {
-            SegmentError::Channel(c) => self.channel_status(c).await,
-            SegmentError::InvalidArgument(m) => Status::invalid_argument(m),
-            SegmentError::NotFound(m) => Status::not_found(m),
-            SegmentError::FailedPrecondition(m) => Status::failed_precondition(m),
-            SegmentError::Upstream(s) => s,
-            SegmentError::Meta(m) => meta_status(&m),
-        }
-    }
-
     async fn assignments(&self, active: &Active) -> Result<Vec<proto::ChannelAssignment>, Status> {
-        match active.channels.distribution().await {
-            Ok((records, _, _)) => Ok(records),
-            Err(e) => Err(self.channel_status(e).await),
-        }
+        Ok(active.channels.distribution().await?.0)
     }
 
     async fn reconcile(&self, active: &Active, reason: &str) -> Result<Vec<u32>, Status> {
@@ -243,7 +220,7 @@ impl DataCoordService {
                     .set(i64::try_from(r.orphaned.len()).unwrap_or(i64::MAX));
                 Ok(r.moved)
             }
-            Err(e) => Err(self.channel_status(e).await),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -256,12 +233,13 @@ impl DataCoord for DataCoordService {
         request: Request<proto::AssignSegmentIdRequest>,
     ) -> Result<Response<proto::AssignSegmentIdResponse>, Status> {
         let active = self.leader_only().await?;
-        match active.segments.assign(&request.into_inner().requests).await {
-            Ok(assignments) => Ok(Response::new(proto::AssignSegmentIdResponse {
-                assignments,
-            })),
-            Err(e) => Err(self.segment_status(e).await),
-        }
+        let assignments = active
+            .segments
+            .assign(&request.into_inner().requests)
+            .await?;
+        Ok(Response::new(proto::AssignSegmentIdResponse {
+            assignments,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(collection_id))]
@@ -273,10 +251,7 @@ impl DataCoord for DataCoordService {
         tracing::Span::current().record("collection_id", req.collection_id);
         let active = self.leader_only().await?;
         self.shared.root.collection(req.collection_id).await?;
-        let sealed = match active.segments.seal_collection(req.collection_id).await {
-            Ok(ids) => ids,
-            Err(e) => return Err(self.segment_status(e).await),
-        };
+        let sealed = active.segments.seal_collection(req.collection_id).await?;
         if !req.wait {
             return Ok(Response::new(proto::FlushResponse {
                 sealed_segment_ids: sealed,
@@ -306,10 +281,7 @@ impl DataCoord for DataCoordService {
         let collection = request.into_inner().collection_id;
         let active = self.leader_only().await?;
         self.shared.root.collection(collection).await?;
-        let delete_logs = match active.segments.delete_logs(collection).await {
-            Ok(logs) => logs,
-            Err(e) => return Err(self.segment_status(e).await),
-        };
+        let delete_logs = active.segments.delete_logs(collection).await?;
         Ok(Response::new(proto::ListSegmentsResponse {
             segments: active.segments.list(collection).await,
             delete_logs,
@@ -333,7 +305,7 @@ impl DataCoord for DataCoordService {
                 Ok(Response::new(proto::CommitFlushResponse {}))
             }
             Err(e) => {
-                let status = self.segment_status(e).await;
+                let status = Status::from(e);
                 if status.code() == tonic::Code::FailedPrecondition {
                     self.shared.metrics.stale_commits.inc();
                     tracing::warn!(message = status.message(), "commit refused");
@@ -369,10 +341,7 @@ impl DataCoord for DataCoordService {
     ) -> Result<Response<proto::GetChannelDistributionResponse>, Status> {
         async move {
             let active = self.leader_only().await?;
-            let (channels, nodes, last) = match active.channels.distribution().await {
-                Ok(d) => d,
-                Err(e) => return Err(self.channel_status(e).await),
-            };
+            let (channels, nodes, last) = active.channels.distribution().await?;
             Ok(Response::new(proto::GetChannelDistributionResponse {
                 channels,
                 balancer: active.channels.balancer_name().to_owned(),
@@ -417,9 +386,7 @@ impl DataCoord for DataCoordService {
                     )));
                 }
                 let extra: Vec<i64> = live.difference(&expected).copied().collect();
-                if let Err(e) = active.channels.drain(&extra).await {
-                    return Err(self.channel_status(e).await);
-                }
+                active.channels.drain(&extra).await?;
             }
             let moved = self.reconcile(&active, "rebalance request").await?;
             Ok(Response::new(proto::RebalanceResponse {
@@ -450,9 +417,7 @@ impl DataCoord for DataCoordService {
                     "data node {node} is not registered and owns no channel"
                 )));
             }
-            if let Err(e) = active.channels.drain(&[node]).await {
-                return Err(self.channel_status(e).await);
-            }
+            active.channels.drain(&[node]).await?;
             self.reconcile(&active, "drain").await?;
             let after = self.assignments(&active).await?;
             let still: Vec<u32> = after
@@ -565,26 +530,19 @@ async fn create_topics(
     channels: u32,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        match log.ensure(channels).await {
-            Ok(()) => {
-                tracing::info!(log = %log.describe(), channels, "insert and delete logs ready");
-                return;
-            }
-            Err(e @ crate::msgstream::StreamError::PartitionMismatch { .. }) => {
-                tracing::error!(error = %e, "the logs do not match the channel count; fix the topics or the configuration");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create the log topics yet; retrying in {backoff:?}")
-            }
+    let created = Retry::new("creating the log topics")
+        .backoff(Duration::from_millis(500), Duration::from_secs(10))
+        .until_cancelled(&cancel)
+        .run(|| log.ensure(channels))
+        .await;
+    match created {
+        Ok(()) => {
+            tracing::info!(log = %log.describe(), channels, "insert and delete logs ready");
         }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+        Err(e) if !cancel.is_cancelled() => {
+            tracing::error!(error = %e, "the logs do not match the channel count; fix the topics or the configuration");
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        Err(_) => {}
     }
 }
 

@@ -80,14 +80,21 @@ impl Default for SegmentConfig {
 pub enum SegmentError {
     #[error("{0}")]
     Channel(#[from] ChannelError),
+    /// The request is malformed (no requests, counts or checkpoints out of range).
     #[error("{0}")]
-    InvalidArgument(String),
+    Invalid(String),
+    /// The collection or segment does not exist.
     #[error("{0}")]
-    NotFound(String),
+    Missing(String),
+    /// The stored state does not allow the request (a dropped segment, a missing schema).
     #[error("{0}")]
-    FailedPrecondition(String),
+    WrongState(String),
+    /// The records changed while the request was being applied; it may be made again.
     #[error("{0}")]
-    Upstream(tonic::Status),
+    Raced(String),
+    /// The root coordinator's answer to a call made on the request's behalf.
+    #[error("root coordinator: {}", .0.message())]
+    RootCoord(tonic::Status),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -165,7 +172,7 @@ impl SegmentManager {
         channels: Arc<ChannelManager>,
         config: SegmentConfig,
     ) -> Result<Self, SegmentError> {
-        let now = root.timestamp().await.map_err(SegmentError::Upstream)?;
+        let now = root.timestamp().await.map_err(SegmentError::RootCoord)?;
         let mut segments = BTreeMap::new();
         for kv in store.scan_prefix(SEGMENT_PREFIX).await?.0 {
             let info = SegmentInfo::decode(kv.value.as_slice())
@@ -249,49 +256,47 @@ impl SegmentManager {
         requests: &[SegmentIdRequest],
     ) -> Result<Vec<SegmentIdAssignment>, SegmentError> {
         if requests.is_empty() {
-            return Err(SegmentError::InvalidArgument("no segment requests".into()));
+            return Err(SegmentError::Invalid("no segment requests".into()));
         }
         let channel_count = self.channels.channel_count();
         let mut plans = Vec::with_capacity(requests.len());
         for r in requests {
             if r.count == 0 || r.count > MAX_GRANT_ROWS {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "row count {} is out of range 1..={MAX_GRANT_ROWS}",
                     r.count
                 )));
             }
             if r.channel >= channel_count {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "channel {} does not exist; channels are 0..{channel_count}",
                     r.channel
                 )));
             }
             let collection = self.root.collection(r.collection_id).await.map_err(|s| {
                 if s.code() == tonic::Code::NotFound {
-                    SegmentError::NotFound(format!("collection {} does not exist", r.collection_id))
+                    SegmentError::Missing(format!("collection {} does not exist", r.collection_id))
                 } else {
-                    SegmentError::Upstream(s)
+                    SegmentError::RootCoord(s)
                 }
             })?;
             if !collection.partitions.iter().any(|p| p.id == r.partition_id) {
-                return Err(SegmentError::NotFound(format!(
+                return Err(SegmentError::Missing(format!(
                     "partition {} does not exist in collection {}",
                     r.partition_id, r.collection_id
                 )));
             }
             let schema = collection
                 .schema
-                .ok_or_else(|| {
-                    SegmentError::FailedPrecondition("the collection has no schema".into())
-                })
+                .ok_or_else(|| SegmentError::WrongState("the collection has no schema".into()))
                 .and_then(|s| {
                     CollectionSchema::try_from(s).map_err(|e| {
-                        SegmentError::FailedPrecondition(format!("stored schema is invalid: {e}"))
+                        SegmentError::WrongState(format!("stored schema is invalid: {e}"))
                     })
                 })?;
             let max_rows = (self.config.max_segment_bytes / schema.row_bytes()).max(1);
             if u64::from(r.count) > max_rows {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "row count {} exceeds what one segment holds ({max_rows} rows of {} bytes)",
                     r.count,
                     schema.row_bytes()
@@ -303,7 +308,7 @@ impl SegmentManager {
             .root
             .timestamp()
             .await
-            .map_err(SegmentError::Upstream)?;
+            .map_err(SegmentError::RootCoord)?;
         let expire_ts = ts_after(now, self.config.grant_lifetime);
         let mut segments = self.segments.lock().await;
         let mut out = Vec::with_capacity(plans.len());
@@ -322,7 +327,11 @@ impl SegmentManager {
             let id = match found {
                 Some(id) => id,
                 None => {
-                    let id = self.root.alloc_id().await.map_err(SegmentError::Upstream)?;
+                    let id = self
+                        .root
+                        .alloc_id()
+                        .await
+                        .map_err(SegmentError::RootCoord)?;
                     let info = SegmentInfo {
                         segment_id: id,
                         collection_id: r.collection_id,
@@ -456,7 +465,7 @@ impl SegmentManager {
             .root
             .timestamp()
             .await
-            .map_err(SegmentError::Upstream)?;
+            .map_err(SegmentError::RootCoord)?;
         let now_ms = crate::sys::unix_ms();
         let mut segments = self.segments.lock().await;
         for seg in segments.values_mut() {
@@ -545,11 +554,11 @@ impl SegmentManager {
     /// checkpoint, in one transaction that checks the node still owns the channel at
     /// its epoch.
     pub async fn commit_flush(&self, req: &CommitFlushRequest) -> Result<(), SegmentError> {
-        let checkpoint = req.checkpoint.ok_or_else(|| {
-            SegmentError::InvalidArgument("the commit carries no checkpoint".into())
-        })?;
+        let checkpoint = req
+            .checkpoint
+            .ok_or_else(|| SegmentError::Invalid("the commit carries no checkpoint".into()))?;
         if checkpoint.channel != req.channel {
-            return Err(SegmentError::InvalidArgument(format!(
+            return Err(SegmentError::Invalid(format!(
                 "checkpoint of channel {} sent for channel {}",
                 checkpoint.channel, req.channel
             )));
@@ -562,10 +571,10 @@ impl SegmentManager {
         let mut updated: BTreeMap<i64, SegmentInfo> = BTreeMap::new();
         for b in &req.segments {
             let seg = segments.get(&b.segment_id).ok_or_else(|| {
-                SegmentError::NotFound(format!("segment {} does not exist", b.segment_id))
+                SegmentError::Missing(format!("segment {} does not exist", b.segment_id))
             })?;
             if seg.info.channel != req.channel {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "segment {} belongs to channel {}, not {}",
                     b.segment_id, seg.info.channel, req.channel
                 )));
@@ -574,7 +583,7 @@ impl SegmentManager {
                 .entry(b.segment_id)
                 .or_insert_with(|| seg.info.clone());
             if info.state() == SegmentState::Dropped {
-                return Err(SegmentError::FailedPrecondition(format!(
+                return Err(SegmentError::WrongState(format!(
                     "segment {} is dropped",
                     b.segment_id
                 )));
@@ -590,7 +599,7 @@ impl SegmentManager {
                 if known == b.insert_log_paths.len() + b.delete_log_paths.len() {
                     continue;
                 }
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "segment {}: some of these files are already committed and some are not",
                     b.segment_id
                 )));
@@ -611,9 +620,9 @@ impl SegmentManager {
         for id in &req.flushed_segment_ids {
             let seg = segments
                 .get(id)
-                .ok_or_else(|| SegmentError::NotFound(format!("segment {id} does not exist")))?;
+                .ok_or_else(|| SegmentError::Missing(format!("segment {id} does not exist")))?;
             if seg.info.channel != req.channel {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "segment {id} belongs to channel {}, not {}",
                     seg.info.channel, req.channel
                 )));
@@ -623,7 +632,7 @@ impl SegmentManager {
                 continue; // completed already: a retried commit
             }
             if !matches!(info.state(), SegmentState::Sealed | SegmentState::Flushing) {
-                return Err(SegmentError::FailedPrecondition(format!(
+                return Err(SegmentError::WrongState(format!(
                     "segment {id} is {}; only sealed segments can be completed",
                     info.state().as_str_name()
                 )));
@@ -649,7 +658,7 @@ impl SegmentManager {
         let mut ops = vec![Op::put(key.clone(), next.encode_to_vec())];
         for log in &req.delete_logs {
             if log.path.is_empty() || log.channel != req.channel {
-                return Err(SegmentError::InvalidArgument(format!(
+                return Err(SegmentError::Invalid(format!(
                     "delete log {:?} of channel {} sent for channel {}",
                     log.path, log.channel, req.channel
                 )));
@@ -676,7 +685,7 @@ impl SegmentManager {
             self.channels
                 .check_owner(req.channel, req.node_id, req.epoch)
                 .await?;
-            return Err(SegmentError::FailedPrecondition(
+            return Err(SegmentError::Raced(
                 "the channel record changed during the commit; retry".into(),
             ));
         }

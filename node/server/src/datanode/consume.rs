@@ -56,24 +56,24 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
 
 /// Why a schema is not at hand.
 enum SchemaError {
-    /// The root coordinator did not answer: the rows are fine, read them again later.
+    /// The root coordinator did not give it (away, slow, or failing): the rows are
+    /// fine, read them again later.
     Unreachable(String),
     /// No such collection (dropped), or an invalid schema: the batch is junk.
     Refused(String),
 }
 
-/// The schema of a collection, from the root coordinator (cached there).
+/// The schema of a collection, from the root coordinator (cached there). A batch
+/// is junk only when the root coordinator answers that its collection does not
+/// exist, or its schema is invalid: anything else may pass, and dead-lettering
+/// the rows for it would take them out of the collection.
 async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, SchemaError> {
     let info = node.root.collection(collection).await.map_err(|s| {
         let reason = format!("collection {collection}: {}", s.message());
-        match s.code() {
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unknown
-            | tonic::Code::Aborted
-            | tonic::Code::ResourceExhausted
-            | tonic::Code::Internal => SchemaError::Unreachable(reason),
-            _ => SchemaError::Refused(reason),
+        if s.code() == tonic::Code::NotFound {
+            SchemaError::Refused(reason)
+        } else {
+            SchemaError::Unreachable(reason)
         }
     })?;
     let schema = info

@@ -1,7 +1,8 @@
 //! Flushing a channel: write every buffered segment and the deletes to object
 //! storage, then commit the files with the checkpoint in one epoch-checked
-//! transaction through the data coordinator. Failures of storage or of the
-//! coordinator are retried with backoff; the data stays in memory until committed.
+//! transaction through the data coordinator. Failures of storage are retried with
+//! backoff whatever their cause, a coordinator's while they are transient, both
+//! only while the node holds the channel; the data stays in memory until committed.
 //! One flush runs per channel at a time, so commits are in checkpoint order.
 
 use std::sync::Arc;
@@ -9,11 +10,54 @@ use std::time::{Duration, Instant};
 
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::{ChannelCheckpoint, CommitFlushRequest, DeleteLog, SegmentBinlogs};
-use tonic::{Code, Status};
+use milvus_like_api::retry::{Retry, Transient};
 
 use super::buffer::ChannelBuffer;
-use super::{Channel, Node};
-use crate::storage::{SegmentStore, WRITE_MEMORY_BYTES};
+use super::{Channel, DataNodeError, Node};
+use crate::storage::{SegmentStore, StorageError, WRITE_MEMORY_BYTES};
+
+/// Why a flush did not commit.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    /// The node no longer holds the channel at the flush's epoch.
+    #[error("the channel moved away while flushing")]
+    Moved,
+    /// The files could not be written. Retried whatever the cause, until the
+    /// channel moves: the rows are only in memory (an operator sees the log lines).
+    #[error("{0}")]
+    Storage(StorageError),
+    /// A coordinator (the root for log ids, the data coordinator for the commit)
+    /// did not answer, or refused the commit (a stale epoch).
+    #[error("{what}: {reason}")]
+    Coordinator {
+        what: &'static str,
+        transient: bool,
+        reason: String,
+    },
+    #[error("the data node is stopping")]
+    Stopping,
+}
+
+impl FlushError {
+    /// The coordinator's answer to `what`, kept as whether it may change and why.
+    fn coordinator(what: &'static str) -> impl FnOnce(tonic::Status) -> Self {
+        move |status| Self::Coordinator {
+            what,
+            transient: status.is_transient(),
+            reason: format!("{} ({:?})", status.message(), status.code()),
+        }
+    }
+}
+
+impl Transient for FlushError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(_) => true,
+            Self::Coordinator { transient, .. } => *transient,
+            Self::Moved | Self::Stopping => false,
+        }
+    }
+}
 
 /// What one flush writes and commits.
 struct Job {
@@ -82,26 +126,18 @@ pub(super) async fn largest(node: &Arc<Node>) {
     }
 }
 
-/// Retries `op` with capped backoff while it fails transiently and the node still
-/// holds the channel at this epoch.
-async fn persist<T, F, Fut>(node: &Node, job: &Job, what: &str, mut op: F) -> Result<T, Status>
+/// Calls `op` again while it fails transiently and the node still holds the
+/// channel at the job's epoch.
+async fn persist<T, F, Fut>(node: &Node, job: &Job, what: &str, mut op: F) -> Result<T, FlushError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
+    Fut: std::future::Future<Output = Result<T, FlushError>>,
 {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument
-                ) =>
-            {
-                return Err(s);
-            }
-            Err(s) => {
+    Retry::new(format!("{what} (channel {})", job.channel))
+        .backoff(Duration::from_millis(100), Duration::from_secs(5))
+        .run(|| {
+            let attempt = op();
+            async move {
                 let still_ours = node
                     .channels
                     .lock()
@@ -109,39 +145,39 @@ where
                     .get(&job.channel)
                     .is_some_and(|c| c.epoch == job.epoch);
                 if !still_ours {
-                    return Err(Status::failed_precondition(
-                        "the channel moved away while retrying",
-                    ));
+                    return Err(FlushError::Moved);
                 }
-                tracing::warn!(channel = job.channel, status = %s, "{what} failed; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt.await
             }
-        }
-    }
+        })
+        .await
 }
 
-fn storage_status(e: &crate::storage::StorageError) -> Status {
-    if e.is_transient() {
-        Status::unavailable(e.to_string())
-    } else {
-        Status::internal(e.to_string())
-    }
+/// A log id from the root coordinator, for one file.
+async fn log_id(node: &Node, job: &Job) -> Result<i64, FlushError> {
+    persist(node, job, "allocating a log id", || async {
+        node.root
+            .alloc_id()
+            .await
+            .map_err(FlushError::coordinator("allocating a log id"))
+    })
+    .await
 }
 
-async fn write(node: &Node, job: &Job) -> Result<(Vec<SegmentBinlogs>, Vec<DeleteLog>), Status> {
+async fn write(
+    node: &Node,
+    job: &Job,
+) -> Result<(Vec<SegmentBinlogs>, Vec<DeleteLog>), FlushError> {
     let mut binlogs = Vec::new();
     for (segment_id, buf) in &job.buffer.segments {
-        let log_id = persist(node, job, "allocating a log id", || node.root.alloc_id()).await?;
+        let log_id = log_id(node, job).await?;
         let path =
             SegmentStore::insert_log_path(buf.collection, buf.partition, *segment_id, log_id);
         let bytes = persist(node, job, "writing an insert log", || async {
-            // Internal (non-transient) storage errors are retried too: the data must
-            // not be dropped; an operator sees the log lines and the metric.
             node.storage
                 .write_insert(&path, &buf.log)
                 .await
-                .map_err(|e| Status::unavailable(storage_status(&e).message().to_owned()))
+                .map_err(FlushError::Storage)
         })
         .await?;
         node.metrics.bytes_flushed.inc_by(bytes);
@@ -154,13 +190,13 @@ async fn write(node: &Node, job: &Job) -> Result<(Vec<SegmentBinlogs>, Vec<Delet
     }
     let mut delete_logs = Vec::new();
     for ((collection, partition), d) in &job.buffer.deletes {
-        let log_id = persist(node, job, "allocating a log id", || node.root.alloc_id()).await?;
+        let log_id = log_id(node, job).await?;
         let path = SegmentStore::delete_log_path(*collection, *partition, job.channel, log_id);
         persist(node, job, "writing a delete log", || async {
             node.storage
                 .write_delete_log(&path, &d.primary_keys, &d.timestamps)
                 .await
-                .map_err(|e| Status::unavailable(e.to_string()))
+                .map_err(FlushError::Storage)
         })
         .await?;
         delete_logs.push(DeleteLog {
@@ -179,7 +215,7 @@ async fn commit(
     job: &Job,
     binlogs: Vec<SegmentBinlogs>,
     delete_logs: Vec<DeleteLog>,
-) -> Result<(), Status> {
+) -> Result<(), FlushError> {
     let request = CommitFlushRequest {
         node_id: node.node_id,
         channel: job.channel,
@@ -197,6 +233,7 @@ async fn commit(
                 async move { DataCoordClient::new(c).commit_flush(request).await }
             })
             .await
+            .map_err(FlushError::coordinator("committing the flush"))
     })
     .await
     .map(drop)
@@ -216,7 +253,7 @@ async fn run(node: Arc<Node>, mut job: Job) {
             node.add_buffered(-working);
             written
         }
-        Err(_) => Err(Status::unavailable("the data node is stopping")),
+        Err(_) => Err(FlushError::Stopping),
     };
     // Once written, the files hold the data: free it before the commit.
     if written.is_ok() {
@@ -241,9 +278,9 @@ async fn run(node: Arc<Node>, mut job: Job) {
                 job.checkpoint.delete_next_offset,
             );
         }
-        Err(status) => {
+        Err(error) => {
             node.metrics.stale_commits.inc();
-            tracing::warn!(channel = job.channel, epoch = job.epoch, %status, "flush not committed; the channel's next owner re-reads from the checkpoint");
+            tracing::warn!(channel = job.channel, epoch = job.epoch, %error, "flush not committed; the channel's next owner re-reads from the checkpoint");
         }
     }
     node.add_buffered(-(job.bytes as i64));
@@ -283,7 +320,7 @@ pub(super) async fn release(
     node: &Arc<Node>,
     channel: u32,
     epoch: u64,
-) -> Result<ChannelCheckpoint, Status> {
+) -> Result<ChannelCheckpoint, DataNodeError> {
     {
         let mut channels = node.channels.lock().await;
         let Some(ch) = channels.get_mut(&channel) else {
@@ -293,14 +330,13 @@ pub(super) async fn release(
             });
         };
         if ch.epoch != epoch {
-            return Err(Status::failed_precondition(format!(
-                "channel {channel} is held at epoch {}, not {epoch}",
-                ch.epoch
-            )));
+            return Err(DataNodeError::Epoch {
+                channel,
+                held: ch.epoch,
+                asked: epoch,
+            });
         }
-        node.consumer
-            .unassign(channel)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        node.consumer.unassign(channel)?;
         start(node, channel, ch, "release");
     }
     loop {
@@ -308,15 +344,13 @@ pub(super) async fn release(
         {
             let mut channels = node.channels.lock().await;
             match channels.get_mut(&channel) {
-                None => {
-                    return Err(Status::unavailable(format!(
-                        "the final flush of channel {channel} was not committed"
-                    )));
-                }
+                None => return Err(DataNodeError::NotCommitted(channel)),
                 Some(ch) if ch.epoch != epoch => {
-                    return Err(Status::failed_precondition(
-                        "the channel moved during release",
-                    ));
+                    return Err(DataNodeError::Epoch {
+                        channel,
+                        held: ch.epoch,
+                        asked: epoch,
+                    });
                 }
                 Some(ch) if !ch.flushing && !ch.flush_again => {
                     // Anything consumed after the final snapshot is not committed;

@@ -38,6 +38,32 @@ use crate::msgstream::{Log, LogConsumer, LogProducer};
 use crate::role::{RoleConfig, RoleProcess};
 use crate::storage::{SegmentStore, StorageConfig};
 
+/// Why the data node refuses or fails a request about a channel.
+#[derive(Debug, thiserror::Error)]
+pub enum DataNodeError {
+    /// The request names another epoch than the one the node holds the channel at.
+    #[error("channel {channel} is held at epoch {held}, not {asked}")]
+    Epoch { channel: u32, held: u64, asked: u64 },
+    #[error("channel {0} is not watched by this node")]
+    NotWatched(u32),
+    /// Consuming would skip (as duplicates) whatever is appended below the checkpoint.
+    #[error(
+        "the {stream} log of channel {channel} ends at offset {end} but its checkpoint is {next}: the log was recreated or lost records; not consuming it, so that nothing is skipped"
+    )]
+    LogBehindCheckpoint {
+        stream: &'static str,
+        channel: u32,
+        end: i64,
+        next: i64,
+    },
+    /// The final flush of a released channel did not commit; the next owner
+    /// reads from the checkpoint.
+    #[error("the final flush of channel {0} was not committed")]
+    NotCommitted(u32),
+    #[error(transparent)]
+    Log(#[from] crate::msgstream::StreamError),
+}
+
 #[derive(Debug, Clone)]
 pub struct DataNodeConfig {
     pub role: RoleConfig,
@@ -308,17 +334,19 @@ impl DataNode for DataNodeService {
                 return Ok(Response::new(proto::WatchChannelResponse {}));
             }
             if ch.epoch > r.epoch {
-                return Err(Status::failed_precondition(format!(
-                    "channel {} is held at epoch {}, newer than {}",
-                    r.channel, ch.epoch, r.epoch
-                )));
+                return Err(DataNodeError::Epoch {
+                    channel: r.channel,
+                    held: ch.epoch,
+                    asked: r.epoch,
+                }
+                .into());
             }
             // Re-assigned at a newer epoch: what we buffered is not ours to commit.
             let dropped = channels.remove(&r.channel).map_or(0, |c| c.buffer.bytes());
             node.add_buffered(-(dropped as i64));
             node.consumer
                 .unassign(r.channel)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .map_err(DataNodeError::from)?;
         }
         let ch = Channel::new(r.epoch, r.checkpoint);
         // A checkpoint past the end of the log means the log was recreated or lost
@@ -337,16 +365,18 @@ impl DataNode for DataNodeService {
                     checkpoint = next,
                     "the log ends before the channel's checkpoint; not consuming it"
                 );
-                return Err(Status::failed_precondition(format!(
-                    "the {} log of channel {} ends at offset {end} but its checkpoint is {next}: the log was recreated or lost records; not consuming it, so that nothing is skipped",
-                    stream.name(),
-                    r.channel
-                )));
+                return Err(DataNodeError::LogBehindCheckpoint {
+                    stream: stream.name(),
+                    channel: r.channel,
+                    end,
+                    next,
+                }
+                .into());
             }
         }
         node.consumer
             .assign(r.channel, ch.insert_next, ch.delete_next)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(DataNodeError::from)?;
         tracing::info!(
             insert_next = ch.insert_next,
             delete_next = ch.delete_next,
@@ -376,16 +406,15 @@ impl DataNode for DataNodeService {
         let r = request.into_inner();
         let mut channels = self.node.channels.lock().await;
         let Some(ch) = channels.get_mut(&r.channel) else {
-            return Err(Status::failed_precondition(format!(
-                "channel {} is not watched by this node",
-                r.channel
-            )));
+            return Err(DataNodeError::NotWatched(r.channel).into());
         };
         if ch.epoch != r.epoch {
-            return Err(Status::failed_precondition(format!(
-                "channel {} is held at epoch {}, not {}",
-                r.channel, ch.epoch, r.epoch
-            )));
+            return Err(DataNodeError::Epoch {
+                channel: r.channel,
+                held: ch.epoch,
+                asked: r.epoch,
+            }
+            .into());
         }
         ch.pending_complete.push((r.segment_ids, r.flush_ts));
         ch.caught_up = false;
@@ -500,9 +529,9 @@ async fn serve(
             for channel in left {
                 let epoch = node.channels.lock().await.get(&channel).map(|c| c.epoch);
                 if let Some(epoch) = epoch
-                    && let Err(status) = flush::release(&node, channel, epoch).await
+                    && let Err(error) = flush::release(&node, channel, epoch).await
                 {
-                    tracing::warn!(channel, %status, "final flush failed; the next owner re-reads from the checkpoint");
+                    tracing::warn!(channel, %error, "final flush failed; the next owner re-reads from the checkpoint");
                 }
             }
         };

@@ -7,6 +7,7 @@ use etcd_client::{
     GetOptions, PutOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
+use milvus_like_api::retry::Retry;
 use milvus_like_api::settings::defaults;
 
 use super::{
@@ -105,28 +106,14 @@ impl EtcdStore {
         config: EtcdConfig,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> MetaResult<Self> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match Self::connect(config.clone()).await {
-                Ok(store) => {
-                    tracing::info!(endpoints = ?config.endpoints, root = %config.root, "connected to etcd");
-                    return Ok(store);
-                }
-                Err(e @ MetaError::Refused(_)) => return Err(e),
-                Err(e) => {
-                    tracing::error!(
-                        endpoints = ?config.endpoints,
-                        error = %e,
-                        "etcd is unreachable; retrying in {backoff:?}"
-                    );
-                    tokio::select! {
-                        () = cancel.cancelled() => return Err(e),
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let what = format!("connecting to etcd at {:?}", config.endpoints);
+        let store = Retry::new(what)
+            .backoff(Duration::from_millis(200), Duration::from_secs(5))
+            .until_cancelled(cancel)
+            .run(|| Self::connect(config.clone()))
+            .await?;
+        tracing::info!(endpoints = ?config.endpoints, root = %config.root, "connected to etcd");
+        Ok(store)
     }
 
     fn full(&self, key: &str) -> String {

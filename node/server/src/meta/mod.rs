@@ -12,6 +12,7 @@ mod local;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
+use milvus_like_api::retry::Transient;
 
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use local::LocalStore;
@@ -133,9 +134,11 @@ impl MetaError {
             reason: reason.to_string(),
         }
     }
+}
 
-    /// Whether the same call may succeed later.
-    pub fn is_transient(&self) -> bool {
+impl Transient for MetaError {
+    /// Only an unreachable store: a lost lease, a corrupt value or a refusal stays so.
+    fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
 }
@@ -159,25 +162,4 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     /// Renews the lease; returns its TTL. `LeaseExpired` when it is gone.
     async fn keep_alive(&self, lease: LeaseId) -> MetaResult<Duration>;
     async fn revoke_lease(&self, lease: LeaseId) -> MetaResult<()>;
-}
-
-/// Retries a store call on transient errors with capped exponential backoff,
-/// until `deadline` has passed. Other errors return at once.
-pub async fn with_retry<T, F, Fut>(what: &str, deadline: Duration, mut call: F) -> MetaResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = MetaResult<T>>,
-{
-    let give_up = tokio::time::Instant::now() + deadline;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match call().await {
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(error = %e, "{what} failed, retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
 }

@@ -14,6 +14,8 @@ mod local;
 
 use std::sync::Arc;
 
+use milvus_like_api::retry::Transient;
+
 pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, KafkaProducer, KafkaSasl};
 pub use local::LocalLog;
 
@@ -70,6 +72,17 @@ pub enum StreamError {
     Local { path: String, reason: String },
     #[error("message of {size} bytes is larger than the log's limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+}
+
+impl Transient for StreamError {
+    /// The broker or the embedded log's file failed, or the topics are not there
+    /// yet; a topic with the wrong partition count and an oversized message stay so.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Kafka { .. } | Self::MissingTopic(_) | Self::Local { .. } => true,
+            Self::PartitionMismatch { .. } | Self::TooLarge { .. } => false,
+        }
+    }
 }
 
 /// One message read from a log. The payload may still live in the backend's buffer.

@@ -20,12 +20,12 @@ use tonic::{Request, Response, Status};
 pub use catalog::{Catalog, CatalogError, DEFAULT_PARTITION};
 
 use crate::election::Leadership;
-use crate::idalloc::{IdAllocator, IdError};
+use crate::idalloc::IdAllocator;
 use crate::meta::MetaStore;
 use crate::metrics::{RoleLabels, RootCoordMetrics};
-use crate::role::{Office, RoleConfig, RoleProcess, meta_status};
+use crate::role::{Office, RoleConfig, RoleProcess};
 use crate::session::{self, NodeRegistry};
-use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig, TsoError};
+use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig};
 
 /// Leader key of the root coordinators.
 pub const LEADER_KEY: &str = "election/rootcoord";
@@ -109,52 +109,6 @@ impl RootCoordService {
             None => Err(self.not_leader().await),
         }
     }
-
-    async fn map_error<E: Into<RootCoordError>>(&self, e: E) -> Status {
-        match e.into() {
-            RootCoordError::NotLeader => self.not_leader().await,
-            RootCoordError::Status(s) => s,
-        }
-    }
-}
-
-/// Errors of the root coordinator's parts, before they become a `Status`.
-enum RootCoordError {
-    NotLeader,
-    Status(Status),
-}
-
-impl From<TsoError> for RootCoordError {
-    fn from(e: TsoError) -> Self {
-        match e {
-            TsoError::NotLeader => Self::NotLeader,
-            TsoError::BadCount(_) => Self::Status(Status::invalid_argument(e.to_string())),
-            TsoError::WindowExhausted => Self::Status(Status::unavailable(e.to_string())),
-            TsoError::Meta(m) => Self::Status(meta_status(&m)),
-        }
-    }
-}
-
-impl From<IdError> for RootCoordError {
-    fn from(e: IdError) -> Self {
-        match e {
-            IdError::NotLeader => Self::NotLeader,
-            IdError::BadCount(_) => Self::Status(Status::invalid_argument(e.to_string())),
-            IdError::Meta(m) => Self::Status(meta_status(&m)),
-        }
-    }
-}
-
-impl From<CatalogError> for RootCoordError {
-    fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::NotLeader => Self::NotLeader,
-            CatalogError::InvalidSchema(_) => Self::Status(Status::invalid_argument(e.to_string())),
-            CatalogError::AlreadyExists(_) => Self::Status(Status::already_exists(e.to_string())),
-            CatalogError::NotFound(_) => Self::Status(Status::not_found(e.to_string())),
-            CatalogError::Meta(m) => Self::Status(meta_status(&m)),
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -166,13 +120,11 @@ impl RootCoord for RootCoordService {
         let count = request.into_inner().count;
         async {
             let active = self.leader_only().await?;
-            match active.tso.alloc(count).await {
-                Ok(first) => Ok(Response::new(proto::AllocTimestampResponse {
-                    timestamp: first.as_u64(),
-                    count,
-                })),
-                Err(e) => Err(self.map_error(e).await),
-            }
+            let first = active.tso.alloc(count).await?;
+            Ok(Response::new(proto::AllocTimestampResponse {
+                timestamp: first.as_u64(),
+                count,
+            }))
         }
         .await
     }
@@ -185,13 +137,9 @@ impl RootCoord for RootCoordService {
         let count = request.into_inner().count;
         async {
             let active = self.leader_only().await?;
-            match active.ids.alloc(count).await {
-                Ok(start) => {
-                    self.shared.metrics.ids_allocated.inc_by(u64::from(count));
-                    Ok(Response::new(proto::AllocIdResponse { start, count }))
-                }
-                Err(e) => Err(self.map_error(e).await),
-            }
+            let start = active.ids.alloc(count).await?;
+            self.shared.metrics.ids_allocated.inc_by(u64::from(count));
+            Ok(Response::new(proto::AllocIdResponse { start, count }))
         }
         .await
     }
@@ -210,14 +158,8 @@ impl RootCoord for RootCoordService {
                 .map_err(|e| Status::invalid_argument(format!("invalid schema: {e}")))?;
             tracing::Span::current().record("collection", schema.name.as_str());
             let active = self.leader_only().await?;
-            let first_id = match active.ids.alloc(2).await {
-                Ok(id) => id,
-                Err(e) => return Err(self.map_error(e).await),
-            };
-            let created = match active.tso.alloc(1).await {
-                Ok(ts) => ts,
-                Err(e) => return Err(self.map_error(e).await),
-            };
+            let first_id = active.ids.alloc(2).await?;
+            let created = active.tso.alloc(1).await?;
             let info = self
                 .shared
                 .catalog
@@ -228,13 +170,10 @@ impl RootCoord for RootCoordService {
                     first_id + 1,
                     created.as_u64(),
                 )
-                .await;
-            match info {
-                Ok(info) => Ok(Response::new(proto::CreateCollectionResponse {
-                    collection: Some(info),
-                })),
-                Err(e) => Err(self.map_error(e).await),
-            }
+                .await?;
+            Ok(Response::new(proto::CreateCollectionResponse {
+                collection: Some(info),
+            }))
         }
         .await
     }
@@ -255,12 +194,9 @@ impl RootCoord for RootCoordService {
                     ));
                 }
             };
-            match info {
-                Ok(info) => Ok(Response::new(proto::DescribeCollectionResponse {
-                    collection: Some(info),
-                })),
-                Err(e) => Err(self.map_error(e).await),
-            }
+            Ok(Response::new(proto::DescribeCollectionResponse {
+                collection: Some(info?),
+            }))
         }
         .await
     }
@@ -270,12 +206,10 @@ impl RootCoord for RootCoordService {
         &self,
         _request: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
-        match self.shared.catalog.list().await {
-            Ok(collections) => Ok(Response::new(proto::ListCollectionsResponse {
-                collections,
-            })),
-            Err(e) => Err(self.map_error(e).await),
-        }
+        let collections = self.shared.catalog.list().await?;
+        Ok(Response::new(proto::ListCollectionsResponse {
+            collections,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id, collection))]
@@ -287,15 +221,12 @@ impl RootCoord for RootCoordService {
         tracing::Span::current().record("collection", name.as_str());
         async {
             let active = self.leader_only().await?;
-            match self
+            let id = self
                 .shared
                 .catalog
                 .drop_collection(&active.leadership, &name)
-                .await
-            {
-                Ok(id) => Ok(Response::new(proto::DropCollectionResponse { id })),
-                Err(e) => Err(self.map_error(e).await),
-            }
+                .await?;
+            Ok(Response::new(proto::DropCollectionResponse { id }))
         }
         .await
     }
@@ -330,7 +261,7 @@ impl RootCoord for RootCoordService {
                 address: l.address,
             })),
             Ok(None) => Err(Status::unavailable("no root coordinator leads right now")),
-            Err(e) => Err(meta_status(&e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -135,11 +136,10 @@ pub enum StorageError {
     InvalidInput { path: String, reason: String },
 }
 
-impl StorageError {
-    /// Whether the same call may succeed later (network trouble, an overloaded or
-    /// restarting server). Missing or corrupt files and schema mismatches are
-    /// permanent.
-    pub fn is_transient(&self) -> bool {
+impl Transient for StorageError {
+    /// Network trouble, an overloaded or restarting server. Missing or corrupt
+    /// files and schema mismatches are permanent.
+    fn is_transient(&self) -> bool {
         matches!(
             self,
             Self::Object {
@@ -148,7 +148,9 @@ impl StorageError {
             }
         )
     }
+}
 
+impl StorageError {
     fn format(path: &str, expected: impl FnOnce() -> String, e: FormatError) -> Self {
         let path = path.to_owned();
         match e {

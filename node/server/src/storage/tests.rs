@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use milvus_like_api::proto::{self, DataType as D, DeleteLog, SegmentInfo};
+use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
