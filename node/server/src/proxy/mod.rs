@@ -7,6 +7,7 @@
 //! the delete log. Collection calls are passed to the root coordinator.
 
 mod grants;
+mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use tonic::{Request, Response, Status};
 use self::grants::GrantCache;
 use crate::columns::RowBatch;
 use crate::meta::MetaStore;
-use crate::msgstream::{self, Log, LogProducer, Stream, TARGET_MESSAGE_BYTES};
+use crate::msgstream::{Log, LogProducer, Stream, TARGET_MESSAGE_BYTES};
 use crate::role::{RoleConfig, RoleProcess};
 
 /// Largest insert request accepted, encoded.
@@ -184,30 +185,10 @@ impl ProxyService {
         Ok(out)
     }
 
-    fn produce_error(e: msgstream::StreamError) -> Status {
-        Status::unavailable(format!(
-            "the insert was not acknowledged by the log: {e}; nothing is acknowledged, retry"
-        ))
-    }
-
     fn refuse(&self, status: Status) -> Status {
         self.metrics.rejected_requests.inc();
         status
     }
-}
-
-/// Indices of rows per channel, in row order.
-fn route(pks: &[i64], channels: u32) -> Vec<(u32, Vec<usize>)> {
-    let mut by_channel: Vec<Vec<usize>> = vec![Vec::new(); channels as usize];
-    for (i, pk) in pks.iter().enumerate() {
-        by_channel[channel_of(*pk, channels) as usize].push(i);
-    }
-    by_channel
-        .into_iter()
-        .enumerate()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(ch, rows)| (u32::try_from(ch).unwrap_or(0), rows))
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -290,64 +271,33 @@ impl Proxy for ProxyService {
         let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
         let stamps = self.timestamps(num_rows).await?;
         let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
-        // Timestamps are handed out in routed order (channel by channel, request order
-        // within a channel), so that a channel's rows have consecutive timestamps and
-        // fill large messages. The k-th routed row gets the k-th timestamp of the ranges.
-        let ts_at = |k: usize| -> u64 {
-            let mut k = k;
-            for (first, n) in &stamps {
-                if k < *n {
-                    return first + k as u64;
-                }
-                k -= n;
-            }
-            0
-        };
-        let mut sends = Vec::new();
-        let mut position = 0;
-        for (channel, indices) in route(&pks, self.channels) {
+        let routes = plan::route(&pks, self.channels);
+        let mut grants = Vec::with_capacity(routes.len());
+        for (channel, indices) in &routes {
+            let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
             let slices = self
                 .grants
-                .take(
-                    target.collection,
-                    target.partition,
-                    channel,
-                    u32::try_from(indices.len()).unwrap_or(u32::MAX),
-                    now,
-                )
+                .take(target.collection, target.partition, *channel, count, now)
                 .await?;
-            let mut start = 0;
-            for slice in slices {
-                let seg_rows = &indices[start..start + slice.rows as usize];
-                start += seg_rows.len();
-                let seg_start = position;
-                for (c, chunk) in seg_rows.chunks(per_message).enumerate() {
-                    let chunk_start = seg_start + c * per_message;
-                    // One message needs consecutive timestamps: cut where a TSO range ends.
-                    let mut run_start = 0;
-                    for k in 1..=chunk.len() {
-                        if k < chunk.len()
-                            && ts_at(chunk_start + k) == ts_at(chunk_start + k - 1) + 1
-                        {
-                            continue;
-                        }
-                        let run = &chunk[run_start..k];
-                        let batch = InsertBatch {
-                            collection_id: target.collection,
-                            partition_id: target.partition,
-                            segment_id: slice.segment_id,
-                            channel,
-                            first_ts: ts_at(chunk_start + run_start),
-                            num_rows: u32::try_from(run.len()).unwrap_or(u32::MAX),
-                            columns: rows.take(run).to_wire(&target.schema),
-                        };
-                        sends.push((channel, batch.encode_to_vec()));
-                        run_start = k;
-                    }
-                }
-                position += seg_rows.len();
-            }
+            grants.push(slices);
         }
+        let messages = plan::insert(&routes, &grants, plan::Stamps(&stamps), per_message)
+            .map_err(|e| Status::internal(format!("cannot plan the insert: {e}")))?;
+        let sends: Vec<(u32, Vec<u8>)> = messages
+            .iter()
+            .map(|m| {
+                let batch = InsertBatch {
+                    collection_id: target.collection,
+                    partition_id: target.partition,
+                    segment_id: m.segment_id,
+                    channel: m.channel,
+                    first_ts: m.first_ts,
+                    num_rows: u32::try_from(m.rows.len()).unwrap_or(u32::MAX),
+                    columns: rows.take(&m.rows).to_wire(&target.schema),
+                };
+                (m.channel, batch.encode_to_vec())
+            })
+            .collect();
         let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
         let results = futures::future::join_all(
             sends
@@ -356,7 +306,7 @@ impl Proxy for ProxyService {
         )
         .await;
         for r in results {
-            r.map_err(Self::produce_error)?;
+            r?;
         }
         self.metrics.rows_inserted.inc_by(num_rows as u64);
         self.metrics.bytes_produced.inc_by(bytes as u64);
@@ -377,25 +327,26 @@ impl Proxy for ProxyService {
         }
         let target = self.target(&req.collection, &req.partition).await?;
         let n = req.primary_keys.len();
-        let mut sends = Vec::new();
-        for (channel, indices) in route(&req.primary_keys, self.channels) {
-            let mut start = 0;
-            for (first, count) in self.timestamps(indices.len()).await? {
-                let keys: Vec<i64> = indices[start..start + count]
-                    .iter()
-                    .map(|&i| req.primary_keys[i])
-                    .collect();
-                start += count;
+        let routes = plan::route(&req.primary_keys, self.channels);
+        let mut stamps = Vec::with_capacity(routes.len());
+        for (_, indices) in &routes {
+            stamps.push(self.timestamps(indices.len()).await?);
+        }
+        let messages = plan::delete(&routes, &stamps)
+            .map_err(|e| Status::internal(format!("cannot plan the delete: {e}")))?;
+        let sends: Vec<(u32, Vec<u8>)> = messages
+            .iter()
+            .map(|m| {
                 let batch = DeleteBatch {
                     collection_id: target.collection,
                     partition_id: target.partition,
-                    channel,
-                    first_ts: first,
-                    primary_keys: keys,
+                    channel: m.channel,
+                    first_ts: m.first_ts,
+                    primary_keys: m.keys.iter().map(|&i| req.primary_keys[i]).collect(),
                 };
-                sends.push((channel, batch.encode_to_vec()));
-            }
-        }
+                (m.channel, batch.encode_to_vec())
+            })
+            .collect();
         let results = futures::future::join_all(
             sends
                 .iter()
@@ -403,7 +354,7 @@ impl Proxy for ProxyService {
         )
         .await;
         for r in results {
-            r.map_err(Self::produce_error)?;
+            r?;
         }
         self.metrics.rows_deleted.inc_by(n as u64);
         Ok(Response::new(proto::DeleteResponse {
@@ -524,7 +475,7 @@ mod tests {
     #[test]
     fn routing_keeps_row_order_per_channel() {
         let pks: Vec<i64> = (0..100).collect();
-        let routed = route(&pks, 3);
+        let routed = plan::route(&pks, 3);
         let total: usize = routed.iter().map(|(_, r)| r.len()).sum();
         assert_eq!(total, 100);
         for (ch, rows) in routed {
