@@ -294,16 +294,7 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
     // Rebalance when the data-node pods that stay (not departing, not
     // terminating) change: the channels go to those the coordinator knows,
     // ready or not yet (one left out would be drained for good).
-    let staying: Vec<&Pod> = running
-        .pods
-        .iter()
-        .filter(|p| {
-            p.labels().get(build::LABEL_COMPONENT).map(String::as_str)
-                == Some(Role::DataNode.subcommand())
-        })
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| scale::ordinal(&cluster.name, &p.name_any()).is_some_and(|o| o < plan.replicas))
-        .collect();
+    let staying = scale::staying_data_nodes(&running.pods, &cluster.name, plan.replicas);
     let members = sorted_names(staying.iter().copied());
     let ready = sorted_names(staying.iter().copied().filter(|p| status::pod_ready(p)));
     let previous = mc.status.as_ref().and_then(|s| s.last_rebalance.clone());

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use tonic::Status;
 
@@ -215,22 +217,27 @@ pub(super) async fn plan_data_nodes(
 /// Calls `Rebalance` when the data-node pods that stay (`members`), as far as
 /// the coordinator knows them, are not those of the last call (or the last call
 /// failed). Returns the record to keep in the status.
-pub(super) async fn rebalance(
-    mc: &MilvusCluster,
-    ctx: &Context,
-    c: &Cluster,
+/// A Rebalance to make: the pods to own the channels, their node ids, and the
+/// pods of the previous call (for the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RebalanceCall {
+    pub known: Vec<String>,
+    pub expected: Vec<i64>,
+    pub before: String,
+}
+
+/// Whether the staying data-node pods (`members`, sorted) call for a Rebalance.
+/// The channels go to the members the coordinator knows (each by its newest
+/// session); it drains every other node (stale sessions of replaced pods). A pod
+/// not registered yet is left for the next call: recording it now would make that
+/// call look done. No call when nothing changed since the last one, or when the
+/// same call failed less than [`REBALANCE_RETRY`] ago.
+pub(super) fn rebalance_call(
     members: &[String],
-    previous: Option<RebalanceRecord>,
-    distribution: &Result<Distribution, Status>,
-) -> Option<RebalanceRecord> {
-    // The data-node pods that stay and that the coordinator knows (each by its
-    // newest session): the nodes to own the channels; it drains every other
-    // (stale sessions of replaced pods). A pod not registered yet is left for
-    // the next call: recording it now would make that call look done.
-    let Ok(d) = distribution else {
-        // The coordinator cannot be reached (its channel list did not come either).
-        return previous;
-    };
+    d: &Distribution,
+    previous: Option<&RebalanceRecord>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> Option<RebalanceCall> {
     let (known, expected): (Vec<String>, Vec<i64>) = members
         .iter()
         .filter_map(|p| Some((p.clone(), *d.nodes_by_name.get(p)?)))
@@ -241,21 +248,58 @@ pub(super) async fn rebalance(
             && p.time
                 .parse::<k8s_openapi::jiff::Timestamp>()
                 .is_ok_and(|t| {
-                    now().0.duration_since(t).as_secs_f64() < REBALANCE_RETRY.as_secs_f64()
+                    now.0.duration_since(t).as_secs_f64() < REBALANCE_RETRY.as_secs_f64()
                 })
     };
-    // Nothing changed, or the same call failed moments ago.
     if known.is_empty()
-        || previous
-            .as_ref()
-            .is_some_and(|p| same(p) && (p.error.is_none() || recent_failure(p)))
+        || previous.is_some_and(|p| same(p) && (p.error.is_none() || recent_failure(p)))
     {
-        return previous;
+        return None;
     }
-    let before = previous
-        .as_ref()
-        .map(|p| p.pods.join(", "))
-        .unwrap_or_default();
+    Some(RebalanceCall {
+        known,
+        expected,
+        before: previous.map(|p| p.pods.join(", ")).unwrap_or_default(),
+    })
+}
+
+/// The data-node pods that stay: not terminating, and below the StatefulSet's
+/// new size (the departing ones are being drained).
+pub(super) fn staying_data_nodes<'a>(
+    pods: &'a [Pod],
+    cluster: &str,
+    replicas: i32,
+) -> Vec<&'a Pod> {
+    pods.iter()
+        .filter(|p| {
+            p.labels().get(build::LABEL_COMPONENT).map(String::as_str)
+                == Some(Role::DataNode.subcommand())
+        })
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| ordinal(cluster, &p.name_any()).is_some_and(|o| o < replicas))
+        .collect()
+}
+
+pub(super) async fn rebalance(
+    mc: &MilvusCluster,
+    ctx: &Context,
+    c: &Cluster,
+    members: &[String],
+    previous: Option<RebalanceRecord>,
+    distribution: &Result<Distribution, Status>,
+) -> Option<RebalanceRecord> {
+    let Ok(d) = distribution else {
+        // The coordinator cannot be reached (its channel list did not come either).
+        return previous;
+    };
+    let Some(RebalanceCall {
+        known,
+        expected,
+        before,
+    }) = rebalance_call(members, d, previous.as_ref(), &now())
+    else {
+        return previous;
+    };
     let result = ctx
         .datacoords
         .rebalance(&c.data_coord_endpoint, expected)
@@ -333,6 +377,103 @@ mod tests {
         assert_eq!(second, [DrainCall::Drain("demo-datanode-2".into(), 12)]);
         let all: BTreeSet<String> = departing.iter().cloned().collect();
         assert!(drain_calls(&departing, &d, &all).is_empty());
+    }
+
+    fn record(pods_: &[&str], error: Option<&str>, at: &str) -> RebalanceRecord {
+        RebalanceRecord {
+            time: at.to_owned(),
+            call: "Rebalance".into(),
+            reason: String::new(),
+            pods: pods(pods_),
+            moved_channels: 0,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn at(t: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().expect("timestamp"))
+    }
+
+    #[test]
+    fn a_rebalance_is_called_when_the_known_members_change() {
+        let d = distribution(&[("demo-datanode-0", 10), ("demo-datanode-1", 11)]);
+        let now = at("2026-12-03T10:00:00Z");
+        let members = pods(&["demo-datanode-0", "demo-datanode-1", "demo-datanode-2"]);
+        // Pod 2 has not registered: left for the next call.
+        let call = rebalance_call(&members, &d, None, &now).expect("a first call");
+        assert_eq!(call.known, pods(&["demo-datanode-0", "demo-datanode-1"]));
+        assert_eq!(call.expected, [10, 11]);
+        assert_eq!(call.before, "");
+        // The same members, done: nothing to do.
+        let done = record(
+            &["demo-datanode-0", "demo-datanode-1"],
+            None,
+            "2026-12-03T09:00:00Z",
+        );
+        assert_eq!(rebalance_call(&members, &d, Some(&done), &now), None);
+        // Pod 2 registers: called again, naming the earlier members.
+        let d3 = distribution(&[
+            ("demo-datanode-0", 10),
+            ("demo-datanode-1", 11),
+            ("demo-datanode-2", 12),
+        ]);
+        let call = rebalance_call(&members, &d3, Some(&done), &now).expect("pod 2 joined");
+        assert_eq!(call.expected, [10, 11, 12]);
+        assert_eq!(call.before, "demo-datanode-0, demo-datanode-1");
+        // Nobody known: no call (it would drain every node).
+        assert_eq!(
+            rebalance_call(&members, &Distribution::default(), None, &now),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_rebalance_is_retried_after_a_pause() {
+        let d = distribution(&[("demo-datanode-0", 10)]);
+        let members = pods(&["demo-datanode-0"]);
+        let failed = record(
+            &["demo-datanode-0"],
+            Some("Rebalance: unavailable"),
+            "2026-12-03T10:00:00Z",
+        );
+        assert_eq!(
+            rebalance_call(&members, &d, Some(&failed), &at("2026-12-03T10:00:05Z")),
+            None,
+            "failed moments ago"
+        );
+        assert!(
+            rebalance_call(&members, &d, Some(&failed), &at("2026-12-03T10:00:30Z")).is_some(),
+            "failed long enough ago"
+        );
+    }
+
+    #[test]
+    fn staying_data_nodes_leave_out_departing_terminating_and_other_pods() {
+        let pod = |name: &str, component: &str, deleting: bool| {
+            let mut p = Pod::default();
+            p.metadata.name = Some(name.to_owned());
+            p.metadata.labels = Some(
+                [(build::LABEL_COMPONENT.to_owned(), component.to_owned())]
+                    .into_iter()
+                    .collect(),
+            );
+            if deleting {
+                p.metadata.deletion_timestamp = Some(at("2026-12-03T10:00:00Z"));
+            }
+            p
+        };
+        let all = [
+            pod("demo-datanode-0", "datanode", false),
+            pod("demo-datanode-1", "datanode", true),
+            pod("demo-datanode-2", "datanode", false),
+            pod("demo-datanode-3", "datanode", false),
+            pod("demo-proxy-abc", "proxy", false),
+        ];
+        let names: Vec<String> = staying_data_nodes(&all, "demo", 3)
+            .into_iter()
+            .map(|p| p.name_any())
+            .collect();
+        assert_eq!(names, pods(&["demo-datanode-0", "demo-datanode-2"]));
     }
 
     #[test]
