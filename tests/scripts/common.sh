@@ -85,6 +85,28 @@ kill_instance() {
   log "killed $name in $dir (pid $pid, SIGKILL)"
 }
 
+# stop_service NAME PID_FN DIR TIMEOUT ADDRESS_FILE / kill_service NAME PID_FN DIR
+# ADDRESS_FILE: a service script's `stop` and `kill` commands. PID_FN DIR prints the
+# instance's pid or fails when it is not running (then there is nothing to do).
+stop_service() {
+  local name=$1 pid_fn=$2 dir=$3 timeout=$4 address=$5 pid
+  if ! pid=$("$pid_fn" "$dir"); then
+    log "$name in $dir is not running"
+    rm -f "$dir/$address"
+    return 0
+  fi
+  stop_instance "$name" "$pid" "$dir" "$timeout" "$address"
+}
+
+kill_service() {
+  local name=$1 pid_fn=$2 dir=$3 address=$4 pid
+  if ! pid=$("$pid_fn" "$dir"); then
+    log "$name in $dir is not running"
+    return 0
+  fi
+  kill_instance "$name" "$pid" "$dir" "$address"
+}
+
 # stop_pidfile FILE: kills the process recorded in FILE (only that one), then waits.
 stop_pidfile() {
   local f=$1 pid

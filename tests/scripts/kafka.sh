@@ -397,24 +397,11 @@ cmd_create_topic() {
 }
 
 cmd_stop() {
-  local dir pid
-  dir=$(abs_dir "$1")
-  if ! pid=$(kafka_pid "$dir"); then
-    log "kafka in $dir is not running"
-    rm -f "$dir/bootstrap"
-    return 0
-  fi
-  stop_instance kafka "$pid" "$dir" "$STOP_TIMEOUT" bootstrap
+  stop_service kafka kafka_pid "$(abs_dir "$1")" "$STOP_TIMEOUT" bootstrap
 }
 
 cmd_kill() {
-  local dir pid
-  dir=$(abs_dir "$1")
-  if ! pid=$(kafka_pid "$dir"); then
-    log "kafka in $dir is not running"
-    return 0
-  fi
-  kill_instance kafka "$pid" "$dir" bootstrap
+  kill_service kafka kafka_pid "$(abs_dir "$1")" bootstrap
 }
 
 case "${1:-}" in

@@ -248,24 +248,11 @@ cmd_create_bucket() {
 }
 
 cmd_stop() {
-  local dir pid
-  dir=$(abs_dir "$1")
-  if ! pid=$(minio_pid "$dir"); then
-    log "minio in $dir is not running"
-    rm -f "$dir/endpoint"
-    return 0
-  fi
-  stop_instance minio "$pid" "$dir" "$STOP_TIMEOUT" endpoint
+  stop_service minio minio_pid "$(abs_dir "$1")" "$STOP_TIMEOUT" endpoint
 }
 
 cmd_kill() {
-  local dir pid
-  dir=$(abs_dir "$1")
-  if ! pid=$(minio_pid "$dir"); then
-    log "minio in $dir is not running"
-    return 0
-  fi
-  kill_instance minio "$pid" "$dir" endpoint
+  kill_service minio minio_pid "$(abs_dir "$1")" endpoint
 }
 
 case "${1:-}" in

@@ -10,6 +10,7 @@ use tonic::Status;
 
 use crate::Timestamp;
 use crate::leader_pool::LeaderPool;
+use crate::proto::describe_collection_request::Collection;
 use crate::proto::root_coord_client::RootCoordClient;
 use crate::proto::{AllocIdRequest, CollectionInfo, DescribeCollectionRequest};
 use crate::tso_client::{TsoClient, TsoClientConfig, TsoError};
@@ -68,18 +69,22 @@ impl RootCoordLink {
     /// The collection named `name`; `NotFound` when it does not exist. Not cached:
     /// a name may be dropped and created again.
     pub async fn collection_by_name(&self, name: &str) -> Result<CollectionInfo, Status> {
+        self.describe(Collection::Name(name.to_owned())).await
+    }
+
+    /// Asks the root coordinator, and caches the answer by id.
+    async fn describe(&self, collection: Collection) -> Result<CollectionInfo, Status> {
         let info = self
             .pool
-            .call(self.deadline, |channel| async move {
-                RootCoordClient::new(channel)
-                    .describe_collection(DescribeCollectionRequest {
-                        collection: Some(
-                            crate::proto::describe_collection_request::Collection::Name(
-                                name.to_owned(),
-                            ),
-                        ),
-                    })
-                    .await
+            .call(self.deadline, |channel| {
+                let collection = collection.clone();
+                async move {
+                    RootCoordClient::new(channel)
+                        .describe_collection(DescribeCollectionRequest {
+                            collection: Some(collection),
+                        })
+                        .await
+                }
             })
             .await?
             .into_inner()
@@ -136,25 +141,6 @@ impl RootCoordLink {
         {
             return Ok(info.clone());
         }
-        let info = self
-            .pool
-            .call(self.deadline, |channel| async move {
-                RootCoordClient::new(channel)
-                    .describe_collection(DescribeCollectionRequest {
-                        collection: Some(
-                            crate::proto::describe_collection_request::Collection::Id(id),
-                        ),
-                    })
-                    .await
-            })
-            .await?
-            .into_inner()
-            .collection
-            .ok_or_else(|| Status::internal("the root coordinator described no collection"))?;
-        self.collections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (Instant::now(), info.clone()));
-        Ok(info)
+        self.describe(Collection::Id(id)).await
     }
 }

@@ -282,14 +282,65 @@ pub async fn serve_terms(
     }
 }
 
+/// What a coordinator's RPCs see of its office: the leader's state while this
+/// process leads and its leadership holds, `None` on a standby.
+#[derive(Debug)]
+pub struct Seat<A> {
+    held: std::sync::RwLock<Option<(Leadership, Arc<A>)>>,
+    leader_key: &'static str,
+    /// The role, for the standby's answer ("data coordinator").
+    what: &'static str,
+    /// 1 while this process holds the seat.
+    is_leader: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl<A> Seat<A> {
+    pub fn new(
+        leader_key: &'static str,
+        what: &'static str,
+        is_leader: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        Self {
+            held: std::sync::RwLock::new(None),
+            leader_key,
+            what,
+            is_leader,
+        }
+    }
+
+    /// The office, while its leadership is valid.
+    pub fn get(&self) -> Option<Arc<A>> {
+        let held = self.held.read().unwrap_or_else(|p| p.into_inner());
+        held.as_ref()
+            .filter(|(leadership, _)| leadership.is_valid())
+            .map(|(_, a)| a.clone())
+    }
+
+    /// Takes the seat for a term.
+    pub fn take(&self, leadership: Leadership, office: Arc<A>) {
+        *self.held.write().unwrap_or_else(|p| p.into_inner()) = Some((leadership, office));
+        self.is_leader.set(1);
+    }
+
+    /// The term ended.
+    pub fn leave(&self) {
+        *self.held.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.is_leader.set(0);
+    }
+
+    /// The office, or `Unavailable` naming the leader for a standby.
+    pub async fn leader_only(&self, store: &dyn MetaStore) -> Result<Arc<A>, tonic::Status> {
+        match self.get() {
+            Some(a) => Ok(a),
+            None => Err(not_leader_status(store, self.leader_key, self.what).await),
+        }
+    }
+}
+
 /// `Unavailable` for a standby, naming the leader (`what` is the role, e.g. "data
 /// coordinator") and carrying its address in the leader-hint metadata so that
 /// clients go straight there.
-pub async fn not_leader_status(
-    store: &dyn MetaStore,
-    leader_key: &str,
-    what: &str,
-) -> tonic::Status {
+async fn not_leader_status(store: &dyn MetaStore, leader_key: &str, what: &str) -> tonic::Status {
     let leader = crate::election::read_leader(store, leader_key)
         .await
         .ok()

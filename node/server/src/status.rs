@@ -11,7 +11,7 @@
 //! `Internal` only for a broken invariant (corrupt metadata).
 //!
 //! A standby that is called directly answers with the leader's address in the
-//! metadata ([`crate::role::not_leader_status`]); a part that loses leadership in
+//! metadata ([`crate::role::Seat::leader_only`]); a part that loses leadership in
 //! the middle of a call answers `Unavailable` without it, and the client's leader
 //! pool moves on to the next endpoint.
 

@@ -14,7 +14,7 @@ pub mod channels;
 pub mod segments;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
@@ -32,7 +32,7 @@ use self::channels::{ChannelManager, DataNodeClients, HandshakeConfig};
 use self::segments::{SegmentConfig, SegmentManager};
 use crate::election::Leadership;
 use crate::meta::MetaStore;
-use crate::role::{Office, RoleConfig, RoleProcess};
+use crate::role::{Office, RoleConfig, RoleProcess, Seat};
 
 /// Leader key of the data coordinators.
 pub const LEADER_KEY: &str = "election/datacoord";
@@ -173,7 +173,7 @@ struct Shared {
     root: Arc<RootCoordLink>,
     balancers: BalancerRegistry,
     clients: Arc<DataNodeClients>,
-    active: RwLock<Option<Arc<Active>>>,
+    seat: Seat<Active>,
     metrics: Arc<DataCoordMetrics>,
 }
 
@@ -183,24 +183,11 @@ pub struct DataCoordService {
 }
 
 impl DataCoordService {
-    fn active(&self) -> Option<Arc<Active>> {
-        self.shared
-            .active
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    async fn not_leader(&self) -> Status {
-        crate::role::not_leader_status(self.shared.store.as_ref(), LEADER_KEY, "data coordinator")
-            .await
-    }
-
     async fn leader_only(&self) -> Result<Arc<Active>, Status> {
-        match self.active() {
-            Some(a) => Ok(a),
-            None => Err(self.not_leader().await),
-        }
+        self.shared
+            .seat
+            .leader_only(self.shared.store.as_ref())
+            .await
     }
 
     async fn assignments(&self, active: &Active) -> Result<Vec<proto::ChannelAssignment>, Status> {
@@ -407,11 +394,7 @@ impl DataCoord for DataCoordService {
             tracing::Span::current().record("node_id", node);
             let active = self.leader_only().await?;
             let before = self.assignments(&active).await?;
-            let owned: Vec<u32> = before
-                .iter()
-                .filter(|a| a.node_id == node)
-                .map(|a| a.channel)
-                .collect();
+            let owned = channels_of(&before, node);
             if owned.is_empty() && !active.channels.live_node_ids().contains(&node) {
                 return Err(Status::not_found(format!(
                     "data node {node} is not registered and owns no channel"
@@ -420,11 +403,7 @@ impl DataCoord for DataCoordService {
             active.channels.drain(&[node]).await?;
             self.reconcile(&active, "drain").await?;
             let after = self.assignments(&active).await?;
-            let still: Vec<u32> = after
-                .iter()
-                .filter(|a| a.node_id == node)
-                .map(|a| a.channel)
-                .collect();
+            let still = channels_of(&after, node);
             if !still.is_empty() {
                 return Err(Status::unavailable(format!(
                     "channels {still:?} of node {node} could not move yet (no other data node?); retry"
@@ -499,7 +478,7 @@ impl Office for DataCoordService {
         let segments = Arc::new(
             SegmentManager::load(
                 shared.store.clone(),
-                leadership,
+                leadership.clone(),
                 shared.root.clone(),
                 channels.clone(),
                 shared.config.segments.clone(),
@@ -507,21 +486,24 @@ impl Office for DataCoordService {
             .await?,
         );
         let active = Arc::new(Active { channels, segments });
-        *shared.active.write().unwrap_or_else(|p| p.into_inner()) = Some(active.clone());
-        shared.metrics.is_leader.set(1);
+        shared.seat.take(leadership, active.clone());
         crate::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
         crate::spawn(segment_loop(active, term));
         Ok(())
     }
 
     fn leave_office(&self) {
-        *self
-            .shared
-            .active
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-        self.shared.metrics.is_leader.set(0);
+        self.shared.seat.leave();
     }
+}
+
+/// The channels `node` owns in `assignments`.
+fn channels_of(assignments: &[proto::ChannelAssignment], node: i64) -> Vec<u32> {
+    assignments
+        .iter()
+        .filter(|a| a.node_id == node)
+        .map(|a| a.channel)
+        .collect()
 }
 
 /// Creates the logs (one partition per channel), retrying while the log is away.
@@ -589,7 +571,7 @@ async fn serve(
             root,
             balancers,
             clients: Arc::new(DataNodeClients::default()),
-            active: RwLock::new(None),
+            seat: Seat::new(LEADER_KEY, "data coordinator", metrics.is_leader.clone()),
             metrics,
         }),
     };

@@ -7,7 +7,7 @@
 
 mod catalog;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::root_coord_server::{RootCoord, RootCoordServer};
@@ -23,7 +23,7 @@ use crate::election::Leadership;
 use crate::idalloc::IdAllocator;
 use crate::meta::MetaStore;
 use crate::metrics::{RoleLabels, RootCoordMetrics};
-use crate::role::{Office, RoleConfig, RoleProcess};
+use crate::role::{Office, RoleConfig, RoleProcess, Seat};
 use crate::session::{self, NodeRegistry};
 use crate::tso::{Clock, SystemClock, TsoAllocator, TsoConfig};
 
@@ -60,7 +60,7 @@ struct Active {
 struct Shared {
     store: Arc<dyn MetaStore>,
     config: RootCoordConfig,
-    active: RwLock<Option<Arc<Active>>>,
+    seat: Seat<Active>,
     registry: NodeRegistry,
     catalog: Catalog,
     metrics: Arc<RootCoordMetrics>,
@@ -75,39 +75,11 @@ pub struct RootCoordService {
 }
 
 impl RootCoordService {
-    fn active(&self) -> Option<Arc<Active>> {
-        let active = self
-            .shared
-            .active
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        active.filter(|a| a.leadership.is_valid())
-    }
-
-    fn set_active(&self, active: Option<Arc<Active>>) {
-        self.shared
-            .metrics
-            .is_leader
-            .set(i64::from(active.is_some()));
-        *self
-            .shared
-            .active
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = active;
-    }
-
-    /// `Unavailable`, carrying the current leader's address when known.
-    async fn not_leader(&self) -> Status {
-        crate::role::not_leader_status(self.shared.store.as_ref(), LEADER_KEY, "root coordinator")
-            .await
-    }
-
     async fn leader_only(&self) -> Result<Arc<Active>, Status> {
-        match self.active() {
-            Some(a) => Ok(a),
-            None => Err(self.not_leader().await),
-        }
+        self.shared
+            .seat
+            .leader_only(self.shared.store.as_ref())
+            .await
     }
 }
 
@@ -257,7 +229,7 @@ impl RootCoord for RootCoordService {
         match crate::election::read_leader(self.shared.store.as_ref(), LEADER_KEY).await {
             Ok(Some(l)) => Ok(Response::new(proto::GetLeaderResponse {
                 node_id: l.node_id,
-                is_self: l.node_id == self.shared.node_id && self.active().is_some(),
+                is_self: l.node_id == self.shared.node_id && self.shared.seat.get().is_some(),
                 address: l.address,
             })),
             Ok(None) => Err(Status::unavailable("no root coordinator leads right now")),
@@ -323,17 +295,20 @@ impl Office for RootCoordService {
         )
         .await?;
         crate::spawn(tso.clone().run(term));
-        self.set_active(Some(Arc::new(Active {
-            leadership,
-            tso,
-            ids,
-        })));
+        shared.seat.take(
+            leadership.clone(),
+            Arc::new(Active {
+                leadership,
+                tso,
+                ids,
+            }),
+        );
         shared.metrics.leader_elections.inc();
         Ok(())
     }
 
     fn leave_office(&self) {
-        self.set_active(None);
+        self.shared.seat.leave();
     }
 }
 
@@ -370,7 +345,7 @@ async fn serve(
         shared: Arc::new(Shared {
             store: store.clone(),
             config: config.clone(),
-            active: RwLock::new(None),
+            seat: Seat::new(LEADER_KEY, "root coordinator", metrics.is_leader.clone()),
             registry: process.nodes.clone(),
             catalog: Catalog::new(store.clone()),
             metrics,
