@@ -128,7 +128,7 @@ impl LeaderPool {
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        Retry::new("calling the leader")
+        Retry::new("the leader did not answer; failing over")
             .backoff(Duration::from_millis(10), Duration::from_millis(200))
             .deadline(deadline)
             .quietly()

@@ -52,7 +52,8 @@ pub struct Retry {
 }
 
 impl Retry {
-    /// `what` names the call in the log ("registering the session").
+    /// `what` is the log line of a failed attempt, a sentence without the error
+    /// ("etcd is unreachable"); the error and the pause are added to it.
     /// Backoff from 100 ms to 2 s, no deadline, no cancellation, transient errors only.
     pub fn new(what: impl Into<String>) -> Self {
         Self {
@@ -120,9 +121,9 @@ impl Retry {
                 return Err(error);
             }
             if self.quiet {
-                tracing::debug!(error = %error, "{} failed; retrying in {pause:?}", self.what);
+                tracing::debug!(error = %error, "{}; retrying in {pause:?}", self.what);
             } else {
-                tracing::warn!(error = %error, "{} failed; retrying in {pause:?}", self.what);
+                tracing::warn!(error = %error, "{}; retrying in {pause:?}", self.what);
             }
             match &self.cancel {
                 Some(cancel) => tokio::select! {

@@ -127,7 +127,7 @@ impl Candidate {
 
     /// Waits until this candidate leads. `None` when `cancel` fired first.
     pub async fn campaign(&self, cancel: &CancellationToken) -> Option<Leadership> {
-        let retry = Retry::new(format!("campaigning for {}", self.key))
+        let retry = Retry::new(format!("campaign for {} failed", self.key))
             .until_cancelled(cancel)
             .on_every_error();
         while !cancel.is_cancelled() {

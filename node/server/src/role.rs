@@ -90,7 +90,7 @@ impl RoleProcess {
         config: RoleConfig,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let session = Retry::new("registering the session")
+        let session = Retry::new("cannot register the session yet")
             .backoff(Duration::from_millis(50), Duration::from_secs(2))
             .deadline(Duration::from_secs(600))
             .until_cancelled(cancel)

@@ -352,7 +352,7 @@ impl NodeRegistry {
         revision: Option<i64>,
         cancel: CancellationToken,
     ) {
-        let retry = Retry::new("reading and watching the sessions")
+        let retry = Retry::new("cannot read or watch the sessions")
             .until_cancelled(&cancel)
             .on_every_error();
         // The first watch starts from the revision read at spawn; a broken watch

@@ -512,7 +512,7 @@ async fn create_topics(
     channels: u32,
     cancel: CancellationToken,
 ) {
-    let created = Retry::new("creating the log topics")
+    let created = Retry::new("cannot create the log topics yet")
         .backoff(Duration::from_millis(500), Duration::from_secs(10))
         .until_cancelled(&cancel)
         .run(|| log.ensure(channels))

@@ -133,7 +133,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, FlushError>>,
 {
-    Retry::new(format!("{what} (channel {})", job.channel))
+    Retry::new(format!("{what} failed (channel {})", job.channel))
         .backoff(Duration::from_millis(100), Duration::from_secs(5))
         .run(|| {
             let attempt = op();

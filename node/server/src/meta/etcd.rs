@@ -106,7 +106,7 @@ impl EtcdStore {
         config: EtcdConfig,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> MetaResult<Self> {
-        let what = format!("connecting to etcd at {:?}", config.endpoints);
+        let what = format!("etcd is unreachable at {:?}", config.endpoints);
         let store = Retry::new(what)
             .backoff(Duration::from_millis(200), Duration::from_secs(5))
             .until_cancelled(cancel)
