@@ -2,12 +2,10 @@
 //! S3-compatible object storage that data nodes flush segment files to.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
 use milvus_like_node::storage::StorageConfig;
 
-use crate::{tail, workspace_root};
+use crate::process::tail;
 
 /// The fixed test credentials `minio.sh` starts every server with.
 pub const ACCESS_KEY: &str = "milvuslike";
@@ -15,21 +13,7 @@ pub const SECRET_KEY: &str = "milvuslike-secret";
 pub const REGION: &str = "us-east-1";
 
 fn minio_script(args: &[&str]) -> anyhow::Result<String> {
-    let script = workspace_root().join("tests/scripts/minio.sh");
-    let out = Command::new(&script)
-        .args(args)
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("run {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "minio.sh {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    super::script("minio.sh", args)
 }
 
 /// A MinIO server on 127.0.0.1 with its data and log in its own directory. Killed
