@@ -1,11 +1,16 @@
 //! gRPC clients of the roles, and waits until a role serves.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
-use milvus_like_api::proto::{AllocTimestampRequest, ListCollectionsRequest};
+use milvus_like_api::proto::{
+    AllocTimestampRequest, GetChannelDistributionRequest, ListCollectionsRequest,
+    ProxyFlushRequest, ProxyFlushResponse,
+};
+use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::process::Process;
@@ -36,8 +41,7 @@ pub fn proxy_client(endpoint: &str) -> ProxyClient<Channel> {
 }
 
 /// Waits until the root coordinator at `endpoint` issues timestamps; returns one.
-/// On timeout, panics with the process log.
-pub async fn wait_serving(endpoint: &str, process: &Process, timeout: Duration) -> u64 {
+pub async fn serving(endpoint: &str, timeout: Duration) -> anyhow::Result<u64> {
     let client = root_coord_client(endpoint);
     wait_for("the root coordinator to serve", timeout, || {
         let mut c = client.clone();
@@ -49,7 +53,13 @@ pub async fn wait_serving(endpoint: &str, process: &Process, timeout: Duration) 
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", process.log()))
+}
+
+/// [`serving`], panicking with the log of `process` on timeout.
+pub async fn wait_serving(endpoint: &str, process: &Process, timeout: Duration) -> u64 {
+    serving(endpoint, timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", process.log()))
 }
 
 /// Waits (60 s at most) until the proxy behind `proxy` answers `ListCollections`.
@@ -60,4 +70,57 @@ pub async fn wait_for_proxy(proxy: &ProxyClient<Channel>) -> anyhow::Result<()> 
     })
     .await
     .map(drop)
+}
+
+/// Waits (60 s at most) until every one of the 3 channels has an owner, and the
+/// owners are `nodes` data nodes.
+pub async fn wait_channels_owned(
+    datacoord: &DataCoordClient<Channel>,
+    nodes: usize,
+) -> anyhow::Result<()> {
+    wait_for(
+        "every channel to have an owner",
+        Duration::from_secs(60),
+        || {
+            let mut dc = datacoord.clone();
+            async move {
+                let d = dc
+                    .get_channel_distribution(GetChannelDistributionRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
+                (d.channels.len() == 3 && !owners.contains(&0) && owners.len() == nodes)
+                    .then_some(())
+            }
+        },
+    )
+    .await
+}
+
+/// Flush(wait) of `collection` through the proxy. A busy machine may take longer
+/// than the coordinator's own wait; the flush goes on regardless, so it is asked
+/// again (five times at most) while the answer is a timeout.
+pub async fn flush(
+    proxy: &ProxyClient<Channel>,
+    collection: &str,
+) -> Result<ProxyFlushResponse, tonic::Status> {
+    let mut last = None;
+    for _ in 0..5 {
+        match proxy
+            .clone()
+            .flush(ProxyFlushRequest {
+                collection: collection.to_owned(),
+                wait: true,
+            })
+            .await
+        {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable) => {
+                last = Some(s);
+            }
+            Err(s) => return Err(s),
+        }
+    }
+    Err(last.unwrap_or_else(|| tonic::Status::unknown("no flush was asked")))
 }

@@ -6,8 +6,10 @@
 //! - [`dir`]: the test's directory; [`wait`]: free ports and polling; [`slot`]: how
 //!   many whole clusters run at once.
 //! - [`process`]: a child process with a log file, and the `milvus-like` binary.
-//! - [`role`]: the role processes; [`standalone`]: every role in one process.
+//! - [`role`]: one way to start a role ([`RoleProcess::start`]).
 //! - [`services`]: etcd, Kafka and MinIO.
+//! - [`cluster`]: a distributed cluster ([`ClusterBuilder`]); [`standalone`]: every
+//!   role in one process.
 //! - [`clients`]: gRPC clients of the roles, and waits until they serve.
 //! - [`data`]: test rows and what reading them back must give; [`fake_datanode`]: an
 //!   in-process data node; [`http`] and [`metrics`]: `/metrics`, `/readyz` and such.
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod cluster;
 pub mod data;
 pub mod dir;
 pub mod fake_datanode;
@@ -28,14 +31,19 @@ pub mod standalone;
 pub mod wait;
 
 pub use clients::{
-    data_coord_client, proxy_client, root_coord_client, wait_for_proxy, wait_serving,
+    data_coord_client, flush, proxy_client, root_coord_client, serving, wait_channels_owned,
+    wait_for_proxy, wait_serving,
 };
+pub use cluster::{CHANNELS, Cluster, ClusterBuilder};
 pub use data::test_schema;
 pub use dir::{TestDir, workspace_root};
 pub use http::{http, http_get};
 pub use metrics::{Sample, metric_sum, parse_metrics};
 pub use process::{Process, node_binary};
-pub use role::{DataCoordProcess, NodeProcess, RootCoordOptions, RootCoordProcess};
+pub use role::{
+    DataCoordProcess, MetaArgs, NodeProcess, Ports, Role, RoleProcess, RootCoordOptions,
+    RootCoordProcess,
+};
 pub use services::etcd::Etcd;
 pub use services::kafka::Kafka;
 pub use services::minio;

@@ -128,3 +128,39 @@ pub fn node_binary() -> PathBuf {
             )
         })
 }
+
+/// How to start a `milvus-like` process, again and again: its arguments, its
+/// `RUST_LOG`, and where its logs go (the first run to `dir/<name>.log`, the n-th
+/// restart to `dir/<name>-<n>.log`).
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) name: String,
+    dir: PathBuf,
+    args: Vec<String>,
+    rust_log: &'static str,
+    runs: u32,
+}
+
+impl Launch {
+    pub(crate) fn new(dir: &Path, name: &str, args: Vec<String>, rust_log: &'static str) -> Self {
+        Self {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            args,
+            rust_log,
+            runs: 0,
+        }
+    }
+
+    /// `milvus-like ARGS`, one more run.
+    pub(crate) fn spawn(&mut self) -> anyhow::Result<Process> {
+        let mut cmd = Command::new(node_binary());
+        cmd.args(&self.args).env("RUST_LOG", self.rust_log);
+        let log = match self.runs {
+            0 => self.dir.join(format!("{}.log", self.name)),
+            n => self.dir.join(format!("{}-{n}.log", self.name)),
+        };
+        self.runs += 1;
+        Process::spawn(&self.name, cmd, log)
+    }
+}

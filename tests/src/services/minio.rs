@@ -60,6 +60,18 @@ impl MinIO {
         }
     }
 
+    /// The flags that make a data node (or a client command) store segments in
+    /// `bucket` on this server: what [`MinIO::storage_config`] is on the command line.
+    pub fn node_args(&self, bucket: &str) -> Vec<String> {
+        vec![
+            format!("--s3-bucket={bucket}"),
+            format!("--s3-endpoint={}", self.endpoint),
+            format!("--s3-region={}", self.region),
+            format!("--s3-access-key={}", self.access_key),
+            format!("--s3-secret-key={}", self.secret_key),
+        ]
+    }
+
     /// kill -9; data stays for [`MinIO::restart`].
     pub fn kill9(&self) -> anyhow::Result<()> {
         minio_script(&["kill", &self.dir.to_string_lossy()]).map(drop)
