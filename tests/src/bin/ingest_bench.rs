@@ -63,7 +63,7 @@ use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
-    Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, test_schema, wait_for,
+    Etcd, Kafka, NodeProcess, StandaloneProcess, TestDir, test_schema, wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
@@ -1073,12 +1073,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         format!("--flush-age={}", opts.flush_age),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sa = StandaloneProcess::start(
-        &dir.path().join("data"),
-        dir.path().join("standalone.log"),
-        StandalonePorts::free(),
-        &args,
-    )?;
+    let sa = StandaloneProcess::start_in(dir.path(), &args)?;
     let pid = sa.process.pid().context("standalone pid")?;
     let rss = RssSampler::start(pid);
     let proxy = sa.proxy_client();
