@@ -55,7 +55,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
@@ -63,13 +62,12 @@ use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
-    Etcd, Kafka, NodeProcess, StandaloneProcess, TestDir, test_schema, wait_for,
+    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, test_schema, wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
 
 const DIM: usize = 128;
-const CHANNELS: u32 = 3;
 const TOPIC_PREFIX: &str = "bench";
 /// Bytes of one row as the client sends it: i64 pk + 128 f32.
 const ROW_BYTES: u64 = 8 + 4 * DIM as u64;
@@ -310,103 +308,45 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
 // ---------------------------------------------------------------------------
 // The cluster.
 
-/// Fields drop in order: the processes (and Kafka) stop before `dir` is removed.
-struct Cluster {
-    datanode: Option<NodeProcess>,
-    proxy: NodeProcess,
-    datacoord: NodeProcess,
-    _rootcoord: NodeProcess,
-    kafka: Kafka,
-    _etcd: Etcd,
-    datanode_args: Vec<String>,
-    dir: TestDir,
+/// etcd, Kafka, root and data coordinators and a proxy; the data node comes later
+/// ([`Cluster::add_datanode`]), with the flags that `opts` asks for.
+async fn start_cluster(opts: &Options) -> anyhow::Result<Cluster> {
+    let datanode_args = [
+        format!("--memory-mib={}", opts.memory_mib),
+        format!("--flush-rows={}", opts.flush_rows),
+        format!("--flush-mib={}", opts.flush_mib),
+        format!("--flush-age={}", opts.flush_age),
+    ];
+    let datanode_args: Vec<&str> = datanode_args.iter().map(String::as_str).collect();
+    let cluster = ClusterBuilder::new("ingest-bench")
+        .meta_root("bench")
+        .ttl("10s")
+        .kafka()
+        .topic_prefix(TOPIC_PREFIX)
+        .datanode_args(&datanode_args)
+        .proxy()
+        .build()
+        .await?;
+    eprintln!("cluster directory: {}", cluster.dir.path().display());
+    Ok(cluster)
 }
 
-impl Cluster {
-    async fn start(opts: &Options) -> anyhow::Result<Self> {
-        let dir = TestDir::new("ingest-bench");
-        eprintln!("cluster directory: {}", dir.path().display());
-        let etcd = Etcd::start(dir.path()).await?;
-        let kafka = Kafka::start(dir.path())?;
-        let segments = dir.path().join("segments");
-        let common = |extra: &[String]| {
-            let mut v = vec![
-                format!("--etcd-endpoints={}", etcd.endpoint()),
-                "--meta-root=bench".to_owned(),
-                "--session-ttl=10s".to_owned(),
-                "--leader-ttl=10s".to_owned(),
-            ];
-            v.extend(extra.iter().cloned());
-            v
-        };
-        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))?;
-        let rc = rootcoord.endpoint();
-        let kafka_args = vec![
-            format!("--kafka-brokers={}", kafka.bootstrap),
-            format!("--topic-prefix={TOPIC_PREFIX}"),
-        ];
-        let mut dc_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--channels={CHANNELS}"),
-        ];
-        dc_args.extend(kafka_args.clone());
-        let datacoord =
-            NodeProcess::start(dir.path(), "datacoord", "datacoord", &common(&dc_args))?;
-        let dc = datacoord.endpoint();
-        let mut dn_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-            format!("--storage-root={}", segments.display()),
-            format!("--memory-mib={}", opts.memory_mib),
-            format!("--flush-rows={}", opts.flush_rows),
-            format!("--flush-mib={}", opts.flush_mib),
-            format!("--flush-age={}", opts.flush_age),
-        ];
-        dn_args.extend(kafka_args.clone());
-        let mut px_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-        ];
-        px_args.extend(kafka_args);
-        let proxy = NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args))?;
-        let cluster = Self {
-            datanode_args: common(&dn_args),
-            dir,
-            _etcd: etcd,
-            kafka,
-            _rootcoord: rootcoord,
-            datacoord,
-            proxy,
-            datanode: None,
-        };
-        let c = cluster.client();
-        milvus_like_tests::wait_for_proxy(&c)
-            .await
-            .with_context(|| format!("proxy log:\n{}", cluster.proxy.process.log()))?;
-        Ok(cluster)
-    }
+/// What the benchmark does with the cluster.
+trait Bench {
+    fn kafka_config(&self) -> KafkaConfig;
+    /// Starts the data node; returns its pid.
+    fn start_datanode(&mut self) -> anyhow::Result<u32>;
+    /// The data node's rows consumed and rows flushed, once it answers.
+    async fn datanode_metrics(&self) -> Option<(u64, u64)>;
+    async fn flush(&self, collection: &str) -> anyhow::Result<()>;
+    /// Rows committed in the collection's segments, as the data coordinator lists them.
+    async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64>;
+}
 
-    fn client(&self) -> ProxyClient<Channel> {
-        ProxyClient::new(
-            Channel::from_shared(self.proxy.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
-    }
-
-    fn datacoord(&self) -> DataCoordClient<Channel> {
-        DataCoordClient::new(
-            Channel::from_shared(self.datacoord.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-    }
-
+impl Bench for Cluster {
     fn kafka_config(&self) -> KafkaConfig {
         KafkaConfig {
-            brokers: self.kafka.bootstrap.clone(),
+            brokers: self.kafka().bootstrap.clone(),
             topic_prefix: TOPIC_PREFIX.into(),
             replication: 1,
             sasl: None,
@@ -414,15 +354,12 @@ impl Cluster {
     }
 
     fn start_datanode(&mut self) -> anyhow::Result<u32> {
-        let dn = NodeProcess::start(self.dir.path(), "datanode", "datanode", &self.datanode_args)?;
-        let pid = dn.process.pid().context("data node pid")?;
-        self.datanode = Some(dn);
-        Ok(pid)
+        self.add_datanode()?.process.pid().context("data node pid")
     }
 
     async fn datanode_metrics(&self) -> Option<(u64, u64)> {
-        let dn = self.datanode.as_ref()?;
-        let text = scrape(dn.http_port).await;
+        let dn = self.datanodes.first()?;
+        let text = scrape(dn.ports.http).await;
         Some((
             metric(&text, "datanode_rows_consumed_total")?,
             metric(&text, "datanode_rows_flushed_total")?,
@@ -430,20 +367,17 @@ impl Cluster {
     }
 
     async fn flush(&self, collection: &str) -> anyhow::Result<()> {
-        self.client()
-            .flush(proto::ProxyFlushRequest {
-                collection: collection.into(),
-                wait: true,
-            })
+        milvus_like_tests::flush(&self.proxy_client(), collection)
             .await
-            .with_context(|| format!("flush; datacoord log:\n{}", self.datacoord.process.log()))?;
+            .with_context(|| {
+                format!("flush; datacoord log:\n{}", self.datacoord().process.log())
+            })?;
         Ok(())
     }
 
-    /// Rows committed in the collection's segments, as the data coordinator lists them.
     async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64> {
         let listed = self
-            .datacoord()
+            .datacoord_client()
             .list_segments(proto::ListSegmentsRequest { collection_id })
             .await
             .context("list segments")?
@@ -802,10 +736,10 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut cluster = Cluster::start(&opts).await?;
+    let mut cluster = start_cluster(&opts).await?;
     let schema_proto = test_schema("bench", DIM as u32);
     let info = cluster
-        .client()
+        .proxy_client()
         .create_collection(proto::CreateCollectionRequest {
             schema: Some(schema_proto),
         })
@@ -821,7 +755,14 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.backlog_rows
     );
     settle()?;
-    let backlog = insert(&cluster.client(), &schema, 0, opts.backlog_rows, &opts).await?;
+    let backlog = insert(
+        &cluster.proxy_client(),
+        &schema,
+        0,
+        opts.backlog_rows,
+        &opts,
+    )
+    .await?;
     println!(
         "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
         backlog.rows,
@@ -865,7 +806,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let rss = RssSampler::start(pid);
     let stop_buffered = Arc::new(AtomicBool::new(false));
     let buffered = sample_buffered(
-        cluster.datanode.as_ref().context("data node")?.http_port,
+        cluster.datanodes.first().context("data node")?.ports.http,
         stop_buffered.clone(),
     );
     let node = datanode_consume(&cluster, opts.backlog_rows).await?;
@@ -889,7 +830,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     );
     settle()?;
     let before = cluster.datanode_metrics().await.unwrap_or_default();
-    let e2e = insert(&cluster.client(), &schema, 1 << 40, opts.rows, &opts).await?;
+    let e2e = insert(&cluster.proxy_client(), &schema, 1 << 40, opts.rows, &opts).await?;
     let after = cluster.datanode_metrics().await.unwrap_or_default();
     let t = Instant::now();
     cluster.flush("bench").await?;
