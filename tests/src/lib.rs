@@ -40,10 +40,7 @@ pub use dir::{TestDir, workspace_root};
 pub use http::{http, http_get};
 pub use metrics::{Sample, metric_sum, parse_metrics};
 pub use process::{Process, node_binary};
-pub use role::{
-    DataCoordProcess, MetaArgs, NodeProcess, Ports, Role, RoleProcess, RootCoordOptions,
-    RootCoordProcess,
-};
+pub use role::{MetaArgs, Ports, Role, RoleProcess};
 pub use services::etcd::Etcd;
 pub use services::kafka::Kafka;
 pub use services::minio;
