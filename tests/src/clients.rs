@@ -7,12 +7,16 @@ use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::proto::{
-    AllocTimestampRequest, GetChannelDistributionRequest, ListCollectionsRequest,
-    ProxyFlushRequest, ProxyFlushResponse,
+    AllocTimestampRequest, CollectionInfo, CreateCollectionRequest, GetChannelDistributionRequest,
+    GetChannelDistributionResponse, ListCollectionsRequest, ProxyFlushRequest, ProxyFlushResponse,
 };
+use milvus_like_api::schema::CollectionSchema;
 use tonic::Code;
 use tonic::transport::Channel;
 
+use anyhow::Context;
+
+use crate::data::test_schema;
 use crate::process::Process;
 use crate::wait::wait_for;
 
@@ -72,30 +76,69 @@ pub async fn wait_for_proxy(proxy: &ProxyClient<Channel>) -> anyhow::Result<()> 
     .map(drop)
 }
 
+/// Waits until the data coordinator behind `datacoord` answers
+/// `GetChannelDistribution` (it leads) with a distribution that `ready` accepts;
+/// that distribution.
+pub async fn wait_distribution(
+    datacoord: &DataCoordClient<Channel>,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&GetChannelDistributionResponse) -> bool,
+) -> anyhow::Result<GetChannelDistributionResponse> {
+    wait_for(what, timeout, || {
+        let mut dc = datacoord.clone();
+        let ready = &ready;
+        async move {
+            let d = dc
+                .get_channel_distribution(GetChannelDistributionRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            ready(&d).then_some(d)
+        }
+    })
+    .await
+}
+
 /// Waits (60 s at most) until every one of the 3 channels has an owner, and the
 /// owners are `nodes` data nodes.
 pub async fn wait_channels_owned(
     datacoord: &DataCoordClient<Channel>,
     nodes: usize,
 ) -> anyhow::Result<()> {
-    wait_for(
+    let owned = |d: &GetChannelDistributionResponse| {
+        let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
+        d.channels.len() == 3 && !owners.contains(&0) && owners.len() == nodes
+    };
+    wait_distribution(
+        datacoord,
         "every channel to have an owner",
         Duration::from_secs(60),
-        || {
-            let mut dc = datacoord.clone();
-            async move {
-                let d = dc
-                    .get_channel_distribution(GetChannelDistributionRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
-                (d.channels.len() == 3 && !owners.contains(&0) && owners.len() == nodes)
-                    .then_some(())
-            }
-        },
+        owned,
     )
     .await
+    .map(drop)
+}
+
+/// Creates collection `name` of [`test_schema`]`(name, dim)` through the proxy;
+/// its info and schema.
+pub async fn create_collection(
+    proxy: &ProxyClient<Channel>,
+    name: &str,
+    dim: u32,
+) -> anyhow::Result<(CollectionInfo, CollectionSchema)> {
+    let info = proxy
+        .clone()
+        .create_collection(CreateCollectionRequest {
+            schema: Some(test_schema(name, dim)),
+        })
+        .await
+        .with_context(|| format!("create collection {name}"))?
+        .into_inner()
+        .collection
+        .context("no collection info")?;
+    let schema = CollectionSchema::try_from(info.schema.clone().context("no schema")?)?;
+    Ok((info, schema))
 }
 
 /// Flush(wait) of `collection` through the proxy. A busy machine may take longer

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use milvus_like_api::proto::GetChannelDistributionRequest;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
@@ -14,7 +13,7 @@ use tonic::transport::Channel;
 
 use crate::clients::{
     data_coord_client, proxy_client, root_coord_client, serving, wait_channels_owned,
-    wait_for_proxy,
+    wait_distribution, wait_for_proxy,
 };
 use crate::dir::TestDir;
 use crate::process::Process;
@@ -23,7 +22,6 @@ use crate::services::etcd::Etcd;
 use crate::services::kafka::Kafka;
 use crate::services::minio::MinIO;
 use crate::slot::{HeavySlot, heavy_slot};
-use crate::wait::wait_for;
 
 /// The channels of every cluster's data coordinator (the node's default).
 pub const CHANNELS: u32 = 3;
@@ -288,20 +286,10 @@ impl Cluster {
             .map_err(with_log(&self.rootcoord.process))?;
         if let Some(dc) = &self.datacoord {
             let client = self.datacoord_client();
-            wait_for(
-                "the data coordinator to lead",
-                Duration::from_secs(60),
-                || {
-                    let mut c = client.clone();
-                    async move {
-                        c.get_channel_distribution(GetChannelDistributionRequest {})
-                            .await
-                            .ok()
-                    }
-                },
-            )
-            .await
-            .map_err(with_log(&dc.process))?;
+            let lead = "the data coordinator to lead";
+            wait_distribution(&client, lead, Duration::from_secs(60), |_| true)
+                .await
+                .map_err(with_log(&dc.process))?;
             if !self.datanodes.is_empty() {
                 let nodes = self.datanodes.len().min(CHANNELS as usize);
                 wait_channels_owned(&client, nodes)

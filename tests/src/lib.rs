@@ -31,8 +31,8 @@ pub mod standalone;
 pub mod wait;
 
 pub use clients::{
-    data_coord_client, flush, proxy_client, root_coord_client, serving, wait_channels_owned,
-    wait_for_proxy, wait_serving,
+    create_collection, data_coord_client, flush, proxy_client, root_coord_client, serving,
+    wait_channels_owned, wait_distribution, wait_for_proxy, wait_serving,
 };
 pub use cluster::{CHANNELS, Cluster, ClusterBuilder};
 pub use data::test_schema;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::wait::wait_for;
+
 /// The last `lines` lines of a log file (empty if it cannot be read).
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -58,6 +60,16 @@ impl Process {
             None => true,
             Some(c) => c.try_wait().ok().flatten().is_some(),
         }
+    }
+
+    /// Waits (at most `timeout`) until the process has exited by itself.
+    pub async fn exited(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{} to exit", self.name);
+        wait_for(&what, timeout, || {
+            let exited = self.has_exited();
+            async move { exited.then_some(()) }
+        })
+        .await
     }
 
     /// kill -9.

@@ -35,24 +35,25 @@ fn cli(sa: &StandaloneProcess, args: &[&str]) -> Run {
     run(cmd, args)
 }
 
-/// Creates `docs` (a vector of 4, a title and a year) and `vecs` (a vector of 4);
-/// returns what creating `docs` printed.
+/// Creates collection `name` shaped like `docs`: a vector of 4, a title and a year.
+fn create_like_docs(sa: &StandaloneProcess, name: &str) -> Run {
+    let args = [
+        "collection",
+        "create",
+        name,
+        "--dim",
+        "4",
+        "--field",
+        "title:varchar(32)",
+        "--field",
+        "year:int32",
+    ];
+    cli(sa, &args).expect(0)
+}
+
+/// Creates `docs` and `vecs` (a vector of 4); returns what creating `docs` printed.
 fn create_docs_and_vecs(sa: &StandaloneProcess) -> Run {
-    let created = cli(
-        sa,
-        &[
-            "collection",
-            "create",
-            "docs",
-            "--dim",
-            "4",
-            "--field",
-            "title:varchar(32)",
-            "--field",
-            "year:int32",
-        ],
-    )
-    .expect(0);
+    let created = create_like_docs(sa, "docs");
     cli(sa, &["collection", "create", "vecs", "--dim", "4"]).expect(0);
     created
 }
@@ -589,18 +590,7 @@ async fn files_load_read_back_export_and_load_again() {
     got.retain(|k, _| *k < 10_000);
     assert_eq!(got, want);
     // The CSV export loads back as it is.
-    c(&[
-        "collection",
-        "create",
-        "copy",
-        "--dim",
-        "4",
-        "--field",
-        "title:varchar(32)",
-        "--field",
-        "year:int32",
-    ])
-    .expect(0);
+    create_like_docs(&sa, "copy");
     let copied = c(&["insert", "-c", "copy", "-f", &out_csv_arg]).expect(0);
     assert!(
         copied.stdout.starts_with("inserted 344 rows into \"copy\""),

@@ -11,7 +11,7 @@ use milvus_like_api::proto::{
 use milvus_like_tests::fake_datanode::{Call, FakeDataNode};
 use milvus_like_tests::{
     Cluster, ClusterBuilder, Etcd, MetaArgs, Ports, Role, RoleProcess, TestDir, test_schema,
-    wait_for,
+    wait_distribution, wait_for,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -31,58 +31,50 @@ async fn start(name: &str) -> Cluster {
         .expect("cluster")
 }
 
-/// What the data coordinator tests do with a cluster.
-trait Coordinator {
-    async fn node(&self) -> FakeDataNode;
-    async fn distribution(&self) -> proto::GetChannelDistributionResponse;
-    async fn settled(&self, nodes: &[&FakeDataNode], timeout: Duration) -> Owners;
+/// A fake data node registered in this cluster.
+async fn node(cluster: &Cluster) -> FakeDataNode {
+    FakeDataNode::start(
+        &cluster.etcd.endpoint(),
+        &cluster.meta.meta_root,
+        &cluster.datacoord().endpoint(),
+        TTL,
+    )
+    .await
+    .expect("fake data node")
 }
 
-impl Coordinator for Cluster {
-    /// A fake data node registered in this cluster.
-    async fn node(&self) -> FakeDataNode {
-        FakeDataNode::start(
-            &self.etcd.endpoint(),
-            &self.meta.meta_root,
-            &self.datacoord().endpoint(),
-            TTL,
-        )
+async fn distribution(cluster: &Cluster) -> proto::GetChannelDistributionResponse {
+    cluster
+        .datacoord_client()
+        .get_channel_distribution(proto::GetChannelDistributionRequest {})
         .await
-        .expect("fake data node")
-    }
+        .expect("distribution")
+        .into_inner()
+}
 
-    async fn distribution(&self) -> proto::GetChannelDistributionResponse {
-        self.datacoord_client()
-            .get_channel_distribution(proto::GetChannelDistributionRequest {})
-            .await
-            .expect("distribution")
-            .into_inner()
-    }
-
-    /// Channel -> (owner, epoch) once every channel is owned by one of `nodes`, each
-    /// owner acknowledged it, and round robin's bound holds (no node above
-    /// ceil(channels / nodes)): the state the coordinator converges to.
-    async fn settled(&self, nodes: &[&FakeDataNode], timeout: Duration) -> Owners {
-        wait_for("channels to settle", timeout, || async {
-            let d = self.distribution().await;
-            let owners: Owners = d
-                .channels
-                .iter()
-                .map(|a| (a.channel, (a.node_id, a.epoch)))
-                .collect();
-            let all_owned = owners.len() == 3
-                && owners.iter().all(|(ch, (node, epoch))| {
-                    nodes
-                        .iter()
-                        .any(|n| n.node_id == *node && n.owned().get(ch) == Some(epoch))
-                });
-            let bound = 3_usize.div_ceil(nodes.len().max(1));
-            let balanced = per_node(&owners).values().all(|n| *n <= bound);
-            (all_owned && balanced).then_some(owners)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.datacoord().process.log()))
-    }
+/// Channel -> (owner, epoch) once every channel is owned by one of `nodes`, each
+/// owner acknowledged it, and round robin's bound holds (no node above
+/// ceil(channels / nodes)): the state the coordinator converges to.
+async fn settled(cluster: &Cluster, nodes: &[&FakeDataNode], timeout: Duration) -> Owners {
+    wait_for("channels to settle", timeout, || async {
+        let d = distribution(cluster).await;
+        let owners: Owners = d
+            .channels
+            .iter()
+            .map(|a| (a.channel, (a.node_id, a.epoch)))
+            .collect();
+        let all_owned = owners.len() == 3
+            && owners.iter().all(|(ch, (node, epoch))| {
+                nodes
+                    .iter()
+                    .any(|n| n.node_id == *node && n.owned().get(ch) == Some(epoch))
+            });
+        let bound = 3_usize.div_ceil(nodes.len().max(1));
+        let balanced = per_node(&owners).values().all(|n| *n <= bound);
+        (all_owned && balanced).then_some(owners)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", cluster.datacoord().process.log()))
 }
 
 fn per_node(owners: &Owners) -> BTreeMap<i64, usize> {
@@ -97,12 +89,12 @@ fn per_node(owners: &Owners) -> BTreeMap<i64, usize> {
 async fn three_nodes(name: &str) -> (Cluster, [FakeDataNode; 3], Owners) {
     let cluster = start(name).await;
     let nodes = [
-        cluster.node().await,
-        cluster.node().await,
-        cluster.node().await,
+        node(&cluster).await,
+        node(&cluster).await,
+        node(&cluster).await,
     ];
     let [a, b, c] = &nodes;
-    let owners = cluster.settled(&[a, b, c], Duration::from_secs(15)).await;
+    let owners = settled(&cluster, &[a, b, c], Duration::from_secs(15)).await;
     // Round robin over 3 nodes: one channel each, never two on one node.
     assert!(per_node(&owners).values().all(|n| *n == 1), "{owners:?}");
     (cluster, nodes, owners)
@@ -119,7 +111,7 @@ async fn a_crashed_nodes_channel_moves_within_the_ttl_and_its_old_owner_is_fence
         .expect("c owns one");
     c.crash();
     let crashed = Instant::now();
-    let owners = cluster.settled(&[&a, &b], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(10)).await;
     let took = crashed.elapsed();
     eprintln!("channel {lost} reassigned {took:?} after the crash");
     assert!(
@@ -156,18 +148,16 @@ async fn a_crashed_nodes_channel_moves_within_the_ttl_and_its_old_owner_is_fence
             .and_then(|r| r.checkpoint)
             .map_or(0, |c| c.insert_next_offset)
     };
-    let before = offset(&cluster.distribution().await);
+    let before = offset(&distribution(&cluster).await);
     survivor
         .commit_at(lost, new_epoch)
         .await
         .expect("owner commits");
-    assert_eq!(offset(&cluster.distribution().await), before + 1);
+    assert_eq!(offset(&distribution(&cluster).await), before + 1);
 
     // A new node joins and gets a channel (3 channels, 3 nodes: one each again).
-    let d = cluster.node().await;
-    let owners = cluster
-        .settled(&[&a, &b, &d], Duration::from_secs(10))
-        .await;
+    let d = node(&cluster).await;
+    let owners = settled(&cluster, &[&a, &b, &d], Duration::from_secs(10)).await;
     assert!(per_node(&owners).values().all(|n| *n == 1), "{owners:?}");
 }
 
@@ -194,7 +184,7 @@ async fn a_drained_node_releases_its_channels_before_they_move() {
                 .any(|call| matches!(call, Call::Release { channel, .. } if channel == ch))
         );
     }
-    let owners = cluster.settled(&[&a, &c], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &c], Duration::from_secs(10)).await;
     assert!(owners.values().all(|(n, _)| *n != b.node_id));
     // The released channel resumes from the checkpoint b committed on release.
     for ch in &b_channels {
@@ -202,7 +192,7 @@ async fn a_drained_node_releases_its_channels_before_they_move() {
         let taker = if owner == a.node_id { &a } else { &c };
         assert!(taker.calls().iter().any(|call| matches!(call, Call::Watch { channel, epoch: e, offset } if channel == ch && *e == epoch && *offset >= 1)), "{:?}", taker.calls());
     }
-    let dist = cluster.distribution().await;
+    let dist = distribution(&cluster).await;
     assert!(
         dist.nodes
             .iter()
@@ -213,9 +203,9 @@ async fn a_drained_node_releases_its_channels_before_they_move() {
 #[tokio::test]
 async fn unknown_nodes_are_refused_and_change_nothing() {
     let cluster = start("dc-unknown-nodes").await;
-    let a = cluster.node().await;
-    let b = cluster.node().await;
-    let owners = cluster.settled(&[&a, &b], Duration::from_secs(15)).await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(15)).await;
     // Rebalancing to a node that does not exist, and draining one.
     let err = cluster
         .datacoord_client()
@@ -233,7 +223,7 @@ async fn unknown_nodes_are_refused_and_change_nothing() {
         .expect_err("unknown node");
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(
-        cluster.settled(&[&a, &b], Duration::from_secs(5)).await,
+        settled(&cluster, &[&a, &b], Duration::from_secs(5)).await,
         owners,
         "bad requests changed nothing"
     );
@@ -243,8 +233,8 @@ async fn unknown_nodes_are_refused_and_change_nothing() {
 /// `vectors` in it.
 async fn with_collection(name: &str) -> (Cluster, FakeDataNode, CollectionInfo) {
     let cluster = start(name).await;
-    let node = cluster.node().await;
-    cluster.settled(&[&node], Duration::from_secs(15)).await;
+    let node = node(&cluster).await;
+    settled(&cluster, &[&node], Duration::from_secs(15)).await;
     let collection = cluster
         .rootcoord_client()
         .create_collection(proto::CreateCollectionRequest {
@@ -458,11 +448,11 @@ async fn a_restarted_coordinator_keeps_owners_seals_growing_segments_and_reuses_
         .await
         .expect("grant");
     let growing = g[0].segment_id;
-    let before = cluster.distribution().await.channels;
+    let before = distribution(&cluster).await.channels;
     cluster.datacoord_mut().restart().expect("restart");
     cluster.wait_ready().await.expect("the new term leads");
     // Ownership survived the restart unchanged.
-    let after = cluster.distribution().await.channels;
+    let after = distribution(&cluster).await.channels;
     let owners = |r: &[proto::ChannelAssignment]| {
         r.iter()
             .map(|a| (a.channel, a.node_id, a.epoch))
@@ -514,7 +504,7 @@ async fn a_stopping_node_is_drained_release_first() {
     let (cluster, [a, b, c], _) = three_nodes("dc-stopping").await;
     // A node announcing a graceful stop is drained: release first, then moved.
     c.mark_stopping();
-    let owners = cluster.settled(&[&a, &b], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(10)).await;
     assert!(
         c.calls()
             .iter()
@@ -546,14 +536,14 @@ async fn rebalance_to_a_set_moves_every_channel_there() {
         resp.channels
     );
     assert!(resp.moved >= 1);
-    cluster.settled(&[&a], Duration::from_secs(10)).await;
+    settled(&cluster, &[&a], Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
 async fn a_standby_coordinator_takes_over_within_the_ttl_with_the_same_owners() {
     let mut cluster = start("dc-failover").await;
-    let a = cluster.node().await;
-    let owners = cluster.settled(&[&a], Duration::from_secs(15)).await;
+    let a = node(&cluster).await;
+    let owners = settled(&cluster, &[&a], Duration::from_secs(15)).await;
 
     // A standby data coordinator takes over within TTL + 1 s of a kill -9 and sees
     // the same ownership.
@@ -587,14 +577,8 @@ async fn a_standby_coordinator_takes_over_within_the_ttl_with_the_same_owners() 
     );
     cluster.datacoord_mut().process.kill9();
     let killed = Instant::now();
-    let dist = wait_for("the standby to lead", Duration::from_secs(10), || {
-        let mut sc = sc.clone();
-        async move {
-            sc.get_channel_distribution(proto::GetChannelDistributionRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
+    let dist = wait_distribution(&sc, "the standby to lead", Duration::from_secs(10), |_| {
+        true
     })
     .await
     .expect("standby leads");
@@ -637,12 +621,10 @@ async fn an_unknown_balancer_is_refused_at_start() {
         args,
     )
     .expect("spawn");
-    wait_for("the process to exit", Duration::from_secs(10), || {
-        let exited = dc.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("exits");
+    dc.process
+        .exited(Duration::from_secs(10))
+        .await
+        .expect("exits");
     let log = dc.process.log();
     assert!(
         log.contains(

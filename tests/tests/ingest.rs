@@ -12,7 +12,7 @@ use milvus_like_api::proto::{self, CollectionInfo, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
-use milvus_like_tests::{Cluster, ClusterBuilder, node_binary, test_schema};
+use milvus_like_tests::{Cluster, ClusterBuilder, create_collection, node_binary};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -31,152 +31,110 @@ async fn start(builder: ClusterBuilder) -> Cluster {
     builder.build().await.expect("cluster")
 }
 
-/// What the ingest tests do with a cluster.
-trait Ingest {
-    async fn create(&self, name: &str) -> (CollectionInfo, CollectionSchema);
-    async fn insert_range(
-        &self,
-        name: &str,
-        schema: &CollectionSchema,
-        pks: &[i64],
-        batch_rows: usize,
-    );
-    async fn delete(&self, name: &str, keys: &HashSet<i64>);
-    async fn flush(&self, name: &str) -> proto::ProxyFlushResponse;
-    async fn listed(&self, info: &CollectionInfo) -> proto::ListSegmentsResponse;
-    async fn read_back(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-    ) -> CollectionContent;
-    async fn read_back_until(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-        rows: u64,
-    ) -> CollectionContent;
-    async fn committed_keys(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-    ) -> HashMap<i64, u32>;
+async fn create(cluster: &Cluster, name: &str) -> (CollectionInfo, CollectionSchema) {
+    create_collection(&cluster.proxy_client(), name, DIM)
+        .await
+        .expect("create")
 }
 
-impl Ingest for Cluster {
-    async fn create(&self, name: &str) -> (CollectionInfo, CollectionSchema) {
-        let info = self
-            .proxy_client()
-            .create_collection(proto::CreateCollectionRequest {
-                schema: Some(test_schema(name, DIM)),
-            })
-            .await
-            .expect("create")
-            .into_inner()
-            .collection
-            .expect("info");
-        let schema =
-            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
-        (info, schema)
-    }
-
-    async fn insert_range(
-        &self,
-        name: &str,
-        schema: &CollectionSchema,
-        pks: &[i64],
-        batch_rows: usize,
-    ) {
-        let mut client = self.proxy_client();
-        for chunk in pks.chunks(batch_rows) {
-            let resp = client
-                .insert(insert_request(name, schema, chunk))
-                .await
-                .unwrap_or_else(|s| {
-                    panic!(
-                        "insert refused: {s}; proxy log:\n{}",
-                        self.proxy().process.log()
-                    )
-                })
-                .into_inner();
-            assert_eq!(resp.inserted, chunk.len() as u64);
-        }
-    }
-
-    async fn delete(&self, name: &str, keys: &HashSet<i64>) {
-        self.proxy_client()
-            .delete(proto::DeleteRequest {
-                collection: name.into(),
-                partition: String::new(),
-                primary_keys: keys.iter().copied().collect(),
-            })
-            .await
-            .expect("delete");
-    }
-
-    /// Flush and wait, asked again while the coordinator's own wait runs out.
-    async fn flush(&self, name: &str) -> proto::ProxyFlushResponse {
-        milvus_like_tests::flush(&self.proxy_client(), name)
+async fn insert_range(
+    cluster: &Cluster,
+    name: &str,
+    schema: &CollectionSchema,
+    pks: &[i64],
+    batch_rows: usize,
+) {
+    let mut client = cluster.proxy_client();
+    for chunk in pks.chunks(batch_rows) {
+        let resp = client
+            .insert(insert_request(name, schema, chunk))
             .await
             .unwrap_or_else(|s| {
                 panic!(
-                    "flush {name}: {s}; datacoord log:\n{}",
-                    self.datacoord().process.log()
+                    "insert refused: {s}; proxy log:\n{}",
+                    cluster.proxy().process.log()
                 )
             })
-    }
-
-    async fn listed(&self, info: &CollectionInfo) -> proto::ListSegmentsResponse {
-        self.datacoord_client()
-            .list_segments(proto::ListSegmentsRequest {
-                collection_id: info.id,
-            })
-            .await
-            .expect("list segments")
-            .into_inner()
-    }
-
-    async fn read_back(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-    ) -> CollectionContent {
-        let listed = self.listed(info).await;
-        let store = SegmentStore::open(&self.storage).expect("store");
-        read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
-            .await
-            .expect("read back")
-    }
-
-    /// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
-    async fn read_back_until(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-        rows: u64,
-    ) -> CollectionContent {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let c = self.read_back(info, schema).await;
-            if c.rows >= rows || std::time::Instant::now() > deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Every primary key in the collection's committed insert logs, with how often
-    /// it occurs (no deletes in the tests that use it).
-    async fn committed_keys(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-    ) -> HashMap<i64, u32> {
-        let listed = self.listed(info).await;
-        let store = SegmentStore::open(&self.storage).expect("store");
-        milvus_like_tests::data::committed_keys(&store, schema, &listed).await
+            .into_inner();
+        assert_eq!(resp.inserted, chunk.len() as u64);
     }
 }
 
+async fn delete(cluster: &Cluster, name: &str, keys: &HashSet<i64>) {
+    cluster
+        .proxy_client()
+        .delete(proto::DeleteRequest {
+            collection: name.into(),
+            partition: String::new(),
+            primary_keys: keys.iter().copied().collect(),
+        })
+        .await
+        .expect("delete");
+}
+
+/// Flush and wait, asked again while the coordinator's own wait runs out.
+async fn flush(cluster: &Cluster, name: &str) -> proto::ProxyFlushResponse {
+    milvus_like_tests::flush(&cluster.proxy_client(), name)
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "flush {name}: {s}; datacoord log:\n{}",
+                cluster.datacoord().process.log()
+            )
+        })
+}
+
+async fn listed(cluster: &Cluster, info: &CollectionInfo) -> proto::ListSegmentsResponse {
+    cluster
+        .datacoord_client()
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: info.id,
+        })
+        .await
+        .expect("list segments")
+        .into_inner()
+}
+
+async fn read_back(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> CollectionContent {
+    let listed = listed(cluster, info).await;
+    let store = SegmentStore::open(&cluster.storage).expect("store");
+    read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
+        .await
+        .expect("read back")
+}
+
+/// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
+async fn read_back_until(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+    rows: u64,
+) -> CollectionContent {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = read_back(cluster, info, schema).await;
+        if c.rows >= rows || std::time::Instant::now() > deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every primary key in the collection's committed insert logs, with how often
+/// it occurs (no deletes in the tests that use it).
+async fn committed_keys(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> HashMap<i64, u32> {
+    let listed = listed(cluster, info).await;
+    let store = SegmentStore::open(&cluster.storage).expect("store");
+    milvus_like_tests::data::committed_keys(&store, schema, &listed).await
+}
 fn rows(pks: &[i64]) -> RowBatch {
     milvus_like_tests::data::rows(pks, DIM)
 }
@@ -206,18 +164,18 @@ fn expected(schema: &CollectionSchema, pks: &[i64], deleted: &HashSet<i64>) -> (
 #[tokio::test]
 async fn rows_land_exactly_once_with_deletes_applied() {
     let cluster = start(ingest("ingest", 2)).await;
-    let (info, schema) = cluster.create("vectors").await;
+    let (info, schema) = create(&cluster, "vectors").await;
     let started = std::time::Instant::now();
     let pks: Vec<i64> = (0..1_000_000).collect();
-    cluster.insert_range("vectors", &schema, &pks, 10_000).await;
+    insert_range(&cluster, "vectors", &schema, &pks, 10_000).await;
     eprintln!("inserted 1,000,000 rows in {:?}", started.elapsed());
     let deleted: HashSet<i64> = (0..1_000_000).step_by(97).collect();
-    cluster.delete("vectors", &deleted).await;
-    let flushed = cluster.flush("vectors").await;
+    delete(&cluster, "vectors", &deleted).await;
+    let flushed = flush(&cluster, "vectors").await;
     assert!(!flushed.flushed_segment_ids.is_empty());
     // Deletes are flushed with the channel; wait until every one is committed.
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows, "row count differs");
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
@@ -257,9 +215,9 @@ async fn assert_committed(
     schema: &CollectionSchema,
     pks: &[i64],
 ) {
-    cluster.flush(name).await;
+    flush(cluster, name).await;
     let (want_rows, want_sum) = expected(schema, pks, &HashSet::new());
-    let content = cluster.read_back_until(info, schema, want_rows).await;
+    let content = read_back_until(cluster, info, schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
 }
@@ -267,7 +225,7 @@ async fn assert_committed(
 #[tokio::test]
 async fn bad_inserts_are_refused_and_a_good_one_still_flows() {
     let cluster = start(ingest("ingest-bad", 1)).await;
-    let (info, schema) = cluster.create("good").await;
+    let (info, schema) = create(&cluster, "good").await;
     let mut c = cluster.proxy_client();
     let good = insert_request("good", &schema, &[1, 2, 3]);
     // Wrong dimension.
@@ -337,7 +295,7 @@ async fn bad_inserts_are_refused_and_a_good_one_still_flows() {
 #[tokio::test]
 async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
     let cluster = start(ingest("ingest-junk", 1)).await;
-    let (info, schema) = cluster.create("good").await;
+    let (info, schema) = create(&cluster, "good").await;
     let mut c = cluster.proxy_client();
     c.insert(insert_request("good", &schema, &[1, 2, 3]))
         .await
@@ -441,7 +399,7 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     let mut cluster =
         start(ingest("ingest-chaos", 2).datanode_args(&["--flush-rows=4000", "--flush-age=2s"]))
             .await;
-    let (info, schema) = cluster.create("chaos").await;
+    let (info, schema) = create(&cluster, "chaos").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let inserter = tokio::spawn(insert_until(
         cluster.proxy_client(),
@@ -464,9 +422,9 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
         "too few rows acknowledged: {}",
         acked.len()
     );
-    cluster.flush("chaos").await;
+    flush(&cluster, "chaos").await;
     let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     eprintln!("acknowledged {want_rows} rows; read back {}", content.rows);
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
@@ -505,7 +463,7 @@ async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
     let mut cluster =
         start(ingest("ingest-infra", 2).datanode_args(&["--flush-rows=3000", "--flush-age=2s"]))
             .await;
-    let (info, schema) = cluster.create("infra").await;
+    let (info, schema) = create(&cluster, "infra").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let inserter = tokio::spawn(insert_through_outages(
         cluster.proxy_client(),
@@ -543,7 +501,7 @@ async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
     let uncertain: HashSet<i64> = uncertain.into_iter().collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let counts = loop {
-        let counts = cluster.committed_keys(&info, &schema).await;
+        let counts = committed_keys(&cluster, &info, &schema).await;
         let all_acked = acked.iter().all(|pk| counts.contains_key(pk));
         if all_acked || std::time::Instant::now() > deadline {
             break counts;
@@ -570,14 +528,14 @@ async fn segments_go_to_s3_on_minio() {
             .s3(),
     )
     .await;
-    let (info, schema) = cluster.create("s3").await;
+    let (info, schema) = create(&cluster, "s3").await;
     let pks: Vec<i64> = (0..20_000).collect();
-    cluster.insert_range("s3", &schema, &pks, 5_000).await;
+    insert_range(&cluster, "s3", &schema, &pks, 5_000).await;
     let deleted: HashSet<i64> = (0..20_000).step_by(10).collect();
-    cluster.delete("s3", &deleted).await;
-    cluster.flush("s3").await;
+    delete(&cluster, "s3", &deleted).await;
+    flush(&cluster, "s3").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
@@ -591,9 +549,9 @@ async fn a_data_node_whose_coordinator_is_gone_stops_by_itself_and_loses_nothing
         "--drain-timeout=1s",
     ]))
     .await;
-    let (info, schema) = cluster.create("orphan").await;
+    let (info, schema) = create(&cluster, "orphan").await;
     let pks: Vec<i64> = (0..20_000).collect();
-    cluster.insert_range("orphan", &schema, &pks, 5_000).await;
+    insert_range(&cluster, "orphan", &schema, &pks, 5_000).await;
     cluster.datacoord_mut().process.kill9();
     // Its final flush cannot commit; it must still exit, within its deadline.
     let status = cluster.datanodes[0]
@@ -610,9 +568,9 @@ async fn a_data_node_whose_coordinator_is_gone_stops_by_itself_and_loses_nothing
         .expect("restart datacoord");
     cluster.datanodes[0].restart().expect("restart data node");
     cluster.wait_ready().await.expect("ready again");
-    cluster.flush("orphan").await;
+    flush(&cluster, "orphan").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!((content.rows, content.checksum), (want_rows, want_sum));
 }
 
@@ -641,9 +599,9 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         ingest("ingest-sigterm", 2).datanode_args(&["--flush-rows=100000", "--flush-age=60s"]),
     )
     .await;
-    let (info, schema) = cluster.create("drain").await;
+    let (info, schema) = create(&cluster, "drain").await;
     let pks: Vec<i64> = (0..30_000).collect();
-    cluster.insert_range("drain", &schema, &pks, 5_000).await;
+    insert_range(&cluster, "drain", &schema, &pks, 5_000).await;
     // Nothing is flushed yet (thresholds are high): a graceful stop must flush,
     // commit and hand the channels over before the process exits.
     let t = std::time::Instant::now();
@@ -678,9 +636,9 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         dist.nodes
     );
     assert_eq!(dist.nodes[0].channels.len(), 3);
-    cluster.flush("drain").await;
+    flush(&cluster, "drain").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
 
@@ -726,9 +684,9 @@ async fn a_small_memory_limit_pauses_consumption_and_drops_nothing() {
         "--flush-age=10m",
     ]))
     .await;
-    let (info, schema) = cluster.create("memory").await;
+    let (info, schema) = create(&cluster, "memory").await;
     let pks: Vec<i64> = (0..100_000).collect();
-    cluster.insert_range("memory", &schema, &pks, 10_000).await;
+    insert_range(&cluster, "memory", &schema, &pks, 10_000).await;
     assert_committed(&cluster, "memory", &info, &schema, &pks).await;
     let metrics = milvus_like_tests::http_get(cluster.datanodes[0].ports.http, "/metrics").await;
     let flushes = metrics

@@ -14,8 +14,8 @@ use milvus_like_api::proto::{self, CollectionInfo};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
 use milvus_like_tests::{
-    StandalonePorts, StandaloneProcess, TestDir, root_coord_client, test_schema, wait_for,
-    wait_serving,
+    StandalonePorts, StandaloneProcess, TestDir, create_collection, root_coord_client, test_schema,
+    wait_for, wait_serving,
 };
 use milvus_like_tests::{data, http, metric_sum, parse_metrics};
 use tonic::Code;
@@ -99,25 +99,34 @@ async fn a_second_standalone_on_the_same_data_dir_is_refused() {
     let sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
     serving(&sa).await;
     // A second server on the same data dir is refused with a clear message.
-    let mut second = StandaloneProcess::start(
+    let log = refusal(
+        &sa,
         dir.path(),
         "standalone-dup",
-        &sa.data_dir,
         StandalonePorts::free(),
         &[],
     )
-    .expect("spawn");
-    wait_for("the duplicate to exit", Duration::from_secs(10), || {
-        let exited = second.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("duplicate exits");
-    assert!(
-        second.process.log().contains("in use by another process"),
-        "{}",
-        second.process.log()
-    );
+    .await;
+    assert!(log.contains("in use by another process"), "{log}");
+}
+
+/// Starts another standalone on `sa`'s data directory (logging to
+/// `dir/<name>.log`), waits (20 s at most) until it has exited by itself, and
+/// returns its log.
+async fn refusal(
+    sa: &StandaloneProcess,
+    dir: &std::path::Path,
+    name: &str,
+    ports: StandalonePorts,
+    extra: &[&str],
+) -> String {
+    let mut other = StandaloneProcess::start(dir, name, &sa.data_dir, ports, extra).expect("spawn");
+    other
+        .process
+        .exited(Duration::from_secs(20))
+        .await
+        .expect("it exits");
+    other.process.log()
 }
 
 const DIM: u32 = 8;
@@ -159,21 +168,15 @@ impl Client {
                 )),
             })
             .await;
-        let info = match described {
-            Ok(r) => r.into_inner().collection.expect("info"),
-            Err(_) => p
-                .create_collection(proto::CreateCollectionRequest {
-                    schema: Some(test_schema(name, DIM)),
-                })
-                .await
-                .expect("create")
-                .into_inner()
-                .collection
-                .expect("info"),
-        };
-        let schema =
-            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
-        (info, schema)
+        match described {
+            Ok(r) => {
+                let info = r.into_inner().collection.expect("info");
+                let schema = CollectionSchema::try_from(info.schema.clone().expect("schema"))
+                    .expect("valid");
+                (info, schema)
+            }
+            Err(_) => create_collection(&p, name, DIM).await.expect("create"),
+        }
     }
 
     fn request(name: &str, schema: &CollectionSchema, pks: &[i64]) -> proto::InsertRequest {
@@ -496,21 +499,14 @@ async fn a_replaced_log_or_another_channel_count_is_refused_not_skipped() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 
     // Another channel count than the data directory was made with: a sentence, exit 1.
-    let mut other = StandaloneProcess::start(
+    let log = refusal(
+        &sa,
         dir.path(),
         "standalone-channels",
-        &sa.data_dir,
         sa.ports,
         &["--channels=5"],
     )
-    .expect("spawn");
-    wait_for("the refusal", Duration::from_secs(20), || {
-        let exited = other.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("it exits");
-    let log = other.process.log();
+    .await;
     assert!(
         log.contains("was created with another channel count than --channels=5")
             && log.contains("partitions but the cluster uses 5 channels"),

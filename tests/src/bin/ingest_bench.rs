@@ -62,7 +62,8 @@ use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
-    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, test_schema, wait_for,
+    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, create_collection, test_schema,
+    wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
@@ -331,61 +332,56 @@ async fn start_cluster(opts: &Options) -> anyhow::Result<Cluster> {
     Ok(cluster)
 }
 
-/// What the benchmark does with the cluster.
-trait Bench {
-    fn kafka_config(&self) -> KafkaConfig;
-    /// Starts the data node; returns its pid.
-    fn start_datanode(&mut self) -> anyhow::Result<u32>;
-    /// The data node's rows consumed and rows flushed, once it answers.
-    async fn datanode_metrics(&self) -> Option<(u64, u64)>;
-    async fn flush(&self, collection: &str) -> anyhow::Result<()>;
-    /// Rows committed in the collection's segments, as the data coordinator lists them.
-    async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64>;
-}
-
-impl Bench for Cluster {
-    fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig {
-            brokers: self.kafka().bootstrap.clone(),
-            topic_prefix: TOPIC_PREFIX.into(),
-            replication: 1,
-            sasl: None,
-        }
-    }
-
-    fn start_datanode(&mut self) -> anyhow::Result<u32> {
-        self.add_datanode()?.process.pid().context("data node pid")
-    }
-
-    async fn datanode_metrics(&self) -> Option<(u64, u64)> {
-        let dn = self.datanodes.first()?;
-        let text = scrape(dn.ports.http).await;
-        Some((
-            metric(&text, "datanode_rows_consumed_total")?,
-            metric(&text, "datanode_rows_flushed_total")?,
-        ))
-    }
-
-    async fn flush(&self, collection: &str) -> anyhow::Result<()> {
-        milvus_like_tests::flush(&self.proxy_client(), collection)
-            .await
-            .with_context(|| {
-                format!("flush; datacoord log:\n{}", self.datacoord().process.log())
-            })?;
-        Ok(())
-    }
-
-    async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64> {
-        let listed = self
-            .datacoord_client()
-            .list_segments(proto::ListSegmentsRequest { collection_id })
-            .await
-            .context("list segments")?
-            .into_inner();
-        Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+fn kafka_config(cluster: &Cluster) -> KafkaConfig {
+    KafkaConfig {
+        brokers: cluster.kafka().bootstrap.clone(),
+        topic_prefix: TOPIC_PREFIX.into(),
+        replication: 1,
+        sasl: None,
     }
 }
 
+/// Starts the data node; returns its pid.
+fn start_datanode(cluster: &mut Cluster) -> anyhow::Result<u32> {
+    cluster
+        .add_datanode()?
+        .process
+        .pid()
+        .context("data node pid")
+}
+
+/// The data node's rows consumed and rows flushed, once it answers.
+async fn datanode_metrics(cluster: &Cluster) -> Option<(u64, u64)> {
+    let dn = cluster.datanodes.first()?;
+    let text = scrape(dn.ports.http).await;
+    Some((
+        metric(&text, "datanode_rows_consumed_total")?,
+        metric(&text, "datanode_rows_flushed_total")?,
+    ))
+}
+
+async fn flush(cluster: &Cluster, collection: &str) -> anyhow::Result<()> {
+    milvus_like_tests::flush(&cluster.proxy_client(), collection)
+        .await
+        .with_context(|| {
+            format!(
+                "flush; datacoord log:\n{}",
+                cluster.datacoord().process.log()
+            )
+        })?;
+    Ok(())
+}
+
+/// Rows committed in the collection's segments, as the data coordinator lists them.
+async fn committed_rows(cluster: &Cluster, collection_id: i64) -> anyhow::Result<u64> {
+    let listed = cluster
+        .datacoord_client()
+        .list_segments(proto::ListSegmentsRequest { collection_id })
+        .await
+        .context("list segments")?
+        .into_inner();
+    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+}
 /// A process's metrics (empty when it does not answer).
 async fn scrape(http_port: u16) -> Vec<milvus_like_tests::Sample> {
     match milvus_like_tests::http(http_port, "GET", "/metrics", "").await {
@@ -601,7 +597,7 @@ async fn raw_consume(
     opts: &Options,
     sink: Option<&Path>,
 ) -> anyhow::Result<RawConsume> {
-    let config = cluster.kafka_config();
+    let config = kafka_config(cluster);
     // Same prefetch bound as the data node: memory limit / 16.
     let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 16)?;
     let group = format!("ingest-bench-raw-{}", sink.is_some());
@@ -669,7 +665,7 @@ async fn datanode_consume(cluster: &Cluster, backlog: u64) -> anyhow::Result<Nod
     let mut startup = None;
     let deadline = t + Duration::from_secs(600);
     let consumed = loop {
-        if let Some((c, _)) = cluster.datanode_metrics().await {
+        if let Some((c, _)) = datanode_metrics(cluster).await {
             if c > 0 && startup.is_none() {
                 startup = Some(t.elapsed());
             }
@@ -683,9 +679,9 @@ async fn datanode_consume(cluster: &Cluster, backlog: u64) -> anyhow::Result<Nod
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    cluster.flush("bench").await?;
+    flush(cluster, "bench").await?;
     loop {
-        if let Some((_, f)) = cluster.datanode_metrics().await
+        if let Some((_, f)) = datanode_metrics(cluster).await
             && f >= backlog
         {
             break;
@@ -737,18 +733,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     }
 
     let mut cluster = start_cluster(&opts).await?;
-    let schema_proto = test_schema("bench", DIM as u32);
-    let info = cluster
-        .proxy_client()
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(schema_proto),
-        })
-        .await
-        .context("create collection")?
-        .into_inner()
-        .collection
-        .context("collection info")?;
-    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+    let (info, schema) = create_collection(&cluster.proxy_client(), "bench", DIM as u32).await?;
 
     eprintln!(
         "[2/6] backlog: {} rows through the proxy, no data node",
@@ -802,7 +787,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
 
     eprintln!("[4/6] data node: consume + buffer + flush the backlog");
     settle()?;
-    let pid = cluster.start_datanode()?;
+    let pid = start_datanode(&mut cluster)?;
     let rss = RssSampler::start(pid);
     let stop_buffered = Arc::new(AtomicBool::new(false));
     let buffered = sample_buffered(
@@ -829,14 +814,14 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.rows, opts.clients, opts.batch
     );
     settle()?;
-    let before = cluster.datanode_metrics().await.unwrap_or_default();
+    let before = datanode_metrics(&cluster).await.unwrap_or_default();
     let e2e = insert(&cluster.proxy_client(), &schema, 1 << 40, opts.rows, &opts).await?;
-    let after = cluster.datanode_metrics().await.unwrap_or_default();
+    let after = datanode_metrics(&cluster).await.unwrap_or_default();
     let t = Instant::now();
-    cluster.flush("bench").await?;
+    flush(&cluster, "bench").await?;
     let want = opts.backlog_rows + opts.rows;
     let committed = wait_for("every row committed", Duration::from_secs(120), || async {
-        match cluster.committed_rows(info.id).await {
+        match committed_rows(&cluster, info.id).await {
             Ok(n) if n >= want => Some(n),
             _ => None,
         }
@@ -849,7 +834,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let buffered_max = buffered.await.unwrap_or(0);
     let committed = match committed {
         Some(n) => n,
-        None => cluster.committed_rows(info.id).await?,
+        None => committed_rows(&cluster, info.id).await?,
     };
     let consumed_in_window = after.0.saturating_sub(before.0);
     println!(
@@ -1022,17 +1007,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
     milvus_like_tests::wait_for_proxy(&proxy)
         .await
         .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
-    let info = proxy
-        .clone()
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(test_schema("bench", DIM as u32)),
-        })
-        .await
-        .context("create collection")?
-        .into_inner()
-        .collection
-        .context("collection info")?;
-    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+    let (info, schema) = create_collection(&proxy, "bench", DIM as u32).await?;
     let result = insert(&proxy, &schema, 0, opts.rows, opts).await?;
     let t = Instant::now();
     proxy

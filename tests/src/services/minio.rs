@@ -1,26 +1,22 @@
 //! A real single-node MinIO server, run by `tests/scripts/minio.sh`: the
 //! S3-compatible object storage that data nodes flush segment files to.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use milvus_like_node::storage::StorageConfig;
 
-use crate::process::tail;
+use super::Scripted;
 
 /// The fixed test credentials `minio.sh` starts every server with.
 pub const ACCESS_KEY: &str = "milvuslike";
 pub const SECRET_KEY: &str = "milvuslike-secret";
 pub const REGION: &str = "us-east-1";
 
-fn minio_script(args: &[&str]) -> anyhow::Result<String> {
-    super::script("minio.sh", args)
-}
-
 /// A MinIO server on 127.0.0.1 with its data and log in its own directory. Killed
 /// on drop; the tail of its log is printed if the test is failing.
 #[derive(Debug)]
 pub struct MinIO {
-    dir: PathBuf,
+    service: Scripted,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     pub access_key: String,
@@ -31,10 +27,9 @@ pub struct MinIO {
 impl MinIO {
     /// Starts a server whose data and log live in `dir/minio`; waits until it is ready.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let dir = dir.join("minio");
-        let endpoint = minio_script(&["start", &dir.to_string_lossy()])?;
+        let (service, endpoint) = Scripted::start("minio.sh", dir.join("minio"), "minio.log")?;
         Ok(Self {
-            dir,
+            service,
             endpoint,
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
@@ -45,7 +40,7 @@ impl MinIO {
     /// Creates bucket `name` (3-63 lowercase letters, digits, '.', '-'); creating
     /// an existing bucket again is fine.
     pub fn bucket(&self, name: &str) -> anyhow::Result<()> {
-        minio_script(&["create-bucket", &self.dir.to_string_lossy(), name]).map(drop)
+        self.service.run("create-bucket", &[name]).map(drop)
     }
 
     /// Segment storage settings for `bucket` on this server.
@@ -74,25 +69,12 @@ impl MinIO {
 
     /// kill -9; data stays for [`MinIO::restart`].
     pub fn kill9(&self) -> anyhow::Result<()> {
-        minio_script(&["kill", &self.dir.to_string_lossy()]).map(drop)
+        self.service.kill9()
     }
 
     /// Starts again on the same port with the same data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.endpoint = minio_script(&["start", &self.dir.to_string_lossy()])?;
+        self.endpoint = self.service.restart()?;
         Ok(())
-    }
-}
-
-impl Drop for MinIO {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last lines of minio ({}) ----\n{}\n----",
-                self.dir.display(),
-                tail(&self.dir.join("minio.log"), 40)
-            );
-        }
-        let _ = minio_script(&["kill", &self.dir.to_string_lossy()]);
     }
 }
