@@ -2,12 +2,35 @@
 
 use std::collections::{HashMap, HashSet};
 
-use milvus_like_api::proto::ListSegmentsResponse;
+use milvus_like_api::proto::{self, ListSegmentsResponse};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::storage::{SegmentStore, row_checksum};
 
-/// Rows of the `test_schema` shape: the primary keys, and vectors of `dim` derived
+/// A minimal valid schema: INT64 primary key `id`, FLOAT_VECTOR `vec` of `dim`.
+pub fn test_schema(name: &str, dim: u32) -> proto::CollectionSchema {
+    use proto::{DataType, FieldSchema};
+    proto::CollectionSchema {
+        name: name.into(),
+        description: String::new(),
+        fields: vec![
+            FieldSchema {
+                name: "id".into(),
+                data_type: DataType::Int64.into(),
+                is_primary_key: true,
+                ..FieldSchema::default()
+            },
+            FieldSchema {
+                name: "vec".into(),
+                data_type: DataType::FloatVector.into(),
+                dim,
+                ..FieldSchema::default()
+            },
+        ],
+    }
+}
+
+/// Rows of the [`test_schema`] shape: the primary keys, and vectors of `dim` derived
 /// from them.
 pub fn rows(pks: &[i64], dim: u32) -> RowBatch {
     let mut values = Vec::with_capacity(pks.len() * dim as usize);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::free_port;
+use crate::wait::free_port;
 
 /// What the coordinator asked of the node, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

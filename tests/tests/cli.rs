@@ -4,91 +4,58 @@
 //! output.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type, Int64Type};
 use milvus_like_api::proto;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_tests::{
-    StandalonePorts, StandaloneProcess, TestDir, free_port, node_binary, wait_for,
-};
+use milvus_like_tests::{StandaloneProcess, TestDir, free_port, node_binary};
 
 const DIM: usize = 4;
 
-struct Cluster {
-    sa: StandaloneProcess,
-    segments: PathBuf,
-    dir: TestDir,
+/// A standalone in `dir`, once its proxy answers and its data node owns every channel.
+async fn standalone(dir: &TestDir) -> StandaloneProcess {
+    let sa = StandaloneProcess::start_in(dir.path(), &[]).expect("standalone");
+    sa.wait_ready().await.expect("ready");
+    sa
 }
 
-impl Cluster {
-    async fn start(name: &str) -> Self {
-        let dir = TestDir::new(name);
-        let data = dir.path().join("data");
-        let sa = StandaloneProcess::start(
-            &data,
-            dir.path().join("standalone.log"),
-            StandalonePorts::free(),
-            &[],
-        )
-        .expect("standalone");
-        let cluster = Self {
-            sa,
-            segments: data.join("segments"),
-            dir,
-        };
-        cluster.wait_ready().await;
-        cluster
-    }
+/// Runs `milvus-like ARGS` against `sa` with the endpoints in the environment, as a
+/// user would set them once.
+fn cli(sa: &StandaloneProcess, args: &[&str]) -> Run {
+    let mut cmd = Command::new(node_binary());
+    cmd.args(args)
+        .env("MILVUS_LIKE_PROXY_ENDPOINT", sa.proxy_endpoint())
+        .env("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", sa.endpoint())
+        .env("MILVUS_LIKE_DATACOORD_ENDPOINTS", sa.datacoord_endpoint())
+        .env("MILVUS_LIKE_STORAGE_ROOT", sa.segments());
+    run(cmd, args)
+}
 
-    /// The proxy answers and every channel has an owner.
-    async fn wait_ready(&self) {
-        milvus_like_tests::wait_for_proxy(&self.sa.proxy_client())
-            .await
-            .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.sa.process.log()));
-        let dc = self.sa.datacoord_client();
-        wait_for(
-            "every channel to have an owner",
-            Duration::from_secs(60),
-            || {
-                let mut dc = dc.clone();
-                async move {
-                    let d = dc
-                        .get_channel_distribution(proto::GetChannelDistributionRequest {})
-                        .await
-                        .ok()?
-                        .into_inner();
-                    (d.channels.len() == 3 && d.channels.iter().all(|c| c.node_id != 0))
-                        .then_some(())
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.sa.process.log()));
-    }
+/// Creates collection `name` shaped like `docs`: a vector of 4, a title and a year.
+fn create_like_docs(sa: &StandaloneProcess, name: &str) -> Run {
+    let args = [
+        "collection",
+        "create",
+        name,
+        "--dim",
+        "4",
+        "--field",
+        "title:varchar(32)",
+        "--field",
+        "year:int32",
+    ];
+    cli(sa, &args).expect(0)
+}
 
-    /// Runs `milvus-like ARGS` with the endpoints in the environment, as a user
-    /// would set them once.
-    fn cli(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(node_binary());
-        cmd.args(args)
-            .env("MILVUS_LIKE_PROXY_ENDPOINT", self.sa.proxy_endpoint())
-            .env("MILVUS_LIKE_ROOTCOORD_ENDPOINTS", self.sa.endpoint())
-            .env(
-                "MILVUS_LIKE_DATACOORD_ENDPOINTS",
-                self.sa.datacoord_endpoint(),
-            )
-            .env("MILVUS_LIKE_STORAGE_ROOT", &self.segments);
-        run(cmd, args)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+/// Creates `docs` and `vecs` (a vector of 4); returns what creating `docs` printed.
+fn create_docs_and_vecs(sa: &StandaloneProcess) -> Run {
+    let created = create_like_docs(sa, "docs");
+    cli(sa, &["collection", "create", "vecs", "--dim", "4"]).expect(0);
+    created
 }
 
 /// What a finished command printed.
@@ -305,23 +272,11 @@ fn read_csv_export(path: &Path) -> BTreeMap<i64, Doc> {
 }
 
 #[tokio::test]
-async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
-    let cluster = Cluster::start("cli").await;
-    let c = |args: &[&str]| cluster.cli(args);
-
-    // Collections.
-    let created = c(&[
-        "collection",
-        "create",
-        "docs",
-        "--dim",
-        "4",
-        "--field",
-        "title:varchar(32)",
-        "--field",
-        "year:int32",
-    ])
-    .expect(0);
+async fn collections_are_created_described_and_listed() {
+    let dir = TestDir::new("cli-collections");
+    let sa = standalone(&dir).await;
+    let c = |args: &[&str]| cli(&sa, args);
+    let created = create_docs_and_vecs(&sa);
     assert!(
         created
             .stdout
@@ -329,7 +284,6 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         "{}",
         created.stdout
     );
-    c(&["collection", "create", "vecs", "--dim", "4"]).expect(0);
     let again = c(&["collection", "create", "docs", "--dim", "4"]).expect(5);
     assert_eq!(
         again.stderr.trim(),
@@ -365,8 +319,13 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
     assert!(listed.stdout.contains("docs") && listed.stdout.contains("vecs"));
     let listed = c(&["collection", "list", "-o", "json"]).expect(0).json();
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
+}
 
-    // Unknown collections: exit 3 with a sentence.
+#[tokio::test]
+async fn unknown_collections_exit_3_with_a_sentence() {
+    let dir = TestDir::new("cli-unknown");
+    let sa = standalone(&dir).await;
+    let c = |args: &[&str]| cli(&sa, args);
     let missing = c(&["collection", "describe", "nope"]).expect(3);
     assert_eq!(
         missing.stderr.trim(),
@@ -375,9 +334,48 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
     );
     c(&["insert", "-c", "nope", "--random", "10"]).expect(3);
     c(&["segments", "-c", "nope"]).expect(3);
+}
+
+#[tokio::test]
+async fn channels_and_nodes_show_every_role_and_the_data_nodes_channels() {
+    let dir = TestDir::new("cli-channels");
+    let sa = standalone(&dir).await;
+    let c = |args: &[&str]| cli(&sa, args);
+    let channels = c(&["channels"]).expect(0);
+    assert!(
+        channels.stdout.starts_with("balancer round_robin"),
+        "{}",
+        channels.stdout
+    );
+    let channels = c(&["channels", "-o", "json"]).expect(0).json();
+    let owned = channels["channels"].as_array().expect("channels");
+    assert_eq!(owned.len(), 3);
+    let owners: HashSet<i64> = owned
+        .iter()
+        .map(|c| c["node_id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(owners.len(), 1, "one data node owns every channel");
+    let nodes = c(&["nodes"]).expect(0);
+    for role in ["rootcoord", "datacoord", "datanode", "proxy"] {
+        assert!(nodes.stdout.contains(role), "{role}: {}", nodes.stdout);
+    }
+    assert!(
+        nodes.stdout.contains("0,1,2"),
+        "the data node's channels: {}",
+        nodes.stdout
+    );
+}
+
+#[tokio::test]
+async fn files_load_read_back_export_and_load_again() {
+    let dir = TestDir::new("cli");
+    let sa = standalone(&dir).await;
+    let c = |args: &[&str]| cli(&sa, args);
+    let path = |name: &str| dir.path().join(name);
+    create_docs_and_vecs(&sa);
 
     // Inserts from each kind of file, and random rows.
-    let csv = cluster.path("docs.csv");
+    let csv = path("docs.csv");
     write_csv(&csv, 0..100);
     let csv_arg = csv.to_string_lossy().into_owned();
     let inserted = c(&[
@@ -402,7 +400,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         "{}",
         inserted.stdout
     );
-    let parquet_file = cluster.path("docs.parquet");
+    let parquet_file = path("docs.parquet");
     write_parquet(&parquet_file, 100..150);
     let pq = parquet_file.to_string_lossy().into_owned();
     let inserted = c(&["insert", "-c", "docs", "-f", &pq, "--batch-rows", "20"]).expect(0);
@@ -435,7 +433,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         .expect("a checksum")
         .to_owned();
     assert_eq!(random_checksum.len(), 16, "{}", inserted.stdout);
-    let npy = cluster.path("vecs.npy");
+    let npy = path("vecs.npy");
     write_npy(&npy, 1000..1050);
     let npy_arg = npy.to_string_lossy().into_owned();
     let inserted = c(&["insert", "-c", "vecs", "-f", &npy_arg, "--id-start", "1000"]).expect(0);
@@ -448,7 +446,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
     );
 
     // A bad file: exit 5, the line and the field named, nothing sent.
-    let bad = cluster.path("bad.csv");
+    let bad = path("bad.csv");
     std::fs::write(
         &bad,
         "id,vector,title,year\n1,[1,2,3,4],a,1\n2,[1,2,3],b,2\n",
@@ -462,7 +460,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
             "error: line 3 of {bad_arg}: field \"vector\" has 3 numbers, the collection wants 4"
         )
     );
-    let unknown = cluster.path("unknown.csv");
+    let unknown = path("unknown.csv");
     std::fs::write(&unknown, "id,vector,colour\n").expect("write");
     let unknown_arg = unknown.to_string_lossy().into_owned();
     let refused = c(&["insert", "-c", "docs", "-f", &unknown_arg]).expect(5);
@@ -471,7 +469,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         "{}",
         refused.stderr
     );
-    let truncated = cluster.path("short.npy");
+    let truncated = path("short.npy");
     write_npy(&truncated, 0..10);
     let bytes = std::fs::read(&truncated).expect("read");
     std::fs::write(&truncated, &bytes[..bytes.len() - 9]).expect("truncate");
@@ -484,7 +482,7 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
     );
 
     // Deletes from the flag and a file.
-    let keys = cluster.path("keys.txt");
+    let keys = path("keys.txt");
     std::fs::write(&keys, "3\n4 # and five\n5\n").expect("write");
     let keys_arg = keys.to_string_lossy().into_owned();
     let deleted = c(&[
@@ -564,33 +562,9 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
             .iter()
             .all(|s| s["state"] == "FLUSHED" || s["state"] == "DROPPED")
     );
-    let channels = c(&["channels"]).expect(0);
-    assert!(
-        channels.stdout.starts_with("balancer round_robin"),
-        "{}",
-        channels.stdout
-    );
-    let channels = c(&["channels", "-o", "json"]).expect(0).json();
-    let owned = channels["channels"].as_array().expect("channels");
-    assert_eq!(owned.len(), 3);
-    let owners: HashSet<i64> = owned
-        .iter()
-        .map(|c| c["node_id"].as_i64().expect("id"))
-        .collect();
-    assert_eq!(owners.len(), 1, "one data node owns every channel");
-    let nodes = c(&["nodes"]).expect(0);
-    for role in ["rootcoord", "datacoord", "datanode", "proxy"] {
-        assert!(nodes.stdout.contains(role), "{role}: {}", nodes.stdout);
-    }
-    assert!(
-        nodes.stdout.contains("0,1,2"),
-        "the data node's channels: {}",
-        nodes.stdout
-    );
-
     // Export: exactly the live rows, with their values.
     let want: BTreeMap<i64, Doc> = (6..150).map(|pk| (pk, doc(pk))).collect();
-    let out_pq = cluster.path("export.parquet");
+    let out_pq = path("export.parquet");
     let out_pq_arg = out_pq.to_string_lossy().into_owned();
     let exported = c(&["export", "-c", "docs", "--out", &out_pq_arg]).expect(0);
     assert!(
@@ -609,32 +583,21 @@ async fn the_cli_manages_collections_loads_files_and_exports_them_back() {
         assert!(row.title.len() <= 16);
     }
     assert_eq!(got, want);
-    let out_csv = cluster.path("export.csv");
+    let out_csv = path("export.csv");
     let out_csv_arg = out_csv.to_string_lossy().into_owned();
     c(&["export", "-c", "docs", "--out", &out_csv_arg]).expect(0);
     let mut got = read_csv_export(&out_csv);
     got.retain(|k, _| *k < 10_000);
     assert_eq!(got, want);
     // The CSV export loads back as it is.
-    c(&[
-        "collection",
-        "create",
-        "copy",
-        "--dim",
-        "4",
-        "--field",
-        "title:varchar(32)",
-        "--field",
-        "year:int32",
-    ])
-    .expect(0);
+    create_like_docs(&sa, "copy");
     let copied = c(&["insert", "-c", "copy", "-f", &out_csv_arg]).expect(0);
     assert!(
         copied.stdout.starts_with("inserted 344 rows into \"copy\""),
         "{}",
         copied.stdout
     );
-    let out_vecs = cluster.path("vecs.parquet");
+    let out_vecs = path("vecs.parquet");
     let out_vecs_arg = out_vecs.to_string_lossy().into_owned();
     c(&["export", "-c", "vecs", "--out", &out_vecs_arg]).expect(0);
     let file = std::fs::File::open(&out_vecs).expect("open");

@@ -4,134 +4,80 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use milvus_like_api::proto::{self, SegmentIdRequest, SegmentState};
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::{
+    self, CollectionInfo, SegmentIdAssignment, SegmentIdRequest, SegmentState,
+};
 use milvus_like_tests::fake_datanode::{Call, FakeDataNode};
 use milvus_like_tests::{
-    DataCoordProcess, Etcd, RootCoordOptions, RootCoordProcess, TestDir, free_port,
-    root_coord_client, test_schema, wait_for, wait_serving,
+    Cluster, ClusterBuilder, Etcd, MetaArgs, Ports, Role, RoleProcess, TestDir, test_schema,
+    wait_distribution, wait_for,
 };
-use tonic::Code;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 const TTL: Duration = Duration::from_secs(3);
 
-struct Cluster {
-    etcd: Etcd,
-    opts: RootCoordOptions,
-    rootcoord: RootCoordProcess,
-    datacoord: DataCoordProcess,
-    ports: (u16, u16),
-    /// Last: dropped after the processes that write into it.
-    dir: TestDir,
+/// Channel -> (owner, epoch).
+type Owners = BTreeMap<u32, (i64, u64)>;
+
+/// etcd, a root coordinator and a data coordinator, no data node.
+async fn start(name: &str) -> Cluster {
+    ClusterBuilder::new(name)
+        .etcd_timeout("1s")
+        .datacoord()
+        .build()
+        .await
+        .expect("cluster")
 }
 
-impl Cluster {
-    async fn start(name: &str) -> Self {
-        let dir = TestDir::new(name);
-        let etcd = Etcd::start(dir.path()).await.expect("etcd");
-        let opts = RootCoordOptions {
-            etcd_endpoint: etcd.endpoint(),
-            meta_root: "test".into(),
-            session_ttl: "3s",
-            leader_ttl: "3s",
-        };
-        let rootcoord = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("rootcoord");
-        wait_serving(
-            &rootcoord.endpoint(),
-            &rootcoord.process,
-            Duration::from_secs(20),
-        )
-        .await;
-        let ports = (free_port(), free_port());
-        let datacoord = DataCoordProcess::start_on(
-            dir.path(),
-            "datacoord",
-            &opts,
-            &rootcoord.endpoint(),
-            ports,
-            &[],
-        )
-        .expect("datacoord");
-        let cluster = Self {
-            dir,
-            etcd,
-            opts,
-            rootcoord,
-            datacoord,
-            ports,
-        };
-        cluster.wait_datacoord().await;
-        cluster
-    }
-
-    async fn wait_datacoord(&self) {
-        let c = self.datacoord.client();
-        wait_for(
-            "the data coordinator to lead",
-            Duration::from_secs(20),
-            || {
-                let mut c = c.clone();
-                async move {
-                    c.get_channel_distribution(proto::GetChannelDistributionRequest {})
-                        .await
-                        .ok()
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.datacoord.process.log()));
-    }
-
-    async fn node(&self) -> FakeDataNode {
-        FakeDataNode::start(
-            &self.etcd.endpoint(),
-            &self.opts.meta_root,
-            &self.datacoord.endpoint(),
-            TTL,
-        )
-        .await
-        .expect("fake data node")
-    }
-
-    async fn distribution(&self) -> proto::GetChannelDistributionResponse {
-        self.datacoord
-            .client()
-            .get_channel_distribution(proto::GetChannelDistributionRequest {})
-            .await
-            .expect("distribution")
-            .into_inner()
-    }
-
-    /// Channel -> (owner, epoch) once every channel is owned by one of `nodes`, each
-    /// owner acknowledged it, and round robin's bound holds (no node above
-    /// ceil(channels / nodes)): the state the coordinator converges to.
-    async fn settled(
-        &self,
-        nodes: &[&FakeDataNode],
-        timeout: Duration,
-    ) -> BTreeMap<u32, (i64, u64)> {
-        wait_for("channels to settle", timeout, || async {
-            let d = self.distribution().await;
-            let owners: BTreeMap<u32, (i64, u64)> = d
-                .channels
-                .iter()
-                .map(|a| (a.channel, (a.node_id, a.epoch)))
-                .collect();
-            let all_owned = owners.len() == 3
-                && owners.iter().all(|(ch, (node, epoch))| {
-                    nodes
-                        .iter()
-                        .any(|n| n.node_id == *node && n.owned().get(ch) == Some(epoch))
-                });
-            let bound = 3_usize.div_ceil(nodes.len().max(1));
-            let balanced = per_node(&owners).values().all(|n| *n <= bound);
-            (all_owned && balanced).then_some(owners)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.datacoord.process.log()))
-    }
+/// A fake data node registered in this cluster.
+async fn node(cluster: &Cluster) -> FakeDataNode {
+    FakeDataNode::start(
+        &cluster.etcd.endpoint(),
+        &cluster.meta.meta_root,
+        &cluster.datacoord().endpoint(),
+        TTL,
+    )
+    .await
+    .expect("fake data node")
 }
 
-fn per_node(owners: &BTreeMap<u32, (i64, u64)>) -> BTreeMap<i64, usize> {
+async fn distribution(cluster: &Cluster) -> proto::GetChannelDistributionResponse {
+    cluster
+        .datacoord_client()
+        .get_channel_distribution(proto::GetChannelDistributionRequest {})
+        .await
+        .expect("distribution")
+        .into_inner()
+}
+
+/// Channel -> (owner, epoch) once every channel is owned by one of `nodes`, each
+/// owner acknowledged it, and round robin's bound holds (no node above
+/// ceil(channels / nodes)): the state the coordinator converges to.
+async fn settled(cluster: &Cluster, nodes: &[&FakeDataNode], timeout: Duration) -> Owners {
+    wait_for("channels to settle", timeout, || async {
+        let d = distribution(cluster).await;
+        let owners: Owners = d
+            .channels
+            .iter()
+            .map(|a| (a.channel, (a.node_id, a.epoch)))
+            .collect();
+        let all_owned = owners.len() == 3
+            && owners.iter().all(|(ch, (node, epoch))| {
+                nodes
+                    .iter()
+                    .any(|n| n.node_id == *node && n.owned().get(ch) == Some(epoch))
+            });
+        let bound = 3_usize.div_ceil(nodes.len().max(1));
+        let balanced = per_node(&owners).values().all(|n| *n <= bound);
+        (all_owned && balanced).then_some(owners)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", cluster.datacoord().process.log()))
+}
+
+fn per_node(owners: &Owners) -> BTreeMap<i64, usize> {
     let mut counts = BTreeMap::new();
     for (node, _) in owners.values() {
         *counts.entry(*node).or_default() += 1;
@@ -139,17 +85,24 @@ fn per_node(owners: &BTreeMap<u32, (i64, u64)>) -> BTreeMap<i64, usize> {
     counts
 }
 
-#[tokio::test]
-async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
-    let cluster = Cluster::start("dc-channels").await;
-    let a = cluster.node().await;
-    let b = cluster.node().await;
-    let mut c = cluster.node().await;
-    let owners = cluster
-        .settled(&[&a, &b, &c], Duration::from_secs(15))
-        .await;
+/// A cluster whose three fake data nodes own one channel each.
+async fn three_nodes(name: &str) -> (Cluster, [FakeDataNode; 3], Owners) {
+    let cluster = start(name).await;
+    let nodes = [
+        node(&cluster).await,
+        node(&cluster).await,
+        node(&cluster).await,
+    ];
+    let [a, b, c] = &nodes;
+    let owners = settled(&cluster, &[a, b, c], Duration::from_secs(15)).await;
     // Round robin over 3 nodes: one channel each, never two on one node.
     assert!(per_node(&owners).values().all(|n| *n == 1), "{owners:?}");
+    (cluster, nodes, owners)
+}
+
+#[tokio::test]
+async fn a_crashed_nodes_channel_moves_within_the_ttl_and_its_old_owner_is_fenced() {
+    let (cluster, [a, b, mut c], owners) = three_nodes("dc-crash").await;
 
     // Crash the owner of some channel: it moves to a survivor within TTL + 1 s.
     let (&lost, &(_, old_epoch)) = owners
@@ -158,7 +111,7 @@ async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
         .expect("c owns one");
     c.crash();
     let crashed = Instant::now();
-    let owners = cluster.settled(&[&a, &b], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(10)).await;
     let took = crashed.elapsed();
     eprintln!("channel {lost} reassigned {took:?} after the crash");
     assert!(
@@ -195,20 +148,22 @@ async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
             .and_then(|r| r.checkpoint)
             .map_or(0, |c| c.insert_next_offset)
     };
-    let before = offset(&cluster.distribution().await);
+    let before = offset(&distribution(&cluster).await);
     survivor
         .commit_at(lost, new_epoch)
         .await
         .expect("owner commits");
-    assert_eq!(offset(&cluster.distribution().await), before + 1);
+    assert_eq!(offset(&distribution(&cluster).await), before + 1);
 
     // A new node joins and gets a channel (3 channels, 3 nodes: one each again).
-    let d = cluster.node().await;
-    let owners = cluster
-        .settled(&[&a, &b, &d], Duration::from_secs(10))
-        .await;
+    let d = node(&cluster).await;
+    let owners = settled(&cluster, &[&a, &b, &d], Duration::from_secs(10)).await;
     assert!(per_node(&owners).values().all(|n| *n == 1), "{owners:?}");
+}
 
+#[tokio::test]
+async fn a_drained_node_releases_its_channels_before_they_move() {
+    let (cluster, [a, b, c], owners) = three_nodes("dc-drain").await;
     // Drain b: it flushes and releases first, then its channel goes elsewhere.
     let b_channels: Vec<u32> = owners
         .iter()
@@ -216,8 +171,7 @@ async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
         .map(|(ch, _)| *ch)
         .collect();
     let drained = cluster
-        .datacoord
-        .client()
+        .datacoord_client()
         .drain_node(proto::DrainNodeRequest { node_id: b.node_id })
         .await
         .expect("drain")
@@ -230,25 +184,31 @@ async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
                 .any(|call| matches!(call, Call::Release { channel, .. } if channel == ch))
         );
     }
-    let owners = cluster.settled(&[&a, &d], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &c], Duration::from_secs(10)).await;
     assert!(owners.values().all(|(n, _)| *n != b.node_id));
     // The released channel resumes from the checkpoint b committed on release.
     for ch in &b_channels {
         let (owner, epoch) = owners[ch];
-        let taker = if owner == a.node_id { &a } else { &d };
+        let taker = if owner == a.node_id { &a } else { &c };
         assert!(taker.calls().iter().any(|call| matches!(call, Call::Watch { channel, epoch: e, offset } if channel == ch && *e == epoch && *offset >= 1)), "{:?}", taker.calls());
     }
-    let dist = cluster.distribution().await;
+    let dist = distribution(&cluster).await;
     assert!(
         dist.nodes
             .iter()
             .any(|n| n.node_id == b.node_id && n.draining && n.channels.is_empty())
     );
+}
 
-    // Bad input: unknown nodes, and draining a node that does not exist.
+#[tokio::test]
+async fn unknown_nodes_are_refused_and_change_nothing() {
+    let cluster = start("dc-unknown-nodes").await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(15)).await;
+    // Rebalancing to a node that does not exist, and draining one.
     let err = cluster
-        .datacoord
-        .client()
+        .datacoord_client()
         .rebalance(proto::RebalanceRequest {
             expected_node_ids: vec![a.node_id, 424_242],
         })
@@ -257,25 +217,26 @@ async fn channels_follow_data_nodes_through_joins_crashes_and_drains() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("424242"), "{}", err.message());
     let err = cluster
-        .datacoord
-        .client()
+        .datacoord_client()
         .drain_node(proto::DrainNodeRequest { node_id: 424_242 })
         .await
         .expect_err("unknown node");
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(
-        cluster.settled(&[&a, &d], Duration::from_secs(5)).await,
+        settled(&cluster, &[&a, &b], Duration::from_secs(5)).await,
         owners,
         "bad requests changed nothing"
     );
 }
 
-#[tokio::test]
-async fn segments_grants_flush_and_coordinator_restart() {
-    let mut cluster = Cluster::start("dc-segments").await;
-    let node = cluster.node().await;
-    cluster.settled(&[&node], Duration::from_secs(15)).await;
-    let collection = root_coord_client(&cluster.rootcoord.endpoint())
+/// A cluster whose one fake data node owns every channel, and a collection
+/// `vectors` in it.
+async fn with_collection(name: &str) -> (Cluster, FakeDataNode, CollectionInfo) {
+    let cluster = start(name).await;
+    let node = node(&cluster).await;
+    settled(&cluster, &[&node], Duration::from_secs(15)).await;
+    let collection = cluster
+        .rootcoord_client()
         .create_collection(proto::CreateCollectionRequest {
             schema: Some(test_schema("vectors", 128)),
         })
@@ -284,58 +245,82 @@ async fn segments_grants_flush_and_coordinator_restart() {
         .into_inner()
         .collection
         .expect("info");
-    let partition = collection.partitions[0].id;
-    let request = |channel: u32, count: u32| SegmentIdRequest {
+    (cluster, node, collection)
+}
+
+/// A request for `count` rows of `collection`'s default partition on `channel`.
+fn request(collection: &CollectionInfo, channel: u32, count: u32) -> SegmentIdRequest {
+    SegmentIdRequest {
         collection_id: collection.id,
-        partition_id: partition,
+        partition_id: collection.partitions[0].id,
         channel,
         count,
-    };
-    // The coordinator restarts on the same port, so these clients outlive it.
-    let mut dc = cluster.datacoord.client();
-    let assigner = dc.clone();
-    let assign = |reqs: Vec<SegmentIdRequest>| {
-        let mut dc = assigner.clone();
-        async move {
-            dc.assign_segment_id(proto::AssignSegmentIdRequest { requests: reqs })
-                .await
-                .map(|r| r.into_inner().assignments)
-        }
-    };
+    }
+}
 
-    // Bad input.
+async fn assign(
+    dc: &DataCoordClient<Channel>,
+    requests: Vec<SegmentIdRequest>,
+) -> Result<Vec<SegmentIdAssignment>, Status> {
+    dc.clone()
+        .assign_segment_id(proto::AssignSegmentIdRequest { requests })
+        .await
+        .map(|r| r.into_inner().assignments)
+}
+
+async fn list(
+    dc: &DataCoordClient<Channel>,
+    collection: &CollectionInfo,
+) -> proto::ListSegmentsResponse {
+    dc.clone()
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: collection.id,
+        })
+        .await
+        .expect("list")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn bad_segment_requests_are_refused() {
+    let (cluster, _node, collection) = with_collection("dc-bad-segments").await;
+    let dc = cluster.datacoord_client();
+    let request = |channel, count| request(&collection, channel, count);
     let mut bad = request(0, 10);
     bad.collection_id = 999_999;
     assert_eq!(
-        assign(vec![bad]).await.expect_err("unknown").code(),
+        assign(&dc, vec![bad]).await.expect_err("unknown").code(),
         Code::NotFound
     );
     let mut bad = request(0, 10);
     bad.partition_id = 7;
     assert_eq!(
-        assign(vec![bad]).await.expect_err("partition").code(),
+        assign(&dc, vec![bad]).await.expect_err("partition").code(),
         Code::NotFound
     );
     assert_eq!(
-        assign(vec![request(0, 0)]).await.expect_err("zero").code(),
+        assign(&dc, vec![request(0, 0)])
+            .await
+            .expect_err("zero")
+            .code(),
         Code::InvalidArgument
     );
     assert_eq!(
-        assign(vec![request(0, u32::MAX)])
+        assign(&dc, vec![request(0, u32::MAX)])
             .await
             .expect_err("absurd")
             .code(),
         Code::InvalidArgument
     );
     assert_eq!(
-        assign(vec![request(99, 10)])
+        assign(&dc, vec![request(99, 10)])
             .await
             .expect_err("channel")
             .code(),
         Code::InvalidArgument
     );
     // A grant larger than a segment: 512 MiB / (8 + 8 + 512) bytes = 1016800 rows.
-    let too_big = assign(vec![request(0, 2_000_000)])
+    let too_big = assign(&dc, vec![request(0, 2_000_000)])
         .await
         .expect_err("too big");
     assert_eq!(too_big.code(), Code::InvalidArgument);
@@ -344,12 +329,24 @@ async fn segments_grants_flush_and_coordinator_restart() {
         "{}",
         too_big.message()
     );
-    assert!(assign(vec![]).await.is_err());
+    assert!(assign(&dc, vec![]).await.is_err());
+}
 
+#[tokio::test]
+async fn grants_share_a_segment_per_channel_and_flush_commits_them() {
+    let (cluster, node, collection) = with_collection("dc-grants").await;
+    let mut dc = cluster.datacoord_client();
     // Grants on one channel share a growing segment; another channel gets its own.
-    let g = assign(vec![request(0, 100), request(0, 50), request(1, 10)])
-        .await
-        .expect("grants");
+    let g = assign(
+        &dc,
+        vec![
+            request(&collection, 0, 100),
+            request(&collection, 0, 50),
+            request(&collection, 1, 10),
+        ],
+    )
+    .await
+    .expect("grants");
     assert_eq!(g[0].segment_id, g[1].segment_id);
     assert_ne!(g[0].segment_id, g[2].segment_id);
     assert!(g.iter().all(|a| a.expire_ts > 0));
@@ -369,14 +366,7 @@ async fn segments_grants_flush_and_coordinator_restart() {
     let mut expected = first_segments.to_vec();
     expected.sort_unstable();
     assert_eq!(ids, expected);
-    let segments = dc
-        .list_segments(proto::ListSegmentsRequest {
-            collection_id: collection.id,
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .segments;
+    let segments = list(&dc, &collection).await.segments;
     assert_eq!(segments.len(), 2);
     for s in &segments {
         assert_eq!(s.state(), SegmentState::Flushed, "{s:?}");
@@ -406,7 +396,7 @@ async fn segments_grants_flush_and_coordinator_restart() {
     };
     let deletes = proto::DeleteLog {
         collection_id: collection.id,
-        partition_id: partition,
+        partition_id: collection.partitions[0].id,
         channel: first.channel,
         path: "fake://delete/1.parquet".into(),
         num_rows: 2,
@@ -420,13 +410,7 @@ async fn segments_grants_flush_and_coordinator_restart() {
         .await
         .expect("commit (and its retry)");
     }
-    let listed = dc
-        .list_segments(proto::ListSegmentsRequest {
-            collection_id: collection.id,
-        })
-        .await
-        .expect("list")
-        .into_inner();
+    let listed = list(&dc, &collection).await;
     let again = listed
         .segments
         .iter()
@@ -435,40 +419,40 @@ async fn segments_grants_flush_and_coordinator_restart() {
     assert_eq!(again.num_rows, 13);
     assert_eq!(again.insert_log_paths.len(), 2);
     assert_eq!(listed.delete_logs, vec![deletes]);
+}
 
-    // The size policy: granting 90 % of a segment's rows seals it.
-    let big = assign(vec![request(0, 950_000)]).await.expect("big grant");
-    let sealed = dc
-        .list_segments(proto::ListSegmentsRequest {
-            collection_id: collection.id,
-        })
+#[tokio::test]
+async fn a_grant_of_90_percent_of_a_segment_seals_it() {
+    let (cluster, _node, collection) = with_collection("dc-size-policy").await;
+    let dc = cluster.datacoord_client();
+    let big = assign(&dc, vec![request(&collection, 0, 950_000)])
         .await
-        .expect("list")
-        .into_inner()
+        .expect("big grant");
+    let sealed = list(&dc, &collection)
+        .await
         .segments
         .into_iter()
         .find(|s| s.segment_id == big[0].segment_id)
         .expect("segment");
     assert_eq!(sealed.seal_reason, "size");
     assert_ne!(sealed.state(), SegmentState::Growing);
+}
 
+#[tokio::test]
+async fn a_restarted_coordinator_keeps_owners_seals_growing_segments_and_reuses_no_id() {
+    let (mut cluster, _node, collection) = with_collection("dc-restart").await;
+    // The coordinator restarts on the same port, so this client outlives it.
+    let dc = cluster.datacoord_client();
     // A growing segment is left behind, then the coordinator dies.
-    let g = assign(vec![request(2, 10)]).await.expect("grant");
+    let g = assign(&dc, vec![request(&collection, 2, 10)])
+        .await
+        .expect("grant");
     let growing = g[0].segment_id;
-    let before = cluster.distribution().await.channels;
-    cluster.datacoord.process.kill9();
-    cluster.datacoord = DataCoordProcess::start_on(
-        cluster.dir.path(),
-        "datacoord-2",
-        &cluster.opts,
-        &cluster.rootcoord.endpoint(),
-        cluster.ports,
-        &[],
-    )
-    .expect("restart");
-    cluster.wait_datacoord().await;
+    let before = distribution(&cluster).await.channels;
+    cluster.datacoord_mut().restart().expect("restart");
+    cluster.wait_ready().await.expect("the new term leads");
     // Ownership survived the restart unchanged.
-    let after = cluster.distribution().await.channels;
+    let after = distribution(&cluster).await.channels;
     let owners = |r: &[proto::ChannelAssignment]| {
         r.iter()
             .map(|a| (a.channel, a.node_id, a.epoch))
@@ -476,21 +460,14 @@ async fn segments_grants_flush_and_coordinator_restart() {
     };
     assert_eq!(owners(&after), owners(&before));
     // The growing segment was sealed by the new term; no id is reused.
-    let segments = dc
-        .list_segments(proto::ListSegmentsRequest {
-            collection_id: collection.id,
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .segments;
+    let segments = list(&dc, &collection).await.segments;
     let left = segments
         .iter()
         .find(|s| s.segment_id == growing)
         .expect("still listed");
     assert_ne!(left.state(), SegmentState::Growing);
     assert_eq!(left.seal_reason, "coordinator restart");
-    let g = assign(vec![request(2, 10)])
+    let g = assign(&dc, vec![request(&collection, 2, 10)])
         .await
         .expect("grant after restart");
     assert!(
@@ -523,18 +500,11 @@ async fn segments_grants_flush_and_coordinator_restart() {
 }
 
 #[tokio::test]
-async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
-    let cluster = Cluster::start("dc-failover").await;
-    let a = cluster.node().await;
-    let b = cluster.node().await;
-    let c = cluster.node().await;
-    cluster
-        .settled(&[&a, &b, &c], Duration::from_secs(15))
-        .await;
-
+async fn a_stopping_node_is_drained_release_first() {
+    let (cluster, [a, b, c], _) = three_nodes("dc-stopping").await;
     // A node announcing a graceful stop is drained: release first, then moved.
     c.mark_stopping();
-    let owners = cluster.settled(&[&a, &b], Duration::from_secs(10)).await;
+    let owners = settled(&cluster, &[&a, &b], Duration::from_secs(10)).await;
     assert!(
         c.calls()
             .iter()
@@ -546,11 +516,14 @@ async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
         c.owned()
     );
     assert!(owners.values().all(|(n, _)| *n != c.node_id));
+}
 
-    // Rebalance to an explicit set: everything goes to a, b is drained.
+#[tokio::test]
+async fn rebalance_to_a_set_moves_every_channel_there() {
+    let (cluster, [a, _b, _c], _) = three_nodes("dc-rebalance").await;
+    // Rebalance to an explicit set: everything goes to a, the others are drained.
     let resp = cluster
-        .datacoord
-        .client()
+        .datacoord_client()
         .rebalance(proto::RebalanceRequest {
             expected_node_ids: vec![a.node_id],
         })
@@ -563,20 +536,21 @@ async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
         resp.channels
     );
     assert!(resp.moved >= 1);
-    let owners = cluster.settled(&[&a], Duration::from_secs(10)).await;
+    settled(&cluster, &[&a], Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_standby_coordinator_takes_over_within_the_ttl_with_the_same_owners() {
+    let mut cluster = start("dc-failover").await;
+    let a = node(&cluster).await;
+    let owners = settled(&cluster, &[&a], Duration::from_secs(15)).await;
 
     // A standby data coordinator takes over within TTL + 1 s of a kill -9 and sees
     // the same ownership.
-    let standby = DataCoordProcess::start_on(
-        cluster.dir.path(),
-        "datacoord-standby",
-        &cluster.opts,
-        &cluster.rootcoord.endpoint(),
-        (free_port(), free_port()),
-        &[],
-    )
-    .expect("standby");
-    let mut sc = standby.client();
+    let standby = cluster
+        .start_role("datacoord-standby", Role::DataCoord)
+        .expect("standby");
+    let mut sc = milvus_like_tests::data_coord_client(&standby.endpoint());
     let refused = wait_for("the standby to answer", Duration::from_secs(20), || {
         let mut sc = sc.clone();
         async move {
@@ -601,17 +575,10 @@ async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
             .get(milvus_like_api::LEADER_HINT_METADATA)
             .is_some()
     );
-    let mut cluster = cluster;
-    cluster.datacoord.process.kill9();
+    cluster.datacoord_mut().process.kill9();
     let killed = Instant::now();
-    let dist = wait_for("the standby to lead", Duration::from_secs(10), || {
-        let mut sc = sc.clone();
-        async move {
-            sc.get_channel_distribution(proto::GetChannelDistributionRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
+    let dist = wait_distribution(&sc, "the standby to lead", Duration::from_secs(10), |_| {
+        true
     })
     .await
     .expect("standby leads");
@@ -621,7 +588,7 @@ async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
         took <= TTL + Duration::from_secs(1),
         "failover took {took:?}"
     );
-    let after: BTreeMap<u32, (i64, u64)> = dist
+    let after: Owners = dist
         .channels
         .iter()
         .map(|r| (r.channel, (r.node_id, r.epoch)))
@@ -639,27 +606,25 @@ async fn stopping_nodes_rebalance_to_a_set_and_standby_failover() {
 async fn an_unknown_balancer_is_refused_at_start() {
     let dir = TestDir::new("dc-bad-balancer");
     let etcd = Etcd::start(dir.path()).await.expect("etcd");
-    let opts = RootCoordOptions {
-        etcd_endpoint: etcd.endpoint(),
-        meta_root: "test".into(),
-        session_ttl: "3s",
-        leader_ttl: "3s",
-    };
-    let mut dc = DataCoordProcess::start_on(
+    let mut meta = MetaArgs::new(etcd.endpoint());
+    meta.etcd_timeout = Some("1s");
+    let mut args = meta.args();
+    args.extend([
+        "--rootcoord-endpoints=127.0.0.1:1".to_owned(),
+        "--balancer=fastest".to_owned(),
+    ]);
+    let mut dc = RoleProcess::start(
         dir.path(),
         "datacoord",
-        &opts,
-        "127.0.0.1:1",
-        (free_port(), free_port()),
-        &["--balancer=fastest"],
+        Role::DataCoord,
+        Ports::free(),
+        args,
     )
     .expect("spawn");
-    wait_for("the process to exit", Duration::from_secs(10), || {
-        let exited = dc.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("exits");
+    dc.process
+        .exited(Duration::from_secs(10))
+        .await
+        .expect("exits");
     let log = dc.process.log();
     assert!(
         log.contains(

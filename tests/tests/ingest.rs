@@ -2,275 +2,39 @@
 //! coordinators, two data nodes and a proxy as processes, segments on the local
 //! filesystem. Acknowledged rows must come back exactly once, deletes applied.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, CollectionInfo, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
-use milvus_like_node::storage::{SegmentStore, StorageConfig, read_collection};
-use milvus_like_tests::{Etcd, Kafka, NodeProcess, TestDir, test_schema, wait_for};
+use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
+use milvus_like_tests::{Cluster, ClusterBuilder, create_collection, node_binary};
 use tonic::Code;
 use tonic::transport::Channel;
 
 const DIM: u32 = 128;
 
-struct Cluster {
-    _etcd: Etcd,
-    _kafka: Kafka,
-    rootcoord: NodeProcess,
-    datacoord: NodeProcess,
-    datanodes: Vec<NodeProcess>,
-    proxy: NodeProcess,
-    /// Where segments go: a local directory, or a MinIO bucket.
-    storage: StorageConfig,
-    _minio: Option<milvus_like_tests::minio::MinIO>,
-    /// Dropped after the services (fields drop in order): Kafka and MinIO are
-    /// stopped through pid files that live in it.
-    dir: TestDir,
-    /// Last field, so dropped last: the next cluster starts once this one is gone.
-    _slot: milvus_like_tests::HeavySlot,
+/// etcd, Kafka, root and data coordinators, `datanodes` data nodes and a proxy;
+/// segments on the local filesystem unless `.s3()`.
+fn ingest(name: &str, datanodes: usize) -> ClusterBuilder {
+    ClusterBuilder::new(name)
+        .kafka()
+        .datanodes(datanodes)
+        .proxy()
 }
 
-impl Cluster {
-    async fn start(name: &str, datanodes: usize, datanode_args: &[&str]) -> Self {
-        Self::start_with(name, datanodes, datanode_args, false).await
-    }
+async fn start(builder: ClusterBuilder) -> Cluster {
+    builder.build().await.expect("cluster")
+}
 
-    async fn start_with(name: &str, datanodes: usize, datanode_args: &[&str], s3: bool) -> Self {
-        let slot = milvus_like_tests::heavy_slot();
-        let dir = TestDir::new(name);
-        let etcd = Etcd::start(dir.path()).await.expect("etcd");
-        let kafka = Kafka::start(dir.path()).expect("kafka");
-        let segments = dir.path().join("segments");
-        let minio = s3.then(|| {
-            let m = milvus_like_tests::minio::MinIO::start(dir.path()).expect("minio");
-            m.bucket("segments").expect("bucket");
-            m
-        });
-        let (storage, storage_args) = match &minio {
-            None => (
-                StorageConfig::Local {
-                    root: segments.clone(),
-                },
-                vec![format!("--storage-root={}", segments.display())],
-            ),
-            Some(m) => (
-                m.storage_config("segments"),
-                vec![
-                    "--s3-bucket=segments".to_owned(),
-                    format!("--s3-endpoint={}", m.endpoint),
-                    format!("--s3-region={}", m.region),
-                    format!("--s3-access-key={}", m.access_key),
-                    format!("--s3-secret-key={}", m.secret_key),
-                ],
-            ),
-        };
-        let common = |extra: &[String]| {
-            let mut v = vec![
-                format!("--etcd-endpoints={}", etcd.endpoint()),
-                "--meta-root=test".to_owned(),
-                "--session-ttl=3s".to_owned(),
-                "--leader-ttl=3s".to_owned(),
-            ];
-            v.extend(extra.iter().cloned());
-            v
-        };
-        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))
-            .expect("rootcoord");
-        let rc = rootcoord.endpoint();
-        let kafka_args = vec![
-            format!("--kafka-brokers={}", kafka.bootstrap),
-            "--topic-prefix=test".to_owned(),
-        ];
-        let mut dc_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            "--channels=3".to_owned(),
-        ];
-        dc_args.extend(kafka_args.clone());
-        let datacoord = NodeProcess::start(dir.path(), "datacoord", "datacoord", &common(&dc_args))
-            .expect("datacoord");
-        let dc = datacoord.endpoint();
-        let mut dn_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-        ];
-        dn_args.extend(storage_args);
-        dn_args.extend(kafka_args.clone());
-        dn_args.extend(datanode_args.iter().map(|s| (*s).to_owned()));
-        let datanodes = (0..datanodes)
-            .map(|i| {
-                NodeProcess::start(
-                    dir.path(),
-                    &format!("datanode-{i}"),
-                    "datanode",
-                    &common(&dn_args),
-                )
-                .expect("datanode")
-            })
-            .collect();
-        let mut px_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-        ];
-        px_args.extend(kafka_args);
-        let proxy =
-            NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args)).expect("proxy");
-        let cluster = Self {
-            _etcd: etcd,
-            _kafka: kafka,
-            rootcoord,
-            datacoord,
-            datanodes,
-            proxy,
-            storage,
-            _minio: minio,
-            dir,
-            _slot: slot,
-        };
-        cluster.wait_ready().await;
-        cluster
-    }
-
-    fn client(&self) -> ProxyClient<Channel> {
-        ProxyClient::new(
-            Channel::from_shared(self.proxy.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
-    }
-
-    /// The proxy answers and every channel has an owner.
-    async fn wait_ready(&self) {
-        let c = self.client();
-        milvus_like_tests::wait_for_proxy(&c)
-            .await
-            .unwrap_or_else(|e| panic!("{e}; proxy log:\n{}", self.proxy.process.log()));
-        let dc = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
-            Channel::from_shared(self.datacoord.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        );
-        wait_for(
-            "every channel to have an owner",
-            Duration::from_secs(60),
-            || {
-                let mut dc = dc.clone();
-                let want = self.datanodes.len().min(3);
-                async move {
-                    let d = dc
-                        .get_channel_distribution(proto::GetChannelDistributionRequest {})
-                        .await
-                        .ok()?
-                        .into_inner();
-                    let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
-                    (d.channels.len() == 3 && owners.len() == want).then_some(())
-                }
-            },
-        )
+async fn create(cluster: &Cluster, name: &str) -> (CollectionInfo, CollectionSchema) {
+    create_collection(&cluster.proxy_client(), name, DIM)
         .await
-        .unwrap_or_else(|e| panic!("{e}; datacoord log:\n{}", self.datacoord.process.log()));
-    }
-
-    /// Flush and wait. A busy machine may take longer than the coordinator's 60 s
-    /// wait; the flush goes on regardless, so ask again.
-    async fn flush(&self, name: &str) -> proto::ProxyFlushResponse {
-        let mut last = None;
-        for _ in 0..5 {
-            match self
-                .client()
-                .flush(proto::ProxyFlushRequest {
-                    collection: name.to_owned(),
-                    wait: true,
-                })
-                .await
-            {
-                Ok(r) => return r.into_inner(),
-                Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable) => {
-                    last = Some(s)
-                }
-                Err(s) => panic!(
-                    "flush {name}: {s}; datacoord log:\n{}",
-                    self.datacoord.process.log()
-                ),
-            }
-        }
-        panic!(
-            "flush {name} kept timing out: {last:?}; datacoord log:\n{}",
-            self.datacoord.process.log()
-        )
-    }
-
-    async fn create(&self, name: &str) -> (CollectionInfo, CollectionSchema) {
-        let info = self
-            .client()
-            .create_collection(proto::CreateCollectionRequest {
-                schema: Some(test_schema(name, DIM)),
-            })
-            .await
-            .expect("create")
-            .into_inner()
-            .collection
-            .expect("info");
-        let schema =
-            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
-        (info, schema)
-    }
-
-    /// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
-    async fn read_back_until(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-        rows: u64,
-    ) -> milvus_like_node::storage::CollectionContent {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let c = self.read_back(info, schema).await;
-            if c.rows >= rows || std::time::Instant::now() > deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    async fn read_back(
-        &self,
-        info: &CollectionInfo,
-        schema: &CollectionSchema,
-    ) -> milvus_like_node::storage::CollectionContent {
-        let listed = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
-            Channel::from_shared(self.datacoord.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-        .list_segments(proto::ListSegmentsRequest {
-            collection_id: info.id,
-        })
-        .await
-        .expect("list segments")
-        .into_inner();
-        let store = SegmentStore::open(&self.storage).expect("store");
-        read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
-            .await
-            .expect("read back")
-    }
-}
-
-fn rows(_schema: &CollectionSchema, pks: &[i64]) -> RowBatch {
-    milvus_like_tests::data::rows(pks, DIM)
-}
-
-fn wire(schema: &CollectionSchema, batch: &RowBatch) -> Vec<FieldData> {
-    batch.to_wire(schema)
-}
-
-fn expected(schema: &CollectionSchema, pks: &[i64], deleted: &HashSet<i64>) -> (u64, u64) {
-    milvus_like_tests::data::expected(schema, DIM, pks, deleted)
+        .expect("create")
 }
 
 async fn insert_range(
@@ -280,21 +44,15 @@ async fn insert_range(
     pks: &[i64],
     batch_rows: usize,
 ) {
-    let mut client = cluster.client();
+    let mut client = cluster.proxy_client();
     for chunk in pks.chunks(batch_rows) {
-        let batch = rows(schema, chunk);
         let resp = client
-            .insert(proto::InsertRequest {
-                collection: name.to_owned(),
-                partition: String::new(),
-                columns: wire(schema, &batch),
-                num_rows: u32::try_from(chunk.len()).expect("fits"),
-            })
+            .insert(insert_request(name, schema, chunk))
             .await
             .unwrap_or_else(|s| {
                 panic!(
                     "insert refused: {s}; proxy log:\n{}",
-                    cluster.proxy.process.log()
+                    cluster.proxy().process.log()
                 )
             })
             .into_inner();
@@ -302,30 +60,122 @@ async fn insert_range(
     }
 }
 
+async fn delete(cluster: &Cluster, name: &str, keys: &HashSet<i64>) {
+    cluster
+        .proxy_client()
+        .delete(proto::DeleteRequest {
+            collection: name.into(),
+            partition: String::new(),
+            primary_keys: keys.iter().copied().collect(),
+        })
+        .await
+        .expect("delete");
+}
+
+/// Flush and wait, asked again while the coordinator's own wait runs out.
+async fn flush(cluster: &Cluster, name: &str) -> proto::ProxyFlushResponse {
+    milvus_like_tests::flush(&cluster.proxy_client(), name)
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "flush {name}: {s}; datacoord log:\n{}",
+                cluster.datacoord().process.log()
+            )
+        })
+}
+
+async fn listed(cluster: &Cluster, info: &CollectionInfo) -> proto::ListSegmentsResponse {
+    cluster
+        .datacoord_client()
+        .list_segments(proto::ListSegmentsRequest {
+            collection_id: info.id,
+        })
+        .await
+        .expect("list segments")
+        .into_inner()
+}
+
+async fn read_back(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> CollectionContent {
+    let listed = listed(cluster, info).await;
+    let store = SegmentStore::open(&cluster.storage).expect("store");
+    read_collection(&store, schema, &listed.segments, &listed.delete_logs, 3)
+        .await
+        .expect("read back")
+}
+
+/// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
+async fn read_back_until(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+    rows: u64,
+) -> CollectionContent {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = read_back(cluster, info, schema).await;
+        if c.rows >= rows || std::time::Instant::now() > deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every primary key in the collection's committed insert logs, with how often
+/// it occurs (no deletes in the tests that use it).
+async fn committed_keys(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> HashMap<i64, u32> {
+    let listed = listed(cluster, info).await;
+    let store = SegmentStore::open(&cluster.storage).expect("store");
+    milvus_like_tests::data::committed_keys(&store, schema, &listed).await
+}
+fn rows(pks: &[i64]) -> RowBatch {
+    milvus_like_tests::data::rows(pks, DIM)
+}
+
+fn wire(schema: &CollectionSchema, batch: &RowBatch) -> Vec<FieldData> {
+    batch.to_wire(schema)
+}
+
+/// An insert of the rows of `pks` into `collection`.
+fn insert_request(
+    collection: &str,
+    schema: &CollectionSchema,
+    pks: &[i64],
+) -> proto::InsertRequest {
+    proto::InsertRequest {
+        collection: collection.to_owned(),
+        partition: String::new(),
+        columns: wire(schema, &rows(pks)),
+        num_rows: u32::try_from(pks.len()).expect("fits"),
+    }
+}
+
+fn expected(schema: &CollectionSchema, pks: &[i64], deleted: &HashSet<i64>) -> (u64, u64) {
+    milvus_like_tests::data::expected(schema, DIM, pks, deleted)
+}
+
 #[tokio::test]
 async fn rows_land_exactly_once_with_deletes_applied() {
-    let cluster = Cluster::start("ingest", 2, &[]).await;
-    let (info, schema) = cluster.create("vectors").await;
+    let cluster = start(ingest("ingest", 2)).await;
+    let (info, schema) = create(&cluster, "vectors").await;
     let started = std::time::Instant::now();
     let pks: Vec<i64> = (0..1_000_000).collect();
     insert_range(&cluster, "vectors", &schema, &pks, 10_000).await;
     eprintln!("inserted 1,000,000 rows in {:?}", started.elapsed());
     let deleted: HashSet<i64> = (0..1_000_000).step_by(97).collect();
-    let keys: Vec<i64> = deleted.iter().copied().collect();
-    cluster
-        .client()
-        .delete(proto::DeleteRequest {
-            collection: "vectors".into(),
-            partition: String::new(),
-            primary_keys: keys,
-        })
-        .await
-        .expect("delete");
-    let flushed = cluster.flush("vectors").await;
+    delete(&cluster, "vectors", &deleted).await;
+    let flushed = flush(&cluster, "vectors").await;
     assert!(!flushed.flushed_segment_ids.is_empty());
     // Deletes are flushed with the channel; wait until every one is committed.
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows, "row count differs");
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
@@ -357,27 +207,34 @@ fn any_parquet(dir: &Path) -> bool {
     false
 }
 
+/// Flushes `name` and checks that exactly the rows of `pks` were committed.
+async fn assert_committed(
+    cluster: &Cluster,
+    name: &str,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+    pks: &[i64],
+) {
+    flush(cluster, name).await;
+    let (want_rows, want_sum) = expected(schema, pks, &HashSet::new());
+    let content = read_back_until(cluster, info, schema, want_rows).await;
+    assert_eq!(content.rows, want_rows);
+    assert_eq!(content.checksum, want_sum);
+}
+
 #[tokio::test]
-async fn bad_input_is_refused_and_the_rest_flows() {
-    let cluster = Cluster::start("ingest-bad", 1, &[]).await;
-    let (info, schema) = cluster.create("good").await;
-    let mut c = cluster.client();
-    let batch = rows(&schema, &[1, 2, 3]);
+async fn bad_inserts_are_refused_and_a_good_one_still_flows() {
+    let cluster = start(ingest("ingest-bad", 1)).await;
+    let (info, schema) = create(&cluster, "good").await;
+    let mut c = cluster.proxy_client();
+    let good = insert_request("good", &schema, &[1, 2, 3]);
     // Wrong dimension.
-    let mut cols = wire(&schema, &batch);
-    if let Some(proto::field_data::Data::FloatVectors(v)) = cols[1].data.as_mut() {
+    let mut wrong_dim = good.clone();
+    if let Some(proto::field_data::Data::FloatVectors(v)) = wrong_dim.columns[1].data.as_mut() {
         v.dim = 64;
         v.values.truncate(3 * 64);
     }
-    let err = c
-        .insert(proto::InsertRequest {
-            collection: "good".into(),
-            partition: String::new(),
-            columns: cols,
-            num_rows: 3,
-        })
-        .await
-        .expect_err("wrong dimension");
+    let err = c.insert(wrong_dim).await.expect_err("wrong dimension");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
         err.message().contains("\"vec\" has dimension 128"),
@@ -388,25 +245,15 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     let err = c
         .insert(proto::InsertRequest {
             collection: "nope".into(),
-            partition: String::new(),
-            columns: wire(&schema, &batch),
-            num_rows: 3,
+            ..good.clone()
         })
         .await
         .expect_err("unknown collection");
     assert_eq!(err.code(), Code::NotFound);
     // Row count mismatch and duplicate field.
-    let mut cols = wire(&schema, &batch);
-    cols.push(cols[0].clone());
-    let err = c
-        .insert(proto::InsertRequest {
-            collection: "good".into(),
-            partition: String::new(),
-            columns: cols,
-            num_rows: 3,
-        })
-        .await
-        .expect_err("duplicate field");
+    let mut duplicate = good.clone();
+    duplicate.columns.push(duplicate.columns[0].clone());
+    let err = c.insert(duplicate).await.expect_err("duplicate field");
     assert!(
         err.message().contains("appears more than once"),
         "{}",
@@ -414,10 +261,8 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     );
     let err = c
         .insert(proto::InsertRequest {
-            collection: "good".into(),
-            partition: String::new(),
-            columns: wire(&schema, &batch),
             num_rows: 4,
+            ..good.clone()
         })
         .await
         .expect_err("row count");
@@ -432,12 +277,7 @@ async fn bad_input_is_refused_and_the_rest_flows() {
     let err = c
         .clone()
         .max_encoding_message_size(256 << 20)
-        .insert(proto::InsertRequest {
-            collection: "good".into(),
-            partition: String::new(),
-            columns: wire(&schema, &rows(&schema, &big)),
-            num_rows: 140_000,
-        })
+        .insert(insert_request("good", &schema, &big))
         .await
         .expect_err("oversized");
     assert!(
@@ -447,21 +287,25 @@ async fn bad_input_is_refused_and_the_rest_flows() {
         ),
         "{err}"
     );
-    // And a good insert still works.
-    c.insert(proto::InsertRequest {
-        collection: "good".into(),
-        partition: String::new(),
-        columns: wire(&schema, &batch),
-        num_rows: 3,
-    })
-    .await
-    .expect("good insert");
+    // And a good insert still works: its rows, and only those, are committed.
+    c.insert(good).await.expect("good insert");
+    assert_committed(&cluster, "good", &info, &schema, &[1, 2, 3]).await;
+}
+
+#[tokio::test]
+async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
+    let cluster = start(ingest("ingest-junk", 1)).await;
+    let (info, schema) = create(&cluster, "good").await;
+    let mut c = cluster.proxy_client();
+    c.insert(insert_request("good", &schema, &[1, 2, 3]))
+        .await
+        .expect("good insert");
 
     // Junk written straight to the logs: dead-lettered, counted, skipped.
     use milvus_like_node::msgstream::{KafkaConfig, KafkaProducer, LogProducer as _, Stream};
     use prost::Message;
     let kafka = KafkaConfig {
-        brokers: cluster._kafka.bootstrap.clone(),
+        brokers: cluster.kafka().bootstrap.clone(),
         topic_prefix: "test".into(),
         replication: 1,
         sasl: None,
@@ -511,28 +355,17 @@ async fn bad_input_is_refused_and_the_rest_flows() {
             .expect("produce junk");
     }
     let more: Vec<i64> = (100..600).collect();
-    c.insert(proto::InsertRequest {
-        collection: "good".into(),
-        partition: String::new(),
-        columns: wire(&schema, &rows(&schema, &more)),
-        num_rows: 500,
-    })
-    .await
-    .expect("good insert after junk");
-    cluster.flush("good").await;
+    c.insert(insert_request("good", &schema, &more))
+        .await
+        .expect("good insert after junk");
     let mut all = vec![1, 2, 3];
     all.extend(&more);
-    let (want_rows, want_sum) = expected(&schema, &all, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
-    assert_eq!(content.rows, want_rows);
-    assert_eq!(content.checksum, want_sum);
-    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;
+    assert_committed(&cluster, "good", &info, &schema, &all).await;
+    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].ports.http, "/metrics").await;
     assert!(
         metrics.contains("datanode_dead_lettered_total 4"),
         "{metrics}"
     );
-    let _ = &cluster.rootcoord;
-    let _ = cluster.dir.path();
 }
 
 /// Inserts batches of `batch` rows with fresh keys until `stop`; returns the keys of
@@ -550,13 +383,7 @@ async fn insert_until(
     let mut client = client;
     while !stop.is_cancelled() {
         let pks: Vec<i64> = (next..next + batch as i64).collect();
-        let request = proto::InsertRequest {
-            collection: name.to_owned(),
-            partition: String::new(),
-            columns: wire(&schema, &rows(&schema, &pks)),
-            num_rows: u32::try_from(batch).expect("fits"),
-        };
-        match client.insert(request).await {
+        match client.insert(insert_request(name, &schema, &pks)).await {
             Ok(_) => {
                 acked.extend(pks);
                 next += batch as i64;
@@ -570,11 +397,12 @@ async fn insert_until(
 #[tokio::test]
 async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     let mut cluster =
-        Cluster::start("ingest-chaos", 2, &["--flush-rows=4000", "--flush-age=2s"]).await;
-    let (info, schema) = cluster.create("chaos").await;
+        start(ingest("ingest-chaos", 2).datanode_args(&["--flush-rows=4000", "--flush-age=2s"]))
+            .await;
+    let (info, schema) = create(&cluster, "chaos").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let inserter = tokio::spawn(insert_until(
-        cluster.client(),
+        cluster.proxy_client(),
         schema.clone(),
         "chaos",
         500,
@@ -583,7 +411,7 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     for round in 0..5 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let victim = &mut cluster.datanodes[round % 2];
-        eprintln!("round {round}: kill -9 {}", victim.name);
+        eprintln!("round {round}: kill -9 {}", victim.name());
         victim.restart().expect("restart data node");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -594,34 +422,12 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
         "too few rows acknowledged: {}",
         acked.len()
     );
-    cluster.flush("chaos").await;
+    flush(&cluster, "chaos").await;
     let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     eprintln!("acknowledged {want_rows} rows; read back {}", content.rows);
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
-}
-
-/// Every primary key in the collection's committed insert logs, with how often it
-/// occurs (no deletes in the tests that use it).
-async fn committed_keys(
-    cluster: &Cluster,
-    info: &CollectionInfo,
-    schema: &CollectionSchema,
-) -> std::collections::HashMap<i64, u32> {
-    let listed = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
-        Channel::from_shared(cluster.datacoord.endpoint())
-            .expect("uri")
-            .connect_lazy(),
-    )
-    .list_segments(proto::ListSegmentsRequest {
-        collection_id: info.id,
-    })
-    .await
-    .expect("list segments")
-    .into_inner();
-    let store = SegmentStore::open(&cluster.storage).expect("store");
-    milvus_like_tests::data::committed_keys(&store, schema, &listed).await
 }
 
 /// Inserts until `stop`; a refused batch's keys are "uncertain" (part of it may
@@ -638,12 +444,7 @@ async fn insert_through_outages(
     while !stop.is_cancelled() {
         let pks: Vec<i64> = (next..next + 300).collect();
         next += 300;
-        let request = proto::InsertRequest {
-            collection: name.to_owned(),
-            partition: String::new(),
-            columns: wire(&schema, &rows(&schema, &pks)),
-            num_rows: 300,
-        };
+        let request = insert_request(name, &schema, &pks);
         match tokio::time::timeout(Duration::from_secs(60), client.insert(request)).await {
             Ok(Ok(_)) => acked.extend(pks),
             Ok(Err(status)) => {
@@ -660,25 +461,26 @@ async fn insert_through_outages(
 #[tokio::test]
 async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
     let mut cluster =
-        Cluster::start("ingest-infra", 2, &["--flush-rows=3000", "--flush-age=2s"]).await;
-    let (info, schema) = cluster.create("infra").await;
+        start(ingest("ingest-infra", 2).datanode_args(&["--flush-rows=3000", "--flush-age=2s"]))
+            .await;
+    let (info, schema) = create(&cluster, "infra").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let inserter = tokio::spawn(insert_through_outages(
-        cluster.client(),
+        cluster.proxy_client(),
         schema.clone(),
         "infra",
         stop.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("kill -9 Kafka");
-    cluster._kafka.kill9().expect("kill kafka");
+    cluster.kafka().kill9().expect("kill kafka");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster._kafka.restart().expect("restart kafka");
+    cluster.kafka_mut().restart().expect("restart kafka");
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("kill -9 etcd");
-    cluster._etcd.kill9();
+    cluster.etcd.kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster._etcd.restart().await.expect("restart etcd");
+    cluster.etcd.restart().await.expect("restart etcd");
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.cancel();
     let (acked, uncertain) = inserter.await.expect("inserter");
@@ -720,23 +522,20 @@ async fn kafka_and_etcd_restarts_mid_ingest_lose_and_duplicate_nothing() {
 
 #[tokio::test]
 async fn segments_go_to_s3_on_minio() {
-    let cluster = Cluster::start_with("ingest-s3", 1, &["--flush-rows=5000"], true).await;
-    let (info, schema) = cluster.create("s3").await;
+    let cluster = start(
+        ingest("ingest-s3", 1)
+            .datanode_args(&["--flush-rows=5000"])
+            .s3(),
+    )
+    .await;
+    let (info, schema) = create(&cluster, "s3").await;
     let pks: Vec<i64> = (0..20_000).collect();
     insert_range(&cluster, "s3", &schema, &pks, 5_000).await;
     let deleted: HashSet<i64> = (0..20_000).step_by(10).collect();
-    cluster
-        .client()
-        .delete(proto::DeleteRequest {
-            collection: "s3".into(),
-            partition: String::new(),
-            primary_keys: deleted.iter().copied().collect(),
-        })
-        .await
-        .expect("delete");
-    cluster.flush("s3").await;
+    delete(&cluster, "s3", &deleted).await;
+    flush(&cluster, "s3").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
@@ -744,20 +543,16 @@ async fn segments_go_to_s3_on_minio() {
 
 #[tokio::test]
 async fn a_data_node_whose_coordinator_is_gone_stops_by_itself_and_loses_nothing() {
-    let mut cluster = Cluster::start(
-        "ingest-orphan-stop",
-        1,
-        &[
-            "--flush-rows=100000",
-            "--flush-age=60s",
-            "--drain-timeout=1s",
-        ],
-    )
+    let mut cluster = start(ingest("ingest-orphan-stop", 1).datanode_args(&[
+        "--flush-rows=100000",
+        "--flush-age=60s",
+        "--drain-timeout=1s",
+    ]))
     .await;
-    let (info, schema) = cluster.create("orphan").await;
+    let (info, schema) = create(&cluster, "orphan").await;
     let pks: Vec<i64> = (0..20_000).collect();
     insert_range(&cluster, "orphan", &schema, &pks, 5_000).await;
-    cluster.datacoord.process.kill9();
+    cluster.datacoord_mut().process.kill9();
     // Its final flush cannot commit; it must still exit, within its deadline.
     let status = cluster.datanodes[0]
         .process
@@ -767,24 +562,44 @@ async fn a_data_node_whose_coordinator_is_gone_stops_by_itself_and_loses_nothing
     assert!(log.contains("final flushes unfinished"), "{log}");
     eprintln!("data node exit status without a coordinator: {status}");
     // Nothing was lost: the next owner reads the channels from their checkpoints.
-    cluster.datacoord.restart().expect("restart datacoord");
+    cluster
+        .datacoord_mut()
+        .restart()
+        .expect("restart datacoord");
     cluster.datanodes[0].restart().expect("restart data node");
-    cluster.wait_ready().await;
-    cluster.flush("orphan").await;
+    cluster.wait_ready().await.expect("ready again");
+    flush(&cluster, "orphan").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!((content.rows, content.checksum), (want_rows, want_sum));
+}
+
+/// `milvus-like read-back --collection=<collection>` against the cluster's
+/// coordinators, with `extra` flags.
+fn read_back_command(cluster: &Cluster, collection: &str, extra: &[String]) -> Output {
+    Command::new(node_binary())
+        .arg("read-back")
+        .arg(format!("--collection={collection}"))
+        .arg(format!(
+            "--rootcoord-endpoints={}",
+            cluster.rootcoord.endpoint()
+        ))
+        .arg(format!(
+            "--datacoord-endpoints={}",
+            cluster.datacoord().endpoint()
+        ))
+        .args(extra)
+        .output()
+        .expect("run read-back")
 }
 
 #[tokio::test]
 async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
-    let mut cluster = Cluster::start(
-        "ingest-sigterm",
-        2,
-        &["--flush-rows=100000", "--flush-age=60s"],
+    let mut cluster = start(
+        ingest("ingest-sigterm", 2).datanode_args(&["--flush-rows=100000", "--flush-age=60s"]),
     )
     .await;
-    let (info, schema) = cluster.create("drain").await;
+    let (info, schema) = create(&cluster, "drain").await;
     let pks: Vec<i64> = (0..30_000).collect();
     insert_range(&cluster, "drain", &schema, &pks, 5_000).await;
     // Nothing is flushed yet (thresholds are high): a graceful stop must flush,
@@ -801,14 +616,15 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
     let log = cluster.datanodes[0].process.log();
     assert!(log.contains("channel released"), "{log}");
     assert!(!log.contains("did not take these channels"), "{log}");
-    assert!(!cluster.datacoord.process.log().contains("did not release"));
-    let dc = milvus_like_api::proto::data_coord_client::DataCoordClient::new(
-        Channel::from_shared(cluster.datacoord.endpoint())
-            .expect("uri")
-            .connect_lazy(),
+    assert!(
+        !cluster
+            .datacoord()
+            .process
+            .log()
+            .contains("did not release")
     );
-    let dist = dc
-        .clone()
+    let dist = cluster
+        .datacoord_client()
         .get_channel_distribution(proto::GetChannelDistributionRequest {})
         .await
         .expect("distribution")
@@ -820,9 +636,9 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         dist.nodes
     );
     assert_eq!(dist.nodes[0].channels.len(), 3);
-    cluster.flush("drain").await;
+    flush(&cluster, "drain").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
+    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
 
@@ -830,20 +646,11 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
     let StorageConfig::Local { root } = &cluster.storage else {
         panic!("local storage expected");
     };
-    let out = std::process::Command::new(milvus_like_tests::node_binary())
-        .arg("read-back")
-        .arg("--collection=drain")
-        .arg(format!(
-            "--rootcoord-endpoints={}",
-            cluster.rootcoord.endpoint()
-        ))
-        .arg(format!(
-            "--datacoord-endpoints={}",
-            cluster.datacoord.endpoint()
-        ))
-        .arg(format!("--storage-root={}", root.display()))
-        .output()
-        .expect("run read-back");
+    let out = read_back_command(
+        &cluster,
+        "drain",
+        &[format!("--storage-root={}", root.display())],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -856,19 +663,12 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
         )),
         "{stdout}"
     );
-    let missing = std::process::Command::new(milvus_like_tests::node_binary())
-        .arg("read-back")
-        .arg("--collection=nope")
-        .arg(format!(
-            "--rootcoord-endpoints={}",
-            cluster.rootcoord.endpoint()
-        ))
-        .arg(format!(
-            "--datacoord-endpoints={}",
-            cluster.datacoord.endpoint()
-        ))
-        .output()
-        .expect("run read-back");
+}
+
+#[tokio::test]
+async fn read_back_of_a_missing_collection_exits_1() {
+    let cluster = start(ClusterBuilder::new("ingest-read-back-missing").datacoord()).await;
+    let missing = read_back_command(&cluster, "nope", &[]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("error: collection \"nope\""));
 }
@@ -877,26 +677,18 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
 async fn a_small_memory_limit_pauses_consumption_and_drops_nothing() {
     // 16 MiB of buffers against ~50 MiB of rows, flush thresholds out of reach: only
     // the memory high-water mark and backpressure keep the node within bounds.
-    let cluster = Cluster::start(
-        "ingest-memory",
-        1,
-        &[
-            "--memory-mib=16",
-            "--flush-rows=10000000",
-            "--flush-mib=4096",
-            "--flush-age=10m",
-        ],
-    )
+    let cluster = start(ingest("ingest-memory", 1).datanode_args(&[
+        "--memory-mib=16",
+        "--flush-rows=10000000",
+        "--flush-mib=4096",
+        "--flush-age=10m",
+    ]))
     .await;
-    let (info, schema) = cluster.create("memory").await;
+    let (info, schema) = create(&cluster, "memory").await;
     let pks: Vec<i64> = (0..100_000).collect();
     insert_range(&cluster, "memory", &schema, &pks, 10_000).await;
-    cluster.flush("memory").await;
-    let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
-    let content = cluster.read_back_until(&info, &schema, want_rows).await;
-    assert_eq!(content.rows, want_rows);
-    assert_eq!(content.checksum, want_sum);
-    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].http_port, "/metrics").await;
+    assert_committed(&cluster, "memory", &info, &schema, &pks).await;
+    let metrics = milvus_like_tests::http_get(cluster.datanodes[0].ports.http, "/metrics").await;
     let flushes = metrics
         .lines()
         .find_map(|l| l.strip_prefix("datanode_flushes_total "))

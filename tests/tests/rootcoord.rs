@@ -3,29 +3,30 @@
 use std::time::{Duration, Instant};
 
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
-use milvus_like_api::proto::{self, Role};
+use milvus_like_api::proto::{self, Role as ProtoRole};
 use milvus_like_api::tso_client::{TsoClient, TsoClientConfig};
 use milvus_like_tests::{
-    Etcd, RootCoordOptions, RootCoordProcess, TestDir, root_coord_client, test_schema, wait_for,
+    Cluster, ClusterBuilder, Etcd, MetaArgs, Ports, Role, RoleProcess, TestDir, root_coord_client,
+    test_schema, wait_for,
 };
 use tonic::Code;
 use tonic::transport::Channel;
 
-fn options(etcd: &Etcd) -> RootCoordOptions {
-    RootCoordOptions {
-        etcd_endpoint: etcd.endpoint(),
-        meta_root: "test".into(),
-        session_ttl: "3s",
-        leader_ttl: "3s",
-    }
+/// etcd and a root coordinator that issues timestamps.
+async fn start(name: &str) -> Cluster {
+    ClusterBuilder::new(name)
+        .etcd_timeout("1s")
+        .build()
+        .await
+        .expect("cluster")
 }
 
-fn client(rc: &RootCoordProcess) -> RootCoordClient<Channel> {
+fn client(rc: &RoleProcess) -> RootCoordClient<Channel> {
     root_coord_client(&rc.endpoint())
 }
 
 /// Waits until `rc` issues timestamps; returns one.
-async fn wait_serving(rc: &RootCoordProcess, timeout: Duration) -> u64 {
+async fn wait_serving(rc: &RoleProcess, timeout: Duration) -> u64 {
     milvus_like_tests::wait_serving(&rc.endpoint(), &rc.process, timeout).await
 }
 
@@ -35,12 +36,9 @@ fn schema(name: &str, dim: u32) -> proto::CollectionSchema {
 
 #[tokio::test]
 async fn timestamps_strictly_increase_across_ten_restarts() {
-    let dir = TestDir::new("ts-restarts");
-    let etcd = Etcd::start(dir.path()).await.expect("etcd");
-    let opts = options(&etcd);
+    let mut cluster = start("ts-restarts").await;
     // Both ports stay the same across restarts, so one client follows them all.
-    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord-0", &opts).expect("start");
-    wait_serving(&rc, Duration::from_secs(20)).await;
+    let rc = &mut cluster.rootcoord;
     let tso = TsoClient::connect(
         &[rc.endpoint()],
         TsoClientConfig {
@@ -83,22 +81,14 @@ async fn timestamps_strictly_increase_across_ten_restarts() {
 
     for i in 1..=10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (port, http_port) = (rc.port, rc.http_port);
         // Alternate a graceful stop (resigns at once) and kill -9 (standby waits the TTL).
         if i % 2 == 0 {
             rc.process.kill9();
         } else {
             rc.process.terminate(Duration::from_secs(10));
         }
-        rc = RootCoordProcess::start_on(
-            dir.path(),
-            &format!("rootcoord-{i}"),
-            &opts,
-            port,
-            http_port,
-        )
-        .expect("restart");
-        wait_serving(&rc, Duration::from_secs(20)).await;
+        rc.restart().expect("restart");
+        wait_serving(rc, Duration::from_secs(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     rc.process.terminate(Duration::from_secs(10));
@@ -137,12 +127,12 @@ async fn timestamps_strictly_increase_across_ten_restarts() {
 
 #[tokio::test]
 async fn standby_serves_within_ttl_after_leader_is_killed() {
-    let dir = TestDir::new("failover");
-    let etcd = Etcd::start(dir.path()).await.expect("etcd");
-    let opts = options(&etcd);
-    let mut a = RootCoordProcess::start(dir.path(), "rootcoord-a", &opts).expect("start a");
-    let before = wait_serving(&a, Duration::from_secs(20)).await;
-    let b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
+    let mut cluster = start("failover").await;
+    let b = cluster
+        .start_role("rootcoord-b", Role::RootCoord)
+        .expect("start b");
+    let a = &mut cluster.rootcoord;
+    let before = wait_serving(a, Duration::from_secs(20)).await;
 
     // b stands by: Unavailable with a hint naming a, NOT_SERVING in gRPC health.
     let mut cb = client(&b);
@@ -167,9 +157,9 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
         .to_str()
         .expect("ascii")
         .to_owned();
-    assert_eq!(hint, format!("127.0.0.1:{}", a.port));
+    assert_eq!(hint, a.ports.address());
     assert_eq!(health(&b).await, tonic_health::ServingStatus::NotServing);
-    assert_eq!(health(&a).await, tonic_health::ServingStatus::Serving);
+    assert_eq!(health(a).await, tonic_health::ServingStatus::Serving);
     let leader = cb
         .get_leader(proto::GetLeaderRequest {})
         .await
@@ -177,7 +167,7 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
         .into_inner();
     assert!(!leader.is_self);
 
-    let mut ca = client(&a);
+    let mut ca = client(a);
     let last_a = ca
         .alloc_timestamp(proto::AllocTimestampRequest { count: 5 })
         .await
@@ -230,7 +220,7 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
     eprintln!("failover took {took:?}");
 }
 
-async fn health(rc: &RootCoordProcess) -> tonic_health::ServingStatus {
+async fn health(rc: &RoleProcess) -> tonic_health::ServingStatus {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let channel = Channel::from_shared(rc.endpoint())
@@ -253,25 +243,23 @@ async fn health(rc: &RootCoordProcess) -> tonic_health::ServingStatus {
 
 #[tokio::test]
 async fn a_killed_process_leaves_the_node_list_within_its_ttl() {
-    let dir = TestDir::new("sessions");
-    let etcd = Etcd::start(dir.path()).await.expect("etcd");
-    let opts = options(&etcd);
-    let a = RootCoordProcess::start(dir.path(), "rootcoord-a", &opts).expect("start a");
-    wait_serving(&a, Duration::from_secs(20)).await;
-    let mut b = RootCoordProcess::start(dir.path(), "rootcoord-b", &opts).expect("start b");
-    let mut ca = client(&a);
+    let cluster = start("sessions").await;
+    let mut b = cluster
+        .start_role("rootcoord-b", Role::RootCoord)
+        .expect("start b");
+    let mut ca = client(&cluster.rootcoord);
     let list = || {
         let mut ca = ca.clone();
         async move {
             ca.list_nodes(proto::ListNodesRequest {
-                role: Role::RootCoord.into(),
+                role: ProtoRole::RootCoord.into(),
             })
             .await
             .map(|r| r.into_inner().nodes)
             .unwrap_or_default()
         }
     };
-    let b_address = format!("127.0.0.1:{}", b.port);
+    let b_address = b.ports.address();
     wait_for("b to register", Duration::from_secs(20), || {
         let list = list();
         let b_address = b_address.clone();
@@ -315,14 +303,9 @@ async fn a_killed_process_leaves_the_node_list_within_its_ttl() {
 }
 
 #[tokio::test]
-async fn collections_and_bad_input() {
-    let dir = TestDir::new("collections");
-    let etcd = Etcd::start(dir.path()).await.expect("etcd");
-    let opts = options(&etcd);
-    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("start");
-    wait_serving(&rc, Duration::from_secs(20)).await;
-    let mut c = client(&rc);
-
+async fn bad_allocation_counts_are_refused() {
+    let cluster = start("alloc-counts").await;
+    let mut c = client(&cluster.rootcoord);
     for count in [0, (1 << 18) + 1, u32::MAX] {
         let err = c
             .alloc_timestamp(proto::AllocTimestampRequest { count })
@@ -336,36 +319,12 @@ async fn collections_and_bad_input() {
         .await
         .expect_err("bad count");
     assert_eq!(err.code(), Code::InvalidArgument);
-    let ids = c
-        .alloc_id(proto::AllocIdRequest { count: 1000 })
-        .await
-        .expect("ids")
-        .into_inner();
-    assert_eq!(ids.count, 1000);
+}
 
-    let created = c
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(schema("books", 128)),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .collection
-        .expect("info");
-    assert!(
-        created.id >= ids.start + 1000,
-        "collection id reuses an allocated id"
-    );
-    assert_eq!(created.partitions.len(), 1);
-
-    let dup = c
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(schema("books", 64)),
-        })
-        .await
-        .expect_err("duplicate");
-    assert_eq!(dup.code(), Code::AlreadyExists);
-
+#[tokio::test]
+async fn bad_schemas_and_unknown_collections_are_refused() {
+    let cluster = start("bad-schemas").await;
+    let mut c = client(&cluster.rootcoord);
     let bad = c
         .create_collection(proto::CreateCollectionRequest {
             schema: Some(schema("bad", 0)),
@@ -406,13 +365,47 @@ async fn collections_and_bad_input() {
         .await
         .expect_err("missing");
     assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn collections_survive_a_restart_and_drop_once() {
+    let mut cluster = start("collections").await;
+    let rc = &mut cluster.rootcoord;
+    let mut c = client(rc);
+    let ids = c
+        .alloc_id(proto::AllocIdRequest { count: 1000 })
+        .await
+        .expect("ids")
+        .into_inner();
+    assert_eq!(ids.count, 1000);
+
+    let created = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("books", 128)),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .collection
+        .expect("info");
+    assert!(
+        created.id >= ids.start + 1000,
+        "collection id reuses an allocated id"
+    );
+    assert_eq!(created.partitions.len(), 1);
+
+    let dup = c
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(schema("books", 64)),
+        })
+        .await
+        .expect_err("duplicate");
+    assert_eq!(dup.code(), Code::AlreadyExists);
 
     // Restart: the collection is still there, described by name and id.
-    let (port, http_port) = (rc.port, rc.http_port);
     rc.process.terminate(Duration::from_secs(10));
-    rc = RootCoordProcess::start_on(dir.path(), "rootcoord-2", &opts, port, http_port)
-        .expect("restart");
-    wait_serving(&rc, Duration::from_secs(20)).await;
+    rc.restart().expect("restart");
+    wait_serving(rc, Duration::from_secs(20)).await;
     let by_id = c
         .describe_collection(proto::DescribeCollectionRequest {
             collection: Some(proto::describe_collection_request::Collection::Id(
@@ -447,19 +440,24 @@ async fn collections_and_bad_input() {
         .await
         .expect_err("already dropped");
     assert_eq!(again.code(), Code::NotFound);
+}
 
+#[tokio::test]
+async fn reflection_metrics_and_readiness_are_served() {
+    let cluster = start("rootcoord-http").await;
+    let rc = &cluster.rootcoord;
     // Server reflection lists the services, as `grpcurl list` would.
-    let services = reflected_services(&rc).await;
+    let services = reflected_services(rc).await;
     for expected in ["milvuslike.v1.RootCoord", "grpc.health.v1.Health"] {
         assert!(services.iter().any(|s| s == expected), "{services:?}");
     }
 
     // Metrics are served and parse as Prometheus text.
-    let body = milvus_like_tests::http_get(rc.http_port, "/metrics").await;
+    let body = milvus_like_tests::http_get(rc.ports.http, "/metrics").await;
     assert!(body.contains("rootcoord_tso_timestamps_total"), "{body}");
     assert!(body.contains("rootcoord_is_leader 1"), "{body}");
     assert!(
-        milvus_like_tests::http_get(rc.http_port, "/readyz")
+        milvus_like_tests::http_get(rc.ports.http, "/readyz")
             .await
             .contains("\"ready\":true")
     );
@@ -470,13 +468,16 @@ async fn etcd_unreachable_at_start_and_mid_run() {
     let dir = TestDir::new("etcd-down");
     // Start the root coordinator against a port where no etcd runs yet.
     let port = milvus_like_tests::free_port();
-    let opts = RootCoordOptions {
-        etcd_endpoint: format!("http://127.0.0.1:{port}"),
-        meta_root: "test".into(),
-        session_ttl: "3s",
-        leader_ttl: "3s",
-    };
-    let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts).expect("start");
+    let mut meta = MetaArgs::new(format!("http://127.0.0.1:{port}"));
+    meta.etcd_timeout = Some("1s");
+    let mut rc = RoleProcess::start(
+        dir.path(),
+        "rootcoord",
+        Role::RootCoord,
+        Ports::free(),
+        meta.args(),
+    )
+    .expect("start");
     wait_for("a clear log line", Duration::from_secs(10), || {
         let log = rc.process.log();
         async move { log.contains("etcd is unreachable").then_some(()) }
@@ -517,7 +518,7 @@ async fn etcd_unreachable_at_start_and_mid_run() {
     assert!(!rc.process.has_exited());
 }
 
-async fn reflected_services(rc: &RootCoordProcess) -> Vec<String> {
+async fn reflected_services(rc: &RoleProcess) -> Vec<String> {
     use futures::StreamExt;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;

@@ -2,7 +2,6 @@
 //! store, log, segment files under one data directory), nothing to install.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,8 +14,8 @@ use milvus_like_api::proto::{self, CollectionInfo};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
 use milvus_like_tests::{
-    StandalonePorts, StandaloneProcess, TestDir, root_coord_client, test_schema, wait_for,
-    wait_serving,
+    StandalonePorts, StandaloneProcess, TestDir, create_collection, root_coord_client, test_schema,
+    wait_for, wait_serving,
 };
 use milvus_like_tests::{data, http, metric_sum, parse_metrics};
 use tonic::Code;
@@ -30,10 +29,7 @@ async fn serving(sa: &StandaloneProcess) -> (RootCoordClient<Channel>, u64) {
 #[tokio::test]
 async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
     let dir = TestDir::new("standalone");
-    let data = dir.path().join("data");
-    let ports = StandalonePorts::free();
-    let mut sa =
-        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &[]).expect("start");
+    let mut sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
     let (mut c, _) = serving(&sa).await;
     let schema = test_schema("docs", 4);
     let created = c
@@ -53,35 +49,8 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
         .timestamp
         + 99;
 
-    // A second server on the same data dir is refused with a clear message.
-    let mut second = StandaloneProcess::start(
-        &data,
-        dir.path().join("sa-dup.log"),
-        StandalonePorts::free(),
-        &[],
-    )
-    .expect("spawn");
-    wait_for("the duplicate to exit", Duration::from_secs(10), || {
-        let exited = second.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("duplicate exits");
-    assert!(
-        second.process.log().contains("in use by another process"),
-        "{}",
-        second.process.log()
-    );
-
-    for round in 0..3 {
-        sa.process.kill9();
-        sa = StandaloneProcess::start(
-            &data,
-            dir.path().join(format!("sa-{round}.log")),
-            ports,
-            &[],
-        )
-        .expect("restart");
+    for _ in 0..3 {
+        sa.restart().expect("restart after kill -9");
         let (mut c2, first) = serving(&sa).await;
         assert!(
             first > last,
@@ -124,6 +93,42 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
     );
 }
 
+#[tokio::test]
+async fn a_second_standalone_on_the_same_data_dir_is_refused() {
+    let dir = TestDir::new("standalone-twice");
+    let sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
+    serving(&sa).await;
+    // A second server on the same data dir is refused with a clear message.
+    let log = refusal(
+        &sa,
+        dir.path(),
+        "standalone-dup",
+        StandalonePorts::free(),
+        &[],
+    )
+    .await;
+    assert!(log.contains("in use by another process"), "{log}");
+}
+
+/// Starts another standalone on `sa`'s data directory (logging to
+/// `dir/<name>.log`), waits (20 s at most) until it has exited by itself, and
+/// returns its log.
+async fn refusal(
+    sa: &StandaloneProcess,
+    dir: &std::path::Path,
+    name: &str,
+    ports: StandalonePorts,
+    extra: &[&str],
+) -> String {
+    let mut other = StandaloneProcess::start(dir, name, &sa.data_dir, ports, extra).expect("spawn");
+    other
+        .process
+        .exited(Duration::from_secs(20))
+        .await
+        .expect("it exits");
+    other.process.log()
+}
+
 const DIM: u32 = 8;
 
 /// A client of the standalone's proxy and data coordinator.
@@ -134,12 +139,12 @@ struct Client {
 }
 
 impl Client {
-    fn new(sa: &StandaloneProcess, data: &Path) -> Self {
+    fn new(sa: &StandaloneProcess) -> Self {
         Self {
             proxy: sa.proxy_client(),
             datacoord: sa.datacoord_client(),
             segments: SegmentStore::open(&StorageConfig::Local {
-                root: data.join("segments"),
+                root: sa.segments(),
             })
             .expect("segment store"),
         }
@@ -163,21 +168,15 @@ impl Client {
                 )),
             })
             .await;
-        let info = match described {
-            Ok(r) => r.into_inner().collection.expect("info"),
-            Err(_) => p
-                .create_collection(proto::CreateCollectionRequest {
-                    schema: Some(test_schema(name, DIM)),
-                })
-                .await
-                .expect("create")
-                .into_inner()
-                .collection
-                .expect("info"),
-        };
-        let schema =
-            CollectionSchema::try_from(info.schema.clone().expect("schema")).expect("valid");
-        (info, schema)
+        match described {
+            Ok(r) => {
+                let info = r.into_inner().collection.expect("info");
+                let schema = CollectionSchema::try_from(info.schema.clone().expect("schema"))
+                    .expect("valid");
+                (info, schema)
+            }
+            Err(_) => create_collection(&p, name, DIM).await.expect("create"),
+        }
     }
 
     fn request(name: &str, schema: &CollectionSchema, pks: &[i64]) -> proto::InsertRequest {
@@ -191,22 +190,9 @@ impl Client {
 
     /// Flush and wait (asked again while the coordinator's own wait runs out).
     async fn flush(&self, name: &str) {
-        for _ in 0..5 {
-            match self
-                .proxy
-                .clone()
-                .flush(proto::ProxyFlushRequest {
-                    collection: name.to_owned(),
-                    wait: true,
-                })
-                .await
-            {
-                Ok(_) => return,
-                Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable) => {}
-                Err(s) => panic!("flush {name}: {s}"),
-            }
-        }
-        panic!("flush {name} kept timing out");
+        milvus_like_tests::flush(&self.proxy, name)
+            .await
+            .unwrap_or_else(|s| panic!("flush {name}: {s}"));
     }
 
     /// The collection's segments, asked again while the data coordinator is between
@@ -263,12 +249,8 @@ impl Client {
 async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
     let _slot = milvus_like_tests::heavy_slot();
     let dir = TestDir::new("standalone-million");
-    let data = dir.path().join("data");
-    let ports = StandalonePorts::free();
-    let args = ["--flush-rows=200000"];
-    let mut sa =
-        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &args).expect("start");
-    let client = Client::new(&sa, &data);
+    let mut sa = StandaloneProcess::start_in(dir.path(), &["--flush-rows=200000"]).expect("start");
+    let client = Client::new(&sa);
     let (info, schema) = client.collection(&sa, "million").await;
     const ROWS: i64 = 1_000_000;
     const BATCH: i64 = 20_000;
@@ -304,9 +286,8 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
         "standalone did not stop cleanly: {status:?}; log:\n{}",
         sa.process.log()
     );
-    sa = StandaloneProcess::start(&data, dir.path().join("sa-2.log"), ports, &args)
-        .expect("restart");
-    let client = Client::new(&sa, &data);
+    sa.restart().expect("restart");
+    let client = Client::new(&sa);
     let (again, _) = client.collection(&sa, "million").await;
     assert_eq!(again.id, info.id);
     let content = client.read_back(&info, &schema).await;
@@ -357,16 +338,13 @@ async fn insert_until_killed(
 async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
     let _slot = milvus_like_tests::heavy_slot();
     let dir = TestDir::new("standalone-kill9");
-    let data = dir.path().join("data");
-    let ports = StandalonePorts::free();
-    let args = ["--flush-rows=5000", "--flush-age=1s"];
-    let mut sa =
-        StandaloneProcess::start(&data, dir.path().join("sa-0.log"), ports, &args).expect("start");
+    let mut sa = StandaloneProcess::start_in(dir.path(), &["--flush-rows=5000", "--flush-age=1s"])
+        .expect("start");
     let mut acked = Vec::new();
     let mut uncertain = Vec::new();
     let mut info_schema = None;
     for round in 0..3i64 {
-        let client = Client::new(&sa, &data);
+        let client = Client::new(&sa);
         let (info, schema) = client.collection(&sa, "chaos").await;
         info_schema = Some((info, schema.clone()));
         let stop = tokio_util::sync::CancellationToken::new();
@@ -393,16 +371,10 @@ async fn kill9_mid_ingest_keeps_every_acknowledged_row_exactly_once() {
         let (a, u) = inserter.await.expect("inserter");
         acked.extend(a);
         uncertain.extend(u);
-        sa = StandaloneProcess::start(
-            &data,
-            dir.path().join(format!("sa-{}.log", round + 1)),
-            ports,
-            &args,
-        )
-        .expect("restart");
+        sa.restart().expect("restart");
     }
     let (info, schema) = info_schema.expect("rounds ran");
-    let client = Client::new(&sa, &data);
+    let client = Client::new(&sa);
     client.collection(&sa, "chaos").await;
     client.flush("chaos").await;
     let counts = data::committed_keys(&client.segments, &schema, &client.listed(&info).await).await;
@@ -438,14 +410,14 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
         let (_, body) = http(port, "GET", "/metrics", "").await.expect("scrape");
         parse_metrics(&body)
     };
-    let root = scrape(p.rootcoord_http).await;
+    let root = scrape(p.rootcoord.http).await;
     assert!(
         metric_sum(&root, "rootcoord_tso_timestamps_total") > Some(0.0),
         "{root:?}"
     );
-    let proxy = scrape(p.proxy_http).await;
+    let proxy = scrape(p.proxy.http).await;
     assert_eq!(metric_sum(&proxy, "proxy_rows_inserted_total"), Some(rows));
-    let node = scrape(p.datanode_http).await;
+    let node = scrape(p.datanode.http).await;
     assert_eq!(metric_sum(&node, "datanode_rows_flushed_total"), Some(rows));
     assert_eq!(metric_sum(&node, "datanode_dead_lettered_total"), Some(0.0));
     assert!(metric_sum(&node, "datanode_flush_seconds_count") >= Some(1.0));
@@ -453,8 +425,8 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     // Lag and the load distribution come with the 5 s load reports.
     // Lag for every channel, and the load distribution covering them all.
     wait_for("a load report", Duration::from_secs(20), || async move {
-        let node = scrape(p.datanode_http).await;
-        let coord = scrape(p.datacoord_http).await;
+        let node = scrape(p.datanode.http).await;
+        let coord = scrape(p.datacoord.http).await;
         let lags = node
             .iter()
             .filter(|s| s.name == "datanode_consumer_lag")
@@ -466,10 +438,10 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
     // Every role counts the calls of its own service, by method and code.
     for (port, metric, method) in [
-        (p.rootcoord_http, "rootcoord_rpcs_total", "AllocTimestamp"),
-        (p.datacoord_http, "datacoord_rpcs_total", "AssignSegmentId"),
-        (p.proxy_http, "proxy_rpcs_total", "Insert"),
-        (p.datanode_http, "datanode_rpcs_total", "WatchChannel"),
+        (p.rootcoord.http, "rootcoord_rpcs_total", "AllocTimestamp"),
+        (p.datacoord.http, "datacoord_rpcs_total", "AssignSegmentId"),
+        (p.proxy.http, "proxy_rpcs_total", "Insert"),
+        (p.datanode.http, "datanode_rpcs_total", "WatchChannel"),
     ] {
         let samples = scrape(port).await;
         let ok: f64 = samples
@@ -484,15 +456,15 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
         assert!(ok >= 1.0, "{metric} method={method}: {samples:?}");
     }
     for (port, role, deps) in [
-        (p.rootcoord_http, "rootcoord", &["metadata_store"][..]),
+        (p.rootcoord.http, "rootcoord", &["metadata_store"][..]),
         (
-            p.datacoord_http,
+            p.datacoord.http,
             "datacoord",
             &["metadata_store", "log"][..],
         ),
-        (p.proxy_http, "proxy", &["metadata_store", "log"][..]),
+        (p.proxy.http, "proxy", &["metadata_store", "log"][..]),
         (
-            p.datanode_http,
+            p.datanode.http,
             "datanode",
             &["metadata_store", "log", "storage"][..],
         ),
@@ -511,11 +483,8 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
 #[tokio::test]
 async fn a_replaced_log_or_another_channel_count_is_refused_not_skipped() {
     let dir = TestDir::new("standalone-refusals");
-    let data = dir.path().join("data");
-    let ports = StandalonePorts::free();
-    let mut sa =
-        StandaloneProcess::start(&data, dir.path().join("sa-1.log"), ports, &[]).expect("start");
-    let client = Client::new(&sa, &data);
+    let mut sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
+    let client = Client::new(&sa);
     let (info, schema) = client.collection(&sa, "kept").await;
     let pks: Vec<i64> = (0..5_000).collect();
     client
@@ -530,20 +499,14 @@ async fn a_replaced_log_or_another_channel_count_is_refused_not_skipped() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 
     // Another channel count than the data directory was made with: a sentence, exit 1.
-    let mut other = StandaloneProcess::start(
-        &data,
-        dir.path().join("sa-channels.log"),
-        ports,
+    let log = refusal(
+        &sa,
+        dir.path(),
+        "standalone-channels",
+        sa.ports,
         &["--channels=5"],
     )
-    .expect("spawn");
-    wait_for("the refusal", Duration::from_secs(20), || {
-        let exited = other.process.has_exited();
-        async move { exited.then_some(()) }
-    })
-    .await
-    .expect("it exits");
-    let log = other.process.log();
+    .await;
     assert!(
         log.contains("was created with another channel count than --channels=5")
             && log.contains("partitions but the cluster uses 5 channels"),
@@ -552,9 +515,8 @@ async fn a_replaced_log_or_another_channel_count_is_refused_not_skipped() {
 
     // The log replaced under kept checkpoints: the data node refuses the channels
     // (what is appended below the checkpoints would be taken for duplicates).
-    std::fs::remove_file(data.join("log.redb")).expect("remove the log");
-    let sa =
-        StandaloneProcess::start(&data, dir.path().join("sa-2.log"), ports, &[]).expect("restart");
+    std::fs::remove_file(sa.data_dir.join("log.redb")).expect("remove the log");
+    sa.restart().expect("restart");
     wait_for("the data node to refuse", Duration::from_secs(30), || {
         let log = sa.process.log();
         async move {

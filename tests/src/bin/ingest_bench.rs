@@ -55,7 +55,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
@@ -63,13 +62,13 @@ use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::{
-    Etcd, Kafka, NodeProcess, StandalonePorts, StandaloneProcess, TestDir, test_schema, wait_for,
+    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, create_collection, test_schema,
+    wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
 
 const DIM: usize = 128;
-const CHANNELS: u32 = 3;
 const TOPIC_PREFIX: &str = "bench";
 /// Bytes of one row as the client sends it: i64 pk + 128 f32.
 const ROW_BYTES: u64 = 8 + 4 * DIM as u64;
@@ -310,148 +309,79 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
 // ---------------------------------------------------------------------------
 // The cluster.
 
-/// Fields drop in order: the processes (and Kafka) stop before `dir` is removed.
-struct Cluster {
-    datanode: Option<NodeProcess>,
-    proxy: NodeProcess,
-    datacoord: NodeProcess,
-    _rootcoord: NodeProcess,
-    kafka: Kafka,
-    _etcd: Etcd,
-    datanode_args: Vec<String>,
-    dir: TestDir,
+/// etcd, Kafka, root and data coordinators and a proxy; the data node comes later
+/// ([`Cluster::add_datanode`]), with the flags that `opts` asks for.
+async fn start_cluster(opts: &Options) -> anyhow::Result<Cluster> {
+    let datanode_args = [
+        format!("--memory-mib={}", opts.memory_mib),
+        format!("--flush-rows={}", opts.flush_rows),
+        format!("--flush-mib={}", opts.flush_mib),
+        format!("--flush-age={}", opts.flush_age),
+    ];
+    let datanode_args: Vec<&str> = datanode_args.iter().map(String::as_str).collect();
+    let cluster = ClusterBuilder::new("ingest-bench")
+        .meta_root("bench")
+        .ttl("10s")
+        .kafka()
+        .topic_prefix(TOPIC_PREFIX)
+        .datanode_args(&datanode_args)
+        .proxy()
+        .build()
+        .await?;
+    eprintln!("cluster directory: {}", cluster.dir.path().display());
+    Ok(cluster)
 }
 
-impl Cluster {
-    async fn start(opts: &Options) -> anyhow::Result<Self> {
-        let dir = TestDir::new("ingest-bench");
-        eprintln!("cluster directory: {}", dir.path().display());
-        let etcd = Etcd::start(dir.path()).await?;
-        let kafka = Kafka::start(dir.path())?;
-        let segments = dir.path().join("segments");
-        let common = |extra: &[String]| {
-            let mut v = vec![
-                format!("--etcd-endpoints={}", etcd.endpoint()),
-                "--meta-root=bench".to_owned(),
-                "--session-ttl=10s".to_owned(),
-                "--leader-ttl=10s".to_owned(),
-            ];
-            v.extend(extra.iter().cloned());
-            v
-        };
-        let rootcoord = NodeProcess::start(dir.path(), "rootcoord", "rootcoord", &common(&[]))?;
-        let rc = rootcoord.endpoint();
-        let kafka_args = vec![
-            format!("--kafka-brokers={}", kafka.bootstrap),
-            format!("--topic-prefix={TOPIC_PREFIX}"),
-        ];
-        let mut dc_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--channels={CHANNELS}"),
-        ];
-        dc_args.extend(kafka_args.clone());
-        let datacoord =
-            NodeProcess::start(dir.path(), "datacoord", "datacoord", &common(&dc_args))?;
-        let dc = datacoord.endpoint();
-        let mut dn_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-            format!("--storage-root={}", segments.display()),
-            format!("--memory-mib={}", opts.memory_mib),
-            format!("--flush-rows={}", opts.flush_rows),
-            format!("--flush-mib={}", opts.flush_mib),
-            format!("--flush-age={}", opts.flush_age),
-        ];
-        dn_args.extend(kafka_args.clone());
-        let mut px_args = vec![
-            format!("--rootcoord-endpoints={rc}"),
-            format!("--datacoord-endpoints={dc}"),
-        ];
-        px_args.extend(kafka_args);
-        let proxy = NodeProcess::start(dir.path(), "proxy", "proxy", &common(&px_args))?;
-        let cluster = Self {
-            datanode_args: common(&dn_args),
-            dir,
-            _etcd: etcd,
-            kafka,
-            _rootcoord: rootcoord,
-            datacoord,
-            proxy,
-            datanode: None,
-        };
-        let c = cluster.client();
-        milvus_like_tests::wait_for_proxy(&c)
-            .await
-            .with_context(|| format!("proxy log:\n{}", cluster.proxy.process.log()))?;
-        Ok(cluster)
-    }
-
-    fn client(&self) -> ProxyClient<Channel> {
-        ProxyClient::new(
-            Channel::from_shared(self.proxy.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
-    }
-
-    fn datacoord(&self) -> DataCoordClient<Channel> {
-        DataCoordClient::new(
-            Channel::from_shared(self.datacoord.endpoint())
-                .expect("uri")
-                .connect_lazy(),
-        )
-    }
-
-    fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig {
-            brokers: self.kafka.bootstrap.clone(),
-            topic_prefix: TOPIC_PREFIX.into(),
-            replication: 1,
-            sasl: None,
-        }
-    }
-
-    fn start_datanode(&mut self) -> anyhow::Result<u32> {
-        let dn = NodeProcess::start(self.dir.path(), "datanode", "datanode", &self.datanode_args)?;
-        let pid = dn.process.pid().context("data node pid")?;
-        self.datanode = Some(dn);
-        Ok(pid)
-    }
-
-    async fn datanode_metrics(&self) -> Option<(u64, u64)> {
-        let dn = self.datanode.as_ref()?;
-        let text = scrape(dn.http_port).await;
-        Some((
-            metric(&text, "datanode_rows_consumed_total")?,
-            metric(&text, "datanode_rows_flushed_total")?,
-        ))
-    }
-
-    async fn flush(&self, collection: &str) -> anyhow::Result<()> {
-        self.client()
-            .flush(proto::ProxyFlushRequest {
-                collection: collection.into(),
-                wait: true,
-            })
-            .await
-            .with_context(|| format!("flush; datacoord log:\n{}", self.datacoord.process.log()))?;
-        Ok(())
-    }
-
-    /// Rows committed in the collection's segments, as the data coordinator lists them.
-    async fn committed_rows(&self, collection_id: i64) -> anyhow::Result<u64> {
-        let listed = self
-            .datacoord()
-            .list_segments(proto::ListSegmentsRequest { collection_id })
-            .await
-            .context("list segments")?
-            .into_inner();
-        Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+fn kafka_config(cluster: &Cluster) -> KafkaConfig {
+    KafkaConfig {
+        brokers: cluster.kafka().bootstrap.clone(),
+        topic_prefix: TOPIC_PREFIX.into(),
+        replication: 1,
+        sasl: None,
     }
 }
 
+/// Starts the data node; returns its pid.
+fn start_datanode(cluster: &mut Cluster) -> anyhow::Result<u32> {
+    cluster
+        .add_datanode()?
+        .process
+        .pid()
+        .context("data node pid")
+}
+
+/// The data node's rows consumed and rows flushed, once it answers.
+async fn datanode_metrics(cluster: &Cluster) -> Option<(u64, u64)> {
+    let dn = cluster.datanodes.first()?;
+    let text = scrape(dn.ports.http).await;
+    Some((
+        metric(&text, "datanode_rows_consumed_total")?,
+        metric(&text, "datanode_rows_flushed_total")?,
+    ))
+}
+
+async fn flush(cluster: &Cluster, collection: &str) -> anyhow::Result<()> {
+    milvus_like_tests::flush(&cluster.proxy_client(), collection)
+        .await
+        .with_context(|| {
+            format!(
+                "flush; datacoord log:\n{}",
+                cluster.datacoord().process.log()
+            )
+        })?;
+    Ok(())
+}
+
+/// Rows committed in the collection's segments, as the data coordinator lists them.
+async fn committed_rows(cluster: &Cluster, collection_id: i64) -> anyhow::Result<u64> {
+    let listed = cluster
+        .datacoord_client()
+        .list_segments(proto::ListSegmentsRequest { collection_id })
+        .await
+        .context("list segments")?
+        .into_inner();
+    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+}
 /// A process's metrics (empty when it does not answer).
 async fn scrape(http_port: u16) -> Vec<milvus_like_tests::Sample> {
     match milvus_like_tests::http(http_port, "GET", "/metrics", "").await {
@@ -667,7 +597,7 @@ async fn raw_consume(
     opts: &Options,
     sink: Option<&Path>,
 ) -> anyhow::Result<RawConsume> {
-    let config = cluster.kafka_config();
+    let config = kafka_config(cluster);
     // Same prefetch bound as the data node: memory limit / 16.
     let queued_kbytes = usize::try_from(opts.memory_mib * 1024 / 16)?;
     let group = format!("ingest-bench-raw-{}", sink.is_some());
@@ -735,7 +665,7 @@ async fn datanode_consume(cluster: &Cluster, backlog: u64) -> anyhow::Result<Nod
     let mut startup = None;
     let deadline = t + Duration::from_secs(600);
     let consumed = loop {
-        if let Some((c, _)) = cluster.datanode_metrics().await {
+        if let Some((c, _)) = datanode_metrics(cluster).await {
             if c > 0 && startup.is_none() {
                 startup = Some(t.elapsed());
             }
@@ -749,9 +679,9 @@ async fn datanode_consume(cluster: &Cluster, backlog: u64) -> anyhow::Result<Nod
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    cluster.flush("bench").await?;
+    flush(cluster, "bench").await?;
     loop {
-        if let Some((_, f)) = cluster.datanode_metrics().await
+        if let Some((_, f)) = datanode_metrics(cluster).await
             && f >= backlog
         {
             break;
@@ -802,26 +732,22 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut cluster = Cluster::start(&opts).await?;
-    let schema_proto = test_schema("bench", DIM as u32);
-    let info = cluster
-        .client()
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(schema_proto),
-        })
-        .await
-        .context("create collection")?
-        .into_inner()
-        .collection
-        .context("collection info")?;
-    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+    let mut cluster = start_cluster(&opts).await?;
+    let (info, schema) = create_collection(&cluster.proxy_client(), "bench", DIM as u32).await?;
 
     eprintln!(
         "[2/6] backlog: {} rows through the proxy, no data node",
         opts.backlog_rows
     );
     settle()?;
-    let backlog = insert(&cluster.client(), &schema, 0, opts.backlog_rows, &opts).await?;
+    let backlog = insert(
+        &cluster.proxy_client(),
+        &schema,
+        0,
+        opts.backlog_rows,
+        &opts,
+    )
+    .await?;
     println!(
         "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
         backlog.rows,
@@ -861,11 +787,11 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
 
     eprintln!("[4/6] data node: consume + buffer + flush the backlog");
     settle()?;
-    let pid = cluster.start_datanode()?;
+    let pid = start_datanode(&mut cluster)?;
     let rss = RssSampler::start(pid);
     let stop_buffered = Arc::new(AtomicBool::new(false));
     let buffered = sample_buffered(
-        cluster.datanode.as_ref().context("data node")?.http_port,
+        cluster.datanodes.first().context("data node")?.ports.http,
         stop_buffered.clone(),
     );
     let node = datanode_consume(&cluster, opts.backlog_rows).await?;
@@ -888,14 +814,14 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.rows, opts.clients, opts.batch
     );
     settle()?;
-    let before = cluster.datanode_metrics().await.unwrap_or_default();
-    let e2e = insert(&cluster.client(), &schema, 1 << 40, opts.rows, &opts).await?;
-    let after = cluster.datanode_metrics().await.unwrap_or_default();
+    let before = datanode_metrics(&cluster).await.unwrap_or_default();
+    let e2e = insert(&cluster.proxy_client(), &schema, 1 << 40, opts.rows, &opts).await?;
+    let after = datanode_metrics(&cluster).await.unwrap_or_default();
     let t = Instant::now();
-    cluster.flush("bench").await?;
+    flush(&cluster, "bench").await?;
     let want = opts.backlog_rows + opts.rows;
     let committed = wait_for("every row committed", Duration::from_secs(120), || async {
-        match cluster.committed_rows(info.id).await {
+        match committed_rows(&cluster, info.id).await {
             Ok(n) if n >= want => Some(n),
             _ => None,
         }
@@ -908,7 +834,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let buffered_max = buffered.await.unwrap_or(0);
     let committed = match committed {
         Some(n) => n,
-        None => cluster.committed_rows(info.id).await?,
+        None => committed_rows(&cluster, info.id).await?,
     };
     let consumed_in_window = after.0.saturating_sub(before.0);
     println!(
@@ -1073,12 +999,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         format!("--flush-age={}", opts.flush_age),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sa = StandaloneProcess::start(
-        &dir.path().join("data"),
-        dir.path().join("standalone.log"),
-        StandalonePorts::free(),
-        &args,
-    )?;
+    let sa = StandaloneProcess::start_in(dir.path(), &args)?;
     let pid = sa.process.pid().context("standalone pid")?;
     let rss = RssSampler::start(pid);
     let proxy = sa.proxy_client();
@@ -1086,17 +1007,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
     milvus_like_tests::wait_for_proxy(&proxy)
         .await
         .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
-    let info = proxy
-        .clone()
-        .create_collection(proto::CreateCollectionRequest {
-            schema: Some(test_schema("bench", DIM as u32)),
-        })
-        .await
-        .context("create collection")?
-        .into_inner()
-        .collection
-        .context("collection info")?;
-    let schema = CollectionSchema::try_from(info.schema.clone().context("schema")?)?;
+    let (info, schema) = create_collection(&proxy, "bench", DIM as u32).await?;
     let result = insert(&proxy, &schema, 0, opts.rows, opts).await?;
     let t = Instant::now();
     proxy

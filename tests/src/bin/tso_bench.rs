@@ -32,7 +32,7 @@ use anyhow::{Context, bail, ensure};
 use milvus_like_api::proto::AllocTimestampRequest;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::tso_client::{TsoClient, TsoClientConfig};
-use milvus_like_tests::{Etcd, RootCoordOptions, RootCoordProcess, TestDir, wait_for};
+use milvus_like_tests::{Cluster, ClusterBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -362,61 +362,22 @@ fn percentile(sorted: &[u64], q: f64) -> Duration {
     Duration::from_nanos(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// The services under test.
-struct Cluster {
-    endpoint: String,
-    http_port: u16,
-    // Dropped in this order: the root coordinator, etcd, then their directory.
-    _rc: RootCoordProcess,
-    _etcd: Etcd,
-    _dir: TestDir,
-}
-
-impl Cluster {
-    async fn start() -> anyhow::Result<Self> {
-        let dir = TestDir::new("tso-bench");
-        let etcd = Etcd::start(dir.path()).await?;
-        let opts = RootCoordOptions {
-            etcd_endpoint: etcd.endpoint(),
-            meta_root: "tso-bench".into(),
-            session_ttl: "10s",
-            leader_ttl: "10s",
-        };
-        let mut rc = RootCoordProcess::start(dir.path(), "rootcoord", &opts)?;
-        let endpoint = rc.endpoint();
-        let client = raw_client(&endpoint).await?;
-        let serving = wait_for(
-            "the root coordinator to serve",
-            Duration::from_secs(30),
-            || {
-                let mut c = client.clone();
-                async move {
-                    c.alloc_timestamp(AllocTimestampRequest { count: 1 })
-                        .await
-                        .ok()
-                        .map(drop)
-                }
-            },
-        )
-        .await;
-        if let Err(e) = serving {
-            let exited = rc.process.has_exited();
-            bail!("{e} (exited: {exited}); its log:\n{}", rc.process.log());
-        }
-        eprintln!(
-            "root coordinator pid {} serving at {endpoint}, metrics on :{}, etcd at {}",
-            rc.process.pid().unwrap_or_default(),
-            rc.http_port,
-            etcd.endpoint()
-        );
-        Ok(Self {
-            endpoint,
-            http_port: rc.http_port,
-            _rc: rc,
-            _etcd: etcd,
-            _dir: dir,
-        })
-    }
+/// The services under test: etcd and a root coordinator that serves.
+async fn start_cluster() -> anyhow::Result<Cluster> {
+    let cluster = ClusterBuilder::new("tso-bench")
+        .meta_root("tso-bench")
+        .ttl("10s")
+        .build()
+        .await?;
+    let rc = &cluster.rootcoord;
+    eprintln!(
+        "root coordinator pid {} serving at {}, metrics on :{}, etcd at {}",
+        rc.process.pid().unwrap_or_default(),
+        rc.endpoint(),
+        rc.ports.http,
+        cluster.etcd.endpoint()
+    );
+    Ok(cluster)
 }
 
 /// A gRPC channel to `endpoint`, connected lazily, with the same TCP settings as
@@ -444,12 +405,12 @@ async fn run_point(
     // One TsoClient or one channel per point, shared by every caller of the point.
     let client = match mode {
         Mode::Client => Some(TsoClient::connect(
-            std::slice::from_ref(&cluster.endpoint),
+            &[cluster.rootcoord.endpoint()],
             TsoClientConfig::default(),
         )?),
         Mode::Raw { .. } => None,
     };
-    let channel = raw_client(&cluster.endpoint).await?;
+    let channel = raw_client(&cluster.rootcoord.endpoint()).await?;
     let mut tasks = Vec::with_capacity(callers);
     for _ in 0..callers {
         let caller = match &client {
@@ -466,10 +427,10 @@ async fn run_point(
     drop(client);
 
     tokio::time::sleep_until(window.start).await;
-    let before = scrape(cluster.http_port).await;
+    let before = scrape(cluster.rootcoord.ports.http).await;
     let scraped_at = Instant::now();
     tokio::time::sleep_until(window.end).await;
-    let after = scrape(cluster.http_port).await;
+    let after = scrape(cluster.rootcoord.ports.http).await;
     let scrape_span = scraped_at.elapsed();
     let server = match (before, after) {
         (Ok(b), Ok(a)) => Some((
@@ -542,7 +503,7 @@ fn print_table(results: &[PointResult]) {
 }
 
 async fn bench(opts: Options) -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
+    let cluster = start_cluster().await?;
     let mut points: Vec<(Mode, usize)> = opts.callers.iter().map(|&n| (Mode::Client, n)).collect();
     for &count in &opts.raw_counts {
         for &n in &opts.raw_callers {

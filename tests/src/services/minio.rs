@@ -1,42 +1,22 @@
 //! A real single-node MinIO server, run by `tests/scripts/minio.sh`: the
 //! S3-compatible object storage that data nodes flush segment files to.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use anyhow::{Context, bail};
 use milvus_like_node::storage::StorageConfig;
 
-use crate::{tail, workspace_root};
+use super::Scripted;
 
 /// The fixed test credentials `minio.sh` starts every server with.
 pub const ACCESS_KEY: &str = "milvuslike";
 pub const SECRET_KEY: &str = "milvuslike-secret";
 pub const REGION: &str = "us-east-1";
 
-fn minio_script(args: &[&str]) -> anyhow::Result<String> {
-    let script = workspace_root().join("tests/scripts/minio.sh");
-    let out = Command::new(&script)
-        .args(args)
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("run {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "minio.sh {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// A MinIO server on 127.0.0.1 with its data and log in its own directory. Killed
 /// on drop; the tail of its log is printed if the test is failing.
 #[derive(Debug)]
 pub struct MinIO {
-    dir: PathBuf,
+    service: Scripted,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     pub access_key: String,
@@ -47,10 +27,9 @@ pub struct MinIO {
 impl MinIO {
     /// Starts a server whose data and log live in `dir/minio`; waits until it is ready.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let dir = dir.join("minio");
-        let endpoint = minio_script(&["start", &dir.to_string_lossy()])?;
+        let (service, endpoint) = Scripted::start("minio.sh", dir.join("minio"), "minio.log")?;
         Ok(Self {
-            dir,
+            service,
             endpoint,
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
@@ -61,7 +40,7 @@ impl MinIO {
     /// Creates bucket `name` (3-63 lowercase letters, digits, '.', '-'); creating
     /// an existing bucket again is fine.
     pub fn bucket(&self, name: &str) -> anyhow::Result<()> {
-        minio_script(&["create-bucket", &self.dir.to_string_lossy(), name]).map(drop)
+        self.service.run("create-bucket", &[name]).map(drop)
     }
 
     /// Segment storage settings for `bucket` on this server.
@@ -76,27 +55,26 @@ impl MinIO {
         }
     }
 
+    /// The flags that make a data node (or a client command) store segments in
+    /// `bucket` on this server: what [`MinIO::storage_config`] is on the command line.
+    pub fn node_args(&self, bucket: &str) -> Vec<String> {
+        vec![
+            format!("--s3-bucket={bucket}"),
+            format!("--s3-endpoint={}", self.endpoint),
+            format!("--s3-region={}", self.region),
+            format!("--s3-access-key={}", self.access_key),
+            format!("--s3-secret-key={}", self.secret_key),
+        ]
+    }
+
     /// kill -9; data stays for [`MinIO::restart`].
     pub fn kill9(&self) -> anyhow::Result<()> {
-        minio_script(&["kill", &self.dir.to_string_lossy()]).map(drop)
+        self.service.kill9()
     }
 
     /// Starts again on the same port with the same data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.endpoint = minio_script(&["start", &self.dir.to_string_lossy()])?;
+        self.endpoint = self.service.restart()?;
         Ok(())
-    }
-}
-
-impl Drop for MinIO {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- last lines of minio ({}) ----\n{}\n----",
-                self.dir.display(),
-                tail(&self.dir.join("minio.log"), 40)
-            );
-        }
-        let _ = minio_script(&["kill", &self.dir.to_string_lossy()]);
     }
 }
