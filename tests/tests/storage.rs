@@ -2,6 +2,7 @@
 //! directory hold the same insert and delete logs, read back with deletes applied.
 
 use milvus_like_api::proto::{self, DataType, DeleteLog, FieldSchema, SegmentInfo};
+use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::storage::{
