@@ -637,14 +637,14 @@ mod tests {
     use super::super::{Log, MAX_MESSAGE_BYTES};
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "milvus-like-local-log-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir.join("log.redb")
+    /// A log file in a directory removed when the returned guard drops.
+    fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("milvus-like-local-log-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().join("log.redb");
+        (dir, path)
     }
 
     async fn next(consumer: &dyn LogConsumer) -> (Stream, u32, i64, Vec<u8>) {
@@ -657,7 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_are_read_back_in_order_and_survive_reopen() {
-        let path = temp("reopen");
+        let (_dir, path) = temp("reopen");
         {
             let log = LocalLog::open(&path).expect("open");
             log.ensure(2).await.expect("ensure");
@@ -715,7 +715,7 @@ mod tests {
 
     #[tokio::test]
     async fn checkpoints_drop_consumed_records_and_reassignment_restarts() {
-        let path = temp("truncate");
+        let (_dir, path) = temp("truncate");
         let log = LocalLog::open(&path).expect("open");
         log.ensure(1).await.expect("ensure");
         let producer = log.producer().expect("producer");
@@ -744,7 +744,7 @@ mod tests {
 
     #[tokio::test]
     async fn dead_letters_and_limits() {
-        let path = temp("dead");
+        let (_dir, path) = temp("dead");
         let log = LocalLog::open(&path).expect("open");
         log.ensure(1).await.expect("ensure");
         assert!(matches!(
