@@ -85,6 +85,38 @@ kill_instance() {
   log "killed $name in $dir (pid $pid, SIGKILL)"
 }
 
+# launched_pid DIR LAUNCHER: the pid a launch wrote to DIR/pid (waiting 5 s at
+# most), else the launcher's own.
+launched_pid() {
+  local dir=$1 launcher=$2 t0=$SECONDS
+  while [ ! -s "$dir/pid" ] && ((SECONDS - t0 < 5)); do sleep 0.05; done
+  cat "$dir/pid" 2>/dev/null || echo "$launcher"
+}
+
+# await_ready NAME PID DIR TIMEOUT INTERVAL PROBE [ARG...]: runs PROBE ARG... every
+# INTERVAL seconds until it succeeds. When PID exits first, or TIMEOUT seconds
+# pass (then PID is killed: no half-started server is left behind), prints the
+# logs (the calling script's print_logs DIR), removes DIR/pid and dies; the data stays.
+await_ready() {
+  local name=$1 pid=$2 dir=$3 timeout=$4 interval=$5
+  shift 5
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      print_logs "$dir"
+      rm -f "$dir/pid"
+      die "$name in $dir exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      print_logs "$dir"
+      kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$dir/pid"
+      die "$name in $dir not ready after ${timeout}s (pid $pid killed; data kept)"
+    fi
+    sleep "$interval"
+  done
+}
+
 # stop_service NAME PID_FN DIR TIMEOUT ADDRESS_FILE / kill_service NAME PID_FN DIR
 # ADDRESS_FILE: a service script's `stop` and `kill` commands. PID_FN DIR prints the
 # instance's pid or fails when it is not running (then there is nothing to do).

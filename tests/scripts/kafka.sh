@@ -354,28 +354,11 @@ cmd_start() {
       -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
       </dev/null >>"$dir/logs/kafka.out" 2>&1 &
     local launcher=$!
-    local t0=$SECONDS
-    while [ ! -s "$dir/pid" ] && ((SECONDS - t0 < 5)); do sleep 0.05; done
-    pid=$(cat "$dir/pid" 2>/dev/null || echo "$launcher")
+    pid=$(launched_pid "$dir" "$launcher")
     log "started kafka $KAFKA_VERSION in $dir (pid $pid), waiting for it to be ready"
   fi
 
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until metadata_probe "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      print_logs "$dir"
-      rm -f "$dir/pid"
-      die "kafka in $dir exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      print_logs "$dir"
-      # Do not leave a half-started broker behind a failed start.
-      kill -KILL "$pid" 2>/dev/null || true
-      rm -f "$dir/pid"
-      die "kafka in $dir not ready after ${START_TIMEOUT}s (pid $pid killed; data kept)"
-    fi
-    sleep 0.25
-  done
+  await_ready kafka "$pid" "$dir" "$START_TIMEOUT" 0.25 metadata_probe "$port"
   echo "127.0.0.1:$port" >"$dir/bootstrap"
   echo "127.0.0.1:$port"
 }

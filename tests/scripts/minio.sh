@@ -169,28 +169,11 @@ cmd_start() {
       "$BIN" server --address "127.0.0.1:$port" --quiet --anonymous "$dir/data" \
       </dev/null >>"$dir/minio.log" 2>&1 &
     local launcher=$!
-    local t0=$SECONDS
-    while [ ! -s "$dir/pid" ] && ((SECONDS - t0 < 5)); do sleep 0.05; done
-    pid=$(cat "$dir/pid" 2>/dev/null || echo "$launcher")
+    pid=$(launched_pid "$dir" "$launcher")
     log "started minio in $dir (pid $pid, port $port), waiting for it to be ready"
   fi
 
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until ready "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      print_logs "$dir"
-      rm -f "$dir/pid"
-      die "minio in $dir exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      print_logs "$dir"
-      # Do not leave a half-started server behind a failed start.
-      kill -KILL "$pid" 2>/dev/null || true
-      rm -f "$dir/pid"
-      die "minio in $dir not ready after ${START_TIMEOUT}s (pid $pid killed; data kept)"
-    fi
-    sleep 0.1
-  done
+  await_ready minio "$pid" "$dir" "$START_TIMEOUT" 0.1 ready "$port"
   echo "http://127.0.0.1:$port" >"$dir/endpoint"
   echo "http://127.0.0.1:$port"
 }
