@@ -12,6 +12,9 @@ pub const MAX_VARCHAR_LENGTH: u32 = 65_535;
 pub const MAX_NAME_LENGTH: usize = 255;
 /// Column names the segment files use for system data.
 pub const RESERVED_FIELD_NAMES: &[&str] = &["_ts"];
+/// The partition every collection is created with, and the one a write goes to
+/// when it names none (Milvus's name for it).
+pub const DEFAULT_PARTITION: &str = "_default";
 
 /// Why a schema was refused. Each message names what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -139,7 +139,7 @@ impl ProxyService {
     async fn target(&self, collection: &str, partition: &str) -> Result<Target, Status> {
         let info = self.collection(collection).await?;
         let partition_name = if partition.is_empty() {
-            crate::rootcoord::DEFAULT_PARTITION
+            milvus_like_api::schema::DEFAULT_PARTITION
         } else {
             partition
         };

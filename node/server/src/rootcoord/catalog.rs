@@ -13,7 +13,6 @@ use crate::meta::{Compare, MetaError, MetaStore, Op, Txn};
 
 const INFO_PREFIX: &str = "collection/";
 const NAME_PREFIX: &str = "collection-name/";
-pub const DEFAULT_PARTITION: &str = "_default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -54,7 +53,7 @@ impl Catalog {
             schema: Some(proto::CollectionSchema::from(&schema)),
             partitions: vec![PartitionInfo {
                 id: partition_id,
-                name: DEFAULT_PARTITION.into(),
+                name: milvus_like_api::schema::DEFAULT_PARTITION.into(),
             }],
             created_ts,
         };

@@ -17,7 +17,7 @@ use milvus_like_api::settings;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-pub use catalog::{Catalog, CatalogError, DEFAULT_PARTITION};
+pub use catalog::{Catalog, CatalogError};
 
 use crate::election::Leadership;
 use crate::idalloc::IdAllocator;
