@@ -476,6 +476,93 @@ mod tests {
         assert_eq!(names, pods(&["demo-datanode-0", "demo-datanode-2"]));
     }
 
+    fn pod_names() -> impl proptest::strategy::Strategy<Value = BTreeSet<String>> {
+        proptest::collection::btree_set(0u8..8, 0..8).prop_map(|o| {
+            o.into_iter()
+                .map(|o| format!("demo-datanode-{o}"))
+                .collect()
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Each departing pod not drained yet gets exactly one call, naming the
+        /// node the coordinator knows it by; the drained ones get none.
+        #[test]
+        fn drain_calls_cover_each_undrained_pod_once(
+            departing in pod_names(),
+            drained in pod_names(),
+            registered in pod_names(),
+        ) {
+            let departing: Vec<String> = departing.into_iter().collect();
+            let d = Distribution {
+                nodes_by_name: registered
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.clone(), 100 + i as i64))
+                    .collect(),
+                ..Distribution::default()
+            };
+            let calls = drain_calls(&departing, &d, &drained);
+            let called: Vec<&str> = calls.iter().map(DrainCall::pod).collect();
+            let expected: Vec<&str> = departing
+                .iter()
+                .filter(|p| !drained.contains(*p))
+                .map(String::as_str)
+                .collect();
+            prop_assert_eq!(called, expected);
+            for call in &calls {
+                match call {
+                    DrainCall::Drain(pod, node) => {
+                        prop_assert_eq!(d.nodes_by_name.get(pod), Some(node));
+                    }
+                    DrainCall::Nothing(pod) => prop_assert!(!d.nodes_by_name.contains_key(pod)),
+                }
+            }
+        }
+
+        /// A Rebalance names only registered members, with their node ids; once it
+        /// succeeded, the same members call for no other.
+        #[test]
+        fn a_successful_rebalance_is_not_repeated(
+            members in pod_names(),
+            registered in pod_names(),
+        ) {
+            let members: Vec<String> = members.into_iter().collect();
+            let d = Distribution {
+                nodes_by_name: registered
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.clone(), 100 + i as i64))
+                    .collect(),
+                ..Distribution::default()
+            };
+            let now = at("2026-12-03T10:00:00Z");
+            match rebalance_call(&members, &d, None, &now) {
+                None => prop_assert!(members.iter().all(|m| !d.nodes_by_name.contains_key(m))),
+                Some(call) => {
+                    prop_assert!(!call.known.is_empty());
+                    for (pod, id) in call.known.iter().zip(&call.expected) {
+                        prop_assert!(members.contains(pod));
+                        prop_assert_eq!(d.nodes_by_name.get(pod), Some(id));
+                    }
+                    let known: Vec<&str> = call.known.iter().map(String::as_str).collect();
+                    let done = RebalanceRecord {
+                        time: "2026-12-03T10:00:00Z".into(),
+                        call: "Rebalance".into(),
+                        reason: String::new(),
+                        pods: call.known.clone(),
+                        moved_channels: 0,
+                        error: None,
+                    };
+                    prop_assert_eq!(rebalance_call(&members, &d, Some(&done), &now), None);
+                    prop_assert_eq!(known.len(), call.expected.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_scale_down_holds_the_departing_pods() {
         let c = |replicas: i32| -> Cluster {
