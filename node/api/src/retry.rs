@@ -8,6 +8,7 @@
 //!   would start after the deadline, or when the cancellation token fires (then the
 //!   last error is returned: the caller decides what a stop means).
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
@@ -42,7 +43,7 @@ impl Transient for Status {
 /// How to call again. Built with [`Retry::new`] and the builder methods, then [`Retry::run`].
 #[derive(Debug, Clone)]
 pub struct Retry {
-    what: String,
+    what: Cow<'static, str>,
     first: Duration,
     max: Duration,
     deadline: Option<Duration>,
@@ -55,7 +56,7 @@ impl Retry {
     /// `what` is the log line of a failed attempt, a sentence without the error
     /// ("etcd is unreachable"); the error and the pause are added to it.
     /// Backoff from 100 ms to 2 s, no deadline, no cancellation, transient errors only.
-    pub fn new(what: impl Into<String>) -> Self {
+    pub fn new(what: impl Into<Cow<'static, str>>) -> Self {
         Self {
             what: what.into(),
             first: Duration::from_millis(100),
@@ -156,7 +157,7 @@ mod tests {
         }
     }
 
-    fn fast(what: &str) -> Retry {
+    fn fast(what: &'static str) -> Retry {
         Retry::new(what).backoff(Duration::from_millis(1), Duration::from_millis(2))
     }
 
