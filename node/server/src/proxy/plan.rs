@@ -35,12 +35,13 @@ pub fn route(pks: &[i64], channels: u32) -> Vec<(u32, Vec<usize>)> {
 pub struct Stamps<'a>(pub &'a [(u64, usize)]);
 
 impl Stamps<'_> {
-    /// The k-th timestamp of the ranges (`None` past their end).
-    fn at(&self, k: usize) -> Option<u64> {
+    /// The k-th timestamp of the ranges and how many consecutive ones follow from
+    /// it, itself included, to the end of its range (`None` past the last range).
+    fn run_at(&self, k: usize) -> Option<(u64, usize)> {
         let mut k = k;
         for &(first, n) in self.0 {
             if k < n {
-                return Some(first + k as u64);
+                return Some((first + k as u64, n - k));
             }
             k -= n;
         }
@@ -88,7 +89,7 @@ pub fn insert(
     }
     let per_message = per_message.max(1);
     let mut messages = Vec::new();
-    // Position of the next row in routed order: its timestamp is stamps.at(position).
+    // Position of the next row in routed order: its timestamp is the position-th.
     let mut position = 0;
     for ((channel, indices), slices) in routes.iter().zip(grants) {
         let granted: usize = slices.iter().map(|s| s.rows as usize).sum();
@@ -105,22 +106,20 @@ pub fn insert(
             start += segment_rows.len();
             for chunk in segment_rows.chunks(per_message) {
                 // One message needs consecutive timestamps: cut where a TSO range ends.
-                let mut run_start = 0;
-                for k in 1..=chunk.len() {
-                    let consecutive = k < chunk.len()
-                        && stamps.at(position + k) == stamps.at(position + k - 1).map(|t| t + 1);
-                    if consecutive {
-                        continue;
-                    }
+                let mut start = 0;
+                while start < chunk.len() {
+                    // Never None: the ranges cover every row (checked above).
+                    let (first_ts, left) = stamps.run_at(position).unwrap_or((0, usize::MAX));
+                    let n = left.min(chunk.len() - start);
                     messages.push(InsertMessage {
                         channel: *channel,
                         segment_id: slice.segment_id,
-                        first_ts: stamps.at(position + run_start).unwrap_or(0),
-                        rows: chunk[run_start..k].to_vec(),
+                        first_ts,
+                        rows: chunk[start..start + n].to_vec(),
                     });
-                    run_start = k;
+                    start += n;
+                    position += n;
                 }
-                position += chunk.len();
             }
         }
     }
