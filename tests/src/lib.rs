@@ -13,6 +13,7 @@
 //! - [`clients`]: gRPC clients of the roles, and waits until they serve.
 //! - [`data`]: test rows and what reading them back must give; [`fake_datanode`]: an
 //!   in-process data node; [`http`] and [`metrics`]: `/metrics`, `/readyz` and such.
+//! - [`measure`]: medians and fairly timed durable writes, for the benchmark binaries.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod data;
 pub mod dir;
 pub mod fake_datanode;
 pub mod http;
+pub mod measure;
 pub mod metrics;
 pub mod process;
 pub mod role;

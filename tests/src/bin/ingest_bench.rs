@@ -61,6 +61,7 @@ use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
+use milvus_like_tests::measure::{fsync, median, settle};
 use milvus_like_tests::{
     CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, create_collection, test_schema,
     wait_for,
@@ -196,11 +197,6 @@ fn schema() -> anyhow::Result<CollectionSchema> {
     CollectionSchema::try_from(test_schema("bench", DIM as u32)).context("bench schema")
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 fn mib_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB / d.as_secs_f64()
 }
@@ -218,22 +214,6 @@ struct WriteResult {
     raw: Duration,
     /// Encoding alone, into `std::io::sink()` (no I/O).
     encode_only: Duration,
-}
-
-fn fsync(path: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("fsync {}", path.display()))
-}
-
-/// Writes back every dirty page of the machine (`sync(1)`), so that the next
-/// measurement does not pay for the writeback of the one before.
-fn settle() -> anyhow::Result<()> {
-    let status = std::process::Command::new("sync")
-        .status()
-        .context("run sync")?;
-    ensure!(status.success(), "sync failed: {status}");
-    Ok(())
 }
 
 async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> {

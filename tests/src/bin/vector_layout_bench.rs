@@ -31,6 +31,7 @@ use arrow_array::{
     RecordBatch, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use milvus_like_tests::measure::{fsync, median, settle};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -177,21 +178,6 @@ fn encode<W: std::io::Write + Send>(
     Ok(writer.into_inner()?)
 }
 
-fn fsync(path: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("fsync {}", path.display()))
-}
-
-/// Writes back every dirty page first, so that one side does not pay for another's.
-fn settle() -> anyhow::Result<()> {
-    let status = std::process::Command::new("sync")
-        .status()
-        .context("run sync")?;
-    ensure!(status.success(), "sync failed: {status}");
-    Ok(())
-}
-
 /// The file's vectors as floats, whichever layout it has.
 fn read_vectors(path: &Path) -> anyhow::Result<Vec<f32>> {
     let file = std::fs::File::open(path)?;
@@ -221,11 +207,6 @@ fn read_vectors(path: &Path) -> anyhow::Result<Vec<f32>> {
         }
     }
     Ok(out)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {
