@@ -7,10 +7,10 @@ use milvus_like_api::settings::{Role, defaults, env};
 use crate::role::RoleConfig;
 use crate::storage::StorageConfig;
 
-/// The coordinators a process talks to (all instances; the leaders are found).
+/// The root coordinators a process talks to.
 #[derive(Debug, Clone, Args)]
-pub struct UpstreamArgs {
-    /// Root coordinator endpoints, comma separated.
+pub struct RootCoordEndpoints {
+    /// Root coordinator endpoints, comma separated (all of them; the leader is found).
     #[arg(
         long,
         env = env::ROOTCOORD_ENDPOINTS,
@@ -18,6 +18,13 @@ pub struct UpstreamArgs {
         default_values_t = [RoleConfig::local_endpoint(Role::RootCoord)]
     )]
     pub rootcoord_endpoints: Vec<String>,
+}
+
+/// The coordinators a process talks to (all instances; the leaders are found).
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamArgs {
+    #[command(flatten)]
+    pub root: RootCoordEndpoints,
     /// Data coordinator endpoints, comma separated.
     #[arg(
         long,

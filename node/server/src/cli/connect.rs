@@ -78,10 +78,10 @@ impl Coordinator {
     pub async fn root(args: &UpstreamArgs) -> Result<Self, CliError> {
         let service = Service {
             name: "the root coordinator",
-            address: args.rootcoord_endpoints.join(","),
+            address: args.root.rootcoord_endpoints.join(","),
             flag: "--rootcoord-endpoints / MILVUS_LIKE_ROOTCOORD_ENDPOINTS",
         };
-        Self::connect(service, &args.rootcoord_endpoints).await
+        Self::connect(service, &args.root.rootcoord_endpoints).await
     }
 
     pub async fn data(args: &UpstreamArgs) -> Result<Self, CliError> {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{OutputFormat, ProxyArgs, StorageArgs, UpstreamArgs};
+pub use args::{OutputFormat, ProxyArgs, RootCoordEndpoints, StorageArgs, UpstreamArgs};
 pub use error::{CliError, ExitCode, exit_code};
 
 /// Deadline of one call of the quick commands.

@@ -34,7 +34,7 @@ pub struct ReadBackArgs {
 pub async fn run(args: ReadBackArgs) -> anyhow::Result<()> {
     use milvus_like_api::proto::data_coord_client::DataCoordClient;
     let root = milvus_like_api::root_coord_link::RootCoordLink::connect(
-        &args.upstream.rootcoord_endpoints,
+        &args.upstream.root.rootcoord_endpoints,
         Duration::from_secs(10),
     )?;
     let info = root

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use milvus_like_api::settings::{Interval, Role, defaults, env, limits};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ClientCommand, StorageArgs, UpstreamArgs};
+use crate::cli::{ClientCommand, RootCoordEndpoints, StorageArgs, UpstreamArgs};
 use crate::datacoord::DataCoordConfig;
 use crate::datacoord::segments::SegmentConfig;
 use crate::datanode::{DataNodeConfig, ThresholdPolicy};
@@ -415,14 +415,8 @@ impl LivenessArgs {
 pub struct DataCoordArgs {
     #[command(flatten)]
     pub addresses: DataCoordAddresses,
-    /// Root coordinator endpoints, comma separated (all of them; the leader is found).
-    #[arg(
-        long,
-        env = env::ROOTCOORD_ENDPOINTS,
-        value_delimiter = ',',
-        default_values_t = [RoleConfig::local_endpoint(Role::RootCoord)]
-    )]
-    pub rootcoord_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub root: RootCoordEndpoints,
     #[command(flatten)]
     pub tuning: DataCoordTuning,
     #[command(flatten)]
@@ -433,7 +427,7 @@ impl DataCoordArgs {
     pub fn config(self) -> DataCoordConfig {
         self.tuning.apply(DataCoordConfig {
             role: self.addresses.role(&self.cluster.liveness),
-            rootcoord: self.rootcoord_endpoints,
+            rootcoord: self.root.rootcoord_endpoints,
             ..DataCoordConfig::default()
         })
     }
@@ -553,7 +547,7 @@ impl ProxyArgs {
     pub fn config(self) -> ProxyConfig {
         ProxyConfig {
             role: self.addresses.role(&self.cluster.liveness),
-            rootcoord: self.upstream.rootcoord_endpoints,
+            rootcoord: self.upstream.root.rootcoord_endpoints,
             datacoord: self.upstream.datacoord_endpoints,
         }
     }
@@ -581,7 +575,7 @@ impl DataNodeArgs {
     pub fn config(self) -> DataNodeConfig {
         self.tuning.apply(DataNodeConfig {
             role: self.addresses.role(&self.cluster.liveness),
-            rootcoord: self.upstream.rootcoord_endpoints,
+            rootcoord: self.upstream.root.rootcoord_endpoints,
             datacoord: self.upstream.datacoord_endpoints,
             storage: self.storage.config(),
             drain_timeout: self.drain_timeout.0,
