@@ -3,10 +3,11 @@
 //! - "May succeed later" is defined once per error type, by [`Transient`]: for a gRPC
 //!   [`Status`] here, for the metadata store, object storage and the log beside their
 //!   error types.
-//! - [`Retry`] is the one loop: capped exponential backoff, a log line per failed
-//!   attempt, and it stops at once when the error is permanent, when the next attempt
-//!   would start after the deadline, or when the cancellation token fires (then the
-//!   last error is returned: the caller decides what a stop means).
+//! - [`Retry`] is the one backoff loop: capped exponential backoff, a log line for
+//!   each failed attempt it makes again, and it stops at once when the error is
+//!   permanent (unless [`Retry::on_every_error`]), when the next attempt would start
+//!   after the deadline, or when the cancellation token fires (then the last error is
+//!   returned, unlogged: the caller decides what a stop means).
 
 use std::borrow::Cow;
 use std::fmt::Display;

@@ -98,10 +98,7 @@ impl RootCoordLink {
     }
 
     pub async fn timestamp(&self) -> Result<Timestamp, Status> {
-        self.tso.timestamp().await.map_err(|e| match e {
-            TsoError::Unavailable(s) | TsoError::Refused(s) => s,
-            other => Status::unavailable(other.to_string()),
-        })
+        Ok(self.tso.timestamp().await?)
     }
 
     /// One fresh global id.

@@ -39,6 +39,19 @@ pub enum TsoError {
     Closed,
 }
 
+/// The status a service answers with when it could not get timestamps: the root
+/// coordinator's own answer when there is one, else what the failure means.
+impl From<TsoError> for Status {
+    fn from(e: TsoError) -> Self {
+        match e {
+            TsoError::Unavailable(s) | TsoError::Refused(s) => s,
+            TsoError::BadCount(_) => Status::invalid_argument(e.to_string()),
+            TsoError::Closed => Status::unavailable(e.to_string()),
+            TsoError::BadEndpoint(_) | TsoError::Malformed(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
 /// A contiguous range of timestamps owned by one caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampRange {
@@ -199,4 +212,27 @@ async fn alloc(pool: &LeaderPool, count: u32, deadline: Duration) -> Result<Time
         )));
     }
     Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn a_root_coordinator_answer_is_passed_on_and_the_rest_say_what_they_are() {
+        let refused = Status::from(TsoError::Refused(Status::invalid_argument("count 0")));
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(refused.message(), "count 0");
+        assert_eq!(
+            Status::from(TsoError::BadCount(0)).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(Status::from(TsoError::Closed).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(TsoError::Malformed("count 2 for 1".into())).code(),
+            Code::Internal
+        );
+    }
 }

@@ -6,9 +6,11 @@
 //! one `From` each, here. The codes follow one rule, so that clients can act on
 //! them: `Unavailable` when the same call may succeed later (see
 //! [`milvus_like_api::retry::Transient`]), `InvalidArgument` for a wrong request,
-//! `NotFound` for something missing, `FailedPrecondition` when the state does not
-//! allow the call, `Aborted` when it raced a change and may be made again, and
-//! `Internal` only for a broken invariant (corrupt metadata).
+//! `NotFound` for something missing, `AlreadyExists` for a name taken,
+//! `FailedPrecondition` when the state does not allow the call, `Aborted` when it
+//! raced a change and may be made again, and `Internal` only for what no retry
+//! fixes on the server's side (corrupt metadata, a store refusing our requests). An
+//! answer relayed from the root coordinator keeps the root coordinator's code.
 //!
 //! A standby that is called directly answers with the leader's address in the
 //! metadata ([`crate::role::Seat::leader_only`]); a part that loses leadership in

@@ -177,8 +177,7 @@ impl ProxyService {
                 .root
                 .tso()
                 .timestamps(u32::try_from(n).unwrap_or(MAX_TIMESTAMP_COUNT))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .await?;
             out.push((range.first.as_u64(), n));
             left -= n;
         }
