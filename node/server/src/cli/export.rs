@@ -19,7 +19,7 @@ use super::collection::schema_of;
 use super::connect::Coordinator;
 use super::error::{CliError, ExitCode};
 use crate::columns::{Column, RowBatch};
-use crate::storage::format::rows_record_batch;
+use crate::storage::format::{VectorLayout, rows_record_batch};
 use crate::storage::{SegmentStore, StorageError, for_each_live_batch};
 
 /// What an export file is.
@@ -174,7 +174,11 @@ impl Sink {
                     .schema();
                 // The segment files' settings: row groups capped in rows and bytes,
                 // so the writer holds at most one of them in memory.
-                let props = crate::storage::format::writer_properties(Vec::new(), Some(schema));
+                let props = crate::storage::format::writer_properties(
+                    Vec::new(),
+                    Some(schema),
+                    VectorLayout::List,
+                );
                 Self::Parquet(Box::new(
                     ArrowWriter::try_new(file, arrow_schema, Some(props)).map_err(|e| fail(&e))?,
                 ))

@@ -12,7 +12,8 @@
 //! | INT64        | Int64                                              |
 //! | FLOAT/DOUBLE | Float32 / Float64                                  |
 //! | VARCHAR      | Utf8                                               |
-//! | FLOAT_VECTOR | FixedSizeList<Float32>(dim), item non-nullable     |
+//! | FLOAT_VECTOR | FixedSizeBinary(dim * 4): the row's dim float32s,   |
+//! |              | little-endian, one after the other (Milvus's layout)|
 //! | `_ts`        | UInt64 (Parquet INT64 annotated UINT_64): the TSO   |
 //! |              | timestamp of the row's insert or of the delete     |
 //!
@@ -20,15 +21,24 @@
 //! compress); row groups of at most [`ROW_GROUP_ROWS`] rows or
 //! [`ROW_GROUP_BYTES`] bytes; dictionary encoding only for VARCHAR columns; no
 //! statistics for the vector column. The footer's key-value metadata names the
-//! kind of file, the format version, the collection and its schema (see
-//! [`META_KIND`] and friends), for people opening a file with other tools.
+//! kind of file, the format version, the collection, its schema and how to read
+//! the vector column (see [`META_KIND`] and friends), for people opening a file
+//! with other tools.
+//!
+//! Format versions: 1 stored vectors as `FixedSizeList<Float32>(dim)`, whose
+//! Parquet form carries a repetition and a definition level per float (the
+//! encoder spent half its time on them); 2 stores each vector as one
+//! fixed-size binary value. Readers take both; exports (`milvus-like export`)
+//! keep the list layout, which every tool reads as floats.
 
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int8Array,
-    Int16Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array,
+    Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    UInt64Array,
 };
+use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use milvus_like_api::schema::{CollectionSchema, FieldType};
@@ -59,7 +69,21 @@ pub const META_KIND: &str = "milvus_like.kind";
 pub const META_FORMAT_VERSION: &str = "milvus_like.format_version";
 pub const META_COLLECTION: &str = "milvus_like.collection";
 pub const META_SCHEMA: &str = "milvus_like.schema";
-pub const FORMAT_VERSION: &str = "1";
+/// How to read the vector column, e.g. `{"field":"vec","dim":128,"type":"float32",
+/// "byte_order":"little"}`.
+pub const META_VECTOR_ENCODING: &str = "milvus_like.vector_encoding";
+/// The version of the file layout this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// How a FLOAT_VECTOR column is laid out in Arrow (and so in Parquet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorLayout {
+    /// `FixedSizeBinary(dim * 4)`: one value per vector, its floats little-endian.
+    /// Insert logs from format version 2 on.
+    Packed,
+    /// `FixedSizeList<Float32>(dim)`: insert logs of format version 1, and exports.
+    List,
+}
 
 /// Why bytes could not be encoded or decoded; the caller adds the path.
 #[derive(Debug)]
@@ -84,7 +108,7 @@ impl FormatError {
 type FormatResult<T> = Result<T, FormatError>;
 
 /// The Arrow type of a field.
-fn arrow_type(ty: FieldType) -> DataType {
+fn arrow_type(ty: FieldType, layout: VectorLayout) -> DataType {
     match ty {
         FieldType::Bool => DataType::Boolean,
         FieldType::Int8 => DataType::Int8,
@@ -94,7 +118,10 @@ fn arrow_type(ty: FieldType) -> DataType {
         FieldType::Float => DataType::Float32,
         FieldType::Double => DataType::Float64,
         FieldType::VarChar { .. } => DataType::Utf8,
-        FieldType::FloatVector { dim } => DataType::FixedSizeList(vector_item(), vector_size(dim)),
+        FieldType::FloatVector { dim } => match layout {
+            VectorLayout::Packed => DataType::FixedSizeBinary(vector_size(dim).saturating_mul(4)),
+            VectorLayout::List => DataType::FixedSizeList(vector_item(), vector_size(dim)),
+        },
     }
 }
 
@@ -108,12 +135,12 @@ fn vector_size(dim: u32) -> i32 {
     i32::try_from(dim).unwrap_or(i32::MAX)
 }
 
-/// The Arrow schema of an insert log of `schema`.
-pub fn insert_log_schema(schema: &CollectionSchema) -> SchemaRef {
+/// The Arrow schema of an insert log of `schema`, vectors laid out as `layout`.
+pub fn insert_log_schema(schema: &CollectionSchema, layout: VectorLayout) -> SchemaRef {
     let mut fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| Field::new(&f.name, arrow_type(f.ty), false))
+        .map(|f| Field::new(&f.name, arrow_type(f.ty, layout), false))
         .collect();
     fields.push(Field::new(TS_COLUMN, DataType::UInt64, false));
     Arc::new(Schema::new(fields))
@@ -145,9 +172,24 @@ pub fn schema_summary(schema: &CollectionSchema) -> String {
         .join(",")
 }
 
+/// The footer entry that tells other tools how to read `schema`'s vector column.
+fn vector_encoding(schema: &CollectionSchema) -> KeyValue {
+    let (field, dim) = schema.vector_field();
+    KeyValue::new(
+        META_VECTOR_ENCODING.into(),
+        format!(
+            "{{\"field\":{:?},\"dim\":{dim},\"type\":\"float32\",\"byte_order\":\"little\"}}",
+            field.name
+        ),
+    )
+}
+
+/// The writer's settings: `metadata` in the footer, and per-column settings for
+/// `schema`'s columns with vectors laid out as `layout`.
 pub(crate) fn writer_properties(
     metadata: Vec<KeyValue>,
     schema: Option<&CollectionSchema>,
+    layout: VectorLayout,
 ) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -163,9 +205,14 @@ pub(crate) fn writer_properties(
                     props.set_column_dictionary_enabled(ColumnPath::from(f.name.as_str()), true);
             }
             FieldType::FloatVector { .. } => {
-                // Min/max of a list's items say nothing useful about vectors, and
+                // Min/max of vectors' bytes or items say nothing useful, and
                 // embeddings do not compress (zstd saved 13% at 4x the write time).
-                let leaf = ColumnPath::new(vec![f.name.clone(), "list".into(), "item".into()]);
+                let leaf = match layout {
+                    VectorLayout::Packed => ColumnPath::from(f.name.as_str()),
+                    VectorLayout::List => {
+                        ColumnPath::new(vec![f.name.clone(), "list".into(), "item".into()])
+                    }
+                };
                 props = props
                     .set_column_statistics_enabled(leaf.clone(), EnabledStatistics::None)
                     .set_column_compression(leaf, Compression::UNCOMPRESSED);
@@ -188,8 +235,9 @@ fn encode<W: std::io::Write + Send>(
     };
     let mut writer = ArrowWriter::try_new(sink, schema, Some(props)).map_err(fail)?;
     for batch in batches {
-        // The writer computes repetition and definition levels for a whole write
-        // call (two per vector component): slices keep them small and cached.
+        // The writer computes definition levels (and, for a list layout,
+        // repetition levels per vector component) for a whole write call:
+        // slices keep them small and cached.
         let mut offset = 0;
         while offset < batch.num_rows() {
             let rows = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
@@ -202,11 +250,13 @@ fn encode<W: std::io::Write + Send>(
 
 /// Builds the Arrow record batch of an insert log, checking `rows` against the schema.
 /// The columns' memory moves into the Arrow arrays without a copy (only INT8 and
-/// INT16, held as `i32`, and VARCHAR are converted).
+/// INT16, held as `i32`, and VARCHAR are converted; and vectors on a big-endian
+/// machine).
 pub(super) fn insert_log_batch(
     schema: &CollectionSchema,
     rows: RowBatch,
     timestamps: Vec<u64>,
+    layout: VectorLayout,
 ) -> FormatResult<RecordBatch> {
     let invalid = |m: String| FormatError::InvalidInput(m);
     let fields = schema.fields();
@@ -276,11 +326,22 @@ pub(super) fn insert_log_batch(
                         values.len(),
                     )));
                 }
-                let values = Arc::new(Float32Array::from(values));
-                Arc::new(
-                    FixedSizeListArray::try_new(vector_item(), vector_size(dim), values, None)
-                        .map_err(|e| invalid(format!("field {:?}: {e}", f.name)))?,
-                )
+                let built: Result<ArrayRef, _> = match layout {
+                    VectorLayout::Packed => FixedSizeBinaryArray::try_new(
+                        vector_size(dim).saturating_mul(4),
+                        little_endian_bytes(values),
+                        None,
+                    )
+                    .map(|a| Arc::new(a) as ArrayRef),
+                    VectorLayout::List => FixedSizeListArray::try_new(
+                        vector_item(),
+                        vector_size(dim),
+                        Arc::new(Float32Array::from(values)),
+                        None,
+                    )
+                    .map(|a| Arc::new(a) as ArrayRef),
+                };
+                built.map_err(|e| invalid(format!("field {:?}: {e}", f.name)))?
             }
             (ty, other) => {
                 return Err(invalid(format!(
@@ -294,15 +355,33 @@ pub(super) fn insert_log_batch(
         arrays.push(array);
     }
     arrays.push(Arc::new(UInt64Array::from(timestamps)));
-    RecordBatch::try_new(insert_log_schema(schema), arrays).map_err(|e| invalid(e.to_string()))
+    RecordBatch::try_new(insert_log_schema(schema, layout), arrays)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// The floats' bytes, little-endian: the vector's own memory on a little-endian
+/// machine.
+fn little_endian_bytes(values: Vec<f32>) -> Buffer {
+    if cfg!(target_endian = "little") {
+        Buffer::from_vec(values)
+    } else {
+        Buffer::from_vec(
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+    }
 }
 
 /// `rows` as an Arrow record batch of the schema's fields alone (an insert log
-/// without its timestamp column), checked as [`insert_log_batch`] checks them:
-/// what `milvus-like export` writes, and what `insert --file` reads back.
+/// without its timestamp column, vectors as lists of floats), checked as
+/// [`insert_log_batch`] checks them: what `milvus-like export` writes, and what
+/// `insert --file` reads back.
 pub fn rows_record_batch(schema: &CollectionSchema, rows: RowBatch) -> Result<RecordBatch, String> {
     let n = rows.num_rows;
-    let batch = insert_log_batch(schema, rows, vec![0; n]).map_err(FormatError::into_message)?;
+    let batch = insert_log_batch(schema, rows, vec![0; n], VectorLayout::List)
+        .map_err(FormatError::into_message)?;
     let fields: Vec<usize> = (0..schema.fields().len()).collect();
     batch.project(&fields).map_err(|e| e.to_string())
 }
@@ -319,23 +398,36 @@ fn column_kind(c: &Column) -> &'static str {
     }
 }
 
-/// Encodes batches built by [`insert_log_batch`] as one insert log file into `sink`.
+/// Encodes batches built by [`insert_log_batch`] with `layout` as one insert log
+/// file into `sink`. Packed is the current format; List writes what format
+/// version 1 wrote (for tests of old files).
 pub(super) fn encode_insert_log<W: std::io::Write + Send>(
     schema: &CollectionSchema,
     batches: &[RecordBatch],
     sink: W,
+    layout: VectorLayout,
 ) -> FormatResult<()> {
-    let metadata = vec![
+    let mut metadata = vec![
         KeyValue::new(META_KIND.into(), "insert_log".to_owned()),
-        KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
+        KeyValue::new(
+            META_FORMAT_VERSION.into(),
+            match layout {
+                VectorLayout::Packed => FORMAT_VERSION,
+                VectorLayout::List => 1,
+            }
+            .to_string(),
+        ),
         KeyValue::new(META_COLLECTION.into(), schema.name.clone()),
         KeyValue::new(META_SCHEMA.into(), schema_summary(schema)),
     ];
+    if layout == VectorLayout::Packed {
+        metadata.push(vector_encoding(schema));
+    }
     encode(
         sink,
-        insert_log_schema(schema),
+        insert_log_schema(schema, layout),
         batches,
-        writer_properties(metadata, Some(schema)),
+        writer_properties(metadata, Some(schema), layout),
     )
     .map(drop)
 }
@@ -360,25 +452,48 @@ pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> For
     .map_err(|e| FormatError::InvalidInput(e.to_string()))?;
     let metadata = vec![
         KeyValue::new(META_KIND.into(), "delete_log".to_owned()),
-        KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_owned()),
+        KeyValue::new(META_FORMAT_VERSION.into(), FORMAT_VERSION.to_string()),
     ];
     encode(
         Vec::new(),
         schema,
         &[batch],
-        writer_properties(metadata, None),
+        writer_properties(metadata, None, VectorLayout::Packed),
     )
 }
 
-/// Whether a file's column type is the one we write for `expected`. FixedSizeList
-/// is compared by size and item type only: the item's name and nullability may
+/// Whether a file's column type is one we write for `expected`. A packed vector
+/// column may also be format version 1's list of floats of the same dimension,
+/// compared by size and item type only: the item's name and nullability may
 /// differ in files written by other tools.
 fn same_type(found: &DataType, expected: &DataType) -> bool {
     match (found, expected) {
-        (DataType::FixedSizeList(a, n), DataType::FixedSizeList(b, m)) => {
-            n == m && a.data_type() == b.data_type()
+        (DataType::FixedSizeList(a, n), DataType::FixedSizeBinary(bytes)) => {
+            n.checked_mul(4) == Some(*bytes) && a.data_type() == &DataType::Float32
         }
         _ => found == expected,
+    }
+}
+
+/// Refuses files of a format version newer than this build reads (a file
+/// without one, from another tool, is read by its columns).
+fn check_version(metadata: &parquet::file::metadata::FileMetaData) -> FormatResult<()> {
+    let version = metadata
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == META_FORMAT_VERSION))
+        .and_then(|kv| kv.value.as_deref());
+    let Some(version) = version else {
+        return Ok(());
+    };
+    match version.parse::<u32>() {
+        Ok(v) if v <= FORMAT_VERSION => Ok(()),
+        Ok(v) => Err(FormatError::SchemaMismatch(format!(
+            "the file has format version {v}, written by a newer milvus-like; this one \
+             reads versions 1 to {FORMAT_VERSION}"
+        ))),
+        Err(_) => Err(FormatError::Corrupt(format!(
+            "the file's {META_FORMAT_VERSION} is {version:?}, not a number"
+        ))),
     }
 }
 
@@ -389,6 +504,7 @@ fn decode(bytes: Bytes, expected: &Schema) -> FormatResult<Vec<RecordBatch>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(corrupt)?
         .with_batch_size(READ_BATCH_ROWS);
+    check_version(builder.metadata().file_metadata())?;
     let found = builder.schema().clone();
     if found.fields().len() != expected.fields().len() {
         let names = |s: &Schema| {
@@ -475,21 +591,35 @@ fn decode_column(ty: FieldType, array: &ArrayRef, name: &str) -> FormatResult<Co
             Column::Str((0..a.len()).map(|i| a.value(i).to_owned()).collect())
         }
         FieldType::FloatVector { dim } => {
-            let list = values::<FixedSizeListArray>(array, name)?;
-            let items = values::<Float32Array>(list.values(), name)?;
-            if items.len() != list.len() * dim as usize {
+            let (floats, vectors) = if let DataType::FixedSizeBinary(_) = array.data_type() {
+                let packed = values::<FixedSizeBinaryArray>(array, name)?;
+                (floats_from_le(packed.value_data()), packed.len())
+            } else {
+                let list = values::<FixedSizeListArray>(array, name)?;
+                let items = values::<Float32Array>(list.values(), name)?;
+                (items.values().to_vec(), list.len())
+            };
+            if floats.len() != vectors * dim as usize {
                 return Err(FormatError::Corrupt(format!(
-                    "column {name:?} holds {} floats for {} vectors of dimension {dim}",
-                    items.len(),
-                    list.len()
+                    "column {name:?} holds {} floats for {vectors} vectors of dimension {dim}",
+                    floats.len(),
                 )));
             }
             Column::Vector {
                 dim,
-                values: items.values().to_vec(),
+                values: floats,
             }
         }
     })
+}
+
+/// Little-endian float32s (trailing bytes short of a float are dropped; the
+/// caller checks the count).
+pub(crate) fn floats_from_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn decode_ts(array: &ArrayRef) -> FormatResult<&[u64]> {
@@ -501,7 +631,7 @@ pub(super) fn decode_insert_log(
     schema: &CollectionSchema,
     bytes: Bytes,
 ) -> FormatResult<(RowBatch, Vec<u64>)> {
-    let batches = decode(bytes, &insert_log_schema(schema))?;
+    let batches = decode(bytes, &insert_log_schema(schema, VectorLayout::Packed))?;
     let fields = schema.fields();
     let mut rows = RowBatch::empty(schema);
     let mut timestamps = Vec::new();

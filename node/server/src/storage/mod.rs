@@ -30,6 +30,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::columns::RowBatch;
 use format::FormatError;
+pub use format::VectorLayout;
 
 pub use content::{
     CollectionContent, KeyBlocks, batch_checksum, for_each_live_batch, read_collection,
@@ -339,7 +340,7 @@ impl SegmentStore {
         let owned = log.clone();
         let mut sink = UploadSink::new(self.store.clone(), location.clone());
         let outcome = tokio::task::spawn_blocking(move || {
-            let encoded = format::encode_insert_log(&owned.schema, &owned.batches, &mut sink);
+            let encoded = owned.encode_into(&mut sink);
             let outcome = match encoded {
                 Ok(()) => sink.finish().map_err(SinkError::Store),
                 Err(e) => {
@@ -613,15 +614,24 @@ fn generic(e: std::io::Error) -> object_store::Error {
 #[derive(Debug, Clone)]
 pub struct InsertLog {
     schema: CollectionSchema,
+    layout: VectorLayout,
     batches: Vec<arrow_array::RecordBatch>,
     num_rows: usize,
     bytes: usize,
 }
 
 impl InsertLog {
+    /// A log in the current format.
     pub fn new(schema: &CollectionSchema) -> Self {
+        Self::with_layout(schema, VectorLayout::Packed)
+    }
+
+    /// A log whose vectors are laid out as `layout`: [`VectorLayout::List`]
+    /// writes format version 1, for tests of old files and for benchmarks.
+    pub fn with_layout(schema: &CollectionSchema, layout: VectorLayout) -> Self {
         Self {
             schema: schema.clone(),
+            layout,
             batches: Vec::new(),
             num_rows: 0,
             bytes: 0,
@@ -632,7 +642,7 @@ impl InsertLog {
     /// Refuses, with the reason, rows that do not fit the schema; the log is then
     /// unchanged.
     pub fn push(&mut self, rows: RowBatch, timestamps: Vec<u64>) -> Result<(), String> {
-        let batch = format::insert_log_batch(&self.schema, rows, timestamps)
+        let batch = format::insert_log_batch(&self.schema, rows, timestamps, self.layout)
             .map_err(FormatError::into_message)?;
         self.num_rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size();
@@ -654,8 +664,11 @@ impl InsertLog {
     /// ingest benchmark times it into `std::io::sink()` to separate encoding
     /// from I/O.
     pub fn encode<W: std::io::Write + Send>(&self, sink: W) -> Result<(), String> {
-        format::encode_insert_log(&self.schema, &self.batches, sink)
-            .map_err(FormatError::into_message)
+        self.encode_into(sink).map_err(FormatError::into_message)
+    }
+
+    fn encode_into<W: std::io::Write + Send>(&self, sink: W) -> Result<(), FormatError> {
+        format::encode_insert_log(&self.schema, &self.batches, sink, self.layout)
     }
 }
 

@@ -1,13 +1,14 @@
 //! Segment files against the local filesystem in a temporary directory.
 
-use std::sync::Arc;
-
 use milvus_like_api::proto::{self, DataType as D, DeleteLog, SegmentInfo};
 use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use super::format::{META_COLLECTION, META_KIND, META_SCHEMA, ROW_GROUP_ROWS};
+use super::format::{
+    FORMAT_VERSION, META_COLLECTION, META_FORMAT_VERSION, META_KIND, META_SCHEMA,
+    META_VECTOR_ENCODING, ROW_GROUP_ROWS,
+};
 use super::*;
 use crate::columns::Column;
 
@@ -232,10 +233,15 @@ async fn files_open_with_a_plain_parquet_reader() {
         "id:INT64:pk,vec:FLOAT_VECTOR(128),flag:BOOL,tiny:INT8,small:INT16,year:INT32,\
          score:FLOAT,weight:DOUBLE,title:VARCHAR(64)"
     );
+    assert_eq!(kv[META_FORMAT_VERSION], "2");
+    assert_eq!(
+        kv[META_VECTOR_ENCODING],
+        r#"{"field":"vec","dim":128,"type":"float32","byte_order":"little"}"#
+    );
     let row_group = meta.row_group(0);
     for column in row_group.columns() {
         // Vectors are stored uncompressed (embeddings do not compress); the rest zstd.
-        let expected = if column.column_path().string() == "vec.list.item" {
+        let expected = if column.column_path().string() == "vec" {
             parquet::basic::Compression::UNCOMPRESSED
         } else {
             parquet::basic::Compression::ZSTD(Default::default())
@@ -246,8 +252,8 @@ async fn files_open_with_a_plain_parquet_reader() {
     let leaf = row_group
         .columns()
         .iter()
-        .find(|c| c.column_path().string() == "vec.list.item")
-        .expect("vec.list.item leaf");
+        .find(|c| c.column_path().string() == "vec")
+        .expect("vec leaf");
     assert!(leaf.statistics().is_none());
 
     let arrow =
@@ -259,10 +265,7 @@ async fn files_open_with_a_plain_parquet_reader() {
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
         .collect();
-    let vector = A::FixedSizeList(
-        Arc::new(arrow_schema::Field::new_list_field(A::Float32, false)),
-        128,
-    );
+    let vector = A::FixedSizeBinary(128 * 4);
     assert_eq!(
         types,
         vec![
@@ -278,12 +281,101 @@ async fn files_open_with_a_plain_parquet_reader() {
             ("_ts".into(), A::UInt64, false),
         ]
     );
-    let rows: usize = arrow
+    // Read as the footer says: row 3's vector is its 128 little-endian floats.
+    let batches: Vec<_> = arrow
         .build()
         .expect("reader")
-        .map(|b| b.expect("batch").num_rows())
-        .sum();
-    assert_eq!(rows, 10);
+        .map(|b| b.expect("batch"))
+        .collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    let packed = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+        .expect("packed vectors");
+    let floats: Vec<f32> = packed
+        .value(3)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    let Column::Vector { values, .. } = &rows(&schema, 0, 10).columns[1] else {
+        panic!("vec is the second field");
+    };
+    assert_eq!(floats, values[3 * 128..4 * 128]);
+}
+
+/// Files of format version 1 (vectors as lists of floats) are read as they were.
+#[tokio::test]
+async fn format_version_1_files_stay_readable() {
+    let (dir, store) = local_store();
+    let schema = schema();
+    let batch = rows(&schema, 100, 300);
+    let timestamps: Vec<u64> = (0..300).collect();
+    let mut old = InsertLog::with_layout(&schema, VectorLayout::List);
+    old.push(batch.clone(), timestamps.clone()).expect("push");
+    let path = "insert_log/v1.parquet";
+    store.write_insert(path, &old).await.expect("write");
+
+    let file = std::fs::File::open(dir.path().join("segments").join(path)).expect("open");
+    let reader = SerializedFileReader::new(file).expect("parquet");
+    let meta = reader.metadata().file_metadata();
+    let version = meta
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == META_FORMAT_VERSION))
+        .and_then(|kv| kv.value.clone());
+    assert_eq!(version.as_deref(), Some("1"));
+    assert_eq!(
+        meta.schema_descr().column(1).path().string(),
+        "vec.list.item"
+    );
+
+    let (read, read_ts) = store.read_insert_log(path, &schema).await.expect("read v1");
+    assert_eq!(read, batch);
+    assert_eq!(read_ts, timestamps);
+}
+
+/// A file of a newer format version is refused with the reason, not misread.
+#[tokio::test]
+async fn newer_format_versions_are_refused() {
+    use parquet::file::metadata::KeyValue;
+
+    let (dir, store) = local_store();
+    let schema = schema();
+    let arrow = format::insert_log_batch(
+        &schema,
+        rows(&schema, 0, 2),
+        vec![1, 2],
+        VectorLayout::Packed,
+    )
+    .expect("batch");
+    let path = "insert_log/v9.parquet";
+    let full = dir.path().join("segments").join(path);
+    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+    let props = format::writer_properties(
+        vec![KeyValue::new(META_FORMAT_VERSION.into(), "9".to_owned())],
+        Some(&schema),
+        VectorLayout::Packed,
+    );
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&full).expect("create"),
+        arrow.schema(),
+        Some(props),
+    )
+    .expect("writer");
+    w.write(&arrow).expect("write");
+    w.close().expect("close");
+
+    let e = store
+        .read_insert_log(path, &schema)
+        .await
+        .expect_err("version 9");
+    assert!(
+        e.to_string().contains(&format!(
+            "the file has format version 9, written by a newer milvus-like; this one reads \
+             versions 1 to {FORMAT_VERSION}"
+        )),
+        "{e}"
+    );
 }
 
 #[tokio::test]

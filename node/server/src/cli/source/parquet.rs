@@ -1,5 +1,6 @@
 //! Parquet files with one column per schema field, named as the field. Vectors
-//! are `FixedSizeList` or `List` of float32 (or float64, converted); integer
+//! are `FixedSizeList` or `List` of float32 (or float64, converted), or
+//! `FixedSizeBinary(dim * 4)` of little-endian float32s (segment files); integer
 //! columns of any width are taken if the values fit the field; a `_ts` column
 //! (the segment files' timestamps) is ignored, so segment files and exports load
 //! back as they are.
@@ -20,7 +21,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use super::{KeyCounter, RowSource, check_int, check_length, map_columns, wrong_dim};
 use crate::cli::error::CliError;
 use crate::columns::{Column, RowBatch};
-use crate::storage::format::TS_COLUMN;
+use crate::storage::format::{TS_COLUMN, floats_from_le};
 
 pub struct ParquetSource {
     reader: ParquetRecordBatchReader,
@@ -261,6 +262,9 @@ fn floats(array: &dyn Array) -> Option<Vec<f32>> {
 fn vectors(field: &FieldSchema, array: &ArrayRef, n: usize, dim: u32) -> Result<Column, Fault> {
     let name = &field.name;
     let d = dim as usize;
+    if let DataType::FixedSizeBinary(width) = array.data_type() {
+        return packed_vectors(name, array, n, dim, *width);
+    }
     // The items of rows 0..n, row-major, after checking each row's length.
     let items: ArrayRef = match array.data_type() {
         DataType::FixedSizeList(_, size) => {
@@ -289,7 +293,7 @@ fn vectors(field: &FieldSchema, array: &ArrayRef, n: usize, dim: u32) -> Result<
                 None,
                 format!(
                     "column {name:?} is {other}; a vector column is a list of float32 \
-                     (FixedSizeList or List)"
+                     (FixedSizeList or List) or FixedSizeBinary(dim * 4)"
                 ),
             ));
         }
@@ -310,9 +314,46 @@ fn vectors(field: &FieldSchema, array: &ArrayRef, n: usize, dim: u32) -> Result<
             ),
         )
     })?;
+    finite_vectors(name, dim, values)
+}
+
+/// Vectors packed as the segment files hold them: each row `dim` little-endian
+/// float32s in one fixed-size binary value.
+fn packed_vectors(
+    name: &str,
+    array: &ArrayRef,
+    n: usize,
+    dim: u32,
+    width: i32,
+) -> Result<Column, Fault> {
+    let d = dim as usize;
+    if usize::try_from(width).ok() != Some(d * 4) {
+        return Err((
+            None,
+            format!(
+                "column {name:?} is FixedSizeBinary({width}); FLOAT_VECTOR({dim}) packs \
+                 {} bytes of little-endian float32 per row",
+                d * 4
+            ),
+        ));
+    }
+    let packed = array.as_fixed_size_binary();
+    if let Some(row) = (0..packed.len()).find(|i| packed.is_null(*i)) {
+        return Err((Some(row), format!("field {name:?} holds a null vector")));
+    }
+    let bytes = packed.value_data().get(..n * d * 4).ok_or_else(|| {
+        (
+            None,
+            format!("column {name:?} holds fewer vectors than the batch has rows"),
+        )
+    })?;
+    finite_vectors(name, dim, floats_from_le(bytes))
+}
+
+fn finite_vectors(name: &str, dim: u32, values: Vec<f32>) -> Result<Column, Fault> {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err((
-            Some(i / d.max(1)),
+            Some(i / (dim as usize).max(1)),
             format!("field {name:?}: the vector holds a NaN or infinite number"),
         ));
     }
@@ -413,6 +454,76 @@ mod tests {
                 dim: 2,
                 values: vec![5., 6.]
             }
+        );
+    }
+
+    /// Rows (at least one) as FixedSizeBinary of their little-endian bytes.
+    fn packed(rows: &[&[f32]]) -> ArrayRef {
+        let bytes = rows
+            .iter()
+            .map(|r| r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        Arc::new(arrow_array::FixedSizeBinaryArray::try_from_iter(bytes).expect("packed"))
+    }
+
+    /// Segment files pack each vector as little-endian float32 bytes.
+    #[test]
+    fn packed_vectors_are_read_as_floats_and_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("segment.parquet");
+        write(
+            &path,
+            &batch(vec![
+                ("id", Arc::new(Int64Array::from(vec![1, 2, 3]))),
+                ("vector", packed(&[&[1.5, -2.], &[0., 3.25], &[7., 8.]])),
+            ]),
+        );
+        let batches = read_all(&path, &minimal(2), None).expect("valid");
+        assert_eq!(
+            batches[0].columns[1],
+            Column::Vector {
+                dim: 2,
+                values: vec![1.5, -2., 0., 3.25]
+            }
+        );
+        assert_eq!(
+            batches[1].columns[1],
+            Column::Vector {
+                dim: 2,
+                values: vec![7., 8.]
+            }
+        );
+        let wide = dir.path().join("wide.parquet");
+        write(
+            &wide,
+            &batch(vec![
+                ("id", Arc::new(Int64Array::from(vec![1]))),
+                ("vector", packed(&[&[1., 2., 3.]])),
+            ]),
+        );
+        let e = read_all(&wide, &minimal(2), None).expect_err("12 bytes for dim 2");
+        assert!(
+            e.message.ends_with(
+                "column \"vector\" is FixedSizeBinary(12); FLOAT_VECTOR(2) packs 8 bytes \
+                 of little-endian float32 per row"
+            ),
+            "{}",
+            e.message
+        );
+        let nan = dir.path().join("nan.parquet");
+        write(
+            &nan,
+            &batch(vec![
+                ("id", Arc::new(Int64Array::from(vec![1, 2]))),
+                ("vector", packed(&[&[1., 2.], &[f32::NAN, 0.]])),
+            ]),
+        );
+        let e = read_all(&nan, &minimal(2), None).expect_err("NaN");
+        assert_eq!(
+            e.message,
+            format!(
+                "{} row 1: field \"vector\": the vector holds a NaN or infinite number",
+                nan.display()
+            )
         );
     }
 
