@@ -46,6 +46,7 @@ pub struct ClusterBuilder {
     datacoord: bool,
     datanodes: usize,
     datanode_args: Vec<String>,
+    datacoord_args: Vec<String>,
     s3: bool,
     proxy: bool,
 }
@@ -62,6 +63,7 @@ impl ClusterBuilder {
             datacoord: false,
             datanodes: 0,
             datanode_args: Vec::new(),
+            datacoord_args: Vec::new(),
             s3: false,
             proxy: false,
         }
@@ -113,6 +115,13 @@ impl ClusterBuilder {
     /// More flags of every data node (also of those added later).
     pub fn datanode_args(mut self, args: &[&str]) -> Self {
         self.datanode_args
+            .extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// More flags of the data coordinator (and of any started later).
+    pub fn datacoord_args(mut self, args: &[&str]) -> Self {
+        self.datacoord_args
             .extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
@@ -186,6 +195,7 @@ impl ClusterBuilder {
             log_args,
             storage_args,
             datanode_args: self.datanode_args,
+            datacoord_args: self.datacoord_args,
             storage,
             dir,
             _slot: slot,
@@ -222,6 +232,7 @@ pub struct Cluster {
     log_args: Vec<String>,
     storage_args: Vec<String>,
     datanode_args: Vec<String>,
+    datacoord_args: Vec<String>,
     /// Where data nodes put segments: a local directory, or a MinIO bucket.
     pub storage: StorageConfig,
     pub dir: TestDir,
@@ -243,7 +254,10 @@ impl Cluster {
         let datacoord = || format!("--datacoord-endpoints={}", self.datacoord().endpoint());
         match role {
             Role::RootCoord => {}
-            Role::DataCoord => args.push(format!("--channels={CHANNELS}")),
+            Role::DataCoord => {
+                args.push(format!("--channels={CHANNELS}"));
+                args.extend(self.datacoord_args.iter().cloned());
+            }
             Role::Proxy => args.push(datacoord()),
             Role::DataNode => {
                 args.push(datacoord());

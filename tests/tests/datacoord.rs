@@ -263,7 +263,11 @@ async fn assign(
     requests: Vec<SegmentIdRequest>,
 ) -> Result<Vec<SegmentIdAssignment>, Status> {
     dc.clone()
-        .assign_segment_id(proto::AssignSegmentIdRequest { requests })
+        // A client without a node id: its grants can only expire.
+        .assign_segment_id(proto::AssignSegmentIdRequest {
+            requests,
+            proxy_id: 0,
+        })
         .await
         .map(|r| r.into_inner().assignments)
 }

@@ -12,7 +12,7 @@ use milvus_like_api::proto::{self, CollectionInfo, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::storage::{CollectionContent, SegmentStore, StorageConfig, read_collection};
-use milvus_like_tests::{Cluster, ClusterBuilder, create_collection, node_binary};
+use milvus_like_tests::{Cluster, ClusterBuilder, Role, create_collection, node_binary};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -366,6 +366,78 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
         metrics.contains("datanode_dead_lettered_total 4"),
         "{metrics}"
     );
+}
+
+/// With grants that would last ten minutes, `Flush(wait)` still completes: the
+/// coordinator asks both proxies to give back their grants of the sealed segments
+/// (each answers once its inserts using them are acknowledged), rather than
+/// waiting for them to expire. The rows come back exactly once, and inserts after
+/// the flush go to new segments.
+#[tokio::test]
+async fn a_flush_takes_grants_back_from_every_proxy_instead_of_waiting_for_them() {
+    let cluster =
+        start(ingest("ingest-release", 1).datacoord_args(&["--grant-lifetime=10m"])).await;
+    let second = cluster
+        .start_role("proxy-b", Role::Proxy)
+        .expect("second proxy");
+    let second_client = milvus_like_tests::proxy_client(&second.endpoint());
+    milvus_like_tests::wait_for_proxy(&second_client)
+        .await
+        .expect("second proxy serves");
+    let (info, schema) = create(&cluster, "released").await;
+    let mut pks = Vec::new();
+    for round in 0..2i64 {
+        let first: Vec<i64> = (round * 40_000..round * 40_000 + 20_000).collect();
+        let other: Vec<i64> = (round * 40_000 + 20_000..(round + 1) * 40_000).collect();
+        let mut a = cluster.proxy_client();
+        let mut b = second_client.clone();
+        let (ra, rb) = tokio::join!(
+            a.insert(insert_request("released", &schema, &first)),
+            b.insert(insert_request("released", &schema, &other)),
+        );
+        ra.expect("insert through the first proxy");
+        rb.expect("insert through the second proxy");
+        pks.extend(first);
+        pks.extend(other);
+        // Ten minutes of grant lifetime: only given-back grants let this finish.
+        let flushed = tokio::time::timeout(Duration::from_secs(120), flush(&cluster, "released"))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "Flush(wait) waited for the grants to expire; datacoord log:\n{}",
+                    cluster.datacoord().process.log()
+                )
+            });
+        assert!(!flushed.flushed_segment_ids.is_empty());
+        let segments = listed(&cluster, &info).await.segments;
+        assert!(
+            segments
+                .iter()
+                .all(|s| s.state() == proto::SegmentState::Flushed),
+            "round {round}: {segments:?}"
+        );
+        let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());
+        let content = read_back_until(&cluster, &info, &schema, want_rows).await;
+        assert_eq!(content.rows, want_rows, "round {round}");
+        assert_eq!(content.checksum, want_sum, "round {round}");
+    }
+    // The second round's rows went to segments of their own.
+    let segments = listed(&cluster, &info).await.segments;
+    assert!(segments.len() >= 2, "{segments:?}");
+    // Each proxy gave back the grants it held, in both rounds.
+    for (name, port) in [
+        ("first", cluster.proxy().ports.http),
+        ("second", second.ports.http),
+    ] {
+        let (_, body) = milvus_like_tests::http(port, "GET", "/metrics", "")
+            .await
+            .expect("scrape");
+        let released = milvus_like_tests::metric_sum(
+            &milvus_like_tests::parse_metrics(&body),
+            "proxy_grants_released_total",
+        );
+        assert!(released >= Some(2.0), "{name} proxy: {released:?}\n{body}");
+    }
 }
 
 /// Inserts batches of `batch` rows with fresh keys until `stop`; returns the keys of

@@ -95,21 +95,33 @@ struct Work {
     acknowledged: HashSet<(u32, u64)>,
 }
 
-/// gRPC clients of data nodes by address, connected lazily.
-#[derive(Debug, Default)]
-pub struct DataNodeClients {
-    clients: Mutex<HashMap<String, DataNodeClient<Channel>>>,
+/// gRPC clients of one kind (data nodes, proxies) by address, connected lazily.
+#[derive(Debug)]
+pub struct Clients<C> {
+    clients: Mutex<HashMap<String, C>>,
+    connect: fn(Channel) -> C,
 }
 
-impl DataNodeClients {
-    pub fn get(&self, address: &str) -> Option<DataNodeClient<Channel>> {
+/// The data nodes' clients.
+pub type DataNodeClients = Clients<DataNodeClient<Channel>>;
+
+impl<C: Clone> Clients<C> {
+    /// Clients made by `connect` (the generated client's `new`).
+    pub fn new(connect: fn(Channel) -> C) -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+            connect,
+        }
+    }
+
+    pub fn get(&self, address: &str) -> Option<C> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(address) {
             return Some(c.clone());
         }
         let endpoint =
             milvus_like_api::leader_pool::endpoint(address, Duration::from_secs(60)).ok()?;
-        let client = DataNodeClient::new(endpoint.connect_lazy());
+        let client = (self.connect)(endpoint.connect_lazy());
         clients.insert(address.to_owned(), client.clone());
         Some(client)
     }

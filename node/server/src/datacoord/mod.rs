@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
+use milvus_like_api::proto::data_node_client::DataNodeClient;
+use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::retry::Retry;
 use milvus_like_api::root_coord_link::RootCoordLink;
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use self::balancer::{BalancerRegistry, NodeLoad};
-use self::channels::{ChannelManager, DataNodeClients, HandshakeConfig};
+use self::channels::{ChannelManager, Clients, DataNodeClients, HandshakeConfig};
 use self::segments::{SegmentConfig, SegmentManager};
 use crate::election::Leadership;
 use crate::meta::MetaStore;
@@ -173,6 +175,7 @@ struct Shared {
     root: Arc<RootCoordLink>,
     balancers: BalancerRegistry,
     clients: Arc<DataNodeClients>,
+    proxies: Clients<ProxyClient<tonic::transport::Channel>>,
     seat: Seat<Active>,
     metrics: Arc<DataCoordMetrics>,
 }
@@ -220,9 +223,10 @@ impl DataCoord for DataCoordService {
         request: Request<proto::AssignSegmentIdRequest>,
     ) -> Result<Response<proto::AssignSegmentIdResponse>, Status> {
         let active = self.leader_only().await?;
+        let request = request.into_inner();
         let assignments = active
             .segments
-            .assign(&request.into_inner().requests)
+            .assign(&request.requests, request.proxy_id)
             .await?;
         Ok(Response::new(proto::AssignSegmentIdResponse {
             assignments,
@@ -435,12 +439,62 @@ async fn reconcile_loop(service: DataCoordService, active: Arc<Active>, term: Ca
     }
 }
 
-async fn segment_loop(active: Arc<Active>, term: CancellationToken) {
+/// How long a proxy may take to give grants back (it waits for the inserts
+/// using them); one that takes longer keeps them until they expire.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl DataCoordService {
+    /// Asks every live proxy that holds grants of sealed segments to give them
+    /// back, so that their flush need not wait for the grants to expire. A proxy
+    /// that is gone or does not answer keeps them until they expire.
+    async fn release_grants(&self, active: &Active) {
+        let wanted = active.segments.grants_to_release().await;
+        if wanted.is_empty() {
+            return;
+        }
+        let proxies: std::collections::HashMap<i64, String> = self
+            .shared
+            .nodes
+            .nodes_of(Role::Proxy)
+            .into_iter()
+            .map(|n| (n.node_id, n.address))
+            .collect();
+        let calls = wanted.into_iter().filter_map(|(holder, segment_ids)| {
+            let mut client = self.shared.proxies.get(proxies.get(&holder)?)?;
+            Some(async move {
+                let request = proto::ReleaseGrantsRequest {
+                    segment_ids: segment_ids.clone(),
+                };
+                match tokio::time::timeout(RELEASE_TIMEOUT, client.release_grants(request)).await {
+                    Ok(Ok(_)) => Some((holder, segment_ids)),
+                    Ok(Err(status)) => {
+                        tracing::warn!(proxy = holder, %status, "a proxy did not give its grants back; they must expire");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(proxy = holder, "a proxy took too long to give its grants back; they must expire");
+                        None
+                    }
+                }
+            })
+        });
+        for (holder, segment_ids) in futures::future::join_all(calls).await.into_iter().flatten() {
+            tracing::debug!(proxy = holder, segments = ?segment_ids, "grants given back");
+            active.segments.grants_released(holder, &segment_ids).await;
+        }
+    }
+}
+
+async fn segment_loop(service: DataCoordService, active: Arc<Active>, term: CancellationToken) {
     loop {
         tokio::select! {
             () = term.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = active.segments.woken() => {}
+        }
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = service.release_grants(&active) => {}
         }
         // Every call inside is bounded, but a pass must never wedge the loop: seal
         // and flush scheduling would stop for good.
@@ -488,7 +542,7 @@ impl Office for DataCoordService {
         let active = Arc::new(Active { channels, segments });
         shared.seat.take(leadership, active.clone());
         crate::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
-        crate::spawn(segment_loop(active, term));
+        crate::spawn(segment_loop(self.clone(), active, term));
         Ok(())
     }
 
@@ -570,7 +624,8 @@ async fn serve(
             nodes: process.nodes.clone(),
             root,
             balancers,
-            clients: Arc::new(DataNodeClients::default()),
+            clients: Arc::new(DataNodeClients::new(DataNodeClient::new)),
+            proxies: Clients::new(ProxyClient::new),
             seat: Seat::new(LEADER_KEY, "data coordinator", metrics.is_leader.clone()),
             metrics,
         }),

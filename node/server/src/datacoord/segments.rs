@@ -106,6 +106,11 @@ struct Segment {
     granted_rows: u64,
     /// Latest expiry of any grant.
     last_expire_ts: u64,
+    /// Who may still write rows under a grant of this segment, and until when:
+    /// proxy node id -> the latest expiry of its grants. [`UNKNOWN_HOLDER`] stands
+    /// for grants nobody can be asked about (a caller without a node id, the
+    /// previous term's). A proxy that gave its grants back is removed.
+    holders: BTreeMap<i64, u64>,
     /// Wall-clock ms of the last grant, for the idle policy.
     last_grant_ms: u64,
     /// Wall-clock ms of the last flush request to the owner.
@@ -130,6 +135,27 @@ pub struct SegmentManager {
     committed: Notify,
     /// Wakes the policy loop early (a flush sealed segments: ask for them now).
     wake: Notify,
+}
+
+/// The holder of grants that cannot be given back; they must expire.
+pub const UNKNOWN_HOLDER: i64 = 0;
+
+/// When a sealed segment may be flushed, and the timestamp the flush must reach:
+/// once every grant has expired (the seal's timestamp, the latest expiry), or
+/// earlier, once every holder gave its grants back or let them expire (`now`:
+/// every row of the segment was acknowledged before it was issued).
+fn flush_ts(seg: &Segment, now: Timestamp) -> Option<u64> {
+    if seg.state() != SegmentState::Sealed {
+        return None;
+    }
+    let now = now.as_u64();
+    if now > seg.info.sealed_ts {
+        Some(seg.info.sealed_ts)
+    } else if seg.holders.values().all(|expire| now > *expire) {
+        Some(now)
+    } else {
+        None
+    }
 }
 
 fn ts_after(ts: Timestamp, d: Duration) -> u64 {
@@ -177,13 +203,15 @@ impl SegmentManager {
         for kv in store.scan_prefix(SEGMENT_PREFIX).await?.0 {
             let info = SegmentInfo::decode(kv.value.as_slice())
                 .map_err(|e| MetaError::corrupt(&kv.key, e))?;
+            // Grants of the previous term expired by now + their lifetime.
+            let expire = ts_after(now, config.grant_lifetime);
             segments.insert(
                 info.segment_id,
                 Segment {
                     info,
                     granted_rows: 0,
-                    // Grants of the previous term expired by now + their lifetime.
-                    last_expire_ts: ts_after(now, config.grant_lifetime),
+                    last_expire_ts: expire,
+                    holders: BTreeMap::from([(UNKNOWN_HOLDER, expire)]),
                     last_grant_ms: crate::sys::unix_ms(),
                     flush_requested_ms: 0,
                 },
@@ -250,10 +278,12 @@ impl SegmentManager {
         Ok(())
     }
 
-    /// Grants rows; creates segments as needed.
+    /// Grants rows to `holder` (a proxy's node id, or [`UNKNOWN_HOLDER`]); creates
+    /// segments as needed.
     pub async fn assign(
         &self,
         requests: &[SegmentIdRequest],
+        holder: i64,
     ) -> Result<Vec<SegmentIdAssignment>, SegmentError> {
         if requests.is_empty() {
             return Err(SegmentError::Invalid("no segment requests".into()));
@@ -356,6 +386,7 @@ impl SegmentManager {
                             info,
                             granted_rows: 0,
                             last_expire_ts: 0,
+                            holders: BTreeMap::new(),
                             last_grant_ms: 0,
                             flush_requested_ms: 0,
                         },
@@ -368,6 +399,8 @@ impl SegmentManager {
             };
             seg.granted_rows += count;
             seg.last_expire_ts = seg.last_expire_ts.max(expire_ts);
+            let held = seg.holders.entry(holder).or_default();
+            *held = (*held).max(expire_ts);
             seg.last_grant_ms = crate::sys::unix_ms();
             out.push(SegmentIdAssignment {
                 segment_id: id,
@@ -404,6 +437,36 @@ impl SegmentManager {
         }
         self.wake.notify_one();
         Ok(pending)
+    }
+
+    /// The sealed segments each proxy still holds grants of (unexpired or not),
+    /// to ask it to give them back.
+    pub async fn grants_to_release(&self) -> BTreeMap<i64, Vec<i64>> {
+        let segments = self.segments.lock().await;
+        let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for seg in segments
+            .values()
+            .filter(|s| s.state() == SegmentState::Sealed)
+        {
+            for holder in seg.holders.keys().filter(|h| **h != UNKNOWN_HOLDER) {
+                out.entry(*holder).or_default().push(seg.info.segment_id);
+            }
+        }
+        out
+    }
+
+    /// `holder` will write no more rows to `segment_ids` (every insert that used
+    /// them is acknowledged or failed). The next [`SegmentManager::tick`] may
+    /// flush them.
+    pub async fn grants_released(&self, holder: i64, segment_ids: &[i64]) {
+        let mut segments = self.segments.lock().await;
+        for id in segment_ids {
+            if let Some(seg) = segments.get_mut(id)
+                && seg.state() == SegmentState::Sealed
+            {
+                seg.holders.remove(&holder);
+            }
+        }
     }
 
     /// Resolves when a pass of [`SegmentManager::tick`] is wanted before its period.
@@ -479,12 +542,19 @@ impl SegmentManager {
         }
         // Flush requests, grouped per channel.
         let mut due: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-        let mut flush_ts: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut channel_ts: BTreeMap<u32, u64> = BTreeMap::new();
         for seg in segments.values_mut() {
             let state = seg.state();
-            let ready = state == SegmentState::Sealed && now.as_u64() > seg.info.sealed_ts;
+            let ready = match flush_ts(seg, now) {
+                Some(ts) => {
+                    // Given back early: the flush need only reach `now`.
+                    seg.info.sealed_ts = ts;
+                    true
+                }
+                None => false,
+            };
             if state == SegmentState::Sealed && !ready {
-                tracing::debug!(segment_id = seg.info.segment_id, now = %now, sealed_ts = %Timestamp::from_u64(seg.info.sealed_ts), "sealed segment waits for its grants to expire");
+                tracing::debug!(segment_id = seg.info.segment_id, now = %now, sealed_ts = %Timestamp::from_u64(seg.info.sealed_ts), holders = ?seg.holders, "sealed segment waits for its grants to be given back or expire");
             }
             let retry = state == SegmentState::Flushing
                 && now_ms.saturating_sub(seg.flush_requested_ms)
@@ -493,7 +563,7 @@ impl SegmentManager {
                 due.entry(seg.info.channel)
                     .or_default()
                     .push(seg.info.segment_id);
-                let ts = flush_ts.entry(seg.info.channel).or_default();
+                let ts = channel_ts.entry(seg.info.channel).or_default();
                 *ts = (*ts).max(seg.info.sealed_ts);
             }
         }
@@ -520,7 +590,7 @@ impl SegmentManager {
                     seg.flush_requested_ms = now_ms;
                 }
             }
-            let flush_ts = flush_ts.get(&channel).copied().unwrap_or_default();
+            let flush_ts = channel_ts.get(&channel).copied().unwrap_or_default();
             requests.push((
                 address,
                 FlushSegmentsRequest {
@@ -717,9 +787,37 @@ mod tests {
             },
             granted_rows,
             last_expire_ts: 0,
+            holders: BTreeMap::new(),
             last_grant_ms,
             flush_requested_ms: 0,
         }
+    }
+
+    fn ts(ms: u64) -> Timestamp {
+        Timestamp::compose(ms, 0).expect("ts")
+    }
+
+    #[test]
+    fn a_sealed_segment_flushes_once_every_grant_is_given_back_or_expired() {
+        let mut seg = segment(T0, T0, 10, 0);
+        seg.info.sealed_ts = ts(T0 + 2000).as_u64();
+        seg.holders = BTreeMap::from([(7, ts(T0 + 1500).as_u64()), (8, ts(T0 + 2000).as_u64())]);
+        // Growing segments are never flushed by this rule.
+        assert_eq!(flush_ts(&seg, ts(T0 + 5000)), None);
+        seg.info.state = SegmentState::Sealed.into();
+        assert_eq!(flush_ts(&seg, ts(T0 + 100)), None);
+        // Proxy 8 gave its grants back; proxy 7's still run.
+        seg.holders.remove(&8);
+        assert_eq!(flush_ts(&seg, ts(T0 + 100)), None);
+        // Proxy 7's expired: flush up to now, before the seal's timestamp.
+        assert_eq!(flush_ts(&seg, ts(T0 + 1501)), Some(ts(T0 + 1501).as_u64()));
+        // Grants nobody can give back keep the segment until they expire.
+        seg.holders = BTreeMap::from([(UNKNOWN_HOLDER, ts(T0 + 2000).as_u64())]);
+        assert_eq!(flush_ts(&seg, ts(T0 + 1999)), None);
+        assert_eq!(flush_ts(&seg, ts(T0 + 2001)), Some(ts(T0 + 2000).as_u64()));
+        // Everyone gave back: at once.
+        seg.holders.clear();
+        assert_eq!(flush_ts(&seg, ts(T0 + 1)), Some(ts(T0 + 1).as_u64()));
     }
 
     #[test]

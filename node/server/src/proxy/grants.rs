@@ -1,6 +1,7 @@
 //! Segment grants cached per (collection, partition, channel): the proxy asks the
 //! data coordinator for rows in blocks and hands them out to inserts until the
-//! block is used up or about to expire.
+//! block is used up or about to expire, or until the coordinator asks for the
+//! grants of a sealed segment back ([`GrantCache::release`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,8 +35,17 @@ pub struct Slice {
 #[derive(Debug)]
 pub struct GrantCache {
     datacoord: LeaderPool,
+    /// This proxy's node id, sent with every request, so that the coordinator
+    /// can ask for grants back.
+    proxy_id: i64,
     grants: tokio::sync::Mutex<HashMap<(i64, i64, u32), Grant>>,
+    /// Held shared by every insert from before it takes grants until its rows
+    /// are acknowledged (or failed); a release takes it exclusively.
+    writing: tokio::sync::RwLock<()>,
 }
+
+/// An insert in progress, as far as releases are concerned.
+pub type Writing<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 
 fn usable(g: &Grant, now: Timestamp) -> bool {
     let margin = u64::try_from(EXPIRY_MARGIN.as_millis()).unwrap_or(u64::MAX);
@@ -43,11 +53,33 @@ fn usable(g: &Grant, now: Timestamp) -> bool {
 }
 
 impl GrantCache {
-    pub fn new(datacoord: LeaderPool) -> Self {
+    pub fn new(datacoord: LeaderPool, proxy_id: i64) -> Self {
         Self {
             datacoord,
+            proxy_id,
             grants: tokio::sync::Mutex::new(HashMap::new()),
+            writing: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Marks an insert in progress: hold the guard from before [`GrantCache::take`]
+    /// until the rows are acknowledged or the insert failed.
+    pub async fn writing(&self) -> Writing<'_> {
+        self.writing.read().await
+    }
+
+    /// Drops the grants of `segment_ids` (sealed: the coordinator grants no more of
+    /// them) once every insert in progress is done, so that no row will be written
+    /// to them after this returns. Returns how many grants were dropped.
+    pub async fn release(&self, segment_ids: &[i64]) -> u32 {
+        // New inserts wait behind the release (the lock is fair), so this waits
+        // only for those already running. A grant being fetched while the release
+        // was asked for is in the cache once they are done.
+        let _quiet = self.writing.write().await;
+        let mut grants = self.grants.lock().await;
+        let before = grants.len();
+        grants.retain(|_, g| !segment_ids.contains(&g.segment_id));
+        u32::try_from(before - grants.len()).unwrap_or(u32::MAX)
     }
 
     /// Takes `rows` rows for the key, possibly spread over several segments.
@@ -99,6 +131,7 @@ impl GrantCache {
                 channel,
                 count,
             }],
+            proxy_id: self.proxy_id,
         };
         let resp = self
             .datacoord

@@ -71,6 +71,7 @@ pub struct ProxyMetrics {
     pub rows_deleted: Counter,
     pub bytes_produced: Counter,
     pub rejected_requests: Counter,
+    pub grants_released: Counter,
 }
 
 impl ProxyMetrics {
@@ -95,6 +96,11 @@ impl ProxyMetrics {
             "rejected_requests",
             "Requests refused as invalid",
             self.rejected_requests.clone(),
+        );
+        r.register(
+            "grants_released",
+            "Segment grants given back to the data coordinator when it sealed their segments",
+            self.grants_released.clone(),
         );
     }
 }
@@ -268,6 +274,8 @@ impl Proxy for ProxyService {
         let pks = rows.primary_keys(&target.schema).to_vec();
         let row_bytes = rows.byte_size() / num_rows.max(1) + 1;
         let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
+        // Until the rows are acknowledged, a seal waits for this insert.
+        let _writing = self.grants.writing().await;
         let stamps = self.timestamps(num_rows).await?;
         let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
         let routes = plan::route(&pks, self.channels);
@@ -383,6 +391,17 @@ impl Proxy for ProxyService {
             flushed_segment_ids: resp.flushed_segment_ids,
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(segments = ?request.get_ref().segment_ids))]
+    async fn release_grants(
+        &self,
+        request: Request<proto::ReleaseGrantsRequest>,
+    ) -> Result<Response<proto::ReleaseGrantsResponse>, Status> {
+        let released = self.grants.release(&request.into_inner().segment_ids).await;
+        self.metrics.grants_released.inc_by(u64::from(released));
+        tracing::debug!(released, "grants given back");
+        Ok(Response::new(proto::ReleaseGrantsResponse { released }))
+    }
 }
 
 /// Runs a proxy until `cancel` fires.
@@ -430,7 +449,7 @@ async fn serve(
             &config.rootcoord,
             Duration::from_secs(10),
         )?),
-        grants: GrantCache::new(datacoord.clone()),
+        grants: GrantCache::new(datacoord.clone(), node_id),
         datacoord,
         producer: log.producer()?,
         channels,
