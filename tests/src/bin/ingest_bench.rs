@@ -27,11 +27,17 @@
 //!    then `Flush(wait)`; the committed row count (ListSegments) must equal every
 //!    acknowledged row, backlog included.
 //!
+//!    Then `flush-latency`: `--flush-rounds` rounds of one insert of
+//!    `--flush-round-rows` rows followed by `Flush(wait)`, timed from the insert's
+//!    acknowledgement until the flush returns; every acknowledged row must be
+//!    committed when it returns. p50, p99 (the largest below 100 rounds) and max.
+//!
 //! 6. `standalone-e2e`: the cluster is stopped; `milvus-like standalone` (every role
 //!    in one process, the embedded log, local segments) on a fresh data directory,
 //!    with the data node's flags, gets the same e2e load (`--rows`, `--clients`,
 //!    `--batch`), then `Flush(wait)`; the committed rows must equal the acknowledged
-//!    ones. Its peak RSS (the whole process) is sampled as the data node's.
+//!    ones. Its peak RSS (the whole process) is sampled as the data node's. Then
+//!    the same `flush-latency` rounds against it.
 //!
 //! `sync(1)` runs before every phase too: the backlog's Kafka log writes must not
 //! slow the data node's flushes down.
@@ -55,6 +61,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
@@ -79,7 +86,8 @@ const USAGE: &str = "\
 usage: ingest_bench [--rows 2000000] [--backlog-rows 1000000] [--clients 4]
                     [--batch 10000] [--memory-mib 256] [--flush-rows 10000000]
                     [--flush-mib 1024] [--flush-age 600s] [--write-rows 200000]
-                    [--write-repeat 5] [--skip-cluster]
+                    [--write-repeat 5] [--flush-rounds 20]
+                    [--flush-round-rows 10000] [--skip-cluster]
 
   --rows          rows inserted in the end-to-end phase (data node running)
   --backlog-rows  rows inserted before the data node starts (consume phases)
@@ -91,6 +99,9 @@ usage: ingest_bench [--rows 2000000] [--backlog-rows 1000000] [--clients 4]
                   data node flush thresholds (high by default: memory governs)
   --write-rows    rows of the in-process flush-write phase
   --write-repeat  runs of each flush-write side, alternating (medians reported)
+  --flush-rounds, --flush-round-rows
+                  rounds of one insert then Flush(wait), timed (distributed and
+                  standalone)
   --skip-cluster  only the in-process flush-write phase
 
 Prints `summary:` lines and markdown tables on stdout, progress on stderr. Set
@@ -109,6 +120,8 @@ struct Options {
     flush_age: String,
     write_rows: usize,
     write_repeat: usize,
+    flush_rounds: usize,
+    flush_round_rows: u64,
     skip_cluster: bool,
 }
 
@@ -125,6 +138,8 @@ impl Options {
             flush_age: "600s".into(),
             write_rows: 200_000,
             write_repeat: 5,
+            flush_rounds: 20,
+            flush_round_rows: 10_000,
             skip_cluster: false,
         };
         while let Some(flag) = args.next() {
@@ -159,6 +174,8 @@ impl Options {
                 "--flush-age" => o.flush_age = value,
                 "--write-rows" => o.write_rows = usize::try_from(num()?)?,
                 "--write-repeat" => o.write_repeat = usize::try_from(num()?)?,
+                "--flush-rounds" => o.flush_rounds = usize::try_from(num()?)?,
+                "--flush-round-rows" => o.flush_round_rows = num()?,
                 _ => bail!("unknown flag {flag}\n{USAGE}"),
             }
         }
@@ -169,6 +186,10 @@ impl Options {
         ensure!(
             o.write_rows > 0 && o.write_repeat > 0,
             "--write-* must be positive"
+        );
+        ensure!(
+            o.flush_rounds > 0 && o.flush_round_rows > 0,
+            "--flush-rounds and --flush-round-rows must be positive"
         );
         Ok(o)
     }
@@ -354,14 +375,9 @@ async fn flush(cluster: &Cluster, collection: &str) -> anyhow::Result<()> {
 
 /// Rows committed in the collection's segments, as the data coordinator lists them.
 async fn committed_rows(cluster: &Cluster, collection_id: i64) -> anyhow::Result<u64> {
-    let listed = cluster
-        .datacoord_client()
-        .list_segments(proto::ListSegmentsRequest { collection_id })
-        .await
-        .context("list segments")?
-        .into_inner();
-    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+    listed_rows(&cluster.datacoord_client(), collection_id).await
 }
+
 /// A process's metrics (empty when it does not answer).
 async fn scrape(http_port: u16) -> Vec<milvus_like_tests::Sample> {
     match milvus_like_tests::http(http_port, "GET", "/metrics", "").await {
@@ -843,6 +859,21 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         committed == want,
         "committed {committed} rows, acknowledged {want}: lost or duplicated rows"
     );
+    eprintln!(
+        "[5/6] flush latency: {} rounds of {} rows then Flush(wait)",
+        opts.flush_rounds, opts.flush_round_rows
+    );
+    let flushes = flush_latency(
+        &cluster.proxy_client(),
+        &cluster.datacoord_client(),
+        &schema,
+        info.id,
+        1 << 41,
+        committed,
+        &opts,
+    )
+    .await?;
+    println!("{}", flushes.summary("flush-latency"));
 
     let cluster_logs = cluster.dir.path().display().to_string();
     drop(cluster);
@@ -866,6 +897,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         sa.rss_max_kib as f64 / 1024.0,
         sa.hwm_kib as f64 / 1024.0,
     );
+    println!("{}", sa.flushes.summary("standalone-flush-latency"));
 
     let peak_mib = rss_max_kib.max(hwm_kib) as f64 / 1024.0;
     let consume_ratio = node_rate / raw_rate;
@@ -948,6 +980,17 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         rss_limit_mib,
         mark(sa_peak_mib <= rss_limit_mib)
     );
+    for (side, f) in [("distributed", &flushes), ("standalone", &sa.flushes)] {
+        let (p50, p99) = (f.quantile(0.5), f.quantile(0.99));
+        println!(
+            "| Flush(wait) after one {}-row insert, {side}, {} rounds | p50 {:.0} ms, p99 {:.0} ms | | | p50 ≤ 500 ms, p99 ≤ 1000 ms | {} |",
+            opts.flush_round_rows,
+            f.0.len(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            mark(p50 <= Duration::from_millis(500) && p99 <= Duration::from_secs(1))
+        );
+    }
     println!(
         "\nAlso: proxy -> Kafka with no data node (backlog phase): {:.0} rows/s ({:.1} MiB/s); committed rows {committed} = acknowledged {want}; standalone committed {} = acknowledged {}.",
         backlog.rows_per_s(),
@@ -959,12 +1002,94 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `Flush(wait)` latencies of [`flush_latency`], sorted.
+struct FlushLatency(Vec<Duration>);
+
+impl FlushLatency {
+    /// The `q` quantile (nearest rank).
+    fn quantile(&self, q: f64) -> Duration {
+        let n = self.0.len();
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
+        self.0.get(rank - 1).copied().unwrap_or_default()
+    }
+
+    fn summary(&self, phase: &str) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!(
+            "summary: phase={phase} rounds={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} min_ms={:.1}",
+            self.0.len(),
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.0.last().copied().unwrap_or_default()),
+            ms(self.0.first().copied().unwrap_or_default()),
+        )
+    }
+}
+
+/// Rows committed in the collection's segments (the sum of their `num_rows`).
+async fn listed_rows(
+    datacoord: &DataCoordClient<Channel>,
+    collection_id: i64,
+) -> anyhow::Result<u64> {
+    let listed = datacoord
+        .clone()
+        .list_segments(proto::ListSegmentsRequest { collection_id })
+        .await
+        .context("list segments")?
+        .into_inner();
+    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
+}
+
+/// `--flush-rounds` rounds of one insert of `--flush-round-rows` fresh rows, then
+/// `Flush(wait)`, timed from the insert's acknowledgement until the flush
+/// returns. When it returns, the committed rows must be every acknowledged one
+/// (`committed` before the first round, plus each round's).
+async fn flush_latency(
+    proxy: &ProxyClient<Channel>,
+    datacoord: &DataCoordClient<Channel>,
+    schema: &CollectionSchema,
+    collection_id: i64,
+    first_pk: i64,
+    mut committed: u64,
+    opts: &Options,
+) -> anyhow::Result<FlushLatency> {
+    let one = Options {
+        clients: 1,
+        batch: usize::try_from(opts.flush_round_rows)?,
+        ..opts.clone()
+    };
+    let mut times = Vec::with_capacity(opts.flush_rounds);
+    for round in 0..opts.flush_rounds {
+        let first = first_pk + (round as u64 * opts.flush_round_rows) as i64;
+        insert(proxy, schema, first, opts.flush_round_rows, &one).await?;
+        let acked = Instant::now();
+        proxy
+            .clone()
+            .flush(proto::ProxyFlushRequest {
+                collection: "bench".into(),
+                wait: true,
+            })
+            .await
+            .with_context(|| format!("flush round {round}"))?;
+        times.push(acked.elapsed());
+        committed += opts.flush_round_rows;
+        let listed = listed_rows(datacoord, collection_id).await?;
+        ensure!(
+            listed == committed,
+            "round {round}: Flush(wait) returned with {listed} rows committed, {committed} acknowledged"
+        );
+    }
+    times.sort();
+    Ok(FlushLatency(times))
+}
+
 struct StandaloneRun {
     insert: InsertResult,
     flush_secs: f64,
     committed: u64,
     rss_max_kib: u64,
     hwm_kib: u64,
+    flushes: FlushLatency,
 }
 
 /// Phase 6: the e2e load against `milvus-like standalone`.
@@ -998,19 +1123,9 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         })
         .await
         .with_context(|| format!("flush; standalone log:\n{}", sa.process.log()))?;
-    let committed = wait_for("every row committed", Duration::from_secs(120), || {
-        let mut dc = datacoord.clone();
-        async move {
-            let listed = dc
-                .list_segments(proto::ListSegmentsRequest {
-                    collection_id: info.id,
-                })
-                .await
-                .ok()?
-                .into_inner();
-            let n: u64 = listed.segments.iter().map(|s| s.num_rows).sum();
-            (n >= opts.rows).then_some(n)
-        }
+    let committed = wait_for("every row committed", Duration::from_secs(120), || async {
+        let n = listed_rows(&datacoord, info.id).await.ok()?;
+        (n >= opts.rows).then_some(n)
     })
     .await?;
     let flush_secs = t.elapsed().as_secs_f64();
@@ -1020,12 +1135,24 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         "standalone committed {committed} rows, acknowledged {}: lost or duplicated rows",
         opts.rows
     );
+    let flushes = flush_latency(
+        &proxy,
+        &datacoord,
+        &schema,
+        info.id,
+        1 << 41,
+        committed,
+        opts,
+    )
+    .await
+    .with_context(|| format!("standalone log:\n{}", sa.process.log()))?;
     Ok(StandaloneRun {
         insert: result,
         flush_secs,
         committed,
         rss_max_kib,
         hwm_kib,
+        flushes,
     })
 }
 
