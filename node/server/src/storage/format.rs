@@ -44,6 +44,9 @@ use bytes::Bytes;
 use milvus_like_api::schema::{CollectionSchema, FieldType};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -58,7 +61,7 @@ pub const PK_COLUMN: &str = "pk";
 /// Most rows in one row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Largest (estimated, encoded) row group.
-pub const ROW_GROUP_BYTES: usize = 32 << 20;
+pub const ROW_GROUP_BYTES: usize = 16 << 20;
 /// Rows handed to the Parquet writer per call.
 const WRITE_SLICE_ROWS: usize = 4096;
 /// Rows per decoded batch when reading.
@@ -223,7 +226,88 @@ pub(crate) fn writer_properties(
     props.build()
 }
 
-/// Encodes `batches` (all of `schema`) as one file into `sink`.
+/// Threads encoding row groups of one file at once (at most; fewer on one core).
+const ENCODERS: usize = 2;
+/// Memory an encoder holds at most besides the rows it encodes: the row groups
+/// being encoded and the one being written.
+pub const ENCODE_MEMORY_BYTES: usize = (ENCODERS + 1) * ROW_GROUP_BYTES;
+
+/// How many threads encode a file: [`ENCODERS`], or fewer when the machine has
+/// fewer cores or the file fewer row groups.
+fn encoders(row_groups: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    ENCODERS.min(cores).min(row_groups).max(1)
+}
+
+/// `batches` cut into row groups of at most [`ROW_GROUP_ROWS`] rows and about
+/// [`ROW_GROUP_BYTES`] bytes (judged by the rows' size in memory, which is about
+/// their encoded size: vectors are stored as they are).
+fn row_groups(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let row_bytes = (bytes / rows.max(1)).max(1);
+    let per_group = ROW_GROUP_ROWS.min(ROW_GROUP_BYTES / row_bytes).max(1);
+    let mut groups = Vec::new();
+    let mut group: Vec<RecordBatch> = Vec::new();
+    let mut in_group = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let n = (per_group - in_group).min(batch.num_rows() - offset);
+            group.push(batch.slice(offset, n));
+            in_group += n;
+            offset += n;
+            if in_group == per_group {
+                groups.push(std::mem::take(&mut group));
+                in_group = 0;
+            }
+        }
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
+/// Encodes one row group's column chunks with fresh column writers.
+fn encode_row_group(
+    factory: &ArrowRowGroupWriterFactory,
+    schema: &Schema,
+    index: usize,
+    batches: &[RecordBatch],
+) -> Result<Vec<ArrowColumnChunk>, parquet::errors::ParquetError> {
+    let mut writers = factory.create_column_writers(index)?;
+    for batch in batches {
+        // The writer computes definition levels (and, for a list layout,
+        // repetition levels per vector component) for a whole write call:
+        // slices keep them small and cached.
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let rows = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
+            let slice = batch.slice(offset, rows);
+            let mut leaves = writers.iter_mut();
+            for (field, column) in schema.fields().iter().zip(slice.columns()) {
+                for leaf in compute_leaves(field, column)? {
+                    leaves
+                        .next()
+                        .ok_or_else(|| {
+                            parquet::errors::ParquetError::General(
+                                "more leaves than column writers".into(),
+                            )
+                        })?
+                        .write(&leaf)?;
+                }
+            }
+            offset += rows;
+        }
+    }
+    writers.into_iter().map(ArrowColumnWriter::close).collect()
+}
+
+/// Encodes `batches` (all of `schema`) as one file into `sink`. Row groups are
+/// encoded by up to [`ENCODERS`] threads (group i by thread i % n) while the
+/// calling thread writes the finished ones to `sink` in order: at most n + 1
+/// row groups are in memory at once.
 fn encode<W: std::io::Write + Send>(
     sink: W,
     schema: SchemaRef,
@@ -233,19 +317,42 @@ fn encode<W: std::io::Write + Send>(
     let fail = |e: parquet::errors::ParquetError| {
         FormatError::InvalidInput(format!("encode Parquet: {e}"))
     };
-    let mut writer = ArrowWriter::try_new(sink, schema, Some(props)).map_err(fail)?;
-    for batch in batches {
-        // The writer computes definition levels (and, for a list layout,
-        // repetition levels per vector component) for a whole write call:
-        // slices keep them small and cached.
-        let mut offset = 0;
-        while offset < batch.num_rows() {
-            let rows = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
-            writer.write(&batch.slice(offset, rows)).map_err(fail)?;
-            offset += rows;
+    let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(fail)?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(fail)?;
+    let groups = row_groups(batches);
+    let threads = encoders(groups.len());
+    std::thread::scope(|scope| -> FormatResult<()> {
+        let mut finished = Vec::with_capacity(threads);
+        for first in 0..threads {
+            // A rendezvous: an encoder hands over a row group only when the
+            // writer wants it, so none runs more than one row group ahead.
+            let (done, chunks) = std::sync::mpsc::sync_channel(0);
+            let (factory, schema, groups) = (&factory, &schema, &groups);
+            scope.spawn(move || {
+                for index in (first..groups.len()).step_by(threads) {
+                    let encoded = encode_row_group(factory, schema, index, &groups[index]);
+                    let failed = encoded.is_err();
+                    if done.send(encoded).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            finished.push(chunks);
         }
-    }
-    writer.into_inner().map_err(fail)
+        for index in 0..groups.len() {
+            let chunks = finished[index % threads]
+                .recv()
+                .map_err(|_| FormatError::InvalidInput("a row group encoder stopped".into()))?
+                .map_err(fail)?;
+            let mut row_group = file.next_row_group().map_err(fail)?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut row_group).map_err(fail)?;
+            }
+            row_group.close().map_err(fail)?;
+        }
+        Ok(())
+    })?;
+    file.into_inner().map_err(fail)
 }
 
 /// Builds the Arrow record batch of an insert log, checking `rows` against the schema.

@@ -331,27 +331,23 @@ impl SegmentStore {
 
     /// Writes `log` as one Parquet insert log at `path`, replacing any file there.
     /// Returns the bytes written. The log is not consumed, so a failed write can
-    /// be retried. The file is encoded on a blocking thread and streamed to the
-    /// store as it is encoded (see [`UploadSink`]): it is never held whole in memory.
+    /// be retried. The file is encoded on blocking threads and streamed to the
+    /// store as it is encoded ([`LocalSink`] for a local directory, [`UploadSink`]
+    /// for S3): it is never held whole in memory.
     #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = log.num_rows))]
     pub async fn write_insert(&self, path: &str, log: &InsertLog) -> Result<u64, StorageError> {
         let location = object_path(path)?;
         let started = Instant::now();
         let owned = log.clone();
-        let mut sink = UploadSink::new(self.store.clone(), location.clone());
-        let outcome = tokio::task::spawn_blocking(move || {
-            let encoded = owned.encode_into(&mut sink);
-            let outcome = match encoded {
-                Ok(()) => sink.finish().map_err(SinkError::Store),
-                Err(e) => {
-                    sink.abort();
-                    Err(sink
-                        .failed
-                        .take()
-                        .map_or(SinkError::Format(e), SinkError::Store))
-                }
-            };
-            (outcome, sink.written)
+        let local = self
+            .local_root
+            .as_ref()
+            .map(|root| root.join(location.as_ref()));
+        let store = self.store.clone();
+        let target = location.clone();
+        let outcome = tokio::task::spawn_blocking(move || match local {
+            Some(file) => LocalSink::write(&file, |sink| owned.encode_into(sink)),
+            None => UploadSink::write(store, target, |sink| owned.encode_into(sink)),
         })
         .await;
         let written = match outcome {
@@ -509,11 +505,11 @@ impl SegmentStore {
 const PART_BYTES: usize = 8 << 20;
 /// Parts of one file uploading at once.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Memory one insert-log write holds besides the rows it writes: the row group
-/// the Parquet encoder keeps until it is complete, the part being filled and the
-/// parts uploading. A data node counts it against its memory limit.
+/// Memory one insert-log write holds besides the rows it writes: the row groups
+/// the Parquet encoders hold, the part being filled and the parts uploading. A
+/// data node counts it against its memory limit.
 pub const WRITE_MEMORY_BYTES: u64 =
-    (format::ROW_GROUP_BYTES + PART_BYTES * (1 + PARTS_IN_FLIGHT)) as u64;
+    (format::ENCODE_MEMORY_BYTES + PART_BYTES * (1 + PARTS_IN_FLIGHT)) as u64;
 
 /// Why a streamed write failed.
 enum SinkError {
@@ -536,6 +532,28 @@ struct UploadSink {
 }
 
 impl UploadSink {
+    /// Streams what `encode` writes to `location`, on a blocking thread of the
+    /// runtime; the object appears only if everything was written. Returns the
+    /// outcome and the bytes written.
+    fn write(
+        store: Arc<dyn ObjectStore>,
+        location: ObjectPath,
+        encode: impl FnOnce(&mut Self) -> Result<(), FormatError>,
+    ) -> (Result<(), SinkError>, u64) {
+        let mut sink = Self::new(store, location);
+        let outcome = match encode(&mut sink) {
+            Ok(()) => sink.finish().map_err(SinkError::Store),
+            Err(e) => {
+                sink.abort();
+                Err(sink
+                    .failed
+                    .take()
+                    .map_or(SinkError::Format(e), SinkError::Store))
+            }
+        };
+        (outcome, sink.written)
+    }
+
     /// Call from the runtime (it keeps a handle to drive the upload).
     fn new(store: Arc<dyn ObjectStore>, location: ObjectPath) -> Self {
         Self {
@@ -579,6 +597,127 @@ impl std::io::Write for UploadSink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Bytes written to a local file between two starts of its writeback.
+const WRITEBACK_BYTES: u64 = 16 << 20;
+
+/// A `std::io::Write` into a local file, without object_store's upload buffer
+/// (one copy less). The file is written under a temporary name beside its
+/// target; every [`WRITEBACK_BYTES`] a helper thread `fdatasync`s what is
+/// written so far, so that the disk works while the encoder does, and the final
+/// fsync finds little left. Complete and synced, the file is renamed into place
+/// (the caller then syncs its directories).
+struct LocalSink {
+    file: std::fs::File,
+    written: u64,
+    synced_at: u64,
+    /// Wakes the helper; it syncs once per wake-up, however many were sent.
+    writeback: Option<std::sync::mpsc::SyncSender<()>>,
+    helper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LocalSink {
+    /// Writes what `encode` writes to `target` (replacing any file there), synced.
+    fn write(
+        target: &std::path::Path,
+        encode: impl FnOnce(&mut Self) -> Result<(), FormatError>,
+    ) -> (Result<(), SinkError>, u64) {
+        let temporary = temporary_name(target);
+        let mut written = 0;
+        let outcome = (|| {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(local_error)?;
+            }
+            let mut sink = Self::create(&temporary).map_err(local_error)?;
+            let encoded = encode(&mut sink);
+            written = sink.written;
+            let synced = sink.finish();
+            encoded.map_err(SinkError::Format)?;
+            synced.map_err(local_error)?;
+            std::fs::rename(&temporary, target).map_err(local_error)
+        })();
+        if outcome.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        (outcome, written)
+    }
+
+    fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::create(path)?;
+        let syncing = file.try_clone()?;
+        let (writeback, wanted) = std::sync::mpsc::sync_channel::<()>(1);
+        let helper = std::thread::Builder::new()
+            .name("segment-writeback".into())
+            .spawn(move || {
+                // Errors surface in the final sync; this one only starts the disk early.
+                while wanted.recv().is_ok() {
+                    let _ = syncing.sync_data();
+                }
+            })?;
+        Ok(Self {
+            file,
+            written: 0,
+            synced_at: 0,
+            writeback: Some(writeback),
+            helper: Some(helper),
+        })
+    }
+
+    /// Stops the helper and syncs the whole file.
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.writeback = None;
+        if let Some(helper) = self.helper.take() {
+            let _ = helper.join();
+        }
+        self.file.sync_all()
+    }
+}
+
+impl Drop for LocalSink {
+    fn drop(&mut self) {
+        self.writeback = None;
+        if let Some(helper) = self.helper.take() {
+            let _ = helper.join();
+        }
+    }
+}
+
+impl std::io::Write for LocalSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.synced_at >= WRITEBACK_BYTES {
+            self.synced_at = self.written;
+            if let Some(writeback) = &self.writeback {
+                // Full: a sync is pending already and will cover these bytes too.
+                let _ = writeback.try_send(());
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `dir/.name.<pid>-<n>.tmp` beside `target`: unique in this process, hidden.
+fn temporary_name(target: &std::path::Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+fn local_error(e: std::io::Error) -> SinkError {
+    SinkError::Store(object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(e),
+    })
 }
 
 /// The object store error inside an I/O error of the upload writer (or a generic

@@ -184,7 +184,8 @@ async fn an_empty_batch_round_trips() {
 async fn large_files_are_split_into_row_groups() {
     let (dir, store) = local_store();
     let schema = schema_with_dim(2);
-    let n = ROW_GROUP_ROWS + 1000;
+    // Three row groups: two encoder threads take turns, the file keeps row order.
+    let n = 2 * ROW_GROUP_ROWS + 1000;
     let batch = rows(&schema, 0, n);
     let timestamps = vec![42; n];
     let path = "insert_log/big.parquet";
@@ -194,9 +195,32 @@ async fn large_files_are_split_into_row_groups() {
         .expect("write");
     let file = std::fs::File::open(dir.path().join("segments").join(path)).expect("open");
     let reader = SerializedFileReader::new(file).expect("parquet");
-    assert_eq!(reader.metadata().num_row_groups(), 2);
+    assert_eq!(reader.metadata().num_row_groups(), 3);
     let (read, _) = store.read_insert_log(path, &schema).await.expect("read");
     assert_eq!(read, batch);
+}
+
+/// A local write goes to a temporary file renamed into place: a second write
+/// replaces the first, and nothing else is left in the directory.
+#[tokio::test]
+async fn a_local_write_replaces_the_file_and_leaves_nothing_else() {
+    let (dir, store) = local_store();
+    let schema = schema_with_dim(4);
+    let path = SegmentStore::insert_log_path(1, 2, 3, 4);
+    for first in [0, 100] {
+        store
+            .write_insert_log(&path, &schema, &rows(&schema, first, 5), &[9; 5])
+            .await
+            .expect("write");
+    }
+    let (read, _) = store.read_insert_log(&path, &schema).await.expect("read");
+    assert_eq!(read, rows(&schema, 100, 5));
+    let file = dir.path().join("segments").join(&path);
+    let names: Vec<String> = std::fs::read_dir(file.parent().expect("directory"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["4.parquet".to_owned()]);
 }
 
 /// The file opens with the parquet crate's generic reader, with the documented
