@@ -184,7 +184,6 @@ async fn an_empty_batch_round_trips() {
 async fn large_files_are_split_into_row_groups() {
     let (dir, store) = local_store();
     let schema = schema_with_dim(2);
-    // Three row groups: two encoder threads take turns, the file keeps row order.
     let n = 2 * ROW_GROUP_ROWS + 1000;
     let batch = rows(&schema, 0, n);
     let timestamps = vec![42; n];
@@ -198,6 +197,36 @@ async fn large_files_are_split_into_row_groups() {
     assert_eq!(reader.metadata().num_row_groups(), 3);
     let (read, _) = store.read_insert_log(path, &schema).await.expect("read");
     assert_eq!(read, batch);
+}
+
+/// However many threads encode a file, its bytes are the same (row groups are
+/// written in order).
+#[test]
+fn the_file_does_not_depend_on_the_number_of_encoders() {
+    let schema = schema_with_dim(2);
+    let n = 2 * ROW_GROUP_ROWS + 1000;
+    let batch = format::insert_log_batch(
+        &schema,
+        rows(&schema, 0, n),
+        vec![7; n],
+        VectorLayout::Packed,
+    )
+    .expect("batch");
+    let encode = |encoders| {
+        format::encode_with(
+            Vec::new(),
+            format::insert_log_schema(&schema, VectorLayout::Packed),
+            std::slice::from_ref(&batch),
+            format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed),
+            encoders,
+        )
+        .expect("encode")
+    };
+    let one = encode(1);
+    assert_eq!(one, encode(2));
+    assert_eq!(one, encode(3));
+    let reader = SerializedFileReader::new(bytes::Bytes::from(one)).expect("parquet");
+    assert_eq!(reader.metadata().num_row_groups(), 3);
 }
 
 /// A local write goes to a temporary file renamed into place: a second write
