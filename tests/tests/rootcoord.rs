@@ -321,6 +321,59 @@ async fn bad_allocation_counts_are_refused() {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
+/// One `AllocTimestampStream` answers every request in order with larger
+/// timestamps, stays open longer than the client's per-call timeout, and ends
+/// with the status of the first bad request.
+#[tokio::test]
+async fn a_timestamp_stream_answers_in_order_and_ends_on_a_bad_request() {
+    let cluster = start("ts-stream").await;
+    let channel = milvus_like_api::leader_pool::endpoint(
+        &cluster.rootcoord.endpoint(),
+        Duration::from_secs(1),
+    )
+    .expect("endpoint")
+    .connect_lazy();
+    let (requests, outgoing) = tokio::sync::mpsc::channel(4);
+    let mut answers = RootCoordClient::new(channel)
+        .alloc_timestamp_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await
+        .expect("open the stream")
+        .into_inner();
+    let mut last = 0;
+    for (round, count) in [1u32, 1000, 7].into_iter().enumerate() {
+        if round == 2 {
+            // Longer than the endpoint's 1 s timeout: the stream must stay open.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        requests
+            .send(proto::AllocTimestampRequest { count })
+            .await
+            .expect("send");
+        let answer = answers
+            .message()
+            .await
+            .expect("an answer")
+            .expect("the stream is open");
+        assert_eq!(answer.count, count);
+        assert!(
+            answer.timestamp > last,
+            "round {round}: {answer:?} after {last}"
+        );
+        last = answer.timestamp + u64::from(count) - 1;
+    }
+    requests
+        .send(proto::AllocTimestampRequest { count: 0 })
+        .await
+        .expect("send");
+    let refused = answers.message().await.expect_err("count 0");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    assert!(
+        refused.message().contains("out of range"),
+        "{}",
+        refused.message()
+    );
+}
+
 #[tokio::test]
 async fn bad_schemas_and_unknown_collections_are_refused() {
     let cluster = start("bad-schemas").await;

@@ -138,6 +138,7 @@ fn response_code<B>(response: &axum::http::Response<B>) -> tonic::Code {
 #[derive(Debug, Default)]
 pub struct RootCoordMetrics {
     pub tso_timestamps: Counter,
+    pub tso_requests: Counter,
     pub tso_logical_overflows: Counter,
     pub tso_window_persists: Counter,
     pub tso_window_persist_errors: Counter,
@@ -155,6 +156,11 @@ impl RootCoordMetrics {
             "tso_timestamps",
             "Timestamps issued",
             self.tso_timestamps.clone(),
+        );
+        r.register(
+            "tso_requests",
+            "Timestamp ranges handed out (one per AllocTimestamp call or stream message)",
+            self.tso_requests.clone(),
         );
         r.register(
             "tso_logical_overflows",

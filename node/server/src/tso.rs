@@ -173,6 +173,7 @@ impl TsoAllocator {
         s.logical += count;
         drop(s);
         self.metrics.tso_timestamps.inc_by(count);
+        self.metrics.tso_requests.inc();
         Ok(first)
     }
 

@@ -272,11 +272,8 @@ async fn scrape(http_port: u16) -> anyhow::Result<ServerCounters> {
     let mut found = (false, false);
     for line in text.lines() {
         let value = || line.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
-        if line.starts_with("rootcoord_rpcs_total{")
-            && line.contains("method=\"AllocTimestamp\"")
-            && line.contains("code=\"OK\"")
-        {
-            c.alloc_rpcs = value().context("parse rootcoord_rpcs_total")?;
+        if line.starts_with("rootcoord_tso_requests_total ") {
+            c.alloc_rpcs = value().context("parse rootcoord_tso_requests_total")?;
             found.0 = true;
         } else if line.starts_with("rootcoord_tso_timestamps_total ") {
             c.timestamps = value().context("parse rootcoord_tso_timestamps_total")?;
@@ -285,8 +282,7 @@ async fn scrape(http_port: u16) -> anyhow::Result<ServerCounters> {
     }
     ensure!(
         found.0 && found.1,
-        "/metrics lacks rootcoord_rpcs_total{{method=\"AllocTimestamp\",code=\"OK\"}} or \
-         rootcoord_tso_timestamps_total"
+        "/metrics lacks rootcoord_tso_requests_total or rootcoord_tso_timestamps_total"
     );
     Ok(c)
 }
@@ -301,7 +297,8 @@ struct PointResult {
     p50: Duration,
     p99: Duration,
     max: Duration,
-    /// `AllocTimestamp` RPCs and timestamps the server counted over the window.
+    /// Timestamp requests (unary calls and stream messages) and timestamps the
+    /// server counted over the window.
     server: Option<(ServerCounters, Duration)>,
 }
 

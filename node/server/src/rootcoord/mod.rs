@@ -81,7 +81,23 @@ impl RootCoordService {
             .leader_only(self.shared.store.as_ref())
             .await
     }
+
+    /// `count` timestamps, if this coordinator leads: the answer of both the
+    /// unary call and the stream.
+    async fn timestamps(&self, count: u32) -> Result<proto::AllocTimestampResponse, Status> {
+        let active = self.leader_only().await?;
+        let first = active.tso.alloc(count).await?;
+        Ok(proto::AllocTimestampResponse {
+            timestamp: first.as_u64(),
+            count,
+        })
+    }
 }
+
+/// The answers of one `AllocTimestampStream`.
+type TimestampStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<proto::AllocTimestampResponse, Status>> + Send>,
+>;
 
 #[tonic::async_trait]
 impl RootCoord for RootCoordService {
@@ -89,16 +105,25 @@ impl RootCoord for RootCoordService {
         &self,
         request: Request<proto::AllocTimestampRequest>,
     ) -> Result<Response<proto::AllocTimestampResponse>, Status> {
-        let count = request.into_inner().count;
-        async {
-            let active = self.leader_only().await?;
-            let first = active.tso.alloc(count).await?;
-            Ok(Response::new(proto::AllocTimestampResponse {
-                timestamp: first.as_u64(),
-                count,
-            }))
-        }
-        .await
+        self.timestamps(request.into_inner().count)
+            .await
+            .map(Response::new)
+    }
+
+    type AllocTimestampStreamStream = TimestampStream;
+
+    async fn alloc_timestamp_stream(
+        &self,
+        request: Request<tonic::Streaming<proto::AllocTimestampRequest>>,
+    ) -> Result<Response<Self::AllocTimestampStreamStream>, Status> {
+        use futures::StreamExt as _;
+        let this = self.clone();
+        // One answer per request, in order; the first error ends the stream.
+        let answers = request.into_inner().then(move |request| {
+            let this = this.clone();
+            async move { this.timestamps(request?.count).await }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id))]
