@@ -438,7 +438,12 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", sa.process.log()));
     // Every role counts the calls of its own service, by method and code.
     for (port, metric, method) in [
-        (p.rootcoord.http, "rootcoord_rpcs_total", "AllocTimestamp"),
+        // The proxy's timestamps come on a stream (unary calls only when it fails).
+        (
+            p.rootcoord.http,
+            "rootcoord_rpcs_total",
+            "AllocTimestampStream",
+        ),
         (p.datacoord.http, "datacoord_rpcs_total", "AssignSegmentId"),
         (p.proxy.http, "proxy_rpcs_total", "Insert"),
         (p.datanode.http, "datanode_rpcs_total", "WatchChannel"),
