@@ -7,6 +7,8 @@
 //!   `TryFrom` that names what is wrong.
 //! - [`tso_client::TsoClient`]: merges many callers' timestamp requests into few RPCs.
 //! - [`retry`]: one definition of a transient failure, and the one retry loop.
+//! - [`wire`] and [`codec`]: insert requests and insert-log messages decoded with
+//!   their vectors copied in one pass.
 //! - [`settings`]: ports, environment variable names and defaults, shared by the node
 //!   and the operator.
 //!
@@ -14,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod leader_pool;
 pub mod process;
 pub mod retry;
@@ -22,6 +25,7 @@ pub mod schema;
 pub mod settings;
 pub mod timestamp;
 pub mod tso_client;
+pub mod wire;
 
 pub use timestamp::Timestamp;
 

@@ -11,7 +11,7 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
-use super::{ChannelLabel, Node, decode, flush};
+use super::{ChannelLabel, Node, flush};
 use crate::columns::RowBatch;
 use crate::msgstream::{LogRecord, Stream};
 
@@ -115,7 +115,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
         Delete(DeleteBatch),
     }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match decode::insert_batch(m.payload()) {
+        Stream::Insert => match milvus_like_api::wire::insert_batch(m.payload()) {
             Err(e) => Err(format!("not an InsertBatch: {e}")),
             Ok(mut b) => {
                 if b.channel != m.channel {

@@ -10,7 +10,6 @@
 
 mod buffer;
 mod consume;
-mod decode;
 mod flush;
 
 use std::collections::BTreeMap;

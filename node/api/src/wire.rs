@@ -1,14 +1,16 @@
-//! Decoding insert-log messages. Almost all of an `InsertBatch` is the values of
-//! its FLOAT_VECTOR column: one packed run of little-endian floats. prost decodes
-//! a packed field by pushing one value at a time into a growing `Vec` (a capacity
+//! Decoding the messages that carry rows: a proxy's `InsertRequest` and an
+//! insert-log `InsertBatch`. Almost all of either is the values of its
+//! FLOAT_VECTOR column: one packed run of little-endian floats. prost decodes a
+//! packed field by pushing one value at a time into a growing `Vec` (a capacity
 //! check and a bounds check per float, and every doubling copies and faults in
-//! fresh pages): ~20% of a data node's CPU under load. Here that run is copied
-//! into a `Vec` allocated at its final size, in one pass; every other field
-//! (and any unusual encoding of this one) goes through prost's own per-field
-//! decoding, so the result is what `InsertBatch::decode` returns.
+//! fresh pages): ~20% of a data node's CPU under load, and ~21% of a standalone
+//! process's (the proxy decoding requests). Here that run is copied into a `Vec`
+//! allocated at its final size, in one pass; every other field (and any unusual
+//! encoding of this one) goes through prost's own per-field decoding, so the
+//! result is what `Message::decode` returns.
 
-use milvus_like_api::proto::field_data::Data;
-use milvus_like_api::proto::{FieldData, FloatVectorArray, InsertBatch};
+use crate::proto::field_data::Data;
+use crate::proto::{FieldData, FloatVectorArray, InsertBatch, InsertRequest};
 use prost::Message as _;
 use prost::bytes::Buf as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint};
@@ -22,8 +24,9 @@ pub enum DecodeError {
     Malformed(&'static str),
 }
 
-/// Field numbers in `log.proto` / `common.proto`.
+/// Field numbers in `log.proto` / `proxy.proto` / `common.proto`.
 const INSERT_BATCH_COLUMNS: u32 = 7;
+const INSERT_REQUEST_COLUMNS: u32 = 3;
 const FIELD_DATA_FLOAT_VECTORS: u32 = 8;
 const FLOAT_VECTOR_VALUES: u32 = 2;
 
@@ -40,6 +43,21 @@ pub fn insert_batch(mut buf: &[u8]) -> Result<InsertBatch, DecodeError> {
         }
     }
     Ok(batch)
+}
+
+/// Same result as `InsertRequest::decode(buf)`, faster on vectors.
+pub fn insert_request(mut buf: &[u8]) -> Result<InsertRequest, DecodeError> {
+    let mut request = InsertRequest::default();
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag == INSERT_REQUEST_COLUMNS && wire_type == WireType::LengthDelimited {
+            let column = length_delimited(&mut buf)?;
+            request.columns.push(field_data(column)?);
+        } else {
+            request.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
+        }
+    }
+    Ok(request)
 }
 
 fn field_data(mut buf: &[u8]) -> Result<FieldData, DecodeError> {
@@ -101,9 +119,7 @@ fn length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
 
 #[cfg(test)]
 mod tests {
-    use milvus_like_api::proto::{
-        BoolArray, DoubleArray, FloatArray, IntArray, LongArray, StringArray,
-    };
+    use crate::proto::{BoolArray, DoubleArray, FloatArray, IntArray, LongArray, StringArray};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngSeed};
 
@@ -167,6 +183,32 @@ mod tests {
             let bytes = b.encode_to_vec();
             let ours = insert_batch(&bytes).expect("decodes");
             prop_assert!(same(&ours, &b));
+        }
+
+        #[test]
+        fn decodes_requests_as_prost_does(
+            b in batch(),
+            names in ("[a-z]{0,8}", "[a-z]{0,8}"),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let request = InsertRequest {
+                collection: names.0,
+                partition: names.1,
+                columns: b.columns,
+                num_rows: b.num_rows,
+            };
+            let mut bytes = request.encode_to_vec();
+            let ours = insert_request(&bytes).expect("decodes");
+            prop_assert_eq!(ours.encode_to_vec(), bytes.clone());
+            if !bytes.is_empty() {
+                let i = flip.0.index(bytes.len());
+                bytes[i] ^= flip.1;
+            }
+            match (insert_request(&bytes), InsertRequest::decode(bytes.as_slice())) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a.encode_to_vec(), b.encode_to_vec()),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "ours {a:?}, prost {b:?}"),
+            }
         }
 
         /// Junk never panics, and whatever decodes, decodes as prost decodes it.
