@@ -460,6 +460,14 @@ async fn serve(
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let storage = SegmentStore::open(&config.storage)?;
+    // Left by a data node killed in the middle of a write (never committed).
+    match storage.remove_stale_temporaries().await {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(removed, store = %storage.describe(), "removed temporary files left by stopped processes")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not remove stale temporary files"),
+    }
     let process = RoleProcess::start(store, Role::DataNode, config.role.clone(), &cancel).await?;
     let node_id = process.node_id();
     process.watch_log(&log);

@@ -276,6 +276,34 @@ impl SegmentStore {
         }
     }
 
+    /// Removes temporary files that processes no longer running left in a local
+    /// store (a crash or kill in the middle of a write); returns how many. Only
+    /// on Linux, where `/proc` tells which processes run; elsewhere, and for
+    /// object stores, removes nothing.
+    pub async fn remove_stale_temporaries(&self) -> Result<usize, StorageError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        if !cfg!(target_os = "linux") {
+            return Ok(0);
+        }
+        tokio::task::spawn_blocking(move || {
+            remove_stale_temporaries_under(&root, std::path::Path::new("/proc"))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(|e| {
+            self.object_error(
+                "remove stale temporary files",
+                "/",
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )
+        })
+    }
+
     /// Wraps any object store (in-memory or throttled ones in tests).
     pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
         Self {
@@ -512,6 +540,7 @@ pub const WRITE_MEMORY_BYTES: u64 =
     (format::ENCODE_MEMORY_BYTES + PART_BYTES * (1 + PARTS_IN_FLIGHT)) as u64;
 
 /// Why a streamed write failed.
+#[derive(Debug)]
 enum SinkError {
     Format(FormatError),
     Store(object_store::Error),
@@ -612,9 +641,38 @@ struct LocalSink {
     file: std::fs::File,
     written: u64,
     synced_at: u64,
+    /// The first write error, as the disk gave it: the encoder sees the write fail
+    /// but reports an error of its own, which would hide a full disk (transient)
+    /// behind a format error (permanent).
+    failed: Option<std::io::Error>,
     /// Wakes the helper; it syncs once per wake-up, however many were sent.
     writeback: Option<std::sync::mpsc::SyncSender<()>>,
     helper: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A temporary file that is removed when this is dropped before
+/// [`Temporary::rename_to`] succeeded: on any error, and on a panic of the encoder.
+struct Temporary(Option<PathBuf>);
+
+impl Temporary {
+    fn rename_to(&mut self, target: &std::path::Path) -> std::io::Result<()> {
+        if let Some(path) = &self.0 {
+            std::fs::rename(path, target)?;
+        }
+        self.0 = None;
+        Ok(())
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, path = %path.display(), "could not remove a temporary segment file; it is removed at the next start");
+        }
+    }
 }
 
 impl LocalSink {
@@ -623,23 +681,24 @@ impl LocalSink {
         target: &std::path::Path,
         encode: impl FnOnce(&mut Self) -> Result<(), FormatError>,
     ) -> (Result<(), SinkError>, u64) {
-        let temporary = temporary_name(target);
         let mut written = 0;
         let outcome = (|| {
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir).map_err(local_error)?;
             }
-            let mut sink = Self::create(&temporary).map_err(local_error)?;
+            let path = temporary_name(target);
+            let mut sink = Self::create(&path).map_err(local_error)?;
+            let mut temporary = Temporary(Some(path));
             let encoded = encode(&mut sink);
             written = sink.written;
+            if let Some(e) = sink.failed.take() {
+                return Err(local_error(e));
+            }
             let synced = sink.finish();
             encoded.map_err(SinkError::Format)?;
             synced.map_err(local_error)?;
-            std::fs::rename(&temporary, target).map_err(local_error)
+            temporary.rename_to(target).map_err(local_error)
         })();
-        if outcome.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
         (outcome, written)
     }
 
@@ -659,6 +718,7 @@ impl LocalSink {
             file,
             written: 0,
             synced_at: 0,
+            failed: None,
             writeback: Some(writeback),
             helper: Some(helper),
         })
@@ -685,7 +745,15 @@ impl Drop for LocalSink {
 
 impl std::io::Write for LocalSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = match self.file.write(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if self.failed.is_none() && e.kind() != std::io::ErrorKind::Interrupted {
+                    self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+                return Err(e);
+            }
+        };
         self.written += n as u64;
         if self.written - self.synced_at >= WRITEBACK_BYTES {
             self.synced_at = self.written;
@@ -702,7 +770,9 @@ impl std::io::Write for LocalSink {
     }
 }
 
-/// `dir/.name.<pid>-<n>.tmp` beside `target`: unique in this process, hidden.
+/// `dir/.name.<pid>-<run>-<n>.tmp` beside `target`: unique in this process
+/// (`run` tells it from an earlier process with the same pid), hidden.
+/// [`stale_temporary`] recognises the name.
 fn temporary_name(target: &std::path::Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -710,7 +780,84 @@ fn temporary_name(target: &std::path::Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+    target.with_file_name(format!(
+        ".{name}.{}-{:x}-{n}.tmp",
+        std::process::id(),
+        this_run()
+    ))
+}
+
+/// Tells this process from earlier ones with the same pid (a restarted container
+/// often runs as pid 1 again): the time it first wrote, in nanoseconds.
+fn this_run() -> u64 {
+    static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    })
+}
+
+/// Whether `name` is a temporary file name of [`temporary_name`] left by a process
+/// that is no longer running: one of this pid but another run, or one whose pid
+/// has no entry under `proc_root`.
+fn stale_temporary(name: &str, proc_root: &std::path::Path) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((_, tail)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    let mut parts = tail.split('-');
+    let (Some(pid), Some(run), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(pid), Ok(run), Ok(_)) = (
+        pid.parse::<u32>(),
+        u64::from_str_radix(run, 16),
+        n.parse::<u64>(),
+    ) else {
+        return false;
+    };
+    if pid == std::process::id() {
+        run != this_run()
+    } else {
+        !proc_root.join(pid.to_string()).exists()
+    }
+}
+
+/// Removes the stale temporary files under `root` (see [`stale_temporary`]);
+/// returns how many. Unreadable directories are skipped.
+fn remove_stale_temporaries_under(
+    root: &std::path::Path,
+    proc_root: &std::path::Path,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| stale_temporary(name, proc_root))
+            {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn local_error(e: std::io::Error) -> SinkError {

@@ -252,6 +252,104 @@ async fn a_local_write_replaces_the_file_and_leaves_nothing_else() {
     assert_eq!(names, vec!["4.parquet".to_owned()]);
 }
 
+/// Everything in `dir`, by name.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A full disk under a local write: the encoder sees its write fail and reports
+/// an error of its own, but the write fails with the disk's error (transient: the
+/// flush is retried), and no temporary file is left behind.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_local_write_error_is_kept_as_the_disk_error() {
+    use std::io::Write as _;
+
+    let (dir, store) = local_store();
+    let target = dir.path().join("segments").join("1").join("4.parquet");
+    let (outcome, _) = LocalSink::write(&target, |sink| {
+        sink.file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        sink.write_all(&[7; 4096])
+            .map_err(|e| FormatError::InvalidInput(format!("the encoder's own error: {e}")))
+    });
+    let Err(SinkError::Store(e)) = outcome else {
+        panic!("expected the disk's error, got {outcome:?}");
+    };
+    let message = e.to_string();
+    let error = store.object_error("write", "1/4.parquet", e);
+    assert!(error.is_transient(), "a full disk is transient: {error}");
+    assert!(
+        !message.contains("encoder's own"),
+        "the disk's error, not the encoder's: {message}"
+    );
+    assert!(names_in(target.parent().expect("directory")).is_empty());
+}
+
+/// A write that fails in the encoder leaves no temporary file.
+#[tokio::test]
+async fn a_failed_local_write_leaves_no_temporary_file() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("4.parquet");
+    let (outcome, written) = LocalSink::write(&target, |sink| {
+        sink.write_all(&[1; 100]).expect("a local write");
+        Err(FormatError::InvalidInput("refused".into()))
+    });
+    assert!(matches!(outcome, Err(SinkError::Format(_))), "{outcome:?}");
+    assert_eq!(written, 100);
+    assert!(names_in(dir.path()).is_empty());
+}
+
+/// Temporary files of processes that no longer run (and of an earlier run with
+/// this pid) are removed at start; those of running processes, of this run, and
+/// every other file stay.
+#[test]
+fn stale_temporary_files_are_removed_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proc_root = dir.path().join("proc");
+    let root = dir.path().join("segments");
+    let deep = root.join("1").join("2");
+    std::fs::create_dir_all(&deep).expect("directories");
+    std::fs::create_dir_all(proc_root.join("77")).expect("a running process");
+    let ours = temporary_name(&deep.join("9.parquet"));
+    let ours = ours
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    let pid = std::process::id();
+    let keep = [
+        "4.parquet".to_owned(),
+        ".4.parquet.77-1f-0.tmp".to_owned(), // process 77 runs
+        ours,                                // this run
+        ".notes.tmp".to_owned(),             // not one of ours
+        ".4.parquet.x-1-0.tmp".to_owned(),
+    ];
+    let remove = [
+        ".4.parquet.78-1f-0.tmp".to_owned(), // process 78 is gone
+        format!(".5.parquet.{pid}-1-3.tmp"), // this pid, an earlier run
+    ];
+    for name in keep.iter().chain(&remove) {
+        std::fs::write(deep.join(name), b"x").expect("write");
+    }
+    std::fs::write(root.join(".6.parquet.79-2-0.tmp"), b"x").expect("write");
+    let removed = super::remove_stale_temporaries_under(&root, &proc_root).expect("removed");
+    assert_eq!(removed, 3);
+    let mut expected = keep.to_vec();
+    expected.sort();
+    assert_eq!(names_in(&deep), expected);
+    assert_eq!(names_in(&root), vec!["1".to_owned()]);
+}
+
 /// The file opens with the parquet crate's generic reader, with the documented
 /// columns, types, compression and metadata.
 #[tokio::test]
