@@ -11,7 +11,7 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
-use super::{ChannelLabel, Node, flush};
+use super::{ChannelLabel, Node, flush, sealed};
 use crate::columns::RowBatch;
 use crate::msgstream::{LogRecord, Stream};
 
@@ -228,7 +228,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
         .segments
         .values()
         .find_map(|s| node.policy.should_flush(&s.stats()));
-    let complete = ch.pending_complete.iter().any(|(_, ts)| ch.max_ts >= *ts);
+    let complete = ch.sealed.any_ready(ch.max_ts);
     if let Some(reason) = due {
         flush::start(node, m.channel, ch, reason);
     } else if complete {
@@ -248,7 +248,7 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = node.tick_wake.notified() => {}
         }
-        let waiting: Vec<u32> = {
+        let waiting: Vec<(u32, sealed::Mark)> = {
             let mut channels = node.channels.lock().await;
             let mut waiting = Vec::new();
             for (channel, ch) in channels.iter_mut() {
@@ -258,25 +258,25 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
                     age: ch.buffer.age(),
                 }) {
                     flush::start(&node, *channel, ch, reason);
-                } else if !ch.pending_complete.is_empty() {
-                    if ch.caught_up {
-                        flush::start(&node, *channel, ch, "segments sealed (caught up)");
-                    } else {
-                        waiting.push(*channel);
-                    }
+                } else if ch.sealed.any_ready(ch.max_ts) {
+                    flush::start(&node, *channel, ch, "segments sealed");
+                } else if !ch.sealed.is_empty() {
+                    // Taken before the log's end is read: seals arriving meanwhile
+                    // wait for the next check.
+                    waiting.push((*channel, ch.sealed.mark()));
                 }
             }
             waiting
         };
         // Sealed segments on a quiet channel: complete them once everything in the
         // log has been read.
-        for channel in waiting {
+        for (channel, mark) in waiting {
             if let Some(hw) = high_watermark(&node, channel).await
                 && let Some(ch) = node.channels.lock().await.get_mut(&channel)
                 && ch.insert_next >= hw
             {
-                ch.caught_up = true;
-                if !ch.pending_complete.is_empty() {
+                ch.sealed.caught_up(mark);
+                if ch.sealed.any_ready(ch.max_ts) {
                     flush::start(&node, channel, ch, "segments sealed (caught up)");
                 }
             }

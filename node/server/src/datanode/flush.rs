@@ -77,18 +77,11 @@ pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &s
         ch.flush_again = true;
         return;
     }
-    let complete: Vec<i64> = {
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut ch.pending_complete)
-            .into_iter()
-            .partition(|(_, ts)| ch.caught_up || ch.max_ts >= *ts);
-        ch.pending_complete = waiting;
-        ready.into_iter().flat_map(|(ids, _)| ids).collect()
-    };
+    let complete = ch.sealed.take_ready(ch.max_ts);
     let buffer = std::mem::take(&mut ch.buffer);
     let bytes = buffer.bytes();
     ch.flushing = true;
     ch.flush_again = false;
-    ch.caught_up = false;
     tracing::debug!(channel, reason, bytes, rows = buffer.rows(), complete = ?complete, "flushing channel");
     // The flush's logs name the channel, the segments written and their collections.
     let segments: Vec<i64> = buffer.segments.keys().copied().collect();

@@ -11,6 +11,7 @@
 mod buffer;
 mod consume;
 mod flush;
+mod sealed;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -222,11 +223,8 @@ struct Channel {
     /// Largest row timestamp consumed.
     max_ts: u64,
     buffer: ChannelBuffer,
-    /// Segments the coordinator wants completed once consumed past the timestamp.
-    pending_complete: Vec<(Vec<i64>, u64)>,
-    /// Set when the channel is consumed up to the end of the log (checked for
-    /// pending completions).
-    caught_up: bool,
+    /// Segments the coordinator wants completed once consumed past their timestamp.
+    sealed: sealed::Sealed,
     flushing: bool,
     /// The last checkpoint the coordinator accepted from us.
     committed: ChannelCheckpoint,
@@ -244,8 +242,7 @@ impl Channel {
             delete_next: cp.delete_next_offset,
             max_ts: cp.timestamp,
             buffer: ChannelBuffer::default(),
-            pending_complete: Vec::new(),
-            caught_up: false,
+            sealed: sealed::Sealed::default(),
             flushing: false,
             committed: ChannelCheckpoint {
                 channel: cp.channel,
@@ -415,9 +412,8 @@ impl DataNode for DataNodeService {
             }
             .into());
         }
-        ch.pending_complete.push((r.segment_ids, r.flush_ts));
-        ch.caught_up = false;
-        if ch.max_ts >= r.flush_ts {
+        ch.sealed.push(r.segment_ids, r.flush_ts);
+        if ch.sealed.any_ready(ch.max_ts) {
             flush::start(&self.node, r.channel, ch, "segments sealed");
         } else {
             // Maybe everything in the log is consumed already: check now.
