@@ -464,6 +464,7 @@ impl DataCoordService {
             Some(async move {
                 let request = proto::ReleaseGrantsRequest {
                     segment_ids: segment_ids.clone(),
+                    proxy_id: holder,
                 };
                 match tokio::time::timeout(RELEASE_TIMEOUT, client.release_grants(request)).await {
                     Ok(Ok(_)) => Some((holder, segment_ids)),

@@ -274,8 +274,9 @@ impl Proxy for ProxyService {
         let pks = rows.primary_keys(&target.schema).to_vec();
         let row_bytes = rows.byte_size() / num_rows.max(1) + 1;
         let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
-        // Until the rows are acknowledged, a seal waits for this insert.
-        let _writing = self.grants.writing().await;
+        // Until the rows are acknowledged or failed, a release of the segments they
+        // go to waits for this insert.
+        let mut lease = self.grants.lease();
         let stamps = self.timestamps(num_rows).await?;
         let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
         let routes = plan::route(&pks, self.channels);
@@ -284,7 +285,14 @@ impl Proxy for ProxyService {
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
             let slices = self
                 .grants
-                .take(target.collection, target.partition, *channel, count, now)
+                .take(
+                    target.collection,
+                    target.partition,
+                    *channel,
+                    count,
+                    now,
+                    &mut lease,
+                )
                 .await?;
             grants.push(slices);
         }
@@ -306,15 +314,22 @@ impl Proxy for ProxyService {
             })
             .collect();
         let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
-        let results = futures::future::join_all(
-            sends
-                .iter()
-                .map(|(channel, payload)| self.producer.send(Stream::Insert, *channel, payload)),
-        )
-        .await;
-        for r in results {
-            r?;
-        }
+        // The sends run in their own task with the lease: a client that gives up
+        // (cancelling this call) does not recall messages already handed to the
+        // producer, so the lease must last until they are acknowledged or failed.
+        let producer = self.producer.clone();
+        let sent = tokio::spawn(async move {
+            let results = futures::future::join_all(
+                sends
+                    .iter()
+                    .map(|(channel, payload)| producer.send(Stream::Insert, *channel, payload)),
+            )
+            .await;
+            drop(lease);
+            results.into_iter().collect::<Result<Vec<_>, _>>()
+        });
+        sent.await
+            .map_err(|e| Status::internal(format!("the insert's sends failed: {e}")))??;
         self.metrics.rows_inserted.inc_by(num_rows as u64);
         self.metrics.bytes_produced.inc_by(bytes as u64);
         Ok(Response::new(proto::InsertResponse {
@@ -397,7 +412,12 @@ impl Proxy for ProxyService {
         &self,
         request: Request<proto::ReleaseGrantsRequest>,
     ) -> Result<Response<proto::ReleaseGrantsResponse>, Status> {
-        let released = self.grants.release(&request.into_inner().segment_ids).await;
+        let request = request.into_inner();
+        let released = self
+            .grants
+            .release(request.proxy_id, &request.segment_ids)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         self.metrics.grants_released.inc_by(u64::from(released));
         tracing::debug!(released, "grants given back");
         Ok(Response::new(proto::ReleaseGrantsResponse { released }))
