@@ -91,7 +91,13 @@ fn float_vectors(mut buf: &[u8], vectors: &mut FloatVectorArray) -> Result<(), D
                     "packed floats whose length is not a multiple of 4",
                 ));
             }
-            vectors.values.reserve_exact(floats.len());
+            // Exact for the one packed run a writer sends; amortised if a
+            // message splits the floats over many (quadratic otherwise).
+            if vectors.values.is_empty() {
+                vectors.values.reserve_exact(floats.len());
+            } else {
+                vectors.values.reserve(floats.len());
+            }
             vectors
                 .values
                 .extend(floats.iter().map(|b| f32::from_le_bytes(*b)));
