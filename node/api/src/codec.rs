@@ -1,7 +1,8 @@
 //! The gRPC codec of every generated client and server: prost's, except that an
-//! `InsertRequest` is decoded by [`crate::wire::insert_request`], which copies
-//! its vectors in one pass instead of one float at a time. Everything else, and
-//! every encoding, is prost's own, so the wire format is unchanged.
+//! `InsertRequest` is decoded by [`crate::wire::insert_request`] and encoded by
+//! [`crate::wire::encode_insert_request`], which copy its vectors in one pass
+//! instead of one float at a time. Everything else is prost's own, and the bytes
+//! are prost's: the wire format is unchanged.
 
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
@@ -9,12 +10,12 @@ use std::marker::PhantomData;
 use prost::Message;
 use prost::bytes::Buf as _;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
-use tonic_prost::{ProstCodec, ProstDecoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::proto::InsertRequest;
 
-/// prost's codec with [`FastDecoder`] (named in `build.rs`).
+/// prost's codec with [`FastEncoder`] and [`FastDecoder`] (named in `build.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct FastCodec<T, U>(PhantomData<(T, U)>);
 
@@ -31,15 +32,38 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
+    type Encoder = FastEncoder<T>;
     type Decoder = FastDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+        FastEncoder(ProstCodec::<T, U>::default().encoder())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         FastDecoder(ProstDecoder::default())
+    }
+}
+
+/// Encodes an `InsertRequest` with [`crate::wire::encode_insert_request`],
+/// anything else with prost.
+#[derive(Debug)]
+pub struct FastEncoder<T>(ProstEncoder<T>);
+
+impl<T: Message + 'static> Encoder for FastEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        if let Some(request) = (&item as &dyn Any).downcast_ref::<InsertRequest>() {
+            dst.reserve(request.encoded_len());
+            crate::wire::encode_insert_request(request, dst);
+            return Ok(());
+        }
+        self.0.encode(item, dst)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }
 

@@ -308,9 +308,12 @@ impl Proxy for ProxyService {
                     channel: m.channel,
                     first_ts: m.first_ts,
                     num_rows: u32::try_from(m.rows.len()).unwrap_or(u32::MAX),
-                    columns: rows.take(&m.rows).to_wire(&target.schema),
+                    columns: rows.take(&m.rows).into_wire(&target.schema),
                 };
-                (m.channel, batch.encode_to_vec())
+                (
+                    m.channel,
+                    milvus_like_api::wire::encode_insert_batch(&batch),
+                )
             })
             .collect();
         let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
