@@ -16,7 +16,10 @@
 # formatted instance is restarted with the same ports and data.
 #
 # Environment: KAFKA_VERSION (default 3.9.1; 3.x only, it uses the reload4j
-# logging binding), KAFKA_HEAP_OPTS (default -Xms256m -Xmx512m),
+# logging binding), KAFKA_HEAP_OPTS (default -Xms512m -Xmx1g with Kafka's
+# recommended G1 region size and initiating occupancy: with 1 MiB regions every
+# produce request of a 1.7 MiB insert message is a humongous object, and G1 ran
+# concurrent marking without pause, a third of the broker's CPU),
 # KAFKA_START_TIMEOUT (seconds, default 60), KAFKA_STOP_TIMEOUT (default 10).
 
 set -euo pipefail
@@ -31,7 +34,7 @@ SLF4J_BINDING_VERSION="1.7.36"
 KAFKA_HOME="$MILVUS_LIKE_CACHE/kafka-$KAFKA_VERSION"
 LIBS="$KAFKA_HOME/libs"
 MARKER="$KAFKA_HOME/.installed"
-HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-10}"
 
