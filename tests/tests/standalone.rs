@@ -71,26 +71,41 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
         assert_eq!(described, created);
         c = c2;
     }
-    let nodes = c
-        .list_nodes(proto::ListNodesRequest { role: 0 })
-        .await
-        .expect("nodes")
-        .into_inner()
-        .nodes;
-    // One session per role, none left over from the killed processes.
-    let mut roles: Vec<i32> = nodes.iter().map(|n| n.role).collect();
-    roles.sort_unstable();
-    assert_eq!(
-        roles,
-        [
-            proto::Role::RootCoord,
-            proto::Role::DataCoord,
-            proto::Role::DataNode,
-            proto::Role::Proxy,
-        ]
-        .map(|r| r as i32),
-        "sessions of killed processes are gone: {nodes:?}"
-    );
+    // One session per role, none left over from the killed processes (a second
+    // session of a role fails at once). The roles register their sessions as they
+    // start, after the root coordinator serves: wait for a missing one.
+    let expected = [
+        proto::Role::RootCoord,
+        proto::Role::DataCoord,
+        proto::Role::DataNode,
+        proto::Role::Proxy,
+    ]
+    .map(|r| r as i32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = c
+            .list_nodes(proto::ListNodesRequest { role: 0 })
+            .await
+            .expect("nodes")
+            .into_inner()
+            .nodes;
+        let mut roles: Vec<i32> = nodes.iter().map(|n| n.role).collect();
+        roles.sort_unstable();
+        if roles == expected {
+            break;
+        }
+        let mut distinct = roles.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct, roles,
+            "sessions of killed processes are gone: {nodes:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one session per role after 20 s, none left from the killed processes: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

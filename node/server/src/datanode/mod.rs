@@ -456,7 +456,11 @@ async fn serve(
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let storage = SegmentStore::open(&config.storage)?;
-    // Left by a data node killed in the middle of a write (never committed).
+    let process = RoleProcess::start(store, Role::DataNode, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
+    process.watch_log(&log);
+    // Left by a data node killed in the middle of a write (never committed),
+    // before the server takes channels and writes anything.
     match storage.remove_stale_temporaries().await {
         Ok(0) => {}
         Ok(removed) => {
@@ -464,9 +468,6 @@ async fn serve(
         }
         Err(e) => tracing::warn!(error = %e, "could not remove stale temporary files"),
     }
-    let process = RoleProcess::start(store, Role::DataNode, config.role.clone(), &cancel).await?;
-    let node_id = process.node_id();
-    process.watch_log(&log);
     let probe_store = storage.clone();
     process
         .readiness()
