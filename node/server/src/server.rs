@@ -61,6 +61,12 @@ where
             tracing::info_span!(parent: &role, "grpc", method = %request.uri().path())
         })
         .tcp_nodelay(true)
+        // An insert request is megabytes: with hyper's defaults (1 MiB windows, 16 KiB
+        // frames) a client sends it in hundreds of frames and waits for window
+        // updates every megabyte, shared by every stream of its connection.
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_frame_size(HTTP2_MAX_FRAME)
         .layer(rpcs)
         .add_service(health)
         .add_service(reflection)
@@ -74,6 +80,14 @@ where
         }
     }))
 }
+
+/// HTTP/2 flow control of the gRPC servers: a stream may send this much before
+/// the server's window update (its request is buffered whole anyway)...
+const HTTP2_STREAM_WINDOW: u32 = 16 << 20;
+/// ...and all streams of a connection together this much.
+const HTTP2_CONNECTION_WINDOW: u32 = 64 << 20;
+/// The largest DATA frame a client may send.
+const HTTP2_MAX_FRAME: u32 = 1 << 20;
 
 /// Above this share of the memory available to it, a process reports not ready: a
 /// load balancer or the operator should send it no more work until flushes bring it
