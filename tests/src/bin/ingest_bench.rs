@@ -225,6 +225,58 @@ fn schema() -> anyhow::Result<CollectionSchema> {
     CollectionSchema::try_from(test_schema("bench", DIM as u32)).context("bench schema")
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`
+/// (`None` when it cannot be read: another OS, or the process is gone).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14 and stime 15, in USER_HZ (100 on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The CPU time a set of processes used between [`CpuUse::start`] and
+/// [`CpuUse::seconds`].
+struct CpuUse {
+    before: Vec<(&'static str, u32, f64)>,
+}
+
+impl CpuUse {
+    fn start(processes: &[(&'static str, Option<u32>)]) -> Self {
+        let before = processes
+            .iter()
+            .filter_map(|&(name, pid)| {
+                let pid = pid?;
+                Some((name, pid, cpu_seconds(pid)?))
+            })
+            .collect();
+        Self { before }
+    }
+
+    /// `name=seconds` for each process, then the total.
+    fn seconds(&self) -> (String, f64) {
+        let mut parts = Vec::new();
+        let mut total = 0.0;
+        for &(name, pid, before) in &self.before {
+            if let Some(now) = cpu_seconds(pid) {
+                parts.push(format!("{name}_cpu_s={:.2}", now - before));
+                total += now - before;
+            }
+        }
+        (parts.join(" "), total)
+    }
+}
+
+/// The broker's pid, from the pid file `kafka.sh` keeps.
+fn kafka_pid(cluster: &Cluster) -> Option<u32> {
+    std::fs::read_to_string(cluster.dir.path().join("kafka").join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn mib_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB / d.as_secs_f64()
 }
@@ -603,23 +655,25 @@ async fn raw_produce(
     cluster: &Cluster,
     messages: u64,
     payload_bytes: u64,
-) -> anyhow::Result<Duration> {
+    cpu_of: &[(&'static str, Option<u32>)],
+) -> anyhow::Result<(Duration, (String, f64))> {
     let log = milvus_like_node::msgstream::KafkaLog::new(KafkaConfig {
         topic_prefix: format!("{TOPIC_PREFIX}-raw"),
         ..kafka_config(cluster)
     });
-    produce_raw(&log, messages, payload_bytes).await
+    produce_raw(&log, messages, payload_bytes, cpu_of).await
 }
 
 /// Sends `messages` messages of `payload_bytes / messages` random bytes each to
 /// `log`'s insert stream with its own producer, round robin over the channels,
 /// [`RAW_PRODUCE_IN_FLIGHT`] at a time. Timed from the first send to the last
-/// acknowledgement.
+/// acknowledgement; the CPU time of the `cpu_of` processes over the same span.
 async fn produce_raw(
     log: &dyn milvus_like_node::msgstream::Log,
     messages: u64,
     payload_bytes: u64,
-) -> anyhow::Result<Duration> {
+    cpu_of: &[(&'static str, Option<u32>)],
+) -> anyhow::Result<(Duration, (String, f64))> {
     use futures::StreamExt as _;
     log.ensure(CHANNELS).await?;
     let producer = log.producer()?;
@@ -634,6 +688,7 @@ async fn produce_raw(
                 .collect()
         })
         .collect();
+    let cpu = CpuUse::start(cpu_of);
     let t = Instant::now();
     let mut sends = futures::stream::iter(0..messages)
         .map(|i| {
@@ -645,7 +700,8 @@ async fn produce_raw(
     while let Some(sent) = sends.next().await {
         sent.context("raw produce")?;
     }
-    Ok(t.elapsed())
+    let elapsed = t.elapsed();
+    Ok((elapsed, cpu.seconds()))
 }
 
 /// Reads every message of the insert topic's partitions from offset 0 to the high
@@ -801,6 +857,12 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.backlog_rows
     );
     settle()?;
+    let broker = kafka_pid(&cluster);
+    let cpu = CpuUse::start(&[
+        ("broker", broker),
+        ("proxy", cluster.proxy().process.pid()),
+        ("clients", Some(std::process::id())),
+    ]);
     let backlog = insert(
         &cluster.proxy_client(),
         &schema,
@@ -809,8 +871,9 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         &opts,
     )
     .await?;
+    let (backlog_cpu, backlog_cpu_total) = cpu.seconds();
     println!(
-        "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
+        "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} {backlog_cpu} cpu_s={backlog_cpu_total:.2}",
         backlog.rows,
         backlog.elapsed.as_secs_f64(),
         backlog.rows_per_s(),
@@ -848,17 +911,29 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
 
     eprintln!("[3/6] raw producer: the backlog's messages again, the node's producer alone");
     settle()?;
-    let raw_produced = raw_produce(&cluster, raw.messages, raw.payload_bytes).await?;
+    let (raw_produced, (raw_cpu, raw_cpu_total)) = raw_produce(
+        &cluster,
+        raw.messages,
+        raw.payload_bytes,
+        &[("broker", broker), ("producer", Some(std::process::id()))],
+    )
+    .await?;
     let proxy_mib_s = mib_per_s(raw.payload_bytes, backlog.elapsed);
     let raw_produce_mib_s = mib_per_s(raw.payload_bytes, raw_produced);
+    // CPU per MiB of payload on each side: on a machine whose cores are all busy,
+    // the ratio of the two bounds the proxy's ratio.
+    let payload_mib = raw.payload_bytes as f64 / MIB;
     println!(
-        "summary: phase=raw-produce messages={} payload_bytes={} secs={:.3} mib_per_s={:.1} proxy_mib_per_s={:.1} proxy_ratio={:.2}",
+        "summary: phase=raw-produce messages={} payload_bytes={} secs={:.3} mib_per_s={:.1} proxy_mib_per_s={:.1} proxy_ratio={:.2} {raw_cpu} cpu_s={raw_cpu_total:.2} cpu_ms_per_mib={:.2} proxy_cpu_ms_per_mib={:.2} cpu_ratio={:.2}",
         raw.messages,
         raw.payload_bytes,
         raw_produced.as_secs_f64(),
         raw_produce_mib_s,
         proxy_mib_s,
-        proxy_mib_s / raw_produce_mib_s
+        proxy_mib_s / raw_produce_mib_s,
+        raw_cpu_total * 1e3 / payload_mib,
+        backlog_cpu_total * 1e3 / payload_mib,
+        raw_cpu_total / backlog_cpu_total.max(f64::MIN_POSITIVE),
     );
 
     eprintln!("[4/6] data node: consume + buffer + flush the backlog");
@@ -986,7 +1061,8 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let local = milvus_like_node::msgstream::LocalLog::open(&local_dir.path().join("log.redb"))?;
     let message_bytes = (raw.payload_bytes / raw.messages.max(1)).max(1);
     let local_messages = sa.produced_bytes.div_ceil(message_bytes);
-    let local_time = produce_raw(&local, local_messages, local_messages * message_bytes).await?;
+    let (local_time, _) =
+        produce_raw(&local, local_messages, local_messages * message_bytes, &[]).await?;
     drop(local);
     drop(local_dir);
     let sa_mib_s = mib_per_s(sa.produced_bytes, sa.insert.elapsed);
