@@ -166,6 +166,16 @@ async fn standby_serves_within_ttl_after_leader_is_killed() {
         .expect("get leader")
         .into_inner();
     assert!(!leader.is_self);
+    // A timestamp stream is refused when it opens, not at its first request, so
+    // that a client's pool moves on to the leader.
+    let (_requests, outgoing) = tokio::sync::mpsc::channel::<proto::AllocTimestampRequest>(1);
+    let Err(refused) = cb
+        .alloc_timestamp_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await
+    else {
+        panic!("a standby opened a timestamp stream");
+    };
+    assert_eq!(refused.code(), Code::Unavailable, "{refused}");
 
     let mut ca = client(a);
     let last_a = ca

@@ -171,24 +171,34 @@ impl TsoStream {
     }
 }
 
+/// How long a client whose server has no timestamp stream (an older version)
+/// uses the unary call before it tries the stream again (the server may have been
+/// upgraded meanwhile).
+const UNSUPPORTED_RETRY: Duration = Duration::from_secs(60);
+
 /// Asks for `count` timestamps on the open stream (opening one if there is none
 /// and streams work). `None`: no answer on a stream; the caller asks with the
-/// unary call instead. A server without the stream is not asked again.
+/// unary call instead. A server without the stream is asked again only after
+/// [`UNSUPPORTED_RETRY`].
 async fn stream_alloc(
     pool: &LeaderPool,
     stream: &mut Option<TsoStream>,
-    unsupported: &mut bool,
+    unsupported: &mut Option<tokio::time::Instant>,
     count: u32,
     config: &TsoClientConfig,
 ) -> Option<Result<Timestamp, TsoError>> {
-    if *unsupported {
+    if unsupported.is_some_and(|since| since.elapsed() < UNSUPPORTED_RETRY) {
         return None;
     }
     if stream.is_none() {
         match TsoStream::open(pool, config.rpc_timeout).await {
-            Ok(s) => *stream = Some(s),
+            Ok(s) => {
+                *unsupported = None;
+                *stream = Some(s);
+            }
             Err(status) => {
-                *unsupported = status.code() == tonic::Code::Unimplemented;
+                *unsupported =
+                    (status.code() == tonic::Code::Unimplemented).then(tokio::time::Instant::now);
                 tracing::debug!(%status, "cannot open a timestamp stream; asking with unary calls");
                 return None;
             }
@@ -223,7 +233,7 @@ async fn run_batcher(
     config: TsoClientConfig,
 ) {
     let mut stream: Option<TsoStream> = None;
-    let mut unsupported = false;
+    let mut unsupported = None;
     let mut carry: Option<Pending> = None;
     loop {
         let first = match carry.take() {

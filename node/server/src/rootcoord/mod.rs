@@ -117,6 +117,9 @@ impl RootCoord for RootCoordService {
         request: Request<tonic::Streaming<proto::AllocTimestampRequest>>,
     ) -> Result<Response<Self::AllocTimestampStreamStream>, Status> {
         use futures::StreamExt as _;
+        // Refused at once by a standby, so that the client's pool moves on to the
+        // leader when it opens the stream (each answer checks again).
+        self.leader_only().await?;
         let this = self.clone();
         // One answer per request, in order; the first error ends the stream.
         let answers = request.into_inner().then(move |request| {
