@@ -4,12 +4,18 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
     pub method: String,
     pub code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,21 +32,42 @@ pub struct NodeLabels {
 pub use milvus_like_api::process::code_name;
 
 /// `{role}_rpcs_total{method,code}`: every call of a role's own gRPC service, by
-/// method and the status it ended with. A tower layer on the role's gRPC server
+/// method and the status it ended with; `{role}_rpc_seconds{method}`: how long
+/// each took, from its headers to its response's (a unary call's request body is
+/// received and decoded within). A tower layer on the role's gRPC server
 /// ([`crate::server::serve_grpc`]), so no method goes uncounted; the health and
 /// reflection services are left out.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RpcCounter {
     rpcs: Family<RpcLabels, Counter>,
+    seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for RpcCounter {
+    fn default() -> Self {
+        Self {
+            rpcs: Family::default(),
+            // 0.25 ms to 8 s.
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+            }),
+        }
+    }
 }
 
 impl RpcCounter {
-    /// Registers `{prefix}_rpcs_total` in `registry`.
+    /// Registers `{prefix}_rpcs_total` and `{prefix}_rpc_seconds` in `registry`.
     pub fn register(&self, registry: &mut Registry, prefix: &str) {
-        registry.sub_registry_with_prefix(prefix).register(
+        let r = registry.sub_registry_with_prefix(prefix);
+        r.register(
             "rpcs",
             "gRPC calls of this role's service, by method and status code",
             self.rpcs.clone(),
+        );
+        r.register(
+            "rpc_seconds",
+            "Time from a call's headers to its response's, by method",
+            self.seconds.clone(),
         );
     }
 
@@ -51,7 +78,12 @@ impl RpcCounter {
         Some(method.to_owned())
     }
 
-    fn count(&self, method: String, code: tonic::Code) {
+    fn count(&self, method: String, code: tonic::Code, took: std::time::Duration) {
+        self.seconds
+            .get_or_create(&MethodLabels {
+                method: method.clone(),
+            })
+            .observe(took.as_secs_f64());
         self.rpcs
             .get_or_create(&RpcLabels {
                 method,
@@ -111,11 +143,12 @@ where
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let method = RpcCounter::method(request.uri().path());
         let counter = self.counter.clone();
+        let started = std::time::Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
             if let (Some(method), Ok(r)) = (method, &response) {
-                counter.count(method, response_code(r));
+                counter.count(method, response_code(r), started.elapsed());
             }
             response
         })
@@ -276,6 +309,15 @@ mod tests {
         let text = encode(&registry);
         assert!(
             text.contains(r#"datacoord_rpcs_total{method="Rebalance",code="OK"} 2"#),
+            "{text}"
+        );
+        // Every call's time, whatever its status.
+        assert!(
+            text.contains(r#"datacoord_rpc_seconds_count{method="Rebalance"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"datacoord_rpc_seconds_count{method="NotFound"} 1"#),
             "{text}"
         );
     }

@@ -65,13 +65,31 @@ impl Default for ProxyConfig {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyMetrics {
     pub rows_inserted: Counter,
     pub rows_deleted: Counter,
     pub bytes_produced: Counter,
     pub rejected_requests: Counter,
     pub grants_released: Counter,
+    /// From an insert's first send to its last acknowledgement.
+    pub produce_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        Self {
+            rows_inserted: Counter::default(),
+            rows_deleted: Counter::default(),
+            bytes_produced: Counter::default(),
+            rejected_requests: Counter::default(),
+            grants_released: Counter::default(),
+            // 0.25 ms to 8 s.
+            produce_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16),
+            ),
+        }
+    }
 }
 
 impl ProxyMetrics {
@@ -101,6 +119,11 @@ impl ProxyMetrics {
             "grants_released",
             "Segment grants given back to the data coordinator when it sealed their segments",
             self.grants_released.clone(),
+        );
+        r.register(
+            "produce_seconds",
+            "Time from an insert's first send to the log to its last acknowledgement",
+            self.produce_seconds.clone(),
         );
     }
 }
@@ -321,7 +344,9 @@ impl Proxy for ProxyService {
         // (cancelling this call) does not recall messages already handed to the
         // producer, so the lease must last until they are acknowledged or failed.
         let producer = self.producer.clone();
+        let metrics = self.metrics.clone();
         let sent = tokio::spawn(async move {
+            let started = Instant::now();
             let results = futures::future::join_all(
                 sends
                     .iter()
@@ -329,6 +354,9 @@ impl Proxy for ProxyService {
             )
             .await;
             drop(lease);
+            metrics
+                .produce_seconds
+                .observe(started.elapsed().as_secs_f64());
             results.into_iter().collect::<Result<Vec<_>, _>>()
         });
         sent.await
