@@ -872,8 +872,35 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     )
     .await?;
     let (backlog_cpu, backlog_cpu_total) = cpu.seconds();
+    // Where a request's time goes: in the proxy (headers in to response out; the
+    // backlog's are its first inserts), against what a client waits per request.
+    let proxy_metrics = scrape(cluster.proxy().ports.http).await;
+    let insert_metric = |name: &str| {
+        proxy_metrics
+            .iter()
+            .find(|s| {
+                s.name == name && s.labels.get("method").map(String::as_str) == Some("Insert")
+            })
+            .map(|s| s.value)
+    };
+    let proxy_ms = match (
+        insert_metric("proxy_rpc_seconds_sum"),
+        insert_metric("proxy_rpc_seconds_count"),
+    ) {
+        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
+        _ => f64::NAN,
+    };
+    let produce_ms = match (
+        milvus_like_tests::metric_sum(&proxy_metrics, "proxy_produce_seconds_sum"),
+        milvus_like_tests::metric_sum(&proxy_metrics, "proxy_produce_seconds_count"),
+    ) {
+        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
+        _ => f64::NAN,
+    };
+    let requests = backlog.rows.div_ceil(opts.batch as u64);
+    let client_ms = backlog.elapsed.as_secs_f64() * 1e3 * opts.clients as f64 / requests as f64;
     println!(
-        "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} {backlog_cpu} cpu_s={backlog_cpu_total:.2}",
+        "summary: phase=backlog-insert rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} {backlog_cpu} cpu_s={backlog_cpu_total:.2} client_request_ms={client_ms:.1} proxy_insert_ms={proxy_ms:.1} proxy_produce_ms={produce_ms:.1}",
         backlog.rows,
         backlog.elapsed.as_secs_f64(),
         backlog.rows_per_s(),
