@@ -94,11 +94,12 @@ usage: ingest_bench [--rows 2000000] [--backlog-rows 1000000] [--clients 4]
                     [--batch 10000] [--memory-mib 256] [--flush-rows 10000000]
                     [--flush-mib 1024] [--flush-age 600s] [--write-rows 200000]
                     [--write-repeat 5] [--flush-rounds 20]
-                    [--flush-round-rows 10000] [--skip-cluster]
+                    [--flush-round-rows 10000] [--raw-in-flight 12]
+                    [--skip-cluster]
 
   --rows          rows inserted in the end-to-end phase (data node running)
   --backlog-rows  rows inserted before the data node starts (consume phases)
-  --clients       concurrent insert tasks, one gRPC connection each
+  --clients       concurrent insert tasks, sharing one gRPC connection
   --batch         rows per Insert request
   --memory-mib    data node --memory-mib (buffer limit; peak RSS target is
                   1.1 x this + 64 MiB)
@@ -109,6 +110,8 @@ usage: ingest_bench [--rows 2000000] [--backlog-rows 1000000] [--clients 4]
   --flush-rounds, --flush-round-rows
                   rounds of one insert then Flush(wait), timed (distributed and
                   standalone)
+  --raw-in-flight messages the raw producer and the raw embedded-log append
+                  keep in flight (default 12: 4 clients x 3 channels)
   --skip-cluster  only the in-process flush-write phase
 
 Prints `summary:` lines and markdown tables on stdout, progress on stderr. Set
@@ -120,6 +123,8 @@ struct Options {
     rows: u64,
     backlog_rows: u64,
     clients: usize,
+    /// Messages the raw producers keep in flight.
+    raw_in_flight: usize,
     batch: usize,
     memory_mib: u64,
     flush_rows: u64,
@@ -138,6 +143,7 @@ impl Options {
             rows: 2_000_000,
             backlog_rows: 1_000_000,
             clients: 4,
+            raw_in_flight: RAW_PRODUCE_IN_FLIGHT,
             batch: 10_000,
             memory_mib: 256,
             flush_rows: 10_000_000,
@@ -175,6 +181,7 @@ impl Options {
                 "--backlog-rows" => o.backlog_rows = num()?,
                 "--clients" => o.clients = usize::try_from(num()?)?,
                 "--batch" => o.batch = usize::try_from(num()?)?,
+                "--raw-in-flight" => o.raw_in_flight = usize::try_from(num()?)?.max(1),
                 "--memory-mib" => o.memory_mib = num()?,
                 "--flush-rows" => o.flush_rows = num()?,
                 "--flush-mib" => o.flush_mib = num()?,
@@ -655,23 +662,25 @@ async fn raw_produce(
     cluster: &Cluster,
     messages: u64,
     payload_bytes: u64,
+    in_flight: usize,
     cpu_of: &[(&'static str, Option<u32>)],
 ) -> anyhow::Result<(Duration, (String, f64))> {
     let log = milvus_like_node::msgstream::KafkaLog::new(KafkaConfig {
         topic_prefix: format!("{TOPIC_PREFIX}-raw"),
         ..kafka_config(cluster)
     });
-    produce_raw(&log, messages, payload_bytes, cpu_of).await
+    produce_raw(&log, messages, payload_bytes, in_flight, cpu_of).await
 }
 
 /// Sends `messages` messages of `payload_bytes / messages` random bytes each to
 /// `log`'s insert stream with its own producer, round robin over the channels,
-/// [`RAW_PRODUCE_IN_FLIGHT`] at a time. Timed from the first send to the last
+/// `in_flight` at a time. Timed from the first send to the last
 /// acknowledgement; the CPU time of the `cpu_of` processes over the same span.
 async fn produce_raw(
     log: &dyn milvus_like_node::msgstream::Log,
     messages: u64,
     payload_bytes: u64,
+    in_flight: usize,
     cpu_of: &[(&'static str, Option<u32>)],
 ) -> anyhow::Result<(Duration, (String, f64))> {
     use futures::StreamExt as _;
@@ -696,7 +705,7 @@ async fn produce_raw(
             let channel = u32::try_from(i % u64::from(CHANNELS)).unwrap_or(0);
             producer.send(Stream::Insert, channel, payload)
         })
-        .buffer_unordered(RAW_PRODUCE_IN_FLIGHT);
+        .buffer_unordered(in_flight);
     while let Some(sent) = sends.next().await {
         sent.context("raw produce")?;
     }
@@ -942,6 +951,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         &cluster,
         raw.messages,
         raw.payload_bytes,
+        opts.raw_in_flight,
         &[("broker", broker), ("producer", Some(std::process::id()))],
     )
     .await?;
@@ -1088,8 +1098,14 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let local = milvus_like_node::msgstream::LocalLog::open(&local_dir.path().join("log.redb"))?;
     let message_bytes = (raw.payload_bytes / raw.messages.max(1)).max(1);
     let local_messages = sa.produced_bytes.div_ceil(message_bytes);
-    let (local_time, _) =
-        produce_raw(&local, local_messages, local_messages * message_bytes, &[]).await?;
+    let (local_time, _) = produce_raw(
+        &local,
+        local_messages,
+        local_messages * message_bytes,
+        opts.raw_in_flight,
+        &[],
+    )
+    .await?;
     drop(local);
     drop(local_dir);
     let sa_mib_s = mib_per_s(sa.produced_bytes, sa.insert.elapsed);
@@ -1121,7 +1137,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.batch,
         proxy_mib_s,
         backlog.rows_per_s(),
-        RAW_PRODUCE_IN_FLIGHT,
+        opts.raw_in_flight,
         raw_produce_mib_s,
         proxy_mib_s / raw_produce_mib_s,
         mark(proxy_mib_s / raw_produce_mib_s >= 0.8)
@@ -1184,7 +1200,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     );
     println!(
         "| standalone end to end, log payload bytes | {sa_mib_s:.1} MiB/s | the embedded log alone (LocalLog), as many messages of the same size, {} in flight: {local_mib_s:.1} MiB/s | {:.2}x | ≥ 0.8x | {} |",
-        RAW_PRODUCE_IN_FLIGHT,
+        opts.raw_in_flight,
         sa_mib_s / local_mib_s,
         mark(sa_mib_s / local_mib_s >= 0.8)
     );
