@@ -653,6 +653,10 @@ struct RawConsume {
 /// request cut into one message per channel.
 const RAW_PRODUCE_IN_FLIGHT: usize = 12;
 
+/// Message size of the broker's warm-up, about the proxy's (4 MiB messages split
+/// 10,000-row requests over 3 channels).
+const WARMUP_MESSAGE_BYTES: u64 = 1_700_000;
+
 /// The proxy's reference: the node's Kafka producer alone (the proxy's librdkafka
 /// settings: idempotent, `acks=all`, lz4, linger 5 ms) sends what the backlog
 /// holds again ([`produce_raw`]) to topics of the same partitions under another
@@ -660,13 +664,14 @@ const RAW_PRODUCE_IN_FLIGHT: usize = 12;
 /// phases).
 async fn raw_produce(
     cluster: &Cluster,
+    suffix: &str,
     messages: u64,
     payload_bytes: u64,
     in_flight: usize,
     cpu_of: &[(&'static str, Option<u32>)],
 ) -> anyhow::Result<(Duration, (String, f64))> {
     let log = milvus_like_node::msgstream::KafkaLog::new(KafkaConfig {
-        topic_prefix: format!("{TOPIC_PREFIX}-raw"),
+        topic_prefix: format!("{TOPIC_PREFIX}-{suffix}"),
         ..kafka_config(cluster)
     });
     produce_raw(&log, messages, payload_bytes, in_flight, cpu_of).await
@@ -861,6 +866,28 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let mut cluster = start_cluster(&opts).await?;
     let (info, schema) = create_collection(&cluster.proxy_client(), "bench", DIM as u32).await?;
 
+    // The broker's JIT and heap settle under load: without this the backlog phase
+    // met a cold broker and the raw producer, later, a warm one.
+    let warmup_bytes = opts.backlog_rows * ROW_BYTES;
+    let warmup_messages = warmup_bytes.div_ceil(WARMUP_MESSAGE_BYTES);
+    eprintln!(
+        "[2/6] warming the broker up: {warmup_messages} messages, {:.0} MiB, to a topic of their own",
+        warmup_bytes as f64 / MIB
+    );
+    let (warmup, _) = raw_produce(
+        &cluster,
+        "warmup",
+        warmup_messages,
+        warmup_bytes,
+        opts.raw_in_flight,
+        &[],
+    )
+    .await?;
+    println!(
+        "summary: phase=broker-warmup messages={warmup_messages} payload_bytes={warmup_bytes} secs={:.3} mib_per_s={:.1}",
+        warmup.as_secs_f64(),
+        mib_per_s(warmup_bytes, warmup)
+    );
     eprintln!(
         "[2/6] backlog: {} rows through the proxy, no data node",
         opts.backlog_rows
@@ -949,6 +976,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     settle()?;
     let (raw_produced, (raw_cpu, raw_cpu_total)) = raw_produce(
         &cluster,
+        "raw",
         raw.messages,
         raw.payload_bytes,
         opts.raw_in_flight,
