@@ -85,6 +85,20 @@ kill_instance() {
   log "killed $name in $dir (pid $pid, SIGKILL)"
 }
 
+# proc_cmdline PID: the command line of PID, arguments separated by spaces (empty
+# if it is gone). It reads empty for a moment while a launcher execs its command
+# (between execve's switch to the new memory map and the loader setting up its
+# arguments) and for a zombie: look again for a second before taking that.
+proc_cmdline() {
+  local cmd
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)
+    [ -n "$cmd" ] && break
+    sleep 0.1
+  done
+  printf '%s' "$cmd"
+}
+
 # launched_pid DIR LAUNCHER: the pid a launch wrote to DIR/pid (waiting 5 s at
 # most), else the launcher's own.
 launched_pid() {

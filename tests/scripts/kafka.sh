@@ -143,13 +143,7 @@ kafka_pid() {
   [ -f "$dir/pid" ] || return 1
   pid=$(cat "$dir/pid")
   if [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ]; then
-    # The command line reads empty while the launcher execs the server (and for
-    # a zombie): look again before calling it gone.
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
-      [ -n "$cmd" ] && break
-      sleep 0.1
-    done
+    cmd=$(proc_cmdline "$pid")
     if [[ "$cmd" == *kafka.Kafka*"$dir/server.properties"* ]]; then
       echo "$pid"
       return 0
