@@ -292,16 +292,7 @@ impl SegmentStore {
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        .map_err(|e| {
-            self.object_error(
-                "remove stale temporary files",
-                "/",
-                object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                },
-            )
-        })
+        .map_err(|e| self.object_error("remove stale temporary files", "/", local_store_error(e)))
     }
 
     /// Wraps any object store (in-memory or throttled ones in tests).
@@ -485,16 +476,7 @@ impl SegmentStore {
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        synced.map_err(|e| {
-            self.object_error(
-                "sync",
-                path,
-                object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                },
-            )
-        })
+        synced.map_err(|e| self.object_error("sync", path, local_store_error(e)))
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
@@ -788,7 +770,7 @@ fn temporary_name(target: &std::path::Path) -> PathBuf {
 }
 
 /// Tells this process from earlier ones with the same pid (a restarted container
-/// often runs as pid 1 again): the time it first wrote, in nanoseconds.
+/// often runs as pid 1 again): the time it first asked, in nanoseconds.
 fn this_run() -> u64 {
     static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *RUN.get_or_init(|| {
@@ -860,11 +842,17 @@ fn remove_stale_temporaries_under(
     Ok(removed)
 }
 
-fn local_error(e: std::io::Error) -> SinkError {
-    SinkError::Store(object_store::Error::Generic {
+/// An I/O error of our own local-file code, as object_store's `LocalFileSystem`
+/// reports its own: the transient/permanent classification reads either alike.
+fn local_store_error(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
         store: "LocalFileSystem",
         source: Box::new(e),
-    })
+    }
+}
+
+fn local_error(e: std::io::Error) -> SinkError {
+    SinkError::Store(local_store_error(e))
 }
 
 /// The object store error inside an I/O error of the upload writer (or a generic

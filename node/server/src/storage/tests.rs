@@ -112,6 +112,16 @@ fn local_store() -> (tempfile::TempDir, SegmentStore) {
     (dir, store)
 }
 
+/// Everything in `dir`, by name.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn segment(paths: &[&str]) -> SegmentInfo {
     SegmentInfo {
         segment_id: 1,
@@ -245,21 +255,10 @@ async fn a_local_write_replaces_the_file_and_leaves_nothing_else() {
     let (read, _) = store.read_insert_log(&path, &schema).await.expect("read");
     assert_eq!(read, rows(&schema, 100, 5));
     let file = dir.path().join("segments").join(&path);
-    let names: Vec<String> = std::fs::read_dir(file.parent().expect("directory"))
-        .expect("list")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, vec!["4.parquet".to_owned()]);
-}
-
-/// Everything in `dir`, by name.
-fn names_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    assert_eq!(
+        names_in(file.parent().expect("directory")),
+        vec!["4.parquet".to_owned()]
+    );
 }
 
 /// A full disk under a local write: the encoder sees its write fail and reports
