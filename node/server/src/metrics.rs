@@ -31,6 +31,11 @@ pub struct NodeLabels {
 
 pub use milvus_like_api::process::code_name;
 
+/// A histogram of request latencies, 0.25 ms to 8 s in powers of 2.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
 /// `{role}_rpcs_total{method,code}`: every call of a role's own gRPC service, by
 /// method and the status it ended with; `{role}_rpc_seconds{method}`: how long
 /// each took, from its headers to its response's (a unary call's request body is
@@ -47,10 +52,7 @@ impl Default for RpcCounter {
     fn default() -> Self {
         Self {
             rpcs: Family::default(),
-            // 0.25 ms to 8 s.
-            seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.00025, 2.0, 16))
-            }),
+            seconds: Family::new_with_constructor(latency_histogram),
         }
     }
 }

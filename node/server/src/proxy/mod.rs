@@ -84,10 +84,7 @@ impl Default for ProxyMetrics {
             bytes_produced: Counter::default(),
             rejected_requests: Counter::default(),
             grants_released: Counter::default(),
-            // 0.25 ms to 8 s.
-            produce_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16),
-            ),
+            produce_seconds: crate::metrics::latency_histogram(),
         }
     }
 }
