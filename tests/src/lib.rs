@@ -40,7 +40,7 @@ pub use cluster::{CHANNELS, Cluster, ClusterBuilder};
 pub use data::test_schema;
 pub use dir::{TestDir, workspace_root};
 pub use http::{http, http_get};
-pub use metrics::{Sample, metric_sum, parse_metrics};
+pub use metrics::{Sample, metric_sum, metric_sum_where, parse_metrics};
 pub use process::{Process, node_binary};
 pub use role::{MetaArgs, Ports, Role, RoleProcess};
 pub use services::etcd::Etcd;

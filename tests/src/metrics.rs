@@ -53,9 +53,20 @@ pub fn parse_metrics(text: &str) -> Vec<Sample> {
 
 /// The sum of every sample named `name` (over all label sets); `None` when absent.
 pub fn metric_sum(samples: &[Sample], name: &str) -> Option<f64> {
+    metric_sum_where(samples, name, &[])
+}
+
+/// The sum of the samples named `name` whose labels include every `(label, value)`
+/// of `labels`; `None` when none matches.
+pub fn metric_sum_where(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<f64> = samples
         .iter()
-        .filter(|s| s.name == name)
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
         .collect();
     (!matching.is_empty()).then(|| matching.iter().sum())

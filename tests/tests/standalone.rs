@@ -17,7 +17,7 @@ use milvus_like_tests::{
     StandalonePorts, StandaloneProcess, TestDir, create_collection, root_coord_client, test_schema,
     wait_for, wait_serving,
 };
-use milvus_like_tests::{data, http, metric_sum, parse_metrics};
+use milvus_like_tests::{data, http, metric_sum, metric_sum_where, parse_metrics};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -464,16 +464,8 @@ async fn check_metrics_and_readiness(sa: &StandaloneProcess, rows: f64) {
         (p.datanode.http, "datanode_rpcs_total", "WatchChannel"),
     ] {
         let samples = scrape(port).await;
-        let ok: f64 = samples
-            .iter()
-            .filter(|s| {
-                s.name == metric
-                    && s.labels.get("method").map(String::as_str) == Some(method)
-                    && s.labels.get("code").map(String::as_str) == Some("OK")
-            })
-            .map(|s| s.value)
-            .sum();
-        assert!(ok >= 1.0, "{metric} method={method}: {samples:?}");
+        let ok = metric_sum_where(&samples, metric, &[("method", method), ("code", "OK")]);
+        assert!(ok >= Some(1.0), "{metric} method={method}: {samples:?}");
     }
     for (port, role, deps) in [
         (p.rootcoord.http, "rootcoord", &["metadata_store"][..]),

@@ -9,9 +9,12 @@
 //!    by an fsync of the file and its directory. The two alternate, `sync(1)`
 //!    before each run so that none pays for the previous one's writeback. Also
 //!    timed: encoding the same log into `std::io::sink()`, without I/O.
-//! 2. `backlog`: etcd, Kafka, root and data coordinators (3 channels) and a proxy,
-//!    no data node yet; clients insert `--backlog-rows` rows through the proxy, so the
-//!    insert topic holds a backlog.
+//! 2. `broker-warmup`: etcd, Kafka, root and data coordinators (3 channels) and a
+//!    proxy, no data node yet; the raw producer (below) sends the backlog's bytes to
+//!    a topic of its own, so that the broker's JIT and heap have settled before
+//!    either side is measured. Then `backlog`: clients insert `--backlog-rows` rows
+//!    through the proxy, so the insert topic holds a backlog; the CPU time of the
+//!    broker, the proxy and the clients, and the proxy's request times, are read.
 //! 3. `raw-consume`: one `KafkaConsumer` (the data node's librdkafka configuration)
 //!    assigned to the 3 partitions from offset 0 reads every message up to the high
 //!    watermarks and reads each payload once (a checksum), decoding nothing. Then
@@ -19,8 +22,8 @@
 //!    the end: the least any consumer that keeps what it reads must do.
 //!    Then `raw-produce`: the node's Kafka producer alone (the proxy's settings)
 //!    sends as many messages as the backlog holds, of its average message size
-//!    (random bytes), 12 in flight, to topics with the same partitions: the
-//!    proxy's reference.
+//!    (random bytes), `--raw-in-flight` (12) at a time, to topics with the same
+//!    partitions: the proxy's reference, with the CPU time of it and the broker.
 //! 4. `datanode-consume`: a data node is started; it gets the 3 channels and consumes,
 //!    buffers and flushes the same backlog. Timed from its first row consumed (it
 //!    owns its channels then, as the raw consumer from `assign`) until every
@@ -43,8 +46,8 @@
 //!    ones. Its peak RSS (the whole process) is sampled as the data node's. Then
 //!    the same `flush-latency` rounds against it. Then `raw-local-append`: the
 //!    embedded log alone (`LocalLog` in a fresh file) takes as many bytes as the
-//!    standalone proxy produced, in messages of the backlog's average size, 12 in
-//!    flight: the standalone's reference.
+//!    standalone proxy produced, in messages of the backlog's average size,
+//!    `--raw-in-flight` at a time: the standalone's reference.
 //!
 //! `sync(1)` runs before every phase too: the backlog's Kafka log writes must not
 //! slow the data node's flushes down.
@@ -275,13 +278,16 @@ impl CpuUse {
     }
 }
 
-/// The broker's pid, from the pid file `kafka.sh` keeps.
-fn kafka_pid(cluster: &Cluster) -> Option<u32> {
-    std::fs::read_to_string(cluster.dir.path().join("kafka").join("pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The mean of histogram `name` (`_sum` / `_count`) over the samples with
+/// `labels`, in milliseconds; NaN when it has no observations.
+fn mean_ms(samples: &[milvus_like_tests::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let part = |suffix: &str| {
+        milvus_like_tests::metric_sum_where(samples, &format!("{name}_{suffix}"), labels)
+    };
+    match (part("sum"), part("count")) {
+        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
+        _ => f64::NAN,
+    }
 }
 
 fn mib_per_s(bytes: u64, d: Duration) -> f64 {
@@ -893,7 +899,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.backlog_rows
     );
     settle()?;
-    let broker = kafka_pid(&cluster);
+    let broker = cluster.kafka().pid();
     let cpu = CpuUse::start(&[
         ("broker", broker),
         ("proxy", cluster.proxy().process.pid()),
@@ -911,28 +917,8 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     // Where a request's time goes: in the proxy (headers in to response out; the
     // backlog's are its first inserts), against what a client waits per request.
     let proxy_metrics = scrape(cluster.proxy().ports.http).await;
-    let insert_metric = |name: &str| {
-        proxy_metrics
-            .iter()
-            .find(|s| {
-                s.name == name && s.labels.get("method").map(String::as_str) == Some("Insert")
-            })
-            .map(|s| s.value)
-    };
-    let proxy_ms = match (
-        insert_metric("proxy_rpc_seconds_sum"),
-        insert_metric("proxy_rpc_seconds_count"),
-    ) {
-        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
-        _ => f64::NAN,
-    };
-    let produce_ms = match (
-        milvus_like_tests::metric_sum(&proxy_metrics, "proxy_produce_seconds_sum"),
-        milvus_like_tests::metric_sum(&proxy_metrics, "proxy_produce_seconds_count"),
-    ) {
-        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
-        _ => f64::NAN,
-    };
+    let proxy_ms = mean_ms(&proxy_metrics, "proxy_rpc_seconds", &[("method", "Insert")]);
+    let produce_ms = mean_ms(&proxy_metrics, "proxy_produce_seconds", &[]);
     let requests = backlog.rows.div_ceil(opts.batch as u64);
     let client_ms = backlog.elapsed.as_secs_f64() * 1e3 * opts.clients as f64 / requests as f64;
     println!(

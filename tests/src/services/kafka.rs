@@ -27,6 +27,16 @@ impl Kafka {
             .map(drop)
     }
 
+    /// The broker's pid, from the pid file `kafka.sh` keeps (`None` while it is
+    /// not running).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.service.dir.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// kill -9; data stays for [`Kafka::restart`].
     pub fn kill9(&self) -> anyhow::Result<()> {
         self.service.kill9()
