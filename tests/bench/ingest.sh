@@ -20,15 +20,7 @@ mkdir -p "$OUT"
 log "building (release)"
 cargo build --release --bins
 
-busy=$(python3 - <<'PY'
-import time
-def snap():
-    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(f), f[3] + f[4]
-t1, i1 = snap(); time.sleep(1); t2, i2 = snap()
-print(round(100 * (1 - (i2 - i1) / max(t2 - t1, 1))))
-PY
-)
+busy=$(cpu_busy_pct)
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
   echo "ours: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)'), etcd $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"

@@ -27,26 +27,6 @@ RAW_CALLERS=1,16
 RAW_COUNTS=1,1000
 if [ "${TSO_BENCH_RAW:-yes}" != yes ]; then RAW_CALLERS=""; fi
 
-# busy_check WHAT: warns when something else keeps the CPUs busy (over 1 s), since
-# both the clients and the servers need the machine's cores.
-busy_check() {
-  local pct
-  pct=$(python3 - <<'PY'
-import time
-def snap():
-    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(f), f[3] + f[4]
-t1, i1 = snap(); time.sleep(1); t2, i2 = snap()
-print(round(100 * (1 - (i2 - i1) / max(t2 - t1, 1))))
-PY
-)
-  if ((pct > 10)); then
-    log "warning: the CPUs are ${pct}% busy before $1; figures will be low (see top)"
-  else
-    log "CPUs ${pct}% busy before $1"
-  fi
-}
-
 OUT="$PWD/target/bench/tso-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 PD_DIR="$OUT/pd"

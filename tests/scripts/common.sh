@@ -13,6 +13,30 @@ mkdir -p "$MILVUS_LIKE_CACHE"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# cpu_busy_pct: how busy the CPUs are (percent, over 1 s).
+cpu_busy_pct() {
+  python3 - <<'PY'
+import time
+def snap():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f), f[3] + f[4]
+t1, i1 = snap(); time.sleep(1); t2, i2 = snap()
+print(round(100 * (1 - (i2 - i1) / max(t2 - t1, 1))))
+PY
+}
+
+# busy_check WHAT: logs how busy the CPUs are before WHAT, with a warning over 10%:
+# a benchmark's figures are low when something else keeps the cores busy.
+busy_check() {
+  local pct
+  pct=$(cpu_busy_pct)
+  if ((pct > 10)); then
+    log "warning: the CPUs are ${pct}% busy before $1; figures will be low (see top)"
+  else
+    log "CPUs ${pct}% busy before $1"
+  fi
+}
+
 # Prints a TCP port on 127.0.0.1 that nothing listens on right now, picked at random
 # below Linux's ephemeral range (32768-60999), which outgoing connections use for
 # their own local ports.

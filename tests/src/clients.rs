@@ -100,15 +100,16 @@ pub async fn wait_distribution(
     .await
 }
 
-/// Waits (60 s at most) until every one of the 3 channels has an owner, and the
-/// owners are `nodes` data nodes.
+/// Waits (60 s at most) until every one of the `channels` channels has an owner,
+/// and the owners are `nodes` data nodes.
 pub async fn wait_channels_owned(
     datacoord: &DataCoordClient<Channel>,
+    channels: u32,
     nodes: usize,
 ) -> anyhow::Result<()> {
     let owned = |d: &GetChannelDistributionResponse| {
         let owners: HashSet<i64> = d.channels.iter().map(|c| c.node_id).collect();
-        d.channels.len() == 3 && !owners.contains(&0) && owners.len() == nodes
+        d.channels.len() == channels as usize && !owners.contains(&0) && owners.len() == nodes
     };
     wait_distribution(
         datacoord,
@@ -166,4 +167,19 @@ pub async fn flush(
         }
     }
     Err(last.unwrap_or_else(|| tonic::Status::unknown("no flush was asked")))
+}
+
+/// Rows committed in a collection's segments, as the data coordinator lists them
+/// (the sum of their `num_rows`).
+pub async fn committed_rows(
+    datacoord: &DataCoordClient<Channel>,
+    collection_id: i64,
+) -> anyhow::Result<u64> {
+    let listed = datacoord
+        .clone()
+        .list_segments(milvus_like_api::proto::ListSegmentsRequest { collection_id })
+        .await
+        .context("list segments")?
+        .into_inner();
+    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
 }

@@ -23,7 +23,8 @@ use crate::services::kafka::Kafka;
 use crate::services::minio::MinIO;
 use crate::slot::{HeavySlot, heavy_slot};
 
-/// The channels of every cluster's data coordinator (the node's default).
+/// The channels of a cluster's data coordinator unless [`ClusterBuilder::channels`]
+/// says otherwise (the node's default).
 pub const CHANNELS: u32 = 3;
 
 /// What a [`Cluster`] runs and with which settings.
@@ -44,6 +45,7 @@ pub struct ClusterBuilder {
     kafka: bool,
     topic_prefix: String,
     datacoord: bool,
+    channels: u32,
     datanodes: usize,
     datanode_args: Vec<String>,
     datacoord_args: Vec<String>,
@@ -61,6 +63,7 @@ impl ClusterBuilder {
             kafka: false,
             topic_prefix: "test".into(),
             datacoord: false,
+            channels: CHANNELS,
             datanodes: 0,
             datanode_args: Vec::new(),
             datacoord_args: Vec::new(),
@@ -102,6 +105,12 @@ impl ClusterBuilder {
     /// A data coordinator (data nodes and a proxy bring one too).
     pub fn datacoord(mut self) -> Self {
         self.datacoord = true;
+        self
+    }
+
+    /// The data coordinator's `--channels` (default [`CHANNELS`]).
+    pub fn channels(mut self, n: u32) -> Self {
+        self.channels = n;
         self
     }
 
@@ -196,6 +205,7 @@ impl ClusterBuilder {
             storage_args,
             datanode_args: self.datanode_args,
             datacoord_args: self.datacoord_args,
+            channels: self.channels,
             storage,
             dir,
             _slot: slot,
@@ -233,6 +243,8 @@ pub struct Cluster {
     storage_args: Vec<String>,
     datanode_args: Vec<String>,
     datacoord_args: Vec<String>,
+    /// The data coordinator's `--channels`.
+    pub channels: u32,
     /// Where data nodes put segments: a local directory, or a MinIO bucket.
     pub storage: StorageConfig,
     pub dir: TestDir,
@@ -255,7 +267,7 @@ impl Cluster {
         match role {
             Role::RootCoord => {}
             Role::DataCoord => {
-                args.push(format!("--channels={CHANNELS}"));
+                args.push(format!("--channels={}", self.channels));
                 args.extend(self.datacoord_args.iter().cloned());
             }
             Role::Proxy => args.push(datacoord()),
@@ -289,7 +301,7 @@ impl Cluster {
     }
 
     /// Waits until the root coordinator issues timestamps, the data coordinator
-    /// answers, every channel is owned by `min(data nodes, 3)` data nodes, and the
+    /// answers, every channel is owned by `min(data nodes, channels)` data nodes, and the
     /// proxy answers: each as far as the cluster has it.
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         fn with_log(process: &Process) -> impl Fn(anyhow::Error) -> anyhow::Error + '_ {
@@ -305,8 +317,8 @@ impl Cluster {
                 .await
                 .map_err(with_log(&dc.process))?;
             if !self.datanodes.is_empty() {
-                let nodes = self.datanodes.len().min(CHANNELS as usize);
-                wait_channels_owned(&client, nodes)
+                let nodes = self.datanodes.len().min(self.channels as usize);
+                wait_channels_owned(&client, self.channels, nodes)
                     .await
                     .map_err(with_log(&dc.process))?;
             }

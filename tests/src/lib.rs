@@ -13,7 +13,8 @@
 //! - [`clients`]: gRPC clients of the roles, and waits until they serve.
 //! - [`data`]: test rows and what reading them back must give; [`fake_datanode`]: an
 //!   in-process data node; [`http`] and [`metrics`]: `/metrics`, `/readyz` and such.
-//! - [`measure`]: medians and fairly timed durable writes, for the benchmark binaries.
+//! - [`measure`]: medians, fairly timed durable writes, CPU time and RSS of a process;
+//!   [`load`]: inserts through a proxy; both for the benchmark binaries.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod data;
 pub mod dir;
 pub mod fake_datanode;
 pub mod http;
+pub mod load;
 pub mod measure;
 pub mod metrics;
 pub mod process;
@@ -33,14 +35,14 @@ pub mod standalone;
 pub mod wait;
 
 pub use clients::{
-    create_collection, data_coord_client, flush, proxy_client, root_coord_client, serving,
-    wait_channels_owned, wait_distribution, wait_for_proxy, wait_serving,
+    committed_rows, create_collection, data_coord_client, flush, proxy_client, root_coord_client,
+    serving, wait_channels_owned, wait_distribution, wait_for_proxy, wait_serving,
 };
 pub use cluster::{CHANNELS, Cluster, ClusterBuilder};
 pub use data::test_schema;
 pub use dir::{TestDir, workspace_root};
 pub use http::{http, http_get};
-pub use metrics::{Sample, metric_sum, metric_sum_where, parse_metrics};
+pub use metrics::{Sample, mean_ms, metric_sum, metric_sum_where, parse_metrics, scrape};
 pub use process::{Process, node_binary};
 pub use role::{MetaArgs, Ports, Role, RoleProcess};
 pub use services::etcd::Etcd;

@@ -71,3 +71,21 @@ pub fn metric_sum_where(samples: &[Sample], name: &str, labels: &[(&str, &str)])
         .collect();
     (!matching.is_empty()).then(|| matching.iter().sum())
 }
+
+/// The metrics a process serves on `http_port` (empty when it does not answer).
+pub async fn scrape(http_port: u16) -> Vec<Sample> {
+    match crate::http::http(http_port, "GET", "/metrics", "").await {
+        Ok((200, body)) => parse_metrics(&body),
+        _ => Vec::new(),
+    }
+}
+
+/// The mean of histogram `name` (`_sum` / `_count`) over the samples with
+/// `labels`, in milliseconds; NaN when it has no observations.
+pub fn mean_ms(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let part = |suffix: &str| metric_sum_where(samples, &format!("{name}_{suffix}"), labels);
+    match (part("sum"), part("count")) {
+        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
+        _ => f64::NAN,
+    }
+}

@@ -7,6 +7,7 @@ use milvus_like_api::proto::proxy_client::ProxyClient;
 use tonic::transport::Channel;
 
 use crate::clients::{data_coord_client, proxy_client, wait_channels_owned, wait_for_proxy};
+use crate::cluster::CHANNELS;
 use crate::process::{Launch, Process};
 use crate::role::{Ports, Role};
 
@@ -55,6 +56,8 @@ impl StandalonePorts {
 pub struct StandaloneProcess {
     pub ports: StandalonePorts,
     pub data_dir: PathBuf,
+    /// Its `--channels` (from the extra flags, else [`CHANNELS`]).
+    pub channels: u32,
     launch: Launch,
     pub process: Process,
 }
@@ -75,11 +78,18 @@ impl StandaloneProcess {
         ];
         args.extend(ports.args());
         args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let channels = match extra.iter().find_map(|a| a.strip_prefix("--channels=")) {
+            Some(n) => n
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--channels={n}: {e}"))?,
+            None => CHANNELS,
+        };
         let mut launch = Launch::new(dir, name, args, "info");
         let process = launch.spawn()?;
         Ok(Self {
             ports,
             data_dir: data_dir.to_owned(),
+            channels,
             launch,
             process,
         })
@@ -109,7 +119,7 @@ impl StandaloneProcess {
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let log = |e: anyhow::Error| anyhow::anyhow!("{e}; log:\n{}", self.process.log());
         wait_for_proxy(&self.proxy_client()).await.map_err(log)?;
-        wait_channels_owned(&self.datacoord_client(), 1)
+        wait_channels_owned(&self.datacoord_client(), self.channels, 1)
             .await
             .map_err(log)
     }

@@ -71,25 +71,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use milvus_like_api::proto;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
-use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
 use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, Stream};
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
-use milvus_like_tests::measure::{fsync, median, settle};
+use milvus_like_tests::load::{self, DIM, InsertLoad, Inserted, ROW_BYTES, vectors};
+use milvus_like_tests::measure::{
+    CpuUse, RssSampler, fsync, median, number_flag, run_until_signal, settle,
+};
 use milvus_like_tests::{
-    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, create_collection, test_schema,
-    wait_for,
+    CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, committed_rows,
+    create_collection, mean_ms, scrape, test_schema, wait_for,
 };
 use rdkafka::Message as _;
 use tonic::transport::Channel;
 
-const DIM: usize = 128;
 const TOPIC_PREFIX: &str = "bench";
-/// Bytes of one row as the client sends it: i64 pk + 128 f32.
-const ROW_BYTES: u64 = 8 + 4 * DIM as u64;
 const MIB: f64 = 1024.0 * 1024.0;
 
 const USAGE: &str = "\
@@ -173,12 +173,7 @@ impl Options {
             let value = args
                 .next()
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let num = || -> anyhow::Result<u64> {
-                value
-                    .replace('_', "")
-                    .parse()
-                    .with_context(|| format!("bad number {value:?} for {flag}"))
-            };
+            let num = || number_flag(&flag, &value);
             match flag.as_str() {
                 "--rows" => o.rows = num()?,
                 "--backlog-rows" => o.backlog_rows = num()?,
@@ -212,82 +207,8 @@ impl Options {
     }
 }
 
-/// xorshift64*: deterministic vector values that do not compress (like real
-/// embeddings), cheap enough not to weigh on the client.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        (v >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn vectors(rows: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    (0..rows * DIM).map(|_| rng.next_f32()).collect()
-}
-
 fn schema() -> anyhow::Result<CollectionSchema> {
     CollectionSchema::try_from(test_schema("bench", DIM as u32)).context("bench schema")
-}
-
-/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`
-/// (`None` when it cannot be read: another OS, or the process is gone).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses:
-    // state is field 3, utime 14 and stime 15, in USER_HZ (100 on Linux).
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// The CPU time a set of processes used between [`CpuUse::start`] and
-/// [`CpuUse::seconds`].
-struct CpuUse {
-    before: Vec<(&'static str, u32, f64)>,
-}
-
-impl CpuUse {
-    fn start(processes: &[(&'static str, Option<u32>)]) -> Self {
-        let before = processes
-            .iter()
-            .filter_map(|&(name, pid)| {
-                let pid = pid?;
-                Some((name, pid, cpu_seconds(pid)?))
-            })
-            .collect();
-        Self { before }
-    }
-
-    /// `name=seconds` for each process, then the total.
-    fn seconds(&self) -> (String, f64) {
-        let mut parts = Vec::new();
-        let mut total = 0.0;
-        for &(name, pid, before) in &self.before {
-            if let Some(now) = cpu_seconds(pid) {
-                parts.push(format!("{name}_cpu_s={:.2}", now - before));
-                total += now - before;
-            }
-        }
-        (parts.join(" "), total)
-    }
-}
-
-/// The mean of histogram `name` (`_sum` / `_count`) over the samples with
-/// `labels`, in milliseconds; NaN when it has no observations.
-fn mean_ms(samples: &[milvus_like_tests::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let part = |suffix: &str| {
-        milvus_like_tests::metric_sum_where(samples, &format!("{name}_{suffix}"), labels)
-    };
-    match (part("sum"), part("count")) {
-        (Some(sum), Some(count)) if count > 0.0 => sum * 1e3 / count,
-        _ => f64::NAN,
-    }
 }
 
 fn mib_per_s(bytes: u64, d: Duration) -> f64 {
@@ -445,19 +366,7 @@ async fn flush(cluster: &Cluster, collection: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows committed in the collection's segments, as the data coordinator lists them.
-async fn committed_rows(cluster: &Cluster, collection_id: i64) -> anyhow::Result<u64> {
-    listed_rows(&cluster.datacoord_client(), collection_id).await
-}
-
-/// A process's metrics (empty when it does not answer).
-async fn scrape(http_port: u16) -> Vec<milvus_like_tests::Sample> {
-    match milvus_like_tests::http(http_port, "GET", "/metrics", "").await {
-        Ok((200, body)) => milvus_like_tests::parse_metrics(&body),
-        _ => Vec::new(),
-    }
-}
-
+/// A counter or gauge summed over its label sets, as a whole number.
 fn metric(samples: &[milvus_like_tests::Sample], name: &str) -> Option<u64> {
     milvus_like_tests::metric_sum(samples, name).map(|v| v as u64)
 }
@@ -465,169 +374,27 @@ fn metric(samples: &[milvus_like_tests::Sample], name: &str) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // Inserting through the proxy.
 
-#[derive(Debug, Clone, Copy)]
-struct InsertResult {
-    rows: u64,
-    elapsed: Duration,
-}
-
-impl InsertResult {
-    fn rows_per_s(&self) -> f64 {
-        self.rows as f64 / self.elapsed.as_secs_f64()
-    }
-    fn mib_per_s(&self) -> f64 {
-        mib_per_s(self.rows * ROW_BYTES, self.elapsed)
-    }
-}
-
-/// `clients` tasks insert `rows` rows with keys from `first_pk` on, `batch` rows per
-/// request; timed from the first send to the last acknowledgement. Vector payloads
-/// are generated before the clock starts (a few per client, reused; keys are fresh).
+/// `opts.clients` tasks insert `rows` rows into `bench` with keys from `first_pk`
+/// on, `opts.batch` rows per request ([`load::insert`]).
 async fn insert(
     proxy: &ProxyClient<Channel>,
     schema: &CollectionSchema,
     first_pk: i64,
     rows: u64,
     opts: &Options,
-) -> anyhow::Result<InsertResult> {
-    let batches = rows.div_ceil(opts.batch as u64);
-    let mut tasks = Vec::new();
-    let start = Arc::new(tokio::sync::Barrier::new(opts.clients + 1));
-    for client_no in 0..opts.clients {
-        // Batches client_no, client_no + clients, ...
-        let mine: Vec<(i64, usize)> = (client_no as u64..batches)
-            .step_by(opts.clients)
-            .map(|b| {
-                let lo = b * opts.batch as u64;
-                let n = (rows - lo).min(opts.batch as u64) as usize;
-                (first_pk + lo as i64, n)
-            })
-            .collect();
-        let templates: Vec<FieldData> = (0..2)
-            .map(|k| {
-                let values = vectors(opts.batch, (client_no * 2 + k + 1) as u64);
-                let b = RowBatch {
-                    columns: vec![
-                        Column::Long(vec![0; opts.batch]),
-                        Column::Vector {
-                            dim: DIM as u32,
-                            values,
-                        },
-                    ],
-                    num_rows: opts.batch,
-                };
-                b.to_wire(schema).swap_remove(1)
-            })
-            .collect();
-        let mut client = proxy.clone();
-        let schema = schema.clone();
-        let start = start.clone();
-        tasks.push(tokio::spawn(async move {
-            start.wait().await;
-            let mut acked = 0u64;
-            for (i, (lo, n)) in mine.into_iter().enumerate() {
-                let pks: Vec<i64> = (lo..lo + n as i64).collect();
-                let mut vec_col = templates[i % templates.len()].clone();
-                if n < vector_rows(&vec_col) {
-                    truncate_vectors(&mut vec_col, n);
-                }
-                let pk_col = RowBatch {
-                    columns: vec![
-                        Column::Long(pks),
-                        Column::Vector {
-                            dim: DIM as u32,
-                            values: Vec::new(),
-                        },
-                    ],
-                    num_rows: n,
-                }
-                .to_wire(&schema)
-                .swap_remove(0);
-                let resp = client
-                    .insert(proto::InsertRequest {
-                        collection: "bench".into(),
-                        partition: String::new(),
-                        columns: vec![pk_col, vec_col],
-                        num_rows: u32::try_from(n)?,
-                    })
-                    .await
-                    .context("insert refused")?
-                    .into_inner();
-                ensure!(
-                    resp.inserted == n as u64,
-                    "inserted {} of {n}",
-                    resp.inserted
-                );
-                acked += n as u64;
-            }
-            anyhow::Ok(acked)
-        }));
-    }
-    start.wait().await;
-    let t = Instant::now();
-    let mut acked = 0;
-    for task in tasks {
-        acked += task.await.context("insert task panicked")??;
-    }
-    let elapsed = t.elapsed();
-    ensure!(acked == rows, "acknowledged {acked} of {rows} rows");
-    Ok(InsertResult { rows, elapsed })
-}
-
-fn vector_rows(col: &FieldData) -> usize {
-    match &col.data {
-        Some(proto::field_data::Data::FloatVectors(v)) => v.values.len() / DIM,
-        _ => 0,
-    }
-}
-
-fn truncate_vectors(col: &mut FieldData, rows: usize) {
-    if let Some(proto::field_data::Data::FloatVectors(v)) = col.data.as_mut() {
-        v.values.truncate(rows * DIM);
-    }
+) -> anyhow::Result<Inserted> {
+    let load = InsertLoad {
+        collections: vec!["bench".into()],
+        clients: opts.clients,
+        batch: opts.batch,
+        first_pk,
+        rows,
+    };
+    load::insert(proxy, schema, &load).await
 }
 
 // ---------------------------------------------------------------------------
-// RSS sampling.
-
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(u64, u64)>,
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let (mut max, mut hwm) = (0, 0);
-            while !flag.load(Ordering::Relaxed) {
-                if let Some(kib) = status_kib(pid, "VmRSS:") {
-                    max = max.max(kib);
-                }
-                if let Some(kib) = status_kib(pid, "VmHWM:") {
-                    hwm = kib;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            (max, hwm)
-        });
-        Self { stop, handle }
-    }
-
-    /// (max sampled VmRSS, VmHWM) in KiB.
-    fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or((0, 0))
-    }
-}
+// The data node's buffer.
 
 /// Samples the data node's own accounting (`datanode_buffered_bytes`) every 100 ms;
 /// returns the largest value seen, to set beside its RSS.
@@ -1023,7 +790,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     flush(&cluster, "bench").await?;
     let want = opts.backlog_rows + opts.rows;
     let committed = wait_for("every row committed", Duration::from_secs(120), || async {
-        match committed_rows(&cluster, info.id).await {
+        match committed_rows(&cluster.datacoord_client(), info.id).await {
             Ok(n) if n >= want => Some(n),
             _ => None,
         }
@@ -1036,7 +803,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let buffered_max = buffered.await.unwrap_or(0);
     let committed = match committed {
         Some(n) => n,
-        None => committed_rows(&cluster, info.id).await?,
+        None => committed_rows(&cluster.datacoord_client(), info.id).await?,
     };
     let consumed_in_window = after.0.saturating_sub(before.0);
     println!(
@@ -1275,20 +1042,6 @@ impl FlushLatency {
     }
 }
 
-/// Rows committed in the collection's segments (the sum of their `num_rows`).
-async fn listed_rows(
-    datacoord: &DataCoordClient<Channel>,
-    collection_id: i64,
-) -> anyhow::Result<u64> {
-    let listed = datacoord
-        .clone()
-        .list_segments(proto::ListSegmentsRequest { collection_id })
-        .await
-        .context("list segments")?
-        .into_inner();
-    Ok(listed.segments.iter().map(|s| s.num_rows).sum())
-}
-
 /// `--flush-rounds` rounds of one insert of `--flush-round-rows` fresh rows, then
 /// `Flush(wait)`, timed from the insert's acknowledgement until the flush
 /// returns. When it returns, the committed rows must be every acknowledged one
@@ -1322,7 +1075,7 @@ async fn flush_latency(
             .with_context(|| format!("flush round {round}"))?;
         times.push(acked.elapsed());
         committed += opts.flush_round_rows;
-        let listed = listed_rows(datacoord, collection_id).await?;
+        let listed = committed_rows(datacoord, collection_id).await?;
         ensure!(
             listed == committed,
             "round {round}: Flush(wait) returned with {listed} rows committed, {committed} acknowledged"
@@ -1333,7 +1086,7 @@ async fn flush_latency(
 }
 
 struct StandaloneRun {
-    insert: InsertResult,
+    insert: Inserted,
     flush_secs: f64,
     committed: u64,
     rss_max_kib: u64,
@@ -1387,7 +1140,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         .await
         .with_context(|| format!("flush; standalone log:\n{}", sa.process.log()))?;
     let committed = wait_for("every row committed", Duration::from_secs(120), || async {
-        let n = listed_rows(&datacoord, info.id).await.ok()?;
+        let n = committed_rows(&datacoord, info.id).await.ok()?;
         (n >= opts.rows).then_some(n)
     })
     .await?;
@@ -1422,16 +1175,5 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::parse(std::env::args().skip(1))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the Tokio runtime")?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = bench(opts) => r,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-            _ = term.recv() => bail!("terminated"),
-        }
-    })
+    run_until_signal(bench(opts))
 }

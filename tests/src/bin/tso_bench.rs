@@ -32,6 +32,7 @@ use anyhow::{Context, bail, ensure};
 use milvus_like_api::proto::AllocTimestampRequest;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::tso_client::{TsoClient, TsoClientConfig};
+use milvus_like_tests::measure::run_until_signal;
 use milvus_like_tests::{Cluster, ClusterBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -538,18 +539,5 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::parse(std::env::args().skip(1))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the Tokio runtime")?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // On a signal the bench future is dropped, which stops etcd and the root
-        // coordinator (their handles kill them on drop).
-        tokio::select! {
-            r = bench(opts) => r,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-            _ = term.recv() => bail!("terminated"),
-        }
-    })
+    run_until_signal(bench(opts))
 }
