@@ -80,7 +80,7 @@ use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, 
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::load::{self, DIM, InsertLoad, Inserted, ROW_BYTES, vectors};
 use milvus_like_tests::measure::{
-    CpuUse, RssSampler, fsync, median, number_flag, run_until_signal, settle,
+    CpuUse, RssSampler, cpu_seconds, fsync, median, number_flag, run_until_signal, settle,
 };
 use milvus_like_tests::{
     CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, committed_rows,
@@ -706,16 +706,20 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         ),
     ] {
         settle()?;
+        // The consumer runs in this process: its CPU time is ours.
+        let cpu = CpuUse::start(&[("consumer", Some(std::process::id()))]);
         let raw = raw_consume(&cluster, &opts, sink.as_deref()).await?;
+        let (_, cpu_s) = cpu.seconds();
         let rate = opts.backlog_rows as f64 / raw.elapsed.as_secs_f64();
         println!(
-            "summary: phase={phase} messages={} payload_bytes={} rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1}",
+            "summary: phase={phase} messages={} payload_bytes={} rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} consumer_cpu_s={cpu_s:.2} cpu_ms_per_mib={:.2}",
             raw.messages,
             raw.payload_bytes,
             opts.backlog_rows,
             raw.elapsed.as_secs_f64(),
             rate,
-            mib_per_s(opts.backlog_rows * ROW_BYTES, raw.elapsed)
+            mib_per_s(opts.backlog_rows * ROW_BYTES, raw.elapsed),
+            cpu_s * 1e3 / (raw.payload_bytes as f64 / MIB),
         );
         if let Some(path) = sink {
             std::fs::remove_file(path)?;
@@ -764,18 +768,21 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         stop_buffered.clone(),
     );
     let node = datanode_consume(&cluster, opts.backlog_rows).await?;
+    // Since its start: the start-up's share is small (a few hundredths of a second).
+    let node_cpu = cpu_seconds(pid).unwrap_or(f64::NAN);
     let node_time = node.flushed - node.startup;
     let node_rate = opts.backlog_rows as f64 / node_time.as_secs_f64();
     let node_rate_cold = opts.backlog_rows as f64 / node.flushed.as_secs_f64();
     println!(
-        "summary: phase=datanode-consume rows={} startup_secs={:.3} consumed_secs={:.3} flushed_secs={:.3} rows_per_s={:.0} mib_per_s={:.1} rows_per_s_from_process_start={:.0}",
+        "summary: phase=datanode-consume rows={} startup_secs={:.3} consumed_secs={:.3} flushed_secs={:.3} rows_per_s={:.0} mib_per_s={:.1} rows_per_s_from_process_start={:.0} datanode_cpu_s={node_cpu:.2} cpu_ms_per_mib={:.2}",
         opts.backlog_rows,
         node.startup.as_secs_f64(),
         node.consumed.as_secs_f64(),
         node.flushed.as_secs_f64(),
         node_rate,
         mib_per_s(opts.backlog_rows * ROW_BYTES, node_time),
-        node_rate_cold
+        node_rate_cold,
+        node_cpu * 1e3 / (raw.payload_bytes as f64 / MIB),
     );
 
     eprintln!(
