@@ -431,7 +431,7 @@ const RAW_PRODUCE_IN_FLIGHT: usize = 12;
 const WARMUP_MESSAGE_BYTES: u64 = 1_700_000;
 
 /// The proxy's reference: the node's Kafka producer alone (the proxy's librdkafka
-/// settings: idempotent, `acks=all`, lz4, linger 5 ms) sends what the backlog
+/// settings: idempotent, `acks=all`, no compression, linger 5 ms) sends what the backlog
 /// holds again ([`produce_raw`]) to topics of the same partitions under another
 /// prefix (the insert topic must keep only the proxy's messages for the consume
 /// phases).
