@@ -21,10 +21,12 @@ log "building (release)"
 cargo build --release --bins
 
 busy=$(cpu_busy_pct)
+no_page_reporting
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
   echo "ours: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)'), etcd $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"
   echo "CPUs ${busy}% busy before the run"
+  echo "$PAGE_REPORTING"
   echo "flags: $*"
 } | tee "$OUT/versions.txt" >&2
 if ((busy > 10)); then log "warning: the CPUs are ${busy}% busy; figures will be low (see top)"; fi

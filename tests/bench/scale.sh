@@ -20,10 +20,12 @@ mkdir -p "$OUT"
 log "building (release)"
 cargo build --release --bins
 
+no_page_reporting
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
   echo "ours: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)')"
   echo "flags: $*"
+  echo "$PAGE_REPORTING"
 } | tee "$OUT/versions.txt" >&2
 busy_check "the run"
 

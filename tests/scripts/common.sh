@@ -25,6 +25,32 @@ print(round(100 * (1 - (i2 - i1) / max(t2 - t1, 1))))
 PY
 }
 
+# no_page_reporting: turns the virtio balloon's free page reporting off until the
+# script exits (root only) and says what it did in PAGE_REPORTING, for the run's
+# record. Call it in the script's own shell, not in a pipeline or $(...): its
+# EXIT trap puts the setting back. With reporting on, the guest hands every free
+# 2 MiB block back to the host within seconds, and the next write to it costs a
+# host fault: writing 3 GB into the page cache took 5.9-7.2 s of system time
+# into such memory against 0.9 s into memory used before (dd, 2026-12-05), so
+# whichever benchmark phase meets it first looks 2-4 times slower.
+no_page_reporting() {
+  local param=/sys/module/page_reporting/parameters/page_reporting_order
+  if [ ! -e "$param" ]; then
+    PAGE_REPORTING="free page reporting: not on this kernel"
+    return
+  fi
+  local was
+  was=$(cat "$param")
+  # An order above the largest (10) matches no free block: nothing is reported.
+  if { echo 11 >"$param"; } 2>/dev/null; then
+    # shellcheck disable=SC2064 # expand now: restore this value at exit
+    trap "echo $was >$param 2>/dev/null || true" EXIT
+    PAGE_REPORTING="free page reporting: off for the run (page_reporting_order $was -> 11)"
+  else
+    PAGE_REPORTING="free page reporting: on (page_reporting_order $was; could not turn it off, not root?): figures will vary from run to run"
+  fi
+}
+
 # busy_check WHAT: logs how busy the CPUs are before WHAT, with a warning over 10%:
 # a benchmark's figures are low when something else keeps the cores busy.
 busy_check() {

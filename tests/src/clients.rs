@@ -21,7 +21,7 @@ use crate::process::Process;
 use crate::wait::wait_for;
 
 /// A channel to `endpoint` that connects on first use.
-fn lazy(endpoint: &str) -> Channel {
+pub fn lazy(endpoint: &str) -> Channel {
     Channel::from_shared(endpoint.to_owned())
         .expect("a valid endpoint uri")
         .connect_lazy()

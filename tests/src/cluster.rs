@@ -375,4 +375,9 @@ impl Cluster {
     pub fn proxy_client(&self) -> ProxyClient<Channel> {
         proxy_client(&self.proxy().endpoint())
     }
+
+    /// A lazily connecting channel to the proxy, for [`crate::load::insert`].
+    pub fn proxy_channel(&self) -> Channel {
+        crate::clients::lazy(&self.proxy().endpoint())
+    }
 }

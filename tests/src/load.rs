@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use milvus_like_api::proto::proxy_client::ProxyClient;
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::StreamBody;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
+use prost::Message as _;
 use tonic::transport::Channel;
 
 /// The dimension of the load's vectors.
@@ -80,12 +83,12 @@ pub fn quantile(v: &[Duration], q: f64) -> Duration {
     v.get(rank - 1).copied().unwrap_or_default()
 }
 
-/// Inserts `load` through `proxy`, every collection of `schema`'s fields; timed
-/// from the first send to the last acknowledgement. Vector payloads are generated
-/// before the clock starts (two per client, reused; keys are fresh). Every row
-/// must be acknowledged.
+/// Inserts `load` through the proxy at `proxy`, every collection of `schema`'s
+/// fields; timed from the first send to the last acknowledgement. Vector payloads
+/// are generated and encoded before the clock starts (two per client, reused;
+/// keys are fresh, see [`send_insert`]). Every row must be acknowledged.
 pub async fn insert(
-    proxy: &ProxyClient<Channel>,
+    proxy: &Channel,
     schema: &CollectionSchema,
     load: &InsertLoad,
 ) -> anyhow::Result<Inserted> {
@@ -110,20 +113,12 @@ pub async fn insert(
         let templates: Vec<FieldData> = (0..2)
             .map(|k| {
                 let values = vectors(load.batch, (client_no * 2 + k + 1) as u64);
-                let b = RowBatch {
-                    columns: vec![
-                        Column::Long(vec![0; load.batch]),
-                        Column::Vector {
-                            dim: DIM as u32,
-                            values,
-                        },
-                    ],
-                    num_rows: load.batch,
-                };
-                b.to_wire(schema).swap_remove(1)
+                vector_column(schema, values, load.batch)
             })
             .collect();
-        let mut client = proxy.clone();
+        let encoded: Vec<Bytes> = templates.iter().map(encode_column).collect();
+        let mut channel = proxy.clone();
+        let full = load.batch;
         let schema = schema.clone();
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
@@ -131,32 +126,24 @@ pub async fn insert(
             let mut acked = 0u64;
             let mut latencies = Vec::with_capacity(mine.len());
             for (i, (collection, lo, n)) in mine.into_iter().enumerate() {
+                let vectors = if n == full {
+                    encoded[i % encoded.len()].clone()
+                } else {
+                    let mut short = templates[i % templates.len()].clone();
+                    truncate_vectors(&mut short, n);
+                    encode_column(&short)
+                };
                 let pks: Vec<i64> = (lo..lo + n as i64).collect();
-                let mut vec_col = templates[i % templates.len()].clone();
-                truncate_vectors(&mut vec_col, n);
-                let pk_col = RowBatch {
-                    columns: vec![
-                        Column::Long(pks),
-                        Column::Vector {
-                            dim: DIM as u32,
-                            values: Vec::new(),
-                        },
-                    ],
-                    num_rows: n,
-                }
-                .to_wire(&schema)
-                .swap_remove(0);
+                let request = proto::InsertRequest {
+                    collection,
+                    partition: String::new(),
+                    columns: vec![key_column(&schema, pks)],
+                    num_rows: u32::try_from(n)?,
+                };
                 let sent = Instant::now();
-                let resp = client
-                    .insert(proto::InsertRequest {
-                        collection,
-                        partition: String::new(),
-                        columns: vec![pk_col, vec_col],
-                        num_rows: u32::try_from(n)?,
-                    })
+                let resp = send_insert(&mut channel, &request, vectors)
                     .await
-                    .context("insert refused")?
-                    .into_inner();
+                    .context("insert refused")?;
                 latencies.push(sent.elapsed());
                 ensure!(
                     resp.inserted == n as u64,
@@ -190,6 +177,104 @@ pub async fn insert(
         latencies,
     })
 }
+
+/// The vector column of `rows` rows of `values`, as `schema` names it.
+fn vector_column(schema: &CollectionSchema, values: Vec<f32>, rows: usize) -> FieldData {
+    let b = RowBatch {
+        columns: vec![
+            Column::Long(vec![0; rows]),
+            Column::Vector {
+                dim: DIM as u32,
+                values,
+            },
+        ],
+        num_rows: rows,
+    };
+    b.to_wire(schema).swap_remove(1)
+}
+
+/// The primary-key column of `pks`, as `schema` names it.
+fn key_column(schema: &CollectionSchema, pks: Vec<i64>) -> FieldData {
+    let rows = pks.len();
+    let b = RowBatch {
+        columns: vec![
+            Column::Long(pks),
+            Column::Vector {
+                dim: DIM as u32,
+                values: Vec::new(),
+            },
+        ],
+        num_rows: rows,
+    };
+    b.to_wire(schema).swap_remove(0)
+}
+
+/// `column` encoded as one `columns` entry of an `InsertRequest` (key, length and
+/// body): appended to an encoded request, it adds that column.
+fn encode_column(column: &FieldData) -> Bytes {
+    let request = proto::InsertRequest {
+        columns: vec![column.clone()],
+        ..Default::default()
+    };
+    let mut buf = Vec::with_capacity(request.encoded_len());
+    milvus_like_api::wire::encode_insert_request(&request, &mut buf);
+    Bytes::from(buf)
+}
+
+/// Sends `request` with the encoded column `vectors` appended (a protobuf parser
+/// appends a repeated field's entries in the order they come, wherever they are in
+/// the message) as one unary `Proxy/Insert` call, and reads its answer.
+///
+/// The load generator's answer to what the raw producer it is compared with does:
+/// that producer sends payloads built before the clock starts, from memory, without
+/// copying them. Here too the vector bytes are encoded once and handed to the
+/// HTTP/2 connection as they are (tonic's generated client would clone the column,
+/// encode it again and copy it into a new buffer for every request); the proxy
+/// receives the same bytes either way. The keys are encoded fresh each time.
+async fn send_insert(
+    channel: &mut Channel,
+    request: &proto::InsertRequest,
+    vectors: Bytes,
+) -> anyhow::Result<proto::InsertResponse> {
+    use http_body_util::BodyExt as _;
+    use tonic::codegen::Service as _;
+
+    let len = request.encoded_len() + vectors.len();
+    let mut head = Vec::with_capacity(5 + request.encoded_len());
+    head.push(0); // not compressed
+    head.extend_from_slice(&u32::try_from(len)?.to_be_bytes());
+    request.encode(&mut head)?;
+    let frames =
+        [Bytes::from(head), vectors].map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    let body = tonic::body::Body::new(StreamBody::new(futures::stream::iter(frames)));
+    let http = tonic::codegen::http::Request::post(INSERT_PATH)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)?;
+    futures::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .context("connect to the proxy")?;
+    let response = channel.call(http).await.context("send the insert")?;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.context("read the insert's answer")?;
+    // A refusal may come as headers alone (trailers-only) or in the trailers.
+    let status = collected
+        .trailers()
+        .and_then(tonic::Status::from_header_map)
+        .or_else(|| tonic::Status::from_header_map(&parts.headers))
+        .context("an answer without a grpc-status")?;
+    if status.code() != tonic::Code::Ok {
+        return Err(status.into());
+    }
+    let bytes = collected.to_bytes();
+    let message = bytes
+        .get(5..)
+        .context("an answer shorter than its gRPC frame header")?;
+    Ok(proto::InsertResponse::decode(message)?)
+}
+
+/// The gRPC path of the proxy's `Insert`.
+const INSERT_PATH: &str = "/milvuslike.v1.Proxy/Insert";
 
 /// Keeps the first `rows` vectors of a vector column.
 fn truncate_vectors(col: &mut FieldData, rows: usize) {

@@ -147,6 +147,11 @@ impl StandaloneProcess {
         proxy_client(&self.proxy_endpoint())
     }
 
+    /// A lazily connecting channel to its proxy, for [`crate::load::insert`].
+    pub fn proxy_channel(&self) -> Channel {
+        crate::clients::lazy(&self.proxy_endpoint())
+    }
+
     /// A lazily connecting client of its data coordinator.
     pub fn datacoord_client(&self) -> DataCoordClient<Channel> {
         data_coord_client(&self.datacoord_endpoint())

@@ -80,7 +80,8 @@ use milvus_like_node::msgstream::{KafkaConfig, KafkaConsumer, LogConsumer as _, 
 use milvus_like_node::storage::{InsertLog, SegmentStore, StorageConfig};
 use milvus_like_tests::load::{self, DIM, InsertLoad, Inserted, ROW_BYTES, vectors};
 use milvus_like_tests::measure::{
-    CpuUse, RssSampler, cpu_seconds, fsync, median, number_flag, run_until_signal, settle,
+    CpuUse, RssSampler, cpu_seconds, fsync, io_written, median, number_flag, run_until_signal,
+    settle, warm_memory,
 };
 use milvus_like_tests::{
     CHANNELS, Cluster, ClusterBuilder, StandaloneProcess, TestDir, committed_rows,
@@ -377,7 +378,7 @@ fn metric(samples: &[milvus_like_tests::Sample], name: &str) -> Option<u64> {
 /// `opts.clients` tasks insert `rows` rows into `bench` with keys from `first_pk`
 /// on, `opts.batch` rows per request ([`load::insert`]).
 async fn insert(
-    proxy: &ProxyClient<Channel>,
+    proxy: &Channel,
     schema: &CollectionSchema,
     first_pk: i64,
     rows: u64,
@@ -610,6 +611,13 @@ fn mark(met: bool) -> &'static str {
 }
 
 async fn bench(opts: Options) -> anyhow::Result<()> {
+    eprintln!("[0/6] touching the machine's free memory once (see measure::warm_memory)");
+    let t = Instant::now();
+    let touched = warm_memory()?;
+    println!(
+        "summary: phase=warm-memory bytes={touched} secs={:.1}",
+        t.elapsed().as_secs_f64()
+    );
     let scratch = TestDir::new("ingest-bench-write");
     eprintln!(
         "[1/6] flush-write: {} rows x {} runs per variant",
@@ -673,7 +681,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         ("clients", Some(std::process::id())),
     ]);
     let backlog = insert(
-        &cluster.proxy_client(),
+        &cluster.proxy_channel(),
         &schema,
         0,
         opts.backlog_rows,
@@ -708,11 +716,13 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         settle()?;
         // The consumer runs in this process: its CPU time is ours.
         let cpu = CpuUse::start(&[("consumer", Some(std::process::id()))]);
+        let io = io_written(std::process::id()).unwrap_or_default();
         let raw = raw_consume(&cluster, &opts, sink.as_deref()).await?;
         let (_, cpu_s) = cpu.seconds();
+        let io = io_written(std::process::id()).unwrap_or_default().since(io);
         let rate = opts.backlog_rows as f64 / raw.elapsed.as_secs_f64();
         println!(
-            "summary: phase={phase} messages={} payload_bytes={} rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} consumer_cpu_s={cpu_s:.2} cpu_ms_per_mib={:.2}",
+            "summary: phase={phase} messages={} payload_bytes={} rows={} secs={:.3} rows_per_s={:.0} mib_per_s={:.1} consumer_cpu_s={cpu_s:.2} cpu_ms_per_mib={:.2} wchar={} write_bytes={} write_calls={}",
             raw.messages,
             raw.payload_bytes,
             opts.backlog_rows,
@@ -720,6 +730,9 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
             rate,
             mib_per_s(opts.backlog_rows * ROW_BYTES, raw.elapsed),
             cpu_s * 1e3 / (raw.payload_bytes as f64 / MIB),
+            io.wchar,
+            io.write_bytes,
+            io.syscw,
         );
         if let Some(path) = sink {
             std::fs::remove_file(path)?;
@@ -770,11 +783,13 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let node = datanode_consume(&cluster, opts.backlog_rows).await?;
     // Since its start: the start-up's share is small (a few hundredths of a second).
     let node_cpu = cpu_seconds(pid).unwrap_or(f64::NAN);
+    // What it wrote (files and sockets) against the payload it read.
+    let node_io = io_written(pid).unwrap_or_default();
     let node_time = node.flushed - node.startup;
     let node_rate = opts.backlog_rows as f64 / node_time.as_secs_f64();
     let node_rate_cold = opts.backlog_rows as f64 / node.flushed.as_secs_f64();
     println!(
-        "summary: phase=datanode-consume rows={} startup_secs={:.3} consumed_secs={:.3} flushed_secs={:.3} rows_per_s={:.0} mib_per_s={:.1} rows_per_s_from_process_start={:.0} datanode_cpu_s={node_cpu:.2} cpu_ms_per_mib={:.2}",
+        "summary: phase=datanode-consume rows={} startup_secs={:.3} consumed_secs={:.3} flushed_secs={:.3} rows_per_s={:.0} mib_per_s={:.1} rows_per_s_from_process_start={:.0} datanode_cpu_s={node_cpu:.2} cpu_ms_per_mib={:.2} wchar={} write_bytes={} write_calls={}",
         opts.backlog_rows,
         node.startup.as_secs_f64(),
         node.consumed.as_secs_f64(),
@@ -783,6 +798,9 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         mib_per_s(opts.backlog_rows * ROW_BYTES, node_time),
         node_rate_cold,
         node_cpu * 1e3 / (raw.payload_bytes as f64 / MIB),
+        node_io.wchar,
+        node_io.write_bytes,
+        node_io.syscw,
     );
 
     eprintln!(
@@ -791,7 +809,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     );
     settle()?;
     let before = datanode_metrics(&cluster).await.unwrap_or_default();
-    let e2e = insert(&cluster.proxy_client(), &schema, 1 << 40, opts.rows, &opts).await?;
+    let e2e = insert(&cluster.proxy_channel(), &schema, 1 << 40, opts.rows, &opts).await?;
     let after = datanode_metrics(&cluster).await.unwrap_or_default();
     let t = Instant::now();
     flush(&cluster, "bench").await?;
@@ -845,7 +863,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         opts.flush_rounds, opts.flush_round_rows
     );
     let flushes = flush_latency(
-        &cluster.proxy_client(),
+        &cluster.proxy_channel(),
         &cluster.datacoord_client(),
         &schema,
         info.id,
@@ -1054,7 +1072,7 @@ impl FlushLatency {
 /// returns. When it returns, the committed rows must be every acknowledged one
 /// (`committed` before the first round, plus each round's).
 async fn flush_latency(
-    proxy: &ProxyClient<Channel>,
+    channel: &Channel,
     datacoord: &DataCoordClient<Channel>,
     schema: &CollectionSchema,
     collection_id: i64,
@@ -1070,10 +1088,9 @@ async fn flush_latency(
     let mut times = Vec::with_capacity(opts.flush_rounds);
     for round in 0..opts.flush_rounds {
         let first = first_pk + (round as u64 * opts.flush_round_rows) as i64;
-        insert(proxy, schema, first, opts.flush_round_rows, &one).await?;
+        insert(channel, schema, first, opts.flush_round_rows, &one).await?;
         let acked = Instant::now();
-        proxy
-            .clone()
+        ProxyClient::new(channel.clone())
             .flush(proto::ProxyFlushRequest {
                 collection: "bench".into(),
                 wait: true,
@@ -1128,7 +1145,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         &scrape(sa.ports.proxy.http).await,
         "proxy_bytes_produced_total",
     );
-    let result = insert(&proxy, &schema, 0, opts.rows, opts).await?;
+    let result = insert(&sa.proxy_channel(), &schema, 0, opts.rows, opts).await?;
     let produced_after = metric(
         &scrape(sa.ports.proxy.http).await,
         "proxy_bytes_produced_total",
@@ -1159,7 +1176,7 @@ async fn standalone_e2e(opts: &Options) -> anyhow::Result<StandaloneRun> {
         opts.rows
     );
     let flushes = flush_latency(
-        &proxy,
+        &sa.proxy_channel(),
         &datacoord,
         &schema,
         info.id,

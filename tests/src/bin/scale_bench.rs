@@ -48,7 +48,7 @@ use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_tests::load::{self, InsertLoad, Inserted, ROW_BYTES};
 use milvus_like_tests::measure::{
-    CpuUse, RssSampler, cpu_seconds, number_flag, run_until_signal, settle,
+    CpuUse, RssSampler, cpu_seconds, number_flag, run_until_signal, settle, warm_memory,
 };
 use milvus_like_tests::{
     ClusterBuilder, StandaloneProcess, TestDir, committed_rows, create_collection, flush, mean_ms,
@@ -364,6 +364,8 @@ fn peak_mib(sampler: RssSampler) -> f64 {
 /// What a point's processes are, to its measuring code.
 struct Target<'a> {
     proxy: ProxyClient<Channel>,
+    /// The proxy again, for [`load::insert`].
+    proxy_channel: Channel,
     datacoord: DataCoordClient<Channel>,
     proxy_http: u16,
     /// `(kind, pid)` of every process whose CPU time counts.
@@ -405,7 +407,7 @@ async fn measure(
             first_pk: 1 << 40,
             rows: opts.warmup_rows,
         };
-        load::insert(&target.proxy, &schema, &warmup)
+        load::insert(&target.proxy_channel, &schema, &warmup)
             .await
             .map_err(with_logs)?;
         flush(&target.proxy, "warmup")
@@ -433,7 +435,7 @@ async fn measure(
         first_pk: 0,
         rows: opts.rows,
     };
-    let inserted = load::insert(&target.proxy, &schema, &load)
+    let inserted = load::insert(&target.proxy_channel, &schema, &load)
         .await
         .map_err(with_logs)?;
     let acked = Instant::now();
@@ -541,6 +543,7 @@ async fn distributed(point: Point, round: usize, opts: &Options) -> anyhow::Resu
     };
     let target = Target {
         proxy: cluster.proxy_client(),
+        proxy_channel: cluster.proxy_channel(),
         datacoord: cluster.datacoord_client(),
         proxy_http: cluster.proxy().ports.http,
         cpu,
@@ -565,6 +568,7 @@ async fn standalone(point: Point, round: usize, opts: &Options) -> anyhow::Resul
     let logs = || sa.process.log();
     let target = Target {
         proxy: sa.proxy_client(),
+        proxy_channel: sa.proxy_channel(),
         datacoord: sa.datacoord_client(),
         proxy_http: sa.ports.proxy.http,
         cpu: vec![
@@ -620,6 +624,9 @@ fn table(results: &[&Measured]) -> String {
 async fn bench(opts: Options) -> anyhow::Result<()> {
     let points = opts.points();
     ensure!(!points.is_empty(), "every sweep is empty");
+    eprintln!("touching the machine's free memory once (see measure::warm_memory)");
+    let touched = warm_memory()?;
+    eprintln!("  {} MiB touched", touched >> 20);
     let mut csv = opts
         .csv
         .as_ref()
