@@ -33,6 +33,8 @@ mkdir -p "$OUT"
 log "building (release)"
 cargo build --release --bins
 busy_check "the run"
+no_page_reporting
+log "$PAGE_REPORTING"
 
 MILVUS_LIKE_BIN="${MILVUS_LIKE_BIN:-$PWD/target/release/milvus-like}" target/release/ingest_bench \
   --rows 200000 --backlog-rows 1500000 --write-rows 1000 --write-repeat 1 --flush-rounds 2 "$@" \
