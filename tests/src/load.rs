@@ -10,7 +10,7 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use milvus_like_api::proto::{self, FieldData};
 use milvus_like_api::schema::CollectionSchema;
-use milvus_like_node::columns::{Column, RowBatch};
+use milvus_like_node::columns::Column;
 use prost::Message as _;
 use tonic::transport::Channel;
 
@@ -86,7 +86,7 @@ pub fn quantile(v: &[Duration], q: f64) -> Duration {
 /// Inserts `load` through the proxy at `proxy`, every collection of `schema`'s
 /// fields; timed from the first send to the last acknowledgement. Vector payloads
 /// are generated and encoded before the clock starts (two per client, reused;
-/// keys are fresh, see [`send_insert`]). Every row must be acknowledged.
+/// keys are fresh, see `send_insert`). Every row must be acknowledged.
 pub async fn insert(
     proxy: &Channel,
     schema: &CollectionSchema,
@@ -113,13 +113,17 @@ pub async fn insert(
         let templates: Vec<FieldData> = (0..2)
             .map(|k| {
                 let values = vectors(load.batch, (client_no * 2 + k + 1) as u64);
-                vector_column(schema, values, load.batch)
+                Column::Vector {
+                    dim: DIM as u32,
+                    values,
+                }
+                .into_field_data(&schema.vector_field().0.name)
             })
             .collect();
         let encoded: Vec<Bytes> = templates.iter().map(encode_column).collect();
         let mut channel = proxy.clone();
         let full = load.batch;
-        let schema = schema.clone();
+        let key_name = schema.primary_key().name.clone();
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
             start.wait().await;
@@ -137,7 +141,7 @@ pub async fn insert(
                 let request = proto::InsertRequest {
                     collection,
                     partition: String::new(),
-                    columns: vec![key_column(&schema, pks)],
+                    columns: vec![Column::Long(pks).into_field_data(&key_name)],
                     num_rows: u32::try_from(n)?,
                 };
                 let sent = Instant::now();
@@ -176,37 +180,6 @@ pub async fn insert(
         elapsed,
         latencies,
     })
-}
-
-/// The vector column of `rows` rows of `values`, as `schema` names it.
-fn vector_column(schema: &CollectionSchema, values: Vec<f32>, rows: usize) -> FieldData {
-    let b = RowBatch {
-        columns: vec![
-            Column::Long(vec![0; rows]),
-            Column::Vector {
-                dim: DIM as u32,
-                values,
-            },
-        ],
-        num_rows: rows,
-    };
-    b.to_wire(schema).swap_remove(1)
-}
-
-/// The primary-key column of `pks`, as `schema` names it.
-fn key_column(schema: &CollectionSchema, pks: Vec<i64>) -> FieldData {
-    let rows = pks.len();
-    let b = RowBatch {
-        columns: vec![
-            Column::Long(pks),
-            Column::Vector {
-                dim: DIM as u32,
-                values: Vec::new(),
-            },
-        ],
-        num_rows: rows,
-    };
-    b.to_wire(schema).swap_remove(0)
 }
 
 /// `column` encoded as one `columns` entry of an `InsertRequest` (key, length and

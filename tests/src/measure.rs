@@ -44,17 +44,7 @@ pub fn warm_memory() -> anyhow::Result<u64> {
     const BLOCK: usize = 256 << 20;
     const MARGIN_KIB: u64 = 1 << 20;
     let meminfo = std::fs::read_to_string("/proc/meminfo").context("read /proc/meminfo")?;
-    let free_kib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemFree:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .context("no MemFree in /proc/meminfo")?;
+    let free_kib = proc_field(&meminfo, "MemFree:").context("no MemFree in /proc/meminfo")?;
     let blocks = usize::try_from(free_kib.saturating_sub(MARGIN_KIB) * 1024)? / BLOCK;
     let held: Vec<Vec<u8>> = (0..blocks).map(|_| vec![1u8; BLOCK]).collect();
     let touched = held.iter().map(|b| b.len() as u64).sum();
@@ -126,15 +116,10 @@ impl CpuUse {
 /// sent to the storage layer (`write_bytes`). `None` when it cannot be read.
 pub fn io_written(pid: u32) -> Option<IoWritten> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().parse().ok())
-    };
     Some(IoWritten {
-        wchar: field("wchar:")?,
-        write_bytes: field("write_bytes:")?,
-        syscw: field("syscw:")?,
+        wchar: proc_field(&text, "wchar:")?,
+        write_bytes: proc_field(&text, "write_bytes:")?,
+        syscw: proc_field(&text, "syscw:")?,
     })
 }
 
@@ -161,8 +146,14 @@ impl IoWritten {
 /// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_field(&text, field)
+}
+
+/// The number after `name` in a `/proc` file of `name value [kB]` lines
+/// (`/proc/meminfo`, `/proc/PID/status`, `/proc/PID/io`).
+fn proc_field(text: &str, name: &str) -> Option<u64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(field))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

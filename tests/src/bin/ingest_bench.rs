@@ -2,6 +2,8 @@
 //! stage next to a raw reference measured in the same run.
 //!
 //! Phases, one after the other (never two at once; the machine's cores are shared):
+//! 0. `warm-memory`: every free page of the machine is written once
+//!    ([`milvus_like_tests::measure::warm_memory`]).
 //! 1. `flush-write` (in process, no cluster): `SegmentStore::write_insert` of one
 //!    `InsertLog` of 128-d rows to a local directory (Parquet, made durable: the
 //!    file and its directories fsynced, as every flush does) against a plain
@@ -11,10 +13,11 @@
 //!    timed: encoding the same log into `std::io::sink()`, without I/O.
 //! 2. `broker-warmup`: etcd, Kafka, root and data coordinators (3 channels) and a
 //!    proxy, no data node yet; the raw producer (below) sends the backlog's bytes to
-//!    a topic of its own, so that the broker's JIT and heap have settled before
-//!    either side is measured. Then `backlog`: clients insert `--backlog-rows` rows
-//!    through the proxy, so the insert topic holds a backlog; the CPU time of the
-//!    broker, the proxy and the clients, and the proxy's request times, are read.
+//!    a topic of its own `--warmup-rounds` times, so that the broker's JIT and heap
+//!    have settled before either side is measured. Then `backlog`: clients insert
+//!    `--backlog-rows` rows through the proxy, so the insert topic holds a backlog;
+//!    the CPU time of the broker, the proxy and the clients, and the proxy's
+//!    request times, are read.
 //! 3. `raw-consume`: one `KafkaConsumer` (the data node's librdkafka configuration)
 //!    assigned to the 3 partitions from offset 0 reads every message up to the high
 //!    watermarks and reads each payload once (a checksum), decoding nothing. Then
