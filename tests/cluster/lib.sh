@@ -101,7 +101,10 @@ explain_documents() { kubectl explain mvc.spec.dataNode.memoryMiB | grep -q 'con
 # metric_of NAME: the value of the first sample whose line starts with NAME in
 # the metrics text on stdin (0 when there is none).
 metric_of() {
-  awk -v n="$1" 'index($0, n) == 1 {print $NF; found = 1; exit} END {if (!found) print 0}'
+  # Reads to the end: stopping at the first match closed the pipe under a writer
+  # still sending (curl then exits 23, which set -e -o pipefail turns into a silent
+  # failure of the whole scenario).
+  awk -v n="$1" '!found && index($0, n) == 1 {v = $NF; found = 1} END {print found ? v : 0}'
 }
 
 refused_apply_is_reported() {
