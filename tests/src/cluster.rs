@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
+use milvus_like_api::proto;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
@@ -369,6 +370,15 @@ impl Cluster {
     /// the same ports).
     pub fn datacoord_client(&self) -> DataCoordClient<Channel> {
         data_coord_client(&self.datacoord().endpoint())
+    }
+
+    /// The data coordinator's channel distribution (owners, checkpoints, loads).
+    pub async fn distribution(&self) -> proto::GetChannelDistributionResponse {
+        self.datacoord_client()
+            .get_channel_distribution(proto::GetChannelDistributionRequest {})
+            .await
+            .expect("distribution")
+            .into_inner()
     }
 
     /// A lazily connecting client of the proxy, for requests of up to 64 MiB.

@@ -47,6 +47,9 @@ struct State {
     owned: BTreeMap<u32, u64>,
     /// Channel -> next offset (a stand-in for Kafka offsets).
     offsets: BTreeMap<u32, i64>,
+    /// Channel -> the largest flush timestamp asked for (it has no logs to wait
+    /// for: every flush reaches it at once).
+    flushed_ts: BTreeMap<u32, u64>,
     calls: Vec<Call>,
 }
 
@@ -81,14 +84,15 @@ impl Service {
         flushed: Vec<i64>,
         delete_logs: Vec<DeleteLog>,
     ) -> Result<(), Status> {
-        let (epoch, offset) = {
+        let (epoch, offset, flushed_ts) = {
             let mut s = self.lock();
             let epoch = *s.owned.get(&channel).ok_or_else(|| {
                 Status::failed_precondition(format!("channel {channel} is not ours"))
             })?;
+            let flushed_ts = s.flushed_ts.get(&channel).copied().unwrap_or_default();
             let offset = s.offsets.entry(channel).or_default();
             *offset += 1;
-            (epoch, *offset)
+            (epoch, *offset, flushed_ts)
         };
         self.datacoord
             .clone()
@@ -102,6 +106,7 @@ impl Service {
                     insert_next_offset: offset,
                     delete_next_offset: offset,
                     timestamp: 0,
+                    flushed_ts,
                 }),
                 flushed_segment_ids: flushed,
                 delete_logs,
@@ -152,6 +157,7 @@ impl DataNode for Service {
                 insert_next_offset: offset,
                 delete_next_offset: offset,
                 timestamp: 0,
+                flushed_ts: 0,
             }),
         }))
     }
@@ -161,10 +167,15 @@ impl DataNode for Service {
         request: Request<FlushSegmentsRequest>,
     ) -> Result<Response<FlushSegmentsResponse>, Status> {
         let r = request.into_inner();
-        self.lock().calls.push(Call::Flush {
-            channel: r.channel,
-            segments: r.segment_ids.clone(),
-        });
+        {
+            let mut s = self.lock();
+            s.calls.push(Call::Flush {
+                channel: r.channel,
+                segments: r.segment_ids.clone(),
+            });
+            let flushed_ts = s.flushed_ts.entry(r.channel).or_default();
+            *flushed_ts = (*flushed_ts).max(r.flush_ts);
+        }
         // Write one fake file per segment and complete them, after answering.
         let this = self.clone();
         tokio::spawn(async move {

@@ -43,21 +43,12 @@ async fn node(cluster: &Cluster) -> FakeDataNode {
     .expect("fake data node")
 }
 
-async fn distribution(cluster: &Cluster) -> proto::GetChannelDistributionResponse {
-    cluster
-        .datacoord_client()
-        .get_channel_distribution(proto::GetChannelDistributionRequest {})
-        .await
-        .expect("distribution")
-        .into_inner()
-}
-
 /// Channel -> (owner, epoch) once every channel is owned by one of `nodes`, each
 /// owner acknowledged it, and round robin's bound holds (no node above
 /// ceil(channels / nodes)): the state the coordinator converges to.
 async fn settled(cluster: &Cluster, nodes: &[&FakeDataNode], timeout: Duration) -> Owners {
     wait_for("channels to settle", timeout, || async {
-        let d = distribution(cluster).await;
+        let d = cluster.distribution().await;
         let owners: Owners = d
             .channels
             .iter()
@@ -148,12 +139,12 @@ async fn a_crashed_nodes_channel_moves_within_the_ttl_and_its_old_owner_is_fence
             .and_then(|r| r.checkpoint)
             .map_or(0, |c| c.insert_next_offset)
     };
-    let before = offset(&distribution(&cluster).await);
+    let before = offset(&cluster.distribution().await);
     survivor
         .commit_at(lost, new_epoch)
         .await
         .expect("owner commits");
-    assert_eq!(offset(&distribution(&cluster).await), before + 1);
+    assert_eq!(offset(&cluster.distribution().await), before + 1);
 
     // A new node joins and gets a channel (3 channels, 3 nodes: one each again).
     let d = node(&cluster).await;
@@ -192,7 +183,7 @@ async fn a_drained_node_releases_its_channels_before_they_move() {
         let taker = if owner == a.node_id { &a } else { &c };
         assert!(taker.calls().iter().any(|call| matches!(call, Call::Watch { channel, epoch: e, offset } if channel == ch && *e == epoch && *offset >= 1)), "{:?}", taker.calls());
     }
-    let dist = distribution(&cluster).await;
+    let dist = cluster.distribution().await;
     assert!(
         dist.nodes
             .iter()
@@ -452,11 +443,11 @@ async fn a_restarted_coordinator_keeps_owners_seals_growing_segments_and_reuses_
         .await
         .expect("grant");
     let growing = g[0].segment_id;
-    let before = distribution(&cluster).await.channels;
+    let before = cluster.distribution().await.channels;
     cluster.datacoord_mut().restart().expect("restart");
     cluster.wait_ready().await.expect("the new term leads");
     // Ownership survived the restart unchanged.
-    let after = distribution(&cluster).await.channels;
+    let after = cluster.distribution().await.channels;
     let owners = |r: &[proto::ChannelAssignment]| {
         r.iter()
             .map(|a| (a.channel, a.node_id, a.epoch))

@@ -173,9 +173,10 @@ async fn rows_land_exactly_once_with_deletes_applied() {
     delete(&cluster, "vectors", &deleted).await;
     let flushed = flush(&cluster, "vectors").await;
     assert!(!flushed.flushed_segment_ids.is_empty());
-    // Deletes are flushed with the channel; wait until every one is committed.
+    // Flush(wait) returns once every insert and delete issued before it is
+    // committed: read back once, no retries.
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
+    let content = read_back(&cluster, &info, &schema).await;
     assert_eq!(content.rows, want_rows, "row count differs");
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
@@ -205,6 +206,41 @@ fn any_parquet(dir: &Path) -> bool {
         }
     }
     false
+}
+
+#[tokio::test]
+async fn a_flush_with_only_deletes_since_the_last_one_commits_them_before_it_returns() {
+    // No age or size flush during the test: only the Flush can write the deletes.
+    let cluster = start(
+        ingest("ingest-delete-flush", 2)
+            .datanode_args(&["--flush-rows=1000000", "--flush-age=600s"]),
+    )
+    .await;
+    let (info, schema) = create(&cluster, "deletes").await;
+    let pks: Vec<i64> = (0..20_000).collect();
+    insert_range(&cluster, "deletes", &schema, &pks, 5_000).await;
+    flush(&cluster, "deletes").await;
+    let (want_rows, _) = expected(&schema, &pks, &HashSet::new());
+    assert_eq!(read_back(&cluster, &info, &schema).await.rows, want_rows);
+    // Deletes alone: no segment is growing, every channel holds some of them.
+    let deleted: HashSet<i64> = (0..20_000).step_by(7).collect();
+    delete(&cluster, "deletes", &deleted).await;
+    flush(&cluster, "deletes").await;
+    let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
+    let content = read_back(&cluster, &info, &schema).await;
+    assert_eq!(content.rows, want_rows, "deletes missing after Flush(wait)");
+    assert_eq!(content.checksum, want_sum);
+    assert_eq!(content.deleted, deleted.len() as u64);
+    // Every channel's checkpoint records how far it is flushed.
+    let dist = cluster.distribution().await;
+    assert_eq!(dist.channels.len(), 3);
+    assert!(
+        dist.channels
+            .iter()
+            .all(|a| a.checkpoint.is_some_and(|cp| cp.flushed_ts > 0)),
+        "{:?}",
+        dist.channels
+    );
 }
 
 /// Flushes `name` and checks that exactly the rows of `pks` were committed.
@@ -607,7 +643,7 @@ async fn segments_go_to_s3_on_minio() {
     delete(&cluster, "s3", &deleted).await;
     flush(&cluster, "s3").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &deleted);
-    let content = read_back_until(&cluster, &info, &schema, want_rows).await;
+    let content = read_back(&cluster, &info, &schema).await;
     assert_eq!(content.rows, want_rows);
     assert_eq!(content.checksum, want_sum);
     assert!(matches!(cluster.storage, StorageConfig::S3 { .. }));
@@ -695,12 +731,7 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
             .log()
             .contains("did not release")
     );
-    let dist = cluster
-        .datacoord_client()
-        .get_channel_distribution(proto::GetChannelDistributionRequest {})
-        .await
-        .expect("distribution")
-        .into_inner();
+    let dist = cluster.distribution().await;
     assert_eq!(
         dist.nodes.len(),
         1,

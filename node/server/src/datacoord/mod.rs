@@ -243,6 +243,8 @@ impl DataCoord for DataCoordService {
         let active = self.leader_only().await?;
         self.shared.root.collection(req.collection_id).await?;
         let sealed = active.segments.seal_collection(req.collection_id).await?;
+        // The collection's deletes may be on any channel, with no segment sealed.
+        let through = active.segments.flush_channels().await?;
         if !req.wait {
             return Ok(Response::new(proto::FlushResponse {
                 sealed_segment_ids: sealed,
@@ -251,12 +253,12 @@ impl DataCoord for DataCoordService {
         }
         let pending = active
             .segments
-            .wait_flushed(&sealed, self.shared.config.wait_deadline)
+            .wait_flushed(&sealed, through, self.shared.config.wait_deadline)
             .await;
         if !pending.is_empty() {
             return Err(Status::deadline_exceeded(format!(
-                "segments {pending:?} were not flushed within {:?}; they will be, keep polling ListSegments",
-                self.shared.config.wait_deadline
+                "segments {:?} and channels {:?} were not flushed within {:?}; they will be, keep polling ListSegments",
+                pending.segments, pending.channels, self.shared.config.wait_deadline
             )));
         }
         Ok(Response::new(proto::FlushResponse {

@@ -135,6 +135,72 @@ pub struct SegmentManager {
     committed: Notify,
     /// Wakes the policy loop early (a flush sealed segments: ask for them now).
     wake: Notify,
+    /// What `Flush` asked of each channel, and what its commits reached.
+    channel_flushes: std::sync::Mutex<ChannelFlushes>,
+}
+
+/// Flushes of whole channels: `Flush` asks every channel to commit everything
+/// (deletes included) up to its timestamp, since the collection's deletes may lie
+/// on any channel and need no growing segment to be written.
+#[derive(Debug, Default)]
+struct ChannelFlushes {
+    /// channel -> (the flush timestamp wanted, when it was last sent to the
+    /// channel's owner in unix ms; 0: not yet).
+    wanted: BTreeMap<u32, (u64, u64)>,
+    /// channel -> the largest `flushed_ts` committed for it in this term.
+    reached: BTreeMap<u32, u64>,
+}
+
+impl ChannelFlushes {
+    fn want(&mut self, channel: u32, ts: u64) {
+        let entry = self.wanted.entry(channel).or_insert((ts, 0));
+        if ts > entry.0 {
+            *entry = (ts, 0);
+        }
+    }
+
+    fn reached(&self, channel: u32) -> u64 {
+        self.reached.get(&channel).copied().unwrap_or(0)
+    }
+
+    fn committed(&mut self, channel: u32, flushed_ts: u64) {
+        let reached = self.reached.entry(channel).or_default();
+        *reached = (*reached).max(flushed_ts);
+        if self.wanted.get(&channel).is_some_and(|w| w.0 <= *reached) {
+            self.wanted.remove(&channel);
+        }
+    }
+
+    /// The channel flushes to send now (never sent, or unanswered for `retry_ms`),
+    /// as (channel, timestamp).
+    fn due(&self, now_ms: u64, retry_ms: u64) -> Vec<(u32, u64)> {
+        self.wanted
+            .iter()
+            .filter(|(_, (_, sent))| *sent == 0 || now_ms.saturating_sub(*sent) >= retry_ms)
+            .map(|(c, (ts, _))| (*c, *ts))
+            .collect()
+    }
+
+    fn sent(&mut self, channel: u32, now_ms: u64) {
+        if let Some(w) = self.wanted.get_mut(&channel) {
+            w.1 = now_ms;
+        }
+    }
+}
+
+/// What a `Flush(wait)` still waits for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Segments not flushed yet.
+    pub segments: Vec<i64>,
+    /// Channels whose commits have not reached the flush's timestamp.
+    pub channels: Vec<u32>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.channels.is_empty()
+    }
 }
 
 /// The holder of grants that cannot be given back; they must expire.
@@ -226,6 +292,7 @@ impl SegmentManager {
             segments: tokio::sync::Mutex::new(segments),
             committed: Notify::new(),
             wake: Notify::new(),
+            channel_flushes: std::sync::Mutex::default(),
         };
         {
             let mut segments = this.segments.lock().await;
@@ -439,6 +506,31 @@ impl SegmentManager {
         Ok(pending)
     }
 
+    fn channel_flushes(&self) -> std::sync::MutexGuard<'_, ChannelFlushes> {
+        self.channel_flushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks every channel to commit everything up to now (its deletes too);
+    /// returns the timestamp [`SegmentManager::wait_flushed`] waits for.
+    pub async fn flush_channels(&self) -> Result<u64, SegmentError> {
+        let now = self
+            .root
+            .timestamp()
+            .await
+            .map_err(SegmentError::RootCoord)?
+            .as_u64();
+        {
+            let mut flushes = self.channel_flushes();
+            for channel in 0..self.channels.channel_count() {
+                flushes.want(channel, now);
+            }
+        }
+        self.wake.notify_one();
+        Ok(now)
+    }
+
     /// The sealed segments each proxy still holds grants of (unexpired or not),
     /// to ask it to give them back.
     pub async fn grants_to_release(&self) -> BTreeMap<i64, Vec<i64>> {
@@ -474,12 +566,14 @@ impl SegmentManager {
         self.wake.notified().await;
     }
 
-    /// Waits until all `ids` are flushed or `deadline` passes; returns those still pending.
-    pub async fn wait_flushed(&self, ids: &[i64], deadline: Duration) -> Vec<i64> {
+    /// Waits until all `ids` are flushed and every channel's commits reached
+    /// `through` ([`SegmentManager::flush_channels`]), or `deadline` passes;
+    /// returns what is still pending.
+    pub async fn wait_flushed(&self, ids: &[i64], through: u64, deadline: Duration) -> Pending {
         let give_up = tokio::time::Instant::now() + deadline;
         loop {
             let notified = self.committed.notified();
-            let pending: Vec<i64> = {
+            let segments: Vec<i64> = {
                 let segments = self.segments.lock().await;
                 ids.iter()
                     .copied()
@@ -490,6 +584,13 @@ impl SegmentManager {
                     })
                     .collect()
             };
+            let channels = {
+                let flushes = self.channel_flushes();
+                (0..self.channels.channel_count())
+                    .filter(|c| flushes.reached(*c) < through)
+                    .collect()
+            };
+            let pending = Pending { segments, channels };
             if pending.is_empty() || tokio::time::Instant::now() >= give_up {
                 return pending;
             }
@@ -541,6 +642,7 @@ impl SegmentManager {
             }
         }
         // Flush requests, grouped per channel.
+        let retry_ms = u64::try_from(self.config.flush_retry.as_millis()).unwrap_or(u64::MAX);
         let mut due: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
         let mut channel_ts: BTreeMap<u32, u64> = BTreeMap::new();
         for seg in segments.values_mut() {
@@ -557,8 +659,7 @@ impl SegmentManager {
                 tracing::debug!(segment_id = seg.info.segment_id, now = %now, sealed_ts = %Timestamp::from_u64(seg.info.sealed_ts), holders = ?seg.holders, "sealed segment waits for its grants to be given back or expire");
             }
             let retry = state == SegmentState::Flushing
-                && now_ms.saturating_sub(seg.flush_requested_ms)
-                    >= u64::try_from(self.config.flush_retry.as_millis()).unwrap_or(u64::MAX);
+                && now_ms.saturating_sub(seg.flush_requested_ms) >= retry_ms;
             if ready || retry {
                 due.entry(seg.info.channel)
                     .or_default()
@@ -566,6 +667,11 @@ impl SegmentManager {
                 let ts = channel_ts.entry(seg.info.channel).or_default();
                 *ts = (*ts).max(seg.info.sealed_ts);
             }
+        }
+        for (channel, wanted) in self.channel_flushes().due(now_ms, retry_ms) {
+            due.entry(channel).or_default();
+            let ts = channel_ts.entry(channel).or_default();
+            *ts = (*ts).max(wanted);
         }
         let mut requests = Vec::new();
         for (channel, ids) in due {
@@ -584,12 +690,15 @@ impl SegmentManager {
                     infos.push(seg.info.clone());
                 }
             }
-            self.persist(&infos.iter().collect::<Vec<_>>()).await?;
+            if !infos.is_empty() {
+                self.persist(&infos.iter().collect::<Vec<_>>()).await?;
+            }
             for id in &ids {
                 if let Some(seg) = segments.get_mut(id) {
                     seg.flush_requested_ms = now_ms;
                 }
             }
+            self.channel_flushes().sent(channel, now_ms);
             let flush_ts = channel_ts.get(&channel).copied().unwrap_or_default();
             requests.push((
                 address,
@@ -721,6 +830,7 @@ impl SegmentManager {
                     .delete_next_offset
                     .max(current.delete_next_offset),
                 timestamp: checkpoint.timestamp.max(current.timestamp),
+                flushed_ts: checkpoint.flushed_ts.max(current.flushed_ts),
             }),
             ..record
         };
@@ -765,6 +875,8 @@ impl SegmentManager {
             }
         }
         drop(segments);
+        self.channel_flushes()
+            .committed(req.channel, checkpoint.flushed_ts);
         self.committed.notify_waiters();
         Ok(())
     }
@@ -846,5 +958,29 @@ mod tests {
         // Idle but nearly empty: keep it open for more rows.
         assert_eq!(reason(&segment(T0 - 1000, T0 - 61_000, 99, 0)), None);
         assert_eq!(reason(&segment(T0 - 1000, T0, 10, 4)), Some("binlog count"));
+    }
+
+    #[test]
+    fn a_channel_flush_is_sent_until_a_commit_reaches_it_and_resent_when_unanswered() {
+        let mut f = ChannelFlushes::default();
+        f.want(0, 100);
+        f.want(1, 100);
+        assert_eq!(f.due(T0, 5000), vec![(0, 100), (1, 100)]);
+        f.sent(0, T0);
+        f.sent(1, T0);
+        assert_eq!(f.due(T0 + 4999, 5000), vec![]);
+        // A commit below the wanted timestamp does not satisfy it.
+        f.committed(0, 99);
+        f.committed(1, 150);
+        assert_eq!(f.reached(0), 99);
+        assert_eq!(f.due(T0 + 5000, 5000), vec![(0, 100)]);
+        // A later Flush wants more and is sent at once; an older one changes nothing.
+        f.want(1, 200);
+        f.want(0, 50);
+        assert_eq!(f.due(T0 + 1, 5000), vec![(1, 200)]);
+        f.committed(0, 100);
+        f.committed(1, 120);
+        assert_eq!(f.reached(1), 150, "never moves back");
+        assert!(!f.wanted.contains_key(&0));
     }
 }

@@ -92,10 +92,7 @@ async fn read_again(node: &Node, channel: u32, stream: Stream, from: i64) {
         let Some(ch) = channels.get_mut(&channel) else {
             return;
         };
-        let next = match stream {
-            Stream::Insert => &mut ch.insert_next,
-            Stream::Delete => &mut ch.delete_next,
-        };
+        let next = ch.next_mut(stream);
         *next = (*next).min(from);
         if let Err(e) = node.consumer.unassign(channel).and_then(|()| {
             node.consumer
@@ -157,10 +154,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     let Some(ch) = channels.get_mut(&m.channel) else {
         return; // not ours (any more)
     };
-    let next = match m.stream {
-        Stream::Insert => &mut ch.insert_next,
-        Stream::Delete => &mut ch.delete_next,
-    };
+    let next = ch.next_mut(m.stream);
     if m.offset < *next {
         node.metrics.duplicates_skipped.inc();
         return;
@@ -190,7 +184,9 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
             if let Err(e) = buf.append(rows, b.first_ts) {
                 tracing::error!(segment_id = b.segment_id, error = %e, "batch does not fit its segment buffer");
             } else {
-                ch.max_ts = ch.max_ts.max(b.first_ts + n.saturating_sub(1));
+                let last = b.first_ts + n.saturating_sub(1);
+                ch.max_ts = ch.max_ts.max(last);
+                ch.sealed.consumed(Stream::Insert, last);
                 ch.rows_consumed += n;
                 node.metrics.rows_consumed.inc_by(n);
             }
@@ -204,7 +200,9 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
             let n = b.primary_keys.len() as u64;
             d.timestamps.extend(b.first_ts..b.first_ts + n);
             d.primary_keys.extend(b.primary_keys);
-            ch.max_ts = ch.max_ts.max(b.first_ts + n.saturating_sub(1));
+            let last = b.first_ts + n.saturating_sub(1);
+            ch.max_ts = ch.max_ts.max(last);
+            ch.sealed.consumed(Stream::Delete, last);
         }
         Err(reason) => {
             node.metrics.dead_lettered.inc();
@@ -228,7 +226,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
         .segments
         .values()
         .find_map(|s| node.policy.should_flush(&s.stats()));
-    let complete = ch.sealed.any_ready(ch.max_ts);
+    let complete = ch.sealed.any_ready();
     if let Some(reason) = due {
         flush::start(node, m.channel, ch, reason);
     } else if complete {
@@ -258,7 +256,7 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
                     age: ch.buffer.age(),
                 }) {
                     flush::start(&node, *channel, ch, reason);
-                } else if ch.sealed.any_ready(ch.max_ts) {
+                } else if ch.sealed.any_ready() {
                     flush::start(&node, *channel, ch, "segments sealed");
                 } else if !ch.sealed.is_empty() {
                     // Taken before the log's end is read: seals arriving meanwhile
@@ -268,16 +266,19 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
             }
             waiting
         };
-        // Sealed segments on a quiet channel: complete them once everything in the
-        // log has been read.
+        // Sealed segments on a quiet channel: complete them once everything in
+        // both logs has been read.
         for (channel, mark) in waiting {
-            if let Some(hw) = high_watermark(&node, channel).await
-                && let Some(ch) = node.channels.lock().await.get_mut(&channel)
-                && ch.insert_next >= hw
-            {
-                ch.sealed.caught_up(mark);
-                if ch.sealed.any_ready(ch.max_ts) {
-                    flush::start(&node, channel, ch, "segments sealed (caught up)");
+            for stream in [Stream::Insert, Stream::Delete] {
+                if let Some(hw) = high_watermark(&node, stream, channel).await
+                    && let Some(ch) = node.channels.lock().await.get_mut(&channel)
+                {
+                    if *ch.next_mut(stream) >= hw {
+                        ch.sealed.caught_up(stream, mark);
+                    }
+                    if ch.sealed.any_ready() {
+                        flush::start(&node, channel, ch, "segments sealed (caught up)");
+                    }
                 }
             }
         }
@@ -300,11 +301,8 @@ pub(super) async fn tick(node: Arc<Node>, stop: CancellationToken) {
 }
 
 /// The insert partition's high watermark (`None` when the broker does not answer).
-async fn high_watermark(node: &Node, channel: u32) -> Option<i64> {
-    node.consumer
-        .high_watermark(Stream::Insert, channel)
-        .await
-        .ok()
+async fn high_watermark(node: &Node, stream: Stream, channel: u32) -> Option<i64> {
+    node.consumer.high_watermark(stream, channel).await.ok()
 }
 
 /// Buffered bytes, consumption and lag per channel.
@@ -321,7 +319,7 @@ pub(super) async fn load_report(node: &Arc<Node>) -> ReportLoadRequest {
     };
     let mut loads = Vec::new();
     for (channel, buffered, rows, next) in snapshot {
-        let hw = high_watermark(node, channel).await;
+        let hw = high_watermark(node, Stream::Insert, channel).await;
         let lag = hw.map_or(0, |hw| (hw - next).max(0));
         node.metrics
             .consumer_lag

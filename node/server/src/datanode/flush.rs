@@ -77,7 +77,8 @@ pub(super) fn start(node: &Arc<Node>, channel: u32, ch: &mut Channel, reason: &s
         ch.flush_again = true;
         return;
     }
-    let complete = ch.sealed.take_ready(ch.max_ts);
+    let (complete, through) = ch.sealed.take_ready();
+    ch.flushed_ts = ch.flushed_ts.max(through);
     let buffer = std::mem::take(&mut ch.buffer);
     let bytes = buffer.bytes();
     ch.flushing = true;
@@ -264,7 +265,7 @@ async fn run(node: Arc<Node>, mut job: Job) {
             node.metrics
                 .flush_seconds
                 .observe(job.started.elapsed().as_secs_f64());
-            tracing::info!(channel = job.channel, rows, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), took = ?job.started.elapsed(), "flush committed");
+            tracing::info!(channel = job.channel, rows, completed = ?job.complete, checkpoint = ?(job.checkpoint.insert_next_offset, job.checkpoint.delete_next_offset), flushed_ts = job.checkpoint.flushed_ts, took = ?job.started.elapsed(), "flush committed");
             node.consumer.checkpointed(
                 job.channel,
                 job.checkpoint.insert_next_offset,

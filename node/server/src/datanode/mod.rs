@@ -220,8 +220,11 @@ struct Channel {
     /// Next offsets to consume (typed "next", never "last").
     insert_next: i64,
     delete_next: i64,
-    /// Largest row timestamp consumed.
+    /// Largest record timestamp consumed from either log (the checkpoint's).
     max_ts: u64,
+    /// Both logs are consumed through this timestamp in what was taken for flushes
+    /// (the checkpoint's `flushed_ts`).
+    flushed_ts: u64,
     buffer: ChannelBuffer,
     /// Segments the coordinator wants completed once consumed past their timestamp.
     sealed: sealed::Sealed,
@@ -241,6 +244,7 @@ impl Channel {
             insert_next: cp.insert_next_offset,
             delete_next: cp.delete_next_offset,
             max_ts: cp.timestamp,
+            flushed_ts: cp.flushed_ts,
             buffer: ChannelBuffer::default(),
             sealed: sealed::Sealed::default(),
             flushing: false,
@@ -253,12 +257,21 @@ impl Channel {
         }
     }
 
+    /// The next offset to consume from `stream`.
+    fn next_mut(&mut self, stream: crate::msgstream::Stream) -> &mut i64 {
+        match stream {
+            crate::msgstream::Stream::Insert => &mut self.insert_next,
+            crate::msgstream::Stream::Delete => &mut self.delete_next,
+        }
+    }
+
     fn checkpoint(&self, channel: u32) -> ChannelCheckpoint {
         ChannelCheckpoint {
             channel,
             insert_next_offset: self.insert_next,
             delete_next_offset: self.delete_next,
             timestamp: self.max_ts,
+            flushed_ts: self.flushed_ts,
         }
     }
 }
@@ -413,7 +426,7 @@ impl DataNode for DataNodeService {
             .into());
         }
         ch.sealed.push(r.segment_ids, r.flush_ts);
-        if ch.sealed.any_ready(ch.max_ts) {
+        if ch.sealed.any_ready() {
             flush::start(&self.node, r.channel, ch, "segments sealed");
         } else {
             // Maybe everything in the log is consumed already: check now.
