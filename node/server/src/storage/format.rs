@@ -44,14 +44,15 @@ use bytes::Bytes;
 use milvus_like_api::schema::{CollectionSchema, FieldType};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
-};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor};
 
+use super::vector_pages::VectorChunk;
 use crate::columns::{Column, RowBatch};
 
 /// The per-row timestamp column of both kinds of file. Field names may not take it.
@@ -273,13 +274,58 @@ fn row_groups(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
     groups
 }
 
-/// Encodes one row group's column chunks with fresh column writers.
+/// How a file's Arrow fields map to its Parquet leaf columns, and which fields
+/// skip the column writer: a required `FixedSizeBinary` field (a packed vector
+/// column) is written as pages cut from its buffer ([`VectorChunk`]).
+struct Leaves {
+    /// The field each leaf column belongs to.
+    field_of: Vec<usize>,
+    /// Per field, its leaf's descriptor when its pages are cut from its buffer.
+    direct: Vec<Option<ColumnDescPtr>>,
+}
+
+impl Leaves {
+    fn new(schema: &Schema, parquet: &SchemaDescriptor) -> Self {
+        let field_of: Vec<usize> = (0..parquet.num_columns())
+            .map(|leaf| parquet.get_column_root_idx(leaf))
+            .collect();
+        let direct = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(field, f)| {
+                let mut leaves = (0..field_of.len()).filter(|leaf| field_of[*leaf] == field);
+                match (f.data_type(), leaves.next(), leaves.next()) {
+                    (DataType::FixedSizeBinary(_), Some(leaf), None) => {
+                        let column = parquet.column(leaf);
+                        (column.max_def_level() == 0 && column.max_rep_level() == 0)
+                            .then_some(column)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        Self { field_of, direct }
+    }
+}
+
+/// One encoded column chunk of a row group, ready to splice into the file.
+enum Chunk {
+    /// Encoded by Parquet's column writer.
+    Written(ArrowColumnChunk),
+    /// Pages cut from a vector column's buffer.
+    Vector(VectorChunk, ColumnCloseResult),
+}
+
+/// Encodes one row group's column chunks: vector columns as pages of their
+/// buffers, the others with fresh column writers.
 fn encode_row_group(
     factory: &ArrowRowGroupWriterFactory,
     schema: &Schema,
+    leaves: &Leaves,
     index: usize,
     batches: &[RecordBatch],
-) -> Result<Vec<ArrowColumnChunk>, parquet::errors::ParquetError> {
+) -> Result<Vec<Chunk>, ParquetError> {
     let mut writers = factory.create_column_writers(index)?;
     for batch in batches {
         // The writer computes definition levels (and, for a list layout,
@@ -289,23 +335,51 @@ fn encode_row_group(
         while offset < batch.num_rows() {
             let rows = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
             let slice = batch.slice(offset, rows);
-            let mut leaves = writers.iter_mut();
-            for (field, column) in schema.fields().iter().zip(slice.columns()) {
-                for leaf in compute_leaves(field, column)? {
-                    leaves
-                        .next()
+            let mut next = 0;
+            for (field, (f, column)) in schema.fields().iter().zip(slice.columns()).enumerate() {
+                if leaves.direct[field].is_some() {
+                    next += 1;
+                    continue;
+                }
+                for leaf in compute_leaves(f, column)? {
+                    writers
+                        .get_mut(next)
                         .ok_or_else(|| {
-                            parquet::errors::ParquetError::General(
-                                "more leaves than column writers".into(),
-                            )
+                            ParquetError::General("more leaves than column writers".into())
                         })?
                         .write(&leaf)?;
+                    next += 1;
                 }
             }
             offset += rows;
         }
     }
-    writers.into_iter().map(ArrowColumnWriter::close).collect()
+    writers
+        .into_iter()
+        .enumerate()
+        .map(|(leaf, writer)| {
+            let field = leaves.field_of[leaf];
+            let Some(column) = &leaves.direct[field] else {
+                return writer.close().map(Chunk::Written);
+            };
+            let arrays = batches
+                .iter()
+                .map(|batch| {
+                    batch
+                        .column(field)
+                        .as_any()
+                        .downcast_ref::<FixedSizeBinaryArray>()
+                        .ok_or_else(|| {
+                            ParquetError::General(format!(
+                                "column {field} is not fixed-size binary"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (chunk, close) = VectorChunk::encode(column.clone(), &arrays)?;
+            Ok(Chunk::Vector(chunk, close))
+        })
+        .collect()
 }
 
 /// Encodes `batches` (all of `schema`) as one file into `sink`, with
@@ -319,6 +393,11 @@ fn encode<W: std::io::Write + Send>(
     encode_with(sink, schema, batches, props, ENCODERS)
 }
 
+/// Bytes gathered before a write to the sink. Parquet's writer hands a spliced
+/// column chunk on in 8 KiB pieces (`std::io::copy`); a write of 8 KiB costs a
+/// file about twice what a write of 1 MiB does per byte (dd on this machine).
+const SINK_BUFFER_BYTES: usize = 1 << 20;
+
 /// Encodes `batches` (all of `schema`) as one file into `sink`. Row groups are
 /// encoded by up to `encoders` threads (group i by thread i % n) while the
 /// calling thread writes the finished ones to `sink` in order: at most n + 1
@@ -330,11 +409,11 @@ pub(super) fn encode_with<W: std::io::Write + Send>(
     props: WriterProperties,
     encoders: usize,
 ) -> FormatResult<W> {
-    let fail = |e: parquet::errors::ParquetError| {
-        FormatError::InvalidInput(format!("encode Parquet: {e}"))
-    };
+    let fail = |e: ParquetError| FormatError::InvalidInput(format!("encode Parquet: {e}"));
+    let sink = std::io::BufWriter::with_capacity(SINK_BUFFER_BYTES, sink);
     let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(fail)?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(fail)?;
+    let leaves = Leaves::new(&schema, file.schema_descr());
     let groups = row_groups(batches);
     let threads = self::encoders(groups.len(), encoders);
     std::thread::scope(|scope| -> FormatResult<()> {
@@ -343,10 +422,10 @@ pub(super) fn encode_with<W: std::io::Write + Send>(
             // A rendezvous: an encoder hands over a row group only when the
             // writer wants it, so none runs more than one row group ahead.
             let (done, chunks) = std::sync::mpsc::sync_channel(0);
-            let (factory, schema, groups) = (&factory, &schema, &groups);
+            let (factory, schema, groups, leaves) = (&factory, &schema, &groups, &leaves);
             scope.spawn(move || {
                 for index in (first..groups.len()).step_by(threads) {
-                    let encoded = encode_row_group(factory, schema, index, &groups[index]);
+                    let encoded = encode_row_group(factory, schema, leaves, index, &groups[index]);
                     let failed = encoded.is_err();
                     if done.send(encoded).is_err() || failed {
                         return;
@@ -362,13 +441,20 @@ pub(super) fn encode_with<W: std::io::Write + Send>(
                 .map_err(fail)?;
             let mut row_group = file.next_row_group().map_err(fail)?;
             for chunk in chunks {
-                chunk.append_to_row_group(&mut row_group).map_err(fail)?;
+                match chunk {
+                    Chunk::Written(chunk) => chunk.append_to_row_group(&mut row_group),
+                    Chunk::Vector(chunk, close) => row_group.append_column(&chunk, close),
+                }
+                .map_err(fail)?;
             }
             row_group.close().map_err(fail)?;
         }
         Ok(())
     })?;
-    file.into_inner().map_err(fail)
+    file.into_inner()
+        .map_err(fail)?
+        .into_inner()
+        .map_err(|e| fail(e.into_error().into()))
 }
 
 /// Builds the Arrow record batch of an insert log, checking `rows` against the schema.
@@ -623,7 +709,7 @@ fn check_version(metadata: &parquet::file::metadata::FileMetaData) -> FormatResu
 /// Opens `bytes` as Parquet, checks its columns against `expected` and returns
 /// its record batches.
 fn decode(bytes: Bytes, expected: &Schema) -> FormatResult<Vec<RecordBatch>> {
-    let corrupt = |e: parquet::errors::ParquetError| FormatError::Corrupt(e.to_string());
+    let corrupt = |e: ParquetError| FormatError::Corrupt(e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(corrupt)?
         .with_batch_size(READ_BATCH_ROWS);

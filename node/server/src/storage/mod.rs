@@ -15,6 +15,7 @@ pub mod content;
 pub mod format;
 #[cfg(test)]
 mod tests;
+mod vector_pages;
 
 use std::path::PathBuf;
 use std::sync::Arc;

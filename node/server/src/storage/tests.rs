@@ -209,6 +209,120 @@ async fn large_files_are_split_into_row_groups() {
     assert_eq!(read, batch);
 }
 
+/// A vector column is written as pages cut from the Arrow buffers of several
+/// batches: its offset index lets a reader start in the middle of the chunk, and
+/// every page holds whole rows.
+#[test]
+fn vector_pages_are_whole_rows_and_indexed() {
+    use arrow_array::{Array, FixedSizeBinaryArray};
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
+    use parquet::file::metadata::PageIndexPolicy;
+
+    let schema = schema_with_dim(100);
+    let row_bytes = 100 * 4;
+    let sizes = [3000, 1, 5000];
+    let mut first = 0;
+    let batches: Vec<_> = sizes
+        .iter()
+        .map(|n| {
+            let batch = format::insert_log_batch(
+                &schema,
+                rows(&schema, first, *n),
+                vec![9; *n],
+                VectorLayout::Packed,
+            )
+            .expect("batch");
+            first += *n as i64;
+            batch
+        })
+        .collect();
+    let total: usize = sizes.iter().sum();
+    let mut file = Vec::new();
+    format::encode_insert_log(&schema, &batches, &mut file, VectorLayout::Packed).expect("encode");
+    let file = bytes::Bytes::from(file);
+
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file.clone(), options)
+        .expect("reader");
+    let meta = builder.metadata().clone();
+    assert_eq!(meta.num_row_groups(), 1);
+    let vec_leaf = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "vec")
+        .expect("vec leaf");
+    let index = meta.page_index_for_row_group(0);
+    let pages = &index
+        .offset_index(vec_leaf)
+        .expect("offset index")
+        .page_locations;
+    // Pages of at most 1 MiB of whole rows, restarted at each batch.
+    let per_page = (1 << 20) / row_bytes;
+    let expected: Vec<usize> = sizes
+        .iter()
+        .flat_map(|n| (0..n.div_ceil(per_page)).map(move |p| (n - p * per_page).min(per_page)))
+        .collect();
+    assert_eq!(pages.len(), expected.len());
+    let mut first_row = 0;
+    for (page, rows) in pages.iter().zip(&expected) {
+        assert_eq!(page.first_row_index, first_row as i64);
+        first_row += rows;
+    }
+    let chunk = meta.row_group(0).column(vec_leaf);
+    assert_eq!(pages[0].offset, chunk.data_page_offset());
+    assert_eq!(
+        pages
+            .iter()
+            .map(|p| i64::from(p.compressed_page_size))
+            .sum::<i64>(),
+        chunk.compressed_size()
+    );
+
+    // Rows 4000..4010 (on the third page) through the page index alone.
+    let selection = RowSelection::from(vec![
+        RowSelector::skip(4000),
+        RowSelector::select(10),
+        RowSelector::skip(total - 4010),
+    ]);
+    let read: Vec<_> = builder
+        .with_row_selection(selection)
+        .build()
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let vectors: Vec<f32> = read
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name("vec").expect("vec");
+            let values = column
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .expect("packed");
+            (0..values.len())
+                .flat_map(|i| {
+                    values
+                        .value(i)
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Column::Vector { values, .. } = &rows(&schema, 4000, 10).columns[1] else {
+        panic!("the second field is the vector");
+    };
+    assert_eq!(&vectors, values);
+
+    let (all, timestamps) = format::decode_insert_log(&schema, file).expect("decode");
+    assert_eq!(timestamps, vec![9; total]);
+    assert_eq!(all, rows(&schema, 0, total));
+}
+
 /// However many threads encode a file, its bytes are the same (row groups are
 /// written in order).
 #[test]
