@@ -335,6 +335,28 @@ impl RowBatch {
 
     /// The rows at `indices`, in that order (to split a batch by channel).
     pub fn take(&self, indices: &[usize]) -> RowBatch {
+        self.take_columns(indices, true)
+    }
+
+    /// The rows at `indices`, as [`RowBatch::take`], except that vector columns
+    /// come back empty: the proxy copies those rows straight into its messages
+    /// (`wire::encode_insert_batch_gathering`, with [`RowBatch::vector_columns`]).
+    pub fn take_scalars(&self, indices: &[usize]) -> RowBatch {
+        self.take_columns(indices, false)
+    }
+
+    /// The vector columns: position, dimension and row-major values.
+    pub fn vector_columns(&self) -> impl Iterator<Item = (usize, u32, &[f32])> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Column::Vector { dim, values } => Some((i, *dim, values.as_slice())),
+                _ => None,
+            })
+    }
+
+    fn take_columns(&self, indices: &[usize], vectors: bool) -> RowBatch {
         let columns = self
             .columns
             .iter()
@@ -345,6 +367,10 @@ impl RowBatch {
                 Column::Float(v) => Column::Float(indices.iter().map(|&i| v[i]).collect()),
                 Column::Double(v) => Column::Double(indices.iter().map(|&i| v[i]).collect()),
                 Column::Str(v) => Column::Str(indices.iter().map(|&i| v[i].clone()).collect()),
+                Column::Vector { dim, .. } if !vectors => Column::Vector {
+                    dim: *dim,
+                    values: Vec::new(),
+                },
                 Column::Vector { dim, values } => {
                     let d = *dim as usize;
                     let mut out = Vec::with_capacity(indices.len() * d);
@@ -426,6 +452,39 @@ mod tests {
         assert_eq!(
             err.0,
             "field \"v\" row 2500: the vector holds a NaN or infinite value"
+        );
+    }
+
+    #[test]
+    fn take_scalars_leaves_the_vectors_to_be_gathered() {
+        let batch = RowBatch {
+            columns: vec![
+                Column::Long(vec![10, 11, 12]),
+                Column::Vector {
+                    dim: 2,
+                    values: vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5],
+                },
+            ],
+            num_rows: 3,
+        };
+        let rows = [2, 0];
+        let scalars = batch.take_scalars(&rows);
+        assert_eq!(scalars.columns[0], Column::Long(vec![12, 10]));
+        assert_eq!(
+            scalars.columns[1],
+            Column::Vector {
+                dim: 2,
+                values: Vec::new()
+            }
+        );
+        let vectors: Vec<_> = batch.vector_columns().collect();
+        assert_eq!(vectors, [(1, 2, &[0.0, 0.5, 1.0, 1.5, 2.0, 2.5][..])]);
+        assert_eq!(
+            batch.take(&rows).columns[1],
+            Column::Vector {
+                dim: 2,
+                values: vec![2.0, 2.5, 0.0, 0.5]
+            }
         );
     }
 }
