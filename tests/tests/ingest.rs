@@ -386,7 +386,7 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
     ];
     for (stream, channel, payload) in &junk {
         producer
-            .send(*stream, *channel, payload)
+            .send(*stream, *channel, payload.clone().into())
             .await
             .expect("produce junk");
     }

@@ -5,6 +5,7 @@
 //! offsets per channel, reading from a checkpoint, moving a channel, and the
 //! message size limit.
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,13 +99,13 @@ async fn offsets_read_back_in_order(log: Arc<dyn Log>) {
     let mut sent = Vec::new();
     for i in 0..5u8 {
         let offset = producer
-            .send(Stream::Insert, 1, &[i; 16])
+            .send(Stream::Insert, 1, Bytes::copy_from_slice(&[i; 16]))
             .await
             .expect("send");
         sent.push(offset);
     }
     let delete_offset = producer
-        .send(Stream::Delete, 1, b"delete")
+        .send(Stream::Delete, 1, Bytes::from_static(b"delete"))
         .await
         .expect("send a delete");
     assert_eq!(delete_offset, start_delete, "{s}");
@@ -159,7 +160,10 @@ async fn a_channel_moves_from_its_checkpoint(log: Arc<dyn Log>) {
         .await
         .expect("high watermark");
     for i in 0..4u8 {
-        producer.send(Stream::Insert, 0, &[i]).await.expect("send");
+        producer
+            .send(Stream::Insert, 0, Bytes::copy_from_slice(&[i]))
+            .await
+            .expect("send");
     }
     first.assign(0, base, delete_base).expect("assign");
     for i in 0..2 {
@@ -190,14 +194,16 @@ async fn oversized_messages_are_refused(log: Arc<dyn Log>) {
     log.ensure(1).await.expect("create");
     let producer = log.producer().expect("producer");
     let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
-    let sent = producer.send(Stream::Insert, 0, &big).await;
+    let sent = producer
+        .send(Stream::Insert, 0, Bytes::copy_from_slice(&big))
+        .await;
     assert!(
         matches!(sent, Err(StreamError::TooLarge { .. })),
         "{s}: {:?}",
         sent.map_err(|e| e.to_string())
     );
     producer
-        .send(Stream::Insert, 0, b"small")
+        .send(Stream::Insert, 0, Bytes::from_static(b"small"))
         .await
         .expect("the log still takes messages");
 }

@@ -477,20 +477,21 @@ async fn produce_raw(
     let producer = log.producer()?;
     let size = usize::try_from(payload_bytes / messages.max(1))?;
     // Sixteen distinct payloads, reused: random floats' bytes do not compress.
-    let payloads: Vec<Vec<u8>> = (0..16u64)
+    let payloads: Vec<bytes::Bytes> = (0..16u64)
         .map(|seed| {
             vectors(size / (4 * DIM) + 1, seed + 100)
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .take(size)
-                .collect()
+                .collect::<Vec<u8>>()
+                .into()
         })
         .collect();
     let cpu = CpuUse::start(cpu_of);
     let t = Instant::now();
     let mut sends = futures::stream::iter(0..messages)
         .map(|i| {
-            let payload = &payloads[(i % 16) as usize];
+            let payload = payloads[(i % 16) as usize].clone();
             let channel = u32::try_from(i % u64::from(CHANNELS)).unwrap_or(0);
             producer.send(Stream::Insert, channel, payload)
         })

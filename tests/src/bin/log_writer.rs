@@ -48,7 +48,9 @@ fn main() -> anyhow::Result<()> {
                     // Payloads of a few KiB, so that groups span several pages.
                     let mut payload = seq.to_le_bytes().repeat(600);
                     payload.truncate(4096 + (seq % 7) as usize * 100);
-                    let offset = producer.send(Stream::Insert, channel, &payload).await?;
+                    let offset = producer
+                        .send(Stream::Insert, channel, payload.into())
+                        .await?;
                     let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                     writeln!(o, "acked {channel} {offset} {seq}")?;
                     o.flush()?;

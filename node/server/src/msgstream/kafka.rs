@@ -424,13 +424,18 @@ impl super::Log for KafkaLog {
 impl super::LogProducer for KafkaProducer {
     /// Appends `payload` to `channel` of `stream`; returns its offset once Kafka
     /// acknowledged it (all in-sync replicas have it).
-    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
+    async fn send(
+        &self,
+        stream: Stream,
+        channel: u32,
+        payload: bytes::Bytes,
+    ) -> Result<i64, StreamError> {
         // Checked before the broker does: its refusal would read as a failing broker.
-        super::check_size(payload)?;
+        super::check_size(&payload)?;
         let topic = self.config.topic(stream);
         let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
             .partition(i32::try_from(channel).unwrap_or(i32::MAX))
-            .payload(payload);
+            .payload(&payload[..]);
         match self.producer.send(record, Duration::from_secs(30)).await {
             Ok(delivery) => Ok(delivery.offset),
             Err((source, _)) => Err(StreamError::Kafka {

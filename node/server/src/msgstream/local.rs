@@ -8,12 +8,19 @@
 //! consumer reads committed records only. Retention follows the checkpoints: once a
 //! checkpoint is committed, the records below it are dropped (standalone has one
 //! data node, the only reader).
+//!
+//! The newest committed records of each channel also stay in memory ([`Tail`],
+//! up to [`TAIL_BYTES`] per table) until the reader takes them, so that a reader
+//! keeping up gets the payload the producer handed over instead of reading the
+//! file back (a read transaction, a `pread` and a copy per record). A reader
+//! further behind, or one that reads a record again, reads the file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, oneshot};
 
@@ -26,6 +33,8 @@ const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
 const DEAD_LETTER: &str = "dead-letter";
 /// A writer transaction stops taking appends at this many bytes.
 const GROUP_BYTES: usize = 32 << 20;
+/// The most bytes of one table's newest records kept in memory for the reader.
+const TAIL_BYTES: usize = 8 << 20;
 /// How long a consumer with nothing to read sleeps before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -70,7 +79,7 @@ impl Target {
 enum Command {
     Append {
         target: Target,
-        payload: Vec<u8>,
+        payload: Bytes,
         done: oneshot::Sender<Result<i64, StreamError>>,
     },
     /// Drop the records of a channel below an offset.
@@ -79,6 +88,58 @@ enum Command {
         channel: u32,
         below: u64,
     },
+}
+
+/// The newest committed records of one table, not taken by the reader yet:
+/// offsets `first..first + records.len()`.
+#[derive(Debug, Default)]
+struct Tail {
+    first: u64,
+    records: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Tail {
+    /// Keeps a record just committed at `offset`, dropping the oldest beyond
+    /// [`TAIL_BYTES`] (a reader that far behind reads the file).
+    fn push(&mut self, offset: u64, payload: Bytes) {
+        if offset != self.first + self.records.len() as u64 {
+            // The first record, or the reader took everything before a gap.
+            self.records.clear();
+            self.bytes = 0;
+            self.first = offset;
+        }
+        self.bytes += payload.len();
+        self.records.push_back(payload);
+        while self.bytes > TAIL_BYTES && self.records.len() > 1 {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Bytes> {
+        let record = self.records.pop_front()?;
+        self.bytes -= record.len();
+        self.first += 1;
+        Some(record)
+    }
+
+    /// The record at `offset`, if held; it and every record before it are
+    /// dropped (the log has one reader, which reads in order).
+    fn take(&mut self, offset: u64) -> Option<Bytes> {
+        let skip = usize::try_from(offset.checked_sub(self.first)?).ok()?;
+        if skip >= self.records.len() {
+            return None;
+        }
+        for _ in 0..skip {
+            self.pop_front();
+        }
+        self.pop_front()
+    }
+
+    /// Drops the records below `below` (a checkpoint passed them).
+    fn drop_below(&mut self, below: u64) {
+        while self.first < below && self.pop_front().is_some() {}
+    }
 }
 
 /// What the writer thread shares with the producers and consumers.
@@ -90,6 +151,8 @@ struct Shared {
     ends: Mutex<HashMap<Target, u64>>,
     /// Fires after every commit and every assignment change.
     appended: Notify,
+    /// The newest committed records of each log table, for the reader.
+    tails: Mutex<HashMap<Target, Tail>>,
     /// Channels of each log (0 before `ensure`).
     channels: std::sync::atomic::AtomicU32,
     /// Why the last group failed to commit; `None` after a successful one.
@@ -149,6 +212,40 @@ impl Shared {
     fn ends(&self) -> MutexGuard<'_, HashMap<Target, u64>> {
         self.ends.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn tails(&self) -> MutexGuard<'_, HashMap<Target, Tail>> {
+        self.tails.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps what `group` committed (its appends at `offsets`) for the reader.
+    fn keep(&self, group: &[Command], offsets: &[u64]) {
+        let mut tails = self.tails();
+        let mut offsets = offsets.iter();
+        for command in group {
+            match command {
+                Command::Append {
+                    target, payload, ..
+                } => {
+                    let Some(&offset) = offsets.next() else { break };
+                    if matches!(target, Target::Log(..)) {
+                        tails
+                            .entry(*target)
+                            .or_default()
+                            .push(offset, payload.clone());
+                    }
+                }
+                Command::Truncate {
+                    stream,
+                    channel,
+                    below,
+                } => {
+                    if let Some(tail) = tails.get_mut(&Target::Log(*stream, *channel)) {
+                        tail.drop_below(*below);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The embedded log. Cheap to clone; one per process (the file is locked).
@@ -206,6 +303,7 @@ impl LocalLog {
             path: path.to_owned(),
             ends: Mutex::new(ends),
             appended: Notify::new(),
+            tails: Mutex::new(HashMap::new()),
             channels: std::sync::atomic::AtomicU32::new(channels),
             last_error: Mutex::new(None),
         });
@@ -277,6 +375,7 @@ fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
         let mut ends = inner.ends().clone();
         match write_group(&inner.db, &group, &mut ends) {
             Ok(offsets) => {
+                inner.keep(&group, &offsets);
                 *inner.ends() = ends;
                 *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 let mut offsets = offsets.into_iter();
@@ -321,7 +420,7 @@ fn write_group(
                 let end = ends.entry(*target).or_insert(0);
                 let offset = *end;
                 txn.open_table(table(&target.table()))?
-                    .insert(offset, payload.as_slice())?;
+                    .insert(offset, payload.as_ref())?;
                 *end += 1;
                 offsets.push(offset);
                 if !touched.contains(target) {
@@ -451,7 +550,7 @@ struct LocalProducer {
 }
 
 impl LocalProducer {
-    async fn append(&self, target: Target, payload: Vec<u8>) -> Result<i64, StreamError> {
+    async fn append(&self, target: Target, payload: Bytes) -> Result<i64, StreamError> {
         super::check_size(&payload)?;
         let (done, acked) = oneshot::channel();
         self.inner.send(Command::Append {
@@ -468,7 +567,7 @@ impl LocalProducer {
 
 #[async_trait::async_trait]
 impl LogProducer for LocalProducer {
-    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError> {
+    async fn send(&self, stream: Stream, channel: u32, payload: Bytes) -> Result<i64, StreamError> {
         let channels = self
             .inner
             .channels
@@ -478,8 +577,7 @@ impl LogProducer for LocalProducer {
                 "channel {channel} does not exist; the log has channels 0..{channels}"
             )));
         }
-        self.append(Target::Log(stream, channel), payload.to_vec())
-            .await
+        self.append(Target::Log(stream, channel), payload).await
     }
 
     async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError> {
@@ -487,7 +585,9 @@ impl LogProducer for LocalProducer {
         record.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
         record.extend_from_slice(key.as_bytes());
         record.extend_from_slice(payload);
-        self.append(Target::DeadLetter, record).await.map(drop)
+        self.append(Target::DeadLetter, record.into())
+            .await
+            .map(drop)
     }
 }
 
@@ -520,11 +620,39 @@ impl LocalConsumer {
     }
 }
 
+/// Where [`Shared::read_tail`] found the next record.
+enum TailRead {
+    /// The record at a cursor's position.
+    Found(Cursor, Bytes),
+    /// Cursor `i` of those asked has a record that is not in memory any more:
+    /// read the file from that cursor on.
+    File(usize),
+    /// No cursor has a committed record to read.
+    Nothing,
+}
+
+impl Shared {
+    /// The record at the first cursor (in order) that has one, from memory.
+    fn read_tail(&self, cursors: &[Cursor]) -> TailRead {
+        let mut tails = self.tails();
+        for (i, cursor) in cursors.iter().enumerate() {
+            let target = Target::Log(cursor.stream, cursor.channel);
+            if let Some(payload) = tails.get_mut(&target).and_then(|t| t.take(cursor.next)) {
+                return TailRead::Found(*cursor, payload);
+            }
+            if cursor.next < self.ends().get(&target).copied().unwrap_or(0) {
+                return TailRead::File(i);
+            }
+        }
+        TailRead::Nothing
+    }
+}
+
 /// The first record at or after each cursor's position, trying them in order.
 fn read_first(
     db: &redb::Database,
     cursors: &[Cursor],
-) -> Result<Option<(Cursor, u64, Vec<u8>)>, redb::Error> {
+) -> Result<Option<(Cursor, u64, Bytes)>, redb::Error> {
     let read = db.begin_read()?;
     for cursor in cursors {
         let name = Target::Log(cursor.stream, cursor.channel).table();
@@ -535,7 +663,7 @@ fn read_first(
         };
         if let Some(entry) = table.range(cursor.next..)?.next() {
             let (k, v) = entry?;
-            return Ok(Some((*cursor, k.value(), v.value().to_vec())));
+            return Ok(Some((*cursor, k.value(), Bytes::from(v.value().to_vec()))));
         }
     }
     Ok(None)
@@ -579,25 +707,30 @@ impl LogConsumer for LocalConsumer {
                     .copied()
                     .collect()
             };
-            if !order.is_empty() {
-                let db = self.inner.db.clone();
-                let found = tokio::task::spawn_blocking(move || read_first(&db, &order))
-                    .await
-                    .map_err(|e| self.inner.error(e))?
-                    .map_err(|e| self.inner.error(e))?;
-                if let Some((read_at, offset, payload)) = found {
-                    let mut cursors = self.cursors();
-                    if let Some(c) = cursors.list.iter_mut().find(|c| **c == read_at) {
-                        c.next = offset + 1;
-                        return Ok(LogRecord::new(
-                            read_at.stream,
-                            read_at.channel,
-                            i64::try_from(offset).unwrap_or(i64::MAX),
-                            Box::new(payload),
-                        ));
-                    }
-                    continue;
+            let found = match self.inner.read_tail(&order) {
+                TailRead::Found(cursor, payload) => Some((cursor, cursor.next, payload)),
+                TailRead::Nothing => None,
+                TailRead::File(from) => {
+                    let db = self.inner.db.clone();
+                    let rest = order[from..].to_vec();
+                    tokio::task::spawn_blocking(move || read_first(&db, &rest))
+                        .await
+                        .map_err(|e| self.inner.error(e))?
+                        .map_err(|e| self.inner.error(e))?
                 }
+            };
+            if let Some((read_at, offset, payload)) = found {
+                let mut cursors = self.cursors();
+                if let Some(c) = cursors.list.iter_mut().find(|c| **c == read_at) {
+                    c.next = offset + 1;
+                    return Ok(LogRecord::new(
+                        read_at.stream,
+                        read_at.channel,
+                        i64::try_from(offset).unwrap_or(i64::MAX),
+                        Box::new(payload),
+                    ));
+                }
+                continue;
             }
             tokio::select! {
                 () = notified => {}
@@ -665,14 +798,21 @@ mod tests {
             let producer = log.producer().expect("producer");
             let sends = (0..50u8).map(|i| {
                 let producer = producer.clone();
-                async move { producer.send(Stream::Insert, 1, &[i]).await }
+                async move {
+                    producer
+                        .send(Stream::Insert, 1, Bytes::copy_from_slice(&[i]))
+                        .await
+                }
             });
             let offsets: Vec<i64> = futures::future::try_join_all(sends).await.expect("sends");
             let mut sorted = offsets.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, (0..50).collect::<Vec<i64>>());
             assert_eq!(
-                producer.send(Stream::Delete, 1, b"d").await.expect("send"),
+                producer
+                    .send(Stream::Delete, 1, Bytes::from_static(b"d"))
+                    .await
+                    .expect("send"),
                 0
             );
         }
@@ -707,7 +847,10 @@ mod tests {
         // Appends after open get the next offsets.
         let producer = log.producer().expect("producer");
         assert_eq!(
-            producer.send(Stream::Insert, 1, b"x").await.expect("send"),
+            producer
+                .send(Stream::Insert, 1, Bytes::from_static(b"x"))
+                .await
+                .expect("send"),
             50
         );
         assert_eq!(next(consumer.as_ref()).await.2, 50);
@@ -720,7 +863,10 @@ mod tests {
         log.ensure(1).await.expect("ensure");
         let producer = log.producer().expect("producer");
         for i in 0..10u8 {
-            producer.send(Stream::Insert, 0, &[i]).await.expect("send");
+            producer
+                .send(Stream::Insert, 0, Bytes::copy_from_slice(&[i]))
+                .await
+                .expect("send");
         }
         let consumer = log.consumer("g", 0).expect("consumer");
         consumer.assign(0, 0, 0).expect("assign");
@@ -729,7 +875,10 @@ mod tests {
         }
         consumer.checkpointed(0, 6, 0);
         // The truncation is applied with the next group.
-        producer.send(Stream::Insert, 0, b"n").await.expect("send");
+        producer
+            .send(Stream::Insert, 0, Bytes::from_static(b"n"))
+            .await
+            .expect("send");
         consumer.assign(0, 0, 0).expect("re-assign");
         // Below the checkpoint is gone: reading resumes at the first kept record.
         assert_eq!(next(consumer.as_ref()).await.2, 6);
@@ -740,6 +889,63 @@ mod tests {
                 .is_err(),
             "nothing is read from an unassigned channel"
         );
+    }
+
+    #[test]
+    fn a_tail_keeps_the_newest_records_until_taken() {
+        let mut tail = Tail::default();
+        let mib = |i: u8| Bytes::from(vec![i; 1 << 20]);
+        for i in 0..10u8 {
+            tail.push(u64::from(i), mib(i));
+        }
+        // 8 MiB kept: records 2..10.
+        assert_eq!(
+            (tail.first, tail.records.len(), tail.bytes),
+            (2, 8, 8 << 20)
+        );
+        assert_eq!(tail.take(1), None, "dropped for room");
+        assert_eq!(tail.take(10), None, "not written yet");
+        assert_eq!(tail.take(4).map(|r| r[0]), Some(4));
+        assert_eq!(
+            tail.take(3),
+            None,
+            "taken records and those before them are gone"
+        );
+        assert_eq!((tail.first, tail.records.len()), (5, 5));
+        tail.drop_below(7);
+        assert_eq!(tail.take(7).map(|r| r[0]), Some(7));
+        // A record after a gap starts afresh.
+        tail.push(20, Bytes::from_static(b"x"));
+        assert_eq!((tail.first, tail.records.len(), tail.bytes), (20, 1, 1));
+        assert_eq!(tail.take(20), Some(Bytes::from_static(b"x")));
+    }
+
+    /// A reader further behind than the tail reads the file, then the tail, in order.
+    #[tokio::test]
+    async fn a_reader_behind_the_tail_reads_the_file_then_memory() {
+        let (_dir, path) = temp("behind");
+        let log = LocalLog::open(&path).expect("open");
+        log.ensure(1).await.expect("ensure");
+        let producer = log.producer().expect("producer");
+        let payload = |i: u8| Bytes::from(vec![i; (1 << 20) + usize::from(i)]);
+        for i in 0..12u8 {
+            producer
+                .send(Stream::Insert, 0, payload(i))
+                .await
+                .expect("send");
+        }
+        let consumer = log.consumer("g", 0).expect("consumer");
+        consumer.assign(0, 0, 0).expect("assign");
+        for i in 0..12u8 {
+            let record = consumer.recv().await.expect("recv");
+            assert_eq!(record.offset, i64::from(i));
+            assert!(record.payload() == payload(i), "record {i}");
+        }
+        producer
+            .send(Stream::Insert, 0, payload(12))
+            .await
+            .expect("send");
+        assert!(consumer.recv().await.expect("recv").payload() == payload(12));
     }
 
     #[tokio::test]
@@ -763,7 +969,9 @@ mod tests {
         );
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
-            producer.send(Stream::Insert, 0, &big).await,
+            producer
+                .send(Stream::Insert, 0, Bytes::copy_from_slice(&big))
+                .await,
             Err(StreamError::TooLarge { .. })
         ));
     }

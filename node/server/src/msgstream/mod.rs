@@ -14,6 +14,8 @@ mod local;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use milvus_like_api::retry::Transient;
 
 pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, KafkaProducer, KafkaSasl};
@@ -151,8 +153,9 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
 #[async_trait::async_trait]
 pub trait LogProducer: Send + Sync + std::fmt::Debug {
     /// Appends `payload` to `channel` of `stream`; returns its offset once the log
-    /// made it durable.
-    async fn send(&self, stream: Stream, channel: u32, payload: &[u8]) -> Result<i64, StreamError>;
+    /// made it durable. Owned, so that a backend that keeps it (the embedded log)
+    /// need not copy it.
+    async fn send(&self, stream: Stream, channel: u32, payload: Bytes) -> Result<i64, StreamError>;
     /// Keeps a message that could not be processed, with a key saying why.
     async fn dead_letter(&self, key: &str, payload: &[u8]) -> Result<(), StreamError>;
 }

@@ -321,7 +321,7 @@ impl Proxy for ProxyService {
             .map_err(|e| Status::internal(format!("cannot plan the insert: {e}")))?;
         // Each message's vectors are copied once, from the request's columns into
         // the message (its other columns are taken first: they are small).
-        let sends: Vec<(u32, Vec<u8>)> = messages
+        let sends: Vec<(u32, bytes::Bytes)> = messages
             .iter()
             .map(|m| {
                 let batch = InsertBatch {
@@ -342,7 +342,7 @@ impl Proxy for ProxyService {
                     .collect();
                 (
                     m.channel,
-                    wire::encode_insert_batch_gathering(&batch, &vectors),
+                    wire::encode_insert_batch_gathering(&batch, &vectors).into(),
                 )
             })
             .collect();
@@ -356,8 +356,8 @@ impl Proxy for ProxyService {
             let started = Instant::now();
             let results = futures::future::join_all(
                 sends
-                    .iter()
-                    .map(|(channel, payload)| producer.send(Stream::Insert, *channel, payload)),
+                    .into_iter()
+                    .map(|(channel, payload)| producer.send(Stream::Insert, channel, payload)),
             )
             .await;
             drop(lease);
@@ -394,7 +394,7 @@ impl Proxy for ProxyService {
         }
         let messages = plan::delete(&routes, &stamps)
             .map_err(|e| Status::internal(format!("cannot plan the delete: {e}")))?;
-        let sends: Vec<(u32, Vec<u8>)> = messages
+        let sends: Vec<(u32, bytes::Bytes)> = messages
             .iter()
             .map(|m| {
                 let batch = DeleteBatch {
@@ -404,13 +404,13 @@ impl Proxy for ProxyService {
                     first_ts: m.first_ts,
                     primary_keys: m.keys.iter().map(|&i| req.primary_keys[i]).collect(),
                 };
-                (m.channel, batch.encode_to_vec())
+                (m.channel, bytes::Bytes::from(batch.encode_to_vec()))
             })
             .collect();
         let results = futures::future::join_all(
             sends
-                .iter()
-                .map(|(channel, payload)| self.producer.send(Stream::Delete, *channel, payload)),
+                .into_iter()
+                .map(|(channel, payload)| self.producer.send(Stream::Delete, channel, payload)),
         )
         .await;
         for r in results {
