@@ -476,6 +476,58 @@ async fn a_flush_takes_grants_back_from_every_proxy_instead_of_waiting_for_them(
     }
 }
 
+/// Says, before a test fails on rows missing after the read-back's wait, whether
+/// they are late or lost: which keys are missing or doubled, whether they come
+/// after a minute more, and what the data nodes and the data coordinator warned
+/// about.
+async fn explain_missing_rows(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+    acked: &[i64],
+) {
+    let report = |when: &str, keys: &HashMap<i64, u32>| {
+        let missing: Vec<i64> = acked
+            .iter()
+            .copied()
+            .filter(|k| !keys.contains_key(k))
+            .collect();
+        let doubled = keys.values().filter(|n| **n > 1).count();
+        eprintln!(
+            "{when}: {} keys missing (first {:?}), {doubled} doubled, {} distinct keys committed",
+            missing.len(),
+            &missing[..missing.len().min(5)],
+            keys.len()
+        );
+    };
+    report(
+        "after the wait",
+        &committed_keys(cluster, info, schema).await,
+    );
+    let mut logs = vec![("datacoord".to_owned(), cluster.datacoord().process.log())];
+    for node in &cluster.datanodes {
+        logs.push((node.name().to_owned(), node.process.log()));
+    }
+    for (name, log) in logs {
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        eprintln!(
+            "{name}: {} warnings and errors, the last ones:",
+            warnings.len()
+        );
+        for line in &warnings[warnings.len().saturating_sub(30)..] {
+            eprintln!("  {line}");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    report(
+        "a minute later",
+        &committed_keys(cluster, info, schema).await,
+    );
+}
+
 /// Inserts batches of `batch` rows with fresh keys until `stop`; returns the keys of
 /// every acknowledged batch. A refused batch is retried with the same keys, so a
 /// key is never acknowledged twice.
@@ -534,6 +586,9 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     let (want_rows, want_sum) = expected(&schema, &acked, &HashSet::new());
     let content = read_back_until(&cluster, &info, &schema, want_rows).await;
     eprintln!("acknowledged {want_rows} rows; read back {}", content.rows);
+    if content.rows != want_rows {
+        explain_missing_rows(&cluster, &info, &schema, &acked).await;
+    }
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
 }
