@@ -10,7 +10,8 @@
 //! data node, the only reader).
 //!
 //! The newest committed records of each channel also stay in memory ([`Tail`],
-//! up to [`TAIL_BYTES`] per table) until the reader takes them, so that a reader
+//! up to [`TAIL_BYTES`] per table and [`TAILS_BYTES`] in all) until the reader
+//! takes them, so that a reader
 //! keeping up gets the payload the producer handed over instead of reading the
 //! file back (a read transaction, a `pread` and a copy per record). A reader
 //! further behind, or one that reads a record again, reads the file.
@@ -35,6 +36,15 @@ const DEAD_LETTER: &str = "dead-letter";
 const GROUP_BYTES: usize = 32 << 20;
 /// The most bytes of one table's newest records kept in memory for the reader.
 const TAIL_BYTES: usize = 8 << 20;
+/// The most bytes kept for the reader over all tables: with many channels each
+/// table gets its share of this, whether or not its channel is read.
+const TAILS_BYTES: usize = 48 << 20;
+
+/// What one table may keep when the logs have `channels` channels.
+fn tail_budget(channels: u32) -> usize {
+    let tables = 2 * usize::try_from(channels.max(1)).unwrap_or(usize::MAX);
+    (TAILS_BYTES / tables).min(TAIL_BYTES)
+}
 /// How long a consumer with nothing to read sleeps before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -101,8 +111,9 @@ struct Tail {
 
 impl Tail {
     /// Keeps a record just committed at `offset`, dropping the oldest beyond
-    /// [`TAIL_BYTES`] (a reader that far behind reads the file).
-    fn push(&mut self, offset: u64, payload: Bytes) {
+    /// `budget` bytes (a reader that far behind reads the file; a record larger
+    /// than the budget is not kept at all).
+    fn push(&mut self, offset: u64, payload: Bytes, budget: usize) {
         if offset != self.first + self.records.len() as u64 {
             // The first record, or the reader took everything before a gap.
             self.records.clear();
@@ -111,7 +122,7 @@ impl Tail {
         }
         self.bytes += payload.len();
         self.records.push_back(payload);
-        while self.bytes > TAIL_BYTES && self.records.len() > 1 {
+        while self.bytes > budget {
             self.pop_front();
         }
     }
@@ -219,6 +230,7 @@ impl Shared {
 
     /// Keeps what `group` committed (its appends at `offsets`) for the reader.
     fn keep(&self, group: &[Command], offsets: &[u64]) {
+        let budget = tail_budget(self.channels.load(std::sync::atomic::Ordering::Acquire));
         let mut tails = self.tails();
         let mut offsets = offsets.iter();
         for command in group {
@@ -231,7 +243,7 @@ impl Shared {
                         tails
                             .entry(*target)
                             .or_default()
-                            .push(offset, payload.clone());
+                            .push(offset, payload.clone(), budget);
                     }
                 }
                 Command::Truncate {
@@ -896,7 +908,7 @@ mod tests {
         let mut tail = Tail::default();
         let mib = |i: u8| Bytes::from(vec![i; 1 << 20]);
         for i in 0..10u8 {
-            tail.push(u64::from(i), mib(i));
+            tail.push(u64::from(i), mib(i), TAIL_BYTES);
         }
         // 8 MiB kept: records 2..10.
         assert_eq!(
@@ -915,9 +927,22 @@ mod tests {
         tail.drop_below(7);
         assert_eq!(tail.take(7).map(|r| r[0]), Some(7));
         // A record after a gap starts afresh.
-        tail.push(20, Bytes::from_static(b"x"));
+        tail.push(20, Bytes::from_static(b"x"), TAIL_BYTES);
         assert_eq!((tail.first, tail.records.len(), tail.bytes), (20, 1, 1));
         assert_eq!(tail.take(20), Some(Bytes::from_static(b"x")));
+        // A record over the budget is not kept.
+        tail.push(21, mib(21), 1000);
+        assert_eq!((tail.records.len(), tail.bytes), (0, 0));
+        assert_eq!(tail.take(21), None);
+    }
+
+    #[test]
+    fn all_tails_together_stay_within_their_budget() {
+        assert_eq!(tail_budget(0), TAIL_BYTES);
+        assert_eq!(tail_budget(3), TAIL_BYTES);
+        for channels in [1, 3, 4, 64, 1024] {
+            assert!(tail_budget(channels) * 2 * channels as usize <= TAILS_BYTES);
+        }
     }
 
     /// A reader further behind than the tail reads the file, then the tail, in order.

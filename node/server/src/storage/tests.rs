@@ -213,6 +213,40 @@ async fn large_files_are_split_into_row_groups() {
 /// batches: its offset index lets a reader start in the middle of the chunk, and
 /// every page holds whole rows.
 #[test]
+fn vector_pages_of_several_row_groups_hold_the_rows_of_each() {
+    // 16 KiB rows: about a thousand to a row group, 64 to a page; batches cut
+    // across row groups are slices that start inside their parent's buffer.
+    let schema = schema_with_dim(4096);
+    let sizes = [700, 1, 1799, 3];
+    let mut first = 0;
+    let mut batches = Vec::new();
+    for n in sizes {
+        batches.push(
+            format::insert_log_batch(
+                &schema,
+                rows(&schema, first, n),
+                (0..n as u64).map(|i| first as u64 + i + 1).collect(),
+                VectorLayout::Packed,
+            )
+            .expect("batch"),
+        );
+        first += n as i64;
+    }
+    let mut file = Vec::new();
+    format::encode_insert_log(&schema, &batches, &mut file, VectorLayout::Packed).expect("encode");
+    let file = bytes::Bytes::from(file);
+    let meta =
+        parquet::file::serialized_reader::SerializedFileReader::new(file.clone()).expect("reader");
+    use parquet::file::reader::FileReader as _;
+    assert!(meta.metadata().num_row_groups() > 1, "several row groups");
+    let (read, timestamps) = format::decode_insert_log(&schema, file).expect("decode");
+    let total: usize = sizes.iter().sum();
+    assert_eq!(read.num_rows, total);
+    assert_eq!(read, rows(&schema, 0, total));
+    assert_eq!(timestamps, (1..=total as u64).collect::<Vec<_>>());
+}
+
+#[test]
 fn vector_pages_are_whole_rows_and_indexed() {
     use arrow_array::{Array, FixedSizeBinaryArray};
     use parquet::arrow::arrow_reader::{
@@ -260,11 +294,11 @@ fn vector_pages_are_whole_rows_and_indexed() {
         .offset_index(vec_leaf)
         .expect("offset index")
         .page_locations;
-    // Pages of at most 1 MiB of whole rows, restarted at each batch.
+    // Pages of 1 MiB of whole rows, each taking rows from as many batches as it
+    // needs (the 1-row batch does not make a page of its own).
     let per_page = (1 << 20) / row_bytes;
-    let expected: Vec<usize> = sizes
-        .iter()
-        .flat_map(|n| (0..n.div_ceil(per_page)).map(move |p| (n - p * per_page).min(per_page)))
+    let expected: Vec<usize> = (0..total.div_ceil(per_page))
+        .map(|p| (total - p * per_page).min(per_page))
         .collect();
     assert_eq!(pages.len(), expected.len());
     let mut first_row = 0;

@@ -6,7 +6,9 @@
 //! page header followed by a slice of the column's buffer. Parquet's column writer
 //! copies every value into a buffer of its own, grows it and copies it again into a
 //! page; here the pages are the Arrow buffer itself, cut at row boundaries, behind
-//! headers from [`page_header`]. The row group writer splices the chunk in
+//! headers from [`page_header`]; a page takes rows from as many of the row
+//! group's batches as it needs (one per log message, often small). The row
+//! group writer splices the chunk in
 //! (`SerializedRowGroupWriter::append_column`), which reads it through
 //! `std::io::copy` (one copy, in 8 KiB pieces: the public API has no way to hand it
 //! whole pages). The column stays as the column writer left it: PLAIN,
@@ -43,10 +45,8 @@ impl VectorChunk {
         column: ColumnDescPtr,
         arrays: &[&FixedSizeBinaryArray],
     ) -> Result<(Self, ColumnCloseResult), ParquetError> {
-        let mut pieces = Vec::new();
-        let mut locations = Vec::new();
-        let mut len = 0u64;
-        let mut rows = 0u64;
+        let mut chunk = ChunkBuilder::default();
+        let mut page = PageBuilder::default();
         for array in arrays {
             if array.null_count() > 0 {
                 return Err(ParquetError::General(format!(
@@ -56,7 +56,7 @@ impl VectorChunk {
             }
             let value_size = usize::try_from(array.value_length())
                 .ok()
-                .filter(|s| *s > 0)
+                .filter(|s| *s > 0 && page.value_size.is_none_or(|size| size == *s))
                 .ok_or_else(|| {
                     ParquetError::General(format!(
                         "vector column {:?} has values of {} bytes",
@@ -64,23 +64,33 @@ impl VectorChunk {
                         array.value_length()
                     ))
                 })?;
+            page.value_size = Some(value_size);
             let rows_per_page = (PAGE_BYTES / value_size).max(1);
+            // Sliced arrays share their parent's buffer from their first row on.
             let data = Bytes::from_owner(array.values().clone());
-            for first in (0..array.len()).step_by(rows_per_page) {
-                let n = rows_per_page.min(array.len() - first);
-                let page = data.slice(first * value_size..(first + n) * value_size);
-                let header = Bytes::from(page_header(n, page.len())?);
-                locations.push(PageLocation {
-                    offset: i64_of(len)?,
-                    compressed_page_size: i32_of(header.len() + page.len())?,
-                    first_row_index: i64_of(rows)?,
-                });
-                len += (header.len() + page.len()) as u64;
-                rows += n as u64;
-                pieces.push(header);
-                pieces.push(page);
+            let mut first = 0;
+            while first < array.len() {
+                // A page takes rows from as many batches as it needs: small
+                // batches (one per log message) must not make small pages.
+                let n = (rows_per_page - page.rows).min(array.len() - first);
+                page.pieces
+                    .push(data.slice(first * value_size..(first + n) * value_size));
+                page.rows += n;
+                first += n;
+                if page.rows == rows_per_page {
+                    chunk.add(&mut page)?;
+                }
             }
         }
+        if page.rows > 0 {
+            chunk.add(&mut page)?;
+        }
+        let ChunkBuilder {
+            pieces,
+            locations,
+            len,
+            rows,
+        } = chunk;
         let pages = i32_of(locations.len())?;
         let metadata = ColumnChunkMetaData::builder(column)
             .set_compression(Compression::UNCOMPRESSED)
@@ -122,6 +132,43 @@ impl VectorChunk {
             pieces.pop_front();
         }
         Pieces(pieces)
+    }
+}
+
+/// The pieces of one data page being gathered, possibly from several arrays.
+#[derive(Debug, Default)]
+struct PageBuilder {
+    pieces: Vec<Bytes>,
+    rows: usize,
+    /// Every array of a column has values of this size.
+    value_size: Option<usize>,
+}
+
+/// The pages written so far and where each starts.
+#[derive(Debug, Default)]
+struct ChunkBuilder {
+    pieces: Vec<Bytes>,
+    locations: Vec<PageLocation>,
+    len: u64,
+    rows: u64,
+}
+
+impl ChunkBuilder {
+    /// Writes `page` (header, then its pieces) and empties it.
+    fn add(&mut self, page: &mut PageBuilder) -> Result<(), ParquetError> {
+        let bytes: usize = page.pieces.iter().map(Bytes::len).sum();
+        let header = Bytes::from(page_header(page.rows, bytes)?);
+        self.locations.push(PageLocation {
+            offset: i64_of(self.len)?,
+            compressed_page_size: i32_of(header.len() + bytes)?,
+            first_row_index: i64_of(self.rows)?,
+        });
+        self.len += (header.len() + bytes) as u64;
+        self.rows += page.rows as u64;
+        self.pieces.push(header);
+        self.pieces.append(&mut page.pieces);
+        page.rows = 0;
+        Ok(())
     }
 }
 
