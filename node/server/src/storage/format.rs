@@ -276,16 +276,19 @@ fn row_groups(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
 
 /// How a file's Arrow fields map to its Parquet leaf columns, and which fields
 /// skip the column writer: a required `FixedSizeBinary` field (a packed vector
-/// column) is written as pages cut from its buffer ([`VectorChunk`]).
+/// column) whose settings ask for what a cut page is (PLAIN, uncompressed, no
+/// statistics, an offset index) is written as pages cut from its buffer
+/// ([`VectorChunk`]), of the column's page size.
 struct Leaves {
     /// The field each leaf column belongs to.
     field_of: Vec<usize>,
-    /// Per field, its leaf's descriptor when its pages are cut from its buffer.
-    direct: Vec<Option<ColumnDescPtr>>,
+    /// Per field, its leaf's descriptor and page size when its pages are cut
+    /// from its buffer.
+    direct: Vec<Option<(ColumnDescPtr, usize)>>,
 }
 
 impl Leaves {
-    fn new(schema: &Schema, parquet: &SchemaDescriptor) -> Self {
+    fn new(schema: &Schema, parquet: &SchemaDescriptor, props: &WriterProperties) -> Self {
         let field_of: Vec<usize> = (0..parquet.num_columns())
             .map(|leaf| parquet.get_column_root_idx(leaf))
             .collect();
@@ -298,8 +301,15 @@ impl Leaves {
                 match (f.data_type(), leaves.next(), leaves.next()) {
                     (DataType::FixedSizeBinary(_), Some(leaf), None) => {
                         let column = parquet.column(leaf);
-                        (column.max_def_level() == 0 && column.max_rep_level() == 0)
-                            .then_some(column)
+                        let path = column.path();
+                        let cut = column.max_def_level() == 0
+                            && column.max_rep_level() == 0
+                            && props.compression(path) == Compression::UNCOMPRESSED
+                            && props.statistics_enabled(path) == EnabledStatistics::None
+                            && !props.dictionary_enabled(path)
+                            && !props.offset_index_disabled();
+                        let page_bytes = props.column_data_page_size_limit(path);
+                        cut.then_some((column, page_bytes))
                     }
                     _ => None,
                 }
@@ -359,7 +369,7 @@ fn encode_row_group(
         .enumerate()
         .map(|(leaf, writer)| {
             let field = leaves.field_of[leaf];
-            let Some(column) = &leaves.direct[field] else {
+            let Some((column, page_bytes)) = &leaves.direct[field] else {
                 return writer.close().map(Chunk::Written);
             };
             let arrays = batches
@@ -376,7 +386,7 @@ fn encode_row_group(
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let (chunk, close) = VectorChunk::encode(column.clone(), &arrays)?;
+            let (chunk, close) = VectorChunk::encode(column.clone(), *page_bytes, &arrays)?;
             Ok(Chunk::Vector(chunk, close))
         })
         .collect()
@@ -413,7 +423,7 @@ pub(super) fn encode_with<W: std::io::Write + Send>(
     let sink = std::io::BufWriter::with_capacity(SINK_BUFFER_BYTES, sink);
     let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(fail)?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(fail)?;
-    let leaves = Leaves::new(&schema, file.schema_descr());
+    let leaves = Leaves::new(&schema, file.schema_descr(), file.properties());
     let groups = row_groups(batches);
     let threads = self::encoders(groups.len(), encoders);
     std::thread::scope(|scope| -> FormatResult<()> {

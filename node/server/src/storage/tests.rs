@@ -209,9 +209,8 @@ async fn large_files_are_split_into_row_groups() {
     assert_eq!(read, batch);
 }
 
-/// A vector column is written as pages cut from the Arrow buffers of several
-/// batches: its offset index lets a reader start in the middle of the chunk, and
-/// every page holds whole rows.
+/// Batches cut across row groups (slices starting inside their parent's
+/// buffer) give each row group's vector chunk exactly its rows.
 #[test]
 fn vector_pages_of_several_row_groups_hold_the_rows_of_each() {
     // 16 KiB rows: about a thousand to a row group, 64 to a page; batches cut
@@ -246,6 +245,9 @@ fn vector_pages_of_several_row_groups_hold_the_rows_of_each() {
     assert_eq!(timestamps, (1..=total as u64).collect::<Vec<_>>());
 }
 
+/// A vector column is written as pages cut from the Arrow buffers of several
+/// batches: its offset index lets a reader start in the middle of the chunk, and
+/// every page holds whole rows.
 #[test]
 fn vector_pages_are_whole_rows_and_indexed() {
     use arrow_array::{Array, FixedSizeBinaryArray};
@@ -355,6 +357,55 @@ fn vector_pages_are_whole_rows_and_indexed() {
     let (all, timestamps) = format::decode_insert_log(&schema, file).expect("decode");
     assert_eq!(timestamps, vec![9; total]);
     assert_eq!(all, rows(&schema, 0, total));
+}
+
+/// Pages are cut from the buffer only where the column's settings ask for what
+/// a cut page is; a vector column set to zstd goes through the column writer,
+/// compressed, and reads back the same.
+#[test]
+fn vector_columns_set_otherwise_keep_the_column_writer() {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::ColumnPath;
+
+    let schema = schema_with_dim(8);
+    let n = 3000;
+    let batch = format::insert_log_batch(
+        &schema,
+        rows(&schema, 0, n),
+        vec![5; n],
+        VectorLayout::Packed,
+    )
+    .expect("batch");
+    let encode = |props: WriterProperties| {
+        let file = format::encode_with(
+            Vec::new(),
+            format::insert_log_schema(&schema, VectorLayout::Packed),
+            std::slice::from_ref(&batch),
+            props,
+            1,
+        )
+        .expect("encode");
+        let reader = SerializedFileReader::new(bytes::Bytes::from(file.clone())).expect("parquet");
+        let compression = reader.metadata().row_group(0).column(1).compression();
+        (file, compression)
+    };
+    let cut = format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed);
+    assert_eq!(encode(cut).1, Compression::UNCOMPRESSED);
+    let zstd = format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed)
+        .into_builder()
+        .set_column_compression(
+            ColumnPath::from("vec"),
+            Compression::ZSTD(ZstdLevel::default()),
+        )
+        .build();
+    let (file, compression) = encode(zstd);
+    assert!(
+        matches!(compression, Compression::ZSTD(_)),
+        "{compression:?}"
+    );
+    let (read, _) = format::decode_insert_log(&schema, bytes::Bytes::from(file)).expect("decode");
+    assert_eq!(read, rows(&schema, 0, n));
 }
 
 /// However many threads encode a file, its bytes are the same (row groups are

@@ -11,8 +11,10 @@
 //! group writer splices the chunk in
 //! (`SerializedRowGroupWriter::append_column`), which reads it through
 //! `std::io::copy` (one copy, in 8 KiB pieces: the public API has no way to hand it
-//! whole pages). The column stays as the column writer left it: PLAIN,
-//! uncompressed, no statistics, an offset index of its pages.
+//! whole pages). The column is what the column writer makes of a column set to
+//! PLAIN, uncompressed, no statistics, with an offset index of its pages; the
+//! caller cuts only columns whose writer properties say so
+//! (`format.rs`, `Leaves`).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -27,9 +29,6 @@ use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation}
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::schema::types::ColumnDescPtr;
 
-/// Most value bytes in one data page (Parquet's default page size).
-const PAGE_BYTES: usize = 1 << 20;
-
 /// One encoded column chunk: page headers and page data, in file order.
 #[derive(Debug, Clone)]
 pub(super) struct VectorChunk {
@@ -39,12 +38,25 @@ pub(super) struct VectorChunk {
 
 impl VectorChunk {
     /// The chunk holding `arrays` one after the other (a row group's slices of
-    /// one vector column), and its close result for the row group writer.
-    /// `column` describes the column's leaf in the file's schema.
+    /// one vector column) in pages of at most `page_bytes` of values (at least
+    /// one row), and its close result for the row group writer. `column`
+    /// describes the column's leaf in the file's schema.
     pub(super) fn encode(
         column: ColumnDescPtr,
+        page_bytes: usize,
         arrays: &[&FixedSizeBinaryArray],
     ) -> Result<(Self, ColumnCloseResult), ParquetError> {
+        let value_size = usize::try_from(column.type_length())
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                ParquetError::General(format!(
+                    "vector column {:?} has values of {} bytes",
+                    column.path().string(),
+                    column.type_length()
+                ))
+            })?;
+        let rows_per_page = (page_bytes / value_size).max(1);
         let mut chunk = ChunkBuilder::default();
         let mut page = PageBuilder::default();
         for array in arrays {
@@ -54,18 +66,13 @@ impl VectorChunk {
                     column.path().string()
                 )));
             }
-            let value_size = usize::try_from(array.value_length())
-                .ok()
-                .filter(|s| *s > 0 && page.value_size.is_none_or(|size| size == *s))
-                .ok_or_else(|| {
-                    ParquetError::General(format!(
-                        "vector column {:?} has values of {} bytes",
-                        column.path().string(),
-                        array.value_length()
-                    ))
-                })?;
-            page.value_size = Some(value_size);
-            let rows_per_page = (PAGE_BYTES / value_size).max(1);
+            if usize::try_from(array.value_length()).ok() != Some(value_size) {
+                return Err(ParquetError::General(format!(
+                    "vector column {:?} holds values of {} bytes, not {value_size}",
+                    column.path().string(),
+                    array.value_length()
+                )));
+            }
             // Sliced arrays share their parent's buffer from their first row on.
             let data = Bytes::from_owner(array.values().clone());
             let mut first = 0;
@@ -140,8 +147,6 @@ impl VectorChunk {
 struct PageBuilder {
     pieces: Vec<Bytes>,
     rows: usize,
-    /// Every array of a column has values of this size.
-    value_size: Option<usize>,
 }
 
 /// The pages written so far and where each starts.
