@@ -132,25 +132,6 @@ pub struct GatheredVectors<'a> {
     pub rows: &'a [usize],
 }
 
-impl GatheredVectors<'_> {
-    /// The encoded length of the `FloatVectorArray` these rows make.
-    fn encoded_len(&self) -> usize {
-        use prost::encoding::{encoded_len_varint, key_len};
-        let bytes = self.rows.len() * self.dim as usize * 4;
-        let dim = if self.dim == 0 {
-            0
-        } else {
-            key_len(1) + encoded_len_varint(u64::from(self.dim))
-        };
-        let values = if bytes == 0 {
-            0
-        } else {
-            key_len(FLOAT_VECTOR_VALUES) + encoded_len_varint(bytes as u64) + bytes
-        };
-        dim + values
-    }
-}
-
 /// The bytes of `encode_insert_batch` of `batch` with, for each `(i, rows)` of
 /// `gathered`, column `i` holding those rows (its own `FloatVectors` value is
 /// ignored: leave it empty). A proxy splitting a request's rows over channels
@@ -165,7 +146,7 @@ pub fn encode_insert_batch_gathering(
     let capacity = batch.encoded_len()
         + gathered
             .iter()
-            .map(|(_, g)| g.encoded_len() + 16)
+            .map(|(_, g)| Floats::Rows(g).len() * 4 + 16)
             .sum::<usize>();
     let mut buf = Vec::with_capacity(capacity);
     // As prost does: fields in tag order, proto3 defaults left out.
@@ -189,18 +170,83 @@ pub fn encode_insert_batch_gathering(
     }
     for (i, column) in batch.columns.iter().enumerate() {
         match gathered_at(i) {
-            Some(rows) => encode_gathered(INSERT_BATCH_COLUMNS, &column.field_name, rows, &mut buf),
+            Some(g) => encode_vector_column(
+                INSERT_BATCH_COLUMNS,
+                &column.field_name,
+                g.dim,
+                Floats::Rows(g),
+                &mut buf,
+            ),
             None => encode_field_data(INSERT_BATCH_COLUMNS, column, &mut buf),
         }
     }
     buf
 }
 
-/// What `encode_field_data` writes for a `FloatVectors` column named `name`
-/// holding `vectors`' rows.
-fn encode_gathered(tag: u32, name: &str, vectors: &GatheredVectors<'_>, buf: &mut impl BufMut) {
+/// Where the floats of a vector column to encode come from.
+#[derive(Clone, Copy)]
+enum Floats<'a> {
+    /// A column's own values.
+    All(&'a [f32]),
+    /// Rows gathered from a block.
+    Rows(&'a GatheredVectors<'a>),
+}
+
+impl Floats<'_> {
+    fn len(self) -> usize {
+        match self {
+            Self::All(values) => values.len(),
+            Self::Rows(g) => g.rows.len() * g.dim as usize,
+        }
+    }
+
+    /// Writes the floats little-endian, converted a block at a time and copied
+    /// with one `put_slice` per block.
+    fn put(self, buf: &mut impl BufMut) {
+        const BLOCK: usize = 1024;
+        let mut block = [0u8; BLOCK * 4];
+        let mut filled = 0;
+        let mut put = |piece: &[f32]| {
+            for piece in piece.chunks(BLOCK) {
+                if filled + piece.len() > BLOCK {
+                    buf.put_slice(&block[..filled * 4]);
+                    filled = 0;
+                }
+                let out = &mut block[filled * 4..(filled + piece.len()) * 4];
+                for (out, value) in out.as_chunks_mut::<4>().0.iter_mut().zip(piece) {
+                    *out = value.to_le_bytes();
+                }
+                filled += piece.len();
+            }
+        };
+        match self {
+            Self::All(values) => put(values),
+            Self::Rows(g) => {
+                let dim = g.dim as usize;
+                for &row in g.rows {
+                    put(&g.values[row * dim..(row + 1) * dim]);
+                }
+            }
+        }
+        buf.put_slice(&block[..filled * 4]);
+    }
+}
+
+/// What prost writes for a `FieldData` named `name` holding `FloatVectors` of
+/// `dim` and `floats`, with the floats copied in blocks instead of one
+/// `put_f32_le` each.
+fn encode_vector_column(tag: u32, name: &str, dim: u32, floats: Floats<'_>, buf: &mut impl BufMut) {
     use prost::encoding::{encoded_len_varint, key_len};
-    let array = vectors.encoded_len();
+    let bytes = floats.len() * 4;
+    let array = if dim == 0 {
+        0
+    } else {
+        key_len(1) + encoded_len_varint(u64::from(dim))
+    } + if bytes == 0 {
+        0
+    } else {
+        key_len(FLOAT_VECTOR_VALUES) + encoded_len_varint(bytes as u64) + bytes
+    };
     let name_len = if name.is_empty() {
         0
     } else {
@@ -219,15 +265,13 @@ fn encode_gathered(tag: u32, name: &str, vectors: &GatheredVectors<'_>, buf: &mu
     }
     encode_key(FIELD_DATA_FLOAT_VECTORS, WireType::LengthDelimited, buf);
     encode_varint(array as u64, buf);
-    if vectors.dim != 0 {
-        prost::encoding::uint32::encode(1, &vectors.dim, buf);
+    if dim != 0 {
+        prost::encoding::uint32::encode(1, &dim, buf);
     }
-    let dim = vectors.dim as usize;
-    let bytes = vectors.rows.len() * dim * 4;
     if bytes != 0 {
         encode_key(FLOAT_VECTOR_VALUES, WireType::LengthDelimited, buf);
         encode_varint(bytes as u64, buf);
-        put_rows(vectors.values, dim, vectors.rows, buf);
+        floats.put(buf);
     }
 }
 
@@ -250,63 +294,16 @@ pub fn encode_insert_request(request: &InsertRequest, buf: &mut impl BufMut) {
 }
 
 fn encode_field_data(tag: u32, column: &FieldData, buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(column.encoded_len() as u64, buf);
-    if !column.field_name.is_empty() {
-        prost::encoding::string::encode(1, &column.field_name, buf);
-    }
     match &column.data {
-        Some(Data::FloatVectors(vectors)) => {
-            encode_key(FIELD_DATA_FLOAT_VECTORS, WireType::LengthDelimited, buf);
-            encode_varint(vectors.encoded_len() as u64, buf);
-            if vectors.dim != 0 {
-                prost::encoding::uint32::encode(1, &vectors.dim, buf);
-            }
-            if !vectors.values.is_empty() {
-                encode_key(FLOAT_VECTOR_VALUES, WireType::LengthDelimited, buf);
-                encode_varint(vectors.values.len() as u64 * 4, buf);
-                put_floats(&vectors.values, buf);
-            }
-        }
-        Some(other) => other.encode(buf),
-        None => {}
+        Some(Data::FloatVectors(vectors)) => encode_vector_column(
+            tag,
+            &column.field_name,
+            vectors.dim,
+            Floats::All(&vectors.values),
+            buf,
+        ),
+        _ => prost::encoding::message::encode(tag, column, buf),
     }
-}
-
-/// Little-endian floats, converted a block at a time and copied with one
-/// `put_slice` per block.
-fn put_floats(values: &[f32], buf: &mut impl BufMut) {
-    const BLOCK: usize = 1024;
-    let mut block = [0u8; BLOCK * 4];
-    for chunk in values.chunks(BLOCK) {
-        let bytes = &mut block[..chunk.len() * 4];
-        for (out, value) in bytes.as_chunks_mut::<4>().0.iter_mut().zip(chunk) {
-            *out = value.to_le_bytes();
-        }
-        buf.put_slice(bytes);
-    }
-}
-
-/// Rows `rows` of the row-major block `values` as little-endian floats, gathered
-/// a block at a time into one `put_slice` each, as [`put_floats`] does.
-fn put_rows(values: &[f32], dim: usize, rows: &[usize], buf: &mut impl BufMut) {
-    const BLOCK: usize = 1024;
-    let mut block = [0u8; BLOCK * 4];
-    let mut filled = 0;
-    for &row in rows {
-        for piece in values[row * dim..(row + 1) * dim].chunks(BLOCK) {
-            if filled + piece.len() > BLOCK {
-                buf.put_slice(&block[..filled * 4]);
-                filled = 0;
-            }
-            let out = &mut block[filled * 4..(filled + piece.len()) * 4];
-            for (out, value) in out.as_chunks_mut::<4>().0.iter_mut().zip(piece) {
-                *out = value.to_le_bytes();
-            }
-            filled += piece.len();
-        }
-    }
-    buf.put_slice(&block[..filled * 4]);
 }
 
 /// Splits a length-delimited body off the front of `buf`.
@@ -491,7 +488,7 @@ mod tests {
         }
     }
 
-    /// Runs longer than one block of `put_floats`, including a partial last block.
+    /// Runs longer than one block of `Floats::put`, including a partial last block.
     #[test]
     fn long_vector_runs_are_encoded_as_prost_does() {
         for n in [1024, 1025, 3000, 128 * 1000] {
@@ -515,7 +512,7 @@ mod tests {
         }
     }
 
-    /// Rows wider than one block of `put_rows`, and rows that fill it exactly.
+    /// Rows wider than one block of `Floats::put`, and rows that fill it exactly.
     #[test]
     fn gathered_long_rows_are_encoded_as_prost_does() {
         for dim in [1usize, 1000, 1024, 1500, 3000] {
