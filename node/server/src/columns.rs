@@ -5,8 +5,9 @@
 //! `InsertBatch` into one again (the log may hold junk, too) and appends it to a
 //! segment buffer; the flush writes it as Parquet.
 
-use milvus_like_api::proto::{self, FieldData, field_data::Data};
+use milvus_like_api::proto::{self, FieldData, InsertBatch, field_data::Data};
 use milvus_like_api::schema::{CollectionSchema, FieldSchema, FieldType};
+use milvus_like_api::wire;
 
 /// One column's values. INT8, INT16 and INT32 are held as `i32` (as on the wire).
 #[derive(Debug, Clone, PartialEq)]
@@ -338,24 +339,39 @@ impl RowBatch {
         self.take_columns(indices, true)
     }
 
-    /// The rows at `indices`, as [`RowBatch::take`], except that vector columns
-    /// come back empty: the proxy copies those rows straight into its messages
-    /// (`wire::encode_insert_batch_gathering`, with [`RowBatch::vector_columns`]).
-    pub fn take_scalars(&self, indices: &[usize]) -> RowBatch {
-        self.take_columns(indices, false)
-    }
-
-    /// The vector columns: position, dimension and row-major values.
-    pub fn vector_columns(&self) -> impl Iterator<Item = (usize, u32, &[f32])> {
-        self.columns
+    /// The encoded `InsertBatch` of `header` (its columns are ignored) holding
+    /// the rows at `indices`: the bytes of `take(indices)` encoded, but each
+    /// vector is copied once, from this batch straight into the message.
+    pub fn encode_rows(
+        &self,
+        schema: &CollectionSchema,
+        header: InsertBatch,
+        indices: &[usize],
+    ) -> Vec<u8> {
+        let batch = InsertBatch {
+            columns: self.take_columns(indices, false).into_wire(schema),
+            ..header
+        };
+        let vectors: Vec<_> = self
+            .columns
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c {
-                Column::Vector { dim, values } => Some((i, *dim, values.as_slice())),
+                Column::Vector { dim, values } => Some((
+                    i,
+                    wire::GatheredVectors {
+                        dim: *dim,
+                        values,
+                        rows: indices,
+                    },
+                )),
                 _ => None,
             })
+            .collect();
+        wire::encode_insert_batch_gathering(&batch, &vectors)
     }
 
+    /// The rows at `indices`; vector columns come back empty unless `vectors`.
     fn take_columns(&self, indices: &[usize], vectors: bool) -> RowBatch {
         let columns = self
             .columns
@@ -455,8 +471,28 @@ mod tests {
         );
     }
 
+    /// The proxy's messages are the taken rows, encoded.
     #[test]
-    fn take_scalars_leaves_the_vectors_to_be_gathered() {
+    fn encoded_rows_are_the_taken_rows_encoded() {
+        let schema = CollectionSchema::try_from(proto::CollectionSchema {
+            name: "c".into(),
+            description: String::new(),
+            fields: vec![
+                proto::FieldSchema {
+                    name: "id".into(),
+                    data_type: proto::DataType::Int64.into(),
+                    is_primary_key: true,
+                    ..proto::FieldSchema::default()
+                },
+                proto::FieldSchema {
+                    name: "v".into(),
+                    data_type: proto::DataType::FloatVector.into(),
+                    dim: 2,
+                    ..proto::FieldSchema::default()
+                },
+            ],
+        })
+        .expect("schema");
         let batch = RowBatch {
             columns: vec![
                 Column::Long(vec![10, 11, 12]),
@@ -467,24 +503,23 @@ mod tests {
             ],
             num_rows: 3,
         };
-        let rows = [2, 0];
-        let scalars = batch.take_scalars(&rows);
-        assert_eq!(scalars.columns[0], Column::Long(vec![12, 10]));
-        assert_eq!(
-            scalars.columns[1],
-            Column::Vector {
-                dim: 2,
-                values: Vec::new()
-            }
-        );
-        let vectors: Vec<_> = batch.vector_columns().collect();
-        assert_eq!(vectors, [(1, 2, &[0.0, 0.5, 1.0, 1.5, 2.0, 2.5][..])]);
-        assert_eq!(
-            batch.take(&rows).columns[1],
-            Column::Vector {
-                dim: 2,
-                values: vec![2.0, 2.5, 0.0, 0.5]
-            }
-        );
+        let header = InsertBatch {
+            collection_id: 7,
+            segment_id: 9,
+            first_ts: 100,
+            num_rows: 3,
+            ..InsertBatch::default()
+        };
+        for rows in [&[2, 0, 2][..], &[1], &[]] {
+            let taken = InsertBatch {
+                columns: batch.take(rows).into_wire(&schema),
+                ..header.clone()
+            };
+            assert_eq!(
+                batch.encode_rows(&schema, header.clone(), rows),
+                wire::encode_insert_batch(&taken),
+                "rows {rows:?}"
+            );
+        }
     }
 }

@@ -22,7 +22,6 @@ use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_api::settings;
 use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
-use milvus_like_api::wire;
 use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -319,31 +318,20 @@ impl Proxy for ProxyService {
         }
         let messages = plan::insert(&routes, &grants, plan::Stamps(&stamps), per_message)
             .map_err(|e| Status::internal(format!("cannot plan the insert: {e}")))?;
-        // Each message's vectors are copied once, from the request's columns into
-        // the message (its other columns are taken first: they are small).
         let sends: Vec<(u32, bytes::Bytes)> = messages
             .iter()
             .map(|m| {
-                let batch = InsertBatch {
+                let header = InsertBatch {
                     collection_id: target.collection,
                     partition_id: target.partition,
                     segment_id: m.segment_id,
                     channel: m.channel,
                     first_ts: m.first_ts,
                     num_rows: u32::try_from(m.rows.len()).unwrap_or(u32::MAX),
-                    columns: rows.take_scalars(&m.rows).into_wire(&target.schema),
+                    columns: Vec::new(),
                 };
-                let vectors: Vec<_> = rows
-                    .vector_columns()
-                    .map(|(i, dim, values)| {
-                        let rows = &m.rows;
-                        (i, wire::GatheredVectors { dim, values, rows })
-                    })
-                    .collect();
-                (
-                    m.channel,
-                    wire::encode_insert_batch_gathering(&batch, &vectors).into(),
-                )
+                let message = rows.encode_rows(&target.schema, header, &m.rows);
+                (m.channel, message.into())
             })
             .collect();
         let bytes: usize = sends.iter().map(|(_, b)| b.len()).sum();
