@@ -10,9 +10,8 @@
 //! data node, the only reader).
 //!
 //! The newest committed records of each channel also stay in memory ([`Tail`],
-//! up to [`TAIL_BYTES`] per table and [`TAILS_BYTES`] in all) until the reader
-//! takes them, so that a reader
-//! keeping up gets the payload the producer handed over instead of reading the
+//! [`TAILS_BYTES`] shared by all tables) until the reader takes them, so that a
+//! reader keeping up gets the payload the producer handed over instead of reading the
 //! file back (a read transaction, a `pread` and a copy per record). A reader
 //! further behind, or one that reads a record again, reads the file.
 
@@ -34,16 +33,14 @@ const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
 const DEAD_LETTER: &str = "dead-letter";
 /// A writer transaction stops taking appends at this many bytes.
 const GROUP_BYTES: usize = 32 << 20;
-/// The most bytes of one table's newest records kept in memory for the reader.
-const TAIL_BYTES: usize = 8 << 20;
-/// The most bytes kept for the reader over all tables: with many channels each
-/// table gets its share of this, whether or not its channel is read.
+/// The most bytes of newest records kept in memory for the reader, shared
+/// equally by the tables (8 MiB each at 3 channels), read or not.
 const TAILS_BYTES: usize = 48 << 20;
 
-/// What one table may keep when the logs have `channels` channels.
+/// What one table may keep when the logs have `channels` channels (an insert
+/// and a delete table each).
 fn tail_budget(channels: u32) -> usize {
-    let tables = 2 * usize::try_from(channels.max(1)).unwrap_or(usize::MAX);
-    (TAILS_BYTES / tables).min(TAIL_BYTES)
+    TAILS_BYTES / (2 * usize::try_from(channels.max(1)).unwrap_or(usize::MAX))
 }
 /// How long a consumer with nothing to read sleeps before looking again anyway.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -115,7 +112,7 @@ impl Tail {
     /// than the budget is not kept at all).
     fn push(&mut self, offset: u64, payload: Bytes, budget: usize) {
         if offset != self.first + self.records.len() as u64 {
-            // The first record, or the reader took everything before a gap.
+            // The first record since the log was opened.
             self.records.clear();
             self.bytes = 0;
             self.first = offset;
@@ -908,7 +905,7 @@ mod tests {
         let mut tail = Tail::default();
         let mib = |i: u8| Bytes::from(vec![i; 1 << 20]);
         for i in 0..10u8 {
-            tail.push(u64::from(i), mib(i), TAIL_BYTES);
+            tail.push(u64::from(i), mib(i), 8 << 20);
         }
         // 8 MiB kept: records 2..10.
         assert_eq!(
@@ -927,7 +924,7 @@ mod tests {
         tail.drop_below(7);
         assert_eq!(tail.take(7).map(|r| r[0]), Some(7));
         // A record after a gap starts afresh.
-        tail.push(20, Bytes::from_static(b"x"), TAIL_BYTES);
+        tail.push(20, Bytes::from_static(b"x"), 8 << 20);
         assert_eq!((tail.first, tail.records.len(), tail.bytes), (20, 1, 1));
         assert_eq!(tail.take(20), Some(Bytes::from_static(b"x")));
         // A record over the budget is not kept.
@@ -938,8 +935,8 @@ mod tests {
 
     #[test]
     fn all_tails_together_stay_within_their_budget() {
-        assert_eq!(tail_budget(0), TAIL_BYTES);
-        assert_eq!(tail_budget(3), TAIL_BYTES);
+        assert_eq!(tail_budget(0), TAILS_BYTES / 2);
+        assert_eq!(tail_budget(3), 8 << 20);
         for channels in [1, 3, 4, 64, 1024] {
             assert!(tail_budget(channels) * 2 * channels as usize <= TAILS_BYTES);
         }
