@@ -45,7 +45,7 @@ use milvus_like_api::schema::{CollectionSchema, FieldType};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
@@ -277,7 +277,7 @@ fn row_groups(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
 /// How a file's Arrow fields map to its Parquet leaf columns, and which fields
 /// skip the column writer: a required `FixedSizeBinary` field (a packed vector
 /// column) whose settings ask for what a cut page is (PLAIN, uncompressed, no
-/// statistics, an offset index) is written as pages cut from its buffer
+/// statistics, no dictionary or bloom filter, an offset index) is written as pages cut from its buffer
 /// ([`VectorChunk`]), of the column's page size.
 struct Leaves {
     /// The field each leaf column belongs to.
@@ -307,6 +307,8 @@ impl Leaves {
                             && props.compression(path) == Compression::UNCOMPRESSED
                             && props.statistics_enabled(path) == EnabledStatistics::None
                             && !props.dictionary_enabled(path)
+                            && matches!(props.encoding(path), None | Some(Encoding::PLAIN))
+                            && props.bloom_filter_properties(path).is_none()
                             && !props.offset_index_disabled();
                         let page_bytes = props.column_data_page_size_limit(path);
                         cut.then_some((column, page_bytes))

@@ -103,6 +103,22 @@ fn rows(schema: &CollectionSchema, first: i64, n: usize) -> RowBatch {
     }
 }
 
+/// Rows `first..first + n` of `schema` as an Arrow batch in the current layout.
+fn packed(
+    schema: &CollectionSchema,
+    first: i64,
+    n: usize,
+    timestamps: Vec<u64>,
+) -> arrow_array::RecordBatch {
+    format::insert_log_batch(
+        schema,
+        rows(schema, first, n),
+        timestamps,
+        VectorLayout::Packed,
+    )
+    .expect("batch")
+}
+
 fn local_store() -> (tempfile::TempDir, SegmentStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SegmentStore::open(&StorageConfig::Local {
@@ -220,15 +236,12 @@ fn vector_pages_of_several_row_groups_hold_the_rows_of_each() {
     let mut first = 0;
     let mut batches = Vec::new();
     for n in sizes {
-        batches.push(
-            format::insert_log_batch(
-                &schema,
-                rows(&schema, first, n),
-                (0..n as u64).map(|i| first as u64 + i + 1).collect(),
-                VectorLayout::Packed,
-            )
-            .expect("batch"),
-        );
+        batches.push(packed(
+            &schema,
+            first,
+            n,
+            (0..n as u64).map(|i| first as u64 + i + 1).collect(),
+        ));
         first += n as i64;
     }
     let mut file = Vec::new();
@@ -263,13 +276,7 @@ fn vector_pages_are_whole_rows_and_indexed() {
     let batches: Vec<_> = sizes
         .iter()
         .map(|n| {
-            let batch = format::insert_log_batch(
-                &schema,
-                rows(&schema, first, *n),
-                vec![9; *n],
-                VectorLayout::Packed,
-            )
-            .expect("batch");
+            let batch = packed(&schema, first, *n, vec![9; *n]);
             first += *n as i64;
             batch
         })
@@ -360,23 +367,20 @@ fn vector_pages_are_whole_rows_and_indexed() {
 }
 
 /// Pages are cut from the buffer only where the column's settings ask for what
-/// a cut page is; a vector column set to zstd goes through the column writer,
-/// compressed, and reads back the same.
+/// a cut page is; a vector column set to zstd, a bloom filter or another
+/// encoding goes through the column writer, which honours the setting, and
+/// reads back the same.
 #[test]
 fn vector_columns_set_otherwise_keep_the_column_writer() {
-    use parquet::basic::{Compression, ZstdLevel};
-    use parquet::file::properties::WriterProperties;
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::file::metadata::ColumnChunkMetaData;
+    use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
     use parquet::schema::types::ColumnPath;
 
     let schema = schema_with_dim(8);
     let n = 3000;
-    let batch = format::insert_log_batch(
-        &schema,
-        rows(&schema, 0, n),
-        vec![5; n],
-        VectorLayout::Packed,
-    )
-    .expect("batch");
+    let batch = packed(&schema, 0, n, vec![5; n]);
+    let props = || format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed);
     let encode = |props: WriterProperties| {
         let file = format::encode_with(
             Vec::new(),
@@ -387,25 +391,39 @@ fn vector_columns_set_otherwise_keep_the_column_writer() {
         )
         .expect("encode");
         let reader = SerializedFileReader::new(bytes::Bytes::from(file.clone())).expect("parquet");
-        let compression = reader.metadata().row_group(0).column(1).compression();
-        (file, compression)
+        let vector = reader.metadata().row_group(0).column(1).clone();
+        (file, vector)
     };
-    let cut = format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed);
-    assert_eq!(encode(cut).1, Compression::UNCOMPRESSED);
-    let zstd = format::writer_properties(Vec::new(), Some(&schema), VectorLayout::Packed)
-        .into_builder()
-        .set_column_compression(
-            ColumnPath::from("vec"),
-            Compression::ZSTD(ZstdLevel::default()),
-        )
-        .build();
-    let (file, compression) = encode(zstd);
-    assert!(
-        matches!(compression, Compression::ZSTD(_)),
-        "{compression:?}"
-    );
-    let (read, _) = format::decode_insert_log(&schema, bytes::Bytes::from(file)).expect("decode");
-    assert_eq!(read, rows(&schema, 0, n));
+    let (_, cut) = encode(props());
+    assert_eq!(cut.compression(), Compression::UNCOMPRESSED);
+    assert_eq!(cut.bloom_filter_offset(), None);
+
+    type Setting = fn(WriterPropertiesBuilder, ColumnPath) -> WriterPropertiesBuilder;
+    type Honoured = fn(&ColumnChunkMetaData) -> bool;
+    let settings: [(&str, Setting, Honoured); 3] = [
+        (
+            "zstd",
+            |b, c| b.set_column_compression(c, Compression::ZSTD(ZstdLevel::default())),
+            |m| matches!(m.compression(), Compression::ZSTD(_)),
+        ),
+        (
+            "bloom filter",
+            |b, c| b.set_column_bloom_filter_enabled(c, true),
+            |m| m.bloom_filter_offset().is_some(),
+        ),
+        (
+            "delta encoding",
+            |b, c| b.set_column_encoding(c, Encoding::DELTA_BYTE_ARRAY),
+            |m| m.encodings().any(|e| e == Encoding::DELTA_BYTE_ARRAY),
+        ),
+    ];
+    for (name, set, honoured) in settings {
+        let (file, vector) = encode(set(props().into_builder(), ColumnPath::from("vec")).build());
+        assert!(honoured(&vector), "{name}: {vector:?}");
+        let (read, _) =
+            format::decode_insert_log(&schema, bytes::Bytes::from(file)).expect("decode");
+        assert_eq!(read, rows(&schema, 0, n), "{name}");
+    }
 }
 
 /// However many threads encode a file, its bytes are the same (row groups are
@@ -414,13 +432,7 @@ fn vector_columns_set_otherwise_keep_the_column_writer() {
 fn the_file_does_not_depend_on_the_number_of_encoders() {
     let schema = schema_with_dim(2);
     let n = 2 * ROW_GROUP_ROWS + 1000;
-    let batch = format::insert_log_batch(
-        &schema,
-        rows(&schema, 0, n),
-        vec![7; n],
-        VectorLayout::Packed,
-    )
-    .expect("batch");
+    let batch = packed(&schema, 0, n, vec![7; n]);
     let encode = |encoders| {
         format::encode_with(
             Vec::new(),
@@ -690,13 +702,7 @@ async fn newer_format_versions_are_refused() {
 
     let (dir, store) = local_store();
     let schema = schema();
-    let arrow = format::insert_log_batch(
-        &schema,
-        rows(&schema, 0, 2),
-        vec![1, 2],
-        VectorLayout::Packed,
-    )
-    .expect("batch");
+    let arrow = packed(&schema, 0, 2, vec![1, 2]);
     let path = "insert_log/v9.parquet";
     let full = dir.path().join("segments").join(path);
     std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
