@@ -28,8 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // as protoc's, byte for byte.
     tonic_prost_build::configure()
         .type_attribute(".", "#[allow(clippy::all)]")
-        // prost's codec, with a faster decoder of insert requests (src/codec.rs).
-        .codec_path("crate::codec::FastCodec")
+        // Vectors as shared little-endian bytes, not a `Vec<f32>` (src/vectors.rs).
+        .extern_path(
+            ".milvuslike.v1.FloatVectorArray",
+            "crate::vectors::FloatVectorArray",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

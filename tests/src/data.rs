@@ -40,7 +40,13 @@ pub fn rows(pks: &[i64], dim: u32) -> RowBatch {
         }
     }
     RowBatch {
-        columns: vec![Column::Long(pks.to_vec()), Column::Vector { dim, values }],
+        columns: vec![
+            Column::Long(pks.to_vec()),
+            Column::Vector {
+                dim,
+                values: values.into(),
+            },
+        ],
         num_rows: pks.len(),
     }
 }

@@ -115,7 +115,7 @@ pub async fn insert(
                 let values = vectors(load.batch, (client_no * 2 + k + 1) as u64);
                 Column::Vector {
                     dim: DIM as u32,
-                    values,
+                    values: values.into(),
                 }
                 .into_field_data(&schema.vector_field().0.name)
             })
@@ -189,9 +189,7 @@ fn encode_column(column: &FieldData) -> Bytes {
         columns: vec![column.clone()],
         ..Default::default()
     };
-    let mut buf = Vec::with_capacity(request.encoded_len());
-    milvus_like_api::wire::encode_insert_request(&request, &mut buf);
-    Bytes::from(buf)
+    Bytes::from(request.encode_to_vec())
 }
 
 /// Sends `request` with the encoded column `vectors` appended (a protobuf parser

@@ -358,7 +358,7 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
             Column::Long(vec![7]).to_field_data("id"),
             Column::Vector {
                 dim: 3,
-                values: vec![1.0, 2.0, 3.0],
+                values: vec![1.0, 2.0, 3.0].into(),
             }
             .to_field_data("vec"),
         ],

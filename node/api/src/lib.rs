@@ -7,8 +7,9 @@
 //!   `TryFrom` that names what is wrong.
 //! - [`tso_client::TsoClient`]: merges many callers' timestamp requests into few RPCs.
 //! - [`retry`]: one definition of a transient failure, and the one retry loop.
-//! - [`wire`] and [`codec`]: insert requests and insert-log messages decoded with
-//!   their vectors copied in one pass.
+//! - [`vectors`]: FLOAT_VECTOR values held as the little-endian bytes they travel
+//!   in, shared with the buffer they were decoded from; [`wire`]: a proxy's
+//!   insert-log messages encoded with each vector copied once.
 //! - [`settings`]: ports, environment variable names and defaults, shared by the node
 //!   and the operator.
 //!
@@ -16,7 +17,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod codec;
 pub mod leader_pool;
 pub mod process;
 pub mod retry;
@@ -25,14 +25,28 @@ pub mod schema;
 pub mod settings;
 pub mod timestamp;
 pub mod tso_client;
+pub mod vectors;
 pub mod wire;
 
 pub use timestamp::Timestamp;
+
+/// The property tests' settings: a fixed seed, so that a run is repeatable.
+#[cfg(test)]
+fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: 256,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(4),
+        ..proptest::test_runner::Config::default()
+    }
+}
 
 /// Generated protobuf messages and gRPC stubs (package `milvuslike.v1`).
 #[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
 pub mod proto {
     tonic::include_proto!("milvuslike.v1");
+
+    /// Written by hand (its vectors are shared bytes); the generated code uses it.
+    pub use crate::vectors::FloatVectorArray;
 
     /// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

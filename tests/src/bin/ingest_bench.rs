@@ -263,7 +263,7 @@ async fn flush_write(dir: &Path, opts: &Options) -> anyhow::Result<WriteResult> 
             Column::Long(pks),
             Column::Vector {
                 dim: DIM as u32,
-                values,
+                values: values.into(),
             },
         ],
         num_rows: n,

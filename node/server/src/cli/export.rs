@@ -252,12 +252,7 @@ fn csv_cell(out: &mut String, column: &Column, row: usize) {
         Column::Vector { dim, values } => {
             let d = *dim as usize;
             out.push_str("\"[");
-            for (i, x) in values
-                .get(row * d..(row + 1) * d)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+            for (i, x) in values.row(d, row).enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -295,7 +290,7 @@ mod tests {
                 Column::Long(vec![1, -2]),
                 Column::Vector {
                     dim: 2,
-                    values: vec![0.1, 1e-7, f32::MAX, -0.0],
+                    values: vec![0.1, 1e-7, f32::MAX, -0.0].into(),
                 },
                 Column::Str(vec!["a, \"b\"".into(), " [x".into()]),
                 Column::Int(vec![7, -300]),

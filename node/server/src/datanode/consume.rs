@@ -7,7 +7,6 @@ use std::time::Duration;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::{ChannelLoad, DeleteBatch, InsertBatch, ReportLoadRequest};
 use milvus_like_api::schema::CollectionSchema;
-use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
@@ -112,7 +111,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
         Delete(DeleteBatch),
     }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match milvus_like_api::wire::insert_batch(m.payload()) {
+        Stream::Insert => match m.decode::<InsertBatch>() {
             Err(e) => Err(format!("not an InsertBatch: {e}")),
             Ok(mut b) => {
                 if b.channel != m.channel {
@@ -140,7 +139,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
                 }
             }
         },
-        Stream::Delete => match DeleteBatch::decode(m.payload()) {
+        Stream::Delete => match m.decode::<DeleteBatch>() {
             Err(e) => Err(format!("not a DeleteBatch: {e}")),
             Ok(b) if b.channel != m.channel => Err(format!(
                 "batch for channel {} on channel {}",

@@ -732,11 +732,11 @@ impl LogConsumer for LocalConsumer {
                 let mut cursors = self.cursors();
                 if let Some(c) = cursors.list.iter_mut().find(|c| **c == read_at) {
                     c.next = offset + 1;
-                    return Ok(LogRecord::new(
+                    return Ok(LogRecord::shared(
                         read_at.stream,
                         read_at.channel,
                         i64::try_from(offset).unwrap_or(i64::MAX),
-                        Box::new(payload),
+                        payload,
                     ));
                 }
                 continue;

@@ -92,7 +92,15 @@ pub struct LogRecord<'a> {
     pub stream: Stream,
     pub channel: u32,
     pub offset: i64,
-    payload: Box<dyn AsRef<[u8]> + Send + 'a>,
+    payload: Payload<'a>,
+}
+
+/// Where a record's bytes are.
+enum Payload<'a> {
+    /// In the client library's buffer (Kafka): decoding copies what it keeps.
+    Borrowed(Box<dyn AsRef<[u8]> + Send + 'a>),
+    /// In a shared buffer (the embedded log): decoding shares the vectors.
+    Shared(bytes::Bytes),
 }
 
 impl std::fmt::Debug for LogRecord<'_> {
@@ -117,12 +125,34 @@ impl<'a> LogRecord<'a> {
             stream,
             channel,
             offset,
-            payload,
+            payload: Payload::Borrowed(payload),
+        }
+    }
+
+    /// A record whose bytes are shared: [`Self::decode`] keeps its vectors
+    /// without copying them.
+    pub fn shared(stream: Stream, channel: u32, offset: i64, payload: bytes::Bytes) -> Self {
+        Self {
+            stream,
+            channel,
+            offset,
+            payload: Payload::Shared(payload),
         }
     }
 
     pub fn payload(&self) -> &[u8] {
-        (*self.payload).as_ref()
+        match &self.payload {
+            Payload::Borrowed(b) => (**b).as_ref(),
+            Payload::Shared(b) => b,
+        }
+    }
+
+    /// The payload decoded as `M`.
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, prost::DecodeError> {
+        match &self.payload {
+            Payload::Borrowed(b) => M::decode((**b).as_ref()),
+            Payload::Shared(b) => M::decode(b.clone()),
+        }
     }
 }
 

@@ -292,11 +292,9 @@ pub fn row_checksum(schema: &CollectionSchema, rows: &RowBatch, row: usize) -> u
                 }
             }
             Column::Vector { dim, values } => {
-                let d = *dim as usize;
-                if let Some(vector) = values.get(row * d..(row + 1) * d) {
-                    for x in vector {
-                        h.write(&x.to_bits().to_le_bytes());
-                    }
+                // Each float's bits, little-endian: the bytes as held.
+                if let Some(vector) = values.row_le_bytes(*dim as usize, row) {
+                    h.write(vector);
                 }
             }
         }
@@ -329,11 +327,11 @@ fn render_row(schema: &CollectionSchema, rows: &RowBatch, row: usize, ts: u64) -
                 Column::Str(v) => v.get(row).map(|s| format!("{s:?}")),
                 Column::Vector { dim, values } => {
                     let d = *dim as usize;
-                    values.get(row * d..(row + 1) * d).map(|vector| {
-                        let shown: Vec<String> = vector
-                            .iter()
+                    values.row_le_bytes(d, row).map(|_| {
+                        let shown: Vec<String> = values
+                            .row(d, row)
                             .take(SAMPLE_VECTOR_COMPONENTS)
-                            .map(ToString::to_string)
+                            .map(|x| x.to_string())
                             .collect();
                         if d > SAMPLE_VECTOR_COMPONENTS {
                             format!("[{}, … {d} dims]", shown.join(", "))

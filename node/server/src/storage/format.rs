@@ -42,6 +42,7 @@ use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use milvus_like_api::schema::{CollectionSchema, FieldType};
+use milvus_like_api::vectors::Floats;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
@@ -550,14 +551,14 @@ pub(super) fn insert_log_batch(
                 let built: Result<ArrayRef, _> = match layout {
                     VectorLayout::Packed => FixedSizeBinaryArray::try_new(
                         vector_size(dim).saturating_mul(4),
-                        little_endian_bytes(values),
+                        Buffer::from(values.into_le_bytes()),
                         None,
                     )
                     .map(|a| Arc::new(a) as ArrayRef),
                     VectorLayout::List => FixedSizeListArray::try_new(
                         vector_item(),
                         vector_size(dim),
-                        Arc::new(Float32Array::from(values)),
+                        Arc::new(Float32Array::from(values.to_vec())),
                         None,
                     )
                     .map(|a| Arc::new(a) as ArrayRef),
@@ -578,21 +579,6 @@ pub(super) fn insert_log_batch(
     arrays.push(Arc::new(UInt64Array::from(timestamps)));
     RecordBatch::try_new(insert_log_schema(schema, layout), arrays)
         .map_err(|e| invalid(e.to_string()))
-}
-
-/// The floats' bytes, little-endian: the vector's own memory on a little-endian
-/// machine.
-fn little_endian_bytes(values: Vec<f32>) -> Buffer {
-    if cfg!(target_endian = "little") {
-        Buffer::from_vec(values)
-    } else {
-        Buffer::from_vec(
-            values
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        )
-    }
 }
 
 /// `rows` as an Arrow record batch of the schema's fields alone (an insert log
@@ -814,11 +800,14 @@ fn decode_column(ty: FieldType, array: &ArrayRef, name: &str) -> FormatResult<Co
         FieldType::FloatVector { dim } => {
             let (floats, vectors) = if let DataType::FixedSizeBinary(_) = array.data_type() {
                 let packed = values::<FixedSizeBinaryArray>(array, name)?;
-                (floats_from_le(packed.value_data()), packed.len())
+                let bytes = Bytes::from(packed.values().clone());
+                let floats = Floats::from_le_bytes(bytes)
+                    .map_err(|e| FormatError::Corrupt(format!("column {name:?}: {e}")))?;
+                (floats, packed.len())
             } else {
                 let list = values::<FixedSizeListArray>(array, name)?;
                 let items = values::<Float32Array>(list.values(), name)?;
-                (items.values().to_vec(), list.len())
+                (Floats::from(items.values().as_ref()), list.len())
             };
             if floats.len() != vectors * dim as usize {
                 return Err(FormatError::Corrupt(format!(
@@ -832,15 +821,6 @@ fn decode_column(ty: FieldType, array: &ArrayRef, name: &str) -> FormatResult<Co
             }
         }
     })
-}
-
-/// Little-endian float32s (trailing bytes short of a float are dropped; the
-/// caller checks the count).
-pub(crate) fn floats_from_le(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 fn decode_ts(array: &ArrayRef) -> FormatResult<&[u64]> {

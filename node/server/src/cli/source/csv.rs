@@ -278,7 +278,7 @@ mod tests {
             batches[0].columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![0.5, 1.0, 0.25, 2.0]
+                values: vec![0.5, 1.0, 0.25, 2.0].into()
             }
         );
         assert_eq!(

@@ -196,7 +196,9 @@ pub fn push_cell(column: &mut Column, field: &FieldSchema, cell: &str) -> Result
             v.push(cell.to_owned());
         }
         (Column::Str(v), _) => v.push(cell.to_owned()),
-        (Column::Vector { dim, values }, _) => parse_vector(name, text, *dim, values)?,
+        (Column::Vector { dim, values }, _) => {
+            values.extend(&parse_vector(name, text, *dim)?.into());
+        }
     }
     Ok(())
 }
@@ -239,39 +241,30 @@ pub fn check_length(name: &str, s: &str, max_length: u32) -> Result<(), String> 
 }
 
 /// `[0.1, 0.2]` (JSON) or `0.1 0.2` (space separated), exactly `dim` finite numbers.
-fn parse_vector(name: &str, text: &str, dim: u32, out: &mut Vec<f32>) -> Result<(), String> {
+fn parse_vector(name: &str, text: &str, dim: u32) -> Result<Vec<f32>, String> {
     let inner = match text.strip_prefix('[') {
         Some(rest) => rest.strip_suffix(']').ok_or_else(|| {
             format!("field {name:?}: the vector starts with '[' but does not end with ']'")
         })?,
         None => text,
     };
-    let start = out.len();
-    let parts = inner
+    let out = inner
         .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|p| !p.is_empty());
-    for part in parts {
-        let x: f32 = match part.parse() {
-            Ok(x) => x,
-            Err(_) => {
-                out.truncate(start);
-                return Err(format!("field {name:?}: {part:?} is not a number"));
-            }
-        };
-        out.push(x);
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            part.parse::<f32>()
+                .map_err(|_| format!("field {name:?}: {part:?} is not a number"))
+        })
+        .collect::<Result<Vec<f32>, String>>()?;
+    if out.len() != dim as usize {
+        return Err(wrong_dim(name, out.len(), dim));
     }
-    let got = out.len() - start;
-    if got != dim as usize {
-        out.truncate(start);
-        return Err(wrong_dim(name, got, dim));
-    }
-    if out[start..].iter().any(|x| !x.is_finite()) {
-        out.truncate(start);
+    if out.iter().any(|x| !x.is_finite()) {
         return Err(format!(
             "field {name:?}: the vector holds a NaN or infinite number"
         ));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `field "vector" has 127 numbers, the collection wants 128`
@@ -330,7 +323,7 @@ pub(crate) mod tests {
             v,
             Column::Vector {
                 dim: 3,
-                values: vec![0.5, 1.0, -2000.0, 1.0, 2.0, 3.0]
+                values: vec![0.5, 1.0, -2000.0, 1.0, 2.0, 3.0].into()
             }
         );
         assert_eq!(

@@ -13,6 +13,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use milvus_like_api::schema::{CollectionSchema, FieldType};
+use milvus_like_api::vectors::Floats;
 
 use super::{KeyCounter, KeyOptions, RowSource};
 use crate::cli::error::CliError;
@@ -364,19 +365,18 @@ impl<R: Read + Send> RowSource for NpySource<R> {
                 self.file, self.read, self.rows
             ))
         })?;
-        let values: Vec<f32> = match self.dtype {
+        let values: Floats = match self.dtype {
             Dtype::F64 => bytes
                 .chunks_exact(8)
                 .map(|b| {
                     f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
                 })
                 .collect(),
-            _ => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
+            // Little-endian float32: the bytes as read.
+            _ => Floats::from_le_bytes(bytes.into())
+                .map_err(|e| CliError::bad_input(format!("{}: {e}", self.file)))?,
         };
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = values.first_non_finite() {
             return Err(CliError::bad_input(format!(
                 "{} row {}: the vector holds a NaN or infinite number",
                 self.file,
@@ -478,7 +478,7 @@ mod tests {
             a.columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![1., 2., 3., 4.]
+                values: vec![1., 2., 3., 4.].into()
             }
         );
         let b = src.next_batch(2).expect("ok").expect("rows");
@@ -492,7 +492,7 @@ mod tests {
             c.columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![0.5, 1.5]
+                values: vec![0.5, 1.5].into()
             }
         );
     }

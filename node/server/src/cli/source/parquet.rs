@@ -15,13 +15,15 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
+use bytes::Bytes;
 use milvus_like_api::schema::{CollectionSchema, FieldSchema, FieldType};
+use milvus_like_api::vectors::Floats;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use super::{KeyCounter, RowSource, check_int, check_length, map_columns, wrong_dim};
 use crate::cli::error::CliError;
 use crate::columns::{Column, RowBatch};
-use crate::storage::format::{TS_COLUMN, floats_from_le};
+use crate::storage::format::TS_COLUMN;
 
 pub struct ParquetSource {
     reader: ParquetRecordBatchReader,
@@ -314,7 +316,7 @@ fn vectors(field: &FieldSchema, array: &ArrayRef, n: usize, dim: u32) -> Result<
             ),
         )
     })?;
-    finite_vectors(name, dim, values)
+    finite_vectors(name, dim, values.into())
 }
 
 /// Vectors packed as the segment files hold them: each row `dim` little-endian
@@ -341,17 +343,20 @@ fn packed_vectors(
     if let Some(row) = (0..packed.len()).find(|i| packed.is_null(*i)) {
         return Err((Some(row), format!("field {name:?} holds a null vector")));
     }
-    let bytes = packed.value_data().get(..n * d * 4).ok_or_else(|| {
-        (
+    if packed.values().len() < n * d * 4 {
+        return Err((
             None,
             format!("column {name:?} holds fewer vectors than the batch has rows"),
-        )
-    })?;
-    finite_vectors(name, dim, floats_from_le(bytes))
+        ));
+    }
+    let bytes = Bytes::from(packed.values().slice_with_length(0, n * d * 4));
+    let values =
+        Floats::from_le_bytes(bytes).map_err(|e| (None, format!("column {name:?}: {e}")))?;
+    finite_vectors(name, dim, values)
 }
 
-fn finite_vectors(name: &str, dim: u32, values: Vec<f32>) -> Result<Column, Fault> {
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+fn finite_vectors(name: &str, dim: u32, values: Floats) -> Result<Column, Fault> {
+    if let Some(i) = values.first_non_finite() {
         return Err((
             Some(i / (dim as usize).max(1)),
             format!("field {name:?}: the vector holds a NaN or infinite number"),
@@ -452,7 +457,7 @@ mod tests {
             batches[1].columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![5., 6.]
+                values: vec![5., 6.].into()
             }
         );
     }
@@ -482,14 +487,14 @@ mod tests {
             batches[0].columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![1.5, -2., 0., 3.25]
+                values: vec![1.5, -2., 0., 3.25].into()
             }
         );
         assert_eq!(
             batches[1].columns[1],
             Column::Vector {
                 dim: 2,
-                values: vec![7., 8.]
+                values: vec![7., 8.].into()
             }
         );
         let wide = dir.path().join("wide.parquet");

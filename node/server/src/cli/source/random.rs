@@ -77,7 +77,10 @@ impl RowSource for RandomSource {
                 }
                 FieldType::FloatVector { dim } => Column::Vector {
                     dim,
-                    values: (0..n * dim as usize).map(|_| rng.random()).collect(),
+                    values: (0..n * dim as usize)
+                        .map(|_| rng.random())
+                        .collect::<Vec<f32>>()
+                        .into(),
                 },
             });
         }
