@@ -4,11 +4,8 @@
 //! checks that every acknowledged record is there, once, at its offset.
 //!
 //! ```text
-//! log_writer PATH CHANNELS RUN [SEGMENT_BYTES]
+//! log_writer PATH CHANNELS RUN
 //! ```
-//!
-//! SEGMENT_BYTES (default: the log's own) makes the log start segment files that
-//! often, so that kills also land while one is started.
 
 #![forbid(unsafe_code)]
 
@@ -20,7 +17,7 @@ use milvus_like_node::msgstream::{LocalLog, Log, Stream};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    const USAGE: &str = "usage: log_writer PATH CHANNELS RUN [SEGMENT_BYTES]";
+    const USAGE: &str = "usage: log_writer PATH CHANNELS RUN";
     let path = args.next().context(USAGE)?;
     let channels: u32 = args
         .next()
@@ -32,13 +29,9 @@ fn main() -> anyhow::Result<()> {
         .context(USAGE)?
         .parse()
         .context("RUN is a number")?;
-    let segment_bytes: u64 = match args.next() {
-        Some(n) => n.parse().context("SEGMENT_BYTES is a number")?,
-        None => milvus_like_node::msgstream::SEGMENT_BYTES,
-    };
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;
     runtime.block_on(async move {
-        let log = LocalLog::open_with_segment_bytes(std::path::Path::new(&path), segment_bytes)?;
+        let log = LocalLog::open(std::path::Path::new(&path))?;
         log.ensure(channels).await?;
         let producer = log.producer()?;
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));

@@ -1,29 +1,19 @@
 //! The embedded durable log of standalone mode: the insert, delete and dead-letter
-//! logs in redb files on local disk.
+//! logs in one redb file on local disk.
 //!
 //! Each channel of each log is a table from offset to payload, offsets from 0 with
 //! no gaps. One writer thread takes every append waiting for it, writes them in one
 //! transaction (fsync, quick repair on) and only then acknowledges them, so a kill -9
 //! loses nothing acknowledged and costs one fsync per group, not per message. A
-//! consumer reads committed records only.
-//!
-//! The records live in segment files (`log.redb.000001`, `log.redb.000002`, ...),
-//! written one after the other: the writer starts a new one once the current one
-//! holds [`SEGMENT_BYTES`]. Retention follows the checkpoints (standalone has one
-//! data node, the only reader): a segment all of whose records are below their
-//! channels' checkpoints is deleted whole. Deleting records inside a redb file
-//! would read every page holding them back first (6.4% of a standalone process's
-//! CPU under load); unlinking a file reads nothing. The main file (`log.redb`)
-//! keeps the channel count and the dead letters, which are never dropped, and the
-//! records of logs written before segments existed (read, then dropped by table).
-//! Each segment's metadata holds every table's end as of its last write, so the
-//! offsets go on where they ended whichever segments are gone.
+//! consumer reads committed records only. Retention follows the checkpoints: once a
+//! checkpoint is committed, the records below it are dropped (standalone has one
+//! data node, the only reader).
 //!
 //! The newest committed records of each channel also stay in memory ([`Tail`],
 //! [`TAILS_BYTES`] shared by all tables) until the reader takes them, so that a
 //! reader keeping up gets the payload the producer handed over instead of reading the
 //! file back (a read transaction, a `pread` and a copy per record). A reader
-//! further behind, or one that reads a record again, reads the files.
+//! further behind, or one that reads a record again, reads the file.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -31,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, oneshot};
 
 use super::{LogConsumer, LogProducer, LogRecord, Stream, StreamError};
@@ -43,11 +33,6 @@ const META_TABLE: TableDefinition<&str, u64> = TableDefinition::new("log-meta");
 const DEAD_LETTER: &str = "dead-letter";
 /// A writer transaction stops taking appends at this many bytes.
 const GROUP_BYTES: usize = 32 << 20;
-/// The writer starts a new segment file once the current one holds this many
-/// bytes of records.
-pub const SEGMENT_BYTES: u64 = 128 << 20;
-/// redb's cache of each file.
-const CACHE_BYTES: usize = 32 << 20;
 /// The most bytes of newest records kept in memory for the reader, shared
 /// equally by the tables (8 MiB each at 3 channels), read or not.
 const TAILS_BYTES: usize = 48 << 20;
@@ -104,7 +89,7 @@ enum Command {
         payload: Bytes,
         done: oneshot::Sender<Result<i64, StreamError>>,
     },
-    /// The records of a channel below an offset may go.
+    /// Drop the records of a channel below an offset.
     Truncate {
         stream: Stream,
         channel: u32,
@@ -168,10 +153,7 @@ impl Tail {
 /// What the writer thread shares with the producers and consumers.
 #[derive(Debug)]
 struct Shared {
-    /// The main file: channel count, dead letters, records of old logs.
     db: Arc<redb::Database>,
-    /// The files holding log records, oldest first, for readers.
-    files: Mutex<Vec<Arc<redb::Database>>>,
     path: PathBuf,
     /// The next offset of every table with records, as committed.
     ends: Mutex<HashMap<Target, u64>>,
@@ -243,10 +225,6 @@ impl Shared {
         self.tails.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn files(&self) -> MutexGuard<'_, Vec<Arc<redb::Database>>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Keeps what `group` committed (its appends at `offsets`) for the reader.
     fn keep(&self, group: &[Command], offsets: &[u64]) {
         let budget = tail_budget(self.channels.load(std::sync::atomic::Ordering::Acquire));
@@ -286,30 +264,11 @@ pub struct LocalLog {
 }
 
 impl LocalLog {
-    /// Opens (or creates) the log at `path` (the main file; segments beside it)
-    /// and starts its writer thread.
+    /// Opens (or creates) the log file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StreamError> {
-        Self::open_with_segment_bytes(path, SEGMENT_BYTES)
-    }
-
-    /// [`Self::open`], starting a new segment file every `segment_bytes` (tests
-    /// use small ones to see many).
-    pub fn open_with_segment_bytes(path: &Path, segment_bytes: u64) -> Result<Self, StreamError> {
         let error = |reason: String| local_error(path, reason);
-        if !path.exists()
-            && let Some(first) = segment_numbers(path)
-                .map_err(|e| error(e.to_string()))?
-                .first()
-        {
-            // The channel count and the dead letters are gone: refuse rather than
-            // take the segments for a log.
-            return Err(error(format!(
-                "segment files ({}) are here but the log's main file is missing",
-                segment_path(path, *first).display()
-            )));
-        }
         let db = redb::Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(32 << 20)
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => error(
@@ -347,13 +306,9 @@ impl LocalLog {
                 ends.insert(target, v.value());
             }
         }
-        let db = Arc::new(db);
-        let files =
-            Files::open(path, &db, &mut ends, segment_bytes).map_err(|e| error(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
-            db,
-            files: Mutex::new(files.readers()),
+            db: Arc::new(db),
             path: path.to_owned(),
             ends: Mutex::new(ends),
             appended: Notify::new(),
@@ -364,7 +319,7 @@ impl LocalLog {
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("embedded-log-writer".into())
-            .spawn(move || write_loop(&writer, files, &rx))
+            .spawn(move || write_loop(&writer, &rx))
             .map_err(|e| error(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(path = %path.display(), "opened the embedded log");
         Ok(Self {
@@ -410,49 +365,28 @@ impl LocalLog {
 }
 
 /// The writer thread: groups waiting appends into one transaction each. Ends when
-/// the log is dropped. A dead letter is a group of its own (it goes to the main
-/// file, the records to the current segment).
-fn write_loop(inner: &Shared, mut files: Files, rx: &std::sync::mpsc::Receiver<Command>) {
-    let mut held = None;
-    while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
-        let dead_letter = is_dead_letter(&first);
+/// the log is dropped.
+fn write_loop(inner: &Shared, rx: &std::sync::mpsc::Receiver<Command>) {
+    while let Ok(first) = rx.recv() {
         let mut bytes = match &first {
             Command::Append { payload, .. } => payload.len(),
             Command::Truncate { .. } => 0,
         };
         let mut group = vec![first];
-        while !dead_letter
-            && bytes < GROUP_BYTES
+        while bytes < GROUP_BYTES
             && let Ok(next) = rx.try_recv()
         {
-            if is_dead_letter(&next) {
-                held = Some(next);
-                break;
-            }
             if let Command::Append { payload, .. } = &next {
                 bytes += payload.len();
             }
             group.push(next);
         }
         let mut ends = inner.ends().clone();
-        let db = if dead_letter {
-            inner.db.clone()
-        } else {
-            files.current()
-        };
-        match write_group(&db, &group, &mut ends) {
+        match write_group(&inner.db, &group, &mut ends) {
             Ok(offsets) => {
                 inner.keep(&group, &offsets);
                 *inner.ends() = ends;
                 *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                // Files all of whose records are consumed go before the appends
-                // are acknowledged, so that a reader told about them reads the
-                // files as they are now.
-                files.note(&group, &offsets);
-                if let Err(e) = files.drop_consumed() {
-                    tracing::warn!(path = %inner.path.display(), error = %e, "cannot drop a consumed segment of the embedded log; trying again after the next write");
-                }
-                *inner.files() = files.readers();
                 let mut offsets = offsets.into_iter();
                 for command in group {
                     if let Command::Append { done, .. } = command
@@ -462,15 +396,6 @@ fn write_loop(inner: &Shared, mut files: Files, rx: &std::sync::mpsc::Receiver<C
                     }
                 }
                 inner.appended.notify_waiters();
-                if !dead_letter && files.added(bytes as u64) {
-                    let ends = inner.ends().clone();
-                    match files.start_segment(&ends) {
-                        Ok(()) => *inner.files() = files.readers(),
-                        Err(e) => {
-                            tracing::warn!(path = %inner.path.display(), error = %e, "cannot start a new segment of the embedded log; writing on in the current one")
-                        }
-                    }
-                }
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -486,338 +411,50 @@ fn write_loop(inner: &Shared, mut files: Files, rx: &std::sync::mpsc::Receiver<C
     }
 }
 
-fn is_dead_letter(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Append {
-            target: Target::DeadLetter,
-            ..
-        }
-    )
-}
-
-/// Writes the appends of one group in one transaction of `db`; returns the
-/// offset of each append, in order.
+/// Writes one group in one transaction; returns the offset of each append, in order.
 fn write_group(
     db: &redb::Database,
     group: &[Command],
     ends: &mut HashMap<Target, u64>,
 ) -> Result<Vec<u64>, redb::Error> {
-    let mut offsets = Vec::new();
-    let mut touched = Vec::new();
-    let mut txn = None;
-    for command in group {
-        if let Command::Append {
-            target, payload, ..
-        } = command
-        {
-            let txn = match &mut txn {
-                Some(txn) => txn,
-                None => {
-                    let mut t = db.begin_write()?;
-                    t.set_quick_repair(true);
-                    txn.insert(t)
-                }
-            };
-            let end = ends.entry(*target).or_insert(0);
-            let offset = *end;
-            txn.open_table(table(&target.table()))?
-                .insert(offset, payload.as_ref())?;
-            *end += 1;
-            offsets.push(offset);
-            if !touched.contains(target) {
-                touched.push(*target);
-            }
-        }
-    }
-    if let Some(txn) = txn {
-        {
-            let mut meta = txn.open_table(META_TABLE)?;
-            for target in touched {
-                meta.insert(end_key(&target.table()).as_str(), ends[&target])?;
-            }
-        }
-        txn.commit()?;
-    }
-    Ok(offsets)
-}
-
-/// A file holding log records, as the writer keeps it.
-struct LogFile {
-    db: Arc<redb::Database>,
-    /// The segment's number; `None` for the main file.
-    number: Option<u64>,
-    /// For each table it holds records of, the offset after its last one.
-    ends: HashMap<Target, u64>,
-}
-
-/// The files holding log records, oldest first, and what the writer needs to
-/// start and drop segments. The last one is the current segment.
-struct Files {
-    path: PathBuf,
-    list: Vec<LogFile>,
-    /// Bytes of records written to the current segment.
-    current_bytes: u64,
-    segment_bytes: u64,
-    /// The checkpoint of each log table: the records below it may go.
-    below: HashMap<Target, u64>,
-}
-
-impl Files {
-    /// Finds the files of the log whose main file is `main` at `path`, adds every
-    /// table's end found in them to `ends`, and starts a first segment if there
-    /// is none.
-    fn open(
-        path: &Path,
-        main: &Arc<redb::Database>,
-        ends: &mut HashMap<Target, u64>,
-        segment_bytes: u64,
-    ) -> Result<Self, redb::Error> {
-        let mut files = Self {
-            path: path.to_owned(),
-            list: Vec::new(),
-            current_bytes: 0,
-            segment_bytes: segment_bytes.max(1),
-            below: HashMap::new(),
-        };
-        let main_ends = record_ends(main)?;
-        if !main_ends.is_empty() {
-            files.list.push(LogFile {
-                db: main.clone(),
-                number: None,
-                ends: main_ends,
-            });
-        }
-        let numbers = segment_numbers(path)?;
-        for number in numbers {
-            let segment_path = files.segment_path(number);
-            let db = redb::Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&segment_path)?;
-            for (target, end) in written_ends(&db)? {
-                let e = ends.entry(target).or_insert(0);
-                *e = (*e).max(end);
-            }
-            let segment_ends = record_ends(&db)?;
-            files.current_bytes = std::fs::metadata(&segment_path)
-                .map_err(redb::StorageError::from)?
-                .len();
-            files.list.push(LogFile {
-                db: Arc::new(db),
-                number: Some(number),
-                ends: segment_ends,
-            });
-        }
-        if files.list.last().is_none_or(|f| f.number.is_none()) {
-            files.start_segment(ends)?;
-        }
-        Ok(files)
-    }
-
-    fn segment_path(&self, number: u64) -> PathBuf {
-        segment_path(&self.path, number)
-    }
-
-    /// Creates the next segment, its metadata holding every table's end, and
-    /// makes it current. It is written as `….new` and renamed once complete.
-    fn start_segment(&mut self, ends: &HashMap<Target, u64>) -> Result<(), redb::Error> {
-        let number = self.list.iter().filter_map(|f| f.number).max().unwrap_or(0) + 1;
-        let path = self.segment_path(number);
-        let mut new = path.as_os_str().to_owned();
-        new.push(".new");
-        let new = PathBuf::from(new);
-        let db = redb::Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&new)?;
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
-        {
-            let mut meta = txn.open_table(META_TABLE)?;
-            for (target, end) in ends {
-                if matches!(target, Target::Log(..)) {
-                    meta.insert(end_key(&target.table()).as_str(), *end)?;
-                }
-            }
-        }
-        txn.commit()?;
-        std::fs::rename(&new, &path).map_err(redb::StorageError::from)?;
-        sync_dir(&path).map_err(redb::StorageError::from)?;
-        self.list.push(LogFile {
-            db: Arc::new(db),
-            number: Some(number),
-            ends: HashMap::new(),
-        });
-        self.current_bytes = 0;
-        Ok(())
-    }
-
-    /// The current segment.
-    fn current(&self) -> Arc<redb::Database> {
-        self.list
-            .last()
-            .map(|f| f.db.clone())
-            .expect("the log always has a current segment")
-    }
-
-    /// Notes what a committed group did: the records it wrote to the current
-    /// segment (appends at `offsets`) and the checkpoints it carried.
-    fn note(&mut self, group: &[Command], offsets: &[u64]) {
-        let mut offsets = offsets.iter();
-        for command in group {
-            match command {
-                Command::Append { target, .. } => {
-                    let Some(&offset) = offsets.next() else { break };
-                    if let (Target::Log(..), Some(current)) = (target, self.list.last_mut()) {
-                        let end = current.ends.entry(*target).or_insert(0);
-                        *end = (*end).max(offset + 1);
-                    }
-                }
-                Command::Truncate {
-                    stream,
-                    channel,
-                    below,
-                } => {
-                    let b = self
-                        .below
-                        .entry(Target::Log(*stream, *channel))
-                        .or_insert(0);
-                    *b = (*b).max(*below);
-                }
-            }
-        }
-    }
-
-    /// Counts `bytes` of records written to the current segment; whether it is
-    /// full now.
-    fn added(&mut self, bytes: u64) -> bool {
-        self.current_bytes += bytes;
-        self.current_bytes >= self.segment_bytes
-    }
-
-    /// Drops the files (never the current segment) whose records are all below
-    /// their checkpoints.
-    fn drop_consumed(&mut self) -> Result<(), redb::Error> {
-        let mut i = 0;
-        while i + 1 < self.list.len() {
-            let file = &self.list[i];
-            let consumed = file
-                .ends
-                .iter()
-                .all(|(target, end)| self.below.get(target).copied().unwrap_or(0) >= *end);
-            if !consumed {
-                i += 1;
-                continue;
-            }
-            match file.number {
-                Some(number) => {
-                    std::fs::remove_file(self.segment_path(number))
-                        .map_err(redb::StorageError::from)?;
-                }
-                None => drop_record_tables(&file.db, file.ends.keys())?,
-            }
-            self.list.remove(i);
-        }
-        Ok(())
-    }
-
-    fn readers(&self) -> Vec<Arc<redb::Database>> {
-        self.list.iter().map(|f| f.db.clone()).collect()
-    }
-}
-
-/// Segment `number` of the log whose main file is `path`: `{path}.{number:06}`.
-fn segment_path(path: &Path, number: u64) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{number:06}"));
-    PathBuf::from(name)
-}
-
-/// The numbers of the segment files beside the main file `path`, in order;
-/// removes any half-made one (`.new`: a crash cut its creation short).
-fn segment_numbers(path: &Path) -> Result<Vec<u64>, redb::Error> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let prefix = format!(
-        "{}.",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    );
-    let mut numbers = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(redb::StorageError::from)? {
-        let entry = entry.map_err(redb::StorageError::from)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rest.ends_with(".new") {
-            std::fs::remove_file(entry.path()).map_err(redb::StorageError::from)?;
-        } else if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            numbers.extend(rest.parse::<u64>().ok());
-        }
-    }
-    numbers.sort_unstable();
-    Ok(numbers)
-}
-
-/// The `end/{table}` entries of a file's metadata, log tables only.
-fn written_ends(db: &redb::Database) -> Result<HashMap<Target, u64>, redb::Error> {
-    let read = db.begin_read()?;
-    let meta = match read.open_table(META_TABLE) {
-        Ok(m) => m,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut ends = HashMap::new();
-    for entry in meta.range("end/".."end0")? {
-        let (k, v) = entry?;
-        if let Some(target @ Target::Log(..)) = Target::parse(k.value().trim_start_matches("end/"))
-        {
-            ends.insert(target, v.value());
-        }
-    }
-    Ok(ends)
-}
-
-/// For each log table of a file that holds records, the offset after its last.
-fn record_ends(db: &redb::Database) -> Result<HashMap<Target, u64>, redb::Error> {
-    let read = db.begin_read()?;
-    let mut ends = HashMap::new();
-    for handle in read.list_tables()? {
-        let Some(target @ Target::Log(..)) = Target::parse(handle.name()) else {
-            continue;
-        };
-        let table = read.open_table(table(handle.name()))?;
-        if let Some((last, _)) = table.last()? {
-            ends.insert(target, last.value() + 1);
-        }
-    }
-    Ok(ends)
-}
-
-/// Deletes the record tables of the main file (records of a log written before
-/// segments existed, all consumed).
-fn drop_record_tables<'a>(
-    db: &redb::Database,
-    targets: impl Iterator<Item = &'a Target>,
-) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_quick_repair(true);
-    for target in targets {
-        txn.delete_table(table(&target.table()))?;
+    let mut offsets = Vec::new();
+    let mut touched = Vec::new();
+    for command in group {
+        match command {
+            Command::Append {
+                target, payload, ..
+            } => {
+                let end = ends.entry(*target).or_insert(0);
+                let offset = *end;
+                txn.open_table(table(&target.table()))?
+                    .insert(offset, payload.as_ref())?;
+                *end += 1;
+                offsets.push(offset);
+                if !touched.contains(target) {
+                    touched.push(*target);
+                }
+            }
+            Command::Truncate {
+                stream,
+                channel,
+                below,
+            } => {
+                let name = Target::Log(*stream, *channel).table();
+                txn.open_table(table(&name))?
+                    .retain_in(..*below, |_, _| false)?;
+            }
+        }
+    }
+    {
+        let mut meta = txn.open_table(META_TABLE)?;
+        for target in touched {
+            meta.insert(end_key(&target.table()).as_str(), ends[&target])?;
+        }
     }
     txn.commit()?;
-    Ok(())
-}
-
-/// Makes a rename or a new file in `path`'s directory durable.
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
-        _ => Ok(()),
-    }
+    Ok(offsets)
 }
 
 #[async_trait::async_trait]
@@ -1020,29 +657,22 @@ impl Shared {
     }
 }
 
-/// The first record at or after each cursor's position, trying them in order;
-/// for each, the files in order (a channel's records are in offset order across
-/// them).
+/// The first record at or after each cursor's position, trying them in order.
 fn read_first(
-    files: &[Arc<redb::Database>],
+    db: &redb::Database,
     cursors: &[Cursor],
 ) -> Result<Option<(Cursor, u64, Bytes)>, redb::Error> {
-    let reads = files
-        .iter()
-        .map(|db| db.begin_read())
-        .collect::<Result<Vec<_>, _>>()?;
+    let read = db.begin_read()?;
     for cursor in cursors {
         let name = Target::Log(cursor.stream, cursor.channel).table();
-        for read in &reads {
-            let table = match read.open_table(table(&name)) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(entry) = table.range(cursor.next..)?.next() {
-                let (k, v) = entry?;
-                return Ok(Some((*cursor, k.value(), Bytes::from(v.value().to_vec()))));
-            }
+        let table = match read.open_table(table(&name)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(entry) = table.range(cursor.next..)?.next() {
+            let (k, v) = entry?;
+            return Ok(Some((*cursor, k.value(), Bytes::from(v.value().to_vec()))));
         }
     }
     Ok(None)
@@ -1090,9 +720,9 @@ impl LogConsumer for LocalConsumer {
                 TailRead::Found(cursor, payload) => Some((cursor, cursor.next, payload)),
                 TailRead::Nothing => None,
                 TailRead::File(from) => {
-                    let files = self.inner.files().clone();
+                    let db = self.inner.db.clone();
                     let rest = order[from..].to_vec();
-                    tokio::task::spawn_blocking(move || read_first(&files, &rest))
+                    tokio::task::spawn_blocking(move || read_first(&db, &rest))
                         .await
                         .map_err(|e| self.inner.error(e))?
                         .map_err(|e| self.inner.error(e))?
@@ -1238,8 +868,7 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_drop_consumed_records_and_reassignment_restarts() {
         let (_dir, path) = temp("truncate");
-        // A segment per append: each record's file goes once it is consumed.
-        let log = LocalLog::open_with_segment_bytes(&path, 1).expect("open");
+        let log = LocalLog::open(&path).expect("open");
         log.ensure(1).await.expect("ensure");
         let producer = log.producer().expect("producer");
         for i in 0..10u8 {
@@ -1268,194 +897,6 @@ mod tests {
                 .await
                 .is_err(),
             "nothing is read from an unassigned channel"
-        );
-    }
-
-    /// The segment files beside the main file, by number.
-    fn segments(path: &Path) -> Vec<u64> {
-        let dir = path.parent().expect("a directory");
-        let mut numbers: Vec<u64> = std::fs::read_dir(dir)
-            .expect("list")
-            .filter_map(|e| {
-                let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-                name.strip_prefix("log.redb.")?.parse().ok()
-            })
-            .collect();
-        numbers.sort_unstable();
-        numbers
-    }
-
-    /// The segment files are `expected`, and perhaps the next one: the writer
-    /// starts it after acknowledging the append that filled the last.
-    fn assert_segments(path: &Path, expected: &[u64]) {
-        let got = segments(path);
-        let next = expected.last().map(|n| n + 1);
-        let starting = got
-            .split_last()
-            .is_some_and(|(last, rest)| Some(*last) == next && rest == expected);
-        assert!(
-            got == expected || starting,
-            "segments {got:?}, expected {expected:?}"
-        );
-    }
-
-    /// A segment goes once every channel it holds records of has a checkpoint
-    /// past them; the current one stays; offsets go on after a reopen whichever
-    /// segments are gone.
-    #[tokio::test]
-    async fn consumed_segments_are_deleted_and_offsets_go_on() {
-        let (_dir, path) = temp("segments");
-        {
-            // A segment per append.
-            let log = LocalLog::open_with_segment_bytes(&path, 1).expect("open");
-            log.ensure(2).await.expect("ensure");
-            let producer = log.producer().expect("producer");
-            // Segments 1..=6 hold channel 0, 1, 0, 1, 0, 1.
-            for i in 0..6u8 {
-                producer
-                    .send(
-                        Stream::Insert,
-                        u32::from(i % 2),
-                        Bytes::copy_from_slice(&[i]),
-                    )
-                    .await
-                    .expect("send");
-            }
-            assert_segments(&path, &[1, 2, 3, 4, 5, 6]);
-            let consumer = log.consumer("g", 0).expect("consumer");
-            // Channel 0 consumed to its end (3), channel 1 to offset 1.
-            consumer.checkpointed(0, 3, 0);
-            consumer.checkpointed(1, 1, 0);
-            producer
-                .send(Stream::Delete, 0, Bytes::from_static(b"d"))
-                .await
-                .expect("send");
-            // Gone: 1 (ch 0), 2 (ch 1 offset 0), 3 and 5 (ch 0). Kept: 4 and 6
-            // (ch 1 offsets 1 and 2), 7 (the delete), then 8 (current).
-            assert_segments(&path, &[4, 6, 7]);
-            consumer.assign(1, 0, 0).expect("assign");
-            let (_, _, offset, payload) = next(consumer.as_ref()).await;
-            assert_eq!(
-                (offset, payload),
-                (1, vec![3]),
-                "ch 1 resumes at its first kept record"
-            );
-            consumer.checkpointed(1, 3, 0);
-            consumer.checkpointed(0, 3, 1);
-            producer
-                .send(Stream::Insert, 1, Bytes::from_static(b"x"))
-                .await
-                .expect("send");
-            // 4, 6 and 7 are consumed; 8 holds the new append.
-            assert_segments(&path, &[8]);
-        }
-        let log = LocalLog::open_with_segment_bytes(&path, 1).expect("reopen");
-        let producer = log.producer().expect("producer");
-        let next_offsets = [
-            (Stream::Insert, 0, 3),
-            (Stream::Insert, 1, 4),
-            (Stream::Delete, 0, 1),
-            (Stream::Delete, 1, 0),
-        ];
-        for (stream, channel, expected) in next_offsets {
-            assert_eq!(
-                producer
-                    .send(stream, channel, Bytes::from_static(b"y"))
-                    .await
-                    .expect("send"),
-                expected,
-                "{stream:?} {channel}"
-            );
-        }
-    }
-
-    /// A log file of the layout before segments (records in the main file): its
-    /// records are read, new ones go to segments, and its tables go once consumed.
-    #[tokio::test]
-    async fn records_of_the_main_file_are_read_then_dropped() {
-        let (_dir, path) = temp("legacy");
-        {
-            let db = redb::Database::create(&path).expect("create");
-            let txn = db.begin_write().expect("txn");
-            {
-                let mut records = txn.open_table(table("insert-0")).expect("table");
-                for i in 0..3u64 {
-                    records.insert(i, [i as u8].as_slice()).expect("insert");
-                }
-                let mut meta = txn.open_table(META_TABLE).expect("meta");
-                meta.insert("channels", 1).expect("channels");
-                meta.insert("end/insert-0", 3).expect("end");
-            }
-            txn.commit().expect("commit");
-        }
-        let log = LocalLog::open_with_segment_bytes(&path, 1).expect("open");
-        assert_eq!(log.channel_count().await.expect("channels"), 1);
-        let consumer = log.consumer("g", 0).expect("consumer");
-        consumer.assign(0, 1, 0).expect("assign");
-        assert_eq!(next(consumer.as_ref()).await.3, vec![1]);
-        assert_eq!(next(consumer.as_ref()).await.3, vec![2]);
-        let producer = log.producer().expect("producer");
-        assert_eq!(
-            producer
-                .send(Stream::Insert, 0, Bytes::from_static(b"new"))
-                .await
-                .expect("send"),
-            3
-        );
-        assert_eq!(next(consumer.as_ref()).await.2, 3);
-        consumer.checkpointed(0, 3, 0);
-        producer
-            .send(Stream::Delete, 0, Bytes::from_static(b"d"))
-            .await
-            .expect("send");
-        let read = log.inner.db.begin_read().expect("read");
-        assert!(
-            matches!(
-                read.open_table(table("insert-0")),
-                Err(redb::TableError::TableDoesNotExist(_))
-            ),
-            "the consumed records of the main file are gone"
-        );
-        consumer.assign(0, 0, 0).expect("re-assign");
-        assert_eq!(next(consumer.as_ref()).await.2, 3);
-    }
-
-    /// Segment files without the main file (channel count, dead letters) are
-    /// refused, not taken as a log.
-    #[tokio::test]
-    async fn segments_without_the_main_file_are_refused() {
-        let (_dir, path) = temp("orphans");
-        {
-            let log = LocalLog::open(&path).expect("open");
-            log.ensure(1).await.expect("ensure");
-        }
-        std::fs::remove_file(&path).expect("remove the main file");
-        for _ in 0..2 {
-            let err = LocalLog::open(&path).expect_err("refused, every time");
-            assert!(
-                err.to_string().contains("the log's main file is missing"),
-                "{err}"
-            );
-        }
-    }
-
-    /// A segment whose creation a crash cut short (`.new`) is removed at open.
-    #[tokio::test]
-    async fn a_half_made_segment_is_removed_at_open() {
-        let (dir, path) = temp("half-made");
-        let half = dir.path().join("log.redb.000002.new");
-        std::fs::write(&half, b"not a database").expect("write");
-        let log = LocalLog::open(&path).expect("open");
-        assert!(!half.exists());
-        assert_eq!(segments(&path), vec![1]);
-        log.ensure(1).await.expect("ensure");
-        let producer = log.producer().expect("producer");
-        assert_eq!(
-            producer
-                .send(Stream::Insert, 0, Bytes::from_static(b"a"))
-                .await
-                .expect("send"),
-            0
         );
     }
 

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use milvus_like_api::retry::Transient;
 
 pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, KafkaProducer, KafkaSasl};
-pub use local::{LocalLog, SEGMENT_BYTES};
+pub use local::LocalLog;
 
 /// Largest message the logs accept (Kafka's broker default is 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;

@@ -316,8 +316,7 @@ impl TsoArgs {
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
     /// Where everything is stored: the metadata (meta.redb), the insert and delete
-    /// logs (log.redb and its segments log.redb.000001, ...) and the segment files
-    /// (segments/).
+    /// logs (log.redb) and the segment files (segments/).
     #[arg(long, env = env::DATA_DIR, default_value = defaults::DATA_DIR)]
     pub data_dir: std::path::PathBuf,
     #[command(flatten)]
