@@ -374,6 +374,33 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
         first_ts: 0,
         primary_keys: vec![1],
     };
+    // Well-formed rows of "good" for a segment the data coordinator never made.
+    let (other, other_schema) = create(&cluster, "other").await;
+    let unknown_segment = proto::InsertBatch {
+        collection_id: info.id,
+        partition_id: info.partitions[0].id,
+        segment_id: 999_999_999,
+        channel: 0,
+        first_ts: 1,
+        num_rows: 1,
+        columns: wire(&schema, &rows(&[5])),
+    };
+    // Well-formed rows of "other" claiming a segment of "good".
+    let good_segment = listed(&cluster, &info)
+        .await
+        .segments
+        .into_iter()
+        .next()
+        .expect("a segment of good");
+    let foreign_rows = proto::InsertBatch {
+        collection_id: other.id,
+        partition_id: other.partitions[0].id,
+        segment_id: good_segment.segment_id,
+        channel: good_segment.channel,
+        first_ts: 1,
+        num_rows: 1,
+        columns: wire(&other_schema, &rows(&[6])),
+    };
     let junk: Vec<(Stream, u32, Vec<u8>)> = vec![
         (
             Stream::Insert,
@@ -383,6 +410,12 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
         (Stream::Insert, 0, wrong_dim.encode_to_vec()),
         (Stream::Insert, 1, wrong_channel.encode_to_vec()),
         (Stream::Delete, 1, no_ts.encode_to_vec()),
+        (Stream::Insert, 0, unknown_segment.encode_to_vec()),
+        (
+            Stream::Insert,
+            good_segment.channel,
+            foreign_rows.encode_to_vec(),
+        ),
     ];
     for (stream, channel, payload) in &junk {
         producer
@@ -399,9 +432,13 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
     assert_committed(&cluster, "good", &info, &schema, &all).await;
     let metrics = milvus_like_tests::http_get(cluster.datanodes[0].ports.http, "/metrics").await;
     assert!(
-        metrics.contains("datanode_dead_lettered_total 4"),
+        metrics.contains("datanode_dead_lettered_total 6"),
         "{metrics}"
     );
+    // Nothing of the junk reached "other" either.
+    flush(&cluster, "other").await;
+    let content = read_back_until(&cluster, &other, &other_schema, 0).await;
+    assert_eq!(content.rows, 0);
 }
 
 /// With grants that would last ten minutes, `Flush(wait)` still completes: the

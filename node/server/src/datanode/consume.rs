@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
-use milvus_like_api::proto::{ChannelLoad, DeleteBatch, InsertBatch, ReportLoadRequest};
+use milvus_like_api::proto::{
+    ChannelLoad, DeleteBatch, InsertBatch, ListSegmentsRequest, ReportLoadRequest,
+};
 use milvus_like_api::schema::CollectionSchema;
 use tokio_util::sync::CancellationToken;
 
@@ -103,40 +105,144 @@ async fn read_again(node: &Node, channel: u32, stream: Stream, from: i64) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
+/// A record's payload, decoded and checked.
+enum Parsed {
+    Insert(InsertBatch, CollectionSchema, RowBatch),
+    Delete(DeleteBatch),
+}
+
+/// Decodes and checks an insert-log record: `Err` for junk (with the reason),
+/// `None` when it cannot be checked now (a coordinator did not answer) and is
+/// to be read again.
+async fn parse_insert(
+    node: &Node,
+    channel: u32,
+    offset: i64,
+    decoded: Result<InsertBatch, prost::DecodeError>,
+) -> Option<Result<Parsed, String>> {
+    let mut b = match decoded {
+        Ok(b) => b,
+        Err(e) => return Some(Err(format!("not an InsertBatch: {e}"))),
+    };
+    if b.channel != channel {
+        return Some(Err(format!(
+            "batch for channel {} on channel {channel}",
+            b.channel
+        )));
+    }
+    if b.segment_id <= 0 || b.first_ts == 0 {
+        return Some(Err("batch without segment or timestamp".into()));
+    }
+    let checked = match schema(node, b.collection_id).await {
+        Ok(schema) => check_segment(node, &b).await.map(|()| schema),
+        Err(e) => Err(e),
+    };
+    let schema = match checked {
+        Ok(schema) => schema,
+        Err(SchemaError::Refused(reason)) => return Some(Err(reason)),
+        Err(SchemaError::Unreachable(reason)) => {
+            tracing::warn!(channel, offset, %reason, "cannot check this batch yet; reading it again shortly");
+            return None;
+        }
+    };
+    let columns = std::mem::take(&mut b.columns);
+    Some(
+        RowBatch::from_wire(&schema, columns, b.num_rows as usize)
+            .map(|rows| Parsed::Insert(b, schema, rows))
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Where a segment belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SegmentHome {
+    collection: i64,
+    partition: i64,
+    channel: u32,
+}
+
+/// Checks that the batch's segment is one the data coordinator made, for the
+/// batch's collection, partition and channel (the coordinator lists a segment
+/// before any proxy may write to it). Listed once per collection and new segment,
+/// then cached.
+async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), SchemaError> {
+    let cached = node
+        .segments
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&b.segment_id)
+        .copied();
+    let home = match cached {
+        Some(home) => home,
+        None => {
+            let collection = b.collection_id;
+            let listed = node
+                .datacoord
+                .call(Duration::from_secs(10), |c| async move {
+                    DataCoordClient::new(c)
+                        .list_segments(ListSegmentsRequest {
+                            collection_id: collection,
+                        })
+                        .await
+                })
+                .await
+                .map_err(|s| {
+                    SchemaError::Unreachable(format!(
+                        "listing the segments of collection {collection}: {}",
+                        s.message()
+                    ))
+                })?
+                .into_inner();
+            let mut segments = node.segments.lock().unwrap_or_else(|p| p.into_inner());
+            for s in listed.segments {
+                segments.insert(
+                    s.segment_id,
+                    SegmentHome {
+                        collection: s.collection_id,
+                        partition: s.partition_id,
+                        channel: s.channel,
+                    },
+                );
+            }
+            segments.get(&b.segment_id).copied().ok_or_else(|| {
+                SchemaError::Refused(format!(
+                    "segment {} is not a segment of collection {collection}",
+                    b.segment_id
+                ))
+            })?
+        }
+    };
+    let claimed = SegmentHome {
+        collection: b.collection_id,
+        partition: b.partition_id,
+        channel: b.channel,
+    };
+    if home == claimed {
+        Ok(())
+    } else {
+        Err(SchemaError::Refused(format!(
+            "segment {} belongs to collection {} partition {} channel {}, not to the batch's \
+             collection {} partition {} channel {}",
+            b.segment_id,
+            home.collection,
+            home.partition,
+            home.channel,
+            claimed.collection,
+            claimed.partition,
+            claimed.channel
+        )))
+    }
+}
+
 async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     node.metrics.messages_consumed.inc();
     // Decode and check outside the lock; the lock only guards the append.
-    enum Parsed {
-        Insert(InsertBatch, CollectionSchema, RowBatch),
-        Delete(DeleteBatch),
-    }
     let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match m.decode::<InsertBatch>() {
-            Err(e) => Err(format!("not an InsertBatch: {e}")),
-            Ok(mut b) => {
-                if b.channel != m.channel {
-                    Err(format!(
-                        "batch for channel {} on channel {}",
-                        b.channel, m.channel
-                    ))
-                } else if b.segment_id <= 0 || b.first_ts == 0 {
-                    Err("batch without segment or timestamp".into())
-                } else {
-                    match schema(node, b.collection_id).await {
-                        Err(SchemaError::Unreachable(reason)) => {
-                            tracing::warn!(channel = m.channel, offset = m.offset, %reason, "no schema for this batch yet; reading it again shortly");
-                            read_again(node, m.channel, m.stream, m.offset).await;
-                            return;
-                        }
-                        Err(SchemaError::Refused(e)) => Err(e),
-                        Ok(schema) => {
-                            let columns = std::mem::take(&mut b.columns);
-                            RowBatch::from_wire(&schema, columns, b.num_rows as usize)
-                                .map(|rows| Parsed::Insert(b, schema, rows))
-                                .map_err(|e| e.to_string())
-                        }
-                    }
-                }
+        Stream::Insert => match parse_insert(node, m.channel, m.offset, m.decode()).await {
+            Some(parsed) => parsed,
+            None => {
+                read_again(node, m.channel, m.stream, m.offset).await;
+                return;
             }
         },
         Stream::Delete => match m.decode::<DeleteBatch>() {

@@ -296,6 +296,10 @@ pub struct Node {
     tick_wake: Notify,
     /// Flushes writing files at once ([`DataNodeConfig::max_concurrent_flushes`]).
     flush_permits: tokio::sync::Semaphore,
+    /// Where each segment seen in the log belongs, as the data coordinator lists
+    /// it: a batch naming a segment of another collection, partition or channel,
+    /// or one the coordinator never made, is dead-lettered, not buffered.
+    segments: std::sync::Mutex<std::collections::HashMap<i64, consume::SegmentHome>>,
     metrics: Arc<DataNodeMetrics>,
 }
 
@@ -509,6 +513,7 @@ async fn serve(
         flushed: Notify::new(),
         tick_wake: Notify::new(),
         flush_permits: tokio::sync::Semaphore::new(config.max_concurrent_flushes.max(1)),
+        segments: std::sync::Mutex::default(),
         metrics,
         config,
     });
