@@ -27,6 +27,7 @@ pub fn test_schema(name: &str, dim: u32) -> proto::CollectionSchema {
                 ..FieldSchema::default()
             },
         ],
+        metric_type: proto::MetricType::L2.into(),
     }
 }
 

@@ -315,10 +315,49 @@ async fn collections_are_created_described_and_listed() {
         .collect();
     assert_eq!(fields, ["id", "vector", "title", "year"]);
     assert_eq!(json["fields"][1]["dim"], 4);
+    assert_eq!(json["metric"], "L2", "the default metric");
     let listed = c(&["collection", "list"]).expect(0);
     assert!(listed.stdout.contains("docs") && listed.stdout.contains("vecs"));
     let listed = c(&["collection", "list", "-o", "json"]).expect(0).json();
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    // The metric is chosen at creation and kept.
+    c(&[
+        "collection",
+        "create",
+        "angles",
+        "--dim",
+        "4",
+        "--metric",
+        "cosine",
+    ])
+    .expect(0);
+    let described = c(&["collection", "describe", "angles"]).expect(0);
+    assert!(
+        described.stdout.contains("metric:      COSINE"),
+        "{}",
+        described.stdout
+    );
+    let json = c(&["collection", "describe", "angles", "-o", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(json["metric"], "COSINE");
+    let bad = c(&[
+        "collection",
+        "create",
+        "bad",
+        "--dim",
+        "4",
+        "--metric",
+        "hamming",
+    ])
+    .expect(2);
+    assert!(
+        bad.stderr
+            .contains("metric \"hamming\" is unknown; it is l2, ip or cosine"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test]

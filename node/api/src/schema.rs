@@ -49,6 +49,8 @@ pub enum SchemaError {
         "VARCHAR field {field:?} has max_length {len}; it must be between 1 and {MAX_VARCHAR_LENGTH}"
     )]
     BadMaxLength { field: String, len: u32 },
+    #[error("metric type {0} is unknown; it is L2, IP or COSINE")]
+    UnknownMetric(i32),
     #[error("field {field:?} is {ty} but sets {attr}; only {owner} fields may")]
     MisplacedAttribute {
         field: String,
@@ -108,13 +110,83 @@ pub struct FieldSchema {
     pub description: String,
 }
 
+/// How a collection's vectors are compared (Milvus's names in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Metric {
+    /// Euclidean distance, squared (`L2`): smaller is nearer. The default.
+    #[default]
+    L2,
+    /// Inner product (`IP`): larger is nearer.
+    InnerProduct,
+    /// Cosine similarity (`COSINE`): larger is nearer.
+    Cosine,
+}
+
+impl Metric {
+    /// Milvus's name: `L2`, `IP`, `COSINE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::L2 => "L2",
+            Self::InnerProduct => "IP",
+            Self::Cosine => "COSINE",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    /// `l2`, `ip` (or `inner_product`), `cosine`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "l2" => Ok(Self::L2),
+            "ip" | "inner_product" => Ok(Self::InnerProduct),
+            "cosine" => Ok(Self::Cosine),
+            _ => Err(format!("metric {s:?} is unknown; it is l2, ip or cosine")),
+        }
+    }
+}
+
+impl TryFrom<i32> for Metric {
+    type Error = SchemaError;
+
+    /// A wire `MetricType`; unspecified is L2 (schemas from before the metric).
+    fn try_from(raw: i32) -> Result<Self, SchemaError> {
+        use proto::MetricType as M;
+        match M::try_from(raw) {
+            Ok(M::Unspecified | M::L2) => Ok(Self::L2),
+            Ok(M::Ip) => Ok(Self::InnerProduct),
+            Ok(M::Cosine) => Ok(Self::Cosine),
+            Err(_) => Err(SchemaError::UnknownMetric(raw)),
+        }
+    }
+}
+
+impl From<Metric> for proto::MetricType {
+    fn from(m: Metric) -> Self {
+        match m {
+            Metric::L2 => Self::L2,
+            Metric::InnerProduct => Self::Ip,
+            Metric::Cosine => Self::Cosine,
+        }
+    }
+}
+
 /// A schema that passed validation: exactly one INT64 primary key, exactly one
-/// FLOAT_VECTOR field with a sane dimension, optional scalar fields, unique valid names.
+/// FLOAT_VECTOR field with a sane dimension, optional scalar fields, unique valid
+/// names, and the metric its vectors are compared by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionSchema {
     pub name: String,
     pub description: String,
     fields: Vec<FieldSchema>,
+    pub metric: Metric,
 }
 
 impl CollectionSchema {
@@ -247,6 +319,7 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
 
     fn try_from(s: proto::CollectionSchema) -> Result<Self, SchemaError> {
         validate_name("collection", &s.name)?;
+        let metric = Metric::try_from(s.metric_type)?;
         if s.fields.is_empty() {
             return Err(SchemaError::NoFields);
         }
@@ -286,6 +359,7 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
             name: s.name,
             description: s.description,
             fields,
+            metric,
         })
     }
 }
@@ -321,6 +395,7 @@ impl From<&CollectionSchema> for proto::CollectionSchema {
             name: s.name.clone(),
             description: s.description.clone(),
             fields: s.fields.iter().map(Into::into).collect(),
+            metric_type: proto::MetricType::from(s.metric).into(),
         }
     }
 }
@@ -349,7 +424,42 @@ mod tests {
             name: "books".into(),
             description: String::new(),
             fields: vec![pk, vec, title, field("year", D::Int32)],
+            metric_type: proto::MetricType::L2.into(),
         }
+    }
+
+    #[test]
+    fn the_metric_round_trips_and_defaults_to_l2() {
+        for (raw, metric) in [
+            (proto::MetricType::L2, Metric::L2),
+            (proto::MetricType::Ip, Metric::InnerProduct),
+            (proto::MetricType::Cosine, Metric::Cosine),
+        ] {
+            let mut s = valid();
+            s.metric_type = raw.into();
+            let schema = CollectionSchema::try_from(s.clone()).expect("valid");
+            assert_eq!(schema.metric, metric);
+            assert_eq!(proto::CollectionSchema::from(&schema), s);
+            assert_eq!(metric.name().parse::<Metric>(), Ok(metric));
+        }
+        let mut old = valid();
+        old.metric_type = proto::MetricType::Unspecified.into();
+        assert_eq!(
+            CollectionSchema::try_from(old).expect("valid").metric,
+            Metric::L2,
+            "schemas from before the metric are L2"
+        );
+        assert_eq!("Inner_Product".parse::<Metric>(), Ok(Metric::InnerProduct));
+        assert_eq!(
+            "hamming".parse::<Metric>(),
+            Err("metric \"hamming\" is unknown; it is l2, ip or cosine".to_owned())
+        );
+        let mut bad = valid();
+        bad.metric_type = 9;
+        assert_eq!(
+            CollectionSchema::try_from(bad).map(|_| ()),
+            Err(SchemaError::UnknownMetric(9))
+        );
     }
 
     #[test]

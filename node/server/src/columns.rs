@@ -461,6 +461,7 @@ mod tests {
                     ..proto::FieldSchema::default()
                 },
             ],
+            ..proto::CollectionSchema::default()
         })
         .expect("schema");
         let batch = RowBatch {

@@ -2,7 +2,9 @@
 
 use clap::{Args, Subcommand};
 use milvus_like_api::proto::{self, describe_collection_request::Collection};
-use milvus_like_api::schema::{CollectionSchema, FieldSchema, FieldType, MAX_VARCHAR_LENGTH};
+use milvus_like_api::schema::{
+    CollectionSchema, FieldSchema, FieldType, MAX_VARCHAR_LENGTH, Metric,
+};
 use serde_json::json;
 
 use super::RPC_TIMEOUT;
@@ -44,6 +46,10 @@ pub struct CreateArgs {
     pub fields: Vec<String>,
     #[arg(long, default_value = "")]
     pub description: String,
+    /// How searches compare vectors, fixed for the collection's life: l2
+    /// (Euclidean distance), ip (inner product) or cosine.
+    #[arg(long, default_value = "l2")]
+    pub metric: Metric,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     #[command(flatten)]
@@ -200,6 +206,7 @@ pub fn build_schema(args: &CreateArgs) -> Result<proto::CollectionSchema, CliErr
         name: args.name.clone(),
         description: args.description.clone(),
         fields,
+        metric_type: proto::MetricType::from(args.metric).into(),
     };
     CollectionSchema::try_from(schema.clone()).map_err(|e| CliError::usage(e.to_string()))?;
     Ok(schema)
@@ -339,6 +346,7 @@ fn print_collection(info: &proto::CollectionInfo, format: OutputFormat) -> Resul
         .map(|p| format!("{} (id {})", p.name, p.id))
         .collect();
     println!("  partitions:  {}", partitions.join(", "));
+    println!("  metric:      {}", schema.metric);
     println!();
     let mut table = Table::new(&["FIELD", "TYPE", "PRIMARY KEY", "DESCRIPTION"]);
     for f in schema.fields() {
@@ -380,10 +388,13 @@ fn collection_json(info: &proto::CollectionInfo) -> serde_json::Value {
         .iter()
         .map(|p| json!({"id": p.id, "name": p.name}))
         .collect();
+    let metric = milvus_like_api::schema::Metric::try_from(schema.metric_type)
+        .map_or_else(|_| schema.metric_type.to_string(), |m| m.name().to_owned());
     json!({
         "name": schema.name,
         "id": info.id,
         "description": schema.description,
+        "metric": metric,
         "created_ts": info.created_ts,
         "created_at_ms": tso_ms(info.created_ts),
         "fields": fields,
@@ -439,6 +450,7 @@ mod tests {
             vector_field: "vector".into(),
             fields: vec![],
             description: String::new(),
+            metric: Metric::L2,
             proxy: ProxyArgs {
                 endpoint: String::new(),
             },

@@ -42,6 +42,7 @@ fn schema_with_dim(dim: u32) -> CollectionSchema {
             field("weight", D::Double),
             title,
         ],
+        ..proto::CollectionSchema::default()
     })
     .expect("valid schema")
 }
@@ -898,6 +899,7 @@ fn checksum_is_the_documented_hash() {
         name: "c".into(),
         description: String::new(),
         fields: vec![id, vec],
+        ..proto::CollectionSchema::default()
     })
     .expect("schema");
     let batch = RowBatch {
@@ -1031,6 +1033,7 @@ async fn schema_mismatches_name_the_column() {
         name: "books".into(),
         description: String::new(),
         fields: vec![id, vec],
+        ..proto::CollectionSchema::default()
     })
     .expect("schema");
     let err = store
@@ -1121,6 +1124,7 @@ async fn bad_writes_are_refused_with_the_reason() {
         name: "c".into(),
         description: String::new(),
         fields: vec![id, vec, field("_ts", D::Int64)],
+        ..proto::CollectionSchema::default()
     });
     assert!(clash.is_err(), "{clash:?}");
 

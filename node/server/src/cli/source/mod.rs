@@ -295,6 +295,7 @@ pub(crate) mod tests {
             name: "docs".into(),
             description: String::new(),
             fields: vec![id, vector, title, field("year", D::Int16)],
+            ..proto::CollectionSchema::default()
         })
         .expect("valid")
     }
@@ -308,6 +309,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(proto::FieldSchema::from)
                 .collect(),
+            ..proto::CollectionSchema::default()
         })
         .expect("valid")
     }
