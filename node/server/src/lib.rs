@@ -17,6 +17,7 @@ pub mod msgstream;
 pub mod proxy;
 pub mod role;
 pub mod rootcoord;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod settings;

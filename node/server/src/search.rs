@@ -1,0 +1,333 @@
+//! The search kernels of the read path (docs/read-path-design.md, step 3): an
+//! exact top-k over a block of vectors, and the merge of several top-k lists
+//! into one. Query nodes search growing data and small segments with the first
+//! and merge per-segment results with the second; the proxy merges the query
+//! nodes' answers with the second.
+//!
+//! Scores follow Milvus: L2 is the squared Euclidean distance (smaller is
+//! nearer); IP is the inner product and COSINE the cosine similarity (larger is
+//! nearer). Equal scores are ordered by id, so that every result is
+//! deterministic. A cosine against a zero vector scores 0.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashSet};
+
+use milvus_like_api::schema::Metric;
+use milvus_like_api::vectors::Floats;
+
+/// One result: a row's id (its primary key) and its score against the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub id: i64,
+    pub score: f32,
+}
+
+/// Whether `a` comes before `b` in a result of `metric`: nearer first, then the
+/// smaller id.
+pub fn order(metric: Metric, a: &Hit, b: &Hit) -> Ordering {
+    let by_score = match metric {
+        Metric::L2 => a.score.total_cmp(&b.score),
+        Metric::InnerProduct | Metric::Cosine => b.score.total_cmp(&a.score),
+    };
+    by_score.then(a.id.cmp(&b.id))
+}
+
+/// The score of `row` against `query` (same length) under `metric`;
+/// `query_norm` is the query's Euclidean norm (used by COSINE only).
+fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[u8]) -> f32 {
+    let row = row
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|b| f32::from_le_bytes(*b));
+    match metric {
+        Metric::L2 => query.iter().zip(row).map(|(q, v)| (q - v) * (q - v)).sum(),
+        Metric::InnerProduct => query.iter().zip(row).map(|(q, v)| q * v).sum(),
+        Metric::Cosine => {
+            let (dot, norm2) = query
+                .iter()
+                .zip(row)
+                .fold((0f32, 0f32), |(dot, norm2), (q, v)| {
+                    (dot + q * v, norm2 + v * v)
+                });
+            let denominator = query_norm * norm2.sqrt();
+            if denominator == 0.0 {
+                0.0
+            } else {
+                dot / denominator
+            }
+        }
+    }
+}
+
+/// A hit in a heap whose top is the worst kept hit.
+struct Kept {
+    hit: Hit,
+    metric: Metric,
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Kept {}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        order(self.metric, &self.hit, &other.hit)
+    }
+}
+
+/// Why a search was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    #[error("the query has {got} numbers; the vectors have dimension {dim}")]
+    WrongDimension { got: usize, dim: usize },
+    #[error("the block holds {floats} floats for {rows} ids at dimension {dim}")]
+    BadBlock {
+        floats: usize,
+        rows: usize,
+        dim: usize,
+    },
+}
+
+/// The `k` rows of `vectors` (row-major, `dim` floats each; row `i` has id
+/// `ids[i]`) nearest to `query` under `metric`, nearest first, among the rows
+/// `visible` keeps (deleted or too new rows are left out by it).
+pub fn flat_top_k(
+    metric: Metric,
+    dim: usize,
+    vectors: &Floats,
+    ids: &[i64],
+    query: &[f32],
+    k: usize,
+    visible: impl Fn(usize) -> bool,
+) -> Result<Vec<Hit>, SearchError> {
+    if query.len() != dim {
+        return Err(SearchError::WrongDimension {
+            got: query.len(),
+            dim,
+        });
+    }
+    if vectors.len() != ids.len() * dim {
+        return Err(SearchError::BadBlock {
+            floats: vectors.len(),
+            rows: ids.len(),
+            dim,
+        });
+    }
+    if k == 0 || dim == 0 {
+        return Ok(Vec::new());
+    }
+    let query_norm = query.iter().map(|q| q * q).sum::<f32>().sqrt();
+    let rows = vectors.as_le_bytes().chunks_exact(dim * 4);
+    let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
+    for (i, (row, &id)) in rows.zip(ids).enumerate() {
+        if !visible(i) {
+            continue;
+        }
+        let hit = Hit {
+            id,
+            score: score(metric, query, query_norm, row),
+        };
+        if heap.len() < k {
+            heap.push(Kept { hit, metric });
+        } else if let Some(worst) = heap.peek()
+            && order(metric, &hit, &worst.hit) == Ordering::Less
+        {
+            heap.pop();
+            heap.push(Kept { hit, metric });
+        }
+    }
+    Ok(heap.into_sorted_vec().into_iter().map(|k| k.hit).collect())
+}
+
+/// The best `k` of several results (each ordered by [`order`]), nearest first.
+/// An id in more than one list counts once, with its best score: a row seen by
+/// two sources (growing data and the segment that replaced it) is one row.
+pub fn merge(metric: Metric, lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
+    let mut all: Vec<Hit> = lists.iter().flatten().copied().collect();
+    all.sort_by(|a, b| order(metric, a, b));
+    let mut seen = HashSet::new();
+    all.into_iter()
+        .filter(|h| seen.insert(h.id))
+        .take(k)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    use super::*;
+
+    const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
+
+    /// Every row scored in f64 and sorted: the oracle.
+    fn brute_force(
+        metric: Metric,
+        dim: usize,
+        values: &[f32],
+        ids: &[i64],
+        query: &[f32],
+    ) -> Vec<(i64, f64)> {
+        let q: Vec<f64> = query.iter().map(|x| f64::from(*x)).collect();
+        let qn = q.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let mut all: Vec<(i64, f64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let v: Vec<f64> = values[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|x| f64::from(*x))
+                    .collect();
+                let dot: f64 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+                let s = match metric {
+                    Metric::L2 => q.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum(),
+                    Metric::InnerProduct => dot,
+                    Metric::Cosine => {
+                        let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        if qn * vn == 0.0 { 0.0 } else { dot / (qn * vn) }
+                    }
+                };
+                (id, s)
+            })
+            .collect();
+        all.sort_by(|a, b| match metric {
+            Metric::L2 => a.1.total_cmp(&b.1),
+            _ => b.1.total_cmp(&a.1),
+        });
+        all
+    }
+
+    fn block() -> impl Strategy<Value = (usize, Vec<f32>, Vec<f32>, usize)> {
+        (1usize..12, 0usize..80).prop_flat_map(|(dim, rows)| {
+            // Small integers: scores are exact in f32, so ties are real ties.
+            let number = (-4i8..=4).prop_map(f32::from);
+            (
+                Just(dim),
+                prop::collection::vec(number.clone(), rows * dim),
+                prop::collection::vec(number, dim),
+                0usize..20,
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 256,
+            rng_seed: RngSeed::Fixed(15),
+            ..Config::default()
+        })]
+
+        /// The kept hits are the oracle's best k, in its order (ties by id),
+        /// with the same scores; invisible rows never appear.
+        #[test]
+        fn flat_top_k_is_the_brute_force_top_k((dim, values, query, k) in block(), hidden in any::<u64>()) {
+            let rows = values.len() / dim;
+            let ids: Vec<i64> = (0..rows as i64).map(|i| 1000 - 3 * i).collect();
+            let visible = |i: usize| hidden >> (i % 64) & 1 == 0;
+            let floats = Floats::from(values.as_slice());
+            for metric in METRICS {
+                let got = flat_top_k(metric, dim, &floats, &ids, &query, k, visible).expect("search");
+                let kept: Vec<f32> = values.chunks(dim).enumerate().filter(|(i, _)| visible(*i)).flat_map(|(_, r)| r.to_vec()).collect();
+                let kept_ids: Vec<i64> = ids.iter().enumerate().filter(|(i, _)| visible(*i)).map(|(_, id)| *id).collect();
+                let oracle = brute_force(metric, dim, &kept, &kept_ids, &query);
+                prop_assert_eq!(got.len(), k.min(oracle.len()));
+                for (hit, (id, s)) in got.iter().zip(&oracle) {
+                    prop_assert!((f64::from(hit.score) - s).abs() <= 1e-4 * s.abs().max(1.0), "{metric:?}: {hit:?} vs {s}");
+                    // Same score at this rank: the oracle may order ties another way.
+                    let tied: Vec<i64> = oracle.iter().filter(|(_, t)| (t - s).abs() <= 1e-4 * s.abs().max(1.0)).map(|(i, _)| *i).collect();
+                    prop_assert!(tied.contains(&hit.id), "{metric:?}: {hit:?} not among {tied:?} ({id})");
+                }
+                for pair in got.windows(2) {
+                    prop_assert_ne!(order(metric, &pair[0], &pair[1]), Ordering::Greater);
+                }
+            }
+        }
+
+        /// Searching parts and merging equals searching the whole.
+        #[test]
+        fn merged_parts_are_the_whole((dim, values, query, k) in block(), cut in any::<prop::sample::Index>()) {
+            let rows = values.len() / dim;
+            let ids: Vec<i64> = (0..rows as i64).collect();
+            let at = cut.index(rows + 1);
+            for metric in METRICS {
+                let whole = flat_top_k(metric, dim, &Floats::from(values.as_slice()), &ids, &query, k, |_| true).expect("whole");
+                let parts = [
+                    flat_top_k(metric, dim, &Floats::from(&values[..at * dim]), &ids[..at], &query, k, |_| true).expect("first"),
+                    flat_top_k(metric, dim, &Floats::from(&values[at * dim..]), &ids[at..], &query, k, |_| true).expect("second"),
+                ];
+                prop_assert_eq!(merge(metric, &parts, k), whole);
+            }
+        }
+    }
+
+    #[test]
+    fn scores_are_milvus_s() {
+        let vectors = Floats::from(vec![3.0f32, 4.0, 0.0, 0.0, -1.0, 0.0]);
+        let query = [1.0f32, 0.0];
+        let hits = |metric| {
+            flat_top_k(metric, 2, &vectors, &[7, 8, 9], &query, 3, |_| true).expect("search")
+        };
+        let l2 = hits(Metric::L2);
+        assert_eq!(
+            l2.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            [(8, 1.0), (9, 4.0), (7, 20.0)]
+        );
+        let ip = hits(Metric::InnerProduct);
+        assert_eq!(
+            ip.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            [(7, 3.0), (8, 0.0), (9, -1.0)]
+        );
+        let cosine = hits(Metric::Cosine);
+        assert_eq!(
+            cosine.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            [(7, 0.6), (8, 0.0), (9, -1.0)]
+        );
+    }
+
+    #[test]
+    fn a_row_seen_twice_counts_once_with_its_best_score() {
+        let a = vec![Hit { id: 1, score: 0.5 }, Hit { id: 2, score: 2.0 }];
+        let b = vec![Hit { id: 1, score: 0.1 }, Hit { id: 3, score: 1.0 }];
+        assert_eq!(
+            merge(Metric::L2, &[a, b], 10),
+            [
+                Hit { id: 1, score: 0.1 },
+                Hit { id: 3, score: 1.0 },
+                Hit { id: 2, score: 2.0 }
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        let vectors = Floats::from(vec![1.0f32; 6]);
+        assert_eq!(
+            flat_top_k(Metric::L2, 3, &vectors, &[1, 2], &[1.0, 2.0], 1, |_| true),
+            Err(SearchError::WrongDimension { got: 2, dim: 3 })
+        );
+        assert_eq!(
+            flat_top_k(Metric::L2, 3, &vectors, &[1], &[1.0, 2.0, 3.0], 1, |_| true),
+            Err(SearchError::BadBlock {
+                floats: 6,
+                rows: 1,
+                dim: 3
+            })
+        );
+        assert_eq!(
+            flat_top_k(Metric::L2, 3, &vectors, &[1, 2], &[0.0; 3], 0, |_| true),
+            Ok(vec![])
+        );
+    }
+}
