@@ -8,6 +8,7 @@ pub mod cli;
 pub mod columns;
 pub mod datacoord;
 pub mod datanode;
+pub mod deletes;
 pub mod election;
 pub mod idalloc;
 pub mod logging;

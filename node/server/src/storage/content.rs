@@ -24,7 +24,7 @@
 //! wrapping sum of its live rows' checksums, so neither row order nor how the rows
 //! are split into files changes it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use milvus_like_api::proto::{DeleteLog, SegmentInfo};
@@ -32,6 +32,7 @@ use milvus_like_api::schema::CollectionSchema;
 
 use super::{SegmentStore, StorageError};
 use crate::columns::{Column, RowBatch};
+use crate::deletes::DeleteSet;
 
 /// Insert logs read at the same time.
 const READ_CONCURRENCY: usize = 4;
@@ -167,16 +168,13 @@ where
         )
         .filter(|p| seen.insert(*p))
         .collect();
-    // The newest delete of each key decides: a row is gone iff it is older.
-    let mut deleted_at: HashMap<i64, u64> = HashMap::new();
+    // Read at "now": a row is gone iff a delete of its key came after it.
+    let mut delete_set = DeleteSet::new();
     let mut deletes = futures::stream::iter(&delete_paths)
         .map(|path| store.read_delete_log(path))
         .buffered(READ_CONCURRENCY);
     while let Some((keys, timestamps)) = deletes.try_next().await? {
-        for (pk, ts) in keys.into_iter().zip(timestamps) {
-            let at = deleted_at.entry(pk).or_insert(ts);
-            *at = (*at).max(ts);
-        }
+        delete_set.extend(&keys, &timestamps);
     }
 
     let mut seen = HashSet::new();
@@ -209,7 +207,7 @@ where
             .iter()
             .zip(&timestamps)
             .enumerate()
-            .filter(|(_, (pk, ts))| deleted_at.get(pk).is_none_or(|dts| dts <= ts))
+            .filter(|(_, (pk, ts))| delete_set.visible(**pk, **ts, u64::MAX))
             .map(|(row, _)| row)
             .collect();
         deleted += (rows.num_rows - live.len()) as u64;
