@@ -377,13 +377,9 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
     // Well-formed rows of "good" for a segment the data coordinator never made.
     let (other, other_schema) = create(&cluster, "other").await;
     let unknown_segment = proto::InsertBatch {
-        collection_id: info.id,
-        partition_id: info.partitions[0].id,
         segment_id: 999_999_999,
-        channel: 0,
-        first_ts: 1,
-        num_rows: 1,
         columns: wire(&schema, &rows(&[5])),
+        ..wrong_dim.clone()
     };
     // Well-formed rows of "other" claiming a segment of "good".
     let good_segment = listed(&cluster, &info)

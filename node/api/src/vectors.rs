@@ -85,14 +85,16 @@ impl Floats {
         self.0.get(i * dim * 4..(i + 1) * dim * 4)
     }
 
-    /// Row `i` of these floats taken as rows of `dim` (nothing past the end).
-    pub fn row(&self, dim: usize, i: usize) -> impl ExactSizeIterator<Item = f32> + '_ {
-        self.row_le_bytes(dim, i)
-            .unwrap_or_default()
-            .as_chunks::<4>()
-            .0
-            .iter()
-            .map(|b| f32::from_le_bytes(*b))
+    /// Row `i` of these floats taken as rows of `dim`; `None` past the end.
+    pub fn row(&self, dim: usize, i: usize) -> Option<impl ExactSizeIterator<Item = f32> + '_> {
+        let bytes = self.row_le_bytes(dim, i)?;
+        Some(
+            bytes
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|b| f32::from_le_bytes(*b)),
+        )
     }
 
     /// Rows `rows` of these floats taken as rows of `dim`, in that order (a
@@ -482,8 +484,11 @@ mod tests {
         let floats = Floats::from(values.clone());
         assert_eq!(floats.len(), 4);
         assert_eq!(floats.to_vec(), values);
-        assert_eq!(floats.row(2, 1).collect::<Vec<_>>(), &values[2..4]);
-        assert_eq!(floats.row(2, 2).count(), 0, "past the end");
+        assert_eq!(
+            floats.row(2, 1).expect("row 1").collect::<Vec<_>>(),
+            &values[2..4]
+        );
+        assert!(floats.row(2, 2).is_none(), "past the end");
         assert_eq!(
             floats.gather_rows(1, &[3, 0]).to_vec(),
             [values[3], values[0]]

@@ -7,13 +7,19 @@
 //! files (`storage::content`) reads at "now", past every timestamp; query nodes
 //! will read at a search's guarantee timestamp. Both decide with [`DeleteSet`].
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 /// The deletes a reader knows: for each primary key, its delete timestamps.
+/// Most keys are deleted once, so the newest is held alone and only the earlier
+/// ones of a key deleted again go in a list (a read-back of millions of deletes
+/// keeps one `u64` per key, as it did before reads at a timestamp existed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteSet {
-    /// Sorted, without repeats.
-    by_key: HashMap<i64, Vec<u64>>,
+    newest: HashMap<i64, u64>,
+    /// For a key deleted more than once, its earlier deletes: sorted, without
+    /// repeats, all before its newest.
+    earlier: HashMap<i64, Vec<u64>>,
 }
 
 impl DeleteSet {
@@ -23,9 +29,15 @@ impl DeleteSet {
 
     /// Adds a delete of `pk` at `ts` (one already known changes nothing).
     pub fn add(&mut self, pk: i64, ts: u64) {
-        let at = self.by_key.entry(pk).or_default();
-        if let Err(i) = at.binary_search(&ts) {
-            at.insert(i, ts);
+        let newest = self.newest.entry(pk).or_insert(ts);
+        let older = match ts.cmp(newest) {
+            Ordering::Equal => return,
+            Ordering::Greater => std::mem::replace(newest, ts),
+            Ordering::Less => ts,
+        };
+        let earlier = self.earlier.entry(pk).or_default();
+        if let Err(i) = earlier.binary_search(&older) {
+            earlier.insert(i, older);
         }
     }
 
@@ -42,23 +54,25 @@ impl DeleteSet {
         if ts > read_ts {
             return false;
         }
-        match self.by_key.get(&pk) {
+        match self.newest.get(&pk) {
             None => true,
-            Some(at) => {
-                // The first delete after the row.
-                let after = at.partition_point(|d| *d <= ts);
-                at.get(after).is_none_or(|d| *d > read_ts)
-            }
+            Some(&newest) if newest <= ts => true,
+            Some(&newest) if newest <= read_ts => false,
+            // The newest is after the read: an earlier delete may be in between.
+            Some(_) => self.earlier.get(&pk).is_none_or(|earlier| {
+                let after = earlier.partition_point(|d| *d <= ts);
+                earlier.get(after).is_none_or(|d| *d > read_ts)
+            }),
         }
     }
 
     /// Number of (key, timestamp) deletes held.
     pub fn len(&self) -> usize {
-        self.by_key.values().map(Vec::len).sum()
+        self.newest.len() + self.earlier.values().map(Vec::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.newest.is_empty()
     }
 }
 

@@ -388,7 +388,7 @@ fn collection_json(info: &proto::CollectionInfo) -> serde_json::Value {
         .iter()
         .map(|p| json!({"id": p.id, "name": p.name}))
         .collect();
-    let metric = milvus_like_api::schema::Metric::try_from(schema.metric_type)
+    let metric = Metric::try_from(schema.metric_type)
         .map_or_else(|_| schema.metric_type.to_string(), |m| m.name().to_owned());
     json!({
         "name": schema.name,

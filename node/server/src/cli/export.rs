@@ -252,7 +252,7 @@ fn csv_cell(out: &mut String, column: &Column, row: usize) {
         Column::Vector { dim, values } => {
             let d = *dim as usize;
             out.push_str("\"[");
-            for (i, x) in values.row(d, row).enumerate() {
+            for (i, x) in values.row(d, row).into_iter().flatten().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

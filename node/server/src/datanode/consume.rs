@@ -55,12 +55,14 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
     }
 }
 
-/// Why a schema is not at hand.
-enum SchemaError {
-    /// The root coordinator did not give it (away, slow, or failing): the rows are
+/// Why a batch could not be checked against its collection's schema or its
+/// segment.
+enum CheckError {
+    /// A coordinator did not answer (away, slow, or failing): the rows may be
     /// fine, read them again later.
     Unreachable(String),
-    /// No such collection (dropped), or an invalid schema: the batch is junk.
+    /// No such collection (dropped), an invalid schema, or a segment that is not
+    /// the batch's: the batch is junk.
     Refused(String),
 }
 
@@ -68,19 +70,19 @@ enum SchemaError {
 /// is junk only when the root coordinator answers that its collection does not
 /// exist, or its schema is invalid: anything else may pass, and dead-lettering
 /// the rows for it would take them out of the collection.
-async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, SchemaError> {
+async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, CheckError> {
     let info = node.root.collection(collection).await.map_err(|s| {
         let reason = format!("collection {collection}: {}", s.message());
         if s.code() == tonic::Code::NotFound {
-            SchemaError::Refused(reason)
+            CheckError::Refused(reason)
         } else {
-            SchemaError::Unreachable(reason)
+            CheckError::Unreachable(reason)
         }
     })?;
     let schema = info
         .schema
-        .ok_or_else(|| SchemaError::Refused("the collection has no schema".into()))?;
-    CollectionSchema::try_from(schema).map_err(|e| SchemaError::Refused(e.to_string()))
+        .ok_or_else(|| CheckError::Refused("the collection has no schema".into()))?;
+    CollectionSchema::try_from(schema).map_err(|e| CheckError::Refused(e.to_string()))
 }
 
 /// Reads `channel` again from its next offsets, with `stream`'s moved back to
@@ -139,8 +141,8 @@ async fn parse_insert(
     };
     let schema = match checked {
         Ok(schema) => schema,
-        Err(SchemaError::Refused(reason)) => return Some(Err(reason)),
-        Err(SchemaError::Unreachable(reason)) => {
+        Err(CheckError::Refused(reason)) => return Some(Err(reason)),
+        Err(CheckError::Unreachable(reason)) => {
             tracing::warn!(channel, offset, %reason, "cannot check this batch yet; reading it again shortly");
             return None;
         }
@@ -165,7 +167,7 @@ pub(super) struct SegmentHome {
 /// batch's collection, partition and channel (the coordinator lists a segment
 /// before any proxy may write to it). Listed once per collection and new segment,
 /// then cached.
-async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), SchemaError> {
+async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), CheckError> {
     let cached = node
         .segments
         .lock()
@@ -187,7 +189,7 @@ async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), SchemaError> 
                 })
                 .await
                 .map_err(|s| {
-                    SchemaError::Unreachable(format!(
+                    CheckError::Unreachable(format!(
                         "listing the segments of collection {collection}: {}",
                         s.message()
                     ))
@@ -205,7 +207,7 @@ async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), SchemaError> 
                 );
             }
             segments.get(&b.segment_id).copied().ok_or_else(|| {
-                SchemaError::Refused(format!(
+                CheckError::Refused(format!(
                     "segment {} is not a segment of collection {collection}",
                     b.segment_id
                 ))
@@ -220,7 +222,7 @@ async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), SchemaError> 
     if home == claimed {
         Ok(())
     } else {
-        Err(SchemaError::Refused(format!(
+        Err(CheckError::Refused(format!(
             "segment {} belongs to collection {} partition {} channel {}, not to the batch's \
              collection {} partition {} channel {}",
             b.segment_id,

@@ -325,9 +325,8 @@ fn render_row(schema: &CollectionSchema, rows: &RowBatch, row: usize, ts: u64) -
                 Column::Str(v) => v.get(row).map(|s| format!("{s:?}")),
                 Column::Vector { dim, values } => {
                     let d = *dim as usize;
-                    values.row_le_bytes(d, row).map(|_| {
-                        let shown: Vec<String> = values
-                            .row(d, row)
+                    values.row(d, row).map(|vector| {
+                        let shown: Vec<String> = vector
                             .take(SAMPLE_VECTOR_COMPONENTS)
                             .map(|x| x.to_string())
                             .collect();

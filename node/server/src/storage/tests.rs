@@ -663,7 +663,10 @@ async fn files_open_with_a_plain_parquet_reader() {
     let Column::Vector { values, .. } = &rows(&schema, 0, 10).columns[1] else {
         panic!("vec is the second field");
     };
-    assert_eq!(floats, values.row(128, 3).collect::<Vec<f32>>());
+    assert_eq!(
+        floats,
+        values.row(128, 3).expect("row 3").collect::<Vec<f32>>()
+    );
 }
 
 /// Files of format version 1 (vectors as lists of floats) are read as they were.
