@@ -77,6 +77,32 @@ impl Leadership {
         }
     }
 
+    /// Awaits one of this term's writes whose outcome the caller mirrors in memory.
+    /// When the outcome is unknown (the store answered with an error, or the
+    /// future was dropped mid-write), the write may have landed without the
+    /// caller's memory knowing, and a later write built on that memory would undo
+    /// it. So the term ends, and the next term loads its state from the store.
+    pub async fn write<T>(
+        &self,
+        write: impl std::future::Future<Output = MetaResult<T>>,
+    ) -> MetaResult<T> {
+        struct Pending<'a>(Option<&'a Leadership>);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                if let Some(l) = self.0 {
+                    l.give_up("a write was interrupted; its outcome is unknown");
+                }
+            }
+        }
+        let mut pending = Pending(Some(self));
+        let result = write.await;
+        pending.0 = None;
+        if let Err(e) = &result {
+            self.give_up(&format!("a write failed and may have landed: {e}"));
+        }
+        result
+    }
+
     /// Gives up and deletes the leader key so that a standby takes over now.
     pub async fn resign(&self, store: &dyn MetaStore) {
         self.give_up("resigned");
@@ -344,5 +370,37 @@ mod tests {
             .await
             .expect("leadership must end within the TTL");
         assert!(!a.is_valid());
+    }
+
+    #[tokio::test]
+    async fn a_write_of_unknown_outcome_ends_the_term() {
+        let store = Arc::new(LocalStore::in_memory());
+        let cancel = CancellationToken::new();
+        let a = candidate(&store, 1)
+            .campaign(&cancel)
+            .await
+            .expect("a leads");
+        let put = |v: &'static str| Txn::when([a.fence()]).then([Op::put("k", v)]);
+        assert!(a.write(store.txn(put("1"))).await.expect("write").succeeded);
+        assert!(a.is_valid(), "a write with a known outcome keeps the term");
+        // The caller goes away while the write is under way: it may land unseen.
+        let never = a.write(async {
+            store.txn(put("2")).await?;
+            futures::future::pending::<MetaResult<()>>().await
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), never)
+                .await
+                .is_err()
+        );
+        assert!(!a.is_valid(), "an interrupted write ends the term");
+        a.resign(store.as_ref()).await;
+        let b = candidate(&store, 2)
+            .campaign(&cancel)
+            .await
+            .expect("b leads");
+        store.set_down(true);
+        assert!(b.write(store.get("k")).await.is_err());
+        assert!(!b.is_valid(), "a failed write ends the term");
     }
 }

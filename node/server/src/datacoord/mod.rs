@@ -224,10 +224,13 @@ impl DataCoord for DataCoordService {
     ) -> Result<Response<proto::AssignSegmentIdResponse>, Status> {
         let active = self.leader_only().await?;
         let request = request.into_inner();
-        let assignments = active
-            .segments
-            .assign(&request.requests, request.proxy_id)
-            .await?;
+        let assignments = run_to_end(async move {
+            Ok(active
+                .segments
+                .assign(&request.requests, request.proxy_id)
+                .await?)
+        })
+        .await?;
         Ok(Response::new(proto::AssignSegmentIdResponse {
             assignments,
         }))
@@ -242,9 +245,16 @@ impl DataCoord for DataCoordService {
         tracing::Span::current().record("collection_id", req.collection_id);
         let active = self.leader_only().await?;
         self.shared.root.collection(req.collection_id).await?;
-        let sealed = active.segments.seal_collection(req.collection_id).await?;
-        // The collection's deletes may be on any channel, with no segment sealed.
-        let through = active.segments.flush_channels().await?;
+        let (sealed, through) = run_to_end({
+            let active = active.clone();
+            async move {
+                let sealed = active.segments.seal_collection(req.collection_id).await?;
+                // The collection's deletes may be on any channel, with no segment sealed.
+                let through = active.segments.flush_channels().await?;
+                Ok((sealed, through))
+            }
+        })
+        .await?;
         if !req.wait {
             return Ok(Response::new(proto::FlushResponse {
                 sealed_segment_ids: sealed,
@@ -292,13 +302,12 @@ impl DataCoord for DataCoordService {
         span.record("channel", req.channel);
         span.record("epoch", req.epoch);
         let active = self.leader_only().await?;
-        match active.segments.commit_flush(&req).await {
+        match run_to_end(async move { Ok(active.segments.commit_flush(&req).await?) }).await {
             Ok(()) => {
                 self.shared.metrics.commits.inc();
                 Ok(Response::new(proto::CommitFlushResponse {}))
             }
-            Err(e) => {
-                let status = Status::from(e);
+            Err(status) => {
                 if status.code() == tonic::Code::FailedPrecondition {
                     self.shared.metrics.stale_commits.inc();
                     tracing::warn!(message = status.message(), "commit refused");
@@ -421,6 +430,18 @@ impl DataCoord for DataCoordService {
         }
         .await
     }
+}
+
+/// Runs a change of the segments to its end even when the caller hangs up (tonic
+/// drops the handler of a request whose client went away). A change cut short in
+/// the middle of a write ends the term (see [`Leadership::write`]); a data node
+/// killed while committing must not cause that.
+async fn run_to_end<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(tracing::Instrument::in_current_span(change))
+        .await
+        .map_err(|e| Status::internal(format!("the change stopped: {e}")))?
 }
 
 /// Keeps ownership current: after every change of the data-node set, and every second.

@@ -321,7 +321,7 @@ impl SegmentManager {
             })
             .collect();
         let txn = Txn::when([self.leadership.fence()]).then(ops);
-        if !self.store.txn(txn).await?.succeeded {
+        if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
             self.leadership.give_up("fenced segment write failed");
             return Err(ChannelError::NotLeader.into());
         }
@@ -857,7 +857,9 @@ impl SegmentManager {
         }));
         let txn =
             Txn::when([self.leadership.fence(), Compare::ModRevision(key, revision)]).then(ops);
-        if !self.store.txn(txn).await?.succeeded {
+        // The in-memory segments must never fall behind what this term wrote: the
+        // next commit of these segments starts from them.
+        if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
             if !self.leadership.is_valid() {
                 return Err(ChannelError::NotLeader.into());
             }
