@@ -5,15 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
-use milvus_like_api::proto::{
-    ChannelLoad, DeleteBatch, InsertBatch, ListSegmentsRequest, ReportLoadRequest,
-};
-use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::proto::{ChannelLoad, ReportLoadRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::SegmentBuffer;
 use super::{ChannelLabel, Node, flush, sealed};
-use crate::columns::RowBatch;
+use crate::ingest::{Checked, Later};
 use crate::msgstream::{LogRecord, Stream};
 
 pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
@@ -55,36 +52,6 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
     }
 }
 
-/// Why a batch could not be checked against its collection's schema or its
-/// segment.
-enum CheckError {
-    /// A coordinator did not answer (away, slow, or failing): the rows may be
-    /// fine, read them again later.
-    Unreachable(String),
-    /// No such collection (dropped), an invalid schema, or a segment that is not
-    /// the batch's: the batch is junk.
-    Refused(String),
-}
-
-/// The schema of a collection, from the root coordinator (cached there). A batch
-/// is junk only when the root coordinator answers that its collection does not
-/// exist, or its schema is invalid: anything else may pass, and dead-lettering
-/// the rows for it would take them out of the collection.
-async fn schema(node: &Node, collection: i64) -> Result<CollectionSchema, CheckError> {
-    let info = node.root.collection(collection).await.map_err(|s| {
-        let reason = format!("collection {collection}: {}", s.message());
-        if s.code() == tonic::Code::NotFound {
-            CheckError::Refused(reason)
-        } else {
-            CheckError::Unreachable(reason)
-        }
-    })?;
-    let schema = info
-        .schema
-        .ok_or_else(|| CheckError::Refused("the collection has no schema".into()))?;
-    CollectionSchema::try_from(schema).map_err(|e| CheckError::Refused(e.to_string()))
-}
-
 /// Reads `channel` again from its next offsets, with `stream`'s moved back to
 /// `from` if that is lower: for a record that must not be skipped but cannot be
 /// taken now. Pauses a little, so that a lasting cause stalls the channel instead
@@ -107,155 +74,16 @@ async fn read_again(node: &Node, channel: u32, stream: Stream, from: i64) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-/// A record's payload, decoded and checked.
-enum Parsed {
-    Insert(InsertBatch, CollectionSchema, RowBatch),
-    Delete(DeleteBatch),
-}
-
-/// Decodes and checks an insert-log record: `Err` for junk (with the reason),
-/// `None` when it cannot be checked now (a coordinator did not answer) and is
-/// to be read again.
-async fn parse_insert(
-    node: &Node,
-    channel: u32,
-    offset: i64,
-    decoded: Result<InsertBatch, prost::DecodeError>,
-) -> Option<Result<Parsed, String>> {
-    let mut b = match decoded {
-        Ok(b) => b,
-        Err(e) => return Some(Err(format!("not an InsertBatch: {e}"))),
-    };
-    if b.channel != channel {
-        return Some(Err(format!(
-            "batch for channel {} on channel {channel}",
-            b.channel
-        )));
-    }
-    if b.segment_id <= 0 || b.first_ts == 0 {
-        return Some(Err("batch without segment or timestamp".into()));
-    }
-    let checked = match schema(node, b.collection_id).await {
-        Ok(schema) => check_segment(node, &b).await.map(|()| schema),
-        Err(e) => Err(e),
-    };
-    let schema = match checked {
-        Ok(schema) => schema,
-        Err(CheckError::Refused(reason)) => return Some(Err(reason)),
-        Err(CheckError::Unreachable(reason)) => {
-            tracing::warn!(channel, offset, %reason, "cannot check this batch yet; reading it again shortly");
-            return None;
-        }
-    };
-    let columns = std::mem::take(&mut b.columns);
-    Some(
-        RowBatch::from_wire(&schema, columns, b.num_rows as usize)
-            .map(|rows| Parsed::Insert(b, schema, rows))
-            .map_err(|e| e.to_string()),
-    )
-}
-
-/// Where a segment belongs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct SegmentHome {
-    collection: i64,
-    partition: i64,
-    channel: u32,
-}
-
-/// Checks that the batch's segment is one the data coordinator made, for the
-/// batch's collection, partition and channel (the coordinator lists a segment
-/// before any proxy may write to it). Listed once per collection and new segment,
-/// then cached.
-async fn check_segment(node: &Node, b: &InsertBatch) -> Result<(), CheckError> {
-    let cached = node
-        .segments
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&b.segment_id)
-        .copied();
-    let home = match cached {
-        Some(home) => home,
-        None => {
-            let collection = b.collection_id;
-            let listed = node
-                .datacoord
-                .call(Duration::from_secs(10), |c| async move {
-                    DataCoordClient::new(c)
-                        .list_segments(ListSegmentsRequest {
-                            collection_id: collection,
-                        })
-                        .await
-                })
-                .await
-                .map_err(|s| {
-                    CheckError::Unreachable(format!(
-                        "listing the segments of collection {collection}: {}",
-                        s.message()
-                    ))
-                })?
-                .into_inner();
-            let mut segments = node.segments.lock().unwrap_or_else(|p| p.into_inner());
-            for s in listed.segments {
-                segments.insert(
-                    s.segment_id,
-                    SegmentHome {
-                        collection: s.collection_id,
-                        partition: s.partition_id,
-                        channel: s.channel,
-                    },
-                );
-            }
-            segments.get(&b.segment_id).copied().ok_or_else(|| {
-                CheckError::Refused(format!(
-                    "segment {} is not a segment of collection {collection}",
-                    b.segment_id
-                ))
-            })?
-        }
-    };
-    let claimed = SegmentHome {
-        collection: b.collection_id,
-        partition: b.partition_id,
-        channel: b.channel,
-    };
-    if home == claimed {
-        Ok(())
-    } else {
-        Err(CheckError::Refused(format!(
-            "segment {} belongs to collection {} partition {} channel {}, not to the batch's \
-             collection {} partition {} channel {}",
-            b.segment_id,
-            home.collection,
-            home.partition,
-            home.channel,
-            claimed.collection,
-            claimed.partition,
-            claimed.channel
-        )))
-    }
-}
-
 async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     node.metrics.messages_consumed.inc();
     // Decode and check outside the lock; the lock only guards the append.
-    let parsed: Result<Parsed, String> = match m.stream {
-        Stream::Insert => match parse_insert(node, m.channel, m.offset, m.decode()).await {
-            Some(parsed) => parsed,
-            None => {
-                read_again(node, m.channel, m.stream, m.offset).await;
-                return;
-            }
-        },
-        Stream::Delete => match m.decode::<DeleteBatch>() {
-            Err(e) => Err(format!("not a DeleteBatch: {e}")),
-            Ok(b) if b.channel != m.channel => Err(format!(
-                "batch for channel {} on channel {}",
-                b.channel, m.channel
-            )),
-            Ok(b) if b.first_ts == 0 => Err("delete batch without timestamp".into()),
-            Ok(b) => Ok(Parsed::Delete(b)),
-        },
+    let checked = match node.records.check(&m).await {
+        Ok(checked) => checked,
+        Err(Later(reason)) => {
+            tracing::warn!(channel = m.channel, offset = m.offset, %reason, "cannot check this record yet; reading it again shortly");
+            read_again(node, m.channel, m.stream, m.offset).await;
+            return;
+        }
     };
     let mut channels = node.channels.lock().await;
     let Some(ch) = channels.get_mut(&m.channel) else {
@@ -281,8 +109,12 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     }
     *next = m.offset + 1;
     let before = ch.buffer.bytes();
-    match parsed {
-        Ok(Parsed::Insert(b, schema, rows)) => {
+    match checked {
+        Checked::Insert {
+            batch: b,
+            schema,
+            rows,
+        } => {
             let n = rows.num_rows as u64;
             let buf =
                 ch.buffer.segments.entry(b.segment_id).or_insert_with(|| {
@@ -298,7 +130,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
                 node.metrics.rows_consumed.inc_by(n);
             }
         }
-        Ok(Parsed::Delete(b)) => {
+        Checked::Delete(b) => {
             let d = ch
                 .buffer
                 .deletes
@@ -311,7 +143,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
             ch.max_ts = ch.max_ts.max(last);
             ch.sealed.consumed(Stream::Delete, last);
         }
-        Err(reason) => {
+        Checked::Junk(reason) => {
             node.metrics.dead_lettered.inc();
             tracing::warn!(channel = m.channel, offset = m.offset, stream = ?m.stream, %reason, "malformed message; copying it to the dead-letter topic and skipping it");
             let producer = node.producer.clone();

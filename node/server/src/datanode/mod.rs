@@ -296,10 +296,8 @@ pub struct Node {
     tick_wake: Notify,
     /// Flushes writing files at once ([`DataNodeConfig::max_concurrent_flushes`]).
     flush_permits: tokio::sync::Semaphore,
-    /// Where each segment seen in the log belongs, as the data coordinator lists
-    /// it: a batch naming a segment of another collection, partition or channel,
-    /// or one the coordinator never made, is dead-lettered, not buffered.
-    segments: std::sync::Mutex<std::collections::HashMap<i64, consume::SegmentHome>>,
+    /// Which records count: the others are dead-lettered, not buffered.
+    records: crate::ingest::RecordChecker,
     metrics: Arc<DataNodeMetrics>,
 }
 
@@ -497,13 +495,16 @@ async fn serve(
         &format!("milvus-like-datanode-{node_id}"),
         config.memory_limit / 16,
     )?;
+    let root = Arc::new(RootCoordLink::connect(
+        &config.rootcoord,
+        Duration::from_secs(10),
+    )?);
+    let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(30))?;
     let node = Arc::new(Node {
         node_id,
-        root: Arc::new(RootCoordLink::connect(
-            &config.rootcoord,
-            Duration::from_secs(10),
-        )?),
-        datacoord: LeaderPool::new(&config.datacoord, Duration::from_secs(30))?,
+        records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
+        root,
+        datacoord,
         storage,
         consumer,
         producer: log.producer()?,
@@ -513,7 +514,6 @@ async fn serve(
         flushed: Notify::new(),
         tick_wake: Notify::new(),
         flush_permits: tokio::sync::Semaphore::new(config.max_concurrent_flushes.max(1)),
-        segments: std::sync::Mutex::default(),
         metrics,
         config,
     });
