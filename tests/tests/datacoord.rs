@@ -10,8 +10,8 @@ use milvus_like_api::proto::{
 };
 use milvus_like_tests::fake_datanode::{Call, FakeDataNode};
 use milvus_like_tests::{
-    Cluster, ClusterBuilder, Etcd, MetaArgs, Ports, Role, RoleProcess, TestDir, test_schema,
-    wait_distribution, wait_for,
+    CHANNELS, Cluster, ClusterBuilder, Etcd, MetaArgs, Ports, Role, RoleProcess, TestDir,
+    test_schema, wait_distribution, wait_for,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -395,6 +395,7 @@ async fn grants_share_a_segment_per_channel_and_flush_commits_them() {
         channel: first.channel,
         path: "fake://delete/1.parquet".into(),
         num_rows: 2,
+        checkpoint: None,
     };
     for _ in 0..2 {
         node.commit_files(
@@ -413,7 +414,57 @@ async fn grants_share_a_segment_per_channel_and_flush_commits_them() {
         .expect("segment");
     assert_eq!(again.num_rows, 13);
     assert_eq!(again.insert_log_paths.len(), 2);
-    assert_eq!(listed.delete_logs, vec![deletes]);
+    // Each file is tagged with the checkpoint of the commit that recorded it; the
+    // retry (a commit at a later offset here) tags nothing again.
+    let tags: Vec<i64> = again
+        .insert_logs
+        .iter()
+        .map(|f| f.checkpoint.expect("tagged").insert_next_offset)
+        .collect();
+    assert_eq!(again.insert_logs.len(), 2);
+    assert!(tags[0] < tags[1], "{tags:?}");
+    assert_eq!(again.insert_logs[1].num_rows, 3);
+    assert_eq!(listed.delete_logs.len(), 1);
+    let tagged_delete = &listed.delete_logs[0];
+    assert_eq!(
+        tagged_delete.checkpoint.map(|c| c.insert_next_offset),
+        Some(tags[1])
+    );
+    assert_eq!(
+        proto::DeleteLog {
+            checkpoint: None,
+            ..tagged_delete.clone()
+        },
+        deletes
+    );
+
+    // Recovery info: every channel with its checkpoint, and the files at or below it.
+    let recovery = dc
+        .get_recovery_info(proto::GetRecoveryInfoRequest {
+            collection_id: collection.id,
+        })
+        .await
+        .expect("recovery info")
+        .into_inner();
+    let channels: Vec<u32> = recovery.channels.iter().map(|c| c.channel).collect();
+    assert_eq!(channels, (0..CHANNELS).collect::<Vec<_>>());
+    let ch = &recovery.channels[first.channel as usize];
+    let checkpoint = ch.checkpoint.expect("checkpoint");
+    assert_eq!(checkpoint.insert_next_offset, tags[1] + 1, "the retry's");
+    let recovered = ch
+        .segments
+        .iter()
+        .find(|s| s.segment_id == first.segment_id)
+        .expect("segment");
+    assert_eq!(recovered, again);
+    assert_eq!(ch.delete_logs, listed.delete_logs);
+    let segments_elsewhere = recovery
+        .channels
+        .iter()
+        .filter(|c| c.channel != first.channel)
+        .flat_map(|c| &c.segments)
+        .count();
+    assert_eq!(segments_elsewhere, 1, "the other channel's segment");
 }
 
 #[tokio::test]

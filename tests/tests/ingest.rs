@@ -107,6 +107,37 @@ async fn read_back(
         .expect("read back")
 }
 
+/// Reads back what the data coordinator's recovery info lists: the files at or
+/// below each channel's checkpoint, as a query node would load them.
+async fn read_recovery(
+    cluster: &Cluster,
+    info: &CollectionInfo,
+    schema: &CollectionSchema,
+) -> CollectionContent {
+    let recovery = cluster
+        .datacoord_client()
+        .get_recovery_info(proto::GetRecoveryInfoRequest {
+            collection_id: info.id,
+        })
+        .await
+        .expect("recovery info")
+        .into_inner();
+    let segments: Vec<proto::SegmentInfo> = recovery
+        .channels
+        .iter()
+        .flat_map(|c| c.segments.iter().cloned())
+        .collect();
+    let deletes: Vec<proto::DeleteLog> = recovery
+        .channels
+        .iter()
+        .flat_map(|c| c.delete_logs.iter().cloned())
+        .collect();
+    let store = SegmentStore::open(&cluster.storage).expect("store");
+    read_collection(&store, schema, &segments, &deletes, 3)
+        .await
+        .expect("read back the recovery info")
+}
+
 /// Reads back until `rows` rows are committed (at most 60 s); returns the last read.
 async fn read_back_until(
     cluster: &Cluster,
@@ -180,6 +211,8 @@ async fn rows_land_exactly_once_with_deletes_applied() {
     assert_eq!(content.rows, want_rows, "row count differs");
     assert_eq!(content.checksum, want_sum, "content differs");
     assert_eq!(content.deleted, deleted.len() as u64);
+    // Everything is flushed: the recovery info lists every file.
+    assert_eq!(read_recovery(&cluster, &info, &schema).await, content);
     // The files open with a plain Parquet reader too.
     let StorageConfig::Local { root } = &cluster.storage else {
         panic!("local storage expected");
@@ -624,6 +657,9 @@ async fn killing_data_nodes_during_inserts_loses_and_duplicates_nothing() {
     }
     assert_eq!(content.rows, want_rows, "lost or duplicated rows");
     assert_eq!(content.checksum, want_sum, "content differs");
+    // Commits from killed and new owners all tagged their files at or below the
+    // final checkpoints.
+    assert_eq!(read_recovery(&cluster, &info, &schema).await, content);
 }
 
 /// Inserts until `stop`; a refused batch's keys are "uncertain" (part of it may

@@ -117,6 +117,7 @@ async fn round_trip(store: &SegmentStore) {
             channel: 0,
             path: delete_path,
             num_rows: 101,
+            checkpoint: None,
         }],
         3,
     )

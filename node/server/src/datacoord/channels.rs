@@ -312,6 +312,26 @@ impl ChannelManager {
         Ok((records, nodes, view.last_rebalance_ms))
     }
 
+    /// Every channel's checkpoint as stored (zeros for a channel never owned).
+    pub async fn checkpoints(&self) -> Result<BTreeMap<u32, ChannelCheckpoint>, ChannelError> {
+        let mut out: BTreeMap<u32, ChannelCheckpoint> = (0..self.channels)
+            .map(|channel| {
+                let zero = ChannelCheckpoint {
+                    channel,
+                    ..ChannelCheckpoint::default()
+                };
+                (channel, zero)
+            })
+            .collect();
+        for kv in &self.store.scan_prefix(CHANNEL_PREFIX).await?.0 {
+            let a = decode(kv)?;
+            if let Some(c) = a.checkpoint {
+                out.insert(a.channel, c);
+            }
+        }
+        Ok(out)
+    }
+
     /// Marks nodes as draining (persisted), so they get no channels.
     pub async fn drain(&self, node_ids: &[i64]) -> Result<(), ChannelError> {
         let _work = self.work.lock().await;

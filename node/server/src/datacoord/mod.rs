@@ -291,6 +291,20 @@ impl DataCoord for DataCoordService {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(collection_id))]
+    async fn get_recovery_info(
+        &self,
+        request: Request<proto::GetRecoveryInfoRequest>,
+    ) -> Result<Response<proto::GetRecoveryInfoResponse>, Status> {
+        let collection = request.into_inner().collection_id;
+        tracing::Span::current().record("collection_id", collection);
+        let active = self.leader_only().await?;
+        self.shared.root.collection(collection).await?;
+        Ok(Response::new(proto::GetRecoveryInfoResponse {
+            channels: active.segments.recovery_info(collection).await?,
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(node_id, channel, epoch))]
     async fn commit_flush(
         &self,

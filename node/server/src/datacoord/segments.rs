@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use milvus_like_api::Timestamp;
 use milvus_like_api::proto::{
-    ChannelAssignment, CommitFlushRequest, DeleteLog, FlushSegmentsRequest, SegmentIdAssignment,
-    SegmentIdRequest, SegmentInfo, SegmentState,
+    ChannelAssignment, ChannelCheckpoint, ChannelRecovery, CommitFlushRequest, CommittedFile,
+    DeleteLog, FlushSegmentsRequest, SegmentIdAssignment, SegmentIdRequest, SegmentInfo,
+    SegmentState,
 };
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
@@ -253,6 +254,62 @@ fn time_seal_reason(
     } else {
         None
     }
+}
+
+/// True when a file tagged `tag` holds only records below checkpoint `c`. A file
+/// committed before tags existed (`None`) is below every checkpoint.
+fn at_or_below(tag: Option<&ChannelCheckpoint>, c: &ChannelCheckpoint) -> bool {
+    tag.is_none_or(|t| {
+        t.insert_next_offset <= c.insert_next_offset && t.delete_next_offset <= c.delete_next_offset
+    })
+}
+
+/// Per channel of `checkpoints`: the segments and delete logs of that channel cut
+/// down to the files at or below its checkpoint.
+fn recovery(
+    checkpoints: &BTreeMap<u32, ChannelCheckpoint>,
+    segments: Vec<SegmentInfo>,
+    delete_logs: Vec<DeleteLog>,
+) -> Vec<ChannelRecovery> {
+    let mut out: BTreeMap<u32, ChannelRecovery> = checkpoints
+        .iter()
+        .map(|(channel, c)| {
+            let recovery = ChannelRecovery {
+                channel: *channel,
+                checkpoint: Some(*c),
+                ..ChannelRecovery::default()
+            };
+            (*channel, recovery)
+        })
+        .collect();
+    for mut seg in segments {
+        let Some(r) = out.get_mut(&seg.channel) else {
+            continue;
+        };
+        let c = r.checkpoint.unwrap_or_default();
+        let above: BTreeMap<String, u64> = seg
+            .insert_logs
+            .iter()
+            .filter(|f| !at_or_below(f.checkpoint.as_ref(), &c))
+            .map(|f| (f.path.clone(), f.num_rows))
+            .collect();
+        if !above.is_empty() {
+            seg.num_rows = seg.num_rows.saturating_sub(above.values().sum());
+            seg.insert_logs.retain(|f| !above.contains_key(&f.path));
+            seg.insert_log_paths.retain(|p| !above.contains_key(p));
+        }
+        if !seg.insert_log_paths.is_empty() {
+            r.segments.push(seg);
+        }
+    }
+    for log in delete_logs {
+        if let Some(r) = out.get_mut(&log.channel)
+            && at_or_below(log.checkpoint.as_ref(), &r.checkpoint.unwrap_or_default())
+        {
+            r.delete_logs.push(log);
+        }
+    }
+    out.into_values().collect()
 }
 
 impl SegmentManager {
@@ -622,6 +679,21 @@ impl SegmentManager {
             .collect()
     }
 
+    /// Per channel, its checkpoint and exactly the collection's files that hold
+    /// the records below it.
+    pub async fn recovery_info(
+        &self,
+        collection: i64,
+    ) -> Result<Vec<ChannelRecovery>, SegmentError> {
+        // Checkpoints first. A commit holds the segments across its write, so the
+        // listing below sees every file committed up to these checkpoints; files of
+        // later commits are tagged above them and left out.
+        let checkpoints = self.channels.checkpoints().await?;
+        let segments = self.list(collection).await;
+        let delete_logs = self.delete_logs(collection).await?;
+        Ok(recovery(&checkpoints, segments, delete_logs))
+    }
+
     /// Applies the time-based seal policies and asks owners to flush sealed
     /// segments whose grants have all expired.
     pub async fn tick(&self) -> Result<(), SegmentError> {
@@ -746,6 +818,24 @@ impl SegmentManager {
             .channels
             .check_owner(req.channel, req.node_id, req.epoch)
             .await?;
+        // Never move the checkpoint back (a retried, older commit).
+        let current = record.checkpoint.unwrap_or_default();
+        let next = ChannelAssignment {
+            checkpoint: Some(ChannelCheckpoint {
+                channel: req.channel,
+                insert_next_offset: checkpoint
+                    .insert_next_offset
+                    .max(current.insert_next_offset),
+                delete_next_offset: checkpoint
+                    .delete_next_offset
+                    .max(current.delete_next_offset),
+                timestamp: checkpoint.timestamp.max(current.timestamp),
+                flushed_ts: checkpoint.flushed_ts.max(current.flushed_ts),
+            }),
+            ..record
+        };
+        // Files are tagged with the checkpoint this commit stores.
+        let tag = next.checkpoint;
         let mut segments = self.segments.lock().await;
         let mut updated: BTreeMap<i64, SegmentInfo> = BTreeMap::new();
         for b in &req.segments {
@@ -756,6 +846,12 @@ impl SegmentManager {
                 return Err(SegmentError::Invalid(format!(
                     "segment {} belongs to channel {}, not {}",
                     b.segment_id, seg.info.channel, req.channel
+                )));
+            }
+            if b.insert_log_paths.len() > 1 {
+                return Err(SegmentError::Invalid(format!(
+                    "segment {}: a commit records one insert log per segment, with its rows",
+                    b.segment_id
                 )));
             }
             let info = updated
@@ -793,6 +889,12 @@ impl SegmentManager {
             info.num_rows += b.num_rows;
             info.insert_log_paths
                 .extend(b.insert_log_paths.iter().cloned());
+            info.insert_logs
+                .extend(b.insert_log_paths.iter().map(|path| CommittedFile {
+                    path: path.clone(),
+                    num_rows: b.num_rows,
+                    checkpoint: tag,
+                }));
             info.delete_log_paths
                 .extend(b.delete_log_paths.iter().cloned());
         }
@@ -818,22 +920,6 @@ impl SegmentManager {
             }
             info.state = SegmentState::Flushed.into();
         }
-        // Never move the checkpoint back (a retried, older commit).
-        let current = record.checkpoint.unwrap_or_default();
-        let next = ChannelAssignment {
-            checkpoint: Some(milvus_like_api::proto::ChannelCheckpoint {
-                channel: req.channel,
-                insert_next_offset: checkpoint
-                    .insert_next_offset
-                    .max(current.insert_next_offset),
-                delete_next_offset: checkpoint
-                    .delete_next_offset
-                    .max(current.delete_next_offset),
-                timestamp: checkpoint.timestamp.max(current.timestamp),
-                flushed_ts: checkpoint.flushed_ts.max(current.flushed_ts),
-            }),
-            ..record
-        };
         let key = channel_key(req.channel);
         let mut ops = vec![Op::put(key.clone(), next.encode_to_vec())];
         for log in &req.delete_logs {
@@ -843,11 +929,16 @@ impl SegmentManager {
                     log.path, log.channel, req.channel
                 )));
             }
-            // Keyed by path, so a retried commit writes the same key again.
-            ops.push(Op::put(
-                delete_log_key(log.collection_id, &log.path),
-                log.encode_to_vec(),
-            ));
+            // Keyed by path; a retried commit keeps the file's first tag.
+            let log_key = delete_log_key(log.collection_id, &log.path);
+            if self.store.get(&log_key).await?.is_some() {
+                continue;
+            }
+            let log = DeleteLog {
+                checkpoint: tag,
+                ..log.clone()
+            };
+            ops.push(Op::put(log_key, log.encode_to_vec()));
         }
         ops.extend(updated.values().map(|i| {
             Op::put(
@@ -984,5 +1075,89 @@ mod tests {
         f.committed(1, 120);
         assert_eq!(f.reached(1), 150, "never moves back");
         assert!(!f.wanted.contains_key(&0));
+    }
+
+    fn at(channel: u32, offset: i64) -> ChannelCheckpoint {
+        ChannelCheckpoint {
+            channel,
+            insert_next_offset: offset,
+            delete_next_offset: offset / 2,
+            ..ChannelCheckpoint::default()
+        }
+    }
+
+    #[test]
+    fn recovery_keeps_exactly_the_files_at_or_below_each_channel_checkpoint() {
+        let file = |path: &str, rows, tag: Option<ChannelCheckpoint>| CommittedFile {
+            path: path.into(),
+            num_rows: rows,
+            checkpoint: tag,
+        };
+        // Channel 0 at offset 20: a file from before tags (5 rows), one tagged 10,
+        // one tagged exactly 20, one committed after the checkpoint was read (30).
+        let seg = SegmentInfo {
+            segment_id: 1,
+            channel: 0,
+            num_rows: 5 + 10 + 20 + 30,
+            insert_log_paths: vec!["old".into(), "a".into(), "b".into(), "c".into()],
+            insert_logs: vec![
+                file("a", 10, Some(at(0, 10))),
+                file("b", 20, Some(at(0, 20))),
+                file("c", 30, Some(at(0, 30))),
+            ],
+            ..SegmentInfo::default()
+        };
+        // A segment whose only file is above: not listed at all.
+        let later = SegmentInfo {
+            segment_id: 2,
+            channel: 0,
+            num_rows: 7,
+            insert_log_paths: vec!["d".into()],
+            insert_logs: vec![file("d", 7, Some(at(0, 25)))],
+            ..SegmentInfo::default()
+        };
+        // The insert offset alone is not enough: the delete offset is above.
+        let deletes_ahead = ChannelCheckpoint {
+            delete_next_offset: 11,
+            ..at(0, 20)
+        };
+        let also_later = SegmentInfo {
+            segment_id: 3,
+            channel: 0,
+            num_rows: 1,
+            insert_log_paths: vec!["e".into()],
+            insert_logs: vec![file("e", 1, Some(deletes_ahead))],
+            ..SegmentInfo::default()
+        };
+        let delete_log = |path: &str, channel, tag| DeleteLog {
+            channel,
+            path: path.into(),
+            checkpoint: tag,
+            ..DeleteLog::default()
+        };
+        let checkpoints = BTreeMap::from([(0, at(0, 20)), (1, at(1, 0))]);
+        let out = recovery(
+            &checkpoints,
+            vec![seg, later, also_later],
+            vec![
+                delete_log("x", 0, None),
+                delete_log("y", 0, Some(at(0, 20))),
+                delete_log("z", 0, Some(at(0, 22))),
+                delete_log("w", 1, Some(at(1, 2))),
+            ],
+        );
+        assert_eq!(out.len(), 2, "every channel, even one with nothing yet");
+        assert_eq!(out[0].checkpoint, Some(at(0, 20)));
+        assert_eq!(out[0].segments.len(), 1);
+        let kept = &out[0].segments[0];
+        assert_eq!(kept.insert_log_paths, vec!["old", "a", "b"]);
+        assert_eq!(kept.insert_logs.len(), 2);
+        assert_eq!(kept.num_rows, 5 + 10 + 20);
+        let paths = |r: &ChannelRecovery| -> Vec<String> {
+            r.delete_logs.iter().map(|d| d.path.clone()).collect()
+        };
+        assert_eq!(paths(&out[0]), vec!["x", "y"]);
+        assert!(out[1].segments.is_empty());
+        assert!(paths(&out[1]).is_empty());
     }
 }

@@ -199,6 +199,8 @@ async fn write(
             channel: job.channel,
             path,
             num_rows: d.primary_keys.len() as u64,
+            // Stamped by the coordinator when it records the file.
+            checkpoint: None,
         });
     }
     Ok((binlogs, delete_logs))
