@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/rootcoord.proto",
         "proto/datacoord.proto",
         "proto/datanode.proto",
+        "proto/querynode.proto",
         "proto/proxy.proto",
         "proto/log.proto",
     ];

@@ -277,6 +277,11 @@ impl Cluster {
                 args.extend(self.storage_args.iter().cloned());
                 args.extend(self.datanode_args.iter().cloned());
             }
+            Role::QueryNode => {
+                args.push(datacoord());
+                args.extend(self.storage_args.iter().cloned());
+                args.push("--target-interval=200ms".into());
+            }
         }
         args
     }

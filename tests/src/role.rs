@@ -13,6 +13,7 @@ pub enum Role {
     DataCoord,
     DataNode,
     Proxy,
+    QueryNode,
 }
 
 impl Role {
@@ -23,6 +24,7 @@ impl Role {
             Self::DataCoord => "datacoord",
             Self::DataNode => "datanode",
             Self::Proxy => "proxy",
+            Self::QueryNode => "querynode",
         }
     }
 }

@@ -88,6 +88,14 @@ impl Role {
     }
 }
 
+/// The query node's ports. It is not a [`Role`] yet: those are the roles a
+/// `MilvusCluster` runs, and the operator runs no query nodes before it has a
+/// `queryNode` spec (docs/read-path-design.md, step 9).
+pub mod querynode {
+    pub const GRPC_PORT: u16 = 21123;
+    pub const HTTP_PORT: u16 = 19096;
+}
+
 /// A role's listen, advertise and HTTP listen variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleEnv {
@@ -120,6 +128,10 @@ pub mod env {
     pub const DATANODE_LISTEN: &str = "MILVUS_LIKE_DATANODE_LISTEN";
     pub const DATANODE_ADVERTISE: &str = "MILVUS_LIKE_DATANODE_ADVERTISE";
     pub const DATANODE_HTTP_LISTEN: &str = "MILVUS_LIKE_DATANODE_HTTP_LISTEN";
+    pub const QUERYNODE_LISTEN: &str = "MILVUS_LIKE_QUERYNODE_LISTEN";
+    pub const QUERYNODE_ADVERTISE: &str = "MILVUS_LIKE_QUERYNODE_ADVERTISE";
+    pub const QUERYNODE_HTTP_LISTEN: &str = "MILVUS_LIKE_QUERYNODE_HTTP_LISTEN";
+    pub const QUERYNODE_TARGET_INTERVAL: &str = "MILVUS_LIKE_QUERYNODE_TARGET_INTERVAL";
 
     pub const ROOTCOORD_ENDPOINTS: &str = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS";
     pub const DATACOORD_ENDPOINTS: &str = "MILVUS_LIKE_DATACOORD_ENDPOINTS";
@@ -213,6 +225,7 @@ pub mod defaults {
     pub const DATANODE_MEMORY_MIB: u64 = 1024;
     pub const DATANODE_CONCURRENT_FLUSHES: usize = 2;
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const QUERYNODE_TARGET_INTERVAL: Duration = Duration::from_secs(1);
 
     pub const STORAGE_ROOT: &str = "milvus-like-data/segments";
     pub const S3_REGION: &str = "us-east-1";
@@ -316,10 +329,11 @@ mod tests {
         let mut ports: Vec<u16> = Role::ALL
             .iter()
             .flat_map(|r| [r.grpc_port(), r.http_port()])
+            .chain([querynode::GRPC_PORT, querynode::HTTP_PORT])
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        assert_eq!(ports.len(), 2 * Role::ALL.len());
+        assert_eq!(ports.len(), 2 * Role::ALL.len() + 2);
         // Kafka's, Prometheus Pushgateway's and Alertmanager's ports stay free.
         for taken in [9091, 9092, 9093, 9094, 2379, 9000] {
             assert!(!ports.contains(&taken), "{taken}");

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod metrics;
 pub mod msgstream;
 pub mod proxy;
+pub mod querynode;
 pub mod role;
 pub mod rootcoord;
 pub mod search;

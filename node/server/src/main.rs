@@ -3,7 +3,9 @@
 use clap::{CommandFactory, Parser};
 use milvus_like_node::datacoord::balancer::BalancerRegistry;
 use milvus_like_node::settings::args::{Cli, Command};
-use milvus_like_node::{cli, datacoord, datanode, logging, proxy, rootcoord, settings, standalone};
+use milvus_like_node::{
+    cli, datacoord, datanode, logging, proxy, querynode, rootcoord, settings, standalone,
+};
 
 /// Reads the config file named by `--config` or MILVUS_LIKE_CONFIG, if any, and
 /// exports each of its settings that the environment does not set, for clap to
@@ -116,6 +118,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let store = args.cluster.etcd.store(&cancel).await?;
             let log = args.cluster.kafka.log();
             datanode::run(store, log, args.config(), cancel).await
+        }
+        Command::Querynode(args) => {
+            let store = args.cluster.etcd.store(&cancel).await?;
+            let log = args.cluster.kafka.log();
+            querynode::run(store, log, args.config(), cancel).await
         }
         Command::ReadBack(args) => cli::read_back::run(args).await,
         Command::Client(command) => cli::run(command, cancel).await,

@@ -73,6 +73,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::DataCoord => "datacoord",
         Role::DataNode => "datanode",
         Role::Proxy => "proxy",
+        Role::QueryNode => "querynode",
         Role::Unspecified => "unspecified",
     }
 }

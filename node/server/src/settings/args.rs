@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use milvus_like_api::settings::{Interval, Role, defaults, env, limits};
+use milvus_like_api::settings::{Interval, Role, defaults, env, limits, querynode};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ClientCommand, RootCoordEndpoints, StorageArgs, UpstreamArgs};
@@ -20,6 +20,7 @@ use crate::logging;
 use crate::meta::{EtcdConfig, EtcdStore, MetaStore};
 use crate::msgstream::{KafkaConfig, KafkaLog, KafkaSasl, Log};
 use crate::proxy::ProxyConfig;
+use crate::querynode::QueryNodeConfig;
 use crate::role::RoleConfig;
 use crate::rootcoord::RootCoordConfig;
 use crate::session::SessionConfig;
@@ -73,6 +74,8 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Run a data node: consumes channels, buffers, flushes Parquet to object storage.
     Datanode(DataNodeArgs),
+    /// Run a query node: follows channels and serves reads of loaded collections.
+    Querynode(QueryNodeArgs),
     /// Read a collection's flushed segments back, deletes applied: row count,
     /// content checksum and sample rows.
     ReadBack(crate::cli::read_back::ReadBackArgs),
@@ -626,6 +629,52 @@ impl DataNodeTuning {
             memory_limit: self.memory_mib << 20,
             max_concurrent_flushes: self.concurrent_flushes,
             ..config
+        }
+    }
+}
+
+/// Where the query node listens and how others reach it (not a `Role` yet:
+/// see `milvus_like_api::settings::querynode`).
+#[derive(Debug, Args)]
+pub struct QueryNodeAddresses {
+    /// gRPC listen address.
+    #[arg(long, env = env::QUERYNODE_LISTEN, default_value_t = any_interface(querynode::GRPC_PORT))]
+    pub listen: SocketAddr,
+    /// Address other processes reach this one at (default: 127.0.0.1 and the listen port).
+    #[arg(long, env = env::QUERYNODE_ADVERTISE)]
+    pub advertise: Option<String>,
+    /// HTTP address of /metrics, /healthz, /readyz and /log-level.
+    #[arg(long, env = env::QUERYNODE_HTTP_LISTEN, default_value_t = any_interface(querynode::HTTP_PORT))]
+    pub http_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryNodeArgs {
+    #[command(flatten)]
+    pub addresses: QueryNodeAddresses,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    /// How often loaded collections move to the newest committed files.
+    #[arg(long, env = env::QUERYNODE_TARGET_INTERVAL, default_value_t = Interval(defaults::QUERYNODE_TARGET_INTERVAL))]
+    pub target_interval: Interval,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+impl QueryNodeArgs {
+    pub fn config(self) -> QueryNodeConfig {
+        let a = self.addresses;
+        QueryNodeConfig {
+            role: self
+                .cluster
+                .liveness
+                .role(a.listen, a.advertise, a.http_listen),
+            rootcoord: self.upstream.root.rootcoord_endpoints,
+            datacoord: self.upstream.datacoord_endpoints,
+            storage: self.storage.config(),
+            target_interval: self.target_interval.0,
         }
     }
 }

@@ -43,6 +43,7 @@ const SECTIONS: &[&str] = &[
     "kafka",
     "log",
     "proxy",
+    "querynode",
     "rootcoord",
     "s3",
     "segment",

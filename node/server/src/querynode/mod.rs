@@ -1,0 +1,598 @@
+//! The query node (port 21123): follows channels and serves reads of the
+//! collections loaded on it (docs/read-path-design.md, step 4).
+//!
+//! For each watched channel and loaded collection it holds the files the data
+//! coordinator lists at or below the channel's checkpoint (`GetRecoveryInfo`) and
+//! the records of the log from that checkpoint on ([`view`]). A target loop moves
+//! every collection to the newest checkpoint as data nodes commit; the follower
+//! ([`follow`]) reads the logs with the same record checks as the data nodes
+//! (`crate::ingest`), so both sides agree on every record.
+//!
+//! Reads: a STRONG read of guarantee timestamp G reads the logs' ends after it
+//! arrives and waits until the channel has read up to them; every write
+//! acknowledged before G was issued is below those ends (the proxy acknowledges
+//! only durable writes). It then sees the rows and deletes at or below G.
+//! SESSION and BOUNDED reads wait the same way for now (correct, not yet
+//! faster); EVENTUALLY reads whatever the channel holds.
+
+mod follow;
+mod target;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use milvus_like_api::leader_pool::LeaderPool;
+use milvus_like_api::proto::query_node_server::{QueryNode, QueryNodeServer};
+use milvus_like_api::proto::{self, ConsistencyLevel, Role};
+use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::settings;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use self::view::{ChannelView, Offsets, ViewError};
+use crate::meta::MetaStore;
+use crate::msgstream::{Log, LogConsumer, Stream};
+use crate::role::{RoleConfig, RoleProcess};
+use crate::storage::{SegmentStore, StorageConfig};
+
+/// Largest `top_k` (Milvus's limit).
+pub const MAX_TOP_K: u32 = 16_384;
+/// How long a STRONG read waits for its channel by default.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct QueryNodeConfig {
+    pub role: RoleConfig,
+    pub rootcoord: Vec<String>,
+    pub datacoord: Vec<String>,
+    pub storage: StorageConfig,
+    /// How often loaded collections move to the newest committed files.
+    pub target_interval: Duration,
+}
+
+impl Default for QueryNodeConfig {
+    fn default() -> Self {
+        Self {
+            role: RoleConfig::new(
+                std::net::SocketAddr::from(([0, 0, 0, 0], settings::querynode::GRPC_PORT)),
+                std::net::SocketAddr::from(([0, 0, 0, 0], settings::querynode::HTTP_PORT)),
+            ),
+            rootcoord: vec![RoleConfig::local_endpoint(settings::Role::RootCoord)],
+            datacoord: vec![RoleConfig::local_endpoint(settings::Role::DataCoord)],
+            storage: StorageConfig::Local {
+                root: settings::defaults::STORAGE_ROOT.into(),
+            },
+            target_interval: settings::defaults::QUERYNODE_TARGET_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct QueryNodeMetrics {
+    pub records_read: Counter,
+    pub log_gaps: Counter,
+    pub target_moves: Counter,
+    pub files_loaded: Counter,
+    pub read_wait_seconds: Histogram,
+}
+
+impl Default for QueryNodeMetrics {
+    fn default() -> Self {
+        Self {
+            records_read: Counter::default(),
+            log_gaps: Counter::default(),
+            target_moves: Counter::default(),
+            files_loaded: Counter::default(),
+            read_wait_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
+            ),
+        }
+    }
+}
+
+impl QueryNodeMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("querynode");
+        r.register(
+            "records_read",
+            "Records read from the insert and delete logs",
+            self.records_read.clone(),
+        );
+        r.register(
+            "log_gaps",
+            "Records past a collection's next offset (stale or missing); the channel is read again",
+            self.log_gaps.clone(),
+        );
+        r.register(
+            "target_moves",
+            "Times a collection on a channel moved to newer committed files",
+            self.target_moves.clone(),
+        );
+        r.register(
+            "files_loaded",
+            "Insert and delete logs read from object storage",
+            self.files_loaded.clone(),
+        );
+        r.register(
+            "read_wait_seconds",
+            "Time a consistent read waited for its channel to catch up",
+            self.read_wait_seconds.clone(),
+        );
+    }
+}
+
+/// A channel this node follows.
+#[derive(Debug)]
+struct Watched {
+    epoch: u64,
+    view: Arc<RwLock<ChannelView>>,
+    /// Where the consumer reads the channel (`None`: not assigned).
+    reading: Option<Offsets>,
+    /// Fires whenever the view takes a record or moves.
+    progress: Arc<Notify>,
+}
+
+/// State shared by the RPC handlers, the follower and the target loop.
+#[derive(Debug)]
+pub struct Node {
+    node_id: i64,
+    config: QueryNodeConfig,
+    root: Arc<RootCoordLink>,
+    datacoord: LeaderPool,
+    storage: SegmentStore,
+    consumer: Arc<dyn LogConsumer>,
+    records: crate::ingest::RecordChecker,
+    channels: std::sync::Mutex<BTreeMap<u32, Watched>>,
+    loaded: std::sync::Mutex<BTreeMap<i64, CollectionSchema>>,
+    /// One target sync at a time (load, watch and the periodic loop).
+    syncing: tokio::sync::Mutex<()>,
+    metrics: Arc<QueryNodeMetrics>,
+}
+
+impl Node {
+    fn channels(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Watched>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, CollectionSchema>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The view of a watched channel, checked against the caller's epoch.
+    fn watched(
+        &self,
+        channel: u32,
+        epoch: u64,
+    ) -> Result<(Arc<RwLock<ChannelView>>, Arc<Notify>), Status> {
+        let channels = self.channels();
+        let w = channels.get(&channel).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "channel {channel} is not followed by query node {}",
+                self.node_id
+            ))
+        })?;
+        if epoch != 0 && epoch != w.epoch {
+            return Err(Status::failed_precondition(format!(
+                "query node {} follows channel {channel} at epoch {}, not {epoch}",
+                self.node_id, w.epoch
+            )));
+        }
+        Ok((w.view.clone(), w.progress.clone()))
+    }
+
+    /// Waits until `collection` on `channel` holds every record below the logs'
+    /// ends as read now.
+    async fn catch_up(
+        &self,
+        channel: u32,
+        collection: i64,
+        view: &RwLock<ChannelView>,
+        progress: &Notify,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        let started = std::time::Instant::now();
+        let end = |stream| async move {
+            self.consumer
+                .high_watermark(stream, channel)
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!("cannot read the end of channel {channel}: {e}"))
+                })
+        };
+        let ends = Offsets {
+            insert: end(Stream::Insert).await?,
+            delete: end(Stream::Delete).await?,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woken = progress.notified();
+            let has = read(view).has(collection, &ends).map_err(view_status)?;
+            if has {
+                self.metrics
+                    .read_wait_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let have = read(view).stats(collection).map(|s| s.have).unwrap_or_default();
+                    return Err(Status::deadline_exceeded(format!(
+                        "channel {channel} has read up to offsets {}/{} (insert/delete) of {}/{} within {timeout:?}",
+                        have.insert, have.delete, ends.insert, ends.delete
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Checks a read's place and time, waits as its consistency level says, and
+    /// returns the view and the timestamp to read at.
+    async fn prepare(
+        &self,
+        at: Option<proto::ReadAt>,
+    ) -> Result<(Arc<RwLock<ChannelView>>, i64, u64), Status> {
+        let at = at.ok_or_else(|| Status::invalid_argument("a read needs `at`"))?;
+        let (view, progress) = self.watched(at.channel, at.epoch)?;
+        if !read(&view).is_loaded(at.collection_id) {
+            return Err(Status::failed_precondition(format!(
+                "collection {} is not loaded on query node {}",
+                at.collection_id, self.node_id
+            )));
+        }
+        let level = ConsistencyLevel::try_from(at.consistency).map_err(|_| {
+            Status::invalid_argument(format!("unknown consistency level {}", at.consistency))
+        })?;
+        let read_ts = match level {
+            ConsistencyLevel::ConsistencyEventually => {
+                if at.guarantee_ts == 0 {
+                    u64::MAX
+                } else {
+                    at.guarantee_ts
+                }
+            }
+            ConsistencyLevel::ConsistencyStrong
+            | ConsistencyLevel::ConsistencySession
+            | ConsistencyLevel::ConsistencyBounded => {
+                if at.guarantee_ts == 0 {
+                    return Err(Status::invalid_argument(
+                        "a consistent read needs a guarantee timestamp from the TSO",
+                    ));
+                }
+                let timeout = match at.timeout_ms {
+                    0 => DEFAULT_READ_TIMEOUT,
+                    ms => Duration::from_millis(u64::from(ms)),
+                };
+                self.catch_up(at.channel, at.collection_id, &view, &progress, timeout)
+                    .await?;
+                at.guarantee_ts
+            }
+        };
+        Ok((view, at.collection_id, read_ts))
+    }
+}
+
+fn read(view: &RwLock<ChannelView>) -> std::sync::RwLockReadGuard<'_, ChannelView> {
+    view.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(view: &RwLock<ChannelView>) -> std::sync::RwLockWriteGuard<'_, ChannelView> {
+    view.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn view_status(e: ViewError) -> Status {
+    match e {
+        ViewError::NotLoaded(_) => Status::failed_precondition(e.to_string()),
+        ViewError::Search(_) => Status::invalid_argument(e.to_string()),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryNodeService {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl QueryNode for QueryNodeService {
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, channel = request.get_ref().channel, epoch = request.get_ref().epoch))]
+    async fn watch_channel(
+        &self,
+        request: Request<proto::QueryWatchChannelRequest>,
+    ) -> Result<Response<proto::QueryWatchChannelResponse>, Status> {
+        let r = request.into_inner();
+        let node = &self.node;
+        {
+            let mut channels = node.channels();
+            match channels.get(&r.channel) {
+                Some(w) if w.epoch == r.epoch => {
+                    return Ok(Response::new(proto::QueryWatchChannelResponse {}));
+                }
+                Some(w) if w.epoch > r.epoch => {
+                    return Err(Status::failed_precondition(format!(
+                        "channel {} is followed at epoch {}, not {}",
+                        r.channel, w.epoch, r.epoch
+                    )));
+                }
+                Some(w) => {
+                    if w.reading.is_some() {
+                        node.consumer
+                            .unassign(r.channel)
+                            .map_err(|e| Status::unavailable(e.to_string()))?;
+                    }
+                    channels.remove(&r.channel);
+                }
+                None => {}
+            }
+            channels.insert(
+                r.channel,
+                Watched {
+                    epoch: r.epoch,
+                    view: Arc::default(),
+                    reading: None,
+                    progress: Arc::default(),
+                },
+            );
+        }
+        tracing::info!("following channel");
+        target::sync_all(node).await?;
+        Ok(Response::new(proto::QueryWatchChannelResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, channel = request.get_ref().channel, epoch = request.get_ref().epoch))]
+    async fn release_channel(
+        &self,
+        request: Request<proto::QueryReleaseChannelRequest>,
+    ) -> Result<Response<proto::QueryReleaseChannelResponse>, Status> {
+        let r = request.into_inner();
+        let mut channels = self.node.channels();
+        if let Some(w) = channels.get(&r.channel) {
+            if r.epoch < w.epoch {
+                return Err(Status::failed_precondition(format!(
+                    "channel {} is followed at epoch {}, not {}",
+                    r.channel, w.epoch, r.epoch
+                )));
+            }
+            if w.reading.is_some() {
+                self.node
+                    .consumer
+                    .unassign(r.channel)
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+            }
+            channels.remove(&r.channel);
+            tracing::info!("released channel");
+        }
+        Ok(Response::new(proto::QueryReleaseChannelResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, collection_id = request.get_ref().collection_id))]
+    async fn load_collection(
+        &self,
+        request: Request<proto::QueryLoadCollectionRequest>,
+    ) -> Result<Response<proto::QueryLoadCollectionResponse>, Status> {
+        let id = request.into_inner().collection_id;
+        let info = self.node.root.collection(id).await?;
+        let schema = info
+            .schema
+            .ok_or_else(|| Status::internal(format!("collection {id} has no schema")))
+            .and_then(|s| {
+                CollectionSchema::try_from(s).map_err(|e| Status::internal(e.to_string()))
+            })?;
+        self.node.loaded().insert(id, schema.clone());
+        target::sync_collection(&self.node, id, &schema).await?;
+        tracing::info!("loaded collection");
+        Ok(Response::new(proto::QueryLoadCollectionResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id, collection_id = request.get_ref().collection_id))]
+    async fn release_collection(
+        &self,
+        request: Request<proto::QueryReleaseCollectionRequest>,
+    ) -> Result<Response<proto::QueryReleaseCollectionResponse>, Status> {
+        let id = request.into_inner().collection_id;
+        let node = &self.node;
+        node.loaded().remove(&id);
+        let channels: Vec<u32> = node.channels().keys().copied().collect();
+        for channel in channels {
+            if let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) {
+                write(&view).release(id);
+            }
+            follow::reposition(node, channel, false);
+        }
+        Ok(Response::new(proto::QueryReleaseCollectionResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id))]
+    async fn search_channel(
+        &self,
+        request: Request<proto::SearchChannelRequest>,
+    ) -> Result<Response<proto::SearchChannelResponse>, Status> {
+        let r = request.into_inner();
+        let queries = r
+            .queries
+            .ok_or_else(|| Status::invalid_argument("a search needs query vectors"))?;
+        if r.top_k == 0 || r.top_k > MAX_TOP_K {
+            return Err(Status::invalid_argument(format!(
+                "top_k must be 1 to {MAX_TOP_K}, not {}",
+                r.top_k
+            )));
+        }
+        let dim = queries.dim as usize;
+        if dim == 0 || queries.values.len() % dim != 0 {
+            return Err(Status::invalid_argument(format!(
+                "{} query floats are not whole vectors of dimension {dim}",
+                queries.values.len()
+            )));
+        }
+        let queries: Vec<Vec<f32>> = queries
+            .values
+            .to_vec()
+            .chunks_exact(dim)
+            .map(<[f32]>::to_vec)
+            .collect();
+        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
+        let k = r.top_k as usize;
+        let (metric, results) = tokio::task::spawn_blocking(move || {
+            read(&view).search(collection, &queries, k, read_ts)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the search failed: {e}")))?
+        .map_err(view_status)?;
+        Ok(Response::new(proto::SearchChannelResponse {
+            results: results
+                .into_iter()
+                .map(|hits| proto::SearchHits {
+                    ids: hits.iter().map(|h| h.id).collect(),
+                    scores: hits.iter().map(|h| h.score).collect(),
+                })
+                .collect(),
+            metric: metric.name().to_owned(),
+            read_ts,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id))]
+    async fn count_channel(
+        &self,
+        request: Request<proto::CountChannelRequest>,
+    ) -> Result<Response<proto::CountChannelResponse>, Status> {
+        let (view, collection, read_ts) = self.node.prepare(request.into_inner().at).await?;
+        let count = tokio::task::spawn_blocking(move || read(&view).count(collection, read_ts))
+            .await
+            .map_err(|e| Status::internal(format!("the count failed: {e}")))?
+            .map_err(view_status)?;
+        Ok(Response::new(proto::CountChannelResponse {
+            rows: count.rows,
+            checksum: count.checksum,
+            read_ts,
+        }))
+    }
+
+    async fn get_distribution(
+        &self,
+        _request: Request<proto::QueryDistributionRequest>,
+    ) -> Result<Response<proto::QueryDistributionResponse>, Status> {
+        let node = &self.node;
+        let channels = node
+            .channels()
+            .iter()
+            .map(|(channel, w)| {
+                let view = read(&w.view);
+                let collections = view
+                    .collections()
+                    .filter_map(|id| view.stats(id).ok().map(|s| (id, s)))
+                    .map(|(id, s)| proto::LoadedCollection {
+                        collection_id: id,
+                        checkpoint: Some(proto::ChannelCheckpoint {
+                            channel: *channel,
+                            insert_next_offset: s.checkpoint.insert,
+                            delete_next_offset: s.checkpoint.delete,
+                            ..proto::ChannelCheckpoint::default()
+                        }),
+                        insert_next_offset: s.have.insert,
+                        delete_next_offset: s.have.delete,
+                        sealed_files: u32::try_from(s.sealed_files).unwrap_or(u32::MAX),
+                        sealed_rows: s.sealed_rows,
+                        growing_rows: s.growing_rows,
+                        deletes: s.deletes,
+                    })
+                    .collect();
+                proto::WatchedChannel {
+                    channel: *channel,
+                    epoch: w.epoch,
+                    collections,
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::QueryDistributionResponse {
+            node_id: node.node_id,
+            channels,
+            loaded_collections: node.loaded().keys().copied().collect(),
+        }))
+    }
+}
+
+/// Runs a query node until `cancel` fires.
+pub async fn run(
+    store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
+    config: QueryNodeConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("querynode", node_id = tracing::field::Empty);
+    tracing::Instrument::instrument(serve(store, log, config, cancel), span).await
+}
+
+async fn serve(
+    store: Arc<dyn MetaStore>,
+    log: Arc<dyn Log>,
+    config: QueryNodeConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(QueryNodeMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let storage = SegmentStore::open(&config.storage)?;
+    let process = RoleProcess::start(store, Role::QueryNode, config.role.clone(), &cancel).await?;
+    let node_id = process.node_id();
+    tracing::Span::current().record("node_id", node_id);
+    process.watch_log(&log);
+    let probe_store = storage.clone();
+    process
+        .readiness()
+        .watch("storage", storage.describe(), move || {
+            let store = probe_store.clone();
+            async move { store.probe().await.map_err(|e| e.to_string()) }
+        });
+    // Its own group: the query node never commits offsets and never truncates
+    // the embedded log (`checkpointed` is the data nodes' call).
+    let consumer = log.consumer(&format!("milvus-like-querynode-{node_id}"), 64 << 20)?;
+    let root = Arc::new(RootCoordLink::connect(
+        &config.rootcoord,
+        Duration::from_secs(10),
+    )?);
+    let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(30))?;
+    let node = Arc::new(Node {
+        node_id,
+        records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
+        root,
+        datacoord,
+        storage,
+        consumer,
+        channels: std::sync::Mutex::default(),
+        loaded: std::sync::Mutex::default(),
+        syncing: tokio::sync::Mutex::new(()),
+        metrics,
+        config,
+    });
+    let service = QueryNodeService { node: node.clone() };
+    let server_stop = CancellationToken::new();
+    let servers = process
+        .serve(QueryNodeServer::new(service), registry, &server_stop)
+        .await?;
+    servers
+        .health
+        .set_service_status(
+            <QueryNodeServer<QueryNodeService> as tonic::server::NamedService>::NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let follower = crate::spawn(follow::run(node.clone(), cancel.clone()));
+    let targets = crate::spawn(target::run(node.clone(), cancel.clone()));
+    cancel.cancelled().await;
+    process.session.mark_stopping();
+    server_stop.cancel();
+    let _ = follower.await;
+    let _ = targets.await;
+    // librdkafka's consumer drop can hang: drop it off the runtime, bounded.
+    let dropper = tokio::task::spawn_blocking(move || drop(node));
+    let _ = tokio::time::timeout(Duration::from_secs(5), dropper).await;
+    process.shut_down(servers).await;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Moves loaded collections to the newest committed files: asks the data
+//! coordinator which files are at or below each channel's checkpoint
+//! (`GetRecoveryInfo`), reads the ones not held yet, and swaps them in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use milvus_like_api::proto::data_coord_client::DataCoordClient;
+use milvus_like_api::proto::{ChannelRecovery, GetRecoveryInfoRequest, SegmentState};
+use milvus_like_api::schema::CollectionSchema;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::view::{Block, Offsets, Target};
+use super::{Node, follow, read, write};
+
+/// Files read at the same time.
+const READ_CONCURRENCY: usize = 4;
+
+pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(node.config.target_interval) => {}
+        }
+        if let Err(status) = sync_all(&node).await {
+            tracing::warn!(%status, "could not move the loaded collections to their newest files");
+        }
+        // Retries a consumer assignment that failed.
+        let channels: Vec<u32> = node.channels().keys().copied().collect();
+        for channel in channels {
+            follow::reposition(&node, channel, false);
+        }
+    }
+}
+
+/// [`sync_collection`] for every loaded collection.
+pub(super) async fn sync_all(node: &Node) -> Result<(), Status> {
+    let loaded: Vec<(i64, CollectionSchema)> = node
+        .loaded()
+        .iter()
+        .map(|(id, s)| (*id, s.clone()))
+        .collect();
+    for (id, schema) in loaded {
+        sync_collection(node, id, &schema).await?;
+    }
+    Ok(())
+}
+
+/// Moves `collection` on every watched channel to the files at or below the
+/// channel's checkpoint now (loading it where it is not yet).
+#[tracing::instrument(level = "debug", skip_all, fields(collection_id = collection))]
+pub(super) async fn sync_collection(
+    node: &Node,
+    collection: i64,
+    schema: &CollectionSchema,
+) -> Result<(), Status> {
+    let _one = node.syncing.lock().await;
+    let info = node
+        .datacoord
+        .call(Duration::from_secs(10), |c| async move {
+            DataCoordClient::new(c)
+                .get_recovery_info(GetRecoveryInfoRequest {
+                    collection_id: collection,
+                })
+                .await
+        })
+        .await?
+        .into_inner();
+    for recovery in info.channels {
+        let channel = recovery.channel;
+        let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) else {
+            continue;
+        };
+        if !node.loaded().contains_key(&collection) {
+            return Ok(()); // released meanwhile
+        }
+        let cp = recovery.checkpoint.unwrap_or_default();
+        let checkpoint = Offsets {
+            insert: cp.insert_next_offset,
+            delete: cp.delete_next_offset,
+        };
+        let (current, missing) = {
+            let view = read(&view);
+            let current = view.checkpoint(collection);
+            (
+                current,
+                missing_files(&recovery, |p| view.has_file(collection, p)),
+            )
+        };
+        if current.is_some_and(|c| c == checkpoint || !checkpoint.covers(&c)) {
+            continue;
+        }
+        let target = read_files(node, schema, checkpoint, missing).await?;
+        let files = target.insert_logs.len() + target.delete_logs.len();
+        {
+            let mut view = write(&view);
+            if view.is_loaded(collection) {
+                view.advance(collection, target);
+            } else {
+                view.load(collection, schema.clone(), target);
+            }
+        }
+        node.metrics.target_moves.inc();
+        node.metrics.files_loaded.inc_by(files as u64);
+        tracing::debug!(
+            channel,
+            insert = checkpoint.insert,
+            delete = checkpoint.delete,
+            files,
+            "moved to newer files"
+        );
+        follow::reposition(node, channel, false);
+        if let Some(w) = node.channels().get(&channel) {
+            w.progress.notify_waiters();
+        }
+    }
+    Ok(())
+}
+
+/// Paths of the insert and delete logs of `recovery` that `held` does not hold.
+fn missing_files(
+    recovery: &ChannelRecovery,
+    held: impl Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let mut inserts = Vec::new();
+    for segment in &recovery.segments {
+        if segment.state() == SegmentState::Dropped {
+            continue;
+        }
+        for path in &segment.insert_log_paths {
+            if !held(path) && !inserts.contains(path) {
+                inserts.push(path.clone());
+            }
+        }
+    }
+    let deletes = recovery
+        .delete_logs
+        .iter()
+        .map(|d| d.path.clone())
+        .filter(|p| !held(p))
+        .collect();
+    (inserts, deletes)
+}
+
+async fn read_files(
+    node: &Node,
+    schema: &CollectionSchema,
+    checkpoint: Offsets,
+    (inserts, deletes): (Vec<String>, Vec<String>),
+) -> Result<Target, Status> {
+    let store = &node.storage;
+    let failed = |e: crate::storage::StorageError| Status::unavailable(e.to_string());
+    let insert_logs = futures::stream::iter(inserts)
+        .map(|path| async move {
+            let (rows, timestamps) = store.read_insert_log(&path, schema).await?;
+            Ok::<_, crate::storage::StorageError>((path, Block { rows, timestamps }))
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    let delete_logs = futures::stream::iter(deletes)
+        .map(|path| async move {
+            let (keys, timestamps) = store.read_delete_log(&path).await?;
+            Ok::<_, crate::storage::StorageError>((path, keys, timestamps))
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    Ok(Target {
+        checkpoint,
+        insert_logs,
+        delete_logs,
+    })
+}
