@@ -18,6 +18,7 @@ pub struct StandalonePorts {
     pub proxy: Ports,
     pub datacoord: Ports,
     pub datanode: Ports,
+    pub querynode: Ports,
 }
 
 impl StandalonePorts {
@@ -27,6 +28,7 @@ impl StandalonePorts {
             proxy: Ports::free(),
             datacoord: Ports::free(),
             datanode: Ports::free(),
+            querynode: Ports::free(),
         }
     }
 
@@ -37,6 +39,7 @@ impl StandalonePorts {
             (Role::Proxy, self.proxy),
             (Role::DataCoord, self.datacoord),
             (Role::DataNode, self.datanode),
+            (Role::QueryNode, self.querynode),
         ]
         .iter()
         .flat_map(|(role, ports)| {

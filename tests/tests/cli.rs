@@ -376,6 +376,67 @@ async fn unknown_collections_exit_3_with_a_sentence() {
 }
 
 #[tokio::test]
+async fn collections_load_and_answer_searches_and_counts() {
+    let dir = TestDir::new("cli-search");
+    let sa = standalone(&dir).await;
+    let c = |args: &[&str]| cli(&sa, args);
+    create_like_docs(&sa, "docs");
+    let csv = dir.path().join("docs.csv");
+    write_csv(&csv, 0..100);
+    c(&["insert", "-c", "docs", "--file", &csv.to_string_lossy()]).expect(0);
+    let not_loaded = c(&["search", "-c", "docs", "--vector", "1,2,3,4"]).expect(5);
+    assert!(
+        not_loaded.stderr.contains("not loaded"),
+        "{}",
+        not_loaded.stderr
+    );
+    let loaded = c(&["collection", "load", "docs"]).expect(0);
+    assert!(
+        loaded.stdout.starts_with("loaded collection \"docs\""),
+        "{}",
+        loaded.stdout
+    );
+    assert_eq!(c(&["count", "-c", "docs"]).expect(0).stdout.trim(), "100");
+    c(&["delete", "-c", "docs", "--keys", "3"]).expect(0);
+    assert_eq!(c(&["count", "-c", "docs"]).expect(0).stdout.trim(), "99");
+    let vector = |pk: i64| {
+        doc(pk)
+            .vector
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (v7, v3) = (vector(7), vector(3));
+    let found = c(&["search", "-c", "docs", "--vector", &v7, "--top-k", "3"]).expect(0);
+    let lines: Vec<&str> = found.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three rows: {}", found.stdout);
+    assert!(lines[0].contains("L2"), "{}", found.stdout);
+    let first: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(first, ["1", "1", "7", "0"], "{}", found.stdout);
+    let json = c(&[
+        "search", "-c", "docs", "--vector", &v3, "--vector", &v7, "-o", "json",
+    ])
+    .expect(0)
+    .json();
+    let results = json["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    assert!(
+        results[0]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .all(|h| h["id"] != 3),
+        "a deleted row was found: {json}"
+    );
+    assert_eq!(results[1][0]["id"], 7);
+    let wrong = c(&["search", "-c", "docs", "--vector", "1,2,3"]).expect(5);
+    assert!(wrong.stderr.contains("dimension 3"), "{}", wrong.stderr);
+    c(&["collection", "release", "docs"]).expect(0);
+    c(&["count", "-c", "docs"]).expect(5);
+}
+
+#[tokio::test]
 async fn channels_and_nodes_show_every_role_and_the_data_nodes_channels() {
     let dir = TestDir::new("cli-channels");
     let sa = standalone(&dir).await;
@@ -395,7 +456,7 @@ async fn channels_and_nodes_show_every_role_and_the_data_nodes_channels() {
         .collect();
     assert_eq!(owners.len(), 1, "one data node owns every channel");
     let nodes = c(&["nodes"]).expect(0);
-    for role in ["rootcoord", "datacoord", "datanode", "proxy"] {
+    for role in ["rootcoord", "datacoord", "datanode", "proxy", "querynode"] {
         assert!(nodes.stdout.contains(role), "{role}: {}", nodes.stdout);
     }
     assert!(

@@ -46,7 +46,7 @@ fn config_file(dir: &Path, name: &str, port: u16, http_port: u16, extra: &str) -
         "data_dir = {data:?}\n{extra}\n[rootcoord]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\n",
         data = data.display().to_string(),
     );
-    for role in ["proxy", "datacoord", "datanode"] {
+    for role in ["proxy", "datacoord", "datanode", "querynode"] {
         text.push_str(&format!(
             "[{role}]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"127.0.0.1:{}\"\n",
             free_port(),

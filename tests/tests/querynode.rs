@@ -1,7 +1,9 @@
 //! A query node process against a real cluster (etcd, Kafka, both coordinators,
 //! data nodes flushing often, a proxy): it follows every channel and serves
 //! strong reads that see every acknowledged write exactly once while committed
-//! files take over from the log (docs/read-path-design.md, step 4).
+//! files take over from the log (docs/read-path-design.md, step 4). The data
+//! coordinator places the channels and loads the collection; the reads go to the
+//! query node directly, channel by channel.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -183,21 +185,21 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
         .expect("create");
     let (qn, mut client) = start_query_node(&cluster).await;
 
-    // Refused before anything is followed or loaded.
-    let refused = client
-        .count_channel(proto::CountChannelRequest {
-            at: at(info.id, 0, ConsistencyLevel::ConsistencyEventually, 0),
-        })
-        .await
-        .expect_err("channel 0 is not followed");
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
-
-    for channel in 0..cluster.channels {
-        client
-            .watch_channel(proto::QueryWatchChannelRequest { channel, epoch: 1 })
-            .await
-            .expect("watch");
-    }
+    // The data coordinator has it follow every channel (it is the only query node).
+    milvus_like_tests::wait_for("every channel followed", Duration::from_secs(60), || {
+        let mut c = client.clone();
+        let channels = cluster.channels as usize;
+        async move {
+            let d = c
+                .get_distribution(proto::QueryDistributionRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (d.channels.len() == channels && d.channels.iter().all(|w| w.epoch == 1)).then_some(())
+        }
+    })
+    .await
+    .expect("channels followed");
     let refused = client
         .count_channel(proto::CountChannelRequest {
             at: at(info.id, 0, ConsistencyLevel::ConsistencyEventually, 0),
@@ -209,8 +211,9 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
     // Rows before the load come from files and the log alike.
     let mut pks: Vec<i64> = (0..3_000).collect();
     insert(&cluster, &schema, &pks).await;
-    client
-        .load_collection(proto::QueryLoadCollectionRequest {
+    cluster
+        .datacoord_client()
+        .load_collection(proto::LoadCollectionRequest {
             collection_id: info.id,
         })
         .await
@@ -376,8 +379,9 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
     assert_eq!(old_watch.code(), Code::FailedPrecondition, "{old_watch}");
 
     // Released: refused again, and the channel is no longer listed.
-    client
-        .release_collection(proto::QueryReleaseCollectionRequest {
+    cluster
+        .datacoord_client()
+        .release_collection(proto::ReleaseCollectionRequest {
             collection_id: info.id,
         })
         .await

@@ -79,6 +79,7 @@ async fn standalone_keeps_metadata_and_timestamp_order_across_kill9() {
         proto::Role::DataCoord,
         proto::Role::DataNode,
         proto::Role::Proxy,
+        proto::Role::QueryNode,
     ]
     .map(|r| r as i32);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -293,6 +294,15 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
     let files = client.files(&info).await;
     assert!(!files.is_empty());
     check_metrics_and_readiness(&sa, ROWS as f64).await;
+    // Standalone's query node serves searches over the same rows.
+    let mut proxy = client.proxy.clone();
+    proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: "million".into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("load: {s}; log:\n{}", sa.process.log()));
+    check_search(&mut proxy, ROWS as u64).await;
 
     // A graceful restart: the same files, the same rows.
     let status = sa.process.terminate(Duration::from_secs(30));
@@ -316,6 +326,67 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
         files_again, files,
         "the segment files changed across a restart"
     );
+    // Still loaded after the restart: the query node loads it again by itself.
+    let mut proxy = client.proxy.clone();
+    let loaded_again = milvus_like_tests::wait_for(
+        "the collection served again",
+        Duration::from_secs(120),
+        || {
+            let mut p = proxy.clone();
+            async move {
+                p.count(proto::CountRequest {
+                    collection: "million".into(),
+                    consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
+                    timeout_ms: 10_000,
+                })
+                .await
+                .ok()
+            }
+        },
+    )
+    .await;
+    if let Err(e) = loaded_again {
+        panic!("{e}; log:\n{}", sa.process.log());
+    }
+    check_search(&mut proxy, ROWS as u64).await;
+}
+
+/// A strong count sees every row, and a row's own vector finds rows at distance
+/// 0 only among the keys that share it (keys 1,000 apart share a vector).
+async fn check_search(proxy: &mut ProxyClient<Channel>, rows: u64) {
+    let counted = proxy
+        .count(proto::CountRequest {
+            collection: "million".into(),
+            consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 30_000,
+        })
+        .await
+        .expect("count")
+        .into_inner();
+    assert_eq!(counted.rows, rows);
+    let milvus_like_node::columns::Column::Vector { values, .. } =
+        &data::rows(&[123], DIM).columns[1]
+    else {
+        panic!("the test rows have a vector column");
+    };
+    let found = proxy
+        .search(proto::SearchRequest {
+            collection: "million".into(),
+            vectors: Some(milvus_like_api::vectors::FloatVectorArray {
+                dim: DIM,
+                values: values.clone(),
+            }),
+            top_k: 10,
+            consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 30_000,
+        })
+        .await
+        .expect("search")
+        .into_inner();
+    let hits = &found.results[0];
+    assert_eq!(hits.ids.len(), 10, "{hits:?}");
+    assert!(hits.scores.iter().all(|s| *s == 0.0), "{hits:?}");
+    assert!(hits.ids.iter().all(|id| id % 1000 == 123), "{hits:?}");
 }
 
 /// Inserts batches with fresh keys until `stop`. Returns the acknowledged keys and

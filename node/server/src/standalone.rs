@@ -17,6 +17,7 @@ use crate::datanode::{self, DataNodeConfig};
 use crate::meta::{LocalStore, MetaStore};
 use crate::msgstream::{LocalLog, Log};
 use crate::proxy::{self, ProxyConfig};
+use crate::querynode::{self, QueryNodeConfig};
 use crate::rootcoord::{self, RootCoordConfig};
 use crate::storage::StorageConfig;
 
@@ -28,6 +29,8 @@ pub struct StandaloneConfig {
     pub proxy: ProxyConfig,
     /// Its storage is replaced by `data_dir/segments`.
     pub datanode: DataNodeConfig,
+    /// Its storage is replaced by `data_dir/segments`.
+    pub querynode: QueryNodeConfig,
 }
 
 impl StandaloneConfig {
@@ -39,11 +42,14 @@ impl StandaloneConfig {
         self.datacoord.rootcoord.clone_from(&root);
         self.proxy.rootcoord.clone_from(&root);
         self.proxy.datacoord.clone_from(&data);
-        self.datanode.rootcoord = root;
-        self.datanode.datacoord = data;
+        self.datanode.rootcoord.clone_from(&root);
+        self.datanode.datacoord.clone_from(&data);
         self.datanode.storage = StorageConfig::Local {
             root: self.data_dir.join("segments"),
         };
+        self.querynode.rootcoord = root;
+        self.querynode.datacoord = data;
+        self.querynode.storage = self.datanode.storage.clone();
         // The only data node: nobody else can take its channels when it stops, so
         // it flushes them itself at once.
         self.datanode.drain_timeout = std::time::Duration::ZERO;
@@ -65,8 +71,8 @@ fn failed(
     }
 }
 
-/// Runs all four roles until `cancel` fires or one of them fails; then stops them
-/// in dependency order: the proxy (no new writes), the data node (flushes and
+/// Runs all five roles until `cancel` fires or one of them fails; then stops them
+/// in dependency order: the proxy (no new writes), the query node, the data node (flushes and
 /// commits what it holds), the data coordinator, the root coordinator.
 pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     let config = config.wired();
@@ -95,6 +101,7 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
     );
     let token = || CancellationToken::new();
     let (root_stop, coord_stop, node_stop, proxy_stop) = (token(), token(), token(), token());
+    let query_stop = token();
     let rootcoord: RoleTask = tokio::spawn(rootcoord::run(
         store.clone(),
         config.rootcoord.clone(),
@@ -113,6 +120,12 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
         config.datanode.clone(),
         node_stop.clone(),
     ));
+    let querynode: RoleTask = tokio::spawn(querynode::run(
+        store.clone(),
+        log.clone(),
+        config.querynode.clone(),
+        query_stop.clone(),
+    ));
     let proxy: RoleTask = tokio::spawn(proxy::run(
         store,
         log,
@@ -122,6 +135,7 @@ pub async fn run(config: StandaloneConfig, cancel: CancellationToken) -> anyhow:
     // In stop order.
     let mut roles: Vec<(&str, CancellationToken, Option<RoleTask>)> = vec![
         ("proxy", proxy_stop, Some(proxy)),
+        ("query node", query_stop, Some(querynode)),
         ("data node", node_stop, Some(datanode)),
         ("data coordinator", coord_stop, Some(datacoord)),
         ("root coordinator", root_stop, Some(rootcoord)),

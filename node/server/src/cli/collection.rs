@@ -24,6 +24,11 @@ pub enum CollectionCommand {
     List(ListArgs),
     /// Drop a collection and its data.
     Drop(DropArgs),
+    /// Make a collection searchable: query nodes load its files and follow its
+    /// channels (needs at least one query node).
+    Load(super::search::LoadArgs),
+    /// Stop serving a collection's searches and free the query nodes' memory.
+    Release(super::search::LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +94,8 @@ pub async fn run(command: CollectionCommand) -> Result<(), CliError> {
             print_collection(&info, args.output.output)
         }
         CollectionCommand::List(args) => list(args).await,
+        CollectionCommand::Load(args) => super::search::load(args, true).await,
+        CollectionCommand::Release(args) => super::search::load(args, false).await,
         CollectionCommand::Drop(args) => {
             let proxy = Proxy::connect(&args.proxy, RPC_TIMEOUT).await?;
             let name = args.name.clone();

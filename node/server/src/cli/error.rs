@@ -114,7 +114,10 @@ impl Service {
                     self.name, self.address
                 ),
             ),
-            Code::InvalidArgument | Code::AlreadyExists | Code::OutOfRange => {
+            Code::InvalidArgument
+            | Code::AlreadyExists
+            | Code::OutOfRange
+            | Code::FailedPrecondition => {
                 CliError::bad_input(format!("{doing}: {} refused it: {message}", self.name))
             }
             code => CliError::failure(format!(

@@ -17,6 +17,7 @@ pub mod export;
 pub mod insert;
 pub mod progress;
 pub mod read_back;
+pub mod search;
 pub mod source;
 pub mod table;
 
@@ -51,6 +52,10 @@ pub enum ClientCommand {
     Nodes(admin::NodesArgs),
     /// Write a collection's flushed rows, deletes applied, to a Parquet or CSV file.
     Export(export::ExportArgs),
+    /// The nearest rows of a loaded collection to one or more query vectors.
+    Search(search::SearchArgs),
+    /// The live rows of a loaded collection.
+    Count(search::CountArgs),
 }
 
 /// Runs a client command; `cancel` fires on Ctrl-C or SIGTERM. `insert` and
@@ -75,6 +80,8 @@ async fn run_quick(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Channels(args) => admin::channels(args).await,
         ClientCommand::Nodes(args) => admin::nodes(args).await,
         ClientCommand::Export(args) => export::export(args).await,
+        ClientCommand::Search(args) => search::search(args).await,
+        ClientCommand::Count(args) => search::count(args).await,
         ClientCommand::Insert(_) | ClientCommand::Flush(_) => {
             unreachable!("run handles insert and flush")
         }

@@ -5,12 +5,15 @@
 //! - [`segments`]: row grants in growing segments, seal policies, flush scheduling,
 //!   and the epoch-checked commits of flushed files and checkpoints.
 //! - [`balancer`]: the pluggable strategies that pick channel owners.
+//! - [`queries`]: which query node serves each channel, and which collections
+//!   are loaded (the read path).
 //!
 //! Active/standby like the root coordinator (leader key `election/datacoord`); a
 //! standby answers `Unavailable` with the leader's address.
 
 pub mod balancer;
 pub mod channels;
+pub mod queries;
 pub mod segments;
 
 use std::collections::BTreeSet;
@@ -20,6 +23,7 @@ use std::time::Duration;
 use milvus_like_api::proto::data_coord_server::{DataCoord, DataCoordServer};
 use milvus_like_api::proto::data_node_client::DataNodeClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
+use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::retry::Retry;
 use milvus_like_api::root_coord_link::RootCoordLink;
@@ -31,6 +35,7 @@ use tonic::{Request, Response, Status};
 
 use self::balancer::{BalancerRegistry, NodeLoad};
 use self::channels::{ChannelManager, Clients, DataNodeClients, HandshakeConfig};
+use self::queries::{QueryNodeClients, QueryPlacement};
 use self::segments::{SegmentConfig, SegmentManager};
 use crate::election::Leadership;
 use crate::meta::MetaStore;
@@ -72,6 +77,7 @@ impl Default for DataCoordConfig {
 pub struct DataCoordMetrics {
     pub is_leader: Gauge,
     pub channels_moved: Counter,
+    pub query_channels_moved: Counter,
     pub orphaned_channels: Gauge,
     pub segments_sealed: Counter,
     pub commits: Counter,
@@ -97,6 +103,11 @@ impl DataCoordMetrics {
             "channels_moved",
             "Channel ownership changes",
             self.channels_moved.clone(),
+        );
+        r.register(
+            "query_channels_moved",
+            "Changes of the query node serving a channel",
+            self.query_channels_moved.clone(),
         );
         r.register(
             "orphaned_channels",
@@ -165,6 +176,7 @@ impl DataCoordMetrics {
 struct Active {
     channels: Arc<ChannelManager>,
     segments: Arc<SegmentManager>,
+    queries: Arc<QueryPlacement>,
 }
 
 #[derive(Debug)]
@@ -176,6 +188,7 @@ struct Shared {
     balancers: BalancerRegistry,
     clients: Arc<DataNodeClients>,
     proxies: Clients<ProxyClient<tonic::transport::Channel>>,
+    query_nodes: Arc<QueryNodeClients>,
     seat: Seat<Active>,
     metrics: Arc<DataCoordMetrics>,
 }
@@ -444,6 +457,79 @@ impl DataCoord for DataCoordService {
         }
         .await
     }
+
+    #[tracing::instrument(skip_all, fields(collection_id = request.get_ref().collection_id))]
+    async fn load_collection(
+        &self,
+        request: Request<proto::LoadCollectionRequest>,
+    ) -> Result<Response<proto::LoadCollectionResponse>, Status> {
+        let collection = request.into_inner().collection_id;
+        let active = self.leader_only().await?;
+        self.shared.root.collection(collection).await?;
+        if !active.queries.has_query_nodes() {
+            return Err(Status::failed_precondition(format!(
+                "no query node is running to load collection {collection}; start one (milvus-like querynode)"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.config.wait_deadline;
+        // To its end even if the caller gives up: a fenced write cut short ends the term.
+        run_to_end(async move {
+            active.queries.mark_loaded(collection).await?;
+            loop {
+                let pass = active.queries.reconcile("load").await?;
+                let waiting: Vec<String> = active
+                    .queries
+                    .leaders(collection)?
+                    .into_iter()
+                    .filter(|l| !l.unavailable.is_empty())
+                    .map(|l| l.unavailable)
+                    .collect();
+                if waiting.is_empty() {
+                    tracing::info!("collection loaded");
+                    return Ok(Response::new(proto::LoadCollectionResponse {}));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    // Not UNAVAILABLE: clients read that as "ask another coordinator".
+                    return Err(Status::deadline_exceeded(format!(
+                        "the load did not finish in time: {}",
+                        waiting
+                            .into_iter()
+                            .chain(pass.problems)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(collection_id = request.get_ref().collection_id))]
+    async fn release_collection(
+        &self,
+        request: Request<proto::ReleaseCollectionRequest>,
+    ) -> Result<Response<proto::ReleaseCollectionResponse>, Status> {
+        let collection = request.into_inner().collection_id;
+        let active = self.leader_only().await?;
+        run_to_end(async move {
+            active.queries.mark_released(collection).await?;
+            active.queries.reconcile("release").await?;
+            Ok(Response::new(proto::ReleaseCollectionResponse {}))
+        })
+        .await
+    }
+
+    async fn get_shard_leaders(
+        &self,
+        request: Request<proto::GetShardLeadersRequest>,
+    ) -> Result<Response<proto::GetShardLeadersResponse>, Status> {
+        let collection = request.into_inner().collection_id;
+        let active = self.leader_only().await?;
+        Ok(Response::new(proto::GetShardLeadersResponse {
+            leaders: active.queries.leaders(collection)?,
+        }))
+    }
 }
 
 /// Runs a change of the segments to its end even when the caller hangs up (tonic
@@ -467,6 +553,43 @@ async fn reconcile_loop(service: DataCoordService, active: Arc<Active>, term: Ca
             .await
         {
             tracing::warn!(%status, "channel reconciliation failed; retrying");
+        }
+        tokio::select! {
+            () = term.cancelled() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Keeps the read path's placement current, apart from the data nodes' loop: a
+/// query node loading a collection must not hold up channel ownership.
+async fn query_loop(service: DataCoordService, active: Arc<Active>, term: CancellationToken) {
+    let mut changes = service.shared.nodes.subscribe();
+    loop {
+        // A dropped collection is no longer loaded.
+        for collection in active.queries.loaded() {
+            let gone = matches!(
+                service.shared.root.collection(collection).await,
+                Err(status) if status.code() == tonic::Code::NotFound
+            );
+            if gone && let Err(e) = active.queries.mark_released(collection).await {
+                tracing::warn!(collection, error = %e, "could not release a dropped collection");
+            }
+        }
+        match active
+            .queries
+            .reconcile("node change or periodic check")
+            .await
+        {
+            Ok(r) => {
+                service
+                    .shared
+                    .metrics
+                    .query_channels_moved
+                    .inc_by(r.moved.len() as u64);
+            }
+            Err(e) => tracing::warn!(error = %e, "query placement failed; retrying"),
         }
         tokio::select! {
             () = term.cancelled() => return,
@@ -577,9 +700,25 @@ impl Office for DataCoordService {
             )
             .await?,
         );
-        let active = Arc::new(Active { channels, segments });
+        let queries = Arc::new(
+            QueryPlacement::load(
+                shared.store.clone(),
+                leadership.clone(),
+                shared.config.channels,
+                shared.balancers.build(&shared.config.balancer)?,
+                shared.nodes.clone(),
+                shared.query_nodes.clone(),
+            )
+            .await?,
+        );
+        let active = Arc::new(Active {
+            channels,
+            segments,
+            queries,
+        });
         shared.seat.take(leadership, active.clone());
         crate::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
+        crate::spawn(query_loop(self.clone(), active.clone(), term.clone()));
         crate::spawn(segment_loop(self.clone(), active, term));
         Ok(())
     }
@@ -664,6 +803,7 @@ async fn serve(
             balancers,
             clients: Arc::new(DataNodeClients::new(DataNodeClient::new)),
             proxies: Clients::new(ProxyClient::new),
+            query_nodes: Arc::new(Clients::new(QueryNodeClient::new)),
             seat: Seat::new(LEADER_KEY, "data coordinator", metrics.is_leader.clone()),
             metrics,
         }),

@@ -4,10 +4,13 @@
 //! timestamps, routed to channels by primary-key hash, given rows in growing
 //! segments by the data coordinator, and produced to the insert log; the client is
 //! answered only after Kafka acknowledged every message. Deletes go the same way to
-//! the delete log. Collection calls are passed to the root coordinator.
+//! the delete log. Collection calls are passed to the root coordinator. Reads
+//! (`Search`, `Count`) fan out to the query nodes serving the collection's
+//! channels ([`reads`]).
 
 mod grants;
 mod plan;
+mod reads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,9 @@ use milvus_like_api::leader_pool::LeaderPool;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_server::{Proxy, ProxyServer};
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
-use milvus_like_api::proto::{self, CollectionInfo, DeleteBatch, InsertBatch, Role};
+use milvus_like_api::proto::{
+    self, CollectionInfo, ConsistencyLevel, DeleteBatch, InsertBatch, Role,
+};
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_api::settings;
@@ -72,6 +77,8 @@ pub struct ProxyMetrics {
     pub bytes_produced: Counter,
     pub rejected_requests: Counter,
     pub grants_released: Counter,
+    pub searches: Counter,
+    pub search_seconds: prometheus_client::metrics::histogram::Histogram,
     /// From an insert's first send to its last acknowledgement.
     pub produce_seconds: prometheus_client::metrics::histogram::Histogram,
 }
@@ -84,6 +91,8 @@ impl Default for ProxyMetrics {
             bytes_produced: Counter::default(),
             rejected_requests: Counter::default(),
             grants_released: Counter::default(),
+            searches: Counter::default(),
+            search_seconds: crate::metrics::latency_histogram(),
             produce_seconds: crate::metrics::latency_histogram(),
         }
     }
@@ -117,6 +126,12 @@ impl ProxyMetrics {
             "Segment grants given back to the data coordinator when it sealed their segments",
             self.grants_released.clone(),
         );
+        r.register("searches", "Searches answered", self.searches.clone());
+        r.register(
+            "search_seconds",
+            "Time to answer a search, fan-out and merge included",
+            self.search_seconds.clone(),
+        );
         r.register(
             "produce_seconds",
             "Time from an insert's first send to the log to its last acknowledgement",
@@ -133,6 +148,7 @@ pub struct ProxyService {
     producer: Arc<dyn LogProducer>,
     channels: u32,
     names: Mutex<HashMap<String, (Instant, CollectionInfo)>>,
+    leaders: reads::Leaders,
     metrics: Arc<ProxyMetrics>,
 }
 
@@ -213,6 +229,57 @@ impl ProxyService {
     fn refuse(&self, status: Status) -> Status {
         self.metrics.rejected_requests.inc();
         status
+    }
+
+    /// How to read `collection` at `level`: the guarantee timestamp is now for
+    /// every level that waits, none for EVENTUALLY.
+    async fn read_plan(
+        &self,
+        collection: i64,
+        level: i32,
+        timeout_ms: u32,
+    ) -> Result<reads::ReadPlan, Status> {
+        let level = ConsistencyLevel::try_from(level).map_err(|_| {
+            self.refuse(Status::invalid_argument(format!(
+                "unknown consistency level {level}; it is 0 (strong), 1 (session), 2 (bounded) or 3 (eventually)"
+            )))
+        })?;
+        let guarantee_ts = match level {
+            ConsistencyLevel::ConsistencyEventually => 0,
+            _ => self.root.tso().timestamps(1).await?.first.as_u64(),
+        };
+        Ok(reads::ReadPlan {
+            collection,
+            level,
+            guarantee_ts,
+            timeout_ms,
+        })
+    }
+
+    async fn load_call(&self, collection: &str, load: bool) -> Result<(), Status> {
+        let target = self.target(collection, "").await?;
+        let id = target.collection;
+        self.leaders.forget(id);
+        // Loading reads every file of the collection: allow it the coordinator's wait.
+        let deadline = Duration::from_secs(90);
+        if load {
+            self.datacoord
+                .call(deadline, |ch| async move {
+                    DataCoordClient::new(ch)
+                        .load_collection(proto::LoadCollectionRequest { collection_id: id })
+                        .await
+                })
+                .await?;
+        } else {
+            self.datacoord
+                .call(deadline, |ch| async move {
+                    DataCoordClient::new(ch)
+                        .release_collection(proto::ReleaseCollectionRequest { collection_id: id })
+                        .await
+                })
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -433,6 +500,126 @@ impl Proxy for ProxyService {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection))]
+    async fn load_collection(
+        &self,
+        request: Request<proto::ProxyLoadCollectionRequest>,
+    ) -> Result<Response<proto::ProxyLoadCollectionResponse>, Status> {
+        self.load_call(&request.into_inner().collection, true)
+            .await?;
+        Ok(Response::new(proto::ProxyLoadCollectionResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection))]
+    async fn release_collection(
+        &self,
+        request: Request<proto::ProxyReleaseCollectionRequest>,
+    ) -> Result<Response<proto::ProxyReleaseCollectionResponse>, Status> {
+        self.load_call(&request.into_inner().collection, false)
+            .await?;
+        Ok(Response::new(proto::ProxyReleaseCollectionResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection, top_k = request.get_ref().top_k))]
+    async fn search(
+        &self,
+        request: Request<proto::SearchRequest>,
+    ) -> Result<Response<proto::SearchResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let target = self.target(&req.collection, "").await?;
+        let (_, dim) = target.schema.vector_field();
+        let vectors = req
+            .vectors
+            .ok_or_else(|| self.refuse(Status::invalid_argument("a search needs query vectors")))?;
+        if vectors.dim != dim {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "the query vectors have dimension {}, collection {:?} has dimension {dim}",
+                vectors.dim, req.collection
+            ))));
+        }
+        if vectors.values.is_empty() || vectors.values.len() % dim as usize != 0 {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "{} query floats are not whole vectors of dimension {dim}",
+                vectors.values.len()
+            ))));
+        }
+        if req.top_k == 0 || req.top_k > crate::querynode::MAX_TOP_K {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "top_k must be 1 to {}, not {}",
+                crate::querynode::MAX_TOP_K,
+                req.top_k
+            ))));
+        }
+        if let Some(i) = vectors.values.first_non_finite() {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "query vector {} holds a NaN or infinite value",
+                i / dim as usize + 1
+            ))));
+        }
+        let queries = vectors.values.len() / dim as usize;
+        let plan = self
+            .read_plan(target.collection, req.consistency, req.timeout_ms)
+            .await?;
+        let answers = self
+            .leaders
+            .fan_out(plan.collection, |mut client, leader| {
+                let request = proto::SearchChannelRequest {
+                    at: plan.at(&leader),
+                    queries: Some(vectors.clone()),
+                    top_k: req.top_k,
+                };
+                async move { Ok(client.search_channel(request).await?.into_inner()) }
+            })
+            .await
+            .map_err(|s| not_loaded(s, &req.collection))?;
+        let results =
+            reads::merge_channels(target.schema.metric, &answers, queries, req.top_k as usize)?;
+        self.metrics.searches.inc();
+        self.metrics
+            .search_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Response::new(proto::SearchResponse {
+            results,
+            metric: target.schema.metric.name().to_owned(),
+            read_ts: answers
+                .iter()
+                .map(|a| a.read_ts)
+                .min()
+                .unwrap_or(plan.guarantee_ts),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection))]
+    async fn count(
+        &self,
+        request: Request<proto::CountRequest>,
+    ) -> Result<Response<proto::CountResponse>, Status> {
+        let req = request.into_inner();
+        let target = self.target(&req.collection, "").await?;
+        let plan = self
+            .read_plan(target.collection, req.consistency, req.timeout_ms)
+            .await?;
+        let answers = self
+            .leaders
+            .fan_out(plan.collection, |mut client, leader| {
+                let request = proto::CountChannelRequest {
+                    at: plan.at(&leader),
+                };
+                async move { Ok(client.count_channel(request).await?.into_inner()) }
+            })
+            .await
+            .map_err(|s| not_loaded(s, &req.collection))?;
+        Ok(Response::new(proto::CountResponse {
+            rows: answers.iter().map(|a| a.rows).sum(),
+            read_ts: answers
+                .iter()
+                .map(|a| a.read_ts)
+                .min()
+                .unwrap_or(plan.guarantee_ts),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(segments = ?request.get_ref().segment_ids))]
     async fn release_grants(
         &self,
@@ -447,6 +634,18 @@ impl Proxy for ProxyService {
         self.metrics.grants_released.inc_by(u64::from(released));
         tracing::debug!(released, "grants given back");
         Ok(Response::new(proto::ReleaseGrantsResponse { released }))
+    }
+}
+
+/// The coordinator's "not loaded" (which knows ids only), naming the collection
+/// and the fix.
+fn not_loaded(status: Status, name: &str) -> Status {
+    if status.code() == tonic::Code::FailedPrecondition && status.message().contains("not loaded") {
+        Status::failed_precondition(format!(
+            "collection {name:?} is not loaded; load it first (LoadCollection, or `milvus-like collection load {name}`)"
+        ))
+    } else {
+        status
     }
 }
 
@@ -496,6 +695,7 @@ async fn serve(
             Duration::from_secs(10),
         )?),
         grants: GrantCache::new(datacoord.clone(), node_id),
+        leaders: reads::Leaders::new(datacoord.clone()),
         datacoord,
         producer: log.producer()?,
         channels,

@@ -160,7 +160,7 @@ role_addresses!(
 /// A role's addresses inside standalone: loopback, flags named after the role
 /// (`--rootcoord-listen`), the same variables as the role's own process.
 macro_rules! standalone_addresses {
-    ($name:ident, $role:ident, $flag:literal, $what:literal, $listen:ident, $http:ident) => {
+    ($name:ident, $grpc_port:expr, $http_port:expr, $flag:literal, $what:literal, $listen:ident, $http:ident) => {
         #[doc = concat!("Where standalone's ", $what, " listens.")]
         #[derive(Debug, Args)]
         pub struct $name {
@@ -168,7 +168,7 @@ macro_rules! standalone_addresses {
                 id = concat!($flag, "_listen"),
                 long = concat!($flag, "-listen"),
                 env = env::$listen,
-                default_value_t = loopback(Role::$role.grpc_port()),
+                default_value_t = loopback($grpc_port),
                 value_name = "ADDR",
                 help = concat!("gRPC listen address of the ", $what)
             )]
@@ -177,7 +177,7 @@ macro_rules! standalone_addresses {
                 id = concat!($flag, "_http_listen"),
                 long = concat!($flag, "-http-listen"),
                 env = env::$http,
-                default_value_t = loopback(Role::$role.http_port()),
+                default_value_t = loopback($http_port),
                 value_name = "ADDR",
                 help = concat!("HTTP address of the ", $what, "'s /metrics, /healthz, /readyz and /log-level")
             )]
@@ -194,7 +194,8 @@ macro_rules! standalone_addresses {
 
 standalone_addresses!(
     StandaloneRootCoord,
-    RootCoord,
+    Role::RootCoord.grpc_port(),
+    Role::RootCoord.http_port(),
     "rootcoord",
     "root coordinator",
     ROOTCOORD_LISTEN,
@@ -202,7 +203,8 @@ standalone_addresses!(
 );
 standalone_addresses!(
     StandaloneDataCoord,
-    DataCoord,
+    Role::DataCoord.grpc_port(),
+    Role::DataCoord.http_port(),
     "datacoord",
     "data coordinator",
     DATACOORD_LISTEN,
@@ -210,7 +212,8 @@ standalone_addresses!(
 );
 standalone_addresses!(
     StandaloneProxy,
-    Proxy,
+    Role::Proxy.grpc_port(),
+    Role::Proxy.http_port(),
     "proxy",
     "proxy",
     PROXY_LISTEN,
@@ -218,11 +221,22 @@ standalone_addresses!(
 );
 standalone_addresses!(
     StandaloneDataNode,
-    DataNode,
+    Role::DataNode.grpc_port(),
+    Role::DataNode.http_port(),
     "datanode",
     "data node",
     DATANODE_LISTEN,
     DATANODE_HTTP_LISTEN
+);
+
+standalone_addresses!(
+    StandaloneQueryNode,
+    querynode::GRPC_PORT,
+    querynode::HTTP_PORT,
+    "querynode",
+    "query node",
+    QUERYNODE_LISTEN,
+    QUERYNODE_HTTP_LISTEN
 );
 
 /// What the data coordinator, proxies and data nodes share: the metadata store,
@@ -331,6 +345,8 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub datanode: StandaloneDataNode,
     #[command(flatten)]
+    pub querynode: StandaloneQueryNode,
+    #[command(flatten)]
     pub tso: TsoArgs,
     #[command(flatten)]
     pub coordination: DataCoordTuning,
@@ -358,6 +374,10 @@ impl StandaloneArgs {
                 role: self.datanode.role(),
                 ..DataNodeConfig::default()
             }),
+            querynode: QueryNodeConfig {
+                role: self.querynode.role(),
+                ..QueryNodeConfig::default()
+            },
             data_dir: self.data_dir,
         }
     }

@@ -1,0 +1,313 @@
+//! Search through the proxy on a real cluster (etcd, Kafka, both coordinators, a
+//! data node flushing often, a proxy, two query nodes): the data coordinator
+//! places the channels on the query nodes, the proxy fans a search out to them
+//! and merges; strong reads see every acknowledged write, deletes are never
+//! returned, bad requests get errors naming the problem, and after a query node
+//! is killed every answer is either complete or an error until the survivor
+//! serves every channel.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use milvus_like_api::proto::proxy_client::ProxyClient;
+use milvus_like_api::proto::{self, ConsistencyLevel};
+use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::vectors::FloatVectorArray;
+use milvus_like_node::columns::Column;
+use milvus_like_tests::{Cluster, ClusterBuilder, Role, RoleProcess, create_collection};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+const DIM: u32 = 16;
+const NAME: &str = "docs";
+
+/// The vector of `key` (unique among 1,000 consecutive keys).
+fn vector_of(key: i64) -> FloatVectorArray {
+    let Column::Vector { values, .. } = &milvus_like_tests::data::rows(&[key], DIM).columns[1]
+    else {
+        panic!("the test rows have a vector column");
+    };
+    FloatVectorArray {
+        dim: DIM,
+        values: values.clone(),
+    }
+}
+
+fn search_request(key: i64, consistency: ConsistencyLevel) -> proto::SearchRequest {
+    proto::SearchRequest {
+        collection: NAME.into(),
+        vectors: Some(vector_of(key)),
+        top_k: 5,
+        consistency: consistency.into(),
+        timeout_ms: 20_000,
+    }
+}
+
+async fn search(
+    proxy: &mut ProxyClient<Channel>,
+    key: i64,
+) -> Result<proto::SearchResponse, Status> {
+    proxy
+        .search(search_request(key, ConsistencyLevel::ConsistencyStrong))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn count(proxy: &mut ProxyClient<Channel>) -> Result<u64, Status> {
+    proxy
+        .count(proto::CountRequest {
+            collection: NAME.into(),
+            consistency: ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 20_000,
+        })
+        .await
+        .map(|r| r.into_inner().rows)
+}
+
+/// Whether `key`'s own vector finds it first, at distance 0.
+fn finds_itself(answer: &proto::SearchResponse, key: i64) -> bool {
+    answer.results.len() == 1
+        && answer.results[0].ids.first() == Some(&key)
+        && answer.results[0].scores.first() == Some(&0.0)
+}
+
+async fn insert(cluster: &Cluster, schema: &CollectionSchema, pks: &[i64]) {
+    let rows = milvus_like_tests::data::rows(pks, DIM);
+    cluster
+        .proxy_client()
+        .insert(proto::InsertRequest {
+            collection: NAME.into(),
+            partition: String::new(),
+            columns: rows.to_wire(schema),
+            num_rows: u32::try_from(pks.len()).expect("fits"),
+        })
+        .await
+        .expect("insert");
+}
+
+fn start_query_node(cluster: &Cluster, name: &str) -> RoleProcess {
+    cluster
+        .start_role(name, Role::QueryNode)
+        .expect("start a query node")
+}
+
+async fn leaders(cluster: &Cluster, collection: i64) -> Result<Vec<proto::ShardLeader>, Status> {
+    cluster
+        .datacoord_client()
+        .get_shard_leaders(proto::GetShardLeadersRequest {
+            collection_id: collection,
+        })
+        .await
+        .map(|r| r.into_inner().leaders)
+}
+
+#[tokio::test]
+async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_dies() {
+    let cluster = ClusterBuilder::new("search")
+        .kafka()
+        .datanodes(1)
+        .datanode_args(&["--flush-rows=400", "--flush-age=300ms"])
+        .proxy()
+        .build()
+        .await
+        .expect("cluster");
+    let mut proxy = cluster.proxy_client();
+    let (info, schema) = create_collection(&proxy, NAME, DIM).await.expect("create");
+
+    // Nothing serves reads yet.
+    let unloaded = search(&mut proxy, 1).await.expect_err("not loaded");
+    assert_eq!(unloaded.code(), Code::FailedPrecondition, "{unloaded}");
+    assert!(unloaded.message().contains("not loaded"), "{unloaded}");
+    let no_node = proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: NAME.into(),
+        })
+        .await
+        .expect_err("no query node");
+    assert_eq!(no_node.code(), Code::FailedPrecondition, "{no_node}");
+    assert!(no_node.message().contains("no query node"), "{no_node}");
+
+    let mut pks: Vec<i64> = (0..600).collect();
+    insert(&cluster, &schema, &pks).await;
+    let a = start_query_node(&cluster, "querynode-a");
+    let mut b = start_query_node(&cluster, "querynode-b");
+    // Both register before the load, so that the channels spread over both.
+    milvus_like_tests::wait_for("two query nodes", Duration::from_secs(60), || {
+        let mut root = cluster.rootcoord_client();
+        async move {
+            let nodes = root
+                .list_nodes(proto::ListNodesRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .nodes;
+            let query_nodes = nodes
+                .iter()
+                .filter(|n| n.role == proto::Role::QueryNode as i32)
+                .count();
+            (query_nodes == 2).then_some(())
+        }
+    })
+    .await
+    .expect("query nodes registered");
+    proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: NAME.into(),
+        })
+        .await
+        .unwrap_or_else(|s| {
+            panic!(
+                "load: {s}\nquery node a:\n{}\nquery node b:\n{}",
+                a.process.log(),
+                b.process.log()
+            )
+        });
+    let placed = leaders(&cluster, info.id).await.expect("leaders");
+    assert_eq!(placed.len(), cluster.channels as usize);
+    let nodes: HashSet<i64> = placed.iter().map(|l| l.node_id).collect();
+    assert_eq!(nodes.len(), 2, "channels spread over both: {placed:?}");
+
+    // Strong reads see every acknowledged write, from files and the log alike.
+    assert_eq!(count(&mut proxy).await.expect("count"), 600);
+    for key in [0, 299, 599] {
+        let answer = search(&mut proxy, key).await.expect("search");
+        assert!(finds_itself(&answer, key), "key {key}: {answer:?}");
+        assert_eq!(answer.metric, "L2");
+        assert!(answer.results[0].scores.windows(2).all(|w| w[0] <= w[1]));
+    }
+    let new: Vec<i64> = (600..700).collect();
+    insert(&cluster, &schema, &new).await;
+    pks.extend(&new);
+    let answer = search(&mut proxy, 699).await.expect("search");
+    assert!(
+        finds_itself(&answer, 699),
+        "a row acknowledged a moment ago: {answer:?}"
+    );
+    // A deleted row is never returned.
+    let gone: Vec<i64> = (0..700).step_by(7).collect();
+    proxy
+        .delete(proto::DeleteRequest {
+            collection: NAME.into(),
+            partition: String::new(),
+            primary_keys: gone.clone(),
+        })
+        .await
+        .expect("delete");
+    let live = (pks.len() - gone.len()) as u64;
+    assert_eq!(count(&mut proxy).await.expect("count"), live);
+    for key in [0, 7, 693] {
+        let answer = search(&mut proxy, key).await.expect("search");
+        assert!(
+            !answer.results[0].ids.contains(&key),
+            "deleted key {key} returned: {answer:?}"
+        );
+    }
+    // Several queries in one request, answered in order.
+    let mut two = search_request(1, ConsistencyLevel::ConsistencyStrong);
+    let mut values = vector_of(1).values.to_vec();
+    values.extend(vector_of(2).values.to_vec());
+    two.vectors = Some(FloatVectorArray {
+        dim: DIM,
+        values: values.into(),
+    });
+    let answer = proxy.search(two).await.expect("two queries").into_inner();
+    assert_eq!(answer.results.len(), 2);
+    assert_eq!(answer.results[0].ids[0], 1);
+    assert_eq!(answer.results[1].ids[0], 2);
+    // An eventually consistent read does not wait, and sees at most what is there.
+    let eventually = proxy
+        .search(search_request(1, ConsistencyLevel::ConsistencyEventually))
+        .await
+        .expect("eventually")
+        .into_inner();
+    assert!(eventually.results[0].ids.len() <= 5);
+
+    // Bad requests name the problem.
+    let mut wrong_dim = search_request(1, ConsistencyLevel::ConsistencyStrong);
+    wrong_dim.vectors = Some(FloatVectorArray {
+        dim: DIM + 1,
+        values: vec![0.5; DIM as usize + 1].into(),
+    });
+    let e = proxy.search(wrong_dim).await.expect_err("wrong dimension");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("dimension 17"), "{e}");
+    for top_k in [0, 16_385] {
+        let mut bad = search_request(1, ConsistencyLevel::ConsistencyStrong);
+        bad.top_k = top_k;
+        let e = proxy.search(bad).await.expect_err("bad top_k");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert!(e.message().contains("top_k"), "{e}");
+    }
+    let mut unknown = search_request(1, ConsistencyLevel::ConsistencyStrong);
+    unknown.collection = "nope".into();
+    let e = proxy.search(unknown).await.expect_err("unknown collection");
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    let mut level = search_request(1, ConsistencyLevel::ConsistencyStrong);
+    level.consistency = 9;
+    let e = proxy.search(level).await.expect_err("unknown level");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+
+    // Kill -9 one query node while searching: every answer is complete or an
+    // error, and the survivor takes over every channel.
+    b.process.kill9();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(60);
+    let mut complete_since: Option<Instant> = None;
+    let mut errors = 0;
+    let mut round = 0i64;
+    loop {
+        round += 1;
+        let mut key = 1 + (round * 3) % 698;
+        if key % 7 == 0 {
+            key += 1; // deleted
+        }
+        let searched = search(&mut proxy, key).await;
+        let counted = count(&mut proxy).await;
+        match (searched, counted) {
+            (Ok(answer), Ok(rows)) => {
+                assert!(finds_itself(&answer, key), "partial answer: {answer:?}");
+                assert_eq!(rows, live, "a count missed a channel");
+                let since = *complete_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+            (s, c) => {
+                for e in [s.err(), c.err()].into_iter().flatten() {
+                    assert!(
+                        matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded),
+                        "an error other than unavailable: {e}"
+                    );
+                }
+                errors += 1;
+                complete_since = None;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "searches did not recover within 60 s of the kill; query node a:\n{}",
+            a.process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = complete_since.map(|s| s - killed).unwrap_or_default();
+    eprintln!("answers complete again {recovered:?} after the kill ({errors} refused reads)");
+    let after = leaders(&cluster, info.id).await.expect("leaders");
+    let serving: HashSet<i64> = after.iter().map(|l| l.node_id).collect();
+    assert_eq!(
+        serving.len(),
+        1,
+        "the survivor serves every channel: {after:?}"
+    );
+    assert!(nodes.is_superset(&serving), "{after:?}");
+
+    // Released: refused again.
+    proxy
+        .release_collection(proto::ProxyReleaseCollectionRequest {
+            collection: NAME.into(),
+        })
+        .await
+        .expect("release");
+    let e = search(&mut proxy, 1).await.expect_err("released");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+}
