@@ -28,6 +28,7 @@ pub fn test_schema(name: &str, dim: u32) -> proto::CollectionSchema {
             },
         ],
         metric_type: proto::MetricType::L2.into(),
+        index: None,
     }
 }
 

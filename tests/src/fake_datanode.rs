@@ -205,6 +205,13 @@ impl DataNode for Service {
             ..ReportLoadRequest::default()
         }))
     }
+
+    async fn build_index(
+        &self,
+        _request: Request<milvus_like_api::proto::BuildIndexRequest>,
+    ) -> Result<Response<milvus_like_api::proto::BuildIndexResponse>, Status> {
+        Err(Status::unimplemented("a fake data node builds no indexes"))
+    }
 }
 
 /// A running fake data node.

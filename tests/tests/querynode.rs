@@ -114,6 +114,7 @@ async fn exact_matches(
                     values: values.clone(),
                 }),
                 top_k: 50,
+                ef: 0,
             })
             .await
             .unwrap_or_else(|s| panic!("search channel {channel}: {s}"))
@@ -365,6 +366,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
                 values: vec![0.0; DIM as usize + 1].into(),
             }),
             top_k: 5,
+            ef: 0,
         })
         .await
         .expect_err("wrong dimension");

@@ -40,6 +40,7 @@ fn search_request(key: i64, consistency: ConsistencyLevel) -> proto::SearchReque
         top_k: 5,
         consistency: consistency.into(),
         timeout_ms: 20_000,
+        ef: 0,
     }
 }
 

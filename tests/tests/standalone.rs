@@ -379,6 +379,7 @@ async fn check_search(proxy: &mut ProxyClient<Channel>, rows: u64) {
             top_k: 10,
             consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
             timeout_ms: 30_000,
+            ef: 0,
         })
         .await
         .expect("search")

@@ -51,6 +51,8 @@ pub enum SchemaError {
     BadMaxLength { field: String, len: u32 },
     #[error("metric type {0} is unknown; it is L2, IP or COSINE")]
     UnknownMetric(i32),
+    #[error("index: {0}")]
+    BadIndex(String),
     #[error("field {field:?} is {ty} but sets {attr}; only {owner} fields may")]
     MisplacedAttribute {
         field: String,
@@ -178,6 +180,90 @@ impl From<Metric> for proto::MetricType {
     }
 }
 
+/// How a collection's flushed files are indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSpec {
+    /// No index: searches are exact.
+    Flat,
+    /// HNSW graphs (Milvus's `M` and `efConstruction`).
+    Hnsw { m: u32, ef_construction: u32 },
+}
+
+impl Default for IndexSpec {
+    fn default() -> Self {
+        Self::Hnsw {
+            m: 16,
+            ef_construction: 200,
+        }
+    }
+}
+
+impl IndexSpec {
+    /// Milvus's name: `FLAT` or `HNSW`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flat => "FLAT",
+            Self::Hnsw { .. } => "HNSW",
+        }
+    }
+}
+
+impl TryFrom<Option<proto::IndexParams>> for IndexSpec {
+    type Error = SchemaError;
+
+    /// Unset or unspecified: HNSW; zero parameters take the defaults.
+    fn try_from(p: Option<proto::IndexParams>) -> Result<Self, SchemaError> {
+        let Some(p) = p else {
+            return Ok(Self::default());
+        };
+        let kind = proto::IndexType::try_from(p.index_type).map_err(|_| {
+            SchemaError::BadIndex(format!(
+                "index type {} is unknown; it is FLAT or HNSW",
+                p.index_type
+            ))
+        })?;
+        match kind {
+            proto::IndexType::Flat => Ok(Self::Flat),
+            proto::IndexType::Unspecified | proto::IndexType::Hnsw => {
+                let m = if p.m == 0 { 16 } else { p.m };
+                let ef_construction = if p.ef_construction == 0 {
+                    200
+                } else {
+                    p.ef_construction
+                };
+                if !(2..=256).contains(&m) {
+                    return Err(SchemaError::BadIndex(format!(
+                        "HNSW M is {m}; it must be 2 to 256"
+                    )));
+                }
+                if !(1..=10_000).contains(&ef_construction) {
+                    return Err(SchemaError::BadIndex(format!(
+                        "HNSW efConstruction is {ef_construction}; it must be 1 to 10000"
+                    )));
+                }
+                Ok(Self::Hnsw { m, ef_construction })
+            }
+        }
+    }
+}
+
+impl From<IndexSpec> for proto::IndexParams {
+    fn from(spec: IndexSpec) -> Self {
+        match spec {
+            IndexSpec::Flat => Self {
+                index_type: proto::IndexType::Flat.into(),
+                m: 0,
+                ef_construction: 0,
+            },
+            IndexSpec::Hnsw { m, ef_construction } => Self {
+                index_type: proto::IndexType::Hnsw.into(),
+                m,
+                ef_construction,
+            },
+        }
+    }
+}
+
 /// A schema that passed validation: exactly one INT64 primary key, exactly one
 /// FLOAT_VECTOR field with a sane dimension, optional scalar fields, unique valid
 /// names, and the metric its vectors are compared by.
@@ -187,6 +273,7 @@ pub struct CollectionSchema {
     pub description: String,
     fields: Vec<FieldSchema>,
     pub metric: Metric,
+    pub index: IndexSpec,
 }
 
 impl CollectionSchema {
@@ -320,6 +407,7 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
     fn try_from(s: proto::CollectionSchema) -> Result<Self, SchemaError> {
         validate_name("collection", &s.name)?;
         let metric = Metric::try_from(s.metric_type)?;
+        let index = IndexSpec::try_from(s.index)?;
         if s.fields.is_empty() {
             return Err(SchemaError::NoFields);
         }
@@ -360,6 +448,7 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
             description: s.description,
             fields,
             metric,
+            index,
         })
     }
 }
@@ -396,6 +485,7 @@ impl From<&CollectionSchema> for proto::CollectionSchema {
             description: s.description.clone(),
             fields: s.fields.iter().map(Into::into).collect(),
             metric_type: proto::MetricType::from(s.metric).into(),
+            index: Some(s.index.into()),
         }
     }
 }
@@ -425,7 +515,39 @@ mod tests {
             description: String::new(),
             fields: vec![pk, vec, title, field("year", D::Int32)],
             metric_type: proto::MetricType::L2.into(),
+            index: Some(IndexSpec::default().into()),
         }
+    }
+
+    #[test]
+    fn the_index_defaults_to_hnsw_and_bad_parameters_are_named() {
+        let schema = CollectionSchema::try_from(valid()).expect("valid");
+        assert_eq!(
+            schema.index,
+            IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 200
+            }
+        );
+        let wire = proto::CollectionSchema::from(&schema);
+        assert_eq!(
+            CollectionSchema::try_from(wire).expect("valid").index,
+            schema.index
+        );
+        let mut flat = valid();
+        flat.index = Some(IndexSpec::Flat.into());
+        assert_eq!(
+            CollectionSchema::try_from(flat).expect("valid").index,
+            IndexSpec::Flat
+        );
+        let mut bad = valid();
+        bad.index = Some(proto::IndexParams {
+            index_type: proto::IndexType::Hnsw.into(),
+            m: 1000,
+            ef_construction: 0,
+        });
+        let e = CollectionSchema::try_from(bad).expect_err("M too large");
+        assert_eq!(e.to_string(), "index: HNSW M is 1000; it must be 2 to 256");
     }
 
     #[test]

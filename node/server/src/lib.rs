@@ -11,6 +11,7 @@ pub mod datanode;
 pub mod deletes;
 pub mod election;
 pub mod idalloc;
+pub mod index;
 pub mod ingest;
 pub mod logging;
 pub mod meta;

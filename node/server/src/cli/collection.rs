@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use milvus_like_api::proto::{self, describe_collection_request::Collection};
 use milvus_like_api::schema::{
-    CollectionSchema, FieldSchema, FieldType, MAX_VARCHAR_LENGTH, Metric,
+    CollectionSchema, FieldSchema, FieldType, IndexSpec, MAX_VARCHAR_LENGTH, Metric,
 };
 use serde_json::json;
 
@@ -55,6 +55,17 @@ pub struct CreateArgs {
     /// (Euclidean distance), ip (inner product) or cosine.
     #[arg(long, default_value = "l2")]
     pub metric: Metric,
+    /// How flushed segments are indexed: hnsw (searched approximately, fast) or
+    /// flat (every search exact).
+    #[arg(long, default_value = "hnsw", value_parser = ["hnsw", "flat"])]
+    pub index: String,
+    /// HNSW: links per node (2 to 256); more is more accurate and larger.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: u32,
+    /// HNSW: breadth of the search while building (1 to 10000); more is more
+    /// accurate and slower to build.
+    #[arg(long, default_value_t = 200)]
+    pub hnsw_ef_construction: u32,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     #[command(flatten)]
@@ -214,9 +225,22 @@ pub fn build_schema(args: &CreateArgs) -> Result<proto::CollectionSchema, CliErr
         description: args.description.clone(),
         fields,
         metric_type: proto::MetricType::from(args.metric).into(),
+        index: Some(index_params(args)?),
     };
     CollectionSchema::try_from(schema.clone()).map_err(|e| CliError::usage(e.to_string()))?;
     Ok(schema)
+}
+
+/// The index flags as sent.
+fn index_params(args: &CreateArgs) -> Result<proto::IndexParams, CliError> {
+    Ok(match args.index.as_str() {
+        "flat" => IndexSpec::Flat.into(),
+        _ => IndexSpec::Hnsw {
+            m: args.hnsw_m,
+            ef_construction: args.hnsw_ef_construction,
+        }
+        .into(),
+    })
 }
 
 /// `title:varchar(200)`, `year:int32`.
@@ -458,6 +482,9 @@ mod tests {
             fields: vec![],
             description: String::new(),
             metric: Metric::L2,
+            index: "hnsw".into(),
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
             proxy: ProxyArgs {
                 endpoint: String::new(),
             },

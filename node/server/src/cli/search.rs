@@ -54,6 +54,10 @@ pub struct SearchArgs {
     pub top_k: u32,
     #[arg(long, value_enum, default_value_t = Consistency::Strong)]
     pub consistency: Consistency,
+    /// Search breadth in indexed segments (at least --top-k): more is more
+    /// accurate and slower. 0: the larger of --top-k and 64.
+    #[arg(long, default_value_t = 0)]
+    pub ef: u32,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     #[command(flatten)]
@@ -128,6 +132,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
         top_k: args.top_k,
         consistency: args.consistency.wire(),
         timeout_ms: 0,
+        ef: args.ef,
     };
     let answer = proxy
         .call(

@@ -5,6 +5,7 @@
 //! - [`segments`]: row grants in growing segments, seal policies, flush scheduling,
 //!   and the epoch-checked commits of flushed files and checkpoints.
 //! - [`balancer`]: the pluggable strategies that pick channel owners.
+//! - [`indexes`]: HNSW index builds of committed files, handed to data nodes.
 //! - [`queries`]: which query node serves each channel, and which collections
 //!   are loaded (the read path).
 //!
@@ -13,6 +14,7 @@
 
 pub mod balancer;
 pub mod channels;
+pub mod indexes;
 pub mod queries;
 pub mod segments;
 
@@ -78,6 +80,9 @@ pub struct DataCoordMetrics {
     pub is_leader: Gauge,
     pub channels_moved: Counter,
     pub query_channels_moved: Counter,
+    pub index_builds: Counter,
+    pub index_build_failures: Counter,
+    pub indexes_waiting: Gauge,
     pub orphaned_channels: Gauge,
     pub segments_sealed: Counter,
     pub commits: Counter,
@@ -108,6 +113,21 @@ impl DataCoordMetrics {
             "query_channels_moved",
             "Changes of the query node serving a channel",
             self.query_channels_moved.clone(),
+        );
+        r.register(
+            "index_builds",
+            "Indexes of committed files built and recorded",
+            self.index_builds.clone(),
+        );
+        r.register(
+            "index_build_failures",
+            "Index builds that failed (each is retried later)",
+            self.index_build_failures.clone(),
+        );
+        r.register(
+            "indexes_waiting",
+            "Committed files waiting for an index (no idle data node, or a retry pause)",
+            self.indexes_waiting.clone(),
         );
         r.register(
             "orphaned_channels",
@@ -177,6 +197,7 @@ struct Active {
     channels: Arc<ChannelManager>,
     segments: Arc<SegmentManager>,
     queries: Arc<QueryPlacement>,
+    indexes: Arc<indexes::IndexScheduler>,
 }
 
 #[derive(Debug)]
@@ -599,6 +620,38 @@ async fn query_loop(service: DataCoordService, active: Arc<Active>, term: Cancel
     }
 }
 
+/// Starts index builds of new files on idle data nodes, every second.
+async fn index_loop(service: DataCoordService, active: Arc<Active>, term: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let shared = &service.shared;
+        let metrics = shared.metrics.clone();
+        let pass = active
+            .indexes
+            .pass(
+                &active.segments,
+                &shared.root,
+                &shared.nodes,
+                &shared.clients,
+                move |built| {
+                    let counter = match built {
+                        indexes::Built::Recorded => &metrics.index_builds,
+                        indexes::Built::Failed => &metrics.index_build_failures,
+                    };
+                    counter.inc();
+                },
+            )
+            .await;
+        shared
+            .metrics
+            .indexes_waiting
+            .set(i64::try_from(pass.waiting).unwrap_or(i64::MAX));
+    }
+}
+
 /// How long a proxy may take to give grants back (it waits for the inserts
 /// using them); one that takes longer keeps them until they expire.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -715,10 +768,12 @@ impl Office for DataCoordService {
             channels,
             segments,
             queries,
+            indexes: Arc::default(),
         });
         shared.seat.take(leadership, active.clone());
         crate::spawn(reconcile_loop(self.clone(), active.clone(), term.clone()));
         crate::spawn(query_loop(self.clone(), active.clone(), term.clone()));
+        crate::spawn(index_loop(self.clone(), active.clone(), term.clone()));
         crate::spawn(segment_loop(self.clone(), active, term));
         Ok(())
     }

@@ -679,6 +679,55 @@ impl SegmentManager {
             .collect()
     }
 
+    /// Committed insert logs of at least `min_rows` rows without an index, as
+    /// (collection, segment, path), of segments that are not dropped.
+    pub async fn unindexed(&self, min_rows: u64) -> Vec<(i64, i64, String)> {
+        self.segments
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.state() != SegmentState::Dropped)
+            .flat_map(|s| {
+                s.info
+                    .insert_logs
+                    .iter()
+                    .filter(|f| f.index_path.is_empty() && f.num_rows >= min_rows)
+                    .map(|f| (s.info.collection_id, s.info.segment_id, f.path.clone()))
+            })
+            .collect()
+    }
+
+    /// Records the index of a committed insert log; false when the segment or
+    /// the file is gone (dropped meanwhile).
+    pub async fn record_index(
+        &self,
+        segment_id: i64,
+        insert_log: &str,
+        index_path: &str,
+        index_bytes: u64,
+    ) -> Result<bool, SegmentError> {
+        let mut segments = self.segments.lock().await;
+        let Some(seg) = segments.get_mut(&segment_id) else {
+            return Ok(false);
+        };
+        let mut info = seg.info.clone();
+        let Some(file) = info.insert_logs.iter_mut().find(|f| f.path == insert_log) else {
+            return Ok(false);
+        };
+        file.index_path = index_path.to_owned();
+        file.index_bytes = index_bytes;
+        let txn = Txn::when([self.leadership.fence()]).then([Op::put(
+            segment_key(info.collection_id, info.segment_id),
+            info.encode_to_vec(),
+        )]);
+        if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
+            self.leadership.give_up("fenced write failed");
+            return Err(ChannelError::NotLeader.into());
+        }
+        seg.info = info;
+        Ok(true)
+    }
+
     /// Per channel, its checkpoint and exactly the collection's files that hold
     /// the records below it.
     pub async fn recovery_info(
@@ -894,6 +943,7 @@ impl SegmentManager {
                     path: path.clone(),
                     num_rows: b.num_rows,
                     checkpoint: tag,
+                    ..CommittedFile::default()
                 }));
             info.delete_log_paths
                 .extend(b.delete_log_paths.iter().cloned());
@@ -1092,6 +1142,7 @@ mod tests {
             path: path.into(),
             num_rows: rows,
             checkpoint: tag,
+            ..CommittedFile::default()
         };
         // Channel 0 at offset 20: a file from before tags (5 rows), one tagged 10,
         // one tagged exactly 20, one committed after the checkpoint was read (30).

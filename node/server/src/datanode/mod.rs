@@ -11,6 +11,7 @@
 mod buffer;
 mod consume;
 mod flush;
+pub mod index_build;
 mod sealed;
 
 use std::collections::BTreeMap;
@@ -122,6 +123,8 @@ pub struct DataNodeMetrics {
     pub consumer_lag: Family<ChannelLabel, Gauge>,
     pub backpressure_pauses: Counter,
     pub log_gaps: Counter,
+    pub index_builds: Counter,
+    pub index_build_seconds: Histogram,
 }
 
 impl Default for DataNodeMetrics {
@@ -142,6 +145,10 @@ impl Default for DataNodeMetrics {
             consumer_lag: Family::default(),
             backpressure_pauses: Counter::default(),
             log_gaps: Counter::default(),
+            index_builds: Counter::default(),
+            index_build_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.05, 2.0, 14),
+            ),
         }
     }
 }
@@ -184,6 +191,16 @@ impl DataNodeMetrics {
             "flush_seconds",
             "Time from taking a buffer to its commit",
             self.flush_seconds.clone(),
+        );
+        r.register(
+            "index_builds",
+            "Indexes of committed insert logs built and stored",
+            self.index_builds.clone(),
+        );
+        r.register(
+            "index_build_seconds",
+            "Time to read an insert log, build its index and store it",
+            self.index_build_seconds.clone(),
         );
         r.register(
             "buffered_bytes",
@@ -298,6 +315,10 @@ pub struct Node {
     flush_permits: tokio::sync::Semaphore,
     /// Which records count: the others are dead-lettered, not buffered.
     records: crate::ingest::RecordChecker,
+    /// One index build at a time.
+    index_builds: tokio::sync::Semaphore,
+    /// Fires when the node stops: a running index build gives up.
+    index_stop: CancellationToken,
     metrics: Arc<DataNodeMetrics>,
 }
 
@@ -443,6 +464,15 @@ impl DataNode for DataNodeService {
     ) -> Result<Response<proto::ReportLoadRequest>, Status> {
         Ok(Response::new(consume::load_report(&self.node).await))
     }
+
+    async fn build_index(
+        &self,
+        request: Request<proto::BuildIndexRequest>,
+    ) -> Result<Response<proto::BuildIndexResponse>, Status> {
+        index_build::build(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 /// How long a stopping data node tries to flush the channels nobody took.
@@ -503,6 +533,8 @@ async fn serve(
     let node = Arc::new(Node {
         node_id,
         records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
+        index_builds: tokio::sync::Semaphore::new(1),
+        index_stop: cancel.child_token(),
         root,
         datacoord,
         storage,

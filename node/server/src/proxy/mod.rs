@@ -568,6 +568,7 @@ impl Proxy for ProxyService {
                     at: plan.at(&leader),
                     queries: Some(vectors.clone()),
                     top_k: req.top_k,
+                    ef: req.ef,
                 };
                 async move { Ok(client.search_channel(request).await?.into_inner()) }
             })

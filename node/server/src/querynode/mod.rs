@@ -43,6 +43,8 @@ use crate::storage::{SegmentStore, StorageConfig};
 
 /// Largest `top_k` (Milvus's limit).
 pub const MAX_TOP_K: u32 = 16_384;
+/// Search breadth in indexed files when the request sets none.
+const DEFAULT_EF: usize = 64;
 /// How long a STRONG read waits for its channel by default.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +81,8 @@ pub struct QueryNodeMetrics {
     pub log_gaps: Counter,
     pub target_moves: Counter,
     pub files_loaded: Counter,
+    pub indexes_loaded: Counter,
+    pub index_load_failures: Counter,
     pub read_wait_seconds: Histogram,
 }
 
@@ -89,6 +93,8 @@ impl Default for QueryNodeMetrics {
             log_gaps: Counter::default(),
             target_moves: Counter::default(),
             files_loaded: Counter::default(),
+            indexes_loaded: Counter::default(),
+            index_load_failures: Counter::default(),
             read_wait_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
             ),
@@ -118,6 +124,16 @@ impl QueryNodeMetrics {
             "files_loaded",
             "Insert and delete logs read from object storage",
             self.files_loaded.clone(),
+        );
+        r.register(
+            "indexes_loaded",
+            "Indexes of insert logs loaded (those files are searched through them)",
+            self.indexes_loaded.clone(),
+        );
+        r.register(
+            "index_load_failures",
+            "Indexes that could not be read or did not match their file (searched exactly)",
+            self.index_load_failures.clone(),
         );
         r.register(
             "read_wait_seconds",
@@ -438,8 +454,12 @@ impl QueryNode for QueryNodeService {
             .collect();
         let (view, collection, read_ts) = self.node.prepare(r.at).await?;
         let k = r.top_k as usize;
+        let ef = match r.ef {
+            0 => k.max(DEFAULT_EF),
+            ef => (ef as usize).max(k),
+        };
         let (metric, results) = tokio::task::spawn_blocking(move || {
-            read(&view).search(collection, &queries, k, read_ts)
+            read(&view).search(collection, &queries, k, ef, read_ts)
         })
         .await
         .map_err(|e| Status::internal(format!("the search failed: {e}")))?
@@ -501,6 +521,7 @@ impl QueryNode for QueryNodeService {
                         sealed_rows: s.sealed_rows,
                         growing_rows: s.growing_rows,
                         deletes: s.deletes,
+                        indexed_files: u32::try_from(s.indexed_files).unwrap_or(u32::MAX),
                     })
                     .collect();
                 proto::WatchedChannel {

@@ -14,6 +14,7 @@ use tonic::Status;
 
 use super::view::{Block, Offsets, Target};
 use super::{Node, follow, read, write};
+use crate::index::HnswIndex;
 
 /// Files read at the same time.
 const READ_CONCURRENCY: usize = 4;
@@ -68,7 +69,7 @@ pub(super) async fn sync_collection(
         })
         .await?
         .into_inner();
-    for recovery in info.channels {
+    for recovery in &info.channels {
         let channel = recovery.channel;
         let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) else {
             continue;
@@ -86,7 +87,7 @@ pub(super) async fn sync_collection(
             let current = view.checkpoint(collection);
             (
                 current,
-                missing_files(&recovery, |p| view.has_file(collection, p)),
+                missing_files(recovery, |p| view.has_file(collection, p)),
             )
         };
         if current.is_some_and(|c| c == checkpoint || !checkpoint.covers(&c)) {
@@ -116,7 +117,67 @@ pub(super) async fn sync_collection(
             w.progress.notify_waiters();
         }
     }
+    attach_indexes(node, collection, &info.channels).await;
     Ok(())
+}
+
+/// Loads the indexes of held insert logs that have one and are still searched
+/// exactly. A missing or damaged index is logged and the file stays exact.
+async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecovery]) {
+    for recovery in channels {
+        let Some(view) = node
+            .channels()
+            .get(&recovery.channel)
+            .map(|w| w.view.clone())
+        else {
+            continue;
+        };
+        let wanted: Vec<(String, String)> = {
+            let view = read(&view);
+            recovery
+                .segments
+                .iter()
+                .flat_map(|s| &s.insert_logs)
+                .filter(|f| !f.index_path.is_empty())
+                .filter(|f| {
+                    view.has_file(collection, &f.path) && !view.has_index(collection, &f.path)
+                })
+                .map(|f| (f.path.clone(), f.index_path.clone()))
+                .collect()
+        };
+        for (path, index_path) in wanted {
+            let loaded = async {
+                let bytes = node
+                    .storage
+                    .read_blob(&index_path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let scratch = std::env::temp_dir().join("milvus-like-index");
+                tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            };
+            match loaded.await {
+                Ok(index) => {
+                    if write(&view).attach_index(collection, &path, Arc::new(index)) {
+                        node.metrics.indexes_loaded.inc();
+                        tracing::debug!(path, index_path, "searching through the index");
+                    } else {
+                        tracing::warn!(
+                            path,
+                            index_path,
+                            "the index does not match its file; searching the file exactly"
+                        );
+                    }
+                }
+                Err(e) => {
+                    node.metrics.index_load_failures.inc();
+                    tracing::warn!(path, index_path, error = %e, "cannot load the index; searching the file exactly");
+                }
+            }
+        }
+    }
 }
 
 /// Paths of the insert and delete logs of `recovery` that `held` does not hold.

@@ -17,11 +17,13 @@
 //! then the follower reads again from the lowest `have` ([`ChannelView::want`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use milvus_like_api::schema::{CollectionSchema, Metric};
 
 use crate::columns::{Column, RowBatch};
 use crate::deletes::DeleteSet;
+use crate::index::HnswIndex;
 use crate::msgstream::Stream;
 use crate::search::{self, Hit, SearchError};
 use crate::storage::content::row_checksum;
@@ -123,6 +125,8 @@ struct Collection {
     growing: BTreeMap<i64, Block>,
     /// Delete logs loaded, by path.
     delete_logs: HashSet<String>,
+    /// Indexes of loaded insert logs, by the insert log's path.
+    indexes: HashMap<String, Arc<HnswIndex>>,
     deletes: DeleteSet,
     /// Every record below these offsets is held (in files or from the log).
     have: Offsets,
@@ -166,6 +170,7 @@ pub struct ViewStats {
     pub sealed_rows: u64,
     pub growing_rows: u64,
     pub deletes: u64,
+    pub indexed_files: usize,
 }
 
 /// A channel's loaded collections.
@@ -205,6 +210,7 @@ impl ChannelView {
             sealed: BTreeMap::new(),
             growing: BTreeMap::new(),
             delete_logs: HashSet::new(),
+            indexes: HashMap::new(),
             deletes: DeleteSet::new(),
             have: target.checkpoint,
         };
@@ -221,6 +227,30 @@ impl ChannelView {
         self.collections
             .get(&collection)
             .is_some_and(|c| c.sealed.contains_key(path) || c.delete_logs.contains(path))
+    }
+
+    /// Whether the insert log at `path` is searched through its index.
+    pub fn has_index(&self, collection: i64, path: &str) -> bool {
+        self.collections
+            .get(&collection)
+            .is_some_and(|c| c.indexes.contains_key(path))
+    }
+
+    /// Searches the loaded insert log at `path` through `index` from now on;
+    /// false when the file is not loaded (or no longer) or the index does not
+    /// match it.
+    pub fn attach_index(&mut self, collection: i64, path: &str, index: Arc<HnswIndex>) -> bool {
+        let Some(c) = self.collections.get_mut(&collection) else {
+            return false;
+        };
+        let Some(block) = c.sealed.get(path) else {
+            return false;
+        };
+        if block.rows.num_rows != index.rows() || index.metric() != c.schema.metric {
+            return false;
+        }
+        c.indexes.insert(path.to_owned(), index);
+        true
     }
 
     /// The collection's checkpoint C (`None` when not loaded).
@@ -335,11 +365,14 @@ impl ChannelView {
     }
 
     /// The `k` live rows at `read_ts` nearest to each query, nearest first.
+    /// Insert logs with an index are searched through it with breadth `ef`; the
+    /// others (small files, growing data) exactly.
     pub fn search(
         &self,
         collection: i64,
         queries: &[Vec<f32>],
         k: usize,
+        ef: usize,
         read_ts: u64,
     ) -> Result<(Metric, Vec<Vec<Hit>>), ViewError> {
         let c = self.get(collection)?;
@@ -350,20 +383,44 @@ impl ChannelView {
             .iter()
             .position(|f| matches!(f.ty, milvus_like_api::schema::FieldType::FloatVector { .. }))
             .unwrap_or(0);
+        let blocks = c
+            .sealed
+            .iter()
+            .map(|(path, block)| (block, c.indexes.get(path)))
+            .chain(c.growing.values().map(|block| (block, None)));
+        let blocks: Vec<(&Block, Option<&Arc<HnswIndex>>)> = blocks.collect();
         let mut results = Vec::with_capacity(queries.len());
         for query in queries {
             let mut lists = Vec::new();
-            for block in c.blocks() {
+            for (block, index) in &blocks {
                 let Some(Column::Vector { dim, values }) = block.rows.columns.get(vector) else {
                     continue;
                 };
                 let keys = block.rows.primary_keys(&c.schema);
-                let hits =
-                    search::flat_top_k(metric, *dim as usize, values, keys, query, k, |i| {
-                        keys.get(i)
-                            .zip(block.timestamps.get(i))
-                            .is_some_and(|(pk, ts)| c.deletes.visible(*pk, *ts, read_ts))
-                    })?;
+                let visible = |i: usize| {
+                    keys.get(i)
+                        .zip(block.timestamps.get(i))
+                        .is_some_and(|(pk, ts)| c.deletes.visible(*pk, *ts, read_ts))
+                };
+                let hits = match index {
+                    Some(index) => {
+                        if query.len() != *dim as usize {
+                            return Err(SearchError::WrongDimension {
+                                got: query.len(),
+                                dim: *dim as usize,
+                            }
+                            .into());
+                        }
+                        index
+                            .search(query, k, ef, &visible)
+                            .into_iter()
+                            .filter_map(|(row, score)| keys.get(row).map(|&id| Hit { id, score }))
+                            .collect()
+                    }
+                    None => {
+                        search::flat_top_k(metric, *dim as usize, values, keys, query, k, visible)?
+                    }
+                };
                 lists.push(hits);
             }
             results.push(search::merge(metric, &lists, k));
@@ -380,6 +437,7 @@ impl ChannelView {
             sealed_rows: c.sealed.values().map(|b| b.rows.num_rows as u64).sum(),
             growing_rows: c.growing.values().map(|b| b.rows.num_rows as u64).sum(),
             deletes: c.deletes.len() as u64,
+            indexed_files: c.indexes.len(),
         })
     }
 }

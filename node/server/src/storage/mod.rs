@@ -438,6 +438,17 @@ impl SegmentStore {
             .map_err(|e| StorageError::format(path, delete_log_expected, e))
     }
 
+    /// Writes an opaque file (an index), durably; returns its size.
+    pub async fn write_blob(&self, path: &str, bytes: Vec<u8>) -> Result<u64, StorageError> {
+        let location = object_path(path)?;
+        self.put(path, &location, bytes).await
+    }
+
+    /// Reads an opaque file whole.
+    pub async fn read_blob(&self, path: &str) -> Result<Bytes, StorageError> {
+        self.get(path).await
+    }
+
     async fn put(
         &self,
         path: &str,

@@ -1,0 +1,107 @@
+//! `BuildIndex`: the HNSW index of one committed insert log, built when the data
+//! coordinator asks, off the ingest path (its own thread, one build at a time),
+//! and stored beside the file as `<insert log>.hnsw` (`crate::index`).
+
+use std::time::Instant;
+
+use milvus_like_api::proto;
+use milvus_like_api::schema::{CollectionSchema, IndexSpec};
+use tonic::Status;
+
+use super::Node;
+use crate::columns::Column;
+use crate::index::{HnswIndex, HnswParams, IndexError};
+
+/// Threads of one build: one, so that ingest keeps the other cores.
+const BUILD_THREADS: usize = 1;
+
+/// Where the index of `insert_log` is stored.
+pub fn index_path(insert_log: &str) -> String {
+    format!("{insert_log}.hnsw")
+}
+
+#[tracing::instrument(skip_all, fields(segment_id = req.segment_id, path = %req.insert_log_path))]
+pub(super) async fn build(
+    node: &Node,
+    req: proto::BuildIndexRequest,
+) -> Result<proto::BuildIndexResponse, Status> {
+    let _one = node
+        .index_builds
+        .acquire()
+        .await
+        .map_err(|_| Status::unavailable("the data node is stopping"))?;
+    let started = Instant::now();
+    let info = node.root.collection(req.collection_id).await?;
+    let schema = info
+        .schema
+        .ok_or_else(|| Status::internal("the collection has no schema"))
+        .and_then(|s| {
+            CollectionSchema::try_from(s)
+                .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
+        })?;
+    let IndexSpec::Hnsw { m, ef_construction } = schema.index else {
+        return Err(Status::failed_precondition(format!(
+            "collection {} is not indexed ({})",
+            req.collection_id,
+            schema.index.name()
+        )));
+    };
+    let (rows, _) = node
+        .storage
+        .read_insert_log(&req.insert_log_path, &schema)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let position = schema
+        .fields()
+        .iter()
+        .position(|f| f.name == schema.vector_field().0.name)
+        .unwrap_or(0);
+    let Some(Column::Vector { dim, values }) = rows.columns.get(position).cloned() else {
+        return Err(Status::internal("the insert log has no vector column"));
+    };
+    let metric = schema.metric;
+    let params = HnswParams { m, ef_construction };
+    let scratch = std::env::temp_dir().join("milvus-like-index");
+    // A stopping node gives the build up (it cannot be cancelled otherwise, and
+    // the process waits for it); the coordinator asks again later.
+    let stop = node.index_stop.clone();
+    let blob =
+        tokio::task::spawn_blocking(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(BUILD_THREADS)
+                .thread_name(|i| format!("index-build-{i}"))
+                .build()
+                .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
+            pool.install(|| {
+                let stopped = || stop.is_cancelled();
+                let index = HnswIndex::build(metric, dim as usize, &values, params, &stopped)
+                    .map_err(|e| match e {
+                        IndexError::Stopped => Status::unavailable("the data node is stopping"),
+                        other => Status::invalid_argument(other.to_string()),
+                    })?;
+                index
+                    .to_bytes(&scratch)
+                    .map_err(|e| Status::internal(e.to_string()))
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the build stopped: {e}")))??;
+    let path = index_path(&req.insert_log_path);
+    let bytes = node
+        .storage
+        .write_blob(&path, blob)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let elapsed = started.elapsed();
+    node.metrics.index_builds.inc();
+    node.metrics
+        .index_build_seconds
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(rows = rows.num_rows, bytes, ?elapsed, "index built");
+    Ok(proto::BuildIndexResponse {
+        index_path: path,
+        index_bytes: bytes,
+        rows: rows.num_rows as u64,
+        build_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    })
+}
