@@ -193,7 +193,8 @@ pub mod balancer {
 pub mod defaults {
     use std::time::Duration;
 
-    pub const LOG_LEVEL: &str = "info";
+    /// `info`, but the HNSW library's per-build lines only from `warn` up.
+    pub const LOG_LEVEL: &str = "info,hnsw_rs=warn";
     pub const LOG_FORMAT: &str = "text";
 
     pub const ETCD_ENDPOINTS: &str = "http://127.0.0.1:2379";

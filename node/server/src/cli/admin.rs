@@ -108,6 +108,12 @@ pub async fn segments(args: SegmentsArgs) -> Result<(), CliError> {
                     "rows": s.num_rows,
                     "max_rows": s.max_rows,
                     "insert_logs": s.insert_log_paths,
+                    "indexes": s
+                        .insert_logs
+                        .iter()
+                        .filter(|f| !f.index_path.is_empty())
+                        .map(|f| json!({"insert_log": f.path, "index": f.index_path, "bytes": f.index_bytes}))
+                        .collect::<Vec<_>>(),
                     "delete_logs": s.delete_log_paths,
                     "created_ts": s.created_ts,
                     "sealed_ts": s.sealed_ts,
@@ -140,6 +146,7 @@ pub async fn segments(args: SegmentsArgs) -> Result<(), CliError> {
         "STATE",
         "ROWS",
         "FILES",
+        "INDEXED",
         "CREATED",
         "SEALED BY",
     ]);
@@ -150,6 +157,7 @@ pub async fn segments(args: SegmentsArgs) -> Result<(), CliError> {
             state_name(s.state),
             s.num_rows.to_string(),
             s.insert_log_paths.len().to_string(),
+            indexed(s).to_string(),
             utc_time(tso_ms(s.created_ts)),
             s.seal_reason.clone(),
         ]);
@@ -157,13 +165,22 @@ pub async fn segments(args: SegmentsArgs) -> Result<(), CliError> {
     print!("{}", table.render());
     let rows: u64 = segments.iter().map(|s| s.num_rows).sum();
     let files: usize = segments.iter().map(|s| s.insert_log_paths.len()).sum();
+    let indexes: usize = segments.iter().map(indexed).sum();
     let deleted: u64 = listed.delete_logs.iter().map(|d| d.num_rows).sum();
     println!(
-        "{} segments, {rows} rows committed in {files} files; {} delete logs with {deleted} deletes",
+        "{} segments, {rows} rows committed in {files} files ({indexes} indexed); {} delete logs with {deleted} deletes",
         segments.len(),
         listed.delete_logs.len()
     );
     Ok(())
+}
+
+/// Insert logs of `s` with an index.
+fn indexed(s: &proto::SegmentInfo) -> usize {
+    s.insert_logs
+        .iter()
+        .filter(|f| !f.index_path.is_empty())
+        .count()
 }
 
 async fn distribution(
