@@ -53,6 +53,8 @@ pub enum SchemaError {
     UnknownMetric(i32),
     #[error("index: {0}")]
     BadIndex(String),
+    #[error("collection {0} has no schema")]
+    Missing(i64),
     #[error("field {field:?} is {ty} but sets {attr}; only {owner} fields may")]
     MisplacedAttribute {
         field: String,
@@ -450,6 +452,16 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
             metric,
             index,
         })
+    }
+}
+
+impl TryFrom<&proto::CollectionInfo> for CollectionSchema {
+    type Error = SchemaError;
+
+    /// The validated schema of a collection as the root coordinator describes it.
+    fn try_from(info: &proto::CollectionInfo) -> Result<Self, SchemaError> {
+        let schema = info.schema.clone().ok_or(SchemaError::Missing(info.id))?;
+        Self::try_from(schema)
     }
 }
 

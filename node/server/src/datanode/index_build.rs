@@ -32,13 +32,8 @@ pub(super) async fn build(
         .map_err(|_| Status::unavailable("the data node is stopping"))?;
     let started = Instant::now();
     let info = node.root.collection(req.collection_id).await?;
-    let schema = info
-        .schema
-        .ok_or_else(|| Status::internal("the collection has no schema"))
-        .and_then(|s| {
-            CollectionSchema::try_from(s)
-                .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
-        })?;
+    let schema = CollectionSchema::try_from(&info)
+        .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
     let IndexSpec::Hnsw { m, ef_construction } = schema.index else {
         return Err(Status::failed_precondition(format!(
             "collection {} is not indexed ({})",

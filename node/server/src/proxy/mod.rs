@@ -195,13 +195,8 @@ impl ProxyService {
                 ))
             })?
             .id;
-        let schema = info
-            .schema
-            .ok_or_else(|| Status::internal("the collection has no schema"))
-            .and_then(|s| {
-                CollectionSchema::try_from(s)
-                    .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
-            })?;
+        let schema = CollectionSchema::try_from(&info)
+            .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
         Ok(Target {
             collection: info.id,
             partition,

@@ -394,12 +394,8 @@ impl QueryNode for QueryNodeService {
     ) -> Result<Response<proto::QueryLoadCollectionResponse>, Status> {
         let id = request.into_inner().collection_id;
         let info = self.node.root.collection(id).await?;
-        let schema = info
-            .schema
-            .ok_or_else(|| Status::internal(format!("collection {id} has no schema")))
-            .and_then(|s| {
-                CollectionSchema::try_from(s).map_err(|e| Status::internal(e.to_string()))
-            })?;
+        let schema = CollectionSchema::try_from(&info)
+            .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
         self.node.loaded().insert(id, schema.clone());
         target::sync_collection(&self.node, id, &schema).await?;
         tracing::info!("loaded collection");
