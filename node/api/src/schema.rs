@@ -191,16 +191,37 @@ pub enum IndexSpec {
     Hnsw { m: u32, ef_construction: u32 },
 }
 
+/// HNSW's `M` when a schema sets none.
+pub const HNSW_DEFAULT_M: u32 = 16;
+/// HNSW's `efConstruction` when a schema sets none.
+pub const HNSW_DEFAULT_EF_CONSTRUCTION: u32 = 200;
+
 impl Default for IndexSpec {
     fn default() -> Self {
         Self::Hnsw {
-            m: 16,
-            ef_construction: 200,
+            m: HNSW_DEFAULT_M,
+            ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
         }
     }
 }
 
 impl IndexSpec {
+    /// HNSW with these parameters, if they are in range: `M` 2 to 256 (the
+    /// graph library's limit), `efConstruction` 1 to 10000.
+    pub fn hnsw(m: u32, ef_construction: u32) -> Result<Self, SchemaError> {
+        if !(2..=256).contains(&m) {
+            return Err(SchemaError::BadIndex(format!(
+                "HNSW M is {m}; it must be 2 to 256"
+            )));
+        }
+        if !(1..=10_000).contains(&ef_construction) {
+            return Err(SchemaError::BadIndex(format!(
+                "HNSW efConstruction is {ef_construction}; it must be 1 to 10000"
+            )));
+        }
+        Ok(Self::Hnsw { m, ef_construction })
+    }
+
     /// Milvus's name: `FLAT` or `HNSW`.
     pub fn name(self) -> &'static str {
         match self {
@@ -227,23 +248,11 @@ impl TryFrom<Option<proto::IndexParams>> for IndexSpec {
         match kind {
             proto::IndexType::Flat => Ok(Self::Flat),
             proto::IndexType::Unspecified | proto::IndexType::Hnsw => {
-                let m = if p.m == 0 { 16 } else { p.m };
-                let ef_construction = if p.ef_construction == 0 {
-                    200
-                } else {
-                    p.ef_construction
-                };
-                if !(2..=256).contains(&m) {
-                    return Err(SchemaError::BadIndex(format!(
-                        "HNSW M is {m}; it must be 2 to 256"
-                    )));
-                }
-                if !(1..=10_000).contains(&ef_construction) {
-                    return Err(SchemaError::BadIndex(format!(
-                        "HNSW efConstruction is {ef_construction}; it must be 1 to 10000"
-                    )));
-                }
-                Ok(Self::Hnsw { m, ef_construction })
+                let or = |v: u32, default: u32| if v == 0 { default } else { v };
+                Self::hnsw(
+                    or(p.m, HNSW_DEFAULT_M),
+                    or(p.ef_construction, HNSW_DEFAULT_EF_CONSTRUCTION),
+                )
             }
         }
     }

@@ -307,6 +307,18 @@ impl RowBatch {
         }
     }
 
+    /// The vectors (the schema's FLOAT_VECTOR column) and their dimension.
+    pub fn vectors<'a>(&'a self, schema: &CollectionSchema) -> Option<(usize, &'a Floats)> {
+        let index = schema
+            .fields()
+            .iter()
+            .position(|f| matches!(f.ty, FieldType::FloatVector { .. }))?;
+        match self.columns.get(index) {
+            Some(Column::Vector { dim, values }) => Some((*dim as usize, values)),
+            _ => None,
+        }
+    }
+
     /// Gives back the columns' spare capacity.
     pub fn shrink_to_fit(&mut self) {
         self.columns.iter_mut().for_each(Column::shrink_to_fit);

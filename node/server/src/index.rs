@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use anndists::dist::Distance;
 use hnsw_rs::prelude::{AnnT, FilterT, Hnsw, HnswIo};
-use milvus_like_api::schema::Metric;
+use milvus_like_api::schema::{HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_DEFAULT_M, IndexSpec, Metric};
 use milvus_like_api::vectors::Floats;
+
+use crate::search::SearchError;
 
 /// `hnsw_rs` dumps only indexes of this many layers (its maximum).
 const MAX_LAYERS: usize = 16;
@@ -43,15 +45,15 @@ pub struct HnswParams {
 impl Default for HnswParams {
     fn default() -> Self {
         Self {
-            m: 16,
-            ef_construction: 200,
+            m: HNSW_DEFAULT_M,
+            ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("HNSW parameters: {0}")]
+    #[error("{0}")]
     Params(String),
     #[error("{rows} rows are not whole vectors of dimension {dim}")]
     Shape { rows: usize, dim: usize },
@@ -64,20 +66,11 @@ pub enum IndexError {
 }
 
 impl HnswParams {
+    /// The schema's rules ([`IndexSpec::hnsw`]).
     pub fn check(&self) -> Result<(), IndexError> {
-        if !(2..=256).contains(&self.m) {
-            return Err(IndexError::Params(format!(
-                "M is {}; it must be 2 to 256",
-                self.m
-            )));
-        }
-        if !(1..=10_000).contains(&self.ef_construction) {
-            return Err(IndexError::Params(format!(
-                "efConstruction is {}; it must be 1 to 10000",
-                self.ef_construction
-            )));
-        }
-        Ok(())
+        IndexSpec::hnsw(self.m, self.ef_construction)
+            .map(drop)
+            .map_err(|e| IndexError::Params(e.to_string()))
     }
 }
 
@@ -258,13 +251,19 @@ impl HnswIndex {
         k: usize,
         ef: usize,
         keep: &(dyn Fn(usize) -> bool + Sync),
-    ) -> Vec<(usize, f32)> {
-        if query.len() != self.dim || k == 0 || self.rows == 0 {
-            return Vec::new();
+    ) -> Result<Vec<(usize, f32)>, SearchError> {
+        if query.len() != self.dim {
+            return Err(SearchError::WrongDimension {
+                got: query.len(),
+                dim: self.dim,
+            });
+        }
+        if k == 0 || self.rows == 0 {
+            return Ok(Vec::new());
         }
         let filter = Keep(keep);
         let ef = ef.max(k);
-        match &self.graph {
+        Ok(match &self.graph {
             Graph::L2(h) => h
                 .search_filter(query, k, ef, Some(&filter))
                 .into_iter()
@@ -291,7 +290,13 @@ impl HnswIndex {
                     })
                     .collect()
             }
-        }
+        })
+    }
+
+    /// Where this process keeps the files `hnsw_rs` reads and writes on their
+    /// way to and from a blob.
+    pub fn scratch_root() -> PathBuf {
+        std::env::temp_dir().join("milvus-like-index")
     }
 
     /// The stored form: header, graph and data files, CRC32. `scratch` is a
@@ -518,7 +523,7 @@ mod tests {
         for q in queries.chunks_exact(dim) {
             let exact: Vec<Hit> =
                 flat_top_k(metric, dim, &floats, &keys, q, k, keep).expect("flat");
-            let got = index.search(q, k, 64, &keep);
+            let got = index.search(q, k, 64, &keep).expect("search");
             assert!(
                 got.iter().all(|(row, _)| keep(*row)),
                 "a filtered row came back"

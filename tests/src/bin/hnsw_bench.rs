@@ -198,15 +198,15 @@ fn main() -> anyhow::Result<()> {
         let found: Vec<Vec<(usize, f32)>> = query_rows
             .iter()
             .map(|q| index.search(q, K, ef, &all))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let qps_1 = query_rows.len() as f64 / started.elapsed().as_secs_f64();
         let started = Instant::now();
         let again: Vec<Vec<(usize, f32)>> = pool.install(|| {
             query_rows
                 .par_iter()
                 .map(|q| index.search(q, K, ef, &all))
-                .collect()
-        });
+                .collect::<Result<_, _>>()
+        })?;
         let qps_n = query_rows.len() as f64 / started.elapsed().as_secs_f64();
         if again != found {
             bail!(

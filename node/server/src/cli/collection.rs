@@ -3,7 +3,8 @@
 use clap::{Args, Subcommand};
 use milvus_like_api::proto::{self, describe_collection_request::Collection};
 use milvus_like_api::schema::{
-    CollectionSchema, FieldSchema, FieldType, IndexSpec, MAX_VARCHAR_LENGTH, Metric,
+    CollectionSchema, FieldSchema, FieldType, HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_DEFAULT_M,
+    IndexSpec, MAX_VARCHAR_LENGTH, Metric,
 };
 use serde_json::json;
 
@@ -57,14 +58,14 @@ pub struct CreateArgs {
     pub metric: Metric,
     /// How flushed segments are indexed: hnsw (searched approximately, fast) or
     /// flat (every search exact).
-    #[arg(long, default_value = "hnsw", value_parser = ["hnsw", "flat"])]
-    pub index: String,
+    #[arg(long, value_enum, default_value_t = IndexKind::Hnsw)]
+    pub index: IndexKind,
     /// HNSW: links per node (2 to 256); more is more accurate and larger.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = HNSW_DEFAULT_M)]
     pub hnsw_m: u32,
     /// HNSW: breadth of the search while building (1 to 10000); more is more
     /// accurate and slower to build.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = HNSW_DEFAULT_EF_CONSTRUCTION)]
     pub hnsw_ef_construction: u32,
     #[command(flatten)]
     pub proxy: ProxyArgs,
@@ -225,22 +226,29 @@ pub fn build_schema(args: &CreateArgs) -> Result<proto::CollectionSchema, CliErr
         description: args.description.clone(),
         fields,
         metric_type: proto::MetricType::from(args.metric).into(),
-        index: Some(index_params(args)?),
+        index: Some(index_params(args)),
     };
     CollectionSchema::try_from(schema.clone()).map_err(|e| CliError::usage(e.to_string()))?;
     Ok(schema)
 }
 
+/// How flushed segments are indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IndexKind {
+    Hnsw,
+    Flat,
+}
+
 /// The index flags as sent.
-fn index_params(args: &CreateArgs) -> Result<proto::IndexParams, CliError> {
-    Ok(match args.index.as_str() {
-        "flat" => IndexSpec::Flat.into(),
-        _ => IndexSpec::Hnsw {
+fn index_params(args: &CreateArgs) -> proto::IndexParams {
+    match args.index {
+        IndexKind::Flat => IndexSpec::Flat.into(),
+        IndexKind::Hnsw => IndexSpec::Hnsw {
             m: args.hnsw_m,
             ef_construction: args.hnsw_ef_construction,
         }
         .into(),
-    })
+    }
 }
 
 /// `title:varchar(200)`, `year:int32`.
@@ -482,9 +490,9 @@ mod tests {
             fields: vec![],
             description: String::new(),
             metric: Metric::L2,
-            index: "hnsw".into(),
-            hnsw_m: 16,
-            hnsw_ef_construction: 200,
+            index: IndexKind::Hnsw,
+            hnsw_m: HNSW_DEFAULT_M,
+            hnsw_ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
             proxy: ProxyArgs {
                 endpoint: String::new(),
             },

@@ -65,6 +65,30 @@ pub const LEAST_LOAD: &str = "least_load";
 /// Registry name of [`ConsistentHash`].
 pub const CONSISTENT_HASH: &str = "consistent_hash";
 
+/// The balancer's placement of `channels` over `nodes`, starting from the
+/// recorded owners (channel -> node, epoch) that are among them.
+pub fn target(
+    balancer: &std::sync::Mutex<Box<dyn Balancer>>,
+    channels: u32,
+    owners: &BTreeMap<u32, (i64, u64)>,
+    nodes: &[NodeLoad],
+) -> BTreeMap<u32, i64> {
+    let ids: std::collections::BTreeSet<i64> = nodes.iter().map(|n| n.node_id).collect();
+    let current: BTreeMap<u32, i64> = owners
+        .iter()
+        .filter(|(_, (node, _))| ids.contains(node))
+        .map(|(ch, (node, _))| (*ch, *node))
+        .collect();
+    balancer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .assign(&BalanceInput {
+            channels,
+            current: &current,
+            nodes,
+        })
+}
+
 /// Channels that change owner between two assignments, ascending. A channel present
 /// in only one of the two maps counts as moved (it gained or lost its owner).
 pub fn moved(before: &BTreeMap<u32, i64>, after: &BTreeMap<u32, i64>) -> Vec<u32> {

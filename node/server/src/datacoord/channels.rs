@@ -21,7 +21,7 @@ use milvus_like_api::proto::{
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::balancer::{BalanceInput, Balancer, NodeLoad};
+use super::balancer::{self, Balancer, NodeLoad};
 use crate::election::Leadership;
 use crate::meta::{Compare, KeyValue, MetaError, MetaStore, Op, Txn};
 use crate::session::NodeRegistry;
@@ -383,22 +383,7 @@ impl ChannelManager {
             .filter(|n| !n.stopping && !view.draining.contains(&n.node_id))
             .map(|n| self.last_load(n.node_id))
             .collect();
-        let eligible_ids: BTreeSet<i64> = eligible.iter().map(|n| n.node_id).collect();
-        let current: BTreeMap<u32, i64> = view
-            .owners
-            .iter()
-            .filter(|(_, (node, _))| eligible_ids.contains(node))
-            .map(|(ch, (node, _))| (*ch, *node))
-            .collect();
-        let target = self
-            .balancer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .assign(&BalanceInput {
-                channels: self.channels,
-                current: &current,
-                nodes: &eligible,
-            });
+        let target = balancer::target(&self.balancer, self.channels, &view.owners, &eligible);
         let mut out = Reconciled::default();
         for channel in 0..self.channels {
             let Some(&to) = target.get(&channel) else {

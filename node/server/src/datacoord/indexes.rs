@@ -14,6 +14,7 @@ use milvus_like_api::proto::{self, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 
+use super::DataCoordMetrics;
 use super::channels::DataNodeClients;
 use super::segments::SegmentManager;
 use crate::session::NodeRegistry;
@@ -38,20 +39,6 @@ pub struct IndexScheduler {
     failures: Mutex<HashMap<String, Failure>>,
 }
 
-/// What one pass started, for metrics.
-#[derive(Debug, Default)]
-pub struct Pass {
-    pub started: usize,
-    pub waiting: usize,
-}
-
-/// The outcome of one build, for metrics.
-#[derive(Debug)]
-pub enum Built {
-    Recorded,
-    Failed,
-}
-
 impl IndexScheduler {
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
@@ -61,21 +48,21 @@ impl IndexScheduler {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts builds of unindexed files on idle data nodes. `done` hears of each
-    /// build's end.
+    /// Starts builds of unindexed files on idle data nodes; sets
+    /// `indexes_waiting` to the files that must wait.
     pub async fn pass(
         self: &Arc<Self>,
         segments: &Arc<SegmentManager>,
         root: &RootCoordLink,
         nodes: &NodeRegistry,
         clients: &Arc<DataNodeClients>,
-        done: impl Fn(Built) + Clone + Send + 'static,
-    ) -> Pass {
+        metrics: &Arc<DataCoordMetrics>,
+    ) {
         let files = segments.unindexed(MIN_INDEX_ROWS).await;
-        let mut out = Pass::default();
-        if files.is_empty() {
-            return out;
-        }
+        // Failures of files that no longer wait (dropped) are forgotten.
+        self.failures()
+            .retain(|path, _| files.iter().any(|(_, _, p)| p == path));
+        let mut waiting = 0i64;
         let busy: BTreeSet<i64> = self.running().values().copied().collect();
         let mut idle: Vec<proto::NodeInfo> = nodes
             .nodes_of(Role::DataNode)
@@ -88,7 +75,7 @@ impl IndexScheduler {
             if self.running().contains_key(&path)
                 || self.failures().get(&path).is_some_and(|f| f.retry_at > now)
             {
-                out.waiting += 1;
+                waiting += 1;
                 continue;
             }
             let wanted = match indexed.get(&collection) {
@@ -109,15 +96,14 @@ impl IndexScheduler {
                 continue;
             }
             let Some(node) = idle.pop() else {
-                out.waiting += 1;
+                waiting += 1;
                 continue;
             };
             let Some(mut client) = clients.get(&node.address) else {
                 continue;
             };
             self.running().insert(path.clone(), node.node_id);
-            out.started += 1;
-            let (me, segments, done) = (self.clone(), segments.clone(), done.clone());
+            let (me, segments, metrics) = (self.clone(), segments.clone(), metrics.clone());
             crate::spawn(async move {
                 let request = proto::BuildIndexRequest {
                     collection_id: collection,
@@ -150,7 +136,7 @@ impl IndexScheduler {
                             build_ms = r.build_ms,
                             "index recorded"
                         );
-                        done(Built::Recorded);
+                        metrics.index_builds.inc();
                     }
                     Err(reason) => {
                         let mut failures = me.failures();
@@ -169,11 +155,11 @@ impl IndexScheduler {
                             ?pause,
                             "index build failed: {reason}; retrying later"
                         );
-                        done(Built::Failed);
+                        metrics.index_build_failures.inc();
                     }
                 }
             });
         }
-        out
+        metrics.indexes_waiting.set(waiting);
     }
 }

@@ -628,27 +628,16 @@ async fn index_loop(service: DataCoordService, active: Arc<Active>, term: Cancel
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let shared = &service.shared;
-        let metrics = shared.metrics.clone();
-        let pass = active
+        active
             .indexes
             .pass(
                 &active.segments,
                 &shared.root,
                 &shared.nodes,
                 &shared.clients,
-                move |built| {
-                    let counter = match built {
-                        indexes::Built::Recorded => &metrics.index_builds,
-                        indexes::Built::Failed => &metrics.index_build_failures,
-                    };
-                    counter.inc();
-                },
+                &shared.metrics,
             )
             .await;
-        shared
-            .metrics
-            .indexes_waiting
-            .set(i64::try_from(pass.waiting).unwrap_or(i64::MAX));
     }
 }
 

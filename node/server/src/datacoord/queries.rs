@@ -27,7 +27,7 @@ use milvus_like_api::proto::{
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::balancer::{BalanceInput, Balancer, NodeLoad};
+use super::balancer::{self, Balancer, NodeLoad};
 use super::channels::{ChannelError, Clients};
 use crate::election::Leadership;
 use crate::meta::{Compare, KeyValue, MetaError, MetaStore, Op, Txn};
@@ -243,22 +243,7 @@ impl QueryPlacement {
                 ..NodeLoad::default()
             })
             .collect();
-        let eligible_ids: BTreeSet<i64> = eligible.iter().map(|n| n.node_id).collect();
-        let current: BTreeMap<u32, i64> = view
-            .owners
-            .iter()
-            .filter(|(_, (node, _))| eligible_ids.contains(node))
-            .map(|(ch, (node, _))| (*ch, *node))
-            .collect();
-        let target = self
-            .balancer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .assign(&BalanceInput {
-                channels: self.channels,
-                current: &current,
-                nodes: &eligible,
-            });
+        let target = balancer::target(&self.balancer, self.channels, &view.owners, &eligible);
         let mut out = QueryReconciled::default();
         // The epoch each channel is to be followed at by its target node.
         let mut wanted: BTreeMap<i64, BTreeMap<u32, u64>> = BTreeMap::new();
@@ -453,22 +438,6 @@ impl QueryPlacement {
                 "query node did not release the channel: {e}"
             ),
         }
-    }
-
-    /// Per live query node: the channels it owns (for status and metrics).
-    pub fn distribution(&self) -> Vec<(NodeInfo, Vec<u32>)> {
-        let owners = self.view().owners;
-        self.live_query_nodes()
-            .into_values()
-            .map(|n| {
-                let channels = owners
-                    .iter()
-                    .filter(|(_, (node, _))| *node == n.node_id)
-                    .map(|(ch, _)| *ch)
-                    .collect();
-                (n, channels)
-            })
-            .collect()
     }
 }
 

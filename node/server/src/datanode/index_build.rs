@@ -9,7 +9,6 @@ use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 use tonic::Status;
 
 use super::Node;
-use crate::columns::Column;
 use crate::index::{HnswIndex, HnswParams, IndexError};
 
 /// Threads of one build: one, so that ingest keeps the other cores.
@@ -46,41 +45,36 @@ pub(super) async fn build(
         .read_insert_log(&req.insert_log_path, &schema)
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
-    let position = schema
-        .fields()
-        .iter()
-        .position(|f| f.name == schema.vector_field().0.name)
-        .unwrap_or(0);
-    let Some(Column::Vector { dim, values }) = rows.columns.get(position).cloned() else {
-        return Err(Status::internal("the insert log has no vector column"));
-    };
+    let (dim, values) = rows
+        .vectors(&schema)
+        .map(|(dim, values)| (dim, values.clone()))
+        .ok_or_else(|| Status::internal("the insert log has no vector column"))?;
     let metric = schema.metric;
     let params = HnswParams { m, ef_construction };
-    let scratch = std::env::temp_dir().join("milvus-like-index");
+    let scratch = HnswIndex::scratch_root();
     // A stopping node gives the build up (it cannot be cancelled otherwise, and
     // the process waits for it); the coordinator asks again later.
     let stop = node.index_stop.clone();
-    let blob =
-        tokio::task::spawn_blocking(move || {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(BUILD_THREADS)
-                .thread_name(|i| format!("index-build-{i}"))
-                .build()
-                .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
-            pool.install(|| {
-                let stopped = || stop.is_cancelled();
-                let index = HnswIndex::build(metric, dim as usize, &values, params, &stopped)
-                    .map_err(|e| match e {
-                        IndexError::Stopped => Status::unavailable("the data node is stopping"),
-                        other => Status::invalid_argument(other.to_string()),
-                    })?;
-                index
-                    .to_bytes(&scratch)
-                    .map_err(|e| Status::internal(e.to_string()))
-            })
+    let blob = tokio::task::spawn_blocking(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(BUILD_THREADS)
+            .thread_name(|i| format!("index-build-{i}"))
+            .build()
+            .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
+        pool.install(|| {
+            let stopped = || stop.is_cancelled();
+            let index =
+                HnswIndex::build(metric, dim, &values, params, &stopped).map_err(|e| match e {
+                    IndexError::Stopped => Status::unavailable("the data node is stopping"),
+                    other => Status::invalid_argument(other.to_string()),
+                })?;
+            index
+                .to_bytes(&scratch)
+                .map_err(|e| Status::internal(e.to_string()))
         })
-        .await
-        .map_err(|e| Status::internal(format!("the build stopped: {e}")))??;
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the build stopped: {e}")))??;
     let path = index_path(&req.insert_log_path);
     let bytes = node
         .storage

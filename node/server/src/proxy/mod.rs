@@ -256,25 +256,18 @@ impl ProxyService {
         let id = target.collection;
         self.leaders.forget(id);
         // Loading reads every file of the collection: allow it the coordinator's wait.
-        let deadline = Duration::from_secs(90);
-        if load {
-            self.datacoord
-                .call(deadline, |ch| async move {
-                    DataCoordClient::new(ch)
-                        .load_collection(proto::LoadCollectionRequest { collection_id: id })
-                        .await
-                })
-                .await?;
-        } else {
-            self.datacoord
-                .call(deadline, |ch| async move {
-                    DataCoordClient::new(ch)
-                        .release_collection(proto::ReleaseCollectionRequest { collection_id: id })
-                        .await
-                })
-                .await?;
-        }
-        Ok(())
+        self.datacoord
+            .call(Duration::from_secs(90), |ch| async move {
+                let mut c = DataCoordClient::new(ch);
+                if load {
+                    let request = proto::LoadCollectionRequest { collection_id: id };
+                    c.load_collection(request).await.map(drop)
+                } else {
+                    let request = proto::ReleaseCollectionRequest { collection_id: id };
+                    c.release_collection(request).await.map(drop)
+                }
+            })
+            .await
     }
 }
 
@@ -634,9 +627,10 @@ impl Proxy for ProxyService {
 }
 
 /// The coordinator's "not loaded" (which knows ids only), naming the collection
-/// and the fix.
+/// and the fix. A read fails with FAILED_PRECONDITION only when the coordinator
+/// says the collection is not loaded: a channel's refusals become UNAVAILABLE.
 fn not_loaded(status: Status, name: &str) -> Status {
-    if status.code() == tonic::Code::FailedPrecondition && status.message().contains("not loaded") {
+    if status.code() == tonic::Code::FailedPrecondition {
         Status::failed_precondition(format!(
             "collection {name:?} is not loaded; load it first (LoadCollection, or `milvus-like collection load {name}`)"
         ))
@@ -691,7 +685,7 @@ async fn serve(
             Duration::from_secs(10),
         )?),
         grants: GrantCache::new(datacoord.clone(), node_id),
-        leaders: reads::Leaders::new(datacoord.clone()),
+        leaders: reads::Leaders::new(datacoord.clone(), channels),
         datacoord,
         producer: log.producer()?,
         channels,

@@ -27,14 +27,17 @@ const LEADER_CACHE_TTL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Leaders {
     datacoord: LeaderPool,
+    /// The channel count: every read needs an answer from each.
+    channels: u32,
     cache: Mutex<HashMap<i64, (Instant, Vec<ShardLeader>)>>,
     clients: Clients<QueryNodeClient<Channel>>,
 }
 
 impl Leaders {
-    pub fn new(datacoord: LeaderPool) -> Self {
+    pub fn new(datacoord: LeaderPool, channels: u32) -> Self {
         Self {
             datacoord,
+            channels,
             cache: Mutex::new(HashMap::new()),
             clients: Clients::new(QueryNodeClient::new),
         }
@@ -69,6 +72,7 @@ impl Leaders {
             .await?
             .into_inner()
             .leaders;
+        covers_every_channel(&leaders, self.channels, collection)?;
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,9 +120,7 @@ impl Leaders {
         }
         Ok(out)
     }
-}
 
-impl Leaders {
     /// `call` against the query node of one channel, if one serves it.
     async fn ask<T, F, Fut>(&self, leader: &ShardLeader, call: &F) -> Result<T, Status>
     where
@@ -136,6 +138,23 @@ impl Leaders {
         })?;
         call(client, leader.clone()).await
     }
+}
+
+/// One leader per channel, in channel order: anything else would make a read
+/// that misses channels.
+fn covers_every_channel(
+    leaders: &[ShardLeader],
+    channels: u32,
+    collection: i64,
+) -> Result<(), Status> {
+    if leaders.len() == channels as usize && leaders.iter().zip(0..).all(|(l, ch)| l.channel == ch)
+    {
+        return Ok(());
+    }
+    Err(Status::internal(format!(
+        "the data coordinator named query nodes for channels {:?} of collection {collection}, not for each of 0..{channels}",
+        leaders.iter().map(|l| l.channel).collect::<Vec<_>>()
+    )))
 }
 
 /// Whether a channel's failure may pass with fresh leaders.
@@ -253,6 +272,23 @@ mod tests {
         let mut bad = b;
         bad.results[0].scores.clear();
         assert!(merge_channels(Metric::L2, &[bad], 1, 2).is_err());
+    }
+
+    #[test]
+    fn leaders_must_name_every_channel_once_in_order() {
+        let leader = |channel| ShardLeader {
+            channel,
+            ..ShardLeader::default()
+        };
+        assert!(covers_every_channel(&[leader(0), leader(1)], 2, 7).is_ok());
+        for bad in [
+            vec![leader(0)],
+            vec![leader(1), leader(0)],
+            vec![leader(0), leader(0)],
+        ] {
+            let e = covers_every_channel(&bad, 2, 7).expect_err("partial");
+            assert_eq!(e.code(), Code::Internal, "{bad:?}");
+        }
     }
 
     #[test]

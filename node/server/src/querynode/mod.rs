@@ -166,6 +166,9 @@ pub struct Node {
     records: crate::ingest::RecordChecker,
     channels: std::sync::Mutex<BTreeMap<u32, Watched>>,
     loaded: std::sync::Mutex<BTreeMap<i64, CollectionSchema>>,
+    /// Index files that could not be loaded or did not match their insert log:
+    /// not read again (their files are searched exactly).
+    bad_indexes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// One target sync at a time (load, watch and the periodic loop).
     syncing: tokio::sync::Mutex<()>,
     metrics: Arc<QueryNodeMetrics>,
@@ -176,8 +179,38 @@ impl Node {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn bad_indexes(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.bad_indexes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, CollectionSchema>> {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops following `channel` (if followed), refusing an `epoch` older than
+    /// the one it is followed at.
+    fn unfollow(
+        &self,
+        channels: &mut BTreeMap<u32, Watched>,
+        channel: u32,
+        epoch: u64,
+    ) -> Result<(), Status> {
+        let Some(w) = channels.get(&channel) else {
+            return Ok(());
+        };
+        if epoch < w.epoch {
+            return Err(Status::failed_precondition(format!(
+                "channel {channel} is followed at epoch {}, not {epoch}",
+                w.epoch
+            )));
+        }
+        if w.reading.is_some() {
+            self.consumer
+                .unassign(channel)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        channels.remove(&channel);
+        Ok(())
     }
 
     /// The view of a watched channel, checked against the caller's epoch.
@@ -330,21 +363,7 @@ impl QueryNode for QueryNodeService {
                 Some(w) if w.epoch == r.epoch => {
                     return Ok(Response::new(proto::QueryWatchChannelResponse {}));
                 }
-                Some(w) if w.epoch > r.epoch => {
-                    return Err(Status::failed_precondition(format!(
-                        "channel {} is followed at epoch {}, not {}",
-                        r.channel, w.epoch, r.epoch
-                    )));
-                }
-                Some(w) => {
-                    if w.reading.is_some() {
-                        node.consumer
-                            .unassign(r.channel)
-                            .map_err(|e| Status::unavailable(e.to_string()))?;
-                    }
-                    channels.remove(&r.channel);
-                }
-                None => {}
+                _ => node.unfollow(&mut channels, r.channel, r.epoch)?,
             }
             channels.insert(
                 r.channel,
@@ -368,20 +387,8 @@ impl QueryNode for QueryNodeService {
     ) -> Result<Response<proto::QueryReleaseChannelResponse>, Status> {
         let r = request.into_inner();
         let mut channels = self.node.channels();
-        if let Some(w) = channels.get(&r.channel) {
-            if r.epoch < w.epoch {
-                return Err(Status::failed_precondition(format!(
-                    "channel {} is followed at epoch {}, not {}",
-                    r.channel, w.epoch, r.epoch
-                )));
-            }
-            if w.reading.is_some() {
-                self.node
-                    .consumer
-                    .unassign(r.channel)
-                    .map_err(|e| Status::unavailable(e.to_string()))?;
-            }
-            channels.remove(&r.channel);
+        if channels.contains_key(&r.channel) {
+            self.node.unfollow(&mut channels, r.channel, r.epoch)?;
             tracing::info!("released channel");
         }
         Ok(Response::new(proto::QueryReleaseChannelResponse {}))
@@ -584,6 +591,7 @@ async fn serve(
         consumer,
         channels: std::sync::Mutex::default(),
         loaded: std::sync::Mutex::default(),
+        bad_indexes: std::sync::Mutex::default(),
         syncing: tokio::sync::Mutex::new(()),
         metrics,
         config,

@@ -140,41 +140,60 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
                 .flat_map(|s| &s.insert_logs)
                 .filter(|f| !f.index_path.is_empty())
                 .filter(|f| {
-                    view.has_file(collection, &f.path) && !view.has_index(collection, &f.path)
+                    view.has_file(collection, &f.path)
+                        && !view.has_index(collection, &f.path)
+                        && !node.bad_indexes().contains(&f.index_path)
                 })
                 .map(|f| (f.path.clone(), f.index_path.clone()))
                 .collect()
         };
         for (path, index_path) in wanted {
-            let loaded = async {
-                let bytes = node
-                    .storage
-                    .read_blob(&index_path)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let scratch = std::env::temp_dir().join("milvus-like-index");
+            // A read that fails is tried again next time; a blob that is damaged
+            // or belongs to another file is not read again.
+            let bytes = match node.storage.read_blob(&index_path).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    node.metrics.index_load_failures.inc();
+                    tracing::warn!(path, index_path, error = %e, "cannot read the index; searching the file exactly for now");
+                    continue;
+                }
+            };
+            let scratch = HnswIndex::scratch_root();
+            let built =
                 tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
                     .await
-                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())
-            };
-            match loaded.await {
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+            // Some(attached), or None when the file was released meanwhile.
+            let attached = match built {
                 Ok(index) => {
-                    if write(&view).attach_index(collection, &path, Arc::new(index)) {
-                        node.metrics.indexes_loaded.inc();
-                        tracing::debug!(path, index_path, "searching through the index");
+                    let mut view = write(&view);
+                    if view.attach_index(collection, &path, Arc::new(index)) {
+                        Some(true)
                     } else {
-                        tracing::warn!(
-                            path,
-                            index_path,
-                            "the index does not match its file; searching the file exactly"
-                        );
+                        view.has_file(collection, &path).then_some(false)
                     }
                 }
                 Err(e) => {
-                    node.metrics.index_load_failures.inc();
-                    tracing::warn!(path, index_path, error = %e, "cannot load the index; searching the file exactly");
+                    tracing::warn!(path, index_path, error = %e, "the index is damaged");
+                    Some(false)
                 }
+            };
+            match attached {
+                Some(true) => {
+                    node.metrics.indexes_loaded.inc();
+                    tracing::debug!(path, index_path, "searching through the index");
+                }
+                Some(false) => {
+                    node.metrics.index_load_failures.inc();
+                    tracing::warn!(
+                        path,
+                        index_path,
+                        "the index cannot serve its file; searching the file exactly"
+                    );
+                    node.bad_indexes().insert(index_path);
+                }
+                None => {}
             }
         }
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use milvus_like_api::schema::{CollectionSchema, Metric};
 
-use crate::columns::{Column, RowBatch};
+use crate::columns::RowBatch;
 use crate::deletes::DeleteSet;
 use crate::index::HnswIndex;
 use crate::msgstream::Stream;
@@ -348,7 +348,8 @@ impl ChannelView {
     }
 
     /// The primary keys of the live rows at `read_ts`, sorted (repeats kept: a
-    /// key seen twice is a row counted twice).
+    /// key seen twice is a row counted twice): the handoff tests' view of it.
+    #[cfg(test)]
     pub fn live_keys(&self, collection: i64, read_ts: u64) -> Result<Vec<i64>, ViewError> {
         let c = self.get(collection)?;
         let mut keys = Vec::new();
@@ -377,23 +378,17 @@ impl ChannelView {
     ) -> Result<(Metric, Vec<Vec<Hit>>), ViewError> {
         let c = self.get(collection)?;
         let metric = c.schema.metric;
-        let vector = c
-            .schema
-            .fields()
-            .iter()
-            .position(|f| matches!(f.ty, milvus_like_api::schema::FieldType::FloatVector { .. }))
-            .unwrap_or(0);
-        let blocks = c
+        let blocks: Vec<(&Block, Option<&Arc<HnswIndex>>)> = c
             .sealed
             .iter()
             .map(|(path, block)| (block, c.indexes.get(path)))
-            .chain(c.growing.values().map(|block| (block, None)));
-        let blocks: Vec<(&Block, Option<&Arc<HnswIndex>>)> = blocks.collect();
+            .chain(c.growing.values().map(|block| (block, None)))
+            .collect();
         let mut results = Vec::with_capacity(queries.len());
         for query in queries {
             let mut lists = Vec::new();
             for (block, index) in &blocks {
-                let Some(Column::Vector { dim, values }) = block.rows.columns.get(vector) else {
+                let Some((dim, values)) = block.rows.vectors(&c.schema) else {
                     continue;
                 };
                 let keys = block.rows.primary_keys(&c.schema);
@@ -403,23 +398,12 @@ impl ChannelView {
                         .is_some_and(|(pk, ts)| c.deletes.visible(*pk, *ts, read_ts))
                 };
                 let hits = match index {
-                    Some(index) => {
-                        if query.len() != *dim as usize {
-                            return Err(SearchError::WrongDimension {
-                                got: query.len(),
-                                dim: *dim as usize,
-                            }
-                            .into());
-                        }
-                        index
-                            .search(query, k, ef, &visible)
-                            .into_iter()
-                            .filter_map(|(row, score)| keys.get(row).map(|&id| Hit { id, score }))
-                            .collect()
-                    }
-                    None => {
-                        search::flat_top_k(metric, *dim as usize, values, keys, query, k, visible)?
-                    }
+                    Some(index) => index
+                        .search(query, k, ef, &visible)?
+                        .into_iter()
+                        .filter_map(|(row, score)| keys.get(row).map(|&id| Hit { id, score }))
+                        .collect(),
+                    None => search::flat_top_k(metric, dim, values, keys, query, k, visible)?,
                 };
                 lists.push(hits);
             }
@@ -449,6 +433,7 @@ mod tests {
 
     use super::*;
     use crate::cli::source::tests::minimal;
+    use crate::columns::Column;
 
     const X: i64 = 1;
     const Y: i64 = 2;
@@ -724,5 +709,54 @@ mod tests {
             "offset 5 is in files now"
         );
         assert_eq!(view.count(Y, 0), Err(ViewError::NotLoaded(Y)));
+    }
+
+    #[test]
+    fn indexed_files_are_searched_through_their_index_and_the_rest_exactly() {
+        let schema = minimal(2);
+        let keys: Vec<i64> = (0..200).collect();
+        let mut view = ChannelView::default();
+        let target = Target {
+            checkpoint: Offsets {
+                insert: 1,
+                delete: 0,
+            },
+            insert_logs: vec![("f".into(), block(&schema, &keys, 10))],
+            ..Target::default()
+        };
+        view.load(X, schema.clone(), target);
+        let query = vec![vec![0.0, 0.0]];
+        let exact = view.search(X, &query, 1, 16, u64::MAX).expect("search").1;
+        assert_eq!(exact[0][0].id, 0, "row 0 holds the vector (0, 0)");
+        // An index of other vectors (row i holds 199 - i): answers that can only
+        // come from it show that the file is searched through it.
+        let reversed: Vec<f32> = keys
+            .iter()
+            .rev()
+            .flat_map(|k| [*k as f32, *k as f32])
+            .collect();
+        let build = |vectors: Vec<f32>| {
+            let params = crate::index::HnswParams::default();
+            Arc::new(
+                HnswIndex::build(Metric::L2, 2, &vectors.into(), params, &|| false).expect("build"),
+            )
+        };
+        let index = build(reversed);
+        assert!(
+            !view.attach_index(X, "f", build(vec![0.0; 4])),
+            "rows differ"
+        );
+        assert!(!view.attach_index(X, "g", index.clone()), "no such file");
+        assert!(view.attach_index(X, "f", index));
+        assert!(view.has_index(X, "f"));
+        let through = view.search(X, &query, 1, 16, u64::MAX).expect("search").1;
+        assert_eq!(through[0][0].id, 199);
+        assert_eq!(
+            view.search(X, &[vec![0.0; 3]], 1, 16, u64::MAX),
+            Err(ViewError::Search(SearchError::WrongDimension {
+                got: 3,
+                dim: 2
+            }))
+        );
     }
 }
