@@ -289,13 +289,19 @@ impl Cluster {
     /// Starts one more `role` process of this cluster on free ports, named `name`
     /// (a standby coordinator, say); the caller owns it.
     pub fn start_role(&self, name: &str, role: Role) -> anyhow::Result<RoleProcess> {
-        RoleProcess::start(
-            self.dir.path(),
-            name,
-            role,
-            Ports::free(),
-            self.role_args(role),
-        )
+        self.start_role_with(name, role, &[])
+    }
+
+    /// [`Self::start_role`] with `extra` arguments after the cluster's.
+    pub fn start_role_with(
+        &self,
+        name: &str,
+        role: Role,
+        extra: &[&str],
+    ) -> anyhow::Result<RoleProcess> {
+        let mut args = self.role_args(role);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        RoleProcess::start(self.dir.path(), name, role, Ports::free(), args)
     }
 
     /// Starts one more data node, `datanode-<i>`.

@@ -148,8 +148,13 @@ fn write_csv(path: &Path, keys: std::ops::Range<i64>) {
 
 fn write_npy(path: &Path, keys: std::ops::Range<i64>) {
     let rows = keys.end - keys.start;
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {DIM}), }}");
+    let body: Vec<u8> = keys.flat_map(vector).flat_map(f32::to_le_bytes).collect();
+    write_npy_bytes(path, "<f4", &format!("({rows}, {DIM})"), &body);
+}
+
+/// An `.npy` file (version 1) of `descr` values of `shape`, `body` their bytes.
+fn write_npy_bytes(path: &Path, descr: &str, shape: &str, body: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -157,11 +162,7 @@ fn write_npy(path: &Path, keys: std::ops::Range<i64>) {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend(u16::try_from(header.len()).expect("short").to_le_bytes());
     bytes.extend(header.as_bytes());
-    for pk in keys {
-        for x in vector(pk) {
-            bytes.extend(x.to_le_bytes());
-        }
-    }
+    bytes.extend(body);
     std::fs::write(path, bytes).expect("write npy");
 }
 
@@ -432,6 +433,112 @@ async fn collections_load_and_answer_searches_and_counts() {
     assert_eq!(results[1][0]["id"], 7);
     let wrong = c(&["search", "-c", "docs", "--vector", "1,2,3"]).expect(5);
     assert!(wrong.stderr.contains("dimension 3"), "{}", wrong.stderr);
+
+    // Filters, queries and output fields.
+    let late = c(&["count", "-c", "docs", "--filter", "year >= 1990"]).expect(0);
+    assert_eq!(late.stdout.trim(), "10", "keys 90..99");
+    let by_id = c(&[
+        "query",
+        "-c",
+        "docs",
+        "--ids",
+        "50,3,7",
+        "--output-fields",
+        "title,year",
+        "-o",
+        "json",
+    ])
+    .expect(0)
+    .json();
+    let rows = by_id["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "3 is deleted: {by_id}");
+    assert_eq!(rows[0]["id"], 7);
+    assert_eq!(rows[0]["title"], doc(7).title);
+    assert_eq!(rows[1]["id"], 50);
+    assert_eq!(rows[1]["year"], doc(50).year);
+    let page = c(&[
+        "query",
+        "-c",
+        "docs",
+        "--filter",
+        "year < 1905",
+        "--limit",
+        "2",
+        "--offset",
+        "1",
+    ])
+    .expect(0);
+    let keys: Vec<&str> = page.stdout.lines().skip(1).map(|l| l.trim()).collect();
+    assert_eq!(keys, ["1", "2"], "{}", page.stdout);
+    let filtered = c(&[
+        "search",
+        "-c",
+        "docs",
+        "--vector",
+        &v7,
+        "--top-k",
+        "3",
+        "--filter",
+        "year > 1950 and title like 'title%'",
+        "--output-fields",
+        "year",
+        "-o",
+        "json",
+    ])
+    .expect(0)
+    .json();
+    let hits = filtered["results"][0].as_array().expect("hits");
+    assert_eq!(hits.len(), 3, "{filtered}");
+    for hit in hits {
+        let year = hit["year"].as_i64().expect("year shown");
+        assert!(year > 1950, "{filtered}");
+        assert_eq!(year, i64::from(doc(hit["id"].as_i64().expect("id")).year));
+    }
+    // A file of queries: throughput, latency and recall against the truth
+    // (keys 64 apart share a vector; the smaller key comes first).
+    let queries = dir.path().join("queries.npy");
+    write_npy(&queries, 10..20);
+    let truth = dir.path().join("truth.npy");
+    let ids: Vec<u8> = (10..20i64).flat_map(i64::to_le_bytes).collect();
+    write_npy_bytes(&truth, "<i8", "(10, 1)", &ids);
+    let run = c(&[
+        "search",
+        "-c",
+        "docs",
+        "--file",
+        &queries.to_string_lossy(),
+        "--truth",
+        &truth.to_string_lossy(),
+        "--top-k",
+        "1",
+        "--concurrency",
+        "2",
+        "--batch",
+        "3",
+        "-o",
+        "json",
+    ])
+    .expect(0)
+    .json();
+    assert_eq!(run["queries"], 10, "{run}");
+    assert_eq!(run["requests"], 4, "{run}");
+    assert_eq!(run["recall"], 1.0, "{run}");
+    assert!(run["qps"].as_f64().expect("qps") > 0.0, "{run}");
+    let table = c(&["search", "-c", "docs", "--file", &queries.to_string_lossy()]).expect(0);
+    assert!(table.stdout.starts_with("QUERIES"), "{}", table.stdout);
+    let typo = c(&["query", "-c", "docs", "--filter", "yeer > 3"]).expect(5);
+    assert!(
+        typo.stderr.contains("unknown field \"yeer\""),
+        "{}",
+        typo.stderr
+    );
+    let broken = c(&["count", "-c", "docs", "--filter", "year >"]).expect(5);
+    assert!(
+        broken.stderr.contains("invalid filter at byte 6"),
+        "{}",
+        broken.stderr
+    );
+
     c(&["collection", "release", "docs"]).expect(0);
     c(&["count", "-c", "docs"]).expect(5);
 }

@@ -208,6 +208,7 @@ async fn flushed_files_get_hnsw_indexes_that_searches_use_with_high_recall() {
                 consistency: ConsistencyLevel::ConsistencyStrong.into(),
                 timeout_ms: 20_000,
                 ef: 64,
+                ..proto::SearchRequest::default()
             })
             .await
             .expect("search")

@@ -82,6 +82,7 @@ async fn count(
         let r = client
             .count_channel(proto::CountChannelRequest {
                 at: at(collection, channel, consistency, ts),
+                ..proto::CountChannelRequest::default()
             })
             .await
             .unwrap_or_else(|s| panic!("count channel {channel}: {s}"))
@@ -115,6 +116,7 @@ async fn exact_matches(
                 }),
                 top_k: 50,
                 ef: 0,
+                ..proto::SearchChannelRequest::default()
             })
             .await
             .unwrap_or_else(|s| panic!("search channel {channel}: {s}"))
@@ -204,6 +206,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
     let refused = client
         .count_channel(proto::CountChannelRequest {
             at: at(info.id, 0, ConsistencyLevel::ConsistencyEventually, 0),
+            ..proto::CountChannelRequest::default()
         })
         .await
         .expect_err("not loaded yet");
@@ -345,6 +348,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
     let no_ts = client
         .count_channel(proto::CountChannelRequest {
             at: at(info.id, 0, ConsistencyLevel::ConsistencyStrong, 0),
+            ..proto::CountChannelRequest::default()
         })
         .await
         .expect_err("a strong read needs a timestamp");
@@ -354,7 +358,10 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
         a.epoch = 7;
     }
     let stale = client
-        .count_channel(proto::CountChannelRequest { at: wrong_epoch })
+        .count_channel(proto::CountChannelRequest {
+            at: wrong_epoch,
+            ..proto::CountChannelRequest::default()
+        })
         .await
         .expect_err("another epoch");
     assert_eq!(stale.code(), Code::FailedPrecondition, "{stale}");
@@ -367,6 +374,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
             }),
             top_k: 5,
             ef: 0,
+            ..proto::SearchChannelRequest::default()
         })
         .await
         .expect_err("wrong dimension");
@@ -391,6 +399,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
     let released = client
         .count_channel(proto::CountChannelRequest {
             at: at(info.id, 0, ConsistencyLevel::ConsistencyEventually, 0),
+            ..proto::CountChannelRequest::default()
         })
         .await
         .expect_err("released");

@@ -41,6 +41,7 @@ fn search_request(key: i64, consistency: ConsistencyLevel) -> proto::SearchReque
         consistency: consistency.into(),
         timeout_ms: 20_000,
         ef: 0,
+        ..proto::SearchRequest::default()
     }
 }
 
@@ -60,6 +61,7 @@ async fn count(proxy: &mut ProxyClient<Channel>) -> Result<u64, Status> {
             collection: NAME.into(),
             consistency: ConsistencyLevel::ConsistencyStrong.into(),
             timeout_ms: 20_000,
+            filter: String::new(),
         })
         .await
         .map(|r| r.into_inner().rows)
@@ -90,6 +92,28 @@ fn start_query_node(cluster: &Cluster, name: &str) -> RoleProcess {
     cluster
         .start_role(name, Role::QueryNode)
         .expect("start a query node")
+}
+
+/// Waits until `n` query nodes are registered.
+async fn wait_query_nodes(cluster: &Cluster, n: usize) {
+    milvus_like_tests::wait_for("query nodes", Duration::from_secs(60), || {
+        let mut root = cluster.rootcoord_client();
+        async move {
+            let nodes = root
+                .list_nodes(proto::ListNodesRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .nodes;
+            let query_nodes = nodes
+                .iter()
+                .filter(|node| node.role == proto::Role::QueryNode as i32)
+                .count();
+            (query_nodes == n).then_some(())
+        }
+    })
+    .await
+    .expect("query nodes registered");
 }
 
 async fn leaders(cluster: &Cluster, collection: i64) -> Result<Vec<proto::ShardLeader>, Status> {
@@ -133,24 +157,7 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
     let a = start_query_node(&cluster, "querynode-a");
     let mut b = start_query_node(&cluster, "querynode-b");
     // Both register before the load, so that the channels spread over both.
-    milvus_like_tests::wait_for("two query nodes", Duration::from_secs(60), || {
-        let mut root = cluster.rootcoord_client();
-        async move {
-            let nodes = root
-                .list_nodes(proto::ListNodesRequest::default())
-                .await
-                .ok()?
-                .into_inner()
-                .nodes;
-            let query_nodes = nodes
-                .iter()
-                .filter(|n| n.role == proto::Role::QueryNode as i32)
-                .count();
-            (query_nodes == 2).then_some(())
-        }
-    })
-    .await
-    .expect("query nodes registered");
+    wait_query_nodes(&cluster, 2).await;
     proxy
         .load_collection(proto::ProxyLoadCollectionRequest {
             collection: NAME.into(),
@@ -312,4 +319,299 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
         .expect("release");
     let e = search(&mut proxy, 1).await.expect_err("released");
     assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+}
+
+/// A collection with scalar fields: `id`, `age` (INT32, id % 90), `city`
+/// (VARCHAR, one of three), `v` (4 floats, the first = id).
+fn people_schema() -> proto::CollectionSchema {
+    use proto::{DataType, FieldSchema};
+    let field = |name: &str, data_type: DataType| FieldSchema {
+        name: name.into(),
+        data_type: data_type.into(),
+        is_primary_key: name == "id",
+        dim: if name == "v" { 4 } else { 0 },
+        max_length: if name == "city" { 32 } else { 0 },
+        ..FieldSchema::default()
+    };
+    proto::CollectionSchema {
+        name: "people".into(),
+        fields: vec![
+            field("id", DataType::Int64),
+            field("age", DataType::Int32),
+            field("city", DataType::Varchar),
+            field("v", DataType::FloatVector),
+        ],
+        metric_type: proto::MetricType::L2.into(),
+        ..proto::CollectionSchema::default()
+    }
+}
+
+const CITIES: [&str; 3] = ["Oslo", "Bergen", "Tromsø"];
+
+fn people(keys: std::ops::Range<i64>) -> proto::InsertRequest {
+    let n = (keys.end - keys.start) as usize;
+    let mut vectors = Vec::with_capacity(n * 4);
+    for k in keys.clone() {
+        vectors.extend([k as f32, 0.0, 0.0, 0.0]);
+    }
+    let columns = vec![
+        Column::Long(keys.clone().collect()),
+        Column::Int(keys.clone().map(|k| (k % 90) as i32).collect()),
+        Column::Str(
+            keys.clone()
+                .map(|k| CITIES[(k % 3) as usize].to_owned())
+                .collect(),
+        ),
+        Column::Vector {
+            dim: 4,
+            values: vectors.into(),
+        },
+    ];
+    let names = ["id", "age", "city", "v"];
+    proto::InsertRequest {
+        collection: "people".into(),
+        partition: String::new(),
+        columns: columns
+            .into_iter()
+            .zip(names)
+            .map(|(c, name)| c.into_field_data(name))
+            .collect(),
+        num_rows: n as u32,
+    }
+}
+
+fn longs(data: &proto::FieldData) -> Vec<i64> {
+    match &data.data {
+        Some(proto::field_data::Data::Longs(a)) => a.values.clone(),
+        other => panic!("not INT64 values: {other:?}"),
+    }
+}
+
+fn query_request(filter: &str, output: &[&str], limit: u32) -> proto::QueryRequest {
+    proto::QueryRequest {
+        collection: "people".into(),
+        filter: filter.into(),
+        output_fields: output.iter().map(|s| (*s).to_owned()).collect(),
+        limit,
+        consistency: ConsistencyLevel::ConsistencyStrong.into(),
+        timeout_ms: 20_000,
+        ..proto::QueryRequest::default()
+    }
+}
+
+/// Filters, queries and output fields over rows in flushed files and rows
+/// still in the log, with deletes applied; bad filters and fields are refused
+/// naming the problem.
+#[tokio::test]
+async fn filters_and_queries_read_files_and_the_log_alike() {
+    let cluster = ClusterBuilder::new("search-filter")
+        .kafka()
+        .datanodes(1)
+        .datanode_args(&["--flush-rows=100", "--flush-age=300ms"])
+        .proxy()
+        .build()
+        .await
+        .expect("cluster");
+    let mut proxy = cluster.proxy_client();
+    proxy
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(people_schema()),
+        })
+        .await
+        .expect("create");
+    proxy.insert(people(0..300)).await.expect("insert");
+    milvus_like_tests::flush(&proxy, "people")
+        .await
+        .expect("flush");
+
+    // A load that does not fit a query node's memory is refused, naming the
+    // fix, and leaves nothing loaded: 5,000 rows of 64 floats need more than
+    // the node's 1 MiB.
+    let (_, big) = create_collection(&proxy, "big", 64).await.expect("create");
+    let keys: Vec<i64> = (0..5_000).collect();
+    proxy
+        .insert(proto::InsertRequest {
+            collection: "big".into(),
+            partition: String::new(),
+            columns: milvus_like_tests::data::rows(&keys, 64).to_wire(&big),
+            num_rows: 5_000,
+        })
+        .await
+        .expect("insert");
+    milvus_like_tests::flush(&proxy, "big")
+        .await
+        .expect("flush");
+    let mut tiny = cluster
+        .start_role_with("querynode-tiny", Role::QueryNode, &["--memory-mib=1"])
+        .expect("start a small query node");
+    wait_query_nodes(&cluster, 1).await;
+    let e = proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: "big".into(),
+        })
+        .await
+        .expect_err("1 MiB is too small");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+    assert!(e.message().contains("--memory-mib"), "{e}");
+    let metrics = milvus_like_tests::http_get(tiny.ports.http, "/metrics").await;
+    assert!(
+        metrics.contains("querynode_loads_refused_total 1"),
+        "{metrics}"
+    );
+    let mut unloaded = proxy.clone();
+    let e = unloaded
+        .count(proto::CountRequest {
+            collection: "big".into(),
+            ..proto::CountRequest::default()
+        })
+        .await
+        .expect_err("not loaded");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    // The small collection fits.
+    proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: "people".into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("load: {s}\n{}", tiny.process.log()));
+    proxy
+        .release_collection(proto::ProxyReleaseCollectionRequest {
+            collection: "people".into(),
+        })
+        .await
+        .expect("release");
+    tiny.process.terminate(Duration::from_secs(10));
+    wait_query_nodes(&cluster, 0).await;
+
+    let node = start_query_node(&cluster, "querynode");
+    wait_query_nodes(&cluster, 1).await;
+    proxy
+        .load_collection(proto::ProxyLoadCollectionRequest {
+            collection: "people".into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("load: {s}\n{}", node.process.log()));
+    // More rows after the flush: these are read from the log.
+    proxy.insert(people(300..360)).await.expect("insert");
+    proxy
+        .delete(proto::DeleteRequest {
+            collection: "people".into(),
+            partition: String::new(),
+            primary_keys: vec![5, 88, 305],
+        })
+        .await
+        .expect("delete");
+    let live = |k: &i64| ![5, 88, 305].contains(k);
+
+    // A query by filter: rows in key order, with their fields.
+    let filter = "age >= 85 and city in [\"Oslo\", 'Bergen'] or id in [5, 7, 305, 359]";
+    let answer = proxy
+        .query(query_request(filter, &["city", "age"], 0))
+        .await
+        .expect("query")
+        .into_inner();
+    let expected: Vec<i64> = (0..360)
+        .filter(|k| k % 90 >= 85 && k % 3 != 2 || [5, 7, 305, 359].contains(k))
+        .filter(live)
+        .collect();
+    assert_eq!(answer.num_rows as usize, expected.len());
+    assert_eq!(answer.columns[0].field_name, "id");
+    assert_eq!(longs(&answer.columns[0]), expected);
+    assert_eq!(answer.columns[1].field_name, "city");
+    let Some(proto::field_data::Data::Strings(cities)) = &answer.columns[1].data else {
+        panic!("city values: {:?}", answer.columns[1]);
+    };
+    let want: Vec<String> = expected
+        .iter()
+        .map(|k| CITIES[(k % 3) as usize].to_owned())
+        .collect();
+    assert_eq!(cities.values, want);
+    // Pages of it.
+    let mut paged = query_request(filter, &[], 3);
+    paged.offset = 2;
+    let page = proxy.query(paged).await.expect("page").into_inner();
+    assert_eq!(longs(&page.columns[0]), expected[2..5]);
+
+    // Counts and searches take the same filters.
+    let counted = proxy
+        .count(proto::CountRequest {
+            collection: "people".into(),
+            consistency: ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 20_000,
+            filter: "city == \"Tromsø\"".into(),
+        })
+        .await
+        .expect("count")
+        .into_inner();
+    assert_eq!(
+        counted.rows,
+        (0..360).filter(|k| k % 3 == 2).filter(live).count() as u64
+    );
+    let search = |filter: &str, output: &[&str]| proto::SearchRequest {
+        collection: "people".into(),
+        vectors: Some(FloatVectorArray {
+            dim: 4,
+            values: vec![10.0, 0.0, 0.0, 0.0].into(),
+        }),
+        top_k: 3,
+        consistency: ConsistencyLevel::ConsistencyStrong.into(),
+        timeout_ms: 20_000,
+        filter: filter.into(),
+        output_fields: output.iter().map(|s| (*s).to_owned()).collect(),
+        ..proto::SearchRequest::default()
+    };
+    let found = proxy
+        .search(search("city == 'Bergen'", &["city", "v"]))
+        .await
+        .expect("search")
+        .into_inner();
+    let hits = &found.results[0];
+    assert_eq!(
+        hits.ids,
+        [10, 7, 13],
+        "Bergen rows nearest to 10 (ties by id)"
+    );
+    assert_eq!(hits.scores, [0.0, 9.0, 9.0]);
+    let Some(proto::field_data::Data::FloatVectors(v)) = &hits.fields[1].data else {
+        panic!("vectors: {:?}", hits.fields);
+    };
+    assert_eq!(v.values.to_vec()[4..8], [7.0, 0.0, 0.0, 0.0]);
+    let found = proxy
+        .search(search("id > 300", &[]))
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(
+        found.results[0].ids,
+        [301, 302, 303],
+        "growing rows, filtered"
+    );
+
+    // Mistakes name themselves.
+    for (filter, says) in [
+        ("agee > 3", "unknown field \"agee\""),
+        ("age >", "invalid filter at byte 5"),
+        ("city > 3", "cannot be compared"),
+        ("v == 1", "FLOAT_VECTOR"),
+    ] {
+        let e = proxy
+            .query(query_request(filter, &[], 10))
+            .await
+            .expect_err(filter);
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert!(e.message().contains(says), "{filter}: {e}");
+        let e = proxy.search(search(filter, &[])).await.expect_err(filter);
+        assert!(e.message().contains(says), "{filter}: {e}");
+    }
+    let e = proxy
+        .query(query_request("", &["town"], 10))
+        .await
+        .expect_err("unknown output field");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("output field \"town\""), "{e}");
+    let e = proxy
+        .query(query_request("", &[], 16_385))
+        .await
+        .expect_err("limit too large");
+    assert!(e.message().contains("at most 16384"), "{e}");
 }

@@ -338,6 +338,7 @@ async fn standalone_ingests_a_million_rows_and_keeps_them_across_a_restart() {
                     collection: "million".into(),
                     consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
                     timeout_ms: 10_000,
+                    ..proto::CountRequest::default()
                 })
                 .await
                 .ok()
@@ -359,6 +360,7 @@ async fn check_search(proxy: &mut ProxyClient<Channel>, rows: u64) {
             collection: "million".into(),
             consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
             timeout_ms: 30_000,
+            ..proto::CountRequest::default()
         })
         .await
         .expect("count")
@@ -380,6 +382,7 @@ async fn check_search(proxy: &mut ProxyClient<Channel>, rows: u64) {
             consistency: proto::ConsistencyLevel::ConsistencyStrong.into(),
             timeout_ms: 30_000,
             ef: 0,
+            ..proto::SearchRequest::default()
         })
         .await
         .expect("search")

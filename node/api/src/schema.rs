@@ -292,6 +292,48 @@ impl CollectionSchema {
         &self.fields
     }
 
+    /// The position of the primary key among the fields (and the columns of a
+    /// batch).
+    pub fn primary_key_index(&self) -> usize {
+        // Validation guarantees exactly one.
+        self.fields
+            .iter()
+            .position(|f| f.is_primary_key)
+            .unwrap_or(0)
+    }
+
+    /// The field names, comma separated, for messages: `id, title, vector`.
+    pub fn field_list(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The smallest valid schema: an INT64 primary key `id` and a FLOAT_VECTOR
+    /// `vector` of `dim` (L2, default index).
+    pub fn vectors_only(name: &str, dim: u32) -> Result<Self, SchemaError> {
+        Self::try_from(proto::CollectionSchema {
+            name: name.into(),
+            fields: vec![
+                proto::FieldSchema {
+                    name: "id".into(),
+                    data_type: proto::DataType::Int64.into(),
+                    is_primary_key: true,
+                    ..proto::FieldSchema::default()
+                },
+                proto::FieldSchema {
+                    name: "vector".into(),
+                    data_type: proto::DataType::FloatVector.into(),
+                    dim,
+                    ..proto::FieldSchema::default()
+                },
+            ],
+            ..proto::CollectionSchema::default()
+        })
+    }
+
     pub fn primary_key(&self) -> &FieldSchema {
         // Validation guarantees exactly one.
         self.fields

@@ -132,6 +132,7 @@ pub mod env {
     pub const QUERYNODE_ADVERTISE: &str = "MILVUS_LIKE_QUERYNODE_ADVERTISE";
     pub const QUERYNODE_HTTP_LISTEN: &str = "MILVUS_LIKE_QUERYNODE_HTTP_LISTEN";
     pub const QUERYNODE_TARGET_INTERVAL: &str = "MILVUS_LIKE_QUERYNODE_TARGET_INTERVAL";
+    pub const QUERYNODE_MEMORY_MIB: &str = "MILVUS_LIKE_QUERYNODE_MEMORY_MIB";
 
     pub const ROOTCOORD_ENDPOINTS: &str = "MILVUS_LIKE_ROOTCOORD_ENDPOINTS";
     pub const DATACOORD_ENDPOINTS: &str = "MILVUS_LIKE_DATACOORD_ENDPOINTS";
@@ -227,6 +228,8 @@ pub mod defaults {
     pub const DATANODE_CONCURRENT_FLUSHES: usize = 2;
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
     pub const QUERYNODE_TARGET_INTERVAL: Duration = Duration::from_secs(1);
+    /// 0: three quarters of the memory the process may use.
+    pub const QUERYNODE_MEMORY_MIB: u64 = 0;
 
     pub const STORAGE_ROOT: &str = "milvus-like-data/segments";
     pub const S3_REGION: &str = "us-east-1";

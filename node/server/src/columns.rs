@@ -199,6 +199,57 @@ impl Column {
         Ok(column)
     }
 
+    /// The values at `picks` (a source among `sources` and a row of it), in
+    /// that order: a column of type `ty` gathered from several blocks. A pick
+    /// out of range, or a source of another type, is an error.
+    pub fn gather(
+        ty: FieldType,
+        sources: &[&Column],
+        picks: &[(usize, usize)],
+    ) -> Result<Column, ColumnError> {
+        let bad = |s: usize, r: usize| {
+            ColumnError(format!("no {} value at row {r} of block {s}", ty.name()))
+        };
+        macro_rules! scalar {
+            ($variant:ident) => {{
+                let values = picks
+                    .iter()
+                    .map(|&(s, r)| match sources.get(s) {
+                        Some(Column::$variant(v)) => v.get(r).cloned().ok_or_else(|| bad(s, r)),
+                        _ => Err(bad(s, r)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Column::$variant(values)
+            }};
+        }
+        Ok(match Column::empty(ty) {
+            Column::Bool(_) => scalar!(Bool),
+            Column::Int(_) => scalar!(Int),
+            Column::Long(_) => scalar!(Long),
+            Column::Float(_) => scalar!(Float),
+            Column::Double(_) => scalar!(Double),
+            Column::Str(_) => scalar!(Str),
+            Column::Vector { dim, .. } => {
+                let width = dim as usize;
+                let mut bytes = Vec::with_capacity(picks.len() * width * 4);
+                for &(s, r) in picks {
+                    let row = match sources.get(s) {
+                        Some(Column::Vector { dim: d, values }) if *d == dim => {
+                            values.row_le_bytes(width, r)
+                        }
+                        _ => None,
+                    };
+                    bytes.extend_from_slice(row.ok_or_else(|| bad(s, r))?);
+                }
+                Column::Vector {
+                    dim,
+                    values: Floats::from_le_bytes(bytes.into())
+                        .map_err(|_| ColumnError("vector bytes are not whole floats".into()))?,
+                }
+            }
+        })
+    }
+
     /// The wire form.
     pub fn to_field_data(&self, name: &str) -> FieldData {
         self.clone().into_field_data(name)
@@ -296,11 +347,7 @@ impl RowBatch {
 
     /// The primary keys (the schema's INT64 primary key column).
     pub fn primary_keys<'a>(&'a self, schema: &CollectionSchema) -> &'a [i64] {
-        let index = schema
-            .fields()
-            .iter()
-            .position(|f| f.is_primary_key)
-            .unwrap_or(0);
+        let index = schema.primary_key_index();
         match self.columns.get(index) {
             Some(Column::Long(v)) => v,
             _ => &[],
@@ -331,6 +378,24 @@ impl RowBatch {
         }
         self.num_rows += other.num_rows;
         Ok(())
+    }
+
+    /// About the bytes one row of `schema` takes in memory with its timestamp,
+    /// as [`Self::byte_size`] counts them (VARCHAR values at most 64 bytes).
+    pub fn estimated_row_bytes(schema: &CollectionSchema) -> u64 {
+        let values: u64 = schema
+            .fields()
+            .iter()
+            .map(|f| match f.ty {
+                FieldType::Bool => 1,
+                FieldType::Int8 | FieldType::Int16 | FieldType::Int32 | FieldType::Float => 4,
+                FieldType::Int64 | FieldType::Double => 8,
+                FieldType::VarChar { max_length } => 24 + u64::from(max_length.min(64)),
+                FieldType::FloatVector { dim } => 4 * u64::from(dim),
+            })
+            .sum();
+        // The row's slot in `byte_size` and its timestamp.
+        values + 8 + 8
     }
 
     /// Bytes held in memory.
@@ -456,26 +521,7 @@ mod tests {
     /// The proxy's messages are the taken rows, encoded.
     #[test]
     fn encoded_rows_are_the_taken_rows_encoded() {
-        let schema = CollectionSchema::try_from(proto::CollectionSchema {
-            name: "c".into(),
-            description: String::new(),
-            fields: vec![
-                proto::FieldSchema {
-                    name: "id".into(),
-                    data_type: proto::DataType::Int64.into(),
-                    is_primary_key: true,
-                    ..proto::FieldSchema::default()
-                },
-                proto::FieldSchema {
-                    name: "v".into(),
-                    data_type: proto::DataType::FloatVector.into(),
-                    dim: 2,
-                    ..proto::FieldSchema::default()
-                },
-            ],
-            ..proto::CollectionSchema::default()
-        })
-        .expect("schema");
+        let schema = CollectionSchema::vectors_only("c", 2).expect("schema");
         let batch = RowBatch {
             columns: vec![
                 Column::Long(vec![10, 11, 12]),

@@ -10,6 +10,7 @@ pub mod datacoord;
 pub mod datanode;
 pub mod deletes;
 pub mod election;
+pub mod filter;
 pub mod idalloc;
 pub mod index;
 pub mod ingest;

@@ -60,9 +60,10 @@ fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[u8]) -> f32 {
     }
 }
 
-/// A hit in a heap whose top is the worst kept hit.
+/// A hit (with its row) in a heap whose top is the worst kept hit.
 struct Kept {
     hit: Hit,
+    row: usize,
     metric: Metric,
 }
 
@@ -111,6 +112,20 @@ pub fn flat_top_k(
     k: usize,
     visible: impl Fn(usize) -> bool,
 ) -> Result<Vec<Hit>, SearchError> {
+    let hits = flat_top_k_rows(metric, dim, vectors, ids, query, k, visible)?;
+    Ok(hits.into_iter().map(|(hit, _)| hit).collect())
+}
+
+/// [`flat_top_k`], each hit with its row in `vectors`.
+pub fn flat_top_k_rows(
+    metric: Metric,
+    dim: usize,
+    vectors: &Floats,
+    ids: &[i64],
+    query: &[f32],
+    k: usize,
+    visible: impl Fn(usize) -> bool,
+) -> Result<Vec<(Hit, usize)>, SearchError> {
     if query.len() != dim {
         return Err(SearchError::WrongDimension {
             got: query.len(),
@@ -138,27 +153,48 @@ pub fn flat_top_k(
             id,
             score: score(metric, query, query_norm, row),
         };
+        let kept = Kept {
+            hit,
+            row: i,
+            metric,
+        };
         if heap.len() < k {
-            heap.push(Kept { hit, metric });
+            heap.push(kept);
         } else if let Some(worst) = heap.peek()
             && order(metric, &hit, &worst.hit) == Ordering::Less
         {
             heap.pop();
-            heap.push(Kept { hit, metric });
+            heap.push(kept);
         }
     }
-    Ok(heap.into_sorted_vec().into_iter().map(|k| k.hit).collect())
+    Ok(heap
+        .into_sorted_vec()
+        .into_iter()
+        .map(|k| (k.hit, k.row))
+        .collect())
 }
 
 /// The best `k` of several results (each ordered by [`order`]), nearest first.
 /// An id in more than one list counts once, with its best score: a row seen by
 /// two sources (growing data and the segment that replaced it) is one row.
 pub fn merge(metric: Metric, lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
-    let mut all: Vec<Hit> = lists.iter().flatten().copied().collect();
-    all.sort_by(|a, b| order(metric, a, b));
+    let lists: Vec<Vec<(Hit, ())>> = lists
+        .iter()
+        .map(|l| l.iter().map(|h| (*h, ())).collect())
+        .collect();
+    merge_with(metric, &lists, k)
+        .into_iter()
+        .map(|(hit, ())| hit)
+        .collect()
+}
+
+/// [`merge`] of hits that carry where they came from (`T`), kept with them.
+pub fn merge_with<T: Copy>(metric: Metric, lists: &[Vec<(Hit, T)>], k: usize) -> Vec<(Hit, T)> {
+    let mut all: Vec<(Hit, T)> = lists.iter().flatten().copied().collect();
+    all.sort_by(|a, b| order(metric, &a.0, &b.0));
     let mut seen = HashSet::new();
     all.into_iter()
-        .filter(|h| seen.insert(h.id))
+        .filter(|(h, _)| seen.insert(h.id))
         .take(k)
         .collect()
 }

@@ -54,6 +54,8 @@ pub enum ClientCommand {
     Export(export::ExportArgs),
     /// The nearest rows of a loaded collection to one or more query vectors.
     Search(search::SearchArgs),
+    /// Rows of a loaded collection by primary key or filter.
+    Query(search::QueryArgs),
     /// The live rows of a loaded collection.
     Count(search::CountArgs),
 }
@@ -82,6 +84,7 @@ async fn run_quick(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Export(args) => export::export(args).await,
         ClientCommand::Search(args) => search::search(args).await,
         ClientCommand::Count(args) => search::count(args).await,
+        ClientCommand::Query(args) => search::query(args).await,
         ClientCommand::Insert(_) | ClientCommand::Flush(_) => {
             unreachable!("run handles insert and flush")
         }

@@ -14,6 +14,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     /// `insert into "docs"`: starts each progress line.
     what: String,
+    /// What is counted: `rows`, `queries`.
+    unit: &'static str,
     total: Option<u64>,
     done: u64,
     started: Instant,
@@ -21,19 +23,27 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress counted in rows.
     pub fn new(what: impl Into<String>, total: Option<u64>) -> Self {
+        Self::counting(what, total, "rows")
+    }
+
+    /// Progress counted in `unit`s.
+    pub fn counting(what: impl Into<String>, total: Option<u64>, unit: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = match total {
                 Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
             };
             let template = if total.is_some() {
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows \
-                 ({msg}, eta {eta})"
+                format!(
+                    "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} \
+                     ({{msg}}, eta {{eta}})"
+                )
             } else {
-                "{spinner} [{elapsed_precise}] {human_pos} rows ({msg})"
+                format!("{{spinner}} [{{elapsed_precise}}] {{human_pos}} {unit} ({{msg}})")
             };
-            if let Ok(style) = ProgressStyle::with_template(template) {
+            if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -43,6 +53,7 @@ impl Progress {
         Self {
             bar,
             what: what.into(),
+            unit,
             total,
             done: 0,
             started: now,
@@ -55,8 +66,9 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.inc(rows);
             bar.set_message(format!(
-                "{} rows/s",
-                rate(self.done, self.started.elapsed())
+                "{} {}/s",
+                rate(self.done, self.started.elapsed()),
+                self.unit
             ));
         } else if self.last_line.elapsed() >= LINE_INTERVAL {
             self.last_line = Instant::now();
@@ -67,14 +79,15 @@ impl Progress {
     /// `insert into "docs": 120000 of 1000000 rows (12%), 24000 rows/s`
     fn line(&self) -> String {
         let rate = rate(self.done, self.started.elapsed());
+        let unit = self.unit;
         match self.total {
             Some(total) if total > 0 => format!(
-                "{}: {} of {total} rows ({}%), {rate} rows/s",
+                "{}: {} of {total} {unit} ({}%), {rate} {unit}/s",
                 self.what,
                 self.done,
                 self.done * 100 / total
             ),
-            _ => format!("{}: {} rows, {rate} rows/s", self.what, self.done),
+            _ => format!("{}: {} {unit}, {rate} {unit}/s", self.what, self.done),
         }
     }
 

@@ -498,6 +498,14 @@ impl DataCoord for DataCoordService {
             active.queries.mark_loaded(collection).await?;
             loop {
                 let pass = active.queries.reconcile("load").await?;
+                if let Some((_, why)) = pass.refused.iter().find(|(c, _)| *c == collection) {
+                    // Nothing half-loaded stays behind: the collection is released
+                    // everywhere, and the caller learns why.
+                    active.queries.mark_released(collection).await?;
+                    active.queries.reconcile("load refused").await?;
+                    tracing::warn!(why, "load refused");
+                    return Err(Status::resource_exhausted(why.clone()));
+                }
                 let waiting: Vec<String> = active
                     .queries
                     .leaders(collection)?

@@ -64,6 +64,8 @@ pub struct QueryReconciled {
     pub orphaned: Vec<u32>,
     /// What went wrong with which node, for the caller's error message.
     pub problems: Vec<String>,
+    /// Collections a node refused to load for lack of memory, with its reason.
+    pub refused: Vec<(i64, String)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -272,8 +274,9 @@ impl QueryPlacement {
         let mut reports: BTreeMap<i64, QueryDistributionResponse> = BTreeMap::new();
         for (node_id, node_wanted, result) in synced {
             match result {
-                Ok((report, problems)) => {
+                Ok((report, problems, refused)) => {
                     out.problems.extend(problems);
+                    out.refused.extend(refused);
                     // Move the records of the channels this node is ready to serve.
                     for (&channel, &epoch) in &node_wanted {
                         let moving = view.owners.get(&channel) != Some(&(node_id, epoch));
@@ -330,7 +333,7 @@ impl QueryPlacement {
         node: &NodeInfo,
         wanted: &BTreeMap<u32, u64>,
         loaded: &BTreeSet<i64>,
-    ) -> Result<(QueryDistributionResponse, Vec<String>), String> {
+    ) -> Result<(QueryDistributionResponse, Vec<String>, Vec<(i64, String)>), String> {
         let id = node.node_id;
         let mut client = self
             .clients
@@ -338,6 +341,7 @@ impl QueryPlacement {
             .ok_or_else(|| format!("query node {id} has a bad address {:?}", node.address))?;
         let report = distribution(&mut client, id).await?;
         let mut problems = Vec::new();
+        let mut refused = Vec::new();
         let mut changed = false;
         for (&channel, &epoch) in wanted {
             let held = report
@@ -351,7 +355,8 @@ impl QueryPlacement {
             let call = client.watch_channel(QueryWatchChannelRequest { channel, epoch });
             if let Err(e) = bounded(call, LOAD_CALL).await {
                 problems.push(format!(
-                    "query node {id} did not follow channel {channel}: {e}"
+                    "query node {id} did not follow channel {channel}: {}",
+                    e.message()
                 ));
             }
         }
@@ -364,8 +369,12 @@ impl QueryPlacement {
                 collection_id: collection,
             });
             if let Err(e) = bounded(call, LOAD_CALL).await {
+                if e.code() == tonic::Code::ResourceExhausted {
+                    refused.push((collection, e.message().to_owned()));
+                }
                 problems.push(format!(
-                    "query node {id} did not load collection {collection}: {e}"
+                    "query node {id} did not load collection {collection}: {}",
+                    e.message()
                 ));
             }
         }
@@ -379,7 +388,8 @@ impl QueryPlacement {
             });
             if let Err(e) = bounded(call, QUICK_CALL).await {
                 problems.push(format!(
-                    "query node {id} did not release collection {collection}: {e}"
+                    "query node {id} did not release collection {collection}: {}",
+                    e.message()
                 ));
             }
         }
@@ -388,7 +398,7 @@ impl QueryPlacement {
         } else {
             report
         };
-        Ok((report, problems))
+        Ok((report, problems, refused))
     }
 
     /// Records `node` as the channel's query node at `epoch`, if the record did
@@ -485,11 +495,13 @@ async fn distribution(
 async fn bounded<T>(
     call: impl std::future::Future<Output = Result<T, tonic::Status>>,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), tonic::Status> {
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) => Err(status.message().to_owned()),
-        Err(_) => Err(format!("no answer within {limit:?}")),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {limit:?}"
+        ))),
     }
 }
 

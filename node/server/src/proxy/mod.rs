@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use milvus_like_api::leader_pool::LeaderPool;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_server::{Proxy, ProxyServer};
+use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::proto::{
     self, CollectionInfo, ConsistencyLevel, DeleteBatch, InsertBatch, Role,
@@ -30,12 +31,15 @@ use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
 use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use self::grants::GrantCache;
 use crate::columns::RowBatch;
+use crate::filter::{Filter, output_columns};
 use crate::meta::MetaStore;
 use crate::msgstream::{Log, LogProducer, Stream, TARGET_MESSAGE_BYTES};
+use crate::querynode::MAX_QUERY_ROWS;
 use crate::role::{RoleConfig, RoleProcess};
 
 /// Largest insert request accepted, encoded.
@@ -226,6 +230,51 @@ impl ProxyService {
         status
     }
 
+    /// A read's filter and output fields checked against the schema: the
+    /// output columns and their names.
+    fn selection(
+        &self,
+        schema: &CollectionSchema,
+        filter: &str,
+        output_fields: &[String],
+    ) -> Result<reads::Selection, Status> {
+        Filter::parse_optional(filter, schema)
+            .map_err(|e| self.refuse(Status::invalid_argument(e.to_string())))?;
+        let columns = output_columns(schema, output_fields)
+            .map_err(|e| self.refuse(Status::invalid_argument(e)))?;
+        let names = columns
+            .iter()
+            .filter_map(|&c| schema.fields().get(c).map(|f| f.name.clone()))
+            .collect();
+        Ok(reads::Selection { columns, names })
+    }
+
+    /// Asks the query node of every channel of loaded collection `name`
+    /// (`collection`) with `call`, at the consistency level asked for: the plan
+    /// and the answers, in channel order.
+    async fn read_channels<T, F, Fut>(
+        &self,
+        name: &str,
+        collection: i64,
+        consistency: i32,
+        timeout_ms: u32,
+        call: F,
+    ) -> Result<(reads::ReadPlan, Vec<T>), Status>
+    where
+        F: Fn(QueryNodeClient<Channel>, Option<proto::ReadAt>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let plan = self.read_plan(collection, consistency, timeout_ms).await?;
+        let answers = self
+            .leaders
+            .fan_out(plan.collection, |client, leader| {
+                call(client, plan.at(&leader))
+            })
+            .await
+            .map_err(|s| not_loaded(s, name))?;
+        Ok((plan, answers))
+    }
+
     /// How to read `collection` at `level`: the guarantee timestamp is now for
     /// every level that waits, none for EVENTUALLY.
     async fn read_plan(
@@ -261,13 +310,18 @@ impl ProxyService {
                 let mut c = DataCoordClient::new(ch);
                 if load {
                     let request = proto::LoadCollectionRequest { collection_id: id };
-                    c.load_collection(request).await.map(drop)
+                    match c.load_collection(request).await {
+                        // An answer, not an overload to wait out: the collection
+                        // does not fit the query nodes' memory.
+                        Err(s) if s.code() == tonic::Code::ResourceExhausted => Ok(Err(s)),
+                        other => other.map(|_| Ok(())),
+                    }
                 } else {
                     let request = proto::ReleaseCollectionRequest { collection_id: id };
-                    c.release_collection(request).await.map(drop)
+                    c.release_collection(request).await.map(|_| Ok(()))
                 }
             })
-            .await
+            .await?
     }
 }
 
@@ -546,24 +600,33 @@ impl Proxy for ProxyService {
             ))));
         }
         let queries = vectors.values.len() / dim as usize;
-        let plan = self
-            .read_plan(target.collection, req.consistency, req.timeout_ms)
+        let selection = self.selection(&target.schema, &req.filter, &req.output_fields)?;
+        let (plan, answers) = self
+            .read_channels(
+                &req.collection,
+                target.collection,
+                req.consistency,
+                req.timeout_ms,
+                |mut client, at| {
+                    let request = proto::SearchChannelRequest {
+                        at,
+                        queries: Some(vectors.clone()),
+                        top_k: req.top_k,
+                        ef: req.ef,
+                        filter: req.filter.clone(),
+                        output_fields: selection.names.clone(),
+                    };
+                    async move { Ok(client.search_channel(request).await?.into_inner()) }
+                },
+            )
             .await?;
-        let answers = self
-            .leaders
-            .fan_out(plan.collection, |mut client, leader| {
-                let request = proto::SearchChannelRequest {
-                    at: plan.at(&leader),
-                    queries: Some(vectors.clone()),
-                    top_k: req.top_k,
-                    ef: req.ef,
-                };
-                async move { Ok(client.search_channel(request).await?.into_inner()) }
-            })
-            .await
-            .map_err(|s| not_loaded(s, &req.collection))?;
-        let results =
-            reads::merge_channels(target.schema.metric, &answers, queries, req.top_k as usize)?;
+        let results = reads::merge_channels(
+            &target.schema,
+            &selection.columns,
+            &answers,
+            queries,
+            req.top_k as usize,
+        )?;
         self.metrics.searches.inc();
         self.metrics
             .search_seconds
@@ -571,11 +634,7 @@ impl Proxy for ProxyService {
         Ok(Response::new(proto::SearchResponse {
             results,
             metric: target.schema.metric.name().to_owned(),
-            read_ts: answers
-                .iter()
-                .map(|a| a.read_ts)
-                .min()
-                .unwrap_or(plan.guarantee_ts),
+            read_ts: plan.read_ts(answers.iter().map(|a| a.read_ts)),
         }))
     }
 
@@ -586,26 +645,80 @@ impl Proxy for ProxyService {
     ) -> Result<Response<proto::CountResponse>, Status> {
         let req = request.into_inner();
         let target = self.target(&req.collection, "").await?;
-        let plan = self
-            .read_plan(target.collection, req.consistency, req.timeout_ms)
+        self.selection(&target.schema, &req.filter, &[])?;
+        let (plan, answers) = self
+            .read_channels(
+                &req.collection,
+                target.collection,
+                req.consistency,
+                req.timeout_ms,
+                |mut client, at| {
+                    let request = proto::CountChannelRequest {
+                        at,
+                        filter: req.filter.clone(),
+                    };
+                    async move { Ok(client.count_channel(request).await?.into_inner()) }
+                },
+            )
             .await?;
-        let answers = self
-            .leaders
-            .fan_out(plan.collection, |mut client, leader| {
-                let request = proto::CountChannelRequest {
-                    at: plan.at(&leader),
-                };
-                async move { Ok(client.count_channel(request).await?.into_inner()) }
-            })
-            .await
-            .map_err(|s| not_loaded(s, &req.collection))?;
         Ok(Response::new(proto::CountResponse {
             rows: answers.iter().map(|a| a.rows).sum(),
-            read_ts: answers
-                .iter()
-                .map(|a| a.read_ts)
-                .min()
-                .unwrap_or(plan.guarantee_ts),
+            read_ts: plan.read_ts(answers.iter().map(|a| a.read_ts)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection, limit = request.get_ref().limit))]
+    async fn query(
+        &self,
+        request: Request<proto::QueryRequest>,
+    ) -> Result<Response<proto::QueryResponse>, Status> {
+        let req = request.into_inner();
+        let target = self.target(&req.collection, "").await?;
+        let window = u64::from(req.limit) + u64::from(req.offset);
+        if window > u64::from(MAX_QUERY_ROWS) {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "limit + offset is {window}; at most {MAX_QUERY_ROWS} rows are returned at once"
+            ))));
+        }
+        let selection = self.selection(&target.schema, &req.filter, &req.output_fields)?;
+        let primary = target.schema.primary_key_index();
+        let mut columns = vec![primary];
+        columns.extend(selection.columns.iter().copied().filter(|&c| c != primary));
+        // Each channel sends its first rows; without a limit, one more than
+        // may be returned, to tell "all of them" from "too many".
+        let per_channel = if req.limit == 0 {
+            MAX_QUERY_ROWS + 1
+        } else {
+            req.limit + req.offset
+        };
+        let (plan, answers) = self
+            .read_channels(
+                &req.collection,
+                target.collection,
+                req.consistency,
+                req.timeout_ms,
+                |mut client, at| {
+                    let request = proto::QueryChannelRequest {
+                        at,
+                        filter: req.filter.clone(),
+                        output_fields: selection.names.clone(),
+                        limit: per_channel,
+                    };
+                    async move { Ok(client.query_channel(request).await?.into_inner()) }
+                },
+            )
+            .await?;
+        let (num_rows, columns) = reads::merge_rows(
+            &target.schema,
+            &columns,
+            &answers,
+            req.offset as usize,
+            (req.limit != 0).then_some(req.limit as usize),
+        )?;
+        Ok(Response::new(proto::QueryResponse {
+            columns,
+            num_rows: u32::try_from(num_rows).unwrap_or(u32::MAX),
+            read_ts: plan.read_ts(answers.iter().map(|a| a.read_ts)),
         }))
     }
 

@@ -13,12 +13,14 @@ use milvus_like_api::leader_pool::LeaderPool;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::{self, ConsistencyLevel, ShardLeader};
-use milvus_like_api::schema::Metric;
+use milvus_like_api::schema::CollectionSchema;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::columns::Column;
 use crate::datacoord::channels::Clients;
-use crate::search::{Hit, merge};
+use crate::querynode::MAX_QUERY_ROWS;
+use crate::search::{Hit, merge_with};
 
 /// How long the query node of a channel is trusted without asking again.
 const LEADER_CACHE_TTL: Duration = Duration::from_secs(10);
@@ -39,7 +41,10 @@ impl Leaders {
             datacoord,
             channels,
             cache: Mutex::new(HashMap::new()),
-            clients: Clients::new(QueryNodeClient::new),
+            // Query answers may be large (up to 16,384 rows with vectors).
+            clients: Clients::new(|channel| {
+                QueryNodeClient::new(channel).max_decoding_message_size(super::MAX_REQUEST_BYTES)
+            }),
         }
     }
 
@@ -184,6 +189,11 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
+    /// The timestamp a read was answered at: the oldest of the channels'.
+    pub fn read_ts(&self, answered: impl Iterator<Item = u64>) -> u64 {
+        answered.min().unwrap_or(self.guarantee_ts)
+    }
+
     /// The read on the channel `leader` serves.
     pub fn at(&self, leader: &ShardLeader) -> Option<proto::ReadAt> {
         Some(proto::ReadAt {
@@ -197,47 +207,168 @@ impl ReadPlan {
     }
 }
 
-/// One search answer per query, merged over the channels' answers.
+/// The output columns of a read (schema positions) and their names.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub columns: Vec<usize>,
+    pub names: Vec<String>,
+}
+
+/// A query node's columns, checked against the schema: `positions` says
+/// which field each is, and each must hold `rows` values.
+fn read_columns(
+    schema: &CollectionSchema,
+    positions: &[usize],
+    wire: &[proto::FieldData],
+    rows: usize,
+) -> Result<Vec<Column>, Status> {
+    if wire.len() != positions.len() {
+        return Err(Status::internal(format!(
+            "a query node answered {} columns, not {}",
+            wire.len(),
+            positions.len()
+        )));
+    }
+    positions
+        .iter()
+        .zip(wire)
+        .map(|(&p, data)| {
+            let field = schema
+                .fields()
+                .get(p)
+                .filter(|f| f.name == data.field_name)
+                .ok_or_else(|| {
+                    Status::internal(format!(
+                        "a query node answered column {:?} where another was due",
+                        data.field_name
+                    ))
+                })?;
+            Column::from_field_data(field, data.data.clone(), rows)
+                .map_err(|e| Status::internal(format!("a query node answered a bad column: {e}")))
+        })
+        .collect()
+}
+
+/// Column `position` of the rows `picks` (answer, row) of several answers'
+/// columns, for the wire.
+fn gather_wire(
+    schema: &CollectionSchema,
+    position: usize,
+    sources: &[&Column],
+    picks: &[(usize, usize)],
+) -> Result<proto::FieldData, Status> {
+    let field = schema
+        .fields()
+        .get(position)
+        .ok_or_else(|| Status::internal(format!("no field at position {position}")))?;
+    let column = Column::gather(field.ty, sources, picks)
+        .map_err(|e| Status::internal(format!("query nodes answered bad columns: {e}")))?;
+    Ok(column.into_field_data(&field.name))
+}
+
+/// One search answer per query, merged over the channels' answers, with the
+/// `output` columns of each hit.
 pub fn merge_channels(
-    metric: Metric,
+    schema: &CollectionSchema,
+    output: &[usize],
     answers: &[proto::SearchChannelResponse],
     queries: usize,
     k: usize,
 ) -> Result<Vec<proto::SearchHits>, Status> {
+    let metric = schema.metric;
     (0..queries)
         .map(|q| {
-            let lists = answers
-                .iter()
-                .map(|a| {
-                    let hits = a.results.get(q).ok_or_else(|| {
-                        Status::internal(format!(
-                            "a query node answered {} of {queries} queries",
-                            a.results.len()
-                        ))
-                    })?;
-                    if hits.ids.len() != hits.scores.len() {
-                        return Err(Status::internal("a query node answered ids without scores"));
-                    }
-                    Ok(hits
-                        .ids
+            let mut lists = Vec::with_capacity(answers.len());
+            let mut fields = Vec::with_capacity(answers.len());
+            for (a, answer) in answers.iter().enumerate() {
+                let hits = answer.results.get(q).ok_or_else(|| {
+                    Status::internal(format!(
+                        "a query node answered {} of {queries} queries",
+                        answer.results.len()
+                    ))
+                })?;
+                if hits.ids.len() != hits.scores.len() {
+                    return Err(Status::internal("a query node answered ids without scores"));
+                }
+                fields.push(read_columns(schema, output, &hits.fields, hits.ids.len())?);
+                lists.push(
+                    hits.ids
                         .iter()
                         .zip(&hits.scores)
-                        .map(|(&id, &score)| Hit { id, score })
-                        .collect::<Vec<_>>())
+                        .enumerate()
+                        .map(|(row, (&id, &score))| (Hit { id, score }, (a, row)))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let merged = merge_with(metric, &lists, k);
+            let picks: Vec<(usize, usize)> = merged.iter().map(|(_, at)| *at).collect();
+            let fields = output
+                .iter()
+                .enumerate()
+                .map(|(i, &position)| {
+                    let sources: Vec<&Column> = fields.iter().filter_map(|f| f.get(i)).collect();
+                    gather_wire(schema, position, &sources, &picks)
                 })
-                .collect::<Result<Vec<_>, Status>>()?;
-            let merged = merge(metric, &lists, k);
+                .collect::<Result<_, _>>()?;
             Ok(proto::SearchHits {
-                ids: merged.iter().map(|h| h.id).collect(),
-                scores: merged.iter().map(|h| h.score).collect(),
+                ids: merged.iter().map(|(h, _)| h.id).collect(),
+                scores: merged.iter().map(|(h, _)| h.score).collect(),
+                fields,
             })
         })
         .collect()
 }
 
+/// The channels' query answers (each in primary key order, `columns` the
+/// schema positions of their columns, the primary key first) merged in primary
+/// key order: `limit` rows after `offset`, or with no limit all of them, and
+/// an error when they are more than a query returns.
+pub fn merge_rows(
+    schema: &CollectionSchema,
+    columns: &[usize],
+    answers: &[proto::QueryChannelResponse],
+    offset: usize,
+    limit: Option<usize>,
+) -> Result<(usize, Vec<proto::FieldData>), Status> {
+    let read: Vec<Vec<Column>> = answers
+        .iter()
+        .map(|a| read_columns(schema, columns, &a.columns, a.num_rows as usize))
+        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+    for (a, cols) in read.iter().enumerate() {
+        let Some(Column::Long(keys)) = cols.first() else {
+            return Err(Status::internal("a query node answered no primary keys"));
+        };
+        rows.extend(keys.iter().enumerate().map(|(row, &pk)| (pk, a, row)));
+    }
+    rows.sort_unstable();
+    let max = MAX_QUERY_ROWS as usize;
+    if limit.is_none() && rows.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "the filter keeps more than {max} rows; set a limit (and page with offset) or narrow the filter"
+        )));
+    }
+    let picks: Vec<(usize, usize)> = rows
+        .iter()
+        .skip(offset)
+        .take(limit.unwrap_or(max))
+        .map(|&(_, a, row)| (a, row))
+        .collect();
+    let wire = columns
+        .iter()
+        .enumerate()
+        .map(|(i, &position)| {
+            let sources: Vec<&Column> = read.iter().filter_map(|cols| cols.get(i)).collect();
+            gather_wire(schema, position, &sources, &picks)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((picks.len(), wire))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::source::tests::minimal;
 
     fn answer(lists: &[&[(i64, f32)]]) -> proto::SearchChannelResponse {
         proto::SearchChannelResponse {
@@ -246,6 +377,9 @@ mod tests {
                 .map(|l| proto::SearchHits {
                     ids: l.iter().map(|h| h.0).collect(),
                     scores: l.iter().map(|h| h.1).collect(),
+                    fields: vec![
+                        Column::Long(l.iter().map(|h| h.0 * 10).collect()).into_field_data("id"),
+                    ],
                 })
                 .collect(),
             metric: "L2".into(),
@@ -257,21 +391,58 @@ mod tests {
     fn channels_merge_per_query_nearest_first() {
         let a = answer(&[&[(1, 0.5), (2, 2.0)], &[(5, 1.0)]]);
         let b = answer(&[&[(3, 0.1), (4, 3.0)], &[(6, 0.2), (7, 4.0)]]);
-        let merged = merge_channels(Metric::L2, &[a, b], 2, 2).expect("accepted");
+        let merged = merge_channels(&minimal(2), &[0], &[a, b], 2, 2).expect("accepted");
         assert_eq!(merged[0].ids, [3, 1]);
         assert_eq!(merged[0].scores, [0.1, 0.5]);
         assert_eq!(merged[1].ids, [6, 5]);
+        // The output fields follow their hits.
+        assert_eq!(
+            merged[1].fields,
+            [Column::Long(vec![60, 50]).into_field_data("id")]
+        );
     }
 
     #[test]
     fn a_short_or_malformed_answer_is_an_error_not_a_partial_result() {
         let a = answer(&[&[(1, 0.5)]]);
         let b = answer(&[&[(3, 0.1)], &[(6, 0.2)]]);
-        let e = merge_channels(Metric::L2, &[a, b.clone()], 2, 2).expect_err("refused");
+        let schema = minimal(2);
+        let e = merge_channels(&schema, &[0], &[a, b.clone()], 2, 2).expect_err("refused");
         assert_eq!(e.code(), Code::Internal);
-        let mut bad = b;
+        let mut bad = b.clone();
         bad.results[0].scores.clear();
-        assert!(merge_channels(Metric::L2, &[bad], 1, 2).is_err());
+        assert!(merge_channels(&schema, &[0], &[bad], 1, 2).is_err());
+        let e = merge_channels(&schema, &[1], std::slice::from_ref(&b), 1, 2)
+            .expect_err("wrong column");
+        assert!(e.message().contains("another was due"), "{e}");
+        let mut short = b;
+        short.results[0].fields[0] = Column::Long(vec![]).into_field_data("id");
+        assert!(merge_channels(&schema, &[0], &[short], 1, 2).is_err());
+    }
+
+    fn rows(keys: &[i64]) -> proto::QueryChannelResponse {
+        proto::QueryChannelResponse {
+            columns: vec![Column::Long(keys.to_vec()).into_field_data("id")],
+            num_rows: keys.len() as u32,
+            read_ts: 1,
+        }
+    }
+
+    #[test]
+    fn query_answers_merge_in_key_order_with_offset_and_limit() {
+        let schema = minimal(2);
+        let answers = [rows(&[1, 4, 9]), rows(&[2, 3])];
+        let (n, columns) = merge_rows(&schema, &[0], &answers, 1, Some(3)).expect("merged");
+        assert_eq!(n, 3);
+        assert_eq!(columns, [Column::Long(vec![2, 3, 4]).into_field_data("id")]);
+        let (n, _) = merge_rows(&schema, &[0], &answers, 0, None).expect("merged");
+        assert_eq!(n, 5);
+        let many: Vec<i64> = (0..=i64::from(MAX_QUERY_ROWS)).collect();
+        let e = merge_rows(&schema, &[0], &[rows(&many)], 0, None).expect_err("too many");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("set a limit"), "{e}");
+        let (n, _) = merge_rows(&schema, &[0], &[rows(&many)], 0, Some(10)).expect("limited");
+        assert_eq!(n, 10);
     }
 
     #[test]

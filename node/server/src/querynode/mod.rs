@@ -30,12 +30,15 @@ use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_api::settings;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use self::view::{ChannelView, Offsets, ViewError};
+use self::view::{ChannelView, Found, Offsets, SearchParams, ViewError};
+use crate::columns::Column;
+use crate::filter::{Filter, output_columns};
 use crate::meta::MetaStore;
 use crate::msgstream::{Log, LogConsumer, Stream};
 use crate::role::{RoleConfig, RoleProcess};
@@ -43,6 +46,8 @@ use crate::storage::{SegmentStore, StorageConfig};
 
 /// Largest `top_k` (Milvus's limit).
 pub const MAX_TOP_K: u32 = 16_384;
+/// Most rows a query returns at once (Milvus's limit).
+pub const MAX_QUERY_ROWS: u32 = 16_384;
 /// Search breadth in indexed files when the request sets none.
 const DEFAULT_EF: usize = 64;
 /// How long a STRONG read waits for its channel by default.
@@ -56,6 +61,9 @@ pub struct QueryNodeConfig {
     pub storage: StorageConfig,
     /// How often loaded collections move to the newest committed files.
     pub target_interval: Duration,
+    /// Bytes for loaded collections (0: three quarters of what the process may
+    /// use, [`memory_limit`]).
+    pub memory_limit: u64,
 }
 
 impl Default for QueryNodeConfig {
@@ -71,6 +79,7 @@ impl Default for QueryNodeConfig {
                 root: settings::defaults::STORAGE_ROOT.into(),
             },
             target_interval: settings::defaults::QUERYNODE_TARGET_INTERVAL,
+            memory_limit: settings::defaults::QUERYNODE_MEMORY_MIB << 20,
         }
     }
 }
@@ -84,6 +93,9 @@ pub struct QueryNodeMetrics {
     pub indexes_loaded: Counter,
     pub index_load_failures: Counter,
     pub read_wait_seconds: Histogram,
+    pub memory_bytes: Gauge,
+    pub memory_limit_bytes: Gauge,
+    pub loads_refused: Counter,
 }
 
 impl Default for QueryNodeMetrics {
@@ -98,6 +110,9 @@ impl Default for QueryNodeMetrics {
             read_wait_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
             ),
+            memory_bytes: Gauge::default(),
+            memory_limit_bytes: Gauge::default(),
+            loads_refused: Counter::default(),
         }
     }
 }
@@ -140,6 +155,21 @@ impl QueryNodeMetrics {
             "Time a consistent read waited for its channel to catch up",
             self.read_wait_seconds.clone(),
         );
+        r.register(
+            "memory_bytes",
+            "Bytes the loaded collections hold (rows, deletes, indexes), as accounted",
+            self.memory_bytes.clone(),
+        );
+        r.register(
+            "memory_limit_bytes",
+            "Bytes loaded collections may hold (--memory-mib)",
+            self.memory_limit_bytes.clone(),
+        );
+        r.register(
+            "loads_refused",
+            "Loads refused because the collection would not fit in memory",
+            self.loads_refused.clone(),
+        );
     }
 }
 
@@ -171,6 +201,8 @@ pub struct Node {
     bad_indexes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// One target sync at a time (load, watch and the periodic loop).
     syncing: tokio::sync::Mutex<()>,
+    /// Bytes loaded collections may hold.
+    memory_limit: u64,
     metrics: Arc<QueryNodeMetrics>,
 }
 
@@ -185,6 +217,17 @@ impl Node {
 
     fn loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, CollectionSchema>> {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes the watched channels' views hold, as accounted (also the gauge).
+    fn memory_used(&self) -> u64 {
+        let views: Vec<Arc<RwLock<ChannelView>>> =
+            self.channels().values().map(|w| w.view.clone()).collect();
+        let used = views.iter().map(|v| read(v).bytes()).sum();
+        self.metrics
+            .memory_bytes
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+        used
     }
 
     /// Stops following `channel` (if followed), refusing an `epoch` older than
@@ -326,6 +369,24 @@ impl Node {
         };
         Ok((view, at.collection_id, read_ts))
     }
+
+    /// The schema of a loaded collection and `text` parsed against it (`None`
+    /// when blank).
+    fn filter(
+        &self,
+        collection: i64,
+        text: &str,
+    ) -> Result<(CollectionSchema, Option<Filter>), Status> {
+        let schema = self.loaded().get(&collection).cloned().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "collection {collection} is not loaded on query node {}",
+                self.node_id
+            ))
+        })?;
+        let filter = Filter::parse_optional(text, &schema)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok((schema, filter))
+    }
 }
 
 fn read(view: &RwLock<ChannelView>) -> std::sync::RwLockReadGuard<'_, ChannelView> {
@@ -340,7 +401,40 @@ fn view_status(e: ViewError) -> Status {
     match e {
         ViewError::NotLoaded(_) => Status::failed_precondition(e.to_string()),
         ViewError::Search(_) => Status::invalid_argument(e.to_string()),
+        ViewError::Field(_) => Status::internal(e.to_string()),
     }
+}
+
+/// Columns at schema `positions`, named for the wire.
+fn wire_columns(
+    schema: &CollectionSchema,
+    positions: &[usize],
+    columns: Vec<Column>,
+) -> Vec<proto::FieldData> {
+    positions
+        .iter()
+        .zip(columns)
+        .map(|(&p, column)| {
+            let name = schema.fields().get(p).map_or("", |f| f.name.as_str());
+            column.into_field_data(name)
+        })
+        .collect()
+}
+
+/// Search answers for the wire, with the `output` columns of each hit.
+fn wire_hits(
+    schema: &CollectionSchema,
+    output: &[usize],
+    found: Vec<Found>,
+) -> Vec<proto::SearchHits> {
+    found
+        .into_iter()
+        .map(|f| proto::SearchHits {
+            ids: f.hits.iter().map(|h| h.id).collect(),
+            scores: f.hits.iter().map(|h| h.score).collect(),
+            fields: wire_columns(schema, output, f.fields),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -404,7 +498,14 @@ impl QueryNode for QueryNodeService {
         let schema = CollectionSchema::try_from(&info)
             .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
         self.node.loaded().insert(id, schema.clone());
-        target::sync_collection(&self.node, id, &schema).await?;
+        if let Err(status) = target::sync_collection(&self.node, id, &schema).await {
+            if status.code() == tonic::Code::ResourceExhausted {
+                self.node.loaded().remove(&id);
+                self.node.metrics.loads_refused.inc();
+                tracing::warn!(%status, "load refused");
+            }
+            return Err(status);
+        }
         tracing::info!("loaded collection");
         Ok(Response::new(proto::QueryLoadCollectionResponse {}))
     }
@@ -456,25 +557,31 @@ impl QueryNode for QueryNodeService {
             .map(<[f32]>::to_vec)
             .collect();
         let (view, collection, read_ts) = self.node.prepare(r.at).await?;
+        let (schema, filter) = self.node.filter(collection, &r.filter)?;
+        let output = output_columns(&schema, &r.output_fields).map_err(Status::invalid_argument)?;
         let k = r.top_k as usize;
         let ef = match r.ef {
             0 => k.max(DEFAULT_EF),
             ef => (ef as usize).max(k),
         };
         let (metric, results) = tokio::task::spawn_blocking(move || {
-            read(&view).search(collection, &queries, k, ef, read_ts)
+            let params = SearchParams {
+                queries: &queries,
+                k,
+                ef,
+                read_ts,
+                filter: filter.as_ref(),
+                output: &output,
+            };
+            read(&view)
+                .search(collection, &params)
+                .map(|(metric, found)| (metric, wire_hits(&schema, &output, found)))
         })
         .await
         .map_err(|e| Status::internal(format!("the search failed: {e}")))?
         .map_err(view_status)?;
         Ok(Response::new(proto::SearchChannelResponse {
-            results: results
-                .into_iter()
-                .map(|hits| proto::SearchHits {
-                    ids: hits.iter().map(|h| h.id).collect(),
-                    scores: hits.iter().map(|h| h.score).collect(),
-                })
-                .collect(),
+            results,
             metric: metric.name().to_owned(),
             read_ts,
         }))
@@ -485,14 +592,50 @@ impl QueryNode for QueryNodeService {
         &self,
         request: Request<proto::CountChannelRequest>,
     ) -> Result<Response<proto::CountChannelResponse>, Status> {
-        let (view, collection, read_ts) = self.node.prepare(request.into_inner().at).await?;
-        let count = tokio::task::spawn_blocking(move || read(&view).count(collection, read_ts))
-            .await
-            .map_err(|e| Status::internal(format!("the count failed: {e}")))?
-            .map_err(view_status)?;
+        let r = request.into_inner();
+        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
+        let (_, filter) = self.node.filter(collection, &r.filter)?;
+        let count = tokio::task::spawn_blocking(move || {
+            read(&view).count(collection, read_ts, filter.as_ref())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the count failed: {e}")))?
+        .map_err(view_status)?;
         Ok(Response::new(proto::CountChannelResponse {
             rows: count.rows,
             checksum: count.checksum,
+            read_ts,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.node.node_id))]
+    async fn query_channel(
+        &self,
+        request: Request<proto::QueryChannelRequest>,
+    ) -> Result<Response<proto::QueryChannelResponse>, Status> {
+        let r = request.into_inner();
+        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
+        let (schema, filter) = self.node.filter(collection, &r.filter)?;
+        let primary = schema.primary_key_index();
+        let output: Vec<usize> = output_columns(&schema, &r.output_fields)
+            .map_err(Status::invalid_argument)?
+            .into_iter()
+            .filter(|c| *c != primary)
+            .collect();
+        let positions: Vec<usize> = std::iter::once(primary)
+            .chain(output.iter().copied())
+            .collect();
+        let limit = r.limit as usize;
+        let columns = tokio::task::spawn_blocking(move || {
+            read(&view).query(collection, read_ts, filter.as_ref(), &output, limit)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the query failed: {e}")))?
+        .map_err(view_status)?;
+        let num_rows = columns.first().map_or(0, Column::len);
+        Ok(Response::new(proto::QueryChannelResponse {
+            columns: wire_columns(&schema, &positions, columns),
+            num_rows: u32::try_from(num_rows).unwrap_or(u32::MAX),
             read_ts,
         }))
     }
@@ -542,6 +685,16 @@ impl QueryNode for QueryNodeService {
     }
 }
 
+/// The bytes loaded collections may hold: `configured`, or with 0 three
+/// quarters of what the process may use (its cgroup's limit, else the
+/// machine's memory; 1 GiB when neither can be read).
+pub fn memory_limit(configured: u64) -> u64 {
+    if configured > 0 {
+        return configured;
+    }
+    crate::sys::MemoryUsage::read().map_or(1 << 30, |m| m.total_bytes / 4 * 3)
+}
+
 /// Runs a query node until `cancel` fires.
 pub async fn run(
     store: Arc<dyn MetaStore>,
@@ -582,8 +735,17 @@ async fn serve(
         Duration::from_secs(10),
     )?);
     let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(30))?;
+    let memory_limit = memory_limit(config.memory_limit);
+    metrics
+        .memory_limit_bytes
+        .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
+    tracing::info!(
+        memory_limit_mib = memory_limit >> 20,
+        "memory for loaded collections"
+    );
     let node = Arc::new(Node {
         node_id,
+        memory_limit,
         records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
         root,
         datacoord,

@@ -14,6 +14,7 @@ use tonic::Status;
 
 use super::view::{Block, Offsets, Target};
 use super::{Node, follow, read, write};
+use crate::columns::RowBatch;
 use crate::index::HnswIndex;
 
 /// Files read at the same time.
@@ -43,10 +44,15 @@ pub(super) async fn sync_all(node: &Node) -> Result<(), Status> {
         .iter()
         .map(|(id, s)| (*id, s.clone()))
         .collect();
+    // Every collection is tried: one that cannot move does not hold back the others.
+    let mut first_error = None;
     for (id, schema) in loaded {
-        sync_collection(node, id, &schema).await?;
+        if let Err(status) = sync_collection(node, id, &schema).await {
+            first_error.get_or_insert(status);
+        }
     }
-    Ok(())
+    node.memory_used();
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Moves `collection` on every watched channel to the files at or below the
@@ -69,6 +75,7 @@ pub(super) async fn sync_collection(
         })
         .await?
         .into_inner();
+    fits(node, collection, schema, &info.channels)?;
     for recovery in &info.channels {
         let channel = recovery.channel;
         let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) else {
@@ -121,6 +128,55 @@ pub(super) async fn sync_collection(
     Ok(())
 }
 
+/// Refuses a first load of `collection` on watched channels when its files
+/// would take the node past its memory limit. Moving a loaded collection to
+/// newer files is never refused (those rows are in memory already, in the log).
+fn fits(
+    node: &Node,
+    collection: i64,
+    schema: &CollectionSchema,
+    channels: &[ChannelRecovery],
+) -> Result<(), Status> {
+    let row_bytes = RowBatch::estimated_row_bytes(schema);
+    let mut need = 0u64;
+    let mut fresh = Vec::new();
+    for recovery in channels {
+        let Some(view) = node
+            .channels()
+            .get(&recovery.channel)
+            .map(|w| w.view.clone())
+        else {
+            continue;
+        };
+        if read(&view).is_loaded(collection) {
+            continue;
+        }
+        fresh.push(recovery.channel);
+        need += recovery
+            .segments
+            .iter()
+            .filter(|s| s.state() != SegmentState::Dropped)
+            .flat_map(|s| &s.insert_logs)
+            .map(|f| f.num_rows * row_bytes + f.index_bytes)
+            .sum::<u64>();
+    }
+    if need == 0 {
+        return Ok(());
+    }
+    let used = node.memory_used();
+    if used.saturating_add(need) <= node.memory_limit {
+        return Ok(());
+    }
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    Err(Status::resource_exhausted(format!(
+        "collection {collection} does not fit on query node {}: its files on channels {fresh:?} need about {} MiB, and the node holds {} MiB of its {} MiB for loaded collections (--memory-mib); add query nodes, raise --memory-mib or release other collections",
+        node.node_id,
+        mib(need),
+        mib(used),
+        mib(node.memory_limit)
+    )))
+}
+
 /// Loads the indexes of held insert logs that have one and are still searched
 /// exactly. A missing or damaged index is logged and the file stays exact.
 async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecovery]) {
@@ -158,6 +214,7 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
                     continue;
                 }
             };
+            let stored = bytes.len() as u64;
             let scratch = HnswIndex::scratch_root();
             let built =
                 tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
@@ -168,7 +225,7 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
             let attached = match built {
                 Ok(index) => {
                     let mut view = write(&view);
-                    if view.attach_index(collection, &path, Arc::new(index)) {
+                    if view.attach_index(collection, &path, Arc::new(index), stored) {
                         Some(true)
                     } else {
                         view.has_file(collection, &path).then_some(false)

@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use milvus_like_api::schema::{CollectionSchema, Metric};
 
-use crate::columns::RowBatch;
+use crate::columns::{Column, RowBatch};
 use crate::deletes::DeleteSet;
+use crate::filter::Filter;
 use crate::index::HnswIndex;
 use crate::msgstream::Stream;
 use crate::search::{self, Hit, SearchError};
@@ -111,6 +112,9 @@ pub enum ViewError {
     NotLoaded(i64),
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// A column could not be read back (a damaged block).
+    #[error("{0}")]
+    Field(String),
 }
 
 /// One loaded collection on one channel.
@@ -127,6 +131,8 @@ struct Collection {
     delete_logs: HashSet<String>,
     /// Indexes of loaded insert logs, by the insert log's path.
     indexes: HashMap<String, Arc<HnswIndex>>,
+    /// Bytes of the indexes as stored (about what they hold in memory).
+    index_bytes: u64,
     deletes: DeleteSet,
     /// Every record below these offsets is held (in files or from the log).
     have: Offsets,
@@ -211,6 +217,7 @@ impl ChannelView {
             growing: BTreeMap::new(),
             delete_logs: HashSet::new(),
             indexes: HashMap::new(),
+            index_bytes: 0,
             deletes: DeleteSet::new(),
             have: target.checkpoint,
         };
@@ -236,10 +243,16 @@ impl ChannelView {
             .is_some_and(|c| c.indexes.contains_key(path))
     }
 
-    /// Searches the loaded insert log at `path` through `index` from now on;
-    /// false when the file is not loaded (or no longer) or the index does not
-    /// match it.
-    pub fn attach_index(&mut self, collection: i64, path: &str, index: Arc<HnswIndex>) -> bool {
+    /// Searches the loaded insert log at `path` through `index` (`bytes` as
+    /// stored) from now on; false when the file is not loaded (or no longer) or
+    /// the index does not match it.
+    pub fn attach_index(
+        &mut self,
+        collection: i64,
+        path: &str,
+        index: Arc<HnswIndex>,
+        bytes: u64,
+    ) -> bool {
         let Some(c) = self.collections.get_mut(&collection) else {
             return false;
         };
@@ -249,8 +262,25 @@ impl ChannelView {
         if block.rows.num_rows != index.rows() || index.metric() != c.schema.metric {
             return false;
         }
-        c.indexes.insert(path.to_owned(), index);
+        if c.indexes.insert(path.to_owned(), index).is_none() {
+            c.index_bytes += bytes;
+        }
         true
+    }
+
+    /// Bytes the loaded collections hold: rows with their timestamps, deletes
+    /// and indexes, as accounted for the memory limit.
+    pub fn bytes(&self) -> u64 {
+        self.collections
+            .values()
+            .map(|c| {
+                let rows: usize = c
+                    .blocks()
+                    .map(|b| b.rows.byte_size() + b.timestamps.len() * 8)
+                    .sum();
+                rows as u64 + c.deletes.len() as u64 * 16 + c.index_bytes
+            })
+            .sum()
     }
 
     /// The collection's checkpoint C (`None` when not loaded).
@@ -328,20 +358,24 @@ impl ChannelView {
             .ok_or(ViewError::NotLoaded(collection))
     }
 
-    /// Live rows of `collection` a reader at `read_ts` sees, with their checksum.
-    pub fn count(&self, collection: i64, read_ts: u64) -> Result<Count, ViewError> {
+    /// Live rows of `collection` a reader at `read_ts` sees (those `filter`
+    /// keeps, with one), with their checksum.
+    pub fn count(
+        &self,
+        collection: i64,
+        read_ts: u64,
+        filter: Option<&Filter>,
+    ) -> Result<Count, ViewError> {
         let c = self.get(collection)?;
         let mut count = Count::default();
         for block in c.blocks() {
-            let keys = block.rows.primary_keys(&c.schema);
-            for (row, (pk, ts)) in keys.iter().zip(&block.timestamps).enumerate() {
-                if c.deletes.visible(*pk, *ts, read_ts) {
-                    count.rows += 1;
-                    count.checksum =
-                        count
-                            .checksum
-                            .wrapping_add(row_checksum(&c.schema, &block.rows, row));
-                }
+            let keep = Selection::of(c, block, read_ts, filter);
+            for row in (0..block.rows.num_rows).filter(|&i| keep.row(i)) {
+                count.rows += 1;
+                count.checksum =
+                    count
+                        .checksum
+                        .wrapping_add(row_checksum(&c.schema, &block.rows, row));
             }
         }
         Ok(count)
@@ -351,63 +385,106 @@ impl ChannelView {
     /// key seen twice is a row counted twice): the handoff tests' view of it.
     #[cfg(test)]
     pub fn live_keys(&self, collection: i64, read_ts: u64) -> Result<Vec<i64>, ViewError> {
-        let c = self.get(collection)?;
-        let mut keys = Vec::new();
-        for block in c.blocks() {
-            let pks = block.rows.primary_keys(&c.schema);
-            for (pk, ts) in pks.iter().zip(&block.timestamps) {
-                if c.deletes.visible(*pk, *ts, read_ts) {
-                    keys.push(*pk);
-                }
-            }
+        let rows = self.query(collection, read_ts, None, &[], usize::MAX)?;
+        match rows.into_iter().next() {
+            Some(Column::Long(keys)) => Ok(keys),
+            _ => Ok(Vec::new()),
         }
-        keys.sort_unstable();
-        Ok(keys)
     }
 
-    /// The `k` live rows at `read_ts` nearest to each query, nearest first.
-    /// Insert logs with an index are searched through it with breadth `ef`; the
-    /// others (small files, growing data) exactly.
+    /// The first `limit` live rows at `read_ts` that `filter` keeps, in primary
+    /// key order: the primary key column, then the `output` columns (schema
+    /// positions).
+    pub fn query(
+        &self,
+        collection: i64,
+        read_ts: u64,
+        filter: Option<&Filter>,
+        output: &[usize],
+        limit: usize,
+    ) -> Result<Vec<Column>, ViewError> {
+        let c = self.get(collection)?;
+        let blocks: Vec<&Block> = c.blocks().collect();
+        let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+        for (b, block) in blocks.iter().enumerate() {
+            let keep = Selection::of(c, block, read_ts, filter);
+            let keys = block.rows.primary_keys(&c.schema);
+            rows.extend(
+                keys.iter()
+                    .enumerate()
+                    .filter(|&(i, _)| keep.row(i))
+                    .map(|(i, pk)| (*pk, b, i)),
+            );
+        }
+        rows.sort_unstable();
+        rows.truncate(limit);
+        let picks: Vec<(usize, usize)> = rows.iter().map(|&(_, b, i)| (b, i)).collect();
+        let primary = c.schema.primary_key_index();
+        std::iter::once(primary)
+            .chain(output.iter().copied())
+            .map(|column| gather(&c.schema, &blocks, column, &picks))
+            .collect()
+    }
+
+    /// The `k` live rows at `read_ts` that the filter keeps nearest to each
+    /// query, nearest first, with the output columns of each. Insert logs with
+    /// an index are searched through it with breadth `ef` (unless the filter
+    /// keeps few of their rows: then exactly); the others (small files, growing
+    /// data) exactly.
     pub fn search(
         &self,
         collection: i64,
-        queries: &[Vec<f32>],
-        k: usize,
-        ef: usize,
-        read_ts: u64,
-    ) -> Result<(Metric, Vec<Vec<Hit>>), ViewError> {
+        params: &SearchParams<'_>,
+    ) -> Result<(Metric, Vec<Found>), ViewError> {
         let c = self.get(collection)?;
         let metric = c.schema.metric;
+        let k = params.k;
         let blocks: Vec<(&Block, Option<&Arc<HnswIndex>>)> = c
             .sealed
             .iter()
             .map(|(path, block)| (block, c.indexes.get(path)))
             .chain(c.growing.values().map(|block| (block, None)))
             .collect();
-        let mut results = Vec::with_capacity(queries.len());
-        for query in queries {
+        let selections: Vec<Selection<'_>> = blocks
+            .iter()
+            .map(|(block, _)| Selection::of(c, block, params.read_ts, params.filter))
+            .collect();
+        let rows: Vec<&Block> = blocks.iter().map(|(block, _)| *block).collect();
+        let mut results = Vec::with_capacity(params.queries.len());
+        for query in params.queries {
             let mut lists = Vec::new();
-            for (block, index) in &blocks {
+            for (b, ((block, index), keep)) in blocks.iter().zip(&selections).enumerate() {
                 let Some((dim, values)) = block.rows.vectors(&c.schema) else {
                     continue;
                 };
                 let keys = block.rows.primary_keys(&c.schema);
-                let visible = |i: usize| {
-                    keys.get(i)
-                        .zip(block.timestamps.get(i))
-                        .is_some_and(|(pk, ts)| c.deletes.visible(*pk, *ts, read_ts))
-                };
-                let hits = match index {
+                let visible = |i: usize| keep.row(i);
+                let hits: Vec<(Hit, (usize, usize))> = match index.filter(|_| keep.is_dense()) {
                     Some(index) => index
-                        .search(query, k, ef, &visible)?
+                        .search(query, k, params.ef, &visible)?
                         .into_iter()
-                        .filter_map(|(row, score)| keys.get(row).map(|&id| Hit { id, score }))
+                        .filter_map(|(row, score)| {
+                            keys.get(row).map(|&id| (Hit { id, score }, (b, row)))
+                        })
                         .collect(),
-                    None => search::flat_top_k(metric, dim, values, keys, query, k, visible)?,
+                    None => search::flat_top_k_rows(metric, dim, values, keys, query, k, visible)?
+                        .into_iter()
+                        .map(|(hit, row)| (hit, (b, row)))
+                        .collect(),
                 };
                 lists.push(hits);
             }
-            results.push(search::merge(metric, &lists, k));
+            let merged = search::merge_with(metric, &lists, k);
+            let picks: Vec<(usize, usize)> = merged.iter().map(|(_, at)| *at).collect();
+            let fields = params
+                .output
+                .iter()
+                .map(|&column| gather(&c.schema, &rows, column, &picks))
+                .collect::<Result<_, _>>()?;
+            results.push(Found {
+                hits: merged.into_iter().map(|(hit, _)| hit).collect(),
+                fields,
+            });
         }
         Ok((metric, results))
     }
@@ -426,6 +503,91 @@ impl ChannelView {
     }
 }
 
+/// What a search asks of a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParams<'a> {
+    pub queries: &'a [Vec<f32>],
+    pub k: usize,
+    /// Search breadth in indexed files.
+    pub ef: usize,
+    pub read_ts: u64,
+    pub filter: Option<&'a Filter>,
+    /// Columns returned with each hit (schema positions).
+    pub output: &'a [usize],
+}
+
+/// One query's answer: hits nearest first, and the output columns of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub hits: Vec<Hit>,
+    pub fields: Vec<Column>,
+}
+
+/// The rows of a block a reader sees: live at its timestamp, and kept by its
+/// filter.
+struct Selection<'a> {
+    keys: &'a [i64],
+    timestamps: &'a [u64],
+    deletes: &'a DeleteSet,
+    read_ts: u64,
+    /// The filter's answer per row (`None`: no filter).
+    kept: Option<Vec<bool>>,
+}
+
+impl<'a> Selection<'a> {
+    fn of(c: &'a Collection, block: &'a Block, read_ts: u64, filter: Option<&Filter>) -> Self {
+        Self {
+            keys: block.rows.primary_keys(&c.schema),
+            timestamps: &block.timestamps,
+            deletes: &c.deletes,
+            read_ts,
+            kept: filter.map(|f| f.select(&block.rows)),
+        }
+    }
+
+    fn row(&self, i: usize) -> bool {
+        self.kept
+            .as_ref()
+            .is_none_or(|kept| kept.get(i).copied().unwrap_or(false))
+            && self
+                .keys
+                .get(i)
+                .zip(self.timestamps.get(i))
+                .is_some_and(|(pk, ts)| self.deletes.visible(*pk, *ts, self.read_ts))
+    }
+
+    /// Whether the filter keeps enough rows for a graph search to find its
+    /// nearest among them: a graph walk through mostly refused rows misses
+    /// results, so a selective filter is searched exactly (as Milvus does).
+    fn is_dense(&self) -> bool {
+        self.kept.as_ref().is_none_or(|kept| {
+            let n = kept.iter().filter(|k| **k).count();
+            n * DENSE_FILTER_DIVISOR >= kept.len()
+        })
+    }
+}
+
+/// A filter keeping fewer than 1 row in this many makes a search exact.
+const DENSE_FILTER_DIVISOR: usize = 8;
+
+/// Column `column` of the rows `picks` (block, row) of `blocks`.
+fn gather(
+    schema: &CollectionSchema,
+    blocks: &[&Block],
+    column: usize,
+    picks: &[(usize, usize)],
+) -> Result<Column, ViewError> {
+    let field = schema
+        .fields()
+        .get(column)
+        .ok_or_else(|| ViewError::Field(format!("no field at position {column}")))?;
+    let sources: Vec<&Column> = blocks
+        .iter()
+        .filter_map(|b| b.rows.columns.get(column))
+        .collect();
+    Column::gather(field.ty, &sources, picks).map_err(|e| ViewError::Field(e.0))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -433,7 +595,6 @@ mod tests {
 
     use super::*;
     use crate::cli::source::tests::minimal;
-    use crate::columns::Column;
 
     const X: i64 = 1;
     const Y: i64 = 2;
@@ -667,7 +828,7 @@ mod tests {
                 prop_assert!(have.is_ok());
                 let have = have.unwrap_or_default();
                 prop_assert_eq!(view.live_keys(X, read_ts).ok(), Some(oracle(&log, have, read_ts)));
-                let count = view.count(X, read_ts).map(|c| c.rows);
+                let count = view.count(X, read_ts, None).map(|c| c.rows);
                 prop_assert_eq!(count.ok(), Some(oracle(&log, have, read_ts).len() as u64));
             }
         }
@@ -708,7 +869,7 @@ mod tests {
             Ok(vec![]),
             "offset 5 is in files now"
         );
-        assert_eq!(view.count(Y, 0), Err(ViewError::NotLoaded(Y)));
+        assert_eq!(view.count(Y, 0, None), Err(ViewError::NotLoaded(Y)));
     }
 
     #[test]
@@ -726,8 +887,8 @@ mod tests {
         };
         view.load(X, schema.clone(), target);
         let query = vec![vec![0.0, 0.0]];
-        let exact = view.search(X, &query, 1, 16, u64::MAX).expect("search").1;
-        assert_eq!(exact[0][0].id, 0, "row 0 holds the vector (0, 0)");
+        let exact = nearest(&view, &query, None).expect("search");
+        assert_eq!(exact[0].hits[0].id, 0, "row 0 holds the vector (0, 0)");
         // An index of other vectors (row i holds 199 - i): answers that can only
         // come from it show that the file is searched through it.
         let reversed: Vec<f32> = keys
@@ -743,20 +904,119 @@ mod tests {
         };
         let index = build(reversed);
         assert!(
-            !view.attach_index(X, "f", build(vec![0.0; 4])),
+            !view.attach_index(X, "f", build(vec![0.0; 4]), 10),
             "rows differ"
         );
-        assert!(!view.attach_index(X, "g", index.clone()), "no such file");
-        assert!(view.attach_index(X, "f", index));
+        assert!(
+            !view.attach_index(X, "g", index.clone(), 10),
+            "no such file"
+        );
+        let before = view.bytes();
+        assert!(view.attach_index(X, "f", index, 1000));
+        assert_eq!(view.bytes(), before + 1000, "the index is accounted");
         assert!(view.has_index(X, "f"));
-        let through = view.search(X, &query, 1, 16, u64::MAX).expect("search").1;
-        assert_eq!(through[0][0].id, 199);
+        let through = nearest(&view, &query, None).expect("search");
+        assert_eq!(through[0].hits[0].id, 199);
+        // A filter keeping few rows is searched exactly, one keeping many
+        // through the index.
+        let few = Filter::parse("id in [3, 4]", &schema).expect("filter");
+        let found = nearest(&view, &query, Some(&few)).expect("search");
+        assert_eq!(found[0].hits[0].id, 3);
+        let many = Filter::parse("id >= 3", &schema).expect("filter");
+        let found = nearest(&view, &query, Some(&many)).expect("search");
+        assert_eq!(found[0].hits[0].id, 199);
         assert_eq!(
-            view.search(X, &[vec![0.0; 3]], 1, 16, u64::MAX),
+            nearest(&view, &[vec![0.0; 3]], None),
             Err(ViewError::Search(SearchError::WrongDimension {
                 got: 3,
                 dim: 2
             }))
+        );
+    }
+
+    /// The nearest row of X to each query, at any time.
+    fn nearest(
+        view: &ChannelView,
+        queries: &[Vec<f32>],
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Found>, ViewError> {
+        let params = SearchParams {
+            queries,
+            k: 1,
+            ef: 16,
+            read_ts: u64::MAX,
+            filter,
+            output: &[],
+        };
+        view.search(X, &params).map(|(_, found)| found)
+    }
+
+    #[test]
+    fn filters_and_output_fields_read_the_rows_of_every_block() {
+        let schema = minimal(2);
+        let mut view = ChannelView::default();
+        let target = Target {
+            checkpoint: Offsets {
+                insert: 10,
+                delete: 0,
+            },
+            insert_logs: vec![("f".into(), block(&schema, &[5, 1, 9], 10))],
+            ..Target::default()
+        };
+        view.load(X, schema.clone(), target);
+        let growing = block(&schema, &[4, 7, 2], 20);
+        let record = Record::Insert {
+            collection: X,
+            block: growing,
+        };
+        assert_eq!(view.apply(Stream::Insert, 10, record), Applied::Done);
+        let delete = Record::Delete {
+            collection: X,
+            keys: vec![7],
+            timestamps: vec![30],
+        };
+        assert_eq!(view.apply(Stream::Delete, 0, delete), Applied::Done);
+
+        let odd = Filter::parse("id in [1, 5, 7, 9] and id != 9", &schema).expect("filter");
+        let rows = view
+            .query(X, u64::MAX, Some(&odd), &[1], 10)
+            .expect("query");
+        assert_eq!(rows[0], Column::Long(vec![1, 5]), "7 is deleted, 9 refused");
+        assert_eq!(
+            rows[1],
+            Column::Vector {
+                dim: 2,
+                values: vec![1.0, 1.0, 5.0, 5.0].into()
+            }
+        );
+        let before_delete = view.query(X, 25, Some(&odd), &[], 10).expect("query");
+        assert_eq!(before_delete[0], Column::Long(vec![1, 5, 7]));
+        let first_two = view.query(X, u64::MAX, None, &[], 2).expect("query");
+        assert_eq!(first_two, [Column::Long(vec![1, 2])]);
+        assert_eq!(view.count(X, u64::MAX, Some(&odd)).expect("count").rows, 2);
+        assert_eq!(view.count(X, u64::MAX, None).expect("count").rows, 5);
+
+        let params = SearchParams {
+            queries: &[vec![6.0, 6.0], vec![0.0, 0.0]],
+            k: 2,
+            ef: 16,
+            read_ts: u64::MAX,
+            filter: Some(&odd),
+            output: &[0, 1],
+        };
+        let (_, found) = view.search(X, &params).expect("search");
+        let ids: Vec<Vec<i64>> = found
+            .iter()
+            .map(|f| f.hits.iter().map(|h| h.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![5, 1], vec![1, 5]]);
+        assert_eq!(found[0].fields[0], Column::Long(vec![5, 1]));
+        assert_eq!(
+            found[1].fields[1],
+            Column::Vector {
+                dim: 2,
+                values: vec![1.0, 1.0, 5.0, 5.0].into()
+            }
         );
     }
 }

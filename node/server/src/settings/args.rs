@@ -677,6 +677,11 @@ pub struct QueryNodeArgs {
     /// How often loaded collections move to the newest committed files.
     #[arg(long, env = env::QUERYNODE_TARGET_INTERVAL, default_value_t = Interval(defaults::QUERYNODE_TARGET_INTERVAL))]
     pub target_interval: Interval,
+    /// Memory for loaded collections in MiB: a load that would need more is
+    /// refused with RESOURCE_EXHAUSTED. 0: three quarters of the memory the
+    /// process may use (its cgroup's limit, else the machine's).
+    #[arg(long, env = env::QUERYNODE_MEMORY_MIB, default_value_t = defaults::QUERYNODE_MEMORY_MIB)]
+    pub memory_mib: u64,
     #[command(flatten)]
     pub storage: StorageArgs,
     #[command(flatten)]
@@ -695,6 +700,7 @@ impl QueryNodeArgs {
             datacoord: self.upstream.datacoord_endpoints,
             storage: self.storage.config(),
             target_interval: self.target_interval.0,
+            memory_limit: self.memory_mib << 20,
         }
     }
 }

@@ -120,14 +120,7 @@ pub fn map_columns(
     numbered_keys: bool,
     ignored: &[&str],
 ) -> Result<Vec<Option<usize>>, CliError> {
-    let field_names = || {
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let field_names = || schema.field_list();
     for (i, name) in names.iter().enumerate() {
         if ignored.contains(&name.as_str()) {
             continue;
@@ -302,16 +295,7 @@ pub(crate) mod tests {
 
     /// `id` and `vector` only.
     pub fn minimal(dim: u32) -> CollectionSchema {
-        CollectionSchema::try_from(proto::CollectionSchema {
-            name: "docs".into(),
-            description: String::new(),
-            fields: schema(dim).fields()[..2]
-                .iter()
-                .map(proto::FieldSchema::from)
-                .collect(),
-            ..proto::CollectionSchema::default()
-        })
-        .expect("valid")
+        CollectionSchema::vectors_only("docs", dim).expect("valid")
     }
 
     #[test]

@@ -306,45 +306,63 @@ impl<R: Read> NpySource<R> {
 
 /// The keys of a 1-D INT64 (or INT32) `.npy` file.
 fn read_keys(path: &Path) -> Result<Vec<i64>, CliError> {
+    let (shape, keys) = read_ints(path, "keys")?;
+    if shape.len() != 1 {
+        return Err(CliError::bad_input(format!(
+            "{} has shape {shape:?}; the keys must be 1-D",
+            path.display()
+        )));
+    }
+    Ok(keys)
+}
+
+/// The shape and values of an INT64 (or INT32) `.npy` file of `what`.
+pub fn read_ints(path: &Path, what: &str) -> Result<(Vec<u64>, Vec<i64>), CliError> {
     let name = path.display().to_string();
     let mut reader = BufReader::new(
         File::open(path).map_err(|e| CliError::bad_input(format!("cannot open {name}: {e}")))?,
     );
     let header = read_header(&mut reader, &name)?;
-    let [n] = header.shape[..] else {
-        return Err(CliError::bad_input(format!(
-            "{name} has shape {:?}; the keys must be 1-D",
-            header.shape
-        )));
-    };
     if !matches!(header.dtype, Dtype::I64 | Dtype::I32) {
         return Err(CliError::bad_input(format!(
-            "{name} holds floats; the keys must be int64 ('<i8'): convert with .astype(numpy.int64)"
+            "{name} holds floats; the {what} must be int64 ('<i8'): convert with .astype(numpy.int64)"
         )));
     }
+    let n = header
+        .shape
+        .iter()
+        .try_fold(1u64, |n, d| n.checked_mul(*d))
+        .ok_or_else(|| {
+            CliError::bad_input(format!("{name} has an impossible shape {:?}", header.shape))
+        })?;
     let size = header.dtype.size();
     // Check the promise against the file before allocating for it.
     let want = n
         .checked_mul(size as u64)
         .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| CliError::bad_input(format!("{name} has an impossible shape ({n},)")))?;
+        .ok_or_else(|| {
+            CliError::bad_input(format!("{name} has an impossible shape {:?}", header.shape))
+        })?;
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
     if file_len.saturating_sub(header.data_offset) < want as u64 {
         return Err(CliError::bad_input(format!(
-            "{name} is truncated: its header promises {n} keys ({want} bytes) but the file has {file_len} bytes"
+            "{name} is truncated: its header promises {n} {what} ({want} bytes) but the file has {file_len} bytes"
         )));
     }
     let mut bytes = vec![0u8; want];
     reader.read_exact(&mut bytes).map_err(|_| {
-        CliError::bad_input(format!("{name} is truncated: its header promises {n} keys"))
+        CliError::bad_input(format!(
+            "{name} is truncated: its header promises {n} {what}"
+        ))
     })?;
-    Ok(bytes
+    let values = bytes
         .chunks_exact(size)
         .map(|b| match b.try_into() {
             Ok(b8) => i64::from_le_bytes(b8),
             Err(_) => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         })
-        .collect())
+        .collect();
+    Ok((header.shape, values))
 }
 
 impl<R: Read + Send> RowSource for NpySource<R> {

@@ -1,0 +1,1328 @@
+//! Filter expressions: Milvus's boolean expressions over a collection's scalar
+//! fields, as searches, queries and counts take them.
+//!
+//! ```text
+//! age >= 18 and (city == "Oslo" or city in ["Bergen", 'Tromsø'])
+//! not (id in [1, 2, 3]) && score < 0.5
+//! 10 < age <= 20          name like "ab%"          flag          !flag
+//! ```
+//!
+//! Comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`) put a field on one side and a
+//! value on the other, or a field between two values (`1 < x < 5`). `in` and
+//! `not in` take a list of values; `like` takes a VARCHAR pattern where `%`
+//! matches any run of characters and `_` one character (`\%`, `\_` match
+//! themselves). `and`/`&&`, `or`/`||` and `not`/`!` combine them (keywords in
+//! any case), a BOOL field stands alone as a condition, and parentheses group.
+//! `not` binds tightest, then `and`, then `or`.
+//!
+//! [`Filter::parse`] checks the expression against the schema: an unknown field,
+//! a vector field, a value of the wrong type or a malformed expression is refused
+//! with a [`FilterError`] naming it and where it is. Numbers compare by value
+//! across integer and floating types; a FLOAT field compares at its own (32-bit)
+//! precision. [`Filter::select`] evaluates a filter over a whole block of rows,
+//! a column at a time.
+
+use std::collections::HashSet;
+
+use milvus_like_api::schema::{CollectionSchema, FieldType};
+
+use crate::columns::{Column, RowBatch};
+
+/// Longest filter accepted, in bytes (a query by a few tens of thousands of
+/// keys fits).
+pub const MAX_FILTER_BYTES: usize = 1 << 20;
+/// Deepest nesting of parentheses and `not`.
+const MAX_DEPTH: usize = 64;
+
+/// Why a filter was refused: what is wrong, and the byte offset where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filter at byte {at}: {message}")]
+pub struct FilterError {
+    pub at: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    fn text(self) -> &'static str {
+        match self {
+            Self::Eq => "==",
+            Self::Ne => "!=",
+            Self::Lt => "<",
+            Self::Le => "<=",
+            Self::Gt => ">",
+            Self::Ge => ">=",
+        }
+    }
+
+    /// The operator with its sides swapped: `5 < x` is `x > 5`.
+    fn flipped(self) -> Self {
+        match self {
+            Self::Lt => Self::Gt,
+            Self::Le => Self::Ge,
+            Self::Gt => Self::Lt,
+            Self::Ge => Self::Le,
+            same => same,
+        }
+    }
+
+    fn holds(self, ordering: Option<std::cmp::Ordering>) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match (self, ordering) {
+            (Self::Ne, None) => true,
+            (_, None) => false,
+            (Self::Eq, Some(o)) => o == Equal,
+            (Self::Ne, Some(o)) => o != Equal,
+            (Self::Lt, Some(o)) => o == Less,
+            (Self::Le, Some(o)) => o != Greater,
+            (Self::Gt, Some(o)) => o == Greater,
+            (Self::Ge, Some(o)) => o != Less,
+        }
+    }
+}
+
+/// A value of a filter, converted to its field's kind.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Bool(bool),
+    /// For INT8..INT64 fields.
+    Int(i64),
+    /// For FLOAT and DOUBLE fields, and integer fields compared with a
+    /// fractional number.
+    Float(f64),
+    Str(String),
+}
+
+/// The values of an `in` list, for fast membership tests.
+#[derive(Debug, Clone, PartialEq)]
+enum ValueSet {
+    Bools {
+        f: bool,
+        t: bool,
+    },
+    Ints(HashSet<i64>),
+    /// Sorted, no -0.0.
+    Floats(Vec<f64>),
+    Strs(HashSet<String>),
+}
+
+/// A checked filter: fields resolved to their columns, values to their types.
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Const(bool),
+    Compare {
+        column: usize,
+        op: CmpOp,
+        value: Value,
+    },
+    In {
+        column: usize,
+        values: ValueSet,
+    },
+    Like {
+        column: usize,
+        pattern: Vec<PatternPart>,
+    },
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum PatternPart {
+    Char(char),
+    /// `_`
+    One,
+    /// `%`
+    Any,
+}
+
+/// A filter checked against a collection's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    expr: Expr,
+    text: String,
+}
+
+impl Filter {
+    /// Parses `text` against `schema`.
+    pub fn parse(text: &str, schema: &CollectionSchema) -> Result<Self, FilterError> {
+        if text.len() > MAX_FILTER_BYTES {
+            return Err(FilterError {
+                at: MAX_FILTER_BYTES,
+                message: format!(
+                    "the filter is {} bytes long; at most {MAX_FILTER_BYTES} are accepted",
+                    text.len()
+                ),
+            });
+        }
+        let tokens = lex(text)?;
+        let mut parser = Parser {
+            tokens,
+            next: 0,
+            end: text.len(),
+            schema,
+            depth: 0,
+        };
+        let expr = parser.or()?;
+        if let Some(t) = parser.peek() {
+            return Err(FilterError {
+                at: t.at,
+                message: format!(
+                    "unexpected {} after a complete condition; join conditions with `and` or `or`",
+                    t.kind.describe()
+                ),
+            });
+        }
+        Ok(Self {
+            expr,
+            text: text.to_owned(),
+        })
+    }
+
+    /// Parses `text` if it holds anything but blanks.
+    pub fn parse_optional(
+        text: &str,
+        schema: &CollectionSchema,
+    ) -> Result<Option<Self>, FilterError> {
+        if text.trim().is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(text, schema).map(Some)
+        }
+    }
+
+    /// The text it was parsed from.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// For every row of `batch` (of the schema it was parsed against), whether
+    /// the filter keeps it.
+    pub fn select(&self, batch: &RowBatch) -> Vec<bool> {
+        eval(&self.expr, batch)
+    }
+}
+
+/// The schema positions of the fields `names` asks for, in that order without
+/// repeats; `*` stands for every field. An unknown name is refused naming it.
+pub fn output_columns(schema: &CollectionSchema, names: &[String]) -> Result<Vec<usize>, String> {
+    let mut columns = Vec::new();
+    for name in names {
+        let found: Vec<usize> = if name == "*" {
+            (0..schema.fields().len()).collect()
+        } else {
+            let position = schema.fields().iter().position(|f| f.name == *name);
+            vec![position.ok_or_else(|| {
+                format!(
+                    "output field {name:?} is not in collection {:?} (its fields: {})",
+                    schema.name,
+                    schema.field_list()
+                )
+            })?]
+        };
+        for c in found {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+    }
+    Ok(columns)
+}
+
+fn eval(expr: &Expr, batch: &RowBatch) -> Vec<bool> {
+    let n = batch.num_rows;
+    match expr {
+        Expr::Const(b) => vec![*b; n],
+        Expr::Compare { column, op, value } => match batch.columns.get(*column) {
+            Some(c) => compare(c, *op, value, n),
+            None => vec![false; n],
+        },
+        Expr::In { column, values } => match batch.columns.get(*column) {
+            Some(c) => member(c, values, n),
+            None => vec![false; n],
+        },
+        Expr::Like { column, pattern } => match batch.columns.get(*column) {
+            Some(Column::Str(v)) => v.iter().map(|s| like(s, pattern)).collect(),
+            _ => vec![false; n],
+        },
+        Expr::And(a, b) => {
+            let mut left = eval(a, batch);
+            let right = eval(b, batch);
+            left.iter_mut().zip(right).for_each(|(l, r)| *l &= r);
+            left
+        }
+        Expr::Or(a, b) => {
+            let mut left = eval(a, batch);
+            let right = eval(b, batch);
+            left.iter_mut().zip(right).for_each(|(l, r)| *l |= r);
+            left
+        }
+        Expr::Not(a) => eval(a, batch).into_iter().map(|b| !b).collect(),
+    }
+}
+
+fn compare(column: &Column, op: CmpOp, value: &Value, n: usize) -> Vec<bool> {
+    fn by<T: PartialOrd>(values: impl Iterator<Item = T>, op: CmpOp, v: &T) -> Vec<bool> {
+        values.map(|x| op.holds(x.partial_cmp(v))).collect()
+    }
+    match (column, value) {
+        (Column::Bool(v), Value::Bool(b)) => by(v.iter(), op, &b),
+        (Column::Int(v), Value::Int(i)) => by(v.iter().map(|x| i64::from(*x)), op, i),
+        (Column::Long(v), Value::Int(i)) => by(v.iter(), op, &i),
+        (Column::Int(v), Value::Float(f)) => by(v.iter().map(|x| f64::from(*x)), op, f),
+        #[allow(clippy::cast_precision_loss)]
+        (Column::Long(v), Value::Float(f)) => by(v.iter().map(|x| *x as f64), op, f),
+        (Column::Float(v), Value::Float(f)) => by(v.iter().map(|x| f64::from(*x)), op, f),
+        (Column::Double(v), Value::Float(f)) => by(v.iter(), op, &f),
+        (Column::Str(v), Value::Str(s)) => by(v.iter().map(String::as_str), op, &s.as_str()),
+        _ => vec![false; n],
+    }
+}
+
+fn member(column: &Column, values: &ValueSet, n: usize) -> Vec<bool> {
+    let in_floats = |set: &[f64], x: f64| set.binary_search_by(|p| p.total_cmp(&(x + 0.0))).is_ok();
+    match (column, values) {
+        (Column::Bool(v), ValueSet::Bools { f, t }) => {
+            v.iter().map(|b| if *b { *t } else { *f }).collect()
+        }
+        (Column::Int(v), ValueSet::Ints(set)) => {
+            v.iter().map(|x| set.contains(&i64::from(*x))).collect()
+        }
+        (Column::Long(v), ValueSet::Ints(set)) => v.iter().map(|x| set.contains(x)).collect(),
+        (Column::Float(v), ValueSet::Floats(set)) => {
+            v.iter().map(|x| in_floats(set, f64::from(*x))).collect()
+        }
+        (Column::Double(v), ValueSet::Floats(set)) => {
+            v.iter().map(|x| in_floats(set, *x)).collect()
+        }
+        (Column::Str(v), ValueSet::Strs(set)) => v.iter().map(|s| set.contains(s)).collect(),
+        _ => vec![false; n],
+    }
+}
+
+/// Whether `text` matches a `like` pattern (`%` any run, `_` one character).
+fn like(text: &str, pattern: &[PatternPart]) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    // Greedy with one backtrack point: the last `%` seen and where it resumed.
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(PatternPart::Any) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(PatternPart::One) => {
+                t += 1;
+                p += 1;
+            }
+            Some(PatternPart::Char(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..]
+        .iter()
+        .all(|part| *part == PatternPart::Any)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Ident(String),
+    /// A magnitude: the sign is a separate `-`.
+    Int(u64),
+    Float(f64),
+    Str(String),
+    True,
+    False,
+    And,
+    Or,
+    Not,
+    In,
+    Like,
+    Cmp(CmpOp),
+    Minus,
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+}
+
+impl Kind {
+    fn describe(&self) -> String {
+        match self {
+            Self::Ident(s) => format!("name {s:?}"),
+            Self::Int(i) => format!("number {i}"),
+            Self::Float(f) => format!("number {f}"),
+            Self::Str(s) => format!("string {s:?}"),
+            Self::True => "`true`".into(),
+            Self::False => "`false`".into(),
+            Self::And => "`and`".into(),
+            Self::Or => "`or`".into(),
+            Self::Not => "`not`".into(),
+            Self::In => "`in`".into(),
+            Self::Like => "`like`".into(),
+            Self::Cmp(op) => format!("`{}`", op.text()),
+            Self::Minus => "`-`".into(),
+            Self::LParen => "`(`".into(),
+            Self::RParen => "`)`".into(),
+            Self::LBracket => "`[`".into(),
+            Self::RBracket => "`]`".into(),
+            Self::Comma => "`,`".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Token {
+    kind: Kind,
+    at: usize,
+}
+
+fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let error = |at, message: String| FilterError { at, message };
+    while i < bytes.len() {
+        let c = bytes[i];
+        let at = i;
+        let two = bytes.get(i..i + 2);
+        let simple = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'(' => Some((Kind::LParen, 1)),
+            b')' => Some((Kind::RParen, 1)),
+            b'[' => Some((Kind::LBracket, 1)),
+            b']' => Some((Kind::RBracket, 1)),
+            b',' => Some((Kind::Comma, 1)),
+            b'-' => Some((Kind::Minus, 1)),
+            _ => match two {
+                Some(b"==") => Some((Kind::Cmp(CmpOp::Eq), 2)),
+                Some(b"!=") => Some((Kind::Cmp(CmpOp::Ne), 2)),
+                Some(b"<=") => Some((Kind::Cmp(CmpOp::Le), 2)),
+                Some(b">=") => Some((Kind::Cmp(CmpOp::Ge), 2)),
+                Some(b"&&") => Some((Kind::And, 2)),
+                Some(b"||") => Some((Kind::Or, 2)),
+                _ => match c {
+                    b'<' => Some((Kind::Cmp(CmpOp::Lt), 1)),
+                    b'>' => Some((Kind::Cmp(CmpOp::Gt), 1)),
+                    b'!' => Some((Kind::Not, 1)),
+                    b'=' => {
+                        return Err(error(
+                            at,
+                            "`=` is not an operator; compare with `==`".into(),
+                        ));
+                    }
+                    _ => None,
+                },
+            },
+        };
+        if let Some((kind, len)) = simple {
+            tokens.push(Token { kind, at });
+            i += len;
+            continue;
+        }
+        let kind = if c == b'"' || c == b'\'' {
+            let (s, len) = string(&text[i..]).ok_or_else(|| {
+                error(
+                    at,
+                    format!("the string starting here has no closing {}", c as char),
+                )
+            })?;
+            i += len;
+            Kind::Str(s)
+        } else if c.is_ascii_digit() || c == b'.' {
+            let len = bytes[i..]
+                .iter()
+                .enumerate()
+                .take_while(|(j, b)| {
+                    b.is_ascii_alphanumeric()
+                        || **b == b'.'
+                        || ((**b == b'-' || **b == b'+')
+                            && *j > 0
+                            && matches!(bytes[i + j - 1], b'e' | b'E'))
+                })
+                .count();
+            let word = &text[i..i + len];
+            i += len;
+            number(word).map_err(|m| error(at, m))?
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let len = bytes[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count();
+            let word = &text[i..i + len];
+            i += len;
+            match word.to_ascii_lowercase().as_str() {
+                "and" => Kind::And,
+                "or" => Kind::Or,
+                "not" => Kind::Not,
+                "in" => Kind::In,
+                "like" => Kind::Like,
+                "true" => Kind::True,
+                "false" => Kind::False,
+                _ => Kind::Ident(word.to_owned()),
+            }
+        } else {
+            let ch = text[i..].chars().next().unwrap_or('?');
+            return Err(error(at, format!("unexpected character {ch:?}")));
+        };
+        tokens.push(Token { kind, at });
+    }
+    Ok(tokens)
+}
+
+/// A quoted string at the start of `text`, unescaped, and its length in bytes.
+fn string(text: &str) -> Option<(String, usize)> {
+    let mut chars = text.char_indices();
+    let (_, quote) = chars.next()?;
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                let (_, e) = chars.next()?;
+                // `\%` and `\_` stay escaped for `like`.
+                if e == '%' || e == '_' {
+                    out.push('\\');
+                }
+                out.push(match e {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    other => other,
+                });
+            }
+            c if c == quote => return Some((out, i + c.len_utf8())),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+fn number(word: &str) -> Result<Kind, String> {
+    if word.contains(['.', 'e', 'E']) {
+        match word.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Kind::Float(f)),
+            _ => Err(format!("{word:?} is not a number")),
+        }
+    } else {
+        word.parse::<u64>()
+            .map(Kind::Int)
+            .map_err(|e| match e.kind() {
+                std::num::IntErrorKind::PosOverflow => {
+                    format!("{word} does not fit a 64-bit integer")
+                }
+                _ => format!("{word:?} is not a number"),
+            })
+    }
+}
+
+/// A value as written, before it meets its field.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Literal {
+    fn describe(&self) -> String {
+        match self {
+            Self::Bool(b) => format!("the boolean {b}"),
+            Self::Int(i) => format!("the number {i}"),
+            Self::Float(f) => format!("the number {f}"),
+            Self::Str(s) => format!("the string {s:?}"),
+        }
+    }
+}
+
+struct Parser<'a> {
+    tokens: Vec<Token>,
+    next: usize,
+    /// Byte length of the text, for errors at its end.
+    end: usize,
+    schema: &'a CollectionSchema,
+    depth: usize,
+}
+
+/// A field named in a filter, resolved.
+#[derive(Debug, Clone, Copy)]
+struct FieldRef<'a> {
+    column: usize,
+    name: &'a str,
+    ty: FieldType,
+    at: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.next)
+    }
+
+    fn peek_kind(&self) -> Option<&Kind> {
+        self.peek().map(|t| &t.kind)
+    }
+
+    fn bump(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.next).cloned();
+        self.next += 1;
+        t
+    }
+
+    fn here(&self) -> usize {
+        self.peek().map_or(self.end, |t| t.at)
+    }
+
+    fn error<T>(&self, at: usize, message: impl Into<String>) -> Result<T, FilterError> {
+        Err(FilterError {
+            at,
+            message: message.into(),
+        })
+    }
+
+    /// An error for what stands at the cursor, which should have been `wanted`.
+    fn expected<T>(&self, wanted: &str) -> Result<T, FilterError> {
+        match self.peek() {
+            Some(t) => self.error(
+                t.at,
+                format!("expected {wanted}, found {}", t.kind.describe()),
+            ),
+            None => self.error(self.end, format!("expected {wanted}, found the end")),
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, FilterError> {
+        let mut left = self.and()?;
+        while self.peek_kind() == Some(&Kind::Or) {
+            self.bump();
+            let right = self.and()?;
+            left = Expr::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, FilterError> {
+        let mut left = self.unary()?;
+        while self.peek_kind() == Some(&Kind::And) {
+            self.bump();
+            let right = self.unary()?;
+            left = Expr::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, FilterError>,
+    ) -> Result<T, FilterError> {
+        if self.depth >= MAX_DEPTH {
+            return self.error(
+                self.here(),
+                format!("the filter nests deeper than {MAX_DEPTH} levels"),
+            );
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
+    fn unary(&mut self) -> Result<Expr, FilterError> {
+        match self.peek_kind() {
+            Some(Kind::Not) => {
+                self.bump();
+                let inner = self.nested(Self::unary)?;
+                Ok(Expr::Not(Box::new(inner)))
+            }
+            Some(Kind::LParen) => {
+                self.bump();
+                let inner = self.nested(Self::or)?;
+                if self.peek_kind() != Some(&Kind::RParen) {
+                    return self.expected("`)`");
+                }
+                self.bump();
+                Ok(inner)
+            }
+            Some(Kind::Ident(_)) => self.condition_on_field(),
+            Some(Kind::True | Kind::False) if !self.followed_by_cmp() => {
+                let t = self.bump();
+                Ok(Expr::Const(t.is_some_and(|t| t.kind == Kind::True)))
+            }
+            Some(
+                Kind::Int(_)
+                | Kind::Float(_)
+                | Kind::Str(_)
+                | Kind::Minus
+                | Kind::True
+                | Kind::False,
+            ) => self.condition_on_value(),
+            _ => self.expected("a condition"),
+        }
+    }
+
+    /// Whether the token after the cursor is a comparison.
+    fn followed_by_cmp(&self) -> bool {
+        matches!(
+            self.tokens.get(self.next + 1).map(|t| &t.kind),
+            Some(Kind::Cmp(_))
+        )
+    }
+
+    fn field(&mut self) -> Result<FieldRef<'a>, FilterError> {
+        let Some(Token {
+            kind: Kind::Ident(name),
+            at,
+        }) = self.peek().cloned()
+        else {
+            return self.expected("a field name");
+        };
+        self.bump();
+        let schema = self.schema;
+        let Some((column, field)) = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.name == name)
+        else {
+            return self.error(
+                at,
+                format!(
+                    "unknown field {name:?}; collection {:?} has fields {}",
+                    schema.name,
+                    schema.field_list()
+                ),
+            );
+        };
+        if let FieldType::FloatVector { .. } = field.ty {
+            return self.error(
+                at,
+                format!(
+                    "field {name:?} is FLOAT_VECTOR; a filter compares scalar fields (search finds near vectors)"
+                ),
+            );
+        }
+        Ok(FieldRef {
+            column,
+            name: &field.name,
+            ty: field.ty,
+            at,
+        })
+    }
+
+    fn literal(&mut self) -> Result<(Literal, usize), FilterError> {
+        let at = self.here();
+        let negative = self.peek_kind() == Some(&Kind::Minus);
+        if negative {
+            self.bump();
+        }
+        let Some(t) = self.peek().cloned() else {
+            return self.expected("a value");
+        };
+        let literal = match (t.kind, negative) {
+            (Kind::Int(i), negative) => {
+                let signed = if negative {
+                    0i64.checked_sub_unsigned(i)
+                } else {
+                    i64::try_from(i).ok()
+                };
+                Literal::Int(signed.ok_or_else(|| FilterError {
+                    at,
+                    message: format!(
+                        "{}{i} does not fit a 64-bit integer",
+                        if negative { "-" } else { "" }
+                    ),
+                })?)
+            }
+            (Kind::Float(f), false) => Literal::Float(f),
+            (Kind::Float(f), true) => Literal::Float(-f),
+            (Kind::Str(s), false) => Literal::Str(s),
+            (Kind::True, false) => Literal::Bool(true),
+            (Kind::False, false) => Literal::Bool(false),
+            (Kind::Ident(name), false) => {
+                return self.error(
+                    t.at,
+                    format!(
+                        "expected a value, found field {name:?}; a filter compares a field with values, not with another field"
+                    ),
+                );
+            }
+            _ if negative => return self.expected("a number after `-`"),
+            _ => return self.expected("a value"),
+        };
+        self.bump();
+        Ok((literal, at))
+    }
+
+    fn cmp_op(&mut self) -> Option<CmpOp> {
+        match self.peek_kind() {
+            Some(Kind::Cmp(op)) => {
+                let op = *op;
+                self.bump();
+                Some(op)
+            }
+            _ => None,
+        }
+    }
+
+    /// `field op value`, `field [not] in [...]`, `field like "..."`, or a BOOL
+    /// field alone.
+    fn condition_on_field(&mut self) -> Result<Expr, FilterError> {
+        let field = self.field()?;
+        if let Some(op) = self.cmp_op() {
+            let (literal, at) = self.literal()?;
+            return compare_expr(field, op, literal, at);
+        }
+        match self.peek_kind() {
+            Some(Kind::In) => {
+                self.bump();
+                self.in_list(field)
+            }
+            Some(Kind::Not)
+                if self.tokens.get(self.next + 1).map(|t| &t.kind) == Some(&Kind::In) =>
+            {
+                self.bump();
+                self.bump();
+                Ok(Expr::Not(Box::new(self.in_list(field)?)))
+            }
+            Some(Kind::Like) => {
+                self.bump();
+                let (literal, at) = self.literal()?;
+                like_expr(field, literal, at)
+            }
+            _ if field.ty == FieldType::Bool => Ok(Expr::Compare {
+                column: field.column,
+                op: CmpOp::Eq,
+                value: Value::Bool(true),
+            }),
+            _ => self.expected(&format!(
+                "a comparison, `in` or `like` after field {:?}",
+                field.name
+            )),
+        }
+    }
+
+    /// `value op field` or `value op field op value`.
+    fn condition_on_value(&mut self) -> Result<Expr, FilterError> {
+        let (low, low_at) = self.literal()?;
+        let Some(op) = self.cmp_op() else {
+            return self.expected("a comparison after a value");
+        };
+        let field = self.field()?;
+        let first = compare_expr(field, op.flipped(), low, low_at)?;
+        let Some(second_op) = self.cmp_op() else {
+            return Ok(first);
+        };
+        let ascending = |o: CmpOp| matches!(o, CmpOp::Lt | CmpOp::Le);
+        let descending = |o: CmpOp| matches!(o, CmpOp::Gt | CmpOp::Ge);
+        if !(ascending(op) && ascending(second_op) || descending(op) && descending(second_op)) {
+            return self.error(
+                field.at,
+                format!(
+                    "a range around field {:?} takes `<`/`<=` on both sides or `>`/`>=` on both sides, not `{}` and `{}`",
+                    field.name,
+                    op.text(),
+                    second_op.text()
+                ),
+            );
+        }
+        let (high, high_at) = self.literal()?;
+        let second = compare_expr(field, second_op, high, high_at)?;
+        Ok(Expr::And(Box::new(first), Box::new(second)))
+    }
+
+    fn in_list(&mut self, field: FieldRef<'_>) -> Result<Expr, FilterError> {
+        if self.peek_kind() != Some(&Kind::LBracket) {
+            return self.expected("`[` starting a list of values");
+        }
+        self.bump();
+        let mut literals = Vec::new();
+        if self.peek_kind() == Some(&Kind::RBracket) {
+            self.bump();
+        } else {
+            loop {
+                literals.push(self.literal()?);
+                match self.peek_kind() {
+                    Some(Kind::Comma) => {
+                        self.bump();
+                        // A trailing comma is fine.
+                        if self.peek_kind() == Some(&Kind::RBracket) {
+                            self.bump();
+                            break;
+                        }
+                    }
+                    Some(Kind::RBracket) => {
+                        self.bump();
+                        break;
+                    }
+                    _ => return self.expected("`,` or `]`"),
+                }
+            }
+        }
+        in_expr(field, literals)
+    }
+}
+
+fn type_error<T>(field: FieldRef<'_>, literal: &Literal, at: usize) -> Result<T, FilterError> {
+    Err(FilterError {
+        at,
+        message: format!(
+            "field {:?} is {}; it cannot be compared with {}",
+            field.name,
+            field.ty.name(),
+            literal.describe()
+        ),
+    })
+}
+
+/// The literal as a value of the field's kind.
+fn value_for(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Value, FilterError> {
+    const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match (field.ty, literal) {
+        (FieldType::Bool, Literal::Bool(b)) => Ok(Value::Bool(b)),
+        (FieldType::Int8 | FieldType::Int16 | FieldType::Int32 | FieldType::Int64, l) => match l {
+            Literal::Int(i) => Ok(Value::Int(i)),
+            #[allow(clippy::cast_possible_truncation)]
+            Literal::Float(f) if f.fract() == 0.0 && f.abs() <= EXACT_INT => {
+                Ok(Value::Int(f as i64))
+            }
+            Literal::Float(f) => Ok(Value::Float(f)),
+            other => type_error(field, &other, at),
+        },
+        (FieldType::Float, l) => match l {
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+            Literal::Int(i) => Ok(Value::Float(f64::from(i as f32))),
+            #[allow(clippy::cast_possible_truncation)]
+            Literal::Float(f) => Ok(Value::Float(f64::from(f as f32))),
+            other => type_error(field, &other, at),
+        },
+        (FieldType::Double, l) => match l {
+            #[allow(clippy::cast_precision_loss)]
+            Literal::Int(i) => Ok(Value::Float(i as f64)),
+            Literal::Float(f) => Ok(Value::Float(f)),
+            other => type_error(field, &other, at),
+        },
+        (FieldType::VarChar { .. }, Literal::Str(s)) => Ok(Value::Str(s)),
+        (_, other) => type_error(field, &other, at),
+    }
+}
+
+fn compare_expr(
+    field: FieldRef<'_>,
+    op: CmpOp,
+    literal: Literal,
+    at: usize,
+) -> Result<Expr, FilterError> {
+    if field.ty == FieldType::Bool && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+        return Err(FilterError {
+            at: field.at,
+            message: format!(
+                "field {:?} is BOOL; only `==` and `!=` compare it, not `{}`",
+                field.name,
+                op.text()
+            ),
+        });
+    }
+    let value = value_for(field, unescape_like(literal), at)?;
+    Ok(Expr::Compare {
+        column: field.column,
+        op,
+        value,
+    })
+}
+
+/// Strings keep `\%` and `\_` escaped for `like`; everywhere else they are
+/// plain `%` and `_`.
+fn unescape_like(literal: Literal) -> Literal {
+    match literal {
+        Literal::Str(s) if s.contains('\\') => {
+            let mut out = String::with_capacity(s.len());
+            let mut chars = s.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '\\'
+                    && let Some(&next) = chars.peek()
+                    && (next == '%' || next == '_')
+                {
+                    continue;
+                }
+                out.push(c);
+            }
+            Literal::Str(out)
+        }
+        other => other,
+    }
+}
+
+fn in_expr(field: FieldRef<'_>, literals: Vec<(Literal, usize)>) -> Result<Expr, FilterError> {
+    let values = literals
+        .into_iter()
+        .map(|(l, at)| value_for(field, unescape_like(l), at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let set = match field.ty {
+        FieldType::Bool => ValueSet::Bools {
+            f: values.contains(&Value::Bool(false)),
+            t: values.contains(&Value::Bool(true)),
+        },
+        FieldType::Int8 | FieldType::Int16 | FieldType::Int32 | FieldType::Int64 => {
+            // A fractional number never equals an integer.
+            ValueSet::Ints(
+                values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        FieldType::Float | FieldType::Double => {
+            let mut floats: Vec<f64> = values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Float(f) => Some(f + 0.0),
+                    _ => None,
+                })
+                .collect();
+            floats.sort_by(f64::total_cmp);
+            floats.dedup();
+            ValueSet::Floats(floats)
+        }
+        FieldType::VarChar { .. } => ValueSet::Strs(
+            values
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        FieldType::FloatVector { .. } => ValueSet::Ints(HashSet::new()),
+    };
+    Ok(Expr::In {
+        column: field.column,
+        values: set,
+    })
+}
+
+fn like_expr(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Expr, FilterError> {
+    let FieldType::VarChar { .. } = field.ty else {
+        return Err(FilterError {
+            at: field.at,
+            message: format!(
+                "field {:?} is {}; `like` matches VARCHAR fields",
+                field.name,
+                field.ty.name()
+            ),
+        });
+    };
+    let Literal::Str(text) = literal else {
+        return Err(FilterError {
+            at,
+            message: format!("`like` takes a quoted pattern, not {}", literal.describe()),
+        });
+    };
+    let mut pattern = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        pattern.push(match c {
+            '\\' if matches!(chars.peek(), Some('%' | '_')) => {
+                PatternPart::Char(chars.next().unwrap_or(c))
+            }
+            '%' => PatternPart::Any,
+            '_' => PatternPart::One,
+            c => PatternPart::Char(c),
+        });
+    }
+    Ok(Expr::Like {
+        column: field.column,
+        pattern,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use milvus_like_api::proto;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn schema() -> CollectionSchema {
+        let field = |name: &str, data_type: proto::DataType| proto::FieldSchema {
+            name: name.into(),
+            data_type: data_type.into(),
+            is_primary_key: name == "id",
+            dim: if name == "v" { 2 } else { 0 },
+            max_length: if name == "name" { 64 } else { 0 },
+            ..proto::FieldSchema::default()
+        };
+        CollectionSchema::try_from(proto::CollectionSchema {
+            name: "people".into(),
+            fields: vec![
+                field("id", proto::DataType::Int64),
+                field("age", proto::DataType::Int8),
+                field("score", proto::DataType::Float),
+                field("weight", proto::DataType::Double),
+                field("name", proto::DataType::Varchar),
+                field("flag", proto::DataType::Bool),
+                field("v", proto::DataType::FloatVector),
+            ],
+            ..proto::CollectionSchema::default()
+        })
+        .expect("schema")
+    }
+
+    /// One row per tuple.
+    fn batch(rows: &[(i64, i32, f32, f64, &str, bool)]) -> RowBatch {
+        RowBatch {
+            columns: vec![
+                Column::Long(rows.iter().map(|r| r.0).collect()),
+                Column::Int(rows.iter().map(|r| r.1).collect()),
+                Column::Float(rows.iter().map(|r| r.2).collect()),
+                Column::Double(rows.iter().map(|r| r.3).collect()),
+                Column::Str(rows.iter().map(|r| r.4.to_owned()).collect()),
+                Column::Bool(rows.iter().map(|r| r.5).collect()),
+                Column::Vector {
+                    dim: 2,
+                    values: vec![0.0; rows.len() * 2].into(),
+                },
+            ],
+            num_rows: rows.len(),
+        }
+    }
+
+    fn people() -> RowBatch {
+        batch(&[
+            (1, 17, 0.1, 60.5, "ada", true),
+            (2, 18, 0.5, 70.0, "bob", false),
+            (3, 30, 0.9, 80.25, "abba", true),
+            (4, -5, 1.0, -1.0, "a_b%c", false),
+            (5, 127, 0.25, 0.0, "", true),
+        ])
+    }
+
+    /// The ids of the rows `filter` keeps.
+    fn ids(filter: &str) -> Vec<i64> {
+        let f = Filter::parse(filter, &schema()).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let rows = people();
+        let Column::Long(ids) = &rows.columns[0] else {
+            unreachable!()
+        };
+        f.select(&rows)
+            .iter()
+            .zip(ids)
+            .filter(|(keep, _)| **keep)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    fn error(filter: &str) -> FilterError {
+        Filter::parse(filter, &schema()).expect_err(filter)
+    }
+
+    #[test]
+    fn comparisons_of_every_type() {
+        assert_eq!(ids("age >= 18"), [2, 3, 5]);
+        assert_eq!(ids("age > 17.5"), [2, 3, 5]);
+        assert_eq!(ids("age == 18.0"), [2]);
+        assert_eq!(ids("age < -4"), [4]);
+        assert_eq!(ids("id != 3"), [1, 2, 4, 5]);
+        assert_eq!(ids("score == 0.1"), [1], "a FLOAT compares at 32 bits");
+        assert_eq!(ids("score <= 0.5"), [1, 2, 5]);
+        assert_eq!(ids("weight > 70"), [3]);
+        assert_eq!(ids("weight == -1"), [4]);
+        assert_eq!(ids("name == \"bob\""), [2]);
+        assert_eq!(ids("name < 'b'"), [1, 3, 4, 5]);
+        assert_eq!(ids("flag"), [1, 3, 5]);
+        assert_eq!(ids("flag == false"), [2, 4]);
+        assert_eq!(ids("true"), [1, 2, 3, 4, 5]);
+        assert_eq!(ids("18 <= age"), [2, 3, 5]);
+        assert_eq!(ids("17 < age < 100"), [2, 3]);
+        assert_eq!(ids("100 >= age >= 17"), [1, 2, 3]);
+    }
+
+    #[test]
+    fn lists_patterns_and_logic() {
+        assert_eq!(ids("id in [1, 3, 99]"), [1, 3]);
+        assert_eq!(ids("id not in [1, 3]"), [2, 4, 5]);
+        assert_eq!(ids("id in []"), Vec::<i64>::new());
+        assert_eq!(ids("name in ['ada', \"\", ]"), [1, 5]);
+        assert_eq!(ids("score in [0.25, 1]"), [4, 5]);
+        assert_eq!(ids("age in [17.5, 30]"), [3]);
+        assert_eq!(ids("flag in [false]"), [2, 4]);
+        assert_eq!(ids("name like 'a%'"), [1, 3, 4]);
+        assert_eq!(ids("name like '%b%'"), [2, 3, 4]);
+        assert_eq!(ids("name like '_o_'"), [2]);
+        assert_eq!(ids("name like 'a\\_b\\%c'"), [4]);
+        assert_eq!(ids("name like 'a_b_c'"), [4]);
+        assert_eq!(ids("name like '%'"), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            ids("name == 'a\\_b\\%c'"),
+            [4],
+            "escapes are plain outside like"
+        );
+        assert_eq!(ids("age > 17 and flag"), [3, 5]);
+        assert_eq!(ids("age > 17 && flag || id == 1"), [1, 3, 5]);
+        assert_eq!(ids("id == 1 or id == 2 and flag"), [1], "and binds tighter");
+        assert_eq!(ids("(id == 1 or id == 2) and not flag"), [2]);
+        assert_eq!(ids("NOT (id in [1,2]) AND !flag"), [4]);
+        assert_eq!(ids("not not flag"), [1, 3, 5]);
+    }
+
+    #[test]
+    fn mistakes_name_the_problem_and_the_place() {
+        let e = error("agee > 3");
+        assert_eq!(e.at, 0);
+        assert!(e.message.contains("unknown field \"agee\""), "{e}");
+        assert!(e.message.contains("id, age, score"), "{e}");
+        let e = error("age >");
+        assert_eq!(e.at, 5);
+        assert!(e.message.contains("expected a value, found the end"), "{e}");
+        assert!(error("age = 3").message.contains("compare with `==`"));
+        assert!(error("age > 'x'").message.contains("INT8"));
+        assert!(error("name == 3").message.contains("VARCHAR"));
+        assert!(error("flag > true").message.contains("only `==` and `!=`"));
+        assert!(error("v == 1").message.contains("FLOAT_VECTOR"));
+        assert!(error("age > id").message.contains("not with another field"));
+        assert!(error("age like 'a%'").message.contains("VARCHAR fields"));
+        assert!(error("(age > 3").message.contains("expected `)`"));
+        assert!(error("age > 3 age < 5").message.contains("join conditions"));
+        assert!(error("id in [1, 2").message.contains("`,` or `]`"));
+        assert!(error("name == 'abc").message.contains("no closing"));
+        assert!(
+            error("id == 99999999999999999999")
+                .message
+                .contains("64-bit")
+        );
+        assert!(error("1 < age > 3").message.contains("range around field"));
+        assert!(error("age # 3").message.contains("unexpected character"));
+        assert!(error("").message.contains("expected a condition"));
+        assert!(error(&"(".repeat(100)).message.contains("nests deeper"));
+        assert!(error(&"not ".repeat(100)).message.contains("nests deeper"));
+    }
+
+    #[test]
+    fn the_extremes_of_integers_parse() {
+        assert_eq!(ids("id > -9223372036854775808"), [1, 2, 3, 4, 5]);
+        assert_eq!(ids("id < 9223372036854775807"), [1, 2, 3, 4, 5]);
+        assert!(
+            error("id > -9223372036854775809")
+                .message
+                .contains("64-bit")
+        );
+    }
+
+    /// A condition as a string, and what it means for one row.
+    #[derive(Debug, Clone)]
+    enum Gen {
+        Age(CmpOp, i64),
+        Name(CmpOp, String),
+        AgeIn(Vec<i64>),
+        Flag,
+        And(Box<Gen>, Box<Gen>),
+        Or(Box<Gen>, Box<Gen>),
+        Not(Box<Gen>),
+    }
+
+    fn render(g: &Gen) -> String {
+        match g {
+            Gen::Age(op, v) => format!("age {} {v}", op.text()),
+            Gen::Name(op, v) => format!("name {} {v:?}", op.text()),
+            Gen::AgeIn(vs) => format!("age in {vs:?}"),
+            Gen::Flag => "flag".into(),
+            Gen::And(a, b) => format!("({} and {})", render(a), render(b)),
+            Gen::Or(a, b) => format!("({} || {})", render(a), render(b)),
+            Gen::Not(a) => format!("not {}", render(a)),
+        }
+    }
+
+    /// The oracle: one row at a time, straight from the meaning.
+    fn holds(g: &Gen, age: i32, name: &str, flag: bool) -> bool {
+        let cmp = |op: CmpOp, o: std::cmp::Ordering| op.holds(Some(o));
+        match g {
+            Gen::Age(op, v) => cmp(*op, i64::from(age).cmp(v)),
+            Gen::Name(op, v) => cmp(*op, name.cmp(v.as_str())),
+            Gen::AgeIn(vs) => vs.contains(&i64::from(age)),
+            Gen::Flag => flag,
+            Gen::And(a, b) => holds(a, age, name, flag) && holds(b, age, name, flag),
+            Gen::Or(a, b) => holds(a, age, name, flag) || holds(b, age, name, flag),
+            Gen::Not(a) => !holds(a, age, name, flag),
+        }
+    }
+
+    fn gen_expr() -> impl Strategy<Value = Gen> {
+        let op = prop_oneof![
+            Just(CmpOp::Eq),
+            Just(CmpOp::Ne),
+            Just(CmpOp::Lt),
+            Just(CmpOp::Le),
+            Just(CmpOp::Gt),
+            Just(CmpOp::Ge)
+        ];
+        let leaf = prop_oneof![
+            (op.clone(), -130i64..130).prop_map(|(o, v)| Gen::Age(o, v)),
+            (op, "[ab\"']{0,3}").prop_map(|(o, v)| Gen::Name(o, v)),
+            proptest::collection::vec(-130i64..130, 0..4).prop_map(Gen::AgeIn),
+            Just(Gen::Flag),
+        ];
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Gen::And(a.into(), b.into())),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Gen::Or(a.into(), b.into())),
+                inner.prop_map(|a| Gen::Not(a.into())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Column-at-a-time evaluation of the parsed text agrees with the row
+        /// oracle on the meaning it was rendered from.
+        #[test]
+        fn parsed_filters_select_what_they_mean(
+            g in gen_expr(),
+            rows in proptest::collection::vec((-128i32..128, "[ab\"']{0,3}", any::<bool>()), 0..20),
+        ) {
+            let text = render(&g);
+            let filter = Filter::parse(&text, &schema()).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            let tuples: Vec<(i64, i32, f32, f64, &str, bool)> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (age, name, flag))| (i as i64, *age, 0.0, 0.0, name.as_str(), *flag))
+                .collect();
+            let selected = filter.select(&batch(&tuples));
+            for ((age, name, flag), got) in rows.iter().zip(selected) {
+                prop_assert_eq!(got, holds(&g, *age, name, *flag), "{} on {:?}", text, (age, name, flag));
+            }
+        }
+
+        /// No text makes the parser panic; whatever parses selects one answer per row.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "[ -~]{0,40}") {
+            if let Ok(f) = Filter::parse(&text, &schema()) {
+                prop_assert_eq!(f.select(&people()).len(), 5);
+            }
+        }
+    }
+}
