@@ -66,6 +66,7 @@ fn at(
         guarantee_ts: ts,
         timeout_ms: 30_000,
         epoch: 1,
+        ..proto::ReadAt::default()
     })
 }
 

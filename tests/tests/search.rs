@@ -532,6 +532,27 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
     let page = proxy.query(paged).await.expect("page").into_inner();
     assert_eq!(longs(&page.columns[0]), expected[2..5]);
 
+    // SESSION sees this proxy's own writes at once; BOUNDED what a read of
+    // the last 5 s found (the strong read's, or a fresher one).
+    proxy.insert(people(360..370)).await.expect("insert");
+    for level in [
+        ConsistencyLevel::ConsistencySession,
+        ConsistencyLevel::ConsistencyStrong,
+        ConsistencyLevel::ConsistencyBounded,
+    ] {
+        let counted = proxy
+            .count(proto::CountRequest {
+                collection: "people".into(),
+                consistency: level.into(),
+                timeout_ms: 20_000,
+                filter: "id >= 360".into(),
+            })
+            .await
+            .expect("count")
+            .into_inner();
+        assert_eq!(counted.rows, 10, "{level:?}");
+    }
+
     // Counts and searches take the same filters.
     let counted = proxy
         .count(proto::CountRequest {
@@ -545,7 +566,7 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
         .into_inner();
     assert_eq!(
         counted.rows,
-        (0..360).filter(|k| k % 3 == 2).filter(live).count() as u64
+        (0..370).filter(|k| k % 3 == 2).filter(live).count() as u64
     );
     let search = |filter: &str, output: &[&str]| proto::SearchRequest {
         collection: "people".into(),

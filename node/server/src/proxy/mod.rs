@@ -153,6 +153,8 @@ pub struct ProxyService {
     channels: u32,
     names: Mutex<HashMap<String, (Instant, CollectionInfo)>>,
     leaders: reads::Leaders,
+    /// What SESSION reads wait for.
+    written: Arc<reads::Written>,
     metrics: Arc<ProxyMetrics>,
 }
 
@@ -292,11 +294,17 @@ impl ProxyService {
             ConsistencyLevel::ConsistencyEventually => 0,
             _ => self.root.tso().timestamps(1).await?.first.as_u64(),
         };
+        let session = if level == ConsistencyLevel::ConsistencySession {
+            self.written.snapshot()
+        } else {
+            HashMap::new()
+        };
         Ok(reads::ReadPlan {
             collection,
             level,
             guarantee_ts,
             timeout_ms,
+            session,
         })
     }
 
@@ -449,19 +457,24 @@ impl Proxy for ProxyService {
         // producer, so the lease must last until they are acknowledged or failed.
         let producer = self.producer.clone();
         let metrics = self.metrics.clone();
+        let written = self.written.clone();
         let sent = tokio::spawn(async move {
             let started = Instant::now();
-            let results = futures::future::join_all(
-                sends
-                    .into_iter()
-                    .map(|(channel, payload)| producer.send(Stream::Insert, channel, payload)),
-            )
+            let results = futures::future::join_all(sends.into_iter().map(|(channel, payload)| {
+                let sent = producer.send(Stream::Insert, channel, payload);
+                async move { (channel, sent.await) }
+            }))
             .await;
             drop(lease);
             metrics
                 .produce_seconds
                 .observe(started.elapsed().as_secs_f64());
-            results.into_iter().collect::<Result<Vec<_>, _>>()
+            results
+                .into_iter()
+                .map(|(channel, result)| {
+                    result.inspect(|&offset| written.record(Stream::Insert, channel, offset))
+                })
+                .collect::<Result<Vec<_>, _>>()
         });
         sent.await
             .map_err(|e| Status::internal(format!("the insert's sends failed: {e}")))??;
@@ -504,14 +517,13 @@ impl Proxy for ProxyService {
                 (m.channel, bytes::Bytes::from(batch.encode_to_vec()))
             })
             .collect();
-        let results = futures::future::join_all(
-            sends
-                .into_iter()
-                .map(|(channel, payload)| self.producer.send(Stream::Delete, channel, payload)),
-        )
+        let results = futures::future::join_all(sends.into_iter().map(|(channel, payload)| {
+            let sent = self.producer.send(Stream::Delete, channel, payload);
+            async move { (channel, sent.await) }
+        }))
         .await;
-        for r in results {
-            r?;
+        for (channel, result) in results {
+            self.written.record(Stream::Delete, channel, result?);
         }
         self.metrics.rows_deleted.inc_by(n as u64);
         Ok(Response::new(proto::DeleteResponse {
@@ -799,6 +811,7 @@ async fn serve(
         )?),
         grants: GrantCache::new(datacoord.clone(), node_id),
         leaders: reads::Leaders::new(datacoord.clone(), channels),
+        written: Arc::default(),
         datacoord,
         producer: log.producer()?,
         channels,

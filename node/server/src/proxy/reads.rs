@@ -179,13 +179,39 @@ fn channel_failed(channel: u32, status: &Status) -> Status {
     }
 }
 
+/// The next offsets, per channel, above every write this proxy acknowledged:
+/// what a SESSION read waits for.
+#[derive(Debug, Default)]
+pub struct Written {
+    next: Mutex<HashMap<u32, (i64, i64)>>,
+}
+
+impl Written {
+    /// A write at `offset` of `stream` on `channel` was acknowledged.
+    pub fn record(&self, stream: crate::msgstream::Stream, channel: u32, offset: i64) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let (insert, delete) = next.entry(channel).or_default();
+        let slot = match stream {
+            crate::msgstream::Stream::Insert => insert,
+            crate::msgstream::Stream::Delete => delete,
+        };
+        *slot = (*slot).max(offset + 1);
+    }
+
+    pub fn snapshot(&self) -> HashMap<u32, (i64, i64)> {
+        self.next.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Where and when a read happens, the same for every channel.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadPlan {
     pub collection: i64,
     pub level: ConsistencyLevel,
     pub guarantee_ts: u64,
     pub timeout_ms: u32,
+    /// SESSION: the offsets to wait for, per channel ([`Written`]).
+    pub session: HashMap<u32, (i64, i64)>,
 }
 
 impl ReadPlan {
@@ -196,6 +222,11 @@ impl ReadPlan {
 
     /// The read on the channel `leader` serves.
     pub fn at(&self, leader: &ShardLeader) -> Option<proto::ReadAt> {
+        let (session_insert_next, session_delete_next) = self
+            .session
+            .get(&leader.channel)
+            .copied()
+            .unwrap_or_default();
         Some(proto::ReadAt {
             collection_id: self.collection,
             channel: leader.channel,
@@ -203,6 +234,8 @@ impl ReadPlan {
             guarantee_ts: self.guarantee_ts,
             timeout_ms: self.timeout_ms,
             epoch: leader.epoch,
+            session_insert_next,
+            session_delete_next,
         })
     }
 }

@@ -12,8 +12,11 @@
 //! arrives and waits until the channel has read up to them; every write
 //! acknowledged before G was issued is below those ends (the proxy acknowledges
 //! only durable writes). It then sees the rows and deletes at or below G.
-//! SESSION and BOUNDED reads wait the same way for now (correct, not yet
-//! faster); EVENTUALLY reads whatever the channel holds.
+//! A SESSION read waits for the offsets of the writes its proxy acknowledged
+//! instead (read-your-writes through a proxy, without asking the log); a
+//! BOUNDED read for the logs' ends as some read of the last
+//! [`BOUNDED_STALENESS`] found them (so a busy node asks the log about once per
+//! channel per 5 s); EVENTUALLY reads whatever the channel holds.
 
 mod follow;
 mod target;
@@ -52,6 +55,9 @@ pub const MAX_QUERY_ROWS: u32 = 16_384;
 const DEFAULT_EF: usize = 64;
 /// How long a STRONG read waits for its channel by default.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How old the logs' ends a BOUNDED read waits for may be (Milvus's default
+/// graceful time).
+pub const BOUNDED_STALENESS: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct QueryNodeConfig {
@@ -203,6 +209,9 @@ pub struct Node {
     syncing: tokio::sync::Mutex<()>,
     /// Bytes loaded collections may hold.
     memory_limit: u64,
+    /// The logs' ends of each channel as last read, and when (BOUNDED reads
+    /// wait for these while they are recent).
+    ends: std::sync::Mutex<std::collections::HashMap<u32, (std::time::Instant, Offsets)>>,
     metrics: Arc<QueryNodeMetrics>,
 }
 
@@ -278,17 +287,20 @@ impl Node {
         Ok((w.view.clone(), w.progress.clone()))
     }
 
-    /// Waits until `collection` on `channel` holds every record below the logs'
-    /// ends as read now.
-    async fn catch_up(
-        &self,
-        channel: u32,
-        collection: i64,
-        view: &RwLock<ChannelView>,
-        progress: &Notify,
-        timeout: Duration,
-    ) -> Result<(), Status> {
-        let started = std::time::Instant::now();
+    /// The logs' ends of `channel` as a read at most `max_age` ago found them
+    /// (read now when there is none that recent).
+    async fn ends(&self, channel: u32, max_age: Duration) -> Result<Offsets, Status> {
+        let known = self
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel)
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, ends)| *ends);
+        if let Some(ends) = known {
+            return Ok(ends);
+        }
+        let read_at = std::time::Instant::now();
         let end = |stream| async move {
             self.consumer
                 .high_watermark(stream, channel)
@@ -301,6 +313,25 @@ impl Node {
             insert: end(Stream::Insert).await?,
             delete: end(Stream::Delete).await?,
         };
+        let mut cache = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = cache.get(&channel).is_none_or(|(at, _)| *at < read_at);
+        if newer {
+            cache.insert(channel, (read_at, ends));
+        }
+        Ok(ends)
+    }
+
+    /// Waits until `collection` on `channel` holds every record below `ends`.
+    async fn catch_up(
+        &self,
+        channel: u32,
+        collection: i64,
+        view: &RwLock<ChannelView>,
+        progress: &Notify,
+        ends: Offsets,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let woken = progress.notified();
@@ -362,8 +393,25 @@ impl Node {
                     0 => DEFAULT_READ_TIMEOUT,
                     ms => Duration::from_millis(u64::from(ms)),
                 };
-                self.catch_up(at.channel, at.collection_id, &view, &progress, timeout)
-                    .await?;
+                let ends = match level {
+                    ConsistencyLevel::ConsistencySession => Offsets {
+                        insert: at.session_insert_next,
+                        delete: at.session_delete_next,
+                    },
+                    ConsistencyLevel::ConsistencyBounded => {
+                        self.ends(at.channel, BOUNDED_STALENESS).await?
+                    }
+                    _ => self.ends(at.channel, Duration::ZERO).await?,
+                };
+                self.catch_up(
+                    at.channel,
+                    at.collection_id,
+                    &view,
+                    &progress,
+                    ends,
+                    timeout,
+                )
+                .await?;
                 at.guarantee_ts
             }
         };
@@ -746,6 +794,7 @@ async fn serve(
     let node = Arc::new(Node {
         node_id,
         memory_limit,
+        ends: std::sync::Mutex::default(),
         records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
         root,
         datacoord,
