@@ -635,4 +635,53 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
         .await
         .expect_err("limit too large");
     assert!(e.message().contains("at most 16384"), "{e}");
+
+    // A query node that stops hands its channels to another before it goes
+    // (make-before-break): no read fails meanwhile.
+    let second = start_query_node(&cluster, "querynode-2");
+    wait_query_nodes(&cluster, 2).await;
+    let mut first = node;
+    let stopping = tokio::task::spawn_blocking(move || {
+        let status = first.process.terminate(Duration::from_secs(60));
+        (first, status)
+    });
+    let live_rows = (0..370).filter(live).count() as u64;
+    let mut reads = 0;
+    while !stopping.is_finished() {
+        let counted = proxy
+            .count(proto::CountRequest {
+                collection: "people".into(),
+                consistency: ConsistencyLevel::ConsistencyStrong.into(),
+                timeout_ms: 20_000,
+                ..proto::CountRequest::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("a read failed while a query node drained: {e}"));
+        assert_eq!(counted.into_inner().rows, live_rows);
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (first, status) = stopping.await.expect("terminate");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        first.process.log().contains("drained"),
+        "{}",
+        first.process.log()
+    );
+    let counted = proxy
+        .count(proto::CountRequest {
+            collection: "people".into(),
+            consistency: ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 20_000,
+            ..proto::CountRequest::default()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the second query node serves: {e}\n{}",
+                second.process.log()
+            )
+        });
+    assert_eq!(counted.into_inner().rows, live_rows);
+    eprintln!("{reads} reads answered while the first query node drained");
 }

@@ -743,6 +743,44 @@ pub fn memory_limit(configured: u64) -> u64 {
     crate::sys::MemoryUsage::read().map_or(1 << 30, |m| m.total_bytes / 4 * 3)
 }
 
+/// How long a stopping query node keeps serving while the data coordinator
+/// moves its channels to other query nodes (within Kubernetes' default grace
+/// period of 30 s).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Keeps serving until the data coordinator has moved every channel of this
+/// (stopping) node to other query nodes, which it does make-before-break:
+/// reads never find a channel unserved. Returns at once when no other query
+/// node runs (nothing could take the channels), and after `timeout` at most.
+async fn drain(node: &Node, nodes: &crate::session::NodeRegistry, timeout: Duration) {
+    let others = || {
+        nodes
+            .nodes_of(Role::QueryNode)
+            .iter()
+            .any(|n| n.node_id != node.node_id && !n.stopping)
+    };
+    if node.channels().is_empty() || !others() {
+        return;
+    }
+    tracing::info!("draining: handing the channels to other query nodes");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let held: Vec<u32> = node.channels().keys().copied().collect();
+        if held.is_empty() {
+            tracing::info!("drained");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline || !others() {
+            tracing::warn!(
+                channels = ?held,
+                "stopping with channels not yet handed over; reads of them fail until another query node serves them"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs a query node until `cancel` fires.
 pub async fn run(
     store: Arc<dyn MetaStore>,
@@ -819,10 +857,15 @@ async fn serve(
             tonic_health::ServingStatus::Serving,
         )
         .await;
-    let follower = crate::spawn(follow::run(node.clone(), cancel.clone()));
-    let targets = crate::spawn(target::run(node.clone(), cancel.clone()));
+    // The follower and the target loop run until the node has drained, so that
+    // it keeps answering consistent reads while its channels move.
+    let work = CancellationToken::new();
+    let follower = crate::spawn(follow::run(node.clone(), work.clone()));
+    let targets = crate::spawn(target::run(node.clone(), work.clone()));
     cancel.cancelled().await;
     process.session.mark_stopping();
+    drain(&node, &process.nodes, DRAIN_TIMEOUT).await;
+    work.cancel();
     server_stop.cancel();
     let _ = follower.await;
     let _ = targets.await;
