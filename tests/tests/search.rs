@@ -399,6 +399,23 @@ fn query_request(filter: &str, output: &[&str], limit: u32) -> proto::QueryReque
     }
 }
 
+/// Rows of `people` a filter keeps, read at `level`.
+async fn count_people(
+    proxy: &mut ProxyClient<Channel>,
+    level: ConsistencyLevel,
+    filter: &str,
+) -> Result<u64, Status> {
+    proxy
+        .count(proto::CountRequest {
+            collection: "people".into(),
+            consistency: level.into(),
+            timeout_ms: 20_000,
+            filter: filter.into(),
+        })
+        .await
+        .map(|r| r.into_inner().rows)
+}
+
 /// Filters, queries and output fields over rows in flushed files and rows
 /// still in the log, with deletes applied; bad filters and fields are refused
 /// naming the problem.
@@ -540,32 +557,19 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
         ConsistencyLevel::ConsistencyStrong,
         ConsistencyLevel::ConsistencyBounded,
     ] {
-        let counted = proxy
-            .count(proto::CountRequest {
-                collection: "people".into(),
-                consistency: level.into(),
-                timeout_ms: 20_000,
-                filter: "id >= 360".into(),
-            })
-            .await
-            .expect("count")
-            .into_inner();
-        assert_eq!(counted.rows, 10, "{level:?}");
+        let counted = count_people(&mut proxy, level, "id >= 360").await;
+        assert_eq!(counted.expect("count"), 10, "{level:?}");
     }
 
     // Counts and searches take the same filters.
-    let counted = proxy
-        .count(proto::CountRequest {
-            collection: "people".into(),
-            consistency: ConsistencyLevel::ConsistencyStrong.into(),
-            timeout_ms: 20_000,
-            filter: "city == \"Tromsø\"".into(),
-        })
-        .await
-        .expect("count")
-        .into_inner();
+    let counted = count_people(
+        &mut proxy,
+        ConsistencyLevel::ConsistencyStrong,
+        "city == \"Tromsø\"",
+    )
+    .await;
     assert_eq!(
-        counted.rows,
+        counted.expect("count"),
         (0..370).filter(|k| k % 3 == 2).filter(live).count() as u64
     );
     let search = |filter: &str, output: &[&str]| proto::SearchRequest {
@@ -648,16 +652,10 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
     let live_rows = (0..370).filter(live).count() as u64;
     let mut reads = 0;
     while !stopping.is_finished() {
-        let counted = proxy
-            .count(proto::CountRequest {
-                collection: "people".into(),
-                consistency: ConsistencyLevel::ConsistencyStrong.into(),
-                timeout_ms: 20_000,
-                ..proto::CountRequest::default()
-            })
+        let counted = count_people(&mut proxy, ConsistencyLevel::ConsistencyStrong, "")
             .await
             .unwrap_or_else(|e| panic!("a read failed while a query node drained: {e}"));
-        assert_eq!(counted.into_inner().rows, live_rows);
+        assert_eq!(counted, live_rows);
         reads += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -668,13 +666,7 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
         "{}",
         first.process.log()
     );
-    let counted = proxy
-        .count(proto::CountRequest {
-            collection: "people".into(),
-            consistency: ConsistencyLevel::ConsistencyStrong.into(),
-            timeout_ms: 20_000,
-            ..proto::CountRequest::default()
-        })
+    let counted = count_people(&mut proxy, ConsistencyLevel::ConsistencyStrong, "")
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -682,6 +674,6 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
                 second.process.log()
             )
         });
-    assert_eq!(counted.into_inner().rows, live_rows);
+    assert_eq!(counted, live_rows);
     eprintln!("{reads} reads answered while the first query node drained");
 }
