@@ -90,6 +90,11 @@ pub struct MilvusClusterSpec {
     /// `kubectl scale mvc NAME --replicas=N` and an HPA change `replicas`.
     #[serde(default)]
     pub data_node: DataNodeSpec,
+    /// Query nodes: serve searches and queries of loaded collections. 1 replica
+    /// by default; the data coordinator spreads the channels over them and moves
+    /// them make-before-break when pods come and go.
+    #[serde(default)]
+    pub query_node: QueryNodeSpec,
     /// The services the cluster stores its state in. Required.
     pub dependencies: Dependencies,
     /// Channels: partitions of the insert and delete topics, each consumed by one
@@ -236,6 +241,20 @@ pub struct DataNodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub drain_timeout_seconds: Option<i32>,
+}
+
+/// Query nodes: the component settings plus their memory for loaded collections.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryNodeSpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+    /// Memory for loaded collections per query node, MiB: a load that would
+    /// need more is refused. Default: three quarters of the container's memory
+    /// limit (or of the node's memory without one).
+    #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub memory_mib: Option<i64>,
 }
 
 /// Flush triggers of a segment buffer; the first one reached flushes it.
@@ -406,8 +425,8 @@ pub struct StorageSpec {
     /// An S3-compatible bucket (AWS S3, MinIO, ...). The bucket must exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
-    /// A PersistentVolumeClaim mounted by every data node (ReadWriteMany when
-    /// there is more than one): segment files go to a directory on it.
+    /// A PersistentVolumeClaim mounted by every data node and query node
+    /// (ReadWriteMany when there is more than one pod): segment files go to a directory on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeStorage>,
     /// Run MinIO for this cluster: a StatefulSet `<name>-minio` with one volume,

@@ -1,12 +1,13 @@
 //! Upgrades: a new image (`spec.version` or `spec.image`) rolls through the
 //! roles in dependency order, one stage at a time: the coordinators (root and
-//! data), then the data nodes, then the proxies. A stage gets the new image only
+//! data), then the data and query nodes, then the proxies. A stage gets the new image only
 //! once every earlier stage is done: its workload rolled out on the new image
 //! and every one of its pods, terminating ones included, runs it. The upgrade is
 //! done only when every stage is (the status records the image then, not
 //! before). Pure: the controller reads the workloads and pods, this decides.
 //!
-//! Why this order: the data nodes and proxies call the coordinators, so the
+//! Why this order: the data nodes, query nodes and proxies call the coordinators
+//! (and the proxies the query nodes), so the
 //! coordinators must understand the newest callers first; the proxy, which
 //! clients see, changes last, once everything behind it runs the new version.
 
@@ -17,7 +18,7 @@ use crate::build::{Role, SpecName};
 /// The stages of an upgrade, in order.
 pub const STAGES: [&[Role]; 3] = [
     &[Role::RootCoord, Role::DataCoord],
-    &[Role::DataNode],
+    &[Role::DataNode, Role::QueryNode],
     &[Role::Proxy],
 ];
 

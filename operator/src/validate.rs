@@ -126,6 +126,9 @@ pub struct Cluster {
     pub data_coord: Component,
     pub proxy: Component,
     pub data_node: Component,
+    pub query_node: Component,
+    /// The query nodes' memory for loaded collections (`None`: their own default).
+    pub query_node_memory_mib: Option<i64>,
     pub memory_mib: i64,
     pub flush_rows: i64,
     pub flush_mib: i64,
@@ -506,6 +509,7 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         (Role::DataCoord, &spec.data_coord),
         (Role::Proxy, &spec.proxy),
         (Role::DataNode, &spec.data_node.component),
+        (Role::QueryNode, &spec.query_node.component),
     ];
     for (role, comp) in roles {
         check_resources(
@@ -584,6 +588,8 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         data_coord: component(&spec.data_coord, 2),
         proxy: component(&spec.proxy, 1),
         data_node: component(&dn.component, 2),
+        query_node: component(&spec.query_node.component, 1),
+        query_node_memory_mib: spec.query_node.memory_mib,
         memory_mib,
         flush_rows: dn.flush.max_rows.unwrap_or(defaults::FLUSH_ROWS as i64),
         flush_mib: dn.flush.max_mib.unwrap_or(defaults::FLUSH_MIB as i64),

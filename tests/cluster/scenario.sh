@@ -305,7 +305,7 @@ EOF
   note "kubectl apply -> every child created: $((t1 - t0)) ms; -> status written: $((t2 - t0)) ms"
 
   step "children are as specified"
-  local kinds="configmap/$NAME-config deployment/$NAME-rootcoord deployment/$NAME-datacoord deployment/$NAME-proxy statefulset/$NAME-datanode service/$NAME-proxy poddisruptionbudget/$NAME-datanode"
+  local kinds="configmap/$NAME-config deployment/$NAME-rootcoord deployment/$NAME-datacoord deployment/$NAME-proxy deployment/$NAME-querynode statefulset/$NAME-datanode service/$NAME-proxy service/$NAME-querynode poddisruptionbudget/$NAME-datanode"
   for child in $kinds; do
     [ "$(jp "$child" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')" = "MilvusCluster/$NAME" ] \
       || fail "$child is not owned by the MilvusCluster"
@@ -314,22 +314,24 @@ EOF
   done
   [ "$(jp deployment/$NAME-rootcoord '{.spec.replicas}')" = 2 ] || fail "root coordinator replicas"
   [ "$(jp deployment/$NAME-proxy '{.spec.replicas}')" = 1 ] || fail "proxy replicas"
+  [ "$(jp deployment/$NAME-querynode '{.spec.replicas}')" = 1 ] || fail "query node replicas"
+  [ "$(jp deployment/$NAME-querynode '{.spec.template.spec.containers[0].args[0]}')" = querynode ] || fail "query node command"
   [ "$(jp statefulset/$NAME-datanode '{.spec.replicas}')" = 2 ] || fail "data node replicas"
   [ "$(jp statefulset/$NAME-datanode '{.spec.template.spec.containers[0].image}')" = "milvus-like/node:$VERSION" ] || fail "image"
   [ "$(jp configmap/$NAME-config '{.data.MILVUS_LIKE_CHANNELS}')" = 3 ] || fail "channels in the config"
   [ "$(jp configmap/$NAME-config '{.data.MILVUS_LIKE_KAFKA_BROKERS}')" = "$KAFKA" ] || fail "brokers in the config"
   [ "$(jp service/$NAME-datanode '{.spec.clusterIP}')" = None ] || fail "the data-node Service is not headless"
   kubectl get pdb "$NAME-proxy" -n "$NS" >/dev/null 2>&1 && fail "one proxy got a disruption budget"
-  note "children: 1 ConfigMap, 3 Deployments, 1 StatefulSet, 4 Services, 3 PodDisruptionBudgets, all owned and applied by milvus-like-operator"
+  note "children: 1 ConfigMap, 4 Deployments, 1 StatefulSet, 5 Services, 3 PodDisruptionBudgets, all owned and applied by milvus-like-operator"
 
   step "pods Running, status Ready"
-  wait_until "7 pods Running" 120 running_pods_are 7
+  wait_until "8 pods Running" 120 running_pods_are 8
   start_host mirror python3 "$ROOT/tests/cluster/pod_mirror.py" --namespace "$NS" \
     --selector "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" \
     --binary "$BIN_DIR/milvus-like" --work "$WORK/pods" --kubectl "$(command -v kubectl)"
   wait_until "phase Ready" 120 phase_is Ready
   [ "$(mvc '{.status.conditions[?(@.type=="Ready")].status}')" = True ] || fail "Ready condition"
-  [ "$(mvc '{.status.readyComponents}')" = 4/4 ] || fail "ready components"
+  [ "$(mvc '{.status.readyComponents}')" = 5/5 ] || fail "ready components"
   # The status subresource is written by server-side apply too.
   kubectl get mvc "$NAME" -n "$NS" --show-managed-fields -o jsonpath='{.metadata.managedFields[?(@.subresource=="status")].manager}' \
     | grep -q milvus-like-operator || fail "status not applied by milvus-like-operator"
@@ -385,9 +387,9 @@ roll_config() {
   wait_until "the ConfigMap to change" 30 config_has MILVUS_LIKE_LEADER_TTL 8s
   # The ConfigMap is applied before the workloads, in the same reconcile.
   wait_until "the pod template checksum to change" 30 checksum_differs "$old_sum"
-  wait_until "every pod replaced" 180 pods_replaced 6
+  wait_until "every pod replaced" 180 pods_replaced 7
   wait_until "phase Ready" 120 phase_is Ready
-  note "config change: new checksum, all 6 pods replaced, phase Ready"
+  note "config change: new checksum, all 7 pods replaced, phase Ready"
 }
 
 delete_cluster() {

@@ -204,13 +204,13 @@ apply_quickstart() {
   wait_until "phase Ready" 600 phase_is Ready
   wait_until "every pod Ready" 120 all_pods_ready
   t2=$(now_ms)
-  note "kubectl apply -> every pod Ready (etcd, Kafka, MinIO, 2+2 coordinators, proxy, 2 data nodes): $(((t2 - t0) / 1000)) s"
+  note "kubectl apply -> every pod Ready (etcd, Kafka, MinIO, 2+2 coordinators, proxy, 2 data nodes, a query node): $(((t2 - t0) / 1000)) s"
   wait_until "the first acknowledged insert" 180 bash -c "kubectl logs -n $NS job/ingest 2>/dev/null | grep -q '^ACK '"
   ingest_log
   t3=$(first_ack | awk '{print $5}')
   [[ "$t3" =~ ^[0-9]+$ ]] || fail "the ingest Job's first line is not 'ACK key rows checksum ms': $(first_ack)"
   note "kubectl apply -> first insert acknowledged (a Job in the cluster, through the proxy Service): $(((t3 - t0) / 1000)) s"
-  [ "$(mvc '{.status.readyComponents}')" = 7/7 ] || fail "ready components: $(mvc '{.status.readyComponents}')"
+  [ "$(mvc '{.status.readyComponents}')" = 8/8 ] || fail "ready components: $(mvc '{.status.readyComponents}')"
   note "status: phase Ready, $(mvc '{.status.readyComponents}') components, version $(mvc '{.status.version}')"
 }
 
@@ -295,15 +295,15 @@ roll_config() {
   kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"config":{"MILVUS_LIKE_LEADER_TTL":"8s"}}}' >/dev/null
   wait_until "every pod of the roles replaced" 600 roles_replaced
   wait_until "phase Ready" 300 phase_is Ready
-  note "config change: every coordinator, proxy and data-node pod replaced, phase Ready"
+  note "config change: every coordinator, proxy, data-node and query-node pod replaced, phase Ready"
 }
 roles_replaced() {
   local uid pods
-  pods=$(for c in rootcoord datacoord proxy datanode; do
+  pods=$(for c in rootcoord datacoord proxy datanode querynode; do
     kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=$c" \
       -o jsonpath='{range .items[*]}{.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}'
   done)
-  [ "$(grep -c ' True$' <<<"$pods")" -eq 6 ] && [ "$(grep -c . <<<"$pods")" -eq 6 ] || return 1
+  [ "$(grep -c ' True$' <<<"$pods")" -eq 7 ] && [ "$(grep -c . <<<"$pods")" -eq 7 ] || return 1
   for uid in $OLD_PODS; do grep -q "$uid" <<<"$pods" && return 1; done
   return 0
 }

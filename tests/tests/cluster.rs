@@ -39,7 +39,7 @@ fn operator_scenario_on_the_local_control_plane() {
         "status: phase Ready",
         "Rebalance at the data coordinator",
         "DrainNode calls before the StatefulSet shrank",
-        "all 6 pods replaced",
+        "all 7 pods replaced",
         "every child garbage-collected",
         "a refused apply: phase Degraded",
         "every child created, no data coordinator answering",

@@ -19,14 +19,16 @@ pub enum Role {
     DataCoord,
     Proxy,
     DataNode,
+    QueryNode,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::RootCoord,
         Role::DataCoord,
         Role::Proxy,
         Role::DataNode,
+        Role::QueryNode,
     ];
 
     /// The gRPC port (Milvus's for the root coordinator, then its neighbours).
@@ -36,6 +38,7 @@ impl Role {
             Self::Proxy => 19531,
             Self::DataCoord => 13333,
             Self::DataNode => 21121,
+            Self::QueryNode => querynode::GRPC_PORT,
         }
     }
 
@@ -48,6 +51,7 @@ impl Role {
             Self::Proxy => 19092,
             Self::DataCoord => 19093,
             Self::DataNode => 19094,
+            Self::QueryNode => querynode::HTTP_PORT,
         }
     }
 
@@ -58,6 +62,7 @@ impl Role {
             Self::DataCoord => "datacoord",
             Self::Proxy => "proxy",
             Self::DataNode => "datanode",
+            Self::QueryNode => "querynode",
         }
     }
 
@@ -84,13 +89,16 @@ impl Role {
                 advertise: env::DATANODE_ADVERTISE,
                 http_listen: env::DATANODE_HTTP_LISTEN,
             },
+            Self::QueryNode => RoleEnv {
+                listen: env::QUERYNODE_LISTEN,
+                advertise: env::QUERYNODE_ADVERTISE,
+                http_listen: env::QUERYNODE_HTTP_LISTEN,
+            },
         }
     }
 }
 
-/// The query node's ports. It is not a [`Role`] yet: those are the roles a
-/// `MilvusCluster` runs, and the operator runs no query nodes before it has a
-/// `queryNode` spec (docs/read-path-design.md, step 9).
+/// The query node's ports ([`Role::QueryNode`]'s), as constants.
 pub mod querynode {
     pub const GRPC_PORT: u16 = 21123;
     pub const HTTP_PORT: u16 = 19096;
@@ -333,11 +341,10 @@ mod tests {
         let mut ports: Vec<u16> = Role::ALL
             .iter()
             .flat_map(|r| [r.grpc_port(), r.http_port()])
-            .chain([querynode::GRPC_PORT, querynode::HTTP_PORT])
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        assert_eq!(ports.len(), 2 * Role::ALL.len() + 2);
+        assert_eq!(ports.len(), 2 * Role::ALL.len());
         // Kafka's, Prometheus Pushgateway's and Alertmanager's ports stay free.
         for taken in [9091, 9092, 9093, 9094, 2379, 9000] {
             assert!(!ports.contains(&taken), "{taken}");

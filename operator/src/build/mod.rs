@@ -5,7 +5,7 @@
 //! | child | name | kind |
 //! |---|---|---|
 //! | node configuration (environment) | `<name>-config` | ConfigMap |
-//! | root coordinator, data coordinator, proxy | `<name>-rootcoord`, `-datacoord`, `-proxy` | Deployment + Service |
+//! | root coordinator, data coordinator, proxy, query nodes | `<name>-rootcoord`, `-datacoord`, `-proxy`, `-querynode` | Deployment + Service |
 //! | data nodes | `<name>-datanode` | StatefulSet + headless Service |
 //! | disruption budgets (components with 2+ pods) | same names | PodDisruptionBudget |
 //! | in-cluster etcd, Kafka, MinIO (`inCluster`) | `<name>-etcd`, `-kafka`, `-minio` | StatefulSet + Service (+ Kafka's ConfigMap, the bucket Job) |
@@ -47,6 +47,7 @@ impl SpecName for Role {
             Role::DataCoord => "dataCoord",
             Role::Proxy => "proxy",
             Role::DataNode => "dataNode",
+            Role::QueryNode => "queryNode",
         }
     }
 }
@@ -197,7 +198,7 @@ pub struct Children {
     pub dependencies: DependencyChildren,
     pub config: ConfigMap,
     pub services: Vec<Service>,
-    /// Root coordinator, data coordinator, proxy.
+    /// Root coordinator, data coordinator, proxy, query nodes.
     pub deployments: Vec<Deployment>,
     pub data_nodes: StatefulSet,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
@@ -269,6 +270,9 @@ pub fn node_config(c: &Cluster) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect::<BTreeMap<_, _>>();
+    if let Some(mib) = c.query_node_memory_mib {
+        env.insert(env::QUERYNODE_MEMORY_MIB.into(), mib.to_string());
+    }
     match &c.storage {
         Storage::S3 {
             endpoint,
@@ -327,10 +331,15 @@ pub fn build(c: &Cluster, owner: &OwnerReference, rollout: &Rollout) -> Children
         data: Some(data),
         ..ConfigMap::default()
     };
-    let deployments = [Role::RootCoord, Role::DataCoord, Role::Proxy]
-        .into_iter()
-        .map(|role| pods::deployment(c, role, owner, rollout.image(c, role), &sum))
-        .collect();
+    let deployments = [
+        Role::RootCoord,
+        Role::DataCoord,
+        Role::Proxy,
+        Role::QueryNode,
+    ]
+    .into_iter()
+    .map(|role| pods::deployment(c, role, owner, rollout.image(c, role), &sum))
+    .collect();
     let (disruption_budgets, unwanted_budgets) = services::disruption_budgets(c, owner);
     Children {
         dependencies: deps::build(c, owner),
@@ -405,5 +414,6 @@ fn component(c: &Cluster, role: Role) -> &crate::validate::Component {
         Role::DataCoord => &c.data_coord,
         Role::Proxy => &c.proxy,
         Role::DataNode => &c.data_node,
+        Role::QueryNode => &c.query_node,
     }
 }

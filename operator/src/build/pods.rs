@@ -1,5 +1,5 @@
-//! Pod templates and the workloads that run them: a Deployment per coordinator
-//! and the proxy, a StatefulSet for the data nodes (stable names, so the operator
+//! Pod templates and the workloads that run them: a Deployment per coordinator,
+//! the proxy and the query nodes, a StatefulSet for the data nodes (stable names, so the operator
 //! knows which pods a scale-down removes and drains them first).
 
 use std::collections::BTreeMap;
@@ -9,10 +9,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -94,7 +94,7 @@ fn env(c: &Cluster, role: Role) -> Vec<EnvVar> {
         ));
     }
     if let (
-        Role::DataNode,
+        Role::DataNode | Role::QueryNode,
         Storage::S3 {
             secret_name,
             access_key_key,
@@ -180,12 +180,29 @@ fn template(c: &Cluster, role: Role, image: &str, checksum: &str) -> PodTemplate
     };
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if let (Role::DataNode, Storage::Volume { claim_name, .. }) = (role, &c.storage) {
+    if matches!(role, Role::DataNode | Role::QueryNode) {
+        // Index builds and loads stage their files in the temporary directory;
+        // the root filesystem is read-only.
+        volumes.push(Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    if let (Role::DataNode | Role::QueryNode, Storage::Volume { claim_name, .. }) =
+        (role, &c.storage)
+    {
         volumes.push(Volume {
             name: "segments".to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: claim_name.clone(),
-                read_only: Some(false),
+                // Query nodes only read segment files.
+                read_only: Some(role == Role::QueryNode),
             }),
             ..Volume::default()
         });

@@ -97,7 +97,15 @@ fn children_are_named_labelled_and_owned() {
         .iter()
         .map(|d| d.metadata.name.clone().unwrap_or_default())
         .collect();
-    assert_eq!(names, ["demo-rootcoord", "demo-datacoord", "demo-proxy"]);
+    assert_eq!(
+        names,
+        [
+            "demo-rootcoord",
+            "demo-datacoord",
+            "demo-proxy",
+            "demo-querynode"
+        ]
+    );
     assert_eq!(
         ch.data_nodes.metadata.name.as_deref(),
         Some("demo-datanode")
@@ -282,17 +290,56 @@ fn component_settings_reach_their_pods() {
         Some(150),
         "drain timeout + 30 s"
     );
-    let volume = &dn.volumes.as_ref().expect("volumes")[0];
+    let segments = |pod: &PodSpec| {
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "segments")
+            .and_then(|v| v.persistent_volume_claim.clone())
+            .expect("the segment volume");
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "segments")
+            .map(|m| m.mount_path.clone());
+        (volume.claim_name, volume.read_only, mount)
+    };
     assert_eq!(
-        volume
-            .persistent_volume_claim
-            .as_ref()
-            .map(|p| p.claim_name.as_str()),
-        Some("segments-rwx")
+        segments(dn),
+        (
+            "segments-rwx".to_owned(),
+            Some(false),
+            Some(DATA_NODE_MOUNT.to_owned())
+        )
+    );
+    // Query nodes read the same volume, read-only, and stage index files in
+    // a writable /tmp (the root filesystem is read-only).
+    let qn = spec(3);
+    assert_eq!(
+        segments(qn),
+        (
+            "segments-rwx".to_owned(),
+            Some(true),
+            Some(DATA_NODE_MOUNT.to_owned())
+        )
+    );
+    for pod in [dn, qn] {
+        let tmp = pod.volumes.iter().flatten().find(|v| v.name == "tmp");
+        assert!(tmp.is_some_and(|v| v.empty_dir.is_some()), "{pod:?}");
+    }
+    assert_eq!(
+        ch.deployments[3].spec.as_ref().and_then(|s| s.replicas),
+        Some(2)
     );
     assert_eq!(
-        dn.containers[0].volume_mounts.as_ref().expect("mounts")[0].mount_path,
-        DATA_NODE_MOUNT
+        ch.config
+            .data
+            .as_ref()
+            .and_then(|d| d.get("MILVUS_LIKE_QUERYNODE_MEMORY_MIB"))
+            .map(String::as_str),
+        Some("1536")
     );
     let sasl_user = env(&dn.containers[0], "MILVUS_LIKE_KAFKA_SASL_USERNAME")
         .and_then(|e| e.value_from.as_ref())
@@ -330,6 +377,7 @@ fn services_and_budgets_follow_the_replicas() {
             ("prod-datacoord".into(), None),
             ("prod-proxy".into(), None),
             ("prod-datanode".into(), Some("None".into())),
+            ("prod-querynode".into(), None),
         ]
     );
     let budgets: Vec<String> = ch
@@ -339,7 +387,12 @@ fn services_and_budgets_follow_the_replicas() {
         .collect();
     assert_eq!(
         budgets,
-        ["prod-rootcoord", "prod-datacoord", "prod-datanode"]
+        [
+            "prod-rootcoord",
+            "prod-datacoord",
+            "prod-datanode",
+            "prod-querynode"
+        ]
     );
     assert_eq!(ch.unwanted_budgets, ["prod-proxy"], "1 proxy: no budget");
 }
@@ -534,7 +587,7 @@ fn in_cluster_dependencies_are_stateful_sets_with_volumes_and_locked_down_pods()
 }
 
 #[test]
-fn a_service_monitor_selects_the_four_roles() {
+fn a_service_monitor_selects_every_role() {
     let (_, ch) = built(IN_CLUSTER);
     let m =
         serde_json::to_value(ch.service_monitor.as_ref().expect("a ServiceMonitor")).expect("json");
@@ -544,7 +597,7 @@ fn a_service_monitor_selects_the_four_roles() {
     assert_eq!(m["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(
         m["spec"]["selector"]["matchExpressions"][0]["values"],
-        serde_json::json!(["rootcoord", "datacoord", "proxy", "datanode"])
+        serde_json::json!(["rootcoord", "datacoord", "proxy", "datanode", "querynode"])
     );
     // Every role's Service carries the labels it selects, and a port named http.
     for s in &ch.services {

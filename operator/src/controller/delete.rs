@@ -45,7 +45,12 @@ pub(super) async fn delete(
         .ok_or_else(|| Error::NoNamespace(mc.name_any()))?;
     let name = mc.name_any();
     let params = DeleteParams::background();
-    for role in [Role::RootCoord, Role::DataCoord, Role::Proxy] {
+    for role in [
+        Role::RootCoord,
+        Role::DataCoord,
+        Role::Proxy,
+        Role::QueryNode,
+    ] {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         ignore_missing(
             deployments

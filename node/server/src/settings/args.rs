@@ -653,8 +653,7 @@ impl DataNodeTuning {
     }
 }
 
-/// Where the query node listens and how others reach it (not a `Role` yet:
-/// see `milvus_like_api::settings::querynode`).
+/// Where the query node listens and how others reach it.
 #[derive(Debug, Args)]
 pub struct QueryNodeAddresses {
     /// gRPC listen address.
