@@ -551,6 +551,10 @@ pub struct MilvusClusterStatus {
     /// Which data node owns each channel, as the data coordinator reports it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<ChannelOwner>,
+    /// Which query node serves each channel, and the loaded collections it
+    /// serves there, as the data coordinator reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_channels: Vec<QueryChannelOwner>,
     /// The last rebalance or drain the operator asked the data coordinator for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebalance: Option<RebalanceRecord>,
@@ -596,6 +600,21 @@ pub struct ChannelOwner {
     /// The data node's pod, when it is one of this cluster's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryChannelOwner {
+    /// Channel number.
+    pub channel: i32,
+    /// Query node id (its session in etcd).
+    pub node_id: i64,
+    /// The query node's pod, when it is one of this cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Ids of the loaded collections it serves on the channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -32,6 +32,8 @@ pub struct Distribution {
     pub owners: BTreeMap<u32, i64>,
     /// registered data node name -> node id (the newest session of a name wins)
     pub nodes_by_name: BTreeMap<String, i64>,
+    /// The query node serving each channel.
+    pub query_channels: Vec<milvus_like_api::proto::QueryChannelOwner>,
 }
 
 impl From<GetChannelDistributionResponse> for Distribution {
@@ -44,6 +46,7 @@ impl From<GetChannelDistributionResponse> for Distribution {
         Self {
             owners: r.channels.iter().map(|a| (a.channel, a.node_id)).collect(),
             nodes_by_name,
+            query_channels: r.query_channels,
         }
     }
 }

@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::build::{LABEL_COMPONENT, Role, SpecName};
-use crate::crd::{ChannelOwner, ComponentStatus, MilvusClusterStatus, Phase, RebalanceRecord};
+use crate::crd::{
+    ChannelOwner, ComponentStatus, MilvusClusterStatus, Phase, QueryChannelOwner, RebalanceRecord,
+};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -160,6 +162,7 @@ pub struct Observation<'a> {
     /// Why the data coordinator could not be asked, when it could not.
     pub datacoord_error: Option<String>,
     pub channels: Vec<ChannelOwner>,
+    pub query_channels: Vec<QueryChannelOwner>,
     pub last_rebalance: Option<RebalanceRecord>,
     pub data_nodes_ready: i32,
     pub data_node_selector: String,
@@ -310,6 +313,7 @@ pub fn status(o: &Observation<'_>) -> MilvusClusterStatus {
         data_nodes: o.data_nodes_ready,
         data_node_selector: Some(o.data_node_selector.clone()),
         channels: o.channels.clone(),
+        query_channels: o.query_channels.clone(),
         last_rebalance: o.last_rebalance.clone(),
         image,
         version,
@@ -452,6 +456,7 @@ mod tests {
             pod_problem: None,
             datacoord_error: None,
             channels: vec![],
+            query_channels: vec![],
             last_rebalance: None,
             data_nodes_ready: 2,
             data_node_selector: "a=b".into(),

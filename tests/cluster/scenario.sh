@@ -327,7 +327,7 @@ EOF
   step "pods Running, status Ready"
   wait_until "8 pods Running" 120 running_pods_are 8
   start_host mirror python3 "$ROOT/tests/cluster/pod_mirror.py" --namespace "$NS" \
-    --selector "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=datanode" \
+    --selector "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component in (datanode,querynode)" \
     --binary "$BIN_DIR/milvus-like" --work "$WORK/pods" --kubectl "$(command -v kubectl)"
   wait_until "phase Ready" 120 phase_is Ready
   [ "$(mvc '{.status.conditions[?(@.type=="Ready")].status}')" = True ] || fail "Ready condition"
@@ -342,6 +342,16 @@ check_channels() {
   step "the data nodes own every channel"
   wait_until "3 channels owned by the 2 data-node pods" 90 channels_owned_by "$NAME-datanode-0 $NAME-datanode-1"
   note "channels 2 data nodes: $(mvc '{range .status.channels[*]}{.channel}->{.pod} {end}')"
+  step "the query node serves every channel, and the status says so"
+  wait_until "3 channels served by the query-node pod" 90 query_channels_on_one_pod
+  note "query channels: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}')"
+}
+
+query_channels_on_one_pod() {
+  local pod
+  pod=$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=querynode" \
+    -o jsonpath='{.items[0].metadata.name}')
+  [ -n "$pod" ] && [ "$(mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep -cx "$pod")" = 3 ]
 }
 
 scale_up() {

@@ -38,6 +38,7 @@ fn operator_scenario_on_the_local_control_plane() {
         "every child created",
         "status: phase Ready",
         "Rebalance at the data coordinator",
+        "query channels: 0->demo-querynode-",
         "DrainNode calls before the StatefulSet shrank",
         "all 7 pods replaced",
         "every child garbage-collected",

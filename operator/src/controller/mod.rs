@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use crate::build::{
     self, CONFIG_CHECKSUM, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Role, Rollout, SpecName,
 };
-use crate::crd::{ChannelOwner, MilvusCluster};
+use crate::crd::{ChannelOwner, MilvusCluster, QueryChannelOwner};
 use crate::datacoord::DataCoords;
 use crate::metrics::Metrics;
 use crate::status::{self, Observation};
@@ -358,6 +358,23 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
             .map(|s| s.channels.clone())
             .unwrap_or_default(),
     };
+    let query_channels = match &distribution {
+        Ok(d) => d
+            .query_channels
+            .iter()
+            .map(|q| QueryChannelOwner {
+                channel: i32::try_from(q.channel).unwrap_or(i32::MAX),
+                node_id: q.node_id,
+                pod: (!q.name.is_empty()).then(|| q.name.clone()),
+                collections: q.collections.clone(),
+            })
+            .collect(),
+        Err(_) => mc
+            .status
+            .as_ref()
+            .map(|s| s.query_channels.clone())
+            .unwrap_or_default(),
+    };
     let observation = Observation {
         generation: mc.metadata.generation,
         previous: mc.status.as_ref(),
@@ -372,6 +389,7 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
             )
         }),
         channels,
+        query_channels,
         last_rebalance,
         data_nodes_ready: i32::try_from(ready.len()).unwrap_or(i32::MAX),
         data_node_selector: build::selector_string(&cluster.name, Role::DataNode),

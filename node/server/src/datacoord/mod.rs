@@ -413,6 +413,7 @@ impl DataCoord for DataCoordService {
                     })
                     .collect(),
                 last_rebalance_ms: last,
+                query_channels: active.queries.owners(),
             }))
         }
         .await

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::{
-    NodeInfo, QueryChannelAssignment, QueryDistributionRequest, QueryDistributionResponse,
-    QueryLoadCollectionRequest, QueryReleaseChannelRequest, QueryReleaseCollectionRequest,
-    QueryWatchChannelRequest, Role, ShardLeader,
+    NodeInfo, QueryChannelAssignment, QueryChannelOwner, QueryDistributionRequest,
+    QueryDistributionResponse, QueryLoadCollectionRequest, QueryReleaseChannelRequest,
+    QueryReleaseCollectionRequest, QueryWatchChannelRequest, Role, ShardLeader,
 };
 use prost::Message;
 use tonic::transport::Channel;
@@ -149,6 +149,30 @@ impl QueryPlacement {
     /// Whether any query node is alive to serve reads.
     pub fn has_query_nodes(&self) -> bool {
         self.live_query_nodes().values().any(|n| !n.stopping)
+    }
+
+    /// Each assigned channel's query node (with its registered name, empty
+    /// when the node is gone), epoch and the collections it serves there.
+    pub fn owners(&self) -> Vec<QueryChannelOwner> {
+        let view = self.view();
+        let live = self.live_query_nodes();
+        view.owners
+            .iter()
+            .map(|(&channel, &(node_id, epoch))| QueryChannelOwner {
+                channel,
+                node_id,
+                name: live
+                    .get(&node_id)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default(),
+                epoch,
+                collections: view
+                    .serving
+                    .get(&channel)
+                    .map(|c| c.iter().copied().collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The query node serving each channel for `collection`; a channel nobody
