@@ -220,6 +220,11 @@ impl Node {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The view of a watched channel.
+    fn view(&self, channel: u32) -> Option<Arc<RwLock<ChannelView>>> {
+        self.channels().get(&channel).map(|w| w.view.clone())
+    }
+
     fn bad_indexes(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         self.bad_indexes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -568,7 +573,7 @@ impl QueryNode for QueryNodeService {
         node.loaded().remove(&id);
         let channels: Vec<u32> = node.channels().keys().copied().collect();
         for channel in channels {
-            if let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) {
+            if let Some(view) = node.view(channel) {
                 write(&view).release(id);
             }
             follow::reposition(node, channel, false);

@@ -78,7 +78,7 @@ pub(super) async fn sync_collection(
     fits(node, collection, schema, &info.channels)?;
     for recovery in &info.channels {
         let channel = recovery.channel;
-        let Some(view) = node.channels().get(&channel).map(|w| w.view.clone()) else {
+        let Some(view) = node.view(channel) else {
             continue;
         };
         if !node.loaded().contains_key(&collection) {
@@ -141,11 +141,7 @@ fn fits(
     let mut need = 0u64;
     let mut fresh = Vec::new();
     for recovery in channels {
-        let Some(view) = node
-            .channels()
-            .get(&recovery.channel)
-            .map(|w| w.view.clone())
-        else {
+        let Some(view) = node.view(recovery.channel) else {
             continue;
         };
         if read(&view).is_loaded(collection) {
@@ -181,11 +177,7 @@ fn fits(
 /// exactly. A missing or damaged index is logged and the file stays exact.
 async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecovery]) {
     for recovery in channels {
-        let Some(view) = node
-            .channels()
-            .get(&recovery.channel)
-            .map(|w| w.view.clone())
-        else {
+        let Some(view) = node.view(recovery.channel) else {
             continue;
         };
         let wanted: Vec<(String, String)> = {
