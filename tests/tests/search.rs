@@ -470,11 +470,11 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
         .expect_err("1 MiB is too small");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
     assert!(e.message().contains("--memory-mib"), "{e}");
-    let metrics = milvus_like_tests::http_get(tiny.ports.http, "/metrics").await;
-    assert!(
-        metrics.contains("querynode_loads_refused_total 1"),
-        "{metrics}"
-    );
+    // At least once: the data coordinator's periodic pass may ask too before
+    // the refused collection is released.
+    let metrics = milvus_like_tests::scrape(tiny.ports.http).await;
+    let refused = milvus_like_tests::metric_sum(&metrics, "querynode_loads_refused_total");
+    assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
     let mut unloaded = proxy.clone();
     let e = unloaded
         .count(proto::CountRequest {

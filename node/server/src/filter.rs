@@ -150,7 +150,6 @@ enum PatternPart {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     expr: Expr,
-    text: String,
 }
 
 impl Filter {
@@ -183,10 +182,7 @@ impl Filter {
                 ),
             });
         }
-        Ok(Self {
-            expr,
-            text: text.to_owned(),
-        })
+        Ok(Self { expr })
     }
 
     /// Parses `text` if it holds anything but blanks.
@@ -199,11 +195,6 @@ impl Filter {
         } else {
             Self::parse(text, schema).map(Some)
         }
-    }
-
-    /// The text it was parsed from.
-    pub fn text(&self) -> &str {
-        &self.text
     }
 
     /// For every row of `batch` (of the schema it was parsed against), whether
@@ -503,17 +494,19 @@ fn string(text: &str) -> Option<(String, usize)> {
     while let Some((i, c)) = chars.next() {
         match c {
             '\\' => {
+                // `\%`, `\_` and `\\` stay escaped, so that `like` can tell a
+                // literal `%` or `_` from a wildcard (see [`unescape`]).
                 let (_, e) = chars.next()?;
-                // `\%` and `\_` stay escaped for `like`.
-                if e == '%' || e == '_' {
-                    out.push('\\');
+                match e {
+                    '%' | '_' | '\\' => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    other => out.push(other),
                 }
-                out.push(match e {
-                    'n' => '\n',
-                    't' => '\t',
-                    'r' => '\r',
-                    other => other,
-                });
             }
             c if c == quote => return Some((out, i + c.len_utf8())),
             c => out.push(c),
@@ -946,7 +939,7 @@ fn compare_expr(
             ),
         });
     }
-    let value = value_for(field, unescape_like(literal), at)?;
+    let value = value_for(field, unescape(literal), at)?;
     Ok(Expr::Compare {
         column: field.column,
         op,
@@ -954,21 +947,19 @@ fn compare_expr(
     })
 }
 
-/// Strings keep `\%` and `\_` escaped for `like`; everywhere else they are
-/// plain `%` and `_`.
-fn unescape_like(literal: Literal) -> Literal {
+/// A string as the lexer keeps it (`\%`, `\_`, `\\` escaped), each escaped
+/// character as itself: the value everywhere but in `like`.
+fn unescape(literal: Literal) -> Literal {
     match literal {
         Literal::Str(s) if s.contains('\\') => {
             let mut out = String::with_capacity(s.len());
-            let mut chars = s.chars().peekable();
+            let mut chars = s.chars();
             while let Some(c) = chars.next() {
-                if c == '\\'
-                    && let Some(&next) = chars.peek()
-                    && (next == '%' || next == '_')
-                {
-                    continue;
-                }
-                out.push(c);
+                out.push(if c == '\\' {
+                    chars.next().unwrap_or(c)
+                } else {
+                    c
+                });
             }
             Literal::Str(out)
         }
@@ -979,7 +970,7 @@ fn unescape_like(literal: Literal) -> Literal {
 fn in_expr(field: FieldRef<'_>, literals: Vec<(Literal, usize)>) -> Result<Expr, FilterError> {
     let values = literals
         .into_iter()
-        .map(|(l, at)| value_for(field, unescape_like(l), at))
+        .map(|(l, at)| value_for(field, unescape(l), at))
         .collect::<Result<Vec<_>, _>>()?;
     let set = match field.ty {
         FieldType::Bool => ValueSet::Bools {
@@ -1048,9 +1039,7 @@ fn like_expr(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Expr, F
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         pattern.push(match c {
-            '\\' if matches!(chars.peek(), Some('%' | '_')) => {
-                PatternPart::Char(chars.next().unwrap_or(c))
-            }
+            '\\' => PatternPart::Char(chars.next().unwrap_or(c)),
             '%' => PatternPart::Any,
             '_' => PatternPart::One,
             c => PatternPart::Char(c),
@@ -1189,6 +1178,24 @@ mod tests {
         assert_eq!(ids("(id == 1 or id == 2) and not flag"), [2]);
         assert_eq!(ids("NOT (id in [1,2]) AND !flag"), [4]);
         assert_eq!(ids("not not flag"), [1, 3, 5]);
+    }
+
+    #[test]
+    fn a_backslash_before_a_wildcard_is_itself() {
+        let rows = batch(&[
+            (1, 0, 0.0, 0.0, r"x\y%", false),
+            (2, 0, 0.0, 0.0, r"x\yz", false),
+        ]);
+        let keeps = |f: &str| Filter::parse(f, &schema()).expect(f).select(&rows);
+        assert_eq!(keeps(r"name like 'x\\y\%'"), [true, false]);
+        assert_eq!(keeps(r"name like 'x\\y%'"), [true, true]);
+        assert_eq!(
+            keeps(r"name like 'x\\%'"),
+            [true, true],
+            "a backslash, then a wildcard"
+        );
+        assert_eq!(keeps(r"name == 'x\\yz'"), [false, true]);
+        assert_eq!(keeps(r"name in ['x\\y%']"), [true, false]);
     }
 
     #[test]

@@ -361,12 +361,9 @@ impl Node {
         }
     }
 
-    /// Checks a read's place and time, waits as its consistency level says, and
-    /// returns the view and the timestamp to read at.
-    async fn prepare(
-        &self,
-        at: Option<proto::ReadAt>,
-    ) -> Result<(Arc<RwLock<ChannelView>>, i64, u64), Status> {
+    /// Checks a read's place, time and filter (before any wait), waits as its
+    /// consistency level says, and returns what to read and when.
+    async fn prepare(&self, at: Option<proto::ReadAt>, filter: &str) -> Result<Prepared, Status> {
         let at = at.ok_or_else(|| Status::invalid_argument("a read needs `at`"))?;
         let (view, progress) = self.watched(at.channel, at.epoch)?;
         if !read(&view).is_loaded(at.collection_id) {
@@ -375,6 +372,7 @@ impl Node {
                 at.collection_id, self.node_id
             )));
         }
+        let (schema, filter) = self.filter(at.collection_id, filter)?;
         let level = ConsistencyLevel::try_from(at.consistency).map_err(|_| {
             Status::invalid_argument(format!("unknown consistency level {}", at.consistency))
         })?;
@@ -420,7 +418,13 @@ impl Node {
                 at.guarantee_ts
             }
         };
-        Ok((view, at.collection_id, read_ts))
+        Ok(Prepared {
+            view,
+            collection: at.collection_id,
+            read_ts,
+            schema,
+            filter,
+        })
     }
 
     /// The schema of a loaded collection and `text` parsed against it (`None`
@@ -440,6 +444,15 @@ impl Node {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok((schema, filter))
     }
+}
+
+/// A read checked and ready: where, at which timestamp, with which filter.
+struct Prepared {
+    view: Arc<RwLock<ChannelView>>,
+    collection: i64,
+    read_ts: u64,
+    schema: CollectionSchema,
+    filter: Option<Filter>,
 }
 
 fn read(view: &RwLock<ChannelView>) -> std::sync::RwLockReadGuard<'_, ChannelView> {
@@ -609,8 +622,13 @@ impl QueryNode for QueryNodeService {
             .chunks_exact(dim)
             .map(<[f32]>::to_vec)
             .collect();
-        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
-        let (schema, filter) = self.node.filter(collection, &r.filter)?;
+        let Prepared {
+            view,
+            collection,
+            read_ts,
+            schema,
+            filter,
+        } = self.node.prepare(r.at, &r.filter).await?;
         let output = output_columns(&schema, &r.output_fields).map_err(Status::invalid_argument)?;
         let k = r.top_k as usize;
         let ef = match r.ef {
@@ -646,8 +664,13 @@ impl QueryNode for QueryNodeService {
         request: Request<proto::CountChannelRequest>,
     ) -> Result<Response<proto::CountChannelResponse>, Status> {
         let r = request.into_inner();
-        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
-        let (_, filter) = self.node.filter(collection, &r.filter)?;
+        let Prepared {
+            view,
+            collection,
+            read_ts,
+            filter,
+            ..
+        } = self.node.prepare(r.at, &r.filter).await?;
         let count = tokio::task::spawn_blocking(move || {
             read(&view).count(collection, read_ts, filter.as_ref())
         })
@@ -667,8 +690,13 @@ impl QueryNode for QueryNodeService {
         request: Request<proto::QueryChannelRequest>,
     ) -> Result<Response<proto::QueryChannelResponse>, Status> {
         let r = request.into_inner();
-        let (view, collection, read_ts) = self.node.prepare(r.at).await?;
-        let (schema, filter) = self.node.filter(collection, &r.filter)?;
+        let Prepared {
+            view,
+            collection,
+            read_ts,
+            schema,
+            filter,
+        } = self.node.prepare(r.at, &r.filter).await?;
         let primary = schema.primary_key_index();
         let output: Vec<usize> = output_columns(&schema, &r.output_fields)
             .map_err(Status::invalid_argument)?

@@ -459,7 +459,7 @@ impl ChannelView {
                 };
                 let keys = block.rows.primary_keys(&c.schema);
                 let visible = |i: usize| keep.row(i);
-                let hits: Vec<(Hit, (usize, usize))> = match index.filter(|_| keep.is_dense()) {
+                let hits: Vec<(Hit, (usize, usize))> = match index.filter(|_| keep.dense) {
                     Some(index) => index
                         .search(query, k, params.ef, &visible)?
                         .into_iter()
@@ -532,16 +532,25 @@ struct Selection<'a> {
     read_ts: u64,
     /// The filter's answer per row (`None`: no filter).
     kept: Option<Vec<bool>>,
+    /// Whether the filter keeps enough rows for a graph search to find its
+    /// nearest among them: a graph walk through mostly refused rows misses
+    /// results, so a selective filter is searched exactly (as Milvus does).
+    dense: bool,
 }
 
 impl<'a> Selection<'a> {
     fn of(c: &'a Collection, block: &'a Block, read_ts: u64, filter: Option<&Filter>) -> Self {
+        let kept = filter.map(|f| f.select(&block.rows));
+        let dense = kept.as_ref().is_none_or(|kept| {
+            kept.iter().filter(|k| **k).count() * DENSE_FILTER_DIVISOR >= kept.len()
+        });
         Self {
             keys: block.rows.primary_keys(&c.schema),
             timestamps: &block.timestamps,
             deletes: &c.deletes,
             read_ts,
-            kept: filter.map(|f| f.select(&block.rows)),
+            kept,
+            dense,
         }
     }
 
@@ -554,16 +563,6 @@ impl<'a> Selection<'a> {
                 .get(i)
                 .zip(self.timestamps.get(i))
                 .is_some_and(|(pk, ts)| self.deletes.visible(*pk, *ts, self.read_ts))
-    }
-
-    /// Whether the filter keeps enough rows for a graph search to find its
-    /// nearest among them: a graph walk through mostly refused rows misses
-    /// results, so a selective filter is searched exactly (as Milvus does).
-    fn is_dense(&self) -> bool {
-        self.kept.as_ref().is_none_or(|kept| {
-            let n = kept.iter().filter(|k| **k).count();
-            n * DENSE_FILTER_DIVISOR >= kept.len()
-        })
     }
 }
 
