@@ -1,9 +1,11 @@
-"""hnswlib and FAISS (IndexHNSWFlat) on the vectors hnsw_bench wrote, with the same
+"""hnswlib and FAISS (IndexHNSWFlat) on the vectors hnsw_bench wrote (or the
+data.npy, queries.npy and truth.npy of tests/bench/search.sh), with the same
 parameters, printing the same JSON lines (tests/bench/hnsw.sh runs both sides).
 
     python3 hnsw_reference.py DIR ROWS DIM QUERIES M EF_CONSTRUCTION EFS THREADS
 """
 import json
+import os
 import sys
 import time
 
@@ -11,6 +13,8 @@ import numpy as np
 
 
 def load(directory, rows, dim, queries):
+    if os.path.exists(f"{directory}/data.npy"):  # tests/bench/search.sh
+        return np.load(f"{directory}/data.npy"), np.load(f"{directory}/queries.npy"), np.load(f"{directory}/truth.npy")
     data = np.fromfile(f"{directory}/data.f32", dtype="<f4").reshape(rows, dim)
     q = np.fromfile(f"{directory}/queries.f32", dtype="<f4").reshape(queries, dim)
     truth = np.fromfile(f"{directory}/truth.i64", dtype="<i8").reshape(queries, 10)

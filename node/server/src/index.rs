@@ -2,37 +2,42 @@
 //! ingest path, stored in object storage beside the file they index, loaded by
 //! the query nodes that serve the file.
 //!
-//! The graph is `hnsw_rs`'s (pure Rust, so the first build command needs no C++
-//! compiler). Its distances are adapted to Milvus's scores ([`crate::search`]):
-//! - L2: the squared Euclidean distance, as is.
-//! - COSINE: vectors are normalized at build time, queries at search time, and
-//!   the distance is `1 - dot` (clamped at 0), so the score is `1 - distance`.
-//! - IP: the distance must not be negative, so it is `r2 - dot(x, q')` where
-//!   `r2` is the largest squared norm in the file and `q'` the query scaled to
-//!   norm `sqrt(r2)` (then `|dot| <= r2`); the score is `(r2 - distance) / s`
-//!   with `s` the query's scale.
+//! Two libraries can hold the graph ([`Engine`]): USearch (C++, the default of
+//! a build with the `usearch` feature, which the images, the benchmarks and the
+//! tests use) and `hnsw_rs` (pure Rust, so that the first build command needs no
+//! C++ compiler). A blob says which one built it; a node without that engine
+//! searches the file exactly instead (the blob is refused as unsupported).
+//! Both return Milvus's scores ([`crate::search`]).
 //!
-//! A stored index is one blob: a header (magic, format version, metric,
-//! dimension, rows, parameters, `r2`), `hnsw_rs`'s graph and data files, and a
-//! CRC32 of all that. `hnsw_rs` reads and writes files only, so (de)serializing
-//! goes through a scratch directory; a blob is checked before `hnsw_rs` reads
-//! it, since `hnsw_rs` exits the process on some corrupt input.
+//! A stored index is one blob: a header (magic, format version, metric, engine,
+//! dimension, rows, parameters, `r2`), the engine's serialized graph in two
+//! parts, and a CRC32 of all that. Format 1 (before the engine byte) is
+//! `hnsw_rs`'s.
 
 use std::path::{Path, PathBuf};
 
-use anndists::dist::Distance;
-use hnsw_rs::prelude::{AnnT, FilterT, Hnsw, HnswIo};
 use milvus_like_api::schema::{HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_DEFAULT_M, IndexSpec, Metric};
 use milvus_like_api::vectors::Floats;
 
 use crate::search::SearchError;
 
-/// `hnsw_rs` dumps only indexes of this many layers (its maximum).
-const MAX_LAYERS: usize = 16;
+mod rs_graph;
+#[cfg(feature = "usearch")]
+mod usearch_graph;
+
+pub use rs_graph::{L2Squared, ShiftedInnerProduct, UnitCosine};
+
 const MAGIC: &[u8; 8] = b"MLHNSW\x00\x01";
-/// Bumped when the blob's layout changes; older versions are refused (rebuilt).
-pub const FORMAT_VERSION: u32 = 1;
-const HEADER_BYTES: usize = 8 + 4 + 1 + 4 + 8 + 4 + 4 + 4 + 8 + 8;
+/// Bumped when the blob's layout changes; versions this build cannot read are
+/// refused (and the file searched exactly).
+pub const FORMAT_VERSION: u32 = 2;
+/// Format 1's header; format 2 adds the engine byte.
+const HEADER_BYTES_V1: usize = 8 + 4 + 1 + 4 + 8 + 4 + 4 + 4 + 8 + 8;
+/// Rows added between two looks at the build's stop signal.
+const STOP_CHECK_ROWS: usize = 2_048;
+
+/// Asked between batches of rows during a build: `true` stops it.
+type Stop<'a> = &'a dyn Fn() -> bool;
 
 /// How an HNSW graph is built (Milvus's names: `M`, `efConstruction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,70 @@ impl Default for HnswParams {
     }
 }
 
+/// The library that holds a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `hnsw_rs`, always built in.
+    HnswRs,
+    /// USearch, built in with the `usearch` feature.
+    Usearch,
+}
+
+impl Engine {
+    /// The engine new indexes are built with: USearch where it is built in.
+    pub const fn best() -> Self {
+        if cfg!(feature = "usearch") {
+            Self::Usearch
+        } else {
+            Self::HnswRs
+        }
+    }
+
+    /// Whether this build can build and read graphs of this engine.
+    pub const fn available(self) -> bool {
+        match self {
+            Self::HnswRs => true,
+            Self::Usearch => cfg!(feature = "usearch"),
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::HnswRs => "hnsw_rs",
+            Self::Usearch => "usearch",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::HnswRs => 1,
+            Self::Usearch => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::HnswRs),
+            2 => Some(Self::Usearch),
+            _ => None,
+        }
+    }
+
+    /// Every engine this build has, the best first.
+    pub fn built_in() -> Vec<Self> {
+        [Self::Usearch, Self::HnswRs]
+            .into_iter()
+            .filter(|e| e.available())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("{0}")]
@@ -59,8 +128,14 @@ pub enum IndexError {
     Shape { rows: usize, dim: usize },
     #[error("the index blob is not valid: {0}")]
     Corrupt(String),
+    #[error(
+        "the index was built by {0}, which this build of milvus-like lacks (build it with --features usearch)"
+    )]
+    Unsupported(Engine),
     #[error("the index files could not be written or read: {0}")]
     Io(String),
+    #[error("the graph library failed: {0}")]
+    Engine(String),
     #[error("the build was stopped")]
     Stopped,
 }
@@ -71,38 +146,6 @@ impl HnswParams {
         IndexSpec::hnsw(self.m, self.ef_construction)
             .map(drop)
             .map_err(|e| IndexError::Params(e.to_string()))
-    }
-}
-
-/// Squared Euclidean distance (Milvus's L2 score).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct L2Squared;
-
-impl Distance<f32> for L2Squared {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        lanes(a, b, |x, y| (x - y) * (x - y))
-    }
-}
-
-/// `1 - dot` of unit vectors, never negative.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
-/// `r2 - dot`, never negative when no vector is longer than `sqrt(r2)`.
-#[derive(Debug, Clone, Copy)]
-pub struct ShiftedInnerProduct {
-    pub r2: f32,
-}
-
-impl Distance<f32> for ShiftedInnerProduct {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (self.r2 - dot(a, b)).max(0.0)
     }
 }
 
@@ -135,10 +178,19 @@ fn norm(v: &[f32]) -> f32 {
     dot(v, v).sqrt()
 }
 
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = norm(v);
+    if n > 0.0 {
+        v.iter().map(|x| x / n).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
 enum Graph {
-    L2(Hnsw<'static, f32, L2Squared>),
-    Cosine(Hnsw<'static, f32, UnitCosine>),
-    InnerProduct(Hnsw<'static, f32, ShiftedInnerProduct>),
+    Rs(rs_graph::RsGraph),
+    #[cfg(feature = "usearch")]
+    Us(usearch_graph::UsGraph),
 }
 
 /// An HNSW index of one file's vectors; ids are row numbers in the file.
@@ -147,8 +199,7 @@ pub struct HnswIndex {
     dim: usize,
     rows: usize,
     params: HnswParams,
-    /// IP only: the largest squared norm.
-    r2: f32,
+    engine: Engine,
     graph: Graph,
 }
 
@@ -156,6 +207,7 @@ impl std::fmt::Debug for HnswIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HnswIndex")
             .field("metric", &self.metric)
+            .field("engine", &self.engine)
             .field("dim", &self.dim)
             .field("rows", &self.rows)
             .field("params", &self.params)
@@ -171,20 +223,24 @@ fn metric_code(metric: Metric) -> u8 {
     }
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = norm(v);
-    if n > 0.0 {
-        v.iter().map(|x| x / n).collect()
-    } else {
-        v.to_vec()
-    }
-}
-
 impl HnswIndex {
-    /// Builds the graph of `vectors` (rows of `dim` floats) on the current thread
-    /// pool (`rayon`; the caller bounds it). `stop` is asked between batches of
-    /// rows: when it says so, the build ends with [`IndexError::Stopped`].
+    /// Builds the graph of `vectors` (rows of `dim` floats) with the best engine
+    /// ([`Engine::best`]) on the current thread pool (`rayon`; the caller bounds
+    /// it). `stop` is asked between batches of rows: when it says so, the build
+    /// ends with [`IndexError::Stopped`].
     pub fn build(
+        metric: Metric,
+        dim: usize,
+        vectors: &Floats,
+        params: HnswParams,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Self, IndexError> {
+        Self::build_with(Engine::best(), metric, dim, vectors, params, stop)
+    }
+
+    /// [`HnswIndex::build`] with a chosen engine.
+    pub fn build_with(
+        engine: Engine,
         metric: Metric,
         dim: usize,
         vectors: &Floats,
@@ -200,37 +256,23 @@ impl HnswIndex {
         }
         let floats = vectors.to_vec();
         let rows = floats.len() / dim;
-        let (m, efc) = (params.m as usize, params.ef_construction as usize);
-        let mut r2 = 0.0f32;
-        let graph = match metric {
-            Metric::L2 => {
-                let h = Hnsw::new(m, rows, MAX_LAYERS, efc, L2Squared);
-                insert_all(&h, &floats, dim, stop)?;
-                Graph::L2(h)
-            }
-            Metric::Cosine => {
-                let units: Vec<f32> = floats.chunks_exact(dim).flat_map(unit).collect();
-                let h = Hnsw::new(m, rows, MAX_LAYERS, efc, UnitCosine);
-                insert_all(&h, &units, dim, stop)?;
-                Graph::Cosine(h)
-            }
-            Metric::InnerProduct => {
-                r2 = floats
-                    .chunks_exact(dim)
-                    .map(|v| dot(v, v))
-                    .fold(0.0f32, f32::max)
-                    .max(f32::MIN_POSITIVE);
-                let h = Hnsw::new(m, rows, MAX_LAYERS, efc, ShiftedInnerProduct { r2 });
-                insert_all(&h, &floats, dim, stop)?;
-                Graph::InnerProduct(h)
-            }
+        let graph = match engine {
+            Engine::HnswRs => Graph::Rs(rs_graph::RsGraph::build(
+                metric, dim, &floats, params, stop,
+            )?),
+            #[cfg(feature = "usearch")]
+            Engine::Usearch => Graph::Us(usearch_graph::UsGraph::build(
+                metric, dim, &floats, params, stop,
+            )?),
+            #[cfg(not(feature = "usearch"))]
+            Engine::Usearch => return Err(IndexError::Unsupported(engine)),
         };
         Ok(Self {
             metric,
             dim,
             rows,
             params,
-            r2,
+            engine,
             graph,
         })
     }
@@ -243,14 +285,19 @@ impl HnswIndex {
         self.metric
     }
 
-    /// The `k` nearest rows to `query` that `keep` accepts, as (row, Milvus
-    /// score), nearest first; `ef` is the search breadth (at least `k`).
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The `k` nearest rows to `query` that `keep` accepts (`None`: every
+    /// row, a faster walk), as (row, Milvus score), nearest first; `ef` is the
+    /// search breadth (at least `k`).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
         if query.len() != self.dim {
             return Err(SearchError::WrongDimension {
@@ -261,36 +308,14 @@ impl HnswIndex {
         if k == 0 || self.rows == 0 {
             return Ok(Vec::new());
         }
-        let filter = Keep(keep);
         let ef = ef.max(k);
-        Ok(match &self.graph {
-            Graph::L2(h) => h
-                .search_filter(query, k, ef, Some(&filter))
-                .into_iter()
-                .map(|n| (n.d_id, n.distance))
-                .collect(),
-            Graph::Cosine(h) => h
-                .search_filter(&unit(query), k, ef, Some(&filter))
-                .into_iter()
-                .map(|n| (n.d_id, 1.0 - n.distance))
-                .collect(),
-            Graph::InnerProduct(h) => {
-                let n = norm(query);
-                let scale = if n > 0.0 { self.r2.sqrt() / n } else { 0.0 };
-                let scaled: Vec<f32> = query.iter().map(|x| x * scale).collect();
-                h.search_filter(&scaled, k, ef, Some(&filter))
-                    .into_iter()
-                    .map(|nb| {
-                        let score = if scale > 0.0 {
-                            (self.r2 - nb.distance) / scale
-                        } else {
-                            0.0
-                        };
-                        (nb.d_id, score)
-                    })
-                    .collect()
-            }
-        })
+        match &self.graph {
+            Graph::Rs(g) => Ok(g.search(query, k, ef, keep)),
+            #[cfg(feature = "usearch")]
+            Graph::Us(g) => g
+                .search(query, k, ef, keep)
+                .map_err(|e| SearchError::Index(e.to_string())),
+        }
     }
 
     /// Where this process keeps the files `hnsw_rs` reads and writes on their
@@ -299,30 +324,24 @@ impl HnswIndex {
         std::env::temp_dir().join("milvus-like-index")
     }
 
-    /// The stored form: header, graph and data files, CRC32. `scratch` is a
+    /// The stored form: header, the graph's two parts, CRC32. `scratch` is a
     /// directory of this process's own (created and removed here).
     pub fn to_bytes(&self, scratch: &Path) -> Result<Vec<u8>, IndexError> {
-        let dir = Scratch::new(scratch)?;
-        let base = match &self.graph {
-            Graph::L2(h) => h.file_dump(&dir.0, "index"),
-            Graph::Cosine(h) => h.file_dump(&dir.0, "index"),
-            Graph::InnerProduct(h) => h.file_dump(&dir.0, "index"),
-        }
-        .map_err(|e| IndexError::Io(format!("dump: {e}")))?;
-        let read = |ext: &str| {
-            std::fs::read(dir.0.join(format!("{base}.hnsw.{ext}")))
-                .map_err(|e| IndexError::Io(format!("read the dumped {ext} file: {e}")))
+        let (r2, (graph, data)) = match &self.graph {
+            Graph::Rs(g) => (g.r2(), g.to_parts(scratch)?),
+            #[cfg(feature = "usearch")]
+            Graph::Us(g) => (0.0, (g.to_bytes()?, Vec::new())),
         };
-        let (graph, data) = (read("graph")?, read("data")?);
-        let mut out = Vec::with_capacity(HEADER_BYTES + graph.len() + data.len() + 4);
+        let mut out = Vec::with_capacity(HEADER_BYTES_V1 + 1 + graph.len() + data.len() + 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.push(metric_code(self.metric));
+        out.push(self.engine.code());
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
         out.extend_from_slice(&(self.rows as u64).to_le_bytes());
         out.extend_from_slice(&self.params.m.to_le_bytes());
         out.extend_from_slice(&self.params.ef_construction.to_le_bytes());
-        out.extend_from_slice(&self.r2.to_le_bytes());
+        out.extend_from_slice(&r2.to_le_bytes());
         out.extend_from_slice(&(graph.len() as u64).to_le_bytes());
         out.extend_from_slice(&(data.len() as u64).to_le_bytes());
         out.extend_from_slice(&graph);
@@ -332,10 +351,11 @@ impl HnswIndex {
         Ok(out)
     }
 
-    /// Reads a blob made by [`HnswIndex::to_bytes`], checked first.
+    /// Reads a blob made by [`HnswIndex::to_bytes`] (format 1 or 2), checked
+    /// first.
     pub fn from_bytes(bytes: &[u8], scratch: &Path) -> Result<Self, IndexError> {
         let corrupt = |why: &str| IndexError::Corrupt(why.to_owned());
-        if bytes.len() < HEADER_BYTES + 4 {
+        if bytes.len() < HEADER_BYTES_V1 + 4 {
             return Err(corrupt("shorter than its header"));
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
@@ -348,9 +368,9 @@ impl HnswIndex {
             return Err(corrupt("not an HNSW index of milvus-like"));
         }
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
+        if version == 0 || version > FORMAT_VERSION {
             return Err(IndexError::Corrupt(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads 1 to {FORMAT_VERSION}"
             )));
         }
         let metric = match r.take(1)?[0] {
@@ -359,6 +379,16 @@ impl HnswIndex {
             3 => Metric::Cosine,
             other => return Err(IndexError::Corrupt(format!("unknown metric code {other}"))),
         };
+        let engine = if version == 1 {
+            Engine::HnswRs
+        } else {
+            let code = r.take(1)?[0];
+            Engine::from_code(code)
+                .ok_or_else(|| IndexError::Corrupt(format!("unknown engine code {code}")))?
+        };
+        if !engine.available() {
+            return Err(IndexError::Unsupported(engine));
+        }
         let dim = r.u32()? as usize;
         let rows = usize::try_from(r.u64()?).map_err(|_| corrupt("row count"))?;
         let params = HnswParams {
@@ -373,72 +403,41 @@ impl HnswIndex {
         if !r.0.is_empty() {
             return Err(corrupt("bytes after the data file"));
         }
-        let dir = Scratch::new(scratch)?;
-        let write = |ext: &str, b: &[u8]| {
-            std::fs::write(dir.0.join(format!("index.hnsw.{ext}")), b)
-                .map_err(|e| IndexError::Io(format!("write the {ext} file: {e}")))
+        let graph = match engine {
+            Engine::HnswRs => Graph::Rs(rs_graph::RsGraph::from_parts(
+                metric,
+                r2,
+                graph_bytes,
+                data_bytes,
+                scratch,
+            )?),
+            #[cfg(feature = "usearch")]
+            Engine::Usearch => Graph::Us(usearch_graph::UsGraph::from_bytes(
+                metric,
+                dim,
+                graph_bytes,
+            )?),
+            #[cfg(not(feature = "usearch"))]
+            Engine::Usearch => return Err(IndexError::Unsupported(engine)),
         };
-        write("graph", graph_bytes)?;
-        write("data", data_bytes)?;
-        // `hnsw_rs` ties a loaded graph to its loader (only needed when it maps
-        // the files, which it does not here); the loader is small, so it is
-        // leaked to give the graph a 'static lifetime without unsafe code.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir.0, "index")));
-        let load_err = |e: anyhow::Error| IndexError::Corrupt(format!("load: {e}"));
-        let graph = match metric {
-            Metric::L2 => Graph::L2(io.load_hnsw::<f32, L2Squared>().map_err(load_err)?),
-            Metric::Cosine => Graph::Cosine(io.load_hnsw::<f32, UnitCosine>().map_err(load_err)?),
-            Metric::InnerProduct => Graph::InnerProduct(
-                io.load_hnsw_with_dist::<f32, ShiftedInnerProduct>(ShiftedInnerProduct { r2 })
-                    .map_err(load_err)?,
-            ),
-        };
-        let index = Self {
-            metric,
-            dim,
-            rows,
-            params,
-            r2,
-            graph,
-        };
-        let loaded = match &index.graph {
-            Graph::L2(h) => h.get_nb_point(),
-            Graph::Cosine(h) => h.get_nb_point(),
-            Graph::InnerProduct(h) => h.get_nb_point(),
+        let loaded = match &graph {
+            Graph::Rs(g) => g.rows(),
+            #[cfg(feature = "usearch")]
+            Graph::Us(g) => g.rows(),
         };
         if loaded != rows {
             return Err(IndexError::Corrupt(format!(
                 "the header says {rows} rows, the graph holds {loaded}"
             )));
         }
-        Ok(index)
-    }
-}
-
-/// Rows inserted between two looks at `stop`.
-const STOP_CHECK_ROWS: usize = 2_048;
-
-fn insert_all<D: Distance<f32> + Send + Sync>(
-    h: &Hnsw<'static, f32, D>,
-    floats: &[f32],
-    dim: usize,
-    stop: &dyn Fn() -> bool,
-) -> Result<(), IndexError> {
-    let items: Vec<(&[f32], usize)> = floats.chunks_exact(dim).zip(0..).collect();
-    for batch in items.chunks(STOP_CHECK_ROWS) {
-        if stop() {
-            return Err(IndexError::Stopped);
-        }
-        h.parallel_insert_slice(&batch.to_vec());
-    }
-    Ok(())
-}
-
-struct Keep<'a>(&'a (dyn Fn(usize) -> bool + Sync));
-
-impl FilterT for Keep<'_> {
-    fn hnsw_filter(&self, id: &usize) -> bool {
-        (self.0)(*id)
+        Ok(Self {
+            metric,
+            dim,
+            rows,
+            params,
+            engine,
+            graph,
+        })
     }
 }
 
@@ -469,26 +468,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A fresh directory under `root`, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(root: &Path) -> Result<Self, IndexError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = root.join(format!("hnsw-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| IndexError::Io(format!("create {}: {e}", dir.display())))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,12 +489,16 @@ mod tests {
 
     /// Recall@k of the index against the exact top-k, with every fifth row
     /// filtered out, and the index's scores equal to the exact ones.
-    fn recall(metric: Metric) -> f64 {
+    fn recall(engine: Engine, metric: Metric) -> f64 {
         let (rows, dim, k) = (2_000, 16, 10);
         let data = random(rows, dim, 7);
         let floats = Floats::from(data.clone());
-        let index = HnswIndex::build(metric, dim, &floats, HnswParams::default(), &|| false)
+        let index =
+            HnswIndex::build_with(engine, metric, dim, &floats, HnswParams::default(), &|| {
+                false
+            })
             .expect("build");
+        assert_eq!(index.engine(), engine);
         let keys: Vec<i64> = (0..rows as i64).collect();
         let keep = |i: usize| !i.is_multiple_of(5);
         let queries = random(50, dim, 11);
@@ -523,7 +506,7 @@ mod tests {
         for q in queries.chunks_exact(dim) {
             let exact: Vec<Hit> =
                 flat_top_k(metric, dim, &floats, &keys, q, k, keep).expect("flat");
-            let got = index.search(q, k, 64, &keep).expect("search");
+            let got = index.search(q, k, 64, Some(&keep)).expect("search");
             assert!(
                 got.iter().all(|(row, _)| keep(*row)),
                 "a filtered row came back"
@@ -533,7 +516,7 @@ mod tests {
                 if let Some(h) = want {
                     assert!(
                         (h.score - score).abs() < 1e-3,
-                        "{metric}: {} vs {score}",
+                        "{engine} {metric}: {} vs {score}",
                         h.score
                     );
                     found += 1;
@@ -545,9 +528,11 @@ mod tests {
 
     #[test]
     fn the_index_finds_the_exact_neighbours_for_every_metric() {
-        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-            let r = recall(metric);
-            assert!(r >= 0.9, "{metric}: recall@10 {r}");
+        for engine in Engine::built_in() {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let r = recall(engine, metric);
+                assert!(r >= 0.9, "{engine} {metric}: recall@10 {r}");
+            }
         }
     }
 
@@ -556,8 +541,12 @@ mod tests {
         let (rows, dim) = (500, 8);
         let data = Floats::from(random(rows, dim, 3));
         let scratch = tempfile::tempdir().expect("scratch");
-        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-            let index = HnswIndex::build(
+        let cases = Engine::built_in().into_iter().flat_map(|engine| {
+            [Metric::L2, Metric::InnerProduct, Metric::Cosine].map(|metric| (engine, metric))
+        });
+        for (engine, metric) in cases {
+            let index = HnswIndex::build_with(
+                engine,
                 metric,
                 dim,
                 &data,
@@ -572,11 +561,11 @@ mod tests {
             let loaded = HnswIndex::from_bytes(&bytes, scratch.path()).expect("from bytes");
             assert_eq!(loaded.rows(), rows);
             assert_eq!(loaded.metric(), metric);
+            assert_eq!(loaded.engine(), engine);
             let q = random(1, dim, 99);
-            let all = |_: usize| true;
             assert_eq!(
-                index.search(&q, 10, 32, &all),
-                loaded.search(&q, 10, 32, &all)
+                index.search(&q, 10, 32, None),
+                loaded.search(&q, 10, 32, None)
             );
             let mut damaged = bytes.clone();
             damaged[bytes.len() / 2] ^= 1;
@@ -601,17 +590,110 @@ mod tests {
             ef_construction: 10,
         };
         let go_on = || false;
-        assert!(matches!(
-            HnswIndex::build(Metric::L2, 5, &data, bad_m, &go_on),
-            Err(IndexError::Params(_))
-        ));
-        assert!(matches!(
-            HnswIndex::build(Metric::L2, 3, &data, HnswParams::default(), &go_on),
-            Err(IndexError::Shape { .. })
-        ));
-        assert!(matches!(
-            HnswIndex::build(Metric::L2, 5, &data, HnswParams::default(), &|| true),
-            Err(IndexError::Stopped)
-        ));
+        let good = HnswParams::default();
+        for engine in Engine::built_in() {
+            assert!(matches!(
+                HnswIndex::build_with(engine, Metric::L2, 5, &data, bad_m, &go_on),
+                Err(IndexError::Params(_))
+            ));
+            assert!(matches!(
+                HnswIndex::build_with(engine, Metric::L2, 3, &data, good, &go_on),
+                Err(IndexError::Shape { .. })
+            ));
+            assert!(matches!(
+                HnswIndex::build_with(engine, Metric::L2, 5, &data, good, &|| true),
+                Err(IndexError::Stopped)
+            ));
+        }
+    }
+
+    /// Rewrites a format-2 blob as the format 1 of earlier builds (no engine
+    /// byte), with a fresh checksum.
+    fn as_format_1(blob: &[u8]) -> Vec<u8> {
+        let body = &blob[..blob.len() - 4];
+        let mut old = Vec::with_capacity(body.len());
+        old.extend_from_slice(&body[..8]);
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.push(body[12]);
+        old.extend_from_slice(&body[14..]);
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        old
+    }
+
+    #[test]
+    fn blobs_of_earlier_builds_still_load_and_unknown_engines_are_refused() {
+        let (rows, dim) = (300, 8);
+        let data = Floats::from(random(rows, dim, 5));
+        let scratch = tempfile::tempdir().expect("scratch");
+        let params = HnswParams {
+            m: 8,
+            ef_construction: 32,
+        };
+        let index =
+            HnswIndex::build_with(Engine::HnswRs, Metric::L2, dim, &data, params, &|| false)
+                .expect("build");
+        let blob = index.to_bytes(scratch.path()).expect("to bytes");
+        let old = HnswIndex::from_bytes(&as_format_1(&blob), scratch.path()).expect("format 1");
+        assert_eq!(old.engine(), Engine::HnswRs);
+        let q = random(1, dim, 1);
+        assert_eq!(old.search(&q, 5, 32, None), index.search(&q, 5, 32, None));
+
+        let mut unknown = blob[..blob.len() - 4].to_vec();
+        unknown[13] = 9;
+        let crc = crc32fast::hash(&unknown);
+        unknown.extend_from_slice(&crc.to_le_bytes());
+        let err = HnswIndex::from_bytes(&unknown, scratch.path()).expect_err("engine 9");
+        assert!(err.to_string().contains("unknown engine code 9"), "{err}");
+    }
+
+    /// Many threads at once, at several breadths, more than the engine has
+    /// search contexts: every answer is the one a lone search gives.
+    #[test]
+    fn concurrent_searches_at_different_breadths_answer_as_alone() {
+        let (rows, dim) = (3_000, 16);
+        let data = Floats::from(random(rows, dim, 21));
+        let queries = random(40, dim, 22);
+        for engine in Engine::built_in() {
+            let index = HnswIndex::build_with(
+                engine,
+                Metric::L2,
+                dim,
+                &data,
+                HnswParams::default(),
+                &|| false,
+            )
+            .expect("build");
+            let keep = |row: usize| !row.is_multiple_of(3);
+            let efs = [10, 16, 40, 100];
+            let alone: Vec<Vec<(usize, f32)>> = queries
+                .chunks_exact(dim)
+                .zip(efs.iter().cycle())
+                .map(|(q, ef)| index.search(q, 10, *ef, Some(&keep)).expect("search"))
+                .collect();
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..24)
+                    .map(|t| {
+                        let (index, queries, alone) = (&index, &queries, &alone);
+                        s.spawn(move || {
+                            for (i, (q, ef)) in queries
+                                .chunks_exact(dim)
+                                .zip(efs.iter().cycle())
+                                .enumerate()
+                            {
+                                if (i + t) % 2 == 0 {
+                                    let got =
+                                        index.search(q, 10, *ef, Some(&keep)).expect("search");
+                                    assert_eq!(got, alone[i], "{engine}: query {i} at ef {ef}");
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().expect("a search thread panicked");
+                }
+            });
+        }
     }
 }

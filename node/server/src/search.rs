@@ -98,6 +98,8 @@ pub enum SearchError {
         rows: usize,
         dim: usize,
     },
+    #[error("the index could not be searched: {0}")]
+    Index(String),
 }
 
 /// The `k` rows of `vectors` (row-major, `dim` floats each; row `i` has id

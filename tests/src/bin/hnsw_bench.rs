@@ -1,5 +1,6 @@
 //! Our HNSW index (`milvus_like_node::index`, the graph query nodes search) in
-//! process, on one synthetic data set, written so that `tests/bench/hnsw.sh` runs
+//! process, with each engine this build has (USearch, then `hnsw_rs`), on one
+//! synthetic data set, written so that `tests/bench/hnsw.sh` runs
 //! hnswlib (and FAISS) on the very same vectors, queries and parameters in the
 //! same run (docs/benchmarks.md "Vector index").
 //!
@@ -16,7 +17,8 @@
 //!
 //! ```text
 //! hnsw_bench [--rows 100000] [--dim 128] [--queries 500] [--m 16]
-//!            [--ef-construction 200] [--efs 16,32,64,128,256] [--threads 2] --dir DIR
+//!            [--ef-construction 200] [--efs 16,32,64,128,256] [--threads 2]
+//!            [--data-only] --dir DIR
 //! ```
 
 #![forbid(unsafe_code)]
@@ -27,11 +29,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use milvus_like_api::schema::Metric;
 use milvus_like_api::vectors::Floats;
-use milvus_like_node::index::{HnswIndex, HnswParams};
+use milvus_like_node::index::{Engine, HnswIndex, HnswParams};
 use rayon::prelude::*;
 
 const K: usize = 10;
-const SIDE: &str = "milvus-like (hnsw_rs)";
 
 struct Options {
     rows: usize,
@@ -42,6 +43,8 @@ struct Options {
     efs: Vec<usize>,
     threads: usize,
     dir: PathBuf,
+    /// Write the data, queries and truth, build nothing (tests/bench/search.sh).
+    data_only: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -54,9 +57,14 @@ fn options() -> anyhow::Result<Options> {
         efs: vec![16, 32, 64, 128, 256],
         threads: 2,
         dir: PathBuf::new(),
+        data_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--data-only" {
+            o.data_only = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -177,34 +185,54 @@ fn main() -> anyhow::Result<()> {
         .flat_map(|i| i.to_le_bytes())
         .collect();
     std::fs::write(o.dir.join("truth.i64"), truth_bytes)?;
+    if o.data_only {
+        return Ok(());
+    }
 
-    eprintln!(
-        "building (M {}, efConstruction {}, {} threads)...",
-        o.m, o.ef_construction, o.threads
-    );
     let floats = Floats::from(data);
     let params = HnswParams {
         m: o.m,
         ef_construction: o.ef_construction,
     };
+    for engine in Engine::built_in() {
+        measure(engine, &o, &pool, &floats, params, &queries, &truth)?;
+    }
+    Ok(())
+}
+
+/// Builds `engine`'s graph of `floats` and searches `queries` at every ef.
+fn measure(
+    engine: Engine,
+    o: &Options,
+    pool: &rayon::ThreadPool,
+    floats: &Floats,
+    params: HnswParams,
+    queries: &[f32],
+    truth: &[Vec<i64>],
+) -> anyhow::Result<()> {
+    let side = format!("milvus-like ({engine})");
+    eprintln!(
+        "{engine}: building (M {}, efConstruction {}, {} threads)...",
+        o.m, o.ef_construction, o.threads
+    );
     let started = Instant::now();
-    let index = pool.install(|| HnswIndex::build(Metric::L2, o.dim, &floats, params, &|| false))?;
+    let index = pool
+        .install(|| HnswIndex::build_with(engine, Metric::L2, o.dim, floats, params, &|| false))?;
     let build_s = started.elapsed().as_secs_f64();
-    println!("{{\"side\":\"{SIDE}\",\"build_s\":{build_s:.3}}}");
-    let all = |_: usize| true;
+    println!("{{\"side\":\"{side}\",\"build_s\":{build_s:.3}}}");
     let query_rows: Vec<&[f32]> = queries.chunks_exact(o.dim).collect();
     for &ef in &o.efs {
         let started = Instant::now();
         let found: Vec<Vec<(usize, f32)>> = query_rows
             .iter()
-            .map(|q| index.search(q, K, ef, &all))
+            .map(|q| index.search(q, K, ef, None))
             .collect::<Result<_, _>>()?;
         let qps_1 = query_rows.len() as f64 / started.elapsed().as_secs_f64();
         let started = Instant::now();
         let again: Vec<Vec<(usize, f32)>> = pool.install(|| {
             query_rows
                 .par_iter()
-                .map(|q| index.search(q, K, ef, &all))
+                .map(|q| index.search(q, K, ef, None))
                 .collect::<Result<_, _>>()
         })?;
         let qps_n = query_rows.len() as f64 / started.elapsed().as_secs_f64();
@@ -216,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         }
         let hits: usize = found
             .iter()
-            .zip(&truth)
+            .zip(truth)
             .map(|(got, want)| {
                 got.iter()
                     .filter(|(row, _)| want.contains(&(*row as i64)))
@@ -225,7 +253,7 @@ fn main() -> anyhow::Result<()> {
             .sum();
         let recall = hits as f64 / (truth.len() * K) as f64;
         println!(
-            "{{\"side\":\"{SIDE}\",\"ef\":{ef},\"recall\":{recall:.4},\"qps_1\":{qps_1:.1},\"qps_n\":{qps_n:.1}}}"
+            "{{\"side\":\"{side}\",\"ef\":{ef},\"recall\":{recall:.4},\"qps_1\":{qps_1:.1},\"qps_n\":{qps_n:.1}}}"
         );
     }
     Ok(())

@@ -45,6 +45,7 @@ use crate::filter::{Filter, output_columns};
 use crate::meta::MetaStore;
 use crate::msgstream::{Log, LogConsumer, Stream};
 use crate::role::{RoleConfig, RoleProcess};
+use crate::search::SearchError;
 use crate::storage::{SegmentStore, StorageConfig};
 
 /// Largest `top_k` (Milvus's limit).
@@ -466,6 +467,7 @@ fn write(view: &RwLock<ChannelView>) -> std::sync::RwLockWriteGuard<'_, ChannelV
 fn view_status(e: ViewError) -> Status {
     match e {
         ViewError::NotLoaded(_) => Status::failed_precondition(e.to_string()),
+        ViewError::Search(SearchError::Index(_)) => Status::internal(e.to_string()),
         ViewError::Search(_) => Status::invalid_argument(e.to_string()),
         ViewError::Field(_) => Status::internal(e.to_string()),
     }

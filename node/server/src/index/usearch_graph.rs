@@ -1,0 +1,214 @@
+//! The graph of USearch (C++, behind the `usearch` feature: the engine of every
+//! build with a C++ compiler, the images and the tests among them).
+//!
+//! Scores: L2 is USearch's squared Euclidean distance as is. IP is USearch's
+//! `1 - dot`, so the score is `1 - distance`; COSINE is IP over vectors
+//! normalized at build time and queries normalized at search time.
+//!
+//! Two things of USearch's shape the wrapper:
+//! - a search takes one of the thread contexts reserved ahead and fails when
+//!   none is free, so searches take a slot of [`Slots`] first (and wait for one);
+//! - the search breadth (`ef`) is a setting of the index, not of a search, so
+//!   searches at the breadth the index is set to share a read lock, and a search
+//!   at another breadth changes it under the write lock and runs alone.
+
+use std::sync::{Condvar, Mutex, RwLock};
+
+use milvus_like_api::schema::Metric;
+use rayon::prelude::*;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::{HnswParams, IndexError, STOP_CHECK_ROWS, Stop, unit};
+
+/// Searches one loaded index runs at once (more wait for a slot).
+fn search_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(4, 64)
+}
+
+pub(super) struct UsGraph {
+    index: Index,
+    metric: Metric,
+    /// Held for reading by searches at the index's current breadth, for
+    /// writing by the one that changes it.
+    breadth: RwLock<()>,
+    slots: Slots,
+}
+
+fn kind(metric: Metric) -> MetricKind {
+    match metric {
+        Metric::L2 => MetricKind::L2sq,
+        Metric::InnerProduct | Metric::Cosine => MetricKind::IP,
+    }
+}
+
+fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
+    move |e| IndexError::Engine(format!("{what}: {e}"))
+}
+
+impl UsGraph {
+    pub(super) fn build(
+        metric: Metric,
+        dim: usize,
+        floats: &[f32],
+        params: HnswParams,
+        stop: Stop<'_>,
+    ) -> Result<Self, IndexError> {
+        let rows = floats.len() / dim;
+        let options = IndexOptions {
+            dimensions: dim,
+            metric: kind(metric),
+            quantization: ScalarKind::F32,
+            connectivity: params.m as usize,
+            expansion_add: params.ef_construction as usize,
+            expansion_search: 0,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(engine_err("create"))?;
+        // Every thread of the pool adds at once, the caller's among them.
+        let threads = rayon::current_num_threads() + 1;
+        index
+            .reserve_capacity_and_threads(rows.max(1), threads)
+            .map_err(engine_err("reserve"))?;
+        let units: Vec<f32>;
+        let floats = if metric == Metric::Cosine {
+            units = floats.chunks_exact(dim).flat_map(unit).collect();
+            &units
+        } else {
+            floats
+        };
+        let rows: Vec<(u64, &[f32])> = (0u64..).zip(floats.chunks_exact(dim)).collect();
+        for batch in rows.chunks(STOP_CHECK_ROWS) {
+            if stop() {
+                return Err(IndexError::Stopped);
+            }
+            batch
+                .par_iter()
+                .try_for_each(|(key, v)| index.add(*key, v))
+                .map_err(engine_err("add"))?;
+        }
+        Ok(Self::serving(index, metric))
+    }
+
+    fn serving(index: Index, metric: Metric) -> Self {
+        Self {
+            index,
+            metric,
+            breadth: RwLock::new(()),
+            slots: Slots::new(search_slots()),
+        }
+    }
+
+    pub(super) fn rows(&self) -> usize {
+        self.index.size()
+    }
+
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    ) -> Result<Vec<(usize, f32)>, IndexError> {
+        let normalized: Vec<f32>;
+        let query = if self.metric == Metric::Cosine {
+            normalized = unit(query);
+            &normalized
+        } else {
+            query
+        };
+        let _slot = self.slots.take();
+        let run = || {
+            match keep {
+                Some(keep) => self
+                    .index
+                    .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep)),
+                None => self.index.search(query, k),
+            }
+            .map_err(engine_err("search"))
+        };
+        let found = {
+            let shared = self.breadth.read().unwrap_or_else(|e| e.into_inner());
+            if self.index.expansion_search() == ef {
+                run()
+            } else {
+                drop(shared);
+                let _alone = self.breadth.write().unwrap_or_else(|e| e.into_inner());
+                self.index.change_expansion_search(ef);
+                run()
+            }
+        }?;
+        let l2 = self.metric == Metric::L2;
+        Ok(found
+            .keys
+            .iter()
+            .zip(&found.distances)
+            .filter_map(|(key, d)| {
+                let row = usize::try_from(*key).ok()?;
+                Some((row, if l2 { *d } else { 1.0 - *d }))
+            })
+            .collect())
+    }
+
+    pub(super) fn to_bytes(&self) -> Result<Vec<u8>, IndexError> {
+        let mut out = vec![0u8; self.index.serialized_length()];
+        self.index
+            .save_to_buffer(&mut out)
+            .map_err(engine_err("serialize"))?;
+        Ok(out)
+    }
+
+    /// Reads what [`UsGraph::to_bytes`] wrote (the blob's CRC already checked).
+    pub(super) fn from_bytes(metric: Metric, dim: usize, bytes: &[u8]) -> Result<Self, IndexError> {
+        let index = Index::restore_from_buffer(bytes)
+            .map_err(|e| IndexError::Corrupt(format!("usearch: {e}")))?;
+        if index.dimensions() != dim || index.metric_kind() != kind(metric) {
+            return Err(IndexError::Corrupt(format!(
+                "the graph has dimension {} and metric {:?}, the header says {dim} and {metric}",
+                index.dimensions(),
+                index.metric_kind()
+            )));
+        }
+        let slots = search_slots();
+        index
+            .reserve_capacity_and_threads(index.size().max(1), slots)
+            .map_err(engine_err("reserve"))?;
+        Ok(Self::serving(index, metric))
+    }
+}
+
+/// A counting semaphore for threads that block anyway (searches run on
+/// `spawn_blocking` threads).
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Self {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
