@@ -260,6 +260,12 @@ fn kafka_cluster_id(uid: Option<&str>, namespace: &str, name: &str) -> String {
     if bytes.len() != 16 {
         bytes = Sha256::digest(format!("{namespace}/{name}").as_bytes())[..16].to_vec();
     }
+    // An id starting with '-' (first six bits 62) reads as an option to
+    // kafka-storage.sh, which then refuses to format; Kafka's own random ids
+    // never start with it either. Clearing the top bit makes it 'e'.
+    if bytes[0] >> 2 == 62 {
+        bytes[0] &= 0x7f;
+    }
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

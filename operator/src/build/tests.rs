@@ -460,6 +460,12 @@ fn in_cluster_dependencies_are_what_the_components_connect_to() {
         c.kafka_cluster_id, "Dw4NDAsKCQgHBgUEAwIBAA",
         "the uid's bytes"
     );
+    // A uid whose id would start with '-' (the kind scenario met one:
+    // kafka-storage.sh took it for an option and the broker never started).
+    let mut dashed = fixture(IN_CLUSTER);
+    dashed.metadata.uid = Some("fb25dae5-3a1c-4125-a8cb-317078efa1ff".into());
+    let id = validate(&dashed).expect("valid").kafka_cluster_id;
+    assert_eq!(id, "eyXa5TocQSWoyzFweO-h_w");
     assert!(
         matches!(&c.storage, crate::validate::Storage::S3 { endpoint, bucket, secret_name, .. }
         if endpoint == "http://quick-minio.vectors.svc:9000" && bucket == "vectors" && secret_name == "quick-minio")
