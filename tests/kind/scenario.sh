@@ -22,7 +22,11 @@
 # 4. Ingest stops; flush; read back block by block: every acknowledged block
 #    exactly once with its checksum, no key twice, unacknowledged blocks
 #    reported (absent, or whole).
-# 5. Every target the ServiceMonitors select answers /metrics; a spec only the
+# 5. Search: the collection loaded on the query node, a strong search through
+#    the proxy finds a row by its own vector and counts every committed row;
+#    query nodes scaled 1 -> 2 -> 1 (the departing one drained): the channels
+#    spread and come back (status.queryChannels) and the answers stay the same.
+# 6. Every target the ServiceMonitors select answers /metrics; a spec only the
 #    apiserver refuses shows in the status; deleting the MilvusCluster
 #    garbage-collects every child and, with deletionPolicy Delete, the volumes.
 #
@@ -430,6 +434,64 @@ EOF
   note "ingest: $verdict"
 }
 
+# cli ARGS...: the milvus-like client in a proxy pod, against that proxy.
+cli() {
+  kubectl exec -n "$NS" "$(pods_of proxy | awk '{print $1}')" -- \
+    env MILVUS_LIKE_PROXY_ENDPOINT=127.0.0.1:19531 milvus-like "$@"
+}
+# query_pods: the distinct pods status.queryChannels names, one a line.
+query_pods() { mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep . | sort -u; }
+query_channels_on() { [ "$(query_pods | wc -l)" -eq "$1" ] && [ "$(mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep -c .)" -eq 3 ]; }
+ready_query_pods_are() {
+  [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=querynode" \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -eq "$1" ] &&
+    [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=querynode" -o name | wc -l)" -eq "$1" ]
+}
+
+# search_answer: "<rows counted> <nearest id> <its score>" for the vector of
+# row PROBE_KEY, strong consistency, through the proxy.
+search_answer() {
+  local count found
+  count=$(cli count -c scenario --consistency strong) || return 1
+  found=$(cli search -c scenario --vector "$PROBE_VECTOR" --top-k 3 --consistency strong -o json |
+    python3 -c 'import json, sys; h = json.load(sys.stdin)["results"][0][0]; print(h["id"], round(h["score"], 4))') || return 1
+  echo "$count $found"
+}
+
+search_through_query_nodes() {
+  step "search: loaded on the query node, then query nodes scaled 1 -> 2 -> 1, same answers"
+  local committed before after_up after_down t0
+  committed=$(sed -n 's/^collection .*): \([0-9]*\) rows,.*/\1/p' "$WORK/read-back.log" | head -1)
+  t0=$(now_ms)
+  # Retried: a proxy busy with the other pods of this one machine may not
+  # answer the first call in time (load is idempotent).
+  wait_until "collection load" 180 cli collection load scenario
+  note "collection load (files from MinIO, channels followed): $((($(now_ms) - t0))) ms"
+  PROBE_KEY=1000
+  PROBE_VECTOR=$(cli query -c scenario --ids "$PROBE_KEY" --output-fields vector -o json |
+    python3 -c 'import json, sys; print(",".join(str(x) for x in json.load(sys.stdin)["rows"][0]["vector"]))') ||
+    fail "query row $PROBE_KEY"
+  wait_until "a first strong search" 120 search_answer
+  before=$(search_answer) || fail "search before scaling"
+  [ "$(awk '{print $2, $3}' <<<"$before")" = "$PROBE_KEY 0" ] || fail "row $PROBE_KEY is not its own nearest row: $before"
+  if [ -n "$committed" ] && [ "$(awk '{print $1}' <<<"$before")" != "$committed" ]; then
+    fail "the search path counts $(awk '{print $1}' <<<"$before") rows, read-back $committed"
+  fi
+  note "search before scaling: $before (rows, nearest id, score) on $(query_pods | tr '\n' ' ')"
+  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"queryNode":{"replicas":2}}}' >/dev/null
+  wait_until "2 query-node pods Ready" 240 ready_query_pods_are 2
+  wait_until "the channels spread over both query nodes" 180 query_channels_on 2
+  after_up=$(search_answer) || fail "search after scaling up"
+  [ "$after_up" = "$before" ] || fail "after scaling to 2 query nodes: $after_up, before: $before"
+  note "query nodes 1 -> 2: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}'); search $after_up"
+  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"queryNode":{"replicas":1}}}' >/dev/null
+  wait_until "1 query-node pod left" 240 ready_query_pods_are 1
+  wait_until "every channel on the remaining query node" 180 query_channels_on 1
+  after_down=$(search_answer) || fail "search after scaling down"
+  [ "$after_down" = "$before" ] || fail "after scaling back to 1 query node: $after_down, before: $before"
+  note "query nodes 2 -> 1: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}'); search $after_down"
+}
+
 delete_cluster() {
   step "deletionPolicy Delete, kubectl delete: every child and volume garbage-collected"
   [ "$(jp "statefulset/$NAME-kafka" '{.spec.persistentVolumeClaimRetentionPolicy.whenDeleted}')" = Retain ] ||
@@ -471,6 +533,7 @@ check_user_errors '  dependencies:
       s3: {bucket: segments, secretName: s3}'
 operator_rss
 stop_ingest_and_verify
+search_through_query_nodes
 if [ "${KEEP:-}" != 1 ]; then
   delete_cluster
 fi
