@@ -439,9 +439,14 @@ cli() {
   kubectl exec -n "$NS" "$(pods_of proxy | awk '{print $1}')" -- \
     env MILVUS_LIKE_PROXY_ENDPOINT=127.0.0.1:19531 milvus-like "$@"
 }
-# query_pods: the distinct pods status.queryChannels names, one a line.
-query_pods() { mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep . | sort -u; }
-query_channels_on() { [ "$(query_pods | wc -l)" -eq "$1" ] && [ "$(mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep -c .)" -eq 3 ]; }
+# query_pods: the pod status.queryChannels names for each channel, one a line.
+query_pods() { mvc '{range .status.queryChannels[*]}{.pod}{"\n"}{end}' | grep .; }
+# query_channels_on N: the 3 channels served, by N distinct pods.
+query_channels_on() {
+  local pods
+  pods=$(query_pods)
+  [ "$(grep -c . <<<"$pods")" -eq 3 ] && [ "$(sort -u <<<"$pods" | wc -l)" -eq "$1" ]
+}
 ready_query_pods_are() {
   [ "$(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME,app.kubernetes.io/component=querynode" \
     -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -eq "$1" ] &&
@@ -454,14 +459,15 @@ search_answer() {
   local count found
   count=$(cli count -c scenario --consistency strong) || return 1
   found=$(cli search -c scenario --vector "$PROBE_VECTOR" --top-k 3 --consistency strong -o json |
-    python3 -c 'import json, sys; h = json.load(sys.stdin)["results"][0][0]; print(h["id"], round(h["score"], 4))') || return 1
+    python3 -c 'import json, sys; h = json.load(sys.stdin)["results"][0][0]; print(h["id"], "%.4f" % h["score"])') || return 1
   echo "$count $found"
 }
 
 search_through_query_nodes() {
   step "search: loaded on the query node, then query nodes scaled 1 -> 2 -> 1, same answers"
-  local committed before after_up after_down t0
+  local committed before t0
   committed=$(sed -n 's/^collection .*): \([0-9]*\) rows,.*/\1/p' "$WORK/read-back.log" | head -1)
+  [ -n "$committed" ] || fail "no row count in $WORK/read-back.log"
   t0=$(now_ms)
   # Retried: a proxy busy with the other pods of this one machine may not
   # answer the first call in time (load is idempotent).
@@ -473,23 +479,24 @@ search_through_query_nodes() {
     fail "query row $PROBE_KEY"
   wait_until "a first strong search" 120 search_answer
   before=$(search_answer) || fail "search before scaling"
-  [ "$(awk '{print $2, $3}' <<<"$before")" = "$PROBE_KEY 0" ] || fail "row $PROBE_KEY is not its own nearest row: $before"
-  if [ -n "$committed" ] && [ "$(awk '{print $1}' <<<"$before")" != "$committed" ]; then
+  [ "$(awk '{print $2, $3}' <<<"$before")" = "$PROBE_KEY 0.0000" ] || fail "row $PROBE_KEY is not its own nearest row: $before"
+  [ "$(awk '{print $1}' <<<"$before")" = "$committed" ] ||
     fail "the search path counts $(awk '{print $1}' <<<"$before") rows, read-back $committed"
-  fi
-  note "search before scaling: $before (rows, nearest id, score) on $(query_pods | tr '\n' ' ')"
-  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"queryNode":{"replicas":2}}}' >/dev/null
-  wait_until "2 query-node pods Ready" 240 ready_query_pods_are 2
-  wait_until "the channels spread over both query nodes" 180 query_channels_on 2
-  after_up=$(search_answer) || fail "search after scaling up"
-  [ "$after_up" = "$before" ] || fail "after scaling to 2 query nodes: $after_up, before: $before"
-  note "query nodes 1 -> 2: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}'); search $after_up"
-  kubectl patch mvc "$NAME" -n "$NS" --type merge -p '{"spec":{"queryNode":{"replicas":1}}}' >/dev/null
-  wait_until "1 query-node pod left" 240 ready_query_pods_are 1
-  wait_until "every channel on the remaining query node" 180 query_channels_on 1
-  after_down=$(search_answer) || fail "search after scaling down"
-  [ "$after_down" = "$before" ] || fail "after scaling back to 1 query node: $after_down, before: $before"
-  note "query nodes 2 -> 1: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}'); search $after_down"
+  note "search before scaling: $before (rows, nearest id, score) on $(query_pods | sort -u | tr '\n' ' ')"
+  query_nodes_to 2 "$before"
+  query_nodes_to 1 "$before" # the departing one drains first
+}
+
+# query_nodes_to N BEFORE: scales the query nodes to N; the channels must end
+# on N pods and the search answer must still be BEFORE.
+query_nodes_to() {
+  local after
+  kubectl patch mvc "$NAME" -n "$NS" --type merge -p "{\"spec\":{\"queryNode\":{\"replicas\":$1}}}" >/dev/null
+  wait_until "$1 query-node pods Ready" 240 ready_query_pods_are "$1"
+  wait_until "the channels on $1 query-node pods" 180 query_channels_on "$1"
+  after=$(search_answer) || fail "search with $1 query nodes"
+  [ "$after" = "$2" ] || fail "with $1 query nodes: $after, before: $2"
+  note "query nodes -> $1: $(mvc '{range .status.queryChannels[*]}{.channel}->{.pod} {end}'); search $after"
 }
 
 delete_cluster() {

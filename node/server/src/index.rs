@@ -25,8 +25,6 @@ mod rs_graph;
 #[cfg(feature = "usearch")]
 mod usearch_graph;
 
-pub use rs_graph::{L2Squared, ShiftedInnerProduct, UnitCosine};
-
 const MAGIC: &[u8; 8] = b"MLHNSW\x00\x01";
 /// Bumped when the blob's layout changes; versions this build cannot read are
 /// refused (and the file searched exactly).
@@ -289,15 +287,14 @@ impl HnswIndex {
         self.engine
     }
 
-    /// The `k` nearest rows to `query` that `keep` accepts (`None`: every
-    /// row, a faster walk), as (row, Milvus score), nearest first; `ef` is the
-    /// search breadth (at least `k`).
+    /// The `k` nearest rows to `query` that `keep` accepts, as (row, Milvus
+    /// score), nearest first; `ef` is the search breadth (at least `k`).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
+        keep: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<Vec<(usize, f32)>, SearchError> {
         if query.len() != self.dim {
             return Err(SearchError::WrongDimension {
@@ -354,6 +351,16 @@ impl HnswIndex {
     /// Reads a blob made by [`HnswIndex::to_bytes`] (format 1 or 2), checked
     /// first.
     pub fn from_bytes(bytes: &[u8], scratch: &Path) -> Result<Self, IndexError> {
+        Self::read_blob(bytes, scratch, Engine::available)
+    }
+
+    /// [`HnswIndex::from_bytes`] for a build that has the engines `available`
+    /// says it has (tests stand in for a build without one).
+    fn read_blob(
+        bytes: &[u8],
+        scratch: &Path,
+        available: impl Fn(Engine) -> bool,
+    ) -> Result<Self, IndexError> {
         let corrupt = |why: &str| IndexError::Corrupt(why.to_owned());
         if bytes.len() < HEADER_BYTES_V1 + 4 {
             return Err(corrupt("shorter than its header"));
@@ -386,7 +393,7 @@ impl HnswIndex {
             Engine::from_code(code)
                 .ok_or_else(|| IndexError::Corrupt(format!("unknown engine code {code}")))?
         };
-        if !engine.available() {
+        if !available(engine) {
             return Err(IndexError::Unsupported(engine));
         }
         let dim = r.u32()? as usize;
@@ -506,7 +513,7 @@ mod tests {
         for q in queries.chunks_exact(dim) {
             let exact: Vec<Hit> =
                 flat_top_k(metric, dim, &floats, &keys, q, k, keep).expect("flat");
-            let got = index.search(q, k, 64, Some(&keep)).expect("search");
+            let got = index.search(q, k, 64, &keep).expect("search");
             assert!(
                 got.iter().all(|(row, _)| keep(*row)),
                 "a filtered row came back"
@@ -563,9 +570,10 @@ mod tests {
             assert_eq!(loaded.metric(), metric);
             assert_eq!(loaded.engine(), engine);
             let q = random(1, dim, 99);
+            let all = |_: usize| true;
             assert_eq!(
-                index.search(&q, 10, 32, None),
-                loaded.search(&q, 10, 32, None)
+                index.search(&q, 10, 32, &all),
+                loaded.search(&q, 10, 32, &all)
             );
             let mut damaged = bytes.clone();
             damaged[bytes.len() / 2] ^= 1;
@@ -621,30 +629,86 @@ mod tests {
         old
     }
 
-    #[test]
-    fn blobs_of_earlier_builds_still_load_and_unknown_engines_are_refused() {
-        let (rows, dim) = (300, 8);
-        let data = Floats::from(random(rows, dim, 5));
+    /// A small `hnsw_rs` index of 8-d rows, its blob, and the scratch
+    /// directory it was written through.
+    fn small_blob(rows: usize) -> (HnswIndex, Vec<u8>, tempfile::TempDir) {
+        let data = Floats::from(random(rows, 8, 5));
         let scratch = tempfile::tempdir().expect("scratch");
         let params = HnswParams {
             m: 8,
             ef_construction: 32,
         };
-        let index =
-            HnswIndex::build_with(Engine::HnswRs, Metric::L2, dim, &data, params, &|| false)
-                .expect("build");
+        let index = HnswIndex::build_with(Engine::HnswRs, Metric::L2, 8, &data, params, &|| false)
+            .expect("build");
         let blob = index.to_bytes(scratch.path()).expect("to bytes");
+        (index, blob, scratch)
+    }
+
+    /// `blob` with another engine code in its header, and a fresh checksum.
+    fn with_engine_code(blob: &[u8], code: u8) -> Vec<u8> {
+        let mut out = blob[..blob.len() - 4].to_vec();
+        out[13] = code;
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn blobs_of_earlier_builds_still_load_and_unknown_engines_are_refused() {
+        let (index, blob, scratch) = small_blob(300);
+        let dim = 8;
         let old = HnswIndex::from_bytes(&as_format_1(&blob), scratch.path()).expect("format 1");
         assert_eq!(old.engine(), Engine::HnswRs);
         let q = random(1, dim, 1);
-        assert_eq!(old.search(&q, 5, 32, None), index.search(&q, 5, 32, None));
+        let all = |_: usize| true;
+        assert_eq!(old.search(&q, 5, 32, &all), index.search(&q, 5, 32, &all));
 
-        let mut unknown = blob[..blob.len() - 4].to_vec();
-        unknown[13] = 9;
-        let crc = crc32fast::hash(&unknown);
-        unknown.extend_from_slice(&crc.to_le_bytes());
+        let unknown = with_engine_code(&blob, 9);
         let err = HnswIndex::from_bytes(&unknown, scratch.path()).expect_err("engine 9");
         assert!(err.to_string().contains("unknown engine code 9"), "{err}");
+    }
+
+    /// A blob that says USearch built it: a build with USearch finds the graph
+    /// is not one of its own (damaged); a build without it (the README's first
+    /// command) refuses it as unsupported, and cannot build USearch graphs.
+    #[test]
+    fn a_usearch_blob_is_refused_by_a_build_without_usearch_and_checked_by_one_with_it() {
+        let (_, blob, scratch) = small_blob(200);
+        let relabelled = with_engine_code(&blob, Engine::Usearch.code());
+        let without = HnswIndex::read_blob(&relabelled, scratch.path(), |e| e == Engine::HnswRs)
+            .expect_err("no USearch");
+        assert!(
+            matches!(without, IndexError::Unsupported(Engine::Usearch)),
+            "{without}"
+        );
+        assert!(
+            without.to_string().contains("--features usearch"),
+            "{without}"
+        );
+        let err =
+            HnswIndex::from_bytes(&relabelled, scratch.path()).expect_err("not a USearch graph");
+        let data = Floats::from(random(200, 8, 5));
+        let built = HnswIndex::build_with(
+            Engine::Usearch,
+            Metric::L2,
+            8,
+            &data,
+            HnswParams::default(),
+            &|| false,
+        );
+        if cfg!(feature = "usearch") {
+            assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
+            assert!(built.is_ok());
+        } else {
+            assert!(
+                matches!(err, IndexError::Unsupported(Engine::Usearch)),
+                "{err}"
+            );
+            assert!(matches!(
+                built,
+                Err(IndexError::Unsupported(Engine::Usearch))
+            ));
+        }
     }
 
     /// Many threads at once, at several breadths, more than the engine has
@@ -669,7 +733,7 @@ mod tests {
             let alone: Vec<Vec<(usize, f32)>> = queries
                 .chunks_exact(dim)
                 .zip(efs.iter().cycle())
-                .map(|(q, ef)| index.search(q, 10, *ef, Some(&keep)).expect("search"))
+                .map(|(q, ef)| index.search(q, 10, *ef, &keep).expect("search"))
                 .collect();
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..24)
@@ -682,8 +746,7 @@ mod tests {
                                 .enumerate()
                             {
                                 if (i + t) % 2 == 0 {
-                                    let got =
-                                        index.search(q, 10, *ef, Some(&keep)).expect("search");
+                                    let got = index.search(q, 10, *ef, &keep).expect("search");
                                     assert_eq!(got, alone[i], "{engine}: query {i} at ef {ef}");
                                 }
                             }

@@ -191,6 +191,15 @@ fn meta(c: &Cluster, name: String, role: Option<Role>, owner: &OwnerReference) -
     }
 }
 
+/// The roles that run as a Deployment (the data nodes are a StatefulSet), in
+/// the order of [`Children::deployments`].
+pub const DEPLOYMENT_ROLES: [Role; 4] = [
+    Role::RootCoord,
+    Role::DataCoord,
+    Role::Proxy,
+    Role::QueryNode,
+];
+
 /// Every child of a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
@@ -198,7 +207,7 @@ pub struct Children {
     pub dependencies: DependencyChildren,
     pub config: ConfigMap,
     pub services: Vec<Service>,
-    /// Root coordinator, data coordinator, proxy, query nodes.
+    /// One per role of [`DEPLOYMENT_ROLES`], in that order.
     pub deployments: Vec<Deployment>,
     pub data_nodes: StatefulSet,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
@@ -331,15 +340,10 @@ pub fn build(c: &Cluster, owner: &OwnerReference, rollout: &Rollout) -> Children
         data: Some(data),
         ..ConfigMap::default()
     };
-    let deployments = [
-        Role::RootCoord,
-        Role::DataCoord,
-        Role::Proxy,
-        Role::QueryNode,
-    ]
-    .into_iter()
-    .map(|role| pods::deployment(c, role, owner, rollout.image(c, role), &sum))
-    .collect();
+    let deployments = DEPLOYMENT_ROLES
+        .into_iter()
+        .map(|role| pods::deployment(c, role, owner, rollout.image(c, role), &sum))
+        .collect();
     let (disruption_budgets, unwanted_budgets) = services::disruption_budgets(c, owner);
     Children {
         dependencies: deps::build(c, owner),

@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::{Context, Error, FINALIZER, apply::finalizer};
-use crate::build::{self, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Role};
+use crate::build::{self, DEPLOYMENT_ROLES, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Role};
 use crate::crd::MilvusCluster;
 
 fn ignore_missing<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
@@ -45,12 +45,7 @@ pub(super) async fn delete(
         .ok_or_else(|| Error::NoNamespace(mc.name_any()))?;
     let name = mc.name_any();
     let params = DeleteParams::background();
-    for role in [
-        Role::RootCoord,
-        Role::DataCoord,
-        Role::Proxy,
-        Role::QueryNode,
-    ] {
+    for role in DEPLOYMENT_ROLES {
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         ignore_missing(
             deployments

@@ -307,19 +307,14 @@ async fn reconcile_cluster(mc: &MilvusCluster, ctx: &Context) -> Result<Action, 
     };
 
     // Status.
-    let mut components: Vec<status::ComponentState> = [
-        Role::RootCoord,
-        Role::DataCoord,
-        Role::Proxy,
-        Role::QueryNode,
-    ]
-    .into_iter()
-    .zip(&applied.deployments)
-    .map(|(role, d)| {
-        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-        status::deployment_state(role, desired, Some(d))
-    })
-    .collect();
+    let mut components: Vec<status::ComponentState> = build::DEPLOYMENT_ROLES
+        .into_iter()
+        .zip(&applied.deployments)
+        .map(|(role, d)| {
+            let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            status::deployment_state(role, desired, Some(d))
+        })
+        .collect();
     components.push(status::stateful_set_state(
         Role::DataNode.spec_name(),
         cluster.data_node.replicas,

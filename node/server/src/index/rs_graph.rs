@@ -25,7 +25,7 @@ const MAX_LAYERS: usize = 16;
 
 /// Squared Euclidean distance (Milvus's L2 score).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct L2Squared;
+pub(super) struct L2Squared;
 
 impl Distance<f32> for L2Squared {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
@@ -35,7 +35,7 @@ impl Distance<f32> for L2Squared {
 
 /// `1 - dot` of unit vectors, never negative.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct UnitCosine;
+pub(super) struct UnitCosine;
 
 impl Distance<f32> for UnitCosine {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
@@ -45,8 +45,8 @@ impl Distance<f32> for UnitCosine {
 
 /// `r2 - dot`, never negative when no vector is longer than `sqrt(r2)`.
 #[derive(Debug, Clone, Copy)]
-pub struct ShiftedInnerProduct {
-    pub r2: f32,
+pub(super) struct ShiftedInnerProduct {
+    r2: f32,
 }
 
 impl Distance<f32> for ShiftedInnerProduct {
@@ -122,10 +122,10 @@ impl RsGraph {
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
+        keep: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<(usize, f32)> {
-        let keep = keep.map(Keep);
-        let filter = keep.as_ref().map(|k| k as &dyn FilterT);
+        let keep = Keep(keep);
+        let filter = Some(&keep as &dyn FilterT);
         match &self.graph {
             Graph::L2(h) => h
                 .search_filter(query, k, ef, filter)

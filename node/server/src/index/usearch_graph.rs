@@ -89,16 +89,22 @@ impl UsGraph {
                 .try_for_each(|(key, v)| index.add(*key, v))
                 .map_err(engine_err("add"))?;
         }
-        Ok(Self::serving(index, metric))
+        Self::serving(index, metric)
     }
 
-    fn serving(index: Index, metric: Metric) -> Self {
-        Self {
+    /// Ready for searches: as many thread contexts reserved as [`Slots`] lets
+    /// searches run at once (a build reserves its own threads' only).
+    fn serving(index: Index, metric: Metric) -> Result<Self, IndexError> {
+        let slots = search_slots();
+        index
+            .reserve_capacity_and_threads(index.size().max(1), slots)
+            .map_err(engine_err("reserve"))?;
+        Ok(Self {
             index,
             metric,
             breadth: RwLock::new(()),
-            slots: Slots::new(search_slots()),
-        }
+            slots: Slots::new(slots),
+        })
     }
 
     pub(super) fn rows(&self) -> usize {
@@ -110,7 +116,7 @@ impl UsGraph {
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: Option<&(dyn Fn(usize) -> bool + Sync)>,
+        keep: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<Vec<(usize, f32)>, IndexError> {
         let normalized: Vec<f32>;
         let query = if self.metric == Metric::Cosine {
@@ -121,13 +127,9 @@ impl UsGraph {
         };
         let _slot = self.slots.take();
         let run = || {
-            match keep {
-                Some(keep) => self
-                    .index
-                    .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep)),
-                None => self.index.search(query, k),
-            }
-            .map_err(engine_err("search"))
+            self.index
+                .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep))
+                .map_err(engine_err("search"))
         };
         let found = {
             let shared = self.breadth.read().unwrap_or_else(|e| e.into_inner());
@@ -171,11 +173,7 @@ impl UsGraph {
                 index.metric_kind()
             )));
         }
-        let slots = search_slots();
-        index
-            .reserve_capacity_and_threads(index.size().max(1), slots)
-            .map_err(engine_err("reserve"))?;
-        Ok(Self::serving(index, metric))
+        Self::serving(index, metric)
     }
 }
 

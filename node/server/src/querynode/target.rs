@@ -224,7 +224,7 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(path, index_path, error = %e, "the index is damaged");
+                    tracing::warn!(path, index_path, error = %e, "the index cannot be read");
                     Some(false)
                 }
             };

@@ -461,7 +461,7 @@ impl ChannelView {
                 let visible = |i: usize| keep.row(i);
                 let hits: Vec<(Hit, (usize, usize))> = match index.filter(|_| keep.dense) {
                     Some(index) => index
-                        .search(query, k, params.ef, (!keep.all).then_some(&visible))?
+                        .search(query, k, params.ef, &visible)?
                         .into_iter()
                         .filter_map(|(row, score)| {
                             keys.get(row).map(|&id| (Hit { id, score }, (b, row)))
@@ -536,9 +536,6 @@ struct Selection<'a> {
     /// nearest among them: a graph walk through mostly refused rows misses
     /// results, so a selective filter is searched exactly (as Milvus does).
     dense: bool,
-    /// Every row is kept: no filter, no delete, none newer than `read_ts` (a
-    /// graph walk then asks nothing per row).
-    all: bool,
 }
 
 impl<'a> Selection<'a> {
@@ -547,9 +544,6 @@ impl<'a> Selection<'a> {
         let dense = kept.as_ref().is_none_or(|kept| {
             kept.iter().filter(|k| **k).count() * DENSE_FILTER_DIVISOR >= kept.len()
         });
-        let all = kept.is_none()
-            && c.deletes.is_empty()
-            && block.timestamps.iter().all(|ts| *ts <= read_ts);
         Self {
             keys: block.rows.primary_keys(&c.schema),
             timestamps: &block.timestamps,
@@ -557,7 +551,6 @@ impl<'a> Selection<'a> {
             read_ts,
             kept,
             dense,
-            all,
         }
     }
 
