@@ -163,10 +163,10 @@ impl Cluster {
 #[error("{}", .0.join("; "))]
 pub struct InvalidSpec(pub Vec<String>);
 
-fn component(spec: &ComponentSpec, default_replicas: i32) -> Component {
+fn component(spec: &ComponentSpec, default_replicas: i32, role: Role) -> Component {
     Component {
         replicas: spec.replicas.unwrap_or(default_replicas),
-        resources: spec.resources.clone(),
+        resources: Some(with_default_requests(spec.resources.as_ref(), role)),
         env: spec.env.clone(),
         node_selector: spec.node_selector.clone(),
         affinity: spec.affinity.clone(),
@@ -275,6 +275,37 @@ fn kafka_cluster_id(uid: Option<&str>, namespace: &str, name: &str) -> String {
             .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// The CPU and memory a component's pod requests when its spec names neither a
+/// request nor a limit of that resource.
+pub fn default_requests(role: Role) -> (&'static str, &'static str) {
+    match role {
+        Role::RootCoord | Role::DataCoord => ("100m", "128Mi"),
+        Role::Proxy => ("200m", "256Mi"),
+        Role::DataNode | Role::QueryNode => ("250m", "512Mi"),
+    }
+}
+
+/// `given` with a request for each of CPU and memory it leaves open: a pod
+/// without requests is BestEffort, and under load (a data node building
+/// indexes) the BestEffort pods together get almost no CPU, so their probes
+/// time out and the kubelet restarts them. A resource with only a limit keeps
+/// it: Kubernetes requests the limit then.
+fn with_default_requests(given: Option<&ResourceRequirements>, role: Role) -> ResourceRequirements {
+    let mut out = given.cloned().unwrap_or_default();
+    let (cpu, memory) = default_requests(role);
+    for (resource, default) in [("cpu", cpu), ("memory", memory)] {
+        let named = |list: &Option<BTreeMap<String, Quantity>>| {
+            list.as_ref().is_some_and(|l| l.contains_key(resource))
+        };
+        if !named(&out.requests) && !named(&out.limits) {
+            out.requests
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resource.to_owned(), Quantity(default.to_owned()));
         }
     }
     out
@@ -590,11 +621,11 @@ pub fn validate(mc: &MilvusCluster) -> Result<Cluster, InvalidSpec> {
         image,
         image_pull_policy: spec.image_pull_policy.unwrap_or(PullPolicy::IfNotPresent),
         version,
-        root_coord: component(&spec.root_coord, 2),
-        data_coord: component(&spec.data_coord, 2),
-        proxy: component(&spec.proxy, 1),
-        data_node: component(&dn.component, 2),
-        query_node: component(&spec.query_node.component, 1),
+        root_coord: component(&spec.root_coord, 2, Role::RootCoord),
+        data_coord: component(&spec.data_coord, 2, Role::DataCoord),
+        proxy: component(&spec.proxy, 1, Role::Proxy),
+        data_node: component(&dn.component, 2, Role::DataNode),
+        query_node: component(&spec.query_node.component, 1, Role::QueryNode),
         query_node_memory_mib: spec.query_node.memory_mib,
         memory_mib,
         flush_rows: dn.flush.max_rows.unwrap_or(defaults::FLUSH_ROWS as i64),

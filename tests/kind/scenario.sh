@@ -116,6 +116,10 @@ setup() {
   envlines=$("$ROOT/tests/kind/cluster.sh" up) || die "no kind cluster (above: why)"
   eval "$envlines"
   note "kind cluster up: $((SECONDS - t0)) s"
+  # A clean namespace, before the images' long build: what an earlier run left
+  # there goes, its volumes too (a kept cluster's pods, building indexes, took
+  # half the machine from the build and from this run's first steps).
+  kubectl delete namespace "$NS" --ignore-not-found --timeout=300s >/dev/null
 
   t0=$SECONDS
   "$ROOT/tests/scripts/images.sh" build "$VERSION" >"$WORK/images.log" 2>&1 || { tail -40 "$WORK/images.log"; fail "building the images"; }
@@ -134,8 +138,6 @@ setup() {
     { tail -20 "$WORK/load.log"; fail "kind load"; }
   note "images loaded into kind: $((SECONDS - t0)) s"
   kubectl apply --server-side -f "$("$ROOT/tests/kind/prometheus-crds.sh")" >/dev/null
-  # A clean namespace: what an earlier run left there goes, its volumes too.
-  kubectl delete namespace "$NS" --ignore-not-found --timeout=300s >/dev/null
   kubectl create namespace "$NS" >/dev/null
 }
 

@@ -1,6 +1,7 @@
 //! `build()` and `validate()` on the YAML fixtures in `operator/fixtures/`.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Resource;
 
 use super::*;
@@ -792,4 +793,63 @@ fn the_charts_examples_are_valid_clusters() {
             );
         }
     }
+}
+
+/// No pod of ours is BestEffort: a resource the spec names neither a request
+/// nor a limit of gets the role's default request; what the spec names stays.
+#[test]
+fn every_component_requests_cpu_and_memory_and_the_spec_wins() {
+    let requests = |c: &Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default()
+    };
+    let quantity =
+        |list: &BTreeMap<String, Quantity>, key: &str| list.get(key).map(|q| q.0.clone());
+    let (_, minimal) = built(MINIMAL);
+    let pods = DEPLOYMENT_ROLES
+        .iter()
+        .zip(&minimal.deployments)
+        .map(|(role, d)| (*role, &d.spec.as_ref().expect("spec").template))
+        .chain([(
+            Role::DataNode,
+            &minimal.data_nodes.spec.as_ref().expect("spec").template,
+        )]);
+    for (role, template) in pods {
+        let asked = requests(container(template));
+        let (cpu, memory) = crate::validate::default_requests(role);
+        assert_eq!(quantity(&asked, "cpu").as_deref(), Some(cpu), "{role:?}");
+        assert_eq!(
+            quantity(&asked, "memory").as_deref(),
+            Some(memory),
+            "{role:?}"
+        );
+    }
+
+    let (_, full) = built(FULL);
+    // rootCoord names both requests: they stay.
+    let root = requests(container(
+        &full.deployments[0].spec.as_ref().expect("spec").template,
+    ));
+    assert_eq!(quantity(&root, "cpu").as_deref(), Some("500m"));
+    assert_eq!(quantity(&root, "memory").as_deref(), Some("256Mi"));
+    // The data nodes name only a memory limit: Kubernetes requests that, and
+    // only the CPU request is added.
+    let dn = container(&full.data_nodes.spec.as_ref().expect("spec").template);
+    let resources = dn.resources.as_ref().expect("resources");
+    assert_eq!(
+        resources
+            .limits
+            .as_ref()
+            .and_then(|l| quantity(l, "memory"))
+            .as_deref(),
+        Some("3Gi")
+    );
+    let dn_requests = requests(dn);
+    assert_eq!(
+        quantity(&dn_requests, "cpu").as_deref(),
+        Some(crate::validate::default_requests(Role::DataNode).0)
+    );
+    assert_eq!(quantity(&dn_requests, "memory"), None);
 }
