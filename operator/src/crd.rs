@@ -203,9 +203,10 @@ pub struct ComponentSpec {
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
     /// CPU and memory requests and limits of the container. A resource named
-    /// in neither gets a request, so that no pod is BestEffort (starved of CPU
-    /// under load): cpu 100m and memory 128Mi for the coordinators, 200m and
-    /// 256Mi for the proxy, 250m and 512Mi for data and query nodes.
+    /// in neither gets a small request, so that no pod is BestEffort (starved
+    /// of CPU under load): cpu 20m and memory 64Mi for the coordinators, 50m
+    /// and 128Mi for the proxy, 50m and 256Mi for data and query nodes. Size
+    /// production clusters here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Extra environment variables of the container (after the operator's own).

@@ -281,12 +281,15 @@ fn kafka_cluster_id(uid: Option<&str>, namespace: &str, name: &str) -> String {
 }
 
 /// The CPU and memory a component's pod requests when its spec names neither a
-/// request nor a limit of that resource.
+/// request nor a limit of that resource: a floor that keeps the pod out of
+/// BestEffort, small enough that the quick start with four data nodes, a
+/// rollout's extra pod and the control plane fit on a 2-core kind node. Not a
+/// sizing: production specs set their own.
 pub fn default_requests(role: Role) -> (&'static str, &'static str) {
     match role {
-        Role::RootCoord | Role::DataCoord => ("100m", "128Mi"),
-        Role::Proxy => ("200m", "256Mi"),
-        Role::DataNode | Role::QueryNode => ("250m", "512Mi"),
+        Role::RootCoord | Role::DataCoord => ("20m", "64Mi"),
+        Role::Proxy => ("50m", "128Mi"),
+        Role::DataNode | Role::QueryNode => ("50m", "256Mi"),
     }
 }
 
