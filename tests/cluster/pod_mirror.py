@@ -38,10 +38,18 @@ def stop(*_):
     running = False
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports: every socket stays bound until all are chosen (one
+    bound and closed at a time may be handed out twice: a query node once got
+    its gRPC port as its HTTP port and exited)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def kubectl(args, opts):
@@ -121,7 +129,8 @@ def main():
                 continue
             name = pod["metadata"]["name"]
             container = pod["spec"]["containers"][0]
-            ports = {"grpc": free_port(), "http": free_port()}
+            grpc, http = free_ports(2)
+            ports = {"grpc": grpc, "http": http}
             try:
                 env = pod_env(pod, container, opts, ports)
             except Exception as e:
