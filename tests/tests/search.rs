@@ -171,18 +171,19 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
         });
     // A node that registered first may hold every channel for a moment: the
     // coordinator moves some to the other one as it joins.
-    let placed = milvus_like_tests::wait_for("channels on both", Duration::from_secs(30), || {
-        let cluster = &cluster;
-        async move {
-            let placed = leaders(cluster, info.id).await.ok()?;
-            let nodes: HashSet<i64> = placed.iter().map(|l| l.node_id).collect();
-            (nodes.len() == 2 && placed.iter().all(|l| l.unavailable.is_empty())).then_some(placed)
-        }
-    })
-    .await
-    .expect("channels spread over both query nodes");
+    let (placed, nodes) =
+        milvus_like_tests::wait_for("channels on both", Duration::from_secs(30), || {
+            let cluster = &cluster;
+            async move {
+                let placed = leaders(cluster, info.id).await.ok()?;
+                let nodes: HashSet<i64> = placed.iter().map(|l| l.node_id).collect();
+                (nodes.len() == 2 && placed.iter().all(|l| l.unavailable.is_empty()))
+                    .then_some((placed, nodes))
+            }
+        })
+        .await
+        .expect("channels spread over both query nodes");
     assert_eq!(placed.len(), cluster.channels as usize);
-    let nodes: HashSet<i64> = placed.iter().map(|l| l.node_id).collect();
 
     // Strong reads see every acknowledged write, from files and the log alike.
     assert_eq!(count(&mut proxy).await.expect("count"), 600);
