@@ -53,21 +53,29 @@ async fn timestamp(cluster: &Cluster) -> u64 {
         .timestamp
 }
 
-fn at(
+fn at(collection: i64, channel: u32, consistency: ConsistencyLevel, ts: u64) -> Vec<proto::ReadAt> {
+    at_each(collection, &[channel], consistency, ts)
+}
+
+/// One read of several channels (a proxy asks a node once for all it serves).
+fn at_each(
     collection: i64,
-    channel: u32,
+    channels: &[u32],
     consistency: ConsistencyLevel,
     ts: u64,
-) -> Option<proto::ReadAt> {
-    Some(proto::ReadAt {
-        collection_id: collection,
-        channel,
-        consistency: consistency.into(),
-        guarantee_ts: ts,
-        timeout_ms: 30_000,
-        epoch: 1,
-        ..proto::ReadAt::default()
-    })
+) -> Vec<proto::ReadAt> {
+    channels
+        .iter()
+        .map(|&channel| proto::ReadAt {
+            collection_id: collection,
+            channel,
+            consistency: consistency.into(),
+            guarantee_ts: ts,
+            timeout_ms: 30_000,
+            epoch: 1,
+            ..proto::ReadAt::default()
+        })
+        .collect()
 }
 
 /// Rows and checksum summed over every channel.
@@ -106,19 +114,25 @@ async fn exact_matches(
     else {
         panic!("the test rows have a vector column");
     };
+    let request = |channels: &[u32]| proto::SearchChannelRequest {
+        at: at_each(
+            collection,
+            channels,
+            ConsistencyLevel::ConsistencyStrong,
+            ts,
+        ),
+        queries: Some(FloatVectorArray {
+            dim: DIM,
+            values: values.clone(),
+        }),
+        top_k: 50,
+        ef: 0,
+        ..proto::SearchChannelRequest::default()
+    };
     let mut ids = Vec::new();
     for channel in 0..cluster.channels {
         let r = client
-            .search_channel(proto::SearchChannelRequest {
-                at: at(collection, channel, ConsistencyLevel::ConsistencyStrong, ts),
-                queries: Some(FloatVectorArray {
-                    dim: DIM,
-                    values: values.clone(),
-                }),
-                top_k: 50,
-                ef: 0,
-                ..proto::SearchChannelRequest::default()
-            })
+            .search_channel(request(&[channel]))
             .await
             .unwrap_or_else(|s| panic!("search channel {channel}: {s}"))
             .into_inner();
@@ -137,6 +151,30 @@ async fn exact_matches(
                 .map(|(id, _)| *id),
         );
     }
+    // One request for every channel: the same rows, merged nearest first.
+    let channels: Vec<u32> = (0..cluster.channels).collect();
+    let r = client
+        .search_channel(request(&channels))
+        .await
+        .unwrap_or_else(|s| panic!("search every channel: {s}"))
+        .into_inner();
+    assert_eq!(r.channels, channels);
+    let hits = &r.results[0];
+    assert!(
+        hits.scores.windows(2).all(|w| w[0] <= w[1]),
+        "nearest first"
+    );
+    let mut merged: Vec<i64> = hits
+        .ids
+        .iter()
+        .zip(&hits.scores)
+        .filter(|(_, s)| **s == 0.0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut each = ids.clone();
+    merged.sort_unstable();
+    each.sort_unstable();
+    assert_eq!(merged, each, "one request for every channel");
     ids
 }
 
@@ -252,6 +290,19 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
             "round {round}: rows and checksum at {ts}; query node log:\n{}",
             qn.process.log()
         );
+        // One request for every channel answers what the channels answer
+        // one by one, and names them all.
+        let channels: Vec<u32> = (0..cluster.channels).collect();
+        let all = client
+            .count_channel(proto::CountChannelRequest {
+                at: at_each(info.id, &channels, ConsistencyLevel::ConsistencyStrong, ts),
+                ..proto::CountChannelRequest::default()
+            })
+            .await
+            .expect("count every channel at once")
+            .into_inner();
+        assert_eq!((all.rows, all.checksum), want, "round {round}: one request");
+        assert_eq!(all.channels, channels);
         let newest = *new.last().expect("rows");
         assert!(
             exact_matches(&mut client, &cluster, info.id, newest, ts)
@@ -355,7 +406,7 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
         .expect_err("a strong read needs a timestamp");
     assert_eq!(no_ts.code(), Code::InvalidArgument, "{no_ts}");
     let mut wrong_epoch = at(info.id, 0, ConsistencyLevel::ConsistencyEventually, 0);
-    if let Some(a) = wrong_epoch.as_mut() {
+    if let Some(a) = wrong_epoch.first_mut() {
         a.epoch = 7;
     }
     let stale = client
@@ -380,6 +431,22 @@ async fn strong_reads_see_every_acknowledged_write_once_while_files_take_over() 
         .await
         .expect_err("wrong dimension");
     assert_eq!(bad_dim.code(), Code::InvalidArgument, "{bad_dim}");
+    for (ats, why) in [
+        (Vec::new(), "no channel"),
+        (
+            at_each(info.id, &[0, 0], ConsistencyLevel::ConsistencyEventually, 0),
+            "a channel twice",
+        ),
+    ] {
+        let refused = client
+            .count_channel(proto::CountChannelRequest {
+                at: ats,
+                ..proto::CountChannelRequest::default()
+            })
+            .await
+            .expect_err(why);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{why}: {refused}");
+    }
     let old_watch = client
         .watch_channel(proto::QueryWatchChannelRequest {
             channel: 0,

@@ -18,7 +18,7 @@
 //! ```text
 //! hnsw_bench [--rows 100000] [--dim 128] [--queries 500] [--m 16]
 //!            [--ef-construction 200] [--efs 16,32,64,128,256] [--threads 2]
-//!            [--data-only] --dir DIR
+//!            [--engines usearch,hnsw_rs] [--data-only] --dir DIR
 //! ```
 
 #![forbid(unsafe_code)]
@@ -45,6 +45,8 @@ struct Options {
     dir: PathBuf,
     /// Write the data, queries and truth, build nothing (tests/bench/search.sh).
     data_only: bool,
+    /// The engines measured (default: every one this build has).
+    engines: Vec<Engine>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -58,6 +60,7 @@ fn options() -> anyhow::Result<Options> {
         threads: 2,
         dir: PathBuf::new(),
         data_only: false,
+        engines: Engine::built_in(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -88,6 +91,17 @@ fn options() -> anyhow::Result<Options> {
                     .with_context(|| format!("--efs {value}"))?;
             }
             "--dir" => o.dir = PathBuf::from(&value),
+            "--engines" => {
+                o.engines = value
+                    .split(',')
+                    .map(|name| {
+                        Engine::built_in()
+                            .into_iter()
+                            .find(|e| e.name() == name.trim())
+                            .with_context(|| format!("--engines: this build has no engine {name}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -194,7 +208,7 @@ fn main() -> anyhow::Result<()> {
         m: o.m,
         ef_construction: o.ef_construction,
     };
-    for engine in Engine::built_in() {
+    for &engine in &o.engines {
         measure(engine, &o, &pool, &floats, params, &queries, &truth)?;
     }
     Ok(())

@@ -263,14 +263,15 @@ impl ProxyService {
         call: F,
     ) -> Result<(reads::ReadPlan, Vec<T>), Status>
     where
-        F: Fn(QueryNodeClient<Channel>, Option<proto::ReadAt>) -> Fut,
+        T: reads::Answer,
+        F: Fn(QueryNodeClient<Channel>, Vec<proto::ReadAt>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let plan = self.read_plan(collection, consistency, timeout_ms).await?;
         let answers = self
             .leaders
-            .fan_out(plan.collection, |client, leader| {
-                call(client, plan.at(&leader))
+            .fan_out(plan.collection, |client, leaders| {
+                call(client, plan.at_each(&leaders))
             })
             .await
             .map_err(|s| not_loaded(s, name))?;

@@ -85,17 +85,21 @@ impl Leaders {
         Ok(leaders)
     }
 
-    /// Runs `call` against the query node of every channel of `collection`, all
-    /// at once; a channel that fails with a retriable code is tried once more
-    /// with fresh leaders. Answers in channel order.
+    /// Runs `call` once against each query node serving channels of
+    /// `collection` (all at once), with the leaders of the channels it serves;
+    /// a node that fails with a retriable code is asked again once, its
+    /// channels with fresh leaders. Every channel is answered exactly once, or
+    /// the read fails.
     pub async fn fan_out<T, F, Fut>(&self, collection: i64, call: F) -> Result<Vec<T>, Status>
     where
-        F: Fn(QueryNodeClient<Channel>, ShardLeader) -> Fut,
+        T: Answer,
+        F: Fn(QueryNodeClient<Channel>, Vec<ShardLeader>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let leaders = self.get(collection, false).await?;
+        let groups = by_node(&leaders);
         let first =
-            futures::future::join_all(leaders.iter().map(|leader| self.ask(leader, &call))).await;
+            futures::future::join_all(groups.iter().map(|group| self.ask(group, &call))).await;
         if first
             .iter()
             .all(|r| r.as_ref().err().is_none_or(|s| !retriable(s)))
@@ -107,33 +111,44 @@ impl Leaders {
             self.forget(collection);
         })?;
         let mut out = Vec::with_capacity(first.len());
-        for (result, leader) in first.into_iter().zip(&leaders) {
+        let mut again = Vec::new();
+        for (result, group) in first.into_iter().zip(&groups) {
             match result {
                 Ok(answer) => out.push(answer),
                 Err(status) if !retriable(&status) => return Err(status),
                 Err(status) => {
-                    let Some(now) = fresh.iter().find(|l| l.channel == leader.channel) else {
-                        return Err(channel_failed(leader.channel, &status));
-                    };
-                    let answer = self.ask(now, &call).await.map_err(|again| {
-                        self.forget(collection);
-                        channel_failed(leader.channel, &again)
-                    })?;
-                    out.push(answer);
+                    for leader in group {
+                        let Some(now) = fresh.iter().find(|l| l.channel == leader.channel) else {
+                            return Err(channel_failed(&[leader.channel], &status));
+                        };
+                        again.push(now.clone());
+                    }
                 }
             }
+        }
+        for group in by_node(&again) {
+            let answer = self.ask(&group, &call).await.map_err(|status| {
+                self.forget(collection);
+                channel_failed(&channels_of(&group), &status)
+            })?;
+            out.push(answer);
         }
         Ok(out)
     }
 
-    /// `call` against the query node of one channel, if one serves it.
-    async fn ask<T, F, Fut>(&self, leader: &ShardLeader, call: &F) -> Result<T, Status>
+    /// `call` against the query node that serves the channels of `group`,
+    /// whose answer must cover exactly them.
+    async fn ask<T, F, Fut>(&self, group: &[ShardLeader], call: &F) -> Result<T, Status>
     where
-        F: Fn(QueryNodeClient<Channel>, ShardLeader) -> Fut,
+        T: Answer,
+        F: Fn(QueryNodeClient<Channel>, Vec<ShardLeader>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        if !leader.unavailable.is_empty() {
-            return Err(Status::unavailable(leader.unavailable.clone()));
+        let Some(leader) = group.first() else {
+            return Err(Status::internal("a read asked a query node for no channel"));
+        };
+        if let Some(down) = group.iter().find(|l| !l.unavailable.is_empty()) {
+            return Err(Status::unavailable(down.unavailable.clone()));
         }
         let client = self.clients.get(&leader.address).ok_or_else(|| {
             Status::unavailable(format!(
@@ -141,8 +156,64 @@ impl Leaders {
                 leader.node_id, leader.address
             ))
         })?;
-        call(client, leader.clone()).await
+        let answer = call(client, group.to_vec()).await?;
+        let asked = channels_of(group);
+        let mut answered = answer.channels().to_vec();
+        answered.sort_unstable();
+        if answered != asked {
+            return Err(Status::internal(format!(
+                "query node {} answered for channels {answered:?}, asked for {asked:?} (a partial answer is refused)",
+                leader.node_id
+            )));
+        }
+        Ok(answer)
     }
+}
+
+/// A query node's answer to a read: it names the channels it covers.
+pub trait Answer {
+    fn channels(&self) -> &[u32];
+}
+
+impl Answer for proto::SearchChannelResponse {
+    fn channels(&self) -> &[u32] {
+        &self.channels
+    }
+}
+
+impl Answer for proto::CountChannelResponse {
+    fn channels(&self) -> &[u32] {
+        &self.channels
+    }
+}
+
+impl Answer for proto::QueryChannelResponse {
+    fn channels(&self) -> &[u32] {
+        &self.channels
+    }
+}
+
+/// The leaders grouped by the query node serving them (its address), in the
+/// order of their first channels; a channel with no node is a group alone.
+fn by_node(leaders: &[ShardLeader]) -> Vec<Vec<ShardLeader>> {
+    let mut groups: Vec<Vec<ShardLeader>> = Vec::new();
+    for leader in leaders {
+        let serving = leader.unavailable.is_empty();
+        match groups
+            .iter_mut()
+            .find(|g| serving && g[0].unavailable.is_empty() && g[0].address == leader.address)
+        {
+            Some(group) => group.push(leader.clone()),
+            None => groups.push(vec![leader.clone()]),
+        }
+    }
+    groups
+}
+
+fn channels_of(group: &[ShardLeader]) -> Vec<u32> {
+    let mut channels: Vec<u32> = group.iter().map(|l| l.channel).collect();
+    channels.sort_unstable();
+    channels
 }
 
 /// One leader per channel, in channel order: anything else would make a read
@@ -170,8 +241,11 @@ fn retriable(status: &Status) -> bool {
     )
 }
 
-fn channel_failed(channel: u32, status: &Status) -> Status {
-    let message = format!("channel {channel} could not be read: {}", status.message());
+fn channel_failed(channels: &[u32], status: &Status) -> Status {
+    let message = match channels {
+        [one] => format!("channel {one} could not be read: {}", status.message()),
+        many => format!("channels {many:?} could not be read: {}", status.message()),
+    };
     match status.code() {
         Code::DeadlineExceeded => Status::deadline_exceeded(message),
         Code::InvalidArgument => Status::invalid_argument(message),
@@ -220,14 +294,19 @@ impl ReadPlan {
         answered.min().unwrap_or(self.guarantee_ts)
     }
 
+    /// The reads on the channels of `leaders`.
+    pub fn at_each(&self, leaders: &[ShardLeader]) -> Vec<proto::ReadAt> {
+        leaders.iter().map(|leader| self.at(leader)).collect()
+    }
+
     /// The read on the channel `leader` serves.
-    pub fn at(&self, leader: &ShardLeader) -> Option<proto::ReadAt> {
+    pub fn at(&self, leader: &ShardLeader) -> proto::ReadAt {
         let (session_insert_next, session_delete_next) = self
             .session
             .get(&leader.channel)
             .copied()
             .unwrap_or_default();
-        Some(proto::ReadAt {
+        proto::ReadAt {
             collection_id: self.collection,
             channel: leader.channel,
             consistency: self.level as i32,
@@ -236,7 +315,7 @@ impl ReadPlan {
             epoch: leader.epoch,
             session_insert_next,
             session_delete_next,
-        })
+        }
     }
 }
 
@@ -417,6 +496,7 @@ mod tests {
                 .collect(),
             metric: "L2".into(),
             read_ts: 1,
+            channels: vec![0],
         }
     }
 
@@ -458,6 +538,7 @@ mod tests {
             columns: vec![Column::Long(keys.to_vec()).into_field_data("id")],
             num_rows: keys.len() as u32,
             read_ts: 1,
+            channels: vec![0],
         }
     }
 
@@ -501,8 +582,30 @@ mod tests {
         assert!(retriable(&Status::failed_precondition("moved")));
         assert!(!retriable(&Status::invalid_argument("wrong dimension")));
         assert!(!retriable(&Status::deadline_exceeded("slow")));
-        let e = channel_failed(3, &Status::failed_precondition("not followed"));
+        let e = channel_failed(&[3], &Status::failed_precondition("not followed"));
         assert_eq!(e.code(), Code::Unavailable);
         assert!(e.message().contains("channel 3"), "{}", e.message());
+        let e = channel_failed(&[1, 3], &Status::unavailable("node gone"));
+        assert!(e.message().contains("channels [1, 3]"), "{}", e.message());
+    }
+
+    #[test]
+    fn each_query_node_is_asked_once_for_the_channels_it_serves() {
+        let leader = |channel, address: &str, unavailable: &str| ShardLeader {
+            channel,
+            address: address.to_owned(),
+            unavailable: unavailable.to_owned(),
+            ..ShardLeader::default()
+        };
+        let leaders = [
+            leader(0, "a:1", ""),
+            leader(1, "b:1", ""),
+            leader(2, "a:1", ""),
+            leader(3, "", "no query node serves channel 3"),
+            leader(4, "", "no query node serves channel 4"),
+            leader(5, "b:1", ""),
+        ];
+        let groups: Vec<Vec<u32>> = by_node(&leaders).iter().map(|g| channels_of(g)).collect();
+        assert_eq!(groups, [vec![0, 2], vec![1, 5], vec![3], vec![4]]);
     }
 }

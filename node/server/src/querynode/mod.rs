@@ -428,6 +428,33 @@ impl Node {
         })
     }
 
+    /// [`Node::prepare`] for each channel of a read (all at once); they must be
+    /// distinct channels of one collection.
+    async fn prepare_all(&self, ats: Vec<proto::ReadAt>, filter: &str) -> Result<Reads, Status> {
+        let Some(first) = ats.first() else {
+            return Err(Status::invalid_argument(
+                "a read needs `at`: one or more channels",
+            ));
+        };
+        let collection = first.collection_id;
+        let mut channels: Vec<u32> = ats.iter().map(|at| at.channel).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        if channels.len() != ats.len() || ats.iter().any(|at| at.collection_id != collection) {
+            return Err(Status::invalid_argument(
+                "a read names each channel once, all of one collection",
+            ));
+        }
+        let each =
+            futures::future::try_join_all(ats.into_iter().map(|at| self.prepare(Some(at), filter)))
+                .await?;
+        Ok(Reads {
+            read_ts: each.iter().map(|p| p.read_ts).min().unwrap_or(u64::MAX),
+            each,
+            channels,
+        })
+    }
+
     /// The schema of a loaded collection and `text` parsed against it (`None`
     /// when blank).
     fn filter(
@@ -454,6 +481,24 @@ struct Prepared {
     read_ts: u64,
     schema: CollectionSchema,
     filter: Option<Filter>,
+}
+
+/// The channels of one read, each prepared.
+struct Reads {
+    each: Vec<Prepared>,
+    /// The channels, in order.
+    channels: Vec<u32>,
+    /// The oldest of the channels' read timestamps.
+    read_ts: u64,
+}
+
+impl Reads {
+    fn schema(&self) -> Result<&CollectionSchema, Status> {
+        self.each
+            .first()
+            .map(|p| &p.schema)
+            .ok_or_else(|| Status::invalid_argument("a read needs one or more channels"))
+    }
 }
 
 fn read(view: &RwLock<ChannelView>) -> std::sync::RwLockReadGuard<'_, ChannelView> {
@@ -624,39 +669,46 @@ impl QueryNode for QueryNodeService {
             .chunks_exact(dim)
             .map(<[f32]>::to_vec)
             .collect();
-        let Prepared {
-            view,
-            collection,
-            read_ts,
-            schema,
-            filter,
-        } = self.node.prepare(r.at, &r.filter).await?;
+        let reads = self.node.prepare_all(r.at, &r.filter).await?;
+        let schema = reads.schema()?.clone();
         let output = output_columns(&schema, &r.output_fields).map_err(Status::invalid_argument)?;
         let k = r.top_k as usize;
         let ef = match r.ef {
             0 => k.max(DEFAULT_EF),
             ef => (ef as usize).max(k),
         };
-        let (metric, results) = tokio::task::spawn_blocking(move || {
-            let params = SearchParams {
-                queries: &queries,
-                k,
-                ef,
-                read_ts,
-                filter: filter.as_ref(),
-                output: &output,
-            };
-            read(&view)
-                .search(collection, &params)
-                .map(|(metric, found)| (metric, wire_hits(&schema, &output, found)))
+        let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
+        let metric = schema.metric.name().to_owned();
+        // One blocking task searches every channel asked and merges them.
+        let results = tokio::task::spawn_blocking(move || {
+            let per_channel = reads
+                .each
+                .iter()
+                .map(|p| {
+                    let params = SearchParams {
+                        queries: &queries,
+                        k,
+                        ef,
+                        read_ts: p.read_ts,
+                        filter: p.filter.as_ref(),
+                        output: &output,
+                    };
+                    read(&p.view)
+                        .search(p.collection, &params)
+                        .map(|(_, found)| found)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let found = view::merge_found(&schema, &output, per_channel, k)?;
+            Ok(wire_hits(&schema, &output, found))
         })
         .await
         .map_err(|e| Status::internal(format!("the search failed: {e}")))?
         .map_err(view_status)?;
         Ok(Response::new(proto::SearchChannelResponse {
             results,
-            metric: metric.name().to_owned(),
+            metric,
             read_ts,
+            channels,
         }))
     }
 
@@ -666,15 +718,19 @@ impl QueryNode for QueryNodeService {
         request: Request<proto::CountChannelRequest>,
     ) -> Result<Response<proto::CountChannelResponse>, Status> {
         let r = request.into_inner();
-        let Prepared {
-            view,
-            collection,
-            read_ts,
-            filter,
-            ..
-        } = self.node.prepare(r.at, &r.filter).await?;
+        let reads = self.node.prepare_all(r.at, &r.filter).await?;
+        let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
         let count = tokio::task::spawn_blocking(move || {
-            read(&view).count(collection, read_ts, filter.as_ref())
+            reads
+                .each
+                .iter()
+                .try_fold(view::Count::default(), |total, p| {
+                    let count = read(&p.view).count(p.collection, p.read_ts, p.filter.as_ref())?;
+                    Ok::<_, ViewError>(view::Count {
+                        rows: total.rows + count.rows,
+                        checksum: total.checksum.wrapping_add(count.checksum),
+                    })
+                })
         })
         .await
         .map_err(|e| Status::internal(format!("the count failed: {e}")))?
@@ -683,6 +739,7 @@ impl QueryNode for QueryNodeService {
             rows: count.rows,
             checksum: count.checksum,
             read_ts,
+            channels,
         }))
     }
 
@@ -692,13 +749,8 @@ impl QueryNode for QueryNodeService {
         request: Request<proto::QueryChannelRequest>,
     ) -> Result<Response<proto::QueryChannelResponse>, Status> {
         let r = request.into_inner();
-        let Prepared {
-            view,
-            collection,
-            read_ts,
-            schema,
-            filter,
-        } = self.node.prepare(r.at, &r.filter).await?;
+        let reads = self.node.prepare_all(r.at, &r.filter).await?;
+        let schema = reads.schema()?.clone();
         let primary = schema.primary_key_index();
         let output: Vec<usize> = output_columns(&schema, &r.output_fields)
             .map_err(Status::invalid_argument)?
@@ -709,8 +761,18 @@ impl QueryNode for QueryNodeService {
             .chain(output.iter().copied())
             .collect();
         let limit = r.limit as usize;
+        let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
+        let merge_schema = schema.clone();
+        let merge_positions = positions.clone();
         let columns = tokio::task::spawn_blocking(move || {
-            read(&view).query(collection, read_ts, filter.as_ref(), &output, limit)
+            let per_channel = reads
+                .each
+                .iter()
+                .map(|p| {
+                    read(&p.view).query(p.collection, p.read_ts, p.filter.as_ref(), &output, limit)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            view::merge_rows(&merge_schema, &merge_positions, per_channel, limit)
         })
         .await
         .map_err(|e| Status::internal(format!("the query failed: {e}")))?
@@ -720,6 +782,7 @@ impl QueryNode for QueryNodeService {
             columns: wire_columns(&schema, &positions, columns),
             num_rows: u32::try_from(num_rows).unwrap_or(u32::MAX),
             read_ts,
+            channels,
         }))
     }
 

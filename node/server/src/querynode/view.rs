@@ -503,6 +503,93 @@ impl ChannelView {
     }
 }
 
+/// The answers of several channels to the same queries merged: per query the
+/// `k` nearest hits, with the output columns (`output`, schema positions) of
+/// the hits kept.
+pub fn merge_found(
+    schema: &CollectionSchema,
+    output: &[usize],
+    mut channels: Vec<Vec<Found>>,
+    k: usize,
+) -> Result<Vec<Found>, ViewError> {
+    if channels.len() == 1 {
+        return Ok(channels.pop().unwrap_or_default());
+    }
+    let queries = channels.first().map_or(0, Vec::len);
+    if let Some(short) = channels.iter().find(|c| c.len() != queries) {
+        return Err(ViewError::Field(format!(
+            "a channel answered {} of {queries} queries",
+            short.len()
+        )));
+    }
+    (0..queries)
+        .map(|q| {
+            let answers: Vec<&Found> = channels.iter().map(|c| &c[q]).collect();
+            let lists: Vec<Vec<(Hit, (usize, usize))>> = answers
+                .iter()
+                .enumerate()
+                .map(|(a, found)| {
+                    found
+                        .hits
+                        .iter()
+                        .enumerate()
+                        .map(|(row, hit)| (*hit, (a, row)))
+                        .collect()
+                })
+                .collect();
+            let merged = search::merge_with(schema.metric, &lists, k);
+            let picks: Vec<(usize, usize)> = merged.iter().map(|(_, at)| *at).collect();
+            let fields = output
+                .iter()
+                .enumerate()
+                .map(|(i, &column)| {
+                    let sources: Vec<&Column> =
+                        answers.iter().filter_map(|f| f.fields.get(i)).collect();
+                    gather_from(schema, &sources, column, &picks)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Found {
+                hits: merged.into_iter().map(|(hit, _)| hit).collect(),
+                fields,
+            })
+        })
+        .collect()
+}
+
+/// The answers of several channels to the same query ([`ChannelView::query`]:
+/// columns `columns` (schema positions, the primary key first), rows in
+/// primary key order) merged in primary key order, the first `limit` kept.
+pub fn merge_rows(
+    schema: &CollectionSchema,
+    columns: &[usize],
+    mut channels: Vec<Vec<Column>>,
+    limit: usize,
+) -> Result<Vec<Column>, ViewError> {
+    if channels.len() == 1 {
+        return Ok(channels.pop().unwrap_or_default());
+    }
+    let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+    for (a, answer) in channels.iter().enumerate() {
+        let Some(Column::Long(keys)) = answer.first() else {
+            return Err(ViewError::Field(
+                "a channel answered a query without primary keys".to_owned(),
+            ));
+        };
+        rows.extend(keys.iter().enumerate().map(|(row, &pk)| (pk, a, row)));
+    }
+    rows.sort_unstable();
+    rows.truncate(limit);
+    let picks: Vec<(usize, usize)> = rows.iter().map(|&(_, a, row)| (a, row)).collect();
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, &column)| {
+            let sources: Vec<&Column> = channels.iter().filter_map(|c| c.get(i)).collect();
+            gather_from(schema, &sources, column, &picks)
+        })
+        .collect()
+}
+
 /// What a search asks of a channel.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchParams<'a> {
@@ -576,15 +663,26 @@ fn gather(
     column: usize,
     picks: &[(usize, usize)],
 ) -> Result<Column, ViewError> {
-    let field = schema
-        .fields()
-        .get(column)
-        .ok_or_else(|| ViewError::Field(format!("no field at position {column}")))?;
     let sources: Vec<&Column> = blocks
         .iter()
         .filter_map(|b| b.rows.columns.get(column))
         .collect();
-    Column::gather(field.ty, &sources, picks).map_err(|e| ViewError::Field(e.0))
+    gather_from(schema, &sources, column, picks)
+}
+
+/// The rows `picks` (source, row) of `sources`, which hold column `column`
+/// (a schema position).
+fn gather_from(
+    schema: &CollectionSchema,
+    sources: &[&Column],
+    column: usize,
+    picks: &[(usize, usize)],
+) -> Result<Column, ViewError> {
+    let field = schema
+        .fields()
+        .get(column)
+        .ok_or_else(|| ViewError::Field(format!("no field at position {column}")))?;
+    Column::gather(field.ty, sources, picks).map_err(|e| ViewError::Field(e.0))
 }
 
 #[cfg(test)]
@@ -1017,5 +1115,38 @@ mod tests {
                 values: vec![1.0, 1.0, 5.0, 5.0].into()
             }
         );
+    }
+
+    #[test]
+    fn channels_merge_nearest_first_with_their_fields_and_rows_in_key_order() {
+        let schema = minimal(2);
+        let found = |hits: &[(i64, f32)]| Found {
+            hits: hits.iter().map(|&(id, score)| Hit { id, score }).collect(),
+            fields: vec![Column::Long(hits.iter().map(|h| h.0).collect())],
+        };
+        let merged = merge_found(
+            &schema,
+            &[0],
+            vec![
+                vec![found(&[(1, 0.5), (3, 2.0)]), found(&[(5, 1.0)])],
+                vec![found(&[(2, 1.0), (4, 3.0)]), found(&[])],
+            ],
+            3,
+        )
+        .expect("merge");
+        assert_eq!(
+            merged,
+            [found(&[(1, 0.5), (2, 1.0), (3, 2.0)]), found(&[(5, 1.0)])]
+        );
+        let short = merge_found(&schema, &[0], vec![vec![found(&[])], vec![]], 3);
+        assert!(
+            short.is_err(),
+            "a channel answering fewer queries is an error"
+        );
+
+        let keys = |k: &[i64]| vec![Column::Long(k.to_vec())];
+        let rows = merge_rows(&schema, &[0], vec![keys(&[2, 8, 9]), keys(&[1, 5])], 4)
+            .expect("merge rows");
+        assert_eq!(rows, keys(&[1, 2, 5, 8]));
     }
 }
