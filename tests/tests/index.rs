@@ -97,6 +97,8 @@ async fn flushed_files_get_hnsw_indexes_that_searches_use_with_high_recall() {
     let cluster = ClusterBuilder::new("index")
         .kafka()
         .datanodes(1)
+        // Builds on two threads: the recall below holds for a graph built in parallel.
+        .datanode_args(&["--index-build-threads=2"])
         .proxy()
         .build()
         .await

@@ -178,6 +178,7 @@ pub mod env {
     pub const FLUSH_AGE: &str = "MILVUS_LIKE_FLUSH_AGE";
     pub const DATANODE_MEMORY_MIB: &str = "MILVUS_LIKE_DATANODE_MEMORY_MIB";
     pub const DATANODE_CONCURRENT_FLUSHES: &str = "MILVUS_LIKE_DATANODE_CONCURRENT_FLUSHES";
+    pub const INDEX_BUILD_THREADS: &str = "MILVUS_LIKE_DATANODE_INDEX_BUILD_THREADS";
     pub const DRAIN_TIMEOUT: &str = "MILVUS_LIKE_DRAIN_TIMEOUT";
 
     pub const STORAGE_ROOT: &str = "MILVUS_LIKE_STORAGE_ROOT";
@@ -234,6 +235,8 @@ pub mod defaults {
     pub const FLUSH_AGE: Duration = Duration::from_secs(30);
     pub const DATANODE_MEMORY_MIB: u64 = 1024;
     pub const DATANODE_CONCURRENT_FLUSHES: usize = 2;
+    /// One, so that ingest keeps the other cores.
+    pub const INDEX_BUILD_THREADS: usize = 1;
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
     pub const QUERYNODE_TARGET_INTERVAL: Duration = Duration::from_secs(1);
     /// 0: three quarters of the memory the process may use.

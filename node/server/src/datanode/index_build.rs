@@ -11,9 +11,6 @@ use tonic::Status;
 use super::Node;
 use crate::index::{HnswIndex, HnswParams, IndexError};
 
-/// Threads of one build: one, so that ingest keeps the other cores.
-const BUILD_THREADS: usize = 1;
-
 /// Where the index of `insert_log` is stored.
 pub fn index_path(insert_log: &str) -> String {
     format!("{insert_log}.hnsw")
@@ -55,9 +52,10 @@ pub(super) async fn build(
     // A stopping node gives the build up (it cannot be cancelled otherwise, and
     // the process waits for it); the coordinator asks again later.
     let stop = node.index_stop.clone();
+    let threads = node.config.index_build_threads.max(1);
     let blob = tokio::task::spawn_blocking(move || {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(BUILD_THREADS)
+            .num_threads(threads)
             .thread_name(|i| format!("index-build-{i}"))
             .build()
             .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;

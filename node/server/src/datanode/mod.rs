@@ -82,6 +82,8 @@ pub struct DataNodeConfig {
     /// Flushes that encode and write at the same time; the others wait with their
     /// data still counted in `memory_limit`.
     pub max_concurrent_flushes: usize,
+    /// Threads of one index build.
+    pub index_build_threads: usize,
     /// How long a graceful stop waits for the coordinator to take the channels.
     pub drain_timeout: Duration,
 }
@@ -98,6 +100,7 @@ impl Default for DataNodeConfig {
             policy: ThresholdPolicy::default(),
             memory_limit: defaults::DATANODE_MEMORY_MIB << 20,
             max_concurrent_flushes: defaults::DATANODE_CONCURRENT_FLUSHES,
+            index_build_threads: defaults::INDEX_BUILD_THREADS,
             drain_timeout: defaults::DRAIN_TIMEOUT,
         }
     }

@@ -636,6 +636,15 @@ pub struct DataNodeTuning {
         default_value_t = defaults::DATANODE_CONCURRENT_FLUSHES
     )]
     pub concurrent_flushes: usize,
+    /// Threads of an index build (a data node builds one index at a time, off
+    /// the ingest path): more build sooner and leave ingest fewer cores.
+    #[arg(
+        long,
+        env = env::INDEX_BUILD_THREADS,
+        default_value_t = defaults::INDEX_BUILD_THREADS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=256)
+    )]
+    pub index_build_threads: u64,
 }
 
 impl DataNodeTuning {
@@ -648,6 +657,7 @@ impl DataNodeTuning {
             },
             memory_limit: self.memory_mib << 20,
             max_concurrent_flushes: self.concurrent_flushes,
+            index_build_threads: usize::try_from(self.index_build_threads).unwrap_or(1),
             ..config
         }
     }

@@ -380,3 +380,19 @@ fn the_example_config_parses_for_every_subcommand() {
         ("flush.age", "30s")
     );
 }
+
+#[test]
+fn index_build_threads_reach_the_data_node_and_zero_is_refused() {
+    let cli = Cli::try_parse_from(["milvus-like", "datanode", "--index-build-threads=3"])
+        .expect("three threads");
+    let super::args::Command::Datanode(args) = cli.command else {
+        panic!("a datanode command");
+    };
+    assert_eq!(args.config().index_build_threads, 3);
+    let default = Cli::try_parse_from(["milvus-like", "datanode"]).expect("default");
+    let super::args::Command::Datanode(args) = default.command else {
+        panic!("a datanode command");
+    };
+    assert_eq!(args.config().index_build_threads, 1);
+    assert!(Cli::try_parse_from(["milvus-like", "datanode", "--index-build-threads=0"]).is_err());
+}
