@@ -22,6 +22,8 @@
 # query vectors per request), SEARCH_BENCH_M (16), SEARCH_BENCH_EFC (200),
 # SEARCH_BENCH_PROFILE (seconds: after the measurements, `perf record` the whole
 # machine while the client searches in a loop; reports in the results directory).
+# MILVUS_LIKE_BIN=/path/to/milvus-like runs another build of the node (an earlier
+# commit's, for a comparison in one sitting).
 # Results in target/bench/search-<time>/. Nothing else may run meanwhile.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -65,7 +67,7 @@ PY="$VENV/bin/python"
 log "building (release, USearch engine)"
 cargo build --release -p milvus-like-tests --bin hnsw_bench
 cargo build --release -p milvus-like-node --features usearch --bin milvus-like
-BIN=target/release/milvus-like
+BIN=${MILVUS_LIKE_BIN:-target/release/milvus-like} # another commit's binary, for an A/B
 
 case "$DATA" in
   synthetic)

@@ -251,9 +251,10 @@ impl ProxyService {
         Ok(reads::Selection { columns, names })
     }
 
-    /// Asks the query node of every channel of loaded collection `name`
-    /// (`collection`) with `call`, at the consistency level asked for: the plan
-    /// and the answers, in channel order.
+    /// Asks the query nodes serving the channels of loaded collection `name`
+    /// (`collection`) with `call`, each once for its channels, at the
+    /// consistency level asked for: the plan and the answers (one per node
+    /// asked, every channel covered once).
     async fn read_channels<T, F, Fut>(
         &self,
         name: &str,
@@ -697,8 +698,9 @@ impl Proxy for ProxyService {
         let primary = target.schema.primary_key_index();
         let mut columns = vec![primary];
         columns.extend(selection.columns.iter().copied().filter(|&c| c != primary));
-        // Each channel sends its first rows; without a limit, one more than
-        // may be returned, to tell "all of them" from "too many".
+        // Each query node sends the first rows of its channels; without a
+        // limit, one more than may be returned, to tell "all of them" from
+        // "too many".
         let per_channel = if req.limit == 0 {
             MAX_QUERY_ROWS + 1
         } else {

@@ -1,9 +1,10 @@
-//! Reads through the proxy: a search or count asks the query node serving each
-//! channel of the collection (the data coordinator's `GetShardLeaders`) and
-//! merges their answers. Every channel must answer: a channel that refuses
-//! (moved, still loading, node gone) gets one retry with fresh leaders, and if it
-//! still fails the whole read fails with `Unavailable` naming it. A partial
-//! answer is never returned.
+//! Reads through the proxy: a search, count or query asks each query node
+//! serving channels of the collection (the data coordinator's
+//! `GetShardLeaders`) once, for all of its channels, and merges their answers.
+//! Every channel must be answered: a node that refuses (a channel moved, still
+//! loading, node gone) has its channels retried once with fresh leaders, and if
+//! that still fails the whole read fails with `Unavailable` naming them. A
+//! partial answer is never returned.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -679,31 +679,33 @@ impl QueryNode for QueryNodeService {
         };
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
         let metric = schema.metric.name().to_owned();
-        // One blocking task searches every channel asked and merges them.
-        let results = tokio::task::spawn_blocking(move || {
-            let per_channel = reads
-                .each
-                .iter()
-                .map(|p| {
-                    let params = SearchParams {
-                        queries: &queries,
-                        k,
-                        ef,
-                        read_ts: p.read_ts,
-                        filter: p.filter.as_ref(),
-                        output: &output,
-                    };
-                    read(&p.view)
-                        .search(p.collection, &params)
-                        .map(|(_, found)| found)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let found = view::merge_found(&schema, &output, per_channel, k)?;
-            Ok(wire_hits(&schema, &output, found))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("the search failed: {e}")))?
-        .map_err(view_status)?;
+        // Each channel is searched in a blocking task of its own (all at once,
+        // so one request's latency is one channel's), then merged.
+        let (queries, output) = (Arc::new(queries), Arc::new(output));
+        let searches = reads.each.into_iter().map(|p| {
+            let (queries, output) = (queries.clone(), output.clone());
+            tokio::task::spawn_blocking(move || {
+                let params = SearchParams {
+                    queries: &queries,
+                    k,
+                    ef,
+                    read_ts: p.read_ts,
+                    filter: p.filter.as_ref(),
+                    output: &output,
+                };
+                read(&p.view)
+                    .search(p.collection, &params)
+                    .map(|(_, found)| found)
+            })
+        });
+        let per_channel = futures::future::try_join_all(searches)
+            .await
+            .map_err(|e| Status::internal(format!("the search failed: {e}")))?
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(view_status)?;
+        let found = view::merge_found(&schema, &output, per_channel, k).map_err(view_status)?;
+        let results = wire_hits(&schema, &output, found);
         Ok(Response::new(proto::SearchChannelResponse {
             results,
             metric,
