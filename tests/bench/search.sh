@@ -224,6 +224,14 @@ for ef in sorted(best):
         print(f"  ef {ef}: recall {r['recall']:.4f}, {r['qps']:.0f} QPS; hnswlib reaches no such recall in its sweep")
         continue
     h = max(match, key=lambda h: h["qps_n"])
-    print(f"  ef {ef} (recall {r['recall']:.4f}, in flight {r['concurrency']}, batch {r['batch']}): {r['qps']:.0f} QPS"
-          f" / hnswlib ef {h['ef']} (recall {h['recall']:.4f}) {h['qps_n']:.0f} = {r['qps'] / h['qps_n']:.2f}x")
+    line = (f"  ef {ef} (recall {r['recall']:.4f}, in flight {r['concurrency']}, batch {r['batch']}): {r['qps']:.0f} QPS"
+            f" / hnswlib ef {h['ef']} (recall {h['recall']:.4f}) {h['qps_n']:.0f} = {r['qps'] / h['qps_n']:.2f}x")
+    # hnswlib's QPS at exactly our recall, linear between its two settings around it.
+    below = [b for b in hnswlib if b["recall"] < r["recall"] and b["ef"] < h["ef"]]
+    if below and h["recall"] > r["recall"]:
+        b = max(below, key=lambda b: b["ef"])
+        f = (r["recall"] - b["recall"]) / (h["recall"] - b["recall"])
+        at = b["qps_n"] + f * (h["qps_n"] - b["qps_n"])
+        line += f"; interpolated to recall {r['recall']:.4f}: {at:.0f}, {r['qps'] / at:.2f}x"
+    print(line)
 PY
