@@ -493,6 +493,27 @@ struct Reads {
 }
 
 impl Reads {
+    /// `read` on each channel, in a blocking task of its own, all at once (a
+    /// request's latency is its slowest channel's); the answers in channel
+    /// order. `what` names the read in an error.
+    async fn on_each_channel<T, F>(self, what: &str, read: F) -> Result<Vec<T>, Status>
+    where
+        T: Send + 'static,
+        F: Fn(&Prepared) -> Result<T, ViewError> + Send + Sync + 'static,
+    {
+        let read = Arc::new(read);
+        let tasks = self.each.into_iter().map(|p| {
+            let read = read.clone();
+            tokio::task::spawn_blocking(move || read(&p))
+        });
+        futures::future::try_join_all(tasks)
+            .await
+            .map_err(|e| Status::internal(format!("the {what} failed: {e}")))?
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(view_status)
+    }
+
     fn schema(&self) -> Result<&CollectionSchema, Status> {
         self.each
             .first()
@@ -679,31 +700,23 @@ impl QueryNode for QueryNodeService {
         };
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
         let metric = schema.metric.name().to_owned();
-        // Each channel is searched in a blocking task of its own (all at once,
-        // so one request's latency is one channel's), then merged.
         let (queries, output) = (Arc::new(queries), Arc::new(output));
-        let searches = reads.each.into_iter().map(|p| {
-            let (queries, output) = (queries.clone(), output.clone());
-            tokio::task::spawn_blocking(move || {
+        let (q, o) = (queries.clone(), output.clone());
+        let per_channel = reads
+            .on_each_channel("search", move |p| {
                 let params = SearchParams {
-                    queries: &queries,
+                    queries: &q,
                     k,
                     ef,
                     read_ts: p.read_ts,
                     filter: p.filter.as_ref(),
-                    output: &output,
+                    output: &o,
                 };
                 read(&p.view)
                     .search(p.collection, &params)
                     .map(|(_, found)| found)
             })
-        });
-        let per_channel = futures::future::try_join_all(searches)
-            .await
-            .map_err(|e| Status::internal(format!("the search failed: {e}")))?
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(view_status)?;
+            .await?;
         let found = view::merge_found(&schema, &output, per_channel, k).map_err(view_status)?;
         let results = wire_hits(&schema, &output, found);
         Ok(Response::new(proto::SearchChannelResponse {
@@ -722,21 +735,17 @@ impl QueryNode for QueryNodeService {
         let r = request.into_inner();
         let reads = self.node.prepare_all(r.at, &r.filter).await?;
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
-        let count = tokio::task::spawn_blocking(move || {
-            reads
-                .each
-                .iter()
-                .try_fold(view::Count::default(), |total, p| {
-                    let count = read(&p.view).count(p.collection, p.read_ts, p.filter.as_ref())?;
-                    Ok::<_, ViewError>(view::Count {
-                        rows: total.rows + count.rows,
-                        checksum: total.checksum.wrapping_add(count.checksum),
-                    })
-                })
-        })
-        .await
-        .map_err(|e| Status::internal(format!("the count failed: {e}")))?
-        .map_err(view_status)?;
+        let counts = reads
+            .on_each_channel("count", |p| {
+                read(&p.view).count(p.collection, p.read_ts, p.filter.as_ref())
+            })
+            .await?;
+        let count = counts
+            .iter()
+            .fold(view::Count::default(), |total, count| view::Count {
+                rows: total.rows + count.rows,
+                checksum: total.checksum.wrapping_add(count.checksum),
+            });
         Ok(Response::new(proto::CountChannelResponse {
             rows: count.rows,
             checksum: count.checksum,
@@ -764,16 +773,14 @@ impl QueryNode for QueryNodeService {
             .collect();
         let limit = r.limit as usize;
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
-        let merge_schema = schema.clone();
-        let merge_positions = positions.clone();
+        let per_channel = reads
+            .on_each_channel("query", move |p| {
+                read(&p.view).query(p.collection, p.read_ts, p.filter.as_ref(), &output, limit)
+            })
+            .await?;
+        // Up to MAX_QUERY_ROWS rows with their columns: gathered off the runtime.
+        let (merge_schema, merge_positions) = (schema.clone(), positions.clone());
         let columns = tokio::task::spawn_blocking(move || {
-            let per_channel = reads
-                .each
-                .iter()
-                .map(|p| {
-                    read(&p.view).query(p.collection, p.read_ts, p.filter.as_ref(), &output, limit)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
             view::merge_rows(&merge_schema, &merge_positions, per_channel, limit)
         })
         .await
