@@ -701,7 +701,7 @@ impl Proxy for ProxyService {
         // Each query node sends the first rows of its channels; without a
         // limit, one more than may be returned, to tell "all of them" from
         // "too many".
-        let per_channel = if req.limit == 0 {
+        let per_node = if req.limit == 0 {
             MAX_QUERY_ROWS + 1
         } else {
             req.limit + req.offset
@@ -717,7 +717,7 @@ impl Proxy for ProxyService {
                         at,
                         filter: req.filter.clone(),
                         output_fields: selection.names.clone(),
-                        limit: per_channel,
+                        limit: per_node,
                     };
                     async move { Ok(client.query_channel(request).await?.into_inner()) }
                 },

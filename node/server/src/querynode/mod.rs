@@ -448,10 +448,15 @@ impl Node {
         let each =
             futures::future::try_join_all(ats.into_iter().map(|at| self.prepare(Some(at), filter)))
                 .await?;
+        let schema = each
+            .first()
+            .map(|p| p.schema.clone())
+            .ok_or_else(|| Status::invalid_argument("a read needs `at`: one or more channels"))?;
         Ok(Reads {
             read_ts: each.iter().map(|p| p.read_ts).min().unwrap_or(u64::MAX),
             each,
             channels,
+            schema,
         })
     }
 
@@ -490,6 +495,8 @@ struct Reads {
     channels: Vec<u32>,
     /// The oldest of the channels' read timestamps.
     read_ts: u64,
+    /// The collection's schema.
+    schema: CollectionSchema,
 }
 
 impl Reads {
@@ -512,13 +519,6 @@ impl Reads {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(view_status)
-    }
-
-    fn schema(&self) -> Result<&CollectionSchema, Status> {
-        self.each
-            .first()
-            .map(|p| &p.schema)
-            .ok_or_else(|| Status::invalid_argument("a read needs one or more channels"))
     }
 }
 
@@ -691,7 +691,7 @@ impl QueryNode for QueryNodeService {
             .map(<[f32]>::to_vec)
             .collect();
         let reads = self.node.prepare_all(r.at, &r.filter).await?;
-        let schema = reads.schema()?.clone();
+        let schema = reads.schema.clone();
         let output = output_columns(&schema, &r.output_fields).map_err(Status::invalid_argument)?;
         let k = r.top_k as usize;
         let ef = match r.ef {
@@ -761,7 +761,7 @@ impl QueryNode for QueryNodeService {
     ) -> Result<Response<proto::QueryChannelResponse>, Status> {
         let r = request.into_inner();
         let reads = self.node.prepare_all(r.at, &r.filter).await?;
-        let schema = reads.schema()?.clone();
+        let schema = reads.schema.clone();
         let primary = schema.primary_key_index();
         let output: Vec<usize> = output_columns(&schema, &r.output_fields)
             .map_err(Status::invalid_argument)?
