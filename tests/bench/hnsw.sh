@@ -6,7 +6,8 @@
 #   tests/bench/hnsw.sh [ROWS]       vectors (default 100000)
 #
 # Environment: HNSW_BENCH_DIM (128), HNSW_BENCH_QUERIES (500), HNSW_BENCH_M (16),
-# HNSW_BENCH_EFC (200), HNSW_BENCH_EFS (16,32,64,128,256), HNSW_BENCH_THREADS (nproc).
+# HNSW_BENCH_EFC (200), HNSW_BENCH_EFS (16,32,64,128,256), HNSW_BENCH_THREADS (nproc),
+# HNSW_BENCH_ENGINES (ours measured: usearch,hnsw_rs; default every one built in).
 # hnswlib, faiss-cpu and numpy are installed from PyPI into a virtualenv under
 # ~/.cache/milvus-like (pinned versions). Results are kept in target/bench/hnsw-<time>/.
 # Nothing else may run on the machine meanwhile.
@@ -21,6 +22,7 @@ M=${HNSW_BENCH_M:-16}
 EFC=${HNSW_BENCH_EFC:-200}
 EFS=${HNSW_BENCH_EFS:-16,32,64,128,256}
 THREADS=${HNSW_BENCH_THREADS:-$(nproc)}
+ENGINES=${HNSW_BENCH_ENGINES:+--engines $HNSW_BENCH_ENGINES}
 HNSWLIB_VERSION=0.8.0
 FAISS_VERSION=1.12.0
 NUMPY_VERSION=2.2.6
@@ -44,7 +46,7 @@ cargo build --release -p milvus-like-tests --bin hnsw_bench
 } | tee "$OUT/summary.txt"
 log "ours"
 target/release/hnsw_bench --rows "$ROWS" --dim "$DIM" --queries "$QUERIES" --m "$M" \
-  --ef-construction "$EFC" --efs "$EFS" --threads "$THREADS" --dir "$OUT" | tee "$OUT/results.jsonl"
+  --ef-construction "$EFC" --efs "$EFS" --threads "$THREADS" $ENGINES --dir "$OUT" | tee "$OUT/results.jsonl"
 log "hnswlib and faiss"
 "$VENV/bin/python" tests/bench/hnsw_reference.py "$OUT" "$ROWS" "$DIM" "$QUERIES" "$M" "$EFC" "$EFS" "$THREADS" \
   | tee -a "$OUT/results.jsonl"

@@ -37,6 +37,9 @@ const STOP_CHECK_ROWS: usize = 2_048;
 /// Asked between batches of rows during a build: `true` stops it.
 type Stop<'a> = &'a dyn Fn() -> bool;
 
+/// Which rows a search may return (by row number); `None`: all.
+pub type Keep<'a> = Option<&'a (dyn Fn(usize) -> bool + Sync)>;
+
 /// How an HNSW graph is built (Milvus's names: `M`, `efConstruction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswParams {
@@ -147,30 +150,7 @@ impl HnswParams {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    lanes(a, b, |x, y| x * y)
-}
-
-/// Sum of `f(a[i], b[i])` in 8 independent lanes: unlike one running sum (whose
-/// order the compiler must keep), this compiles to SIMD. Most of a graph's build
-/// and search time is spent here.
-#[inline]
-fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| f(*x, *y))
-        .sum();
-    let mut acc = [0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += f(x[i], y[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+use milvus_like_distance::dot;
 
 fn norm(v: &[f32]) -> f32 {
     dot(v, v).sqrt()
@@ -287,14 +267,15 @@ impl HnswIndex {
         self.engine
     }
 
-    /// The `k` nearest rows to `query` that `keep` accepts, as (row, Milvus
-    /// score), nearest first; `ef` is the search breadth (at least `k`).
+    /// The `k` nearest rows to `query` that `keep` accepts (every row when
+    /// `None`, which spares a call per row visited), as (row, Milvus score),
+    /// nearest first; `ef` is the search breadth (at least `k`).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: Keep<'_>,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
         if query.len() != self.dim {
             return Err(SearchError::WrongDimension {
@@ -513,7 +494,7 @@ mod tests {
         for q in queries.chunks_exact(dim) {
             let exact: Vec<Hit> =
                 flat_top_k(metric, dim, &floats, &keys, q, k, keep).expect("flat");
-            let got = index.search(q, k, 64, &keep).expect("search");
+            let got = index.search(q, k, 64, Some(&keep)).expect("search");
             assert!(
                 got.iter().all(|(row, _)| keep(*row)),
                 "a filtered row came back"
@@ -570,10 +551,11 @@ mod tests {
             assert_eq!(loaded.metric(), metric);
             assert_eq!(loaded.engine(), engine);
             let q = random(1, dim, 99);
+            // Asking nothing per row and accepting every row are the same search.
             let all = |_: usize| true;
             assert_eq!(
-                index.search(&q, 10, 32, &all),
-                loaded.search(&q, 10, 32, &all)
+                index.search(&q, 10, 32, None),
+                loaded.search(&q, 10, 32, Some(&all))
             );
             let mut damaged = bytes.clone();
             damaged[bytes.len() / 2] ^= 1;
@@ -660,8 +642,7 @@ mod tests {
         let old = HnswIndex::from_bytes(&as_format_1(&blob), scratch.path()).expect("format 1");
         assert_eq!(old.engine(), Engine::HnswRs);
         let q = random(1, dim, 1);
-        let all = |_: usize| true;
-        assert_eq!(old.search(&q, 5, 32, &all), index.search(&q, 5, 32, &all));
+        assert_eq!(old.search(&q, 5, 32, None), index.search(&q, 5, 32, None));
 
         let unknown = with_engine_code(&blob, 9);
         let err = HnswIndex::from_bytes(&unknown, scratch.path()).expect_err("engine 9");
@@ -733,7 +714,7 @@ mod tests {
             let alone: Vec<Vec<(usize, f32)>> = queries
                 .chunks_exact(dim)
                 .zip(efs.iter().cycle())
-                .map(|(q, ef)| index.search(q, 10, *ef, &keep).expect("search"))
+                .map(|(q, ef)| index.search(q, 10, *ef, Some(&keep)).expect("search"))
                 .collect();
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..24)
@@ -746,7 +727,8 @@ mod tests {
                                 .enumerate()
                             {
                                 if (i + t) % 2 == 0 {
-                                    let got = index.search(q, 10, *ef, &keep).expect("search");
+                                    let got =
+                                        index.search(q, 10, *ef, Some(&keep)).expect("search");
                                     assert_eq!(got, alone[i], "{engine}: query {i} at ef {ef}");
                                 }
                             }

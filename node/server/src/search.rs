@@ -14,6 +14,7 @@ use std::collections::{BinaryHeap, HashSet};
 
 use milvus_like_api::schema::Metric;
 use milvus_like_api::vectors::Floats;
+use milvus_like_distance::{as_floats, dot, l2sq};
 
 /// One result: a row's id (its primary key) and its score against the query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,27 +35,16 @@ pub fn order(metric: Metric, a: &Hit, b: &Hit) -> Ordering {
 
 /// The score of `row` against `query` (same length) under `metric`;
 /// `query_norm` is the query's Euclidean norm (used by COSINE only).
-fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[u8]) -> f32 {
-    let row = row
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .map(|b| f32::from_le_bytes(*b));
+fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32]) -> f32 {
     match metric {
-        Metric::L2 => query.iter().zip(row).map(|(q, v)| (q - v) * (q - v)).sum(),
-        Metric::InnerProduct => query.iter().zip(row).map(|(q, v)| q * v).sum(),
+        Metric::L2 => l2sq(query, row),
+        Metric::InnerProduct => dot(query, row),
         Metric::Cosine => {
-            let (dot, norm2) = query
-                .iter()
-                .zip(row)
-                .fold((0f32, 0f32), |(dot, norm2), (q, v)| {
-                    (dot + q * v, norm2 + v * v)
-                });
-            let denominator = query_norm * norm2.sqrt();
+            let denominator = query_norm * dot(row, row).sqrt();
             if denominator == 0.0 {
                 0.0
             } else {
-                dot / denominator
+                dot(query, row) / denominator
             }
         }
     }
@@ -144,13 +134,26 @@ pub fn flat_top_k_rows(
     if k == 0 || dim == 0 {
         return Ok(Vec::new());
     }
-    let query_norm = query.iter().map(|q| q * q).sum::<f32>().sqrt();
+    let query_norm = dot(query, query).sqrt();
+    // The block's floats in place where they are aligned (Arrow buffers are);
+    // else each row is decoded into `scratch` first.
+    let floats = as_floats(vectors.as_le_bytes());
+    let mut scratch = vec![0f32; if floats.is_some() { 0 } else { dim }];
     let rows = vectors.as_le_bytes().chunks_exact(dim * 4);
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
-    for (i, (row, &id)) in rows.zip(ids).enumerate() {
+    for (i, (bytes, &id)) in rows.zip(ids).enumerate() {
         if !visible(i) {
             continue;
         }
+        let row = match floats {
+            Some(floats) => &floats[i * dim..(i + 1) * dim],
+            None => {
+                for (f, b) in scratch.iter_mut().zip(bytes.as_chunks::<4>().0) {
+                    *f = f32::from_le_bytes(*b);
+                }
+                &scratch
+            }
+        };
         let hit = Hit {
             id,
             score: score(metric, query, query_norm, row),

@@ -234,20 +234,19 @@ fn measure(
         .install(|| HnswIndex::build_with(engine, Metric::L2, o.dim, floats, params, &|| false))?;
     let build_s = started.elapsed().as_secs_f64();
     println!("{{\"side\":\"{side}\",\"build_s\":{build_s:.3}}}");
-    let all = |_: usize| true;
     let query_rows: Vec<&[f32]> = queries.chunks_exact(o.dim).collect();
     for &ef in &o.efs {
         let started = Instant::now();
         let found: Vec<Vec<(usize, f32)>> = query_rows
             .iter()
-            .map(|q| index.search(q, K, ef, &all))
+            .map(|q| index.search(q, K, ef, None))
             .collect::<Result<_, _>>()?;
         let qps_1 = query_rows.len() as f64 / started.elapsed().as_secs_f64();
         let started = Instant::now();
         let again: Vec<Vec<(usize, f32)>> = pool.install(|| {
             query_rows
                 .par_iter()
-                .map(|q| index.search(q, K, ef, &all))
+                .map(|q| index.search(q, K, ef, None))
                 .collect::<Result<_, _>>()
         })?;
         let qps_n = query_rows.len() as f64 / started.elapsed().as_secs_f64();

@@ -29,7 +29,7 @@ pub(super) struct L2Squared;
 
 impl Distance<f32> for L2Squared {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        super::lanes(a, b, |x, y| (x - y) * (x - y))
+        milvus_like_distance::l2sq(a, b)
     }
 }
 
@@ -122,10 +122,10 @@ impl RsGraph {
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: super::Keep<'_>,
     ) -> Vec<(usize, f32)> {
-        let keep = Keep(keep);
-        let filter = Some(&keep as &dyn FilterT);
+        let keep = keep.map(Keep);
+        let filter = keep.as_ref().map(|k| k as &dyn FilterT);
         match &self.graph {
             Graph::L2(h) => h
                 .search_filter(query, k, ef, filter)

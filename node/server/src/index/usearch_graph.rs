@@ -15,6 +15,7 @@
 use std::sync::{Condvar, Mutex, RwLock};
 
 use milvus_like_api::schema::Metric;
+use milvus_like_distance::{RawMetric, raw_metric};
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -44,6 +45,19 @@ fn kind(metric: Metric) -> MetricKind {
     }
 }
 
+/// Replaces USearch's distance function of `kind(metric)` with ours, the same
+/// distance in `f32` lanes of the CPU's widest SIMD (USearch's own sums `f32`
+/// vectors in `f64`, at half the lanes). Not saved with the graph: set after
+/// every build and load.
+fn use_our_kernels(index: &mut Index, metric: Metric) {
+    let raw = match metric {
+        Metric::L2 => RawMetric::L2sq,
+        Metric::InnerProduct | Metric::Cosine => RawMetric::OneMinusDot,
+    };
+    let dim = index.dimensions();
+    index.change_metric::<f32>(raw_metric(raw, dim));
+}
+
 fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
     move |e| IndexError::Engine(format!("{what}: {e}"))
 }
@@ -66,7 +80,8 @@ impl UsGraph {
             expansion_search: 0,
             multi: false,
         };
-        let index = Index::new(&options).map_err(engine_err("create"))?;
+        let mut index = Index::new(&options).map_err(engine_err("create"))?;
+        use_our_kernels(&mut index, metric);
         // Every thread of the pool adds at once, the caller's among them.
         let threads = rayon::current_num_threads() + 1;
         index
@@ -116,7 +131,7 @@ impl UsGraph {
         query: &[f32],
         k: usize,
         ef: usize,
-        keep: &(dyn Fn(usize) -> bool + Sync),
+        keep: super::Keep<'_>,
     ) -> Result<Vec<(usize, f32)>, IndexError> {
         let normalized: Vec<f32>;
         let query = if self.metric == Metric::Cosine {
@@ -127,9 +142,13 @@ impl UsGraph {
         };
         let _slot = self.slots.take();
         let run = || {
-            self.index
-                .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep))
-                .map_err(engine_err("search"))
+            match keep {
+                None => self.index.search(query, k),
+                Some(keep) => self
+                    .index
+                    .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep)),
+            }
+            .map_err(engine_err("search"))
         };
         let found = {
             let shared = self.breadth.read().unwrap_or_else(|e| e.into_inner());
@@ -164,7 +183,7 @@ impl UsGraph {
 
     /// Reads what [`UsGraph::to_bytes`] wrote (the blob's CRC already checked).
     pub(super) fn from_bytes(metric: Metric, dim: usize, bytes: &[u8]) -> Result<Self, IndexError> {
-        let index = Index::restore_from_buffer(bytes)
+        let mut index = Index::restore_from_buffer(bytes)
             .map_err(|e| IndexError::Corrupt(format!("usearch: {e}")))?;
         if index.dimensions() != dim || index.metric_kind() != kind(metric) {
             return Err(IndexError::Corrupt(format!(
@@ -173,6 +192,7 @@ impl UsGraph {
                 index.metric_kind()
             )));
         }
+        use_our_kernels(&mut index, metric);
         Self::serving(index, metric)
     }
 }

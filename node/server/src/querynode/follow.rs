@@ -32,12 +32,10 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
         let record = match checked {
             Ok(Checked::Insert { batch, rows, .. }) => {
                 let first = batch.first_ts;
+                let timestamps = (first..first + rows.num_rows as u64).collect();
                 Record::Insert {
                     collection: batch.collection_id,
-                    block: Block {
-                        timestamps: (first..first + rows.num_rows as u64).collect(),
-                        rows,
-                    },
+                    block: Block::new(rows, timestamps),
                 }
             }
             Ok(Checked::Delete(b)) => {

@@ -284,7 +284,7 @@ async fn read_files(
     let insert_logs = futures::stream::iter(inserts)
         .map(|path| async move {
             let (rows, timestamps) = store.read_insert_log(&path, schema).await?;
-            Ok::<_, crate::storage::StorageError>((path, Block { rows, timestamps }))
+            Ok::<_, crate::storage::StorageError>((path, Block::new(rows, timestamps)))
         })
         .buffered(READ_CONCURRENCY)
         .try_collect()

@@ -76,6 +76,20 @@ impl Offsets {
 pub struct Block {
     pub rows: RowBatch,
     pub timestamps: Vec<u64>,
+    /// The newest of `timestamps` (0 for no rows): a read at or after it sees
+    /// every row inserted.
+    newest_ts: u64,
+}
+
+impl Block {
+    pub fn new(rows: RowBatch, timestamps: Vec<u64>) -> Self {
+        let newest_ts = timestamps.iter().copied().max().unwrap_or(0);
+        Self {
+            rows,
+            timestamps,
+            newest_ts,
+        }
+    }
 }
 
 /// What a record of the log holds, once checked (`crate::ingest`).
@@ -461,7 +475,7 @@ impl ChannelView {
                 let visible = |i: usize| keep.row(i);
                 let hits: Vec<(Hit, (usize, usize))> = match index.filter(|_| keep.dense) {
                     Some(index) => index
-                        .search(query, k, params.ef, &visible)?
+                        .search(query, k, params.ef, (!keep.all()).then_some(&visible))?
                         .into_iter()
                         .filter_map(|(row, score)| {
                             keys.get(row).map(|&id| (Hit { id, score }, (b, row)))
@@ -623,6 +637,9 @@ struct Selection<'a> {
     /// nearest among them: a graph walk through mostly refused rows misses
     /// results, so a selective filter is searched exactly (as Milvus does).
     dense: bool,
+    /// Every row was inserted by `read_ts` and no delete is known: only the
+    /// filter decides (a search then asks nothing per row when there is none).
+    all_live: bool,
 }
 
 impl<'a> Selection<'a> {
@@ -638,6 +655,7 @@ impl<'a> Selection<'a> {
             read_ts,
             kept,
             dense,
+            all_live: block.newest_ts <= read_ts && c.deletes.is_empty(),
         }
     }
 
@@ -645,11 +663,17 @@ impl<'a> Selection<'a> {
         self.kept
             .as_ref()
             .is_none_or(|kept| kept.get(i).copied().unwrap_or(false))
-            && self
-                .keys
-                .get(i)
-                .zip(self.timestamps.get(i))
-                .is_some_and(|(pk, ts)| self.deletes.visible(*pk, *ts, self.read_ts))
+            && (self.all_live
+                || self
+                    .keys
+                    .get(i)
+                    .zip(self.timestamps.get(i))
+                    .is_some_and(|(pk, ts)| self.deletes.visible(*pk, *ts, self.read_ts)))
+    }
+
+    /// Whether every row is selected.
+    fn all(&self) -> bool {
+        self.all_live && self.kept.is_none()
     }
 }
 
@@ -712,10 +736,7 @@ mod tests {
             ],
             num_rows: keys.len(),
         };
-        Block {
-            rows,
-            timestamps: (ts..ts + keys.len() as u64).collect(),
-        }
+        Block::new(rows, (ts..ts + keys.len() as u64).collect())
     }
 
     /// One record of the model log.
@@ -1014,6 +1035,10 @@ mod tests {
         assert!(view.has_index(X, "f"));
         let through = nearest(&view, &query, None).expect("search");
         assert_eq!(through[0].hits[0].id, 199);
+        // Rows inserted after the read (row i at timestamp 10 + i) are not
+        // returned, even with no delete known: row 40 is the nearest of rows 0..=40.
+        let early = nearest_at(&view, &query, None, 50).expect("search");
+        assert_eq!(early[0].hits[0].id, 40);
         // A filter keeping few rows is searched exactly, one keeping many
         // through the index.
         let few = Filter::parse("id in [3, 4]", &schema).expect("filter");
@@ -1022,6 +1047,17 @@ mod tests {
         let many = Filter::parse("id >= 3", &schema).expect("filter");
         let found = nearest(&view, &query, Some(&many)).expect("search");
         assert_eq!(found[0].hits[0].id, 199);
+        // Nor a row deleted by the read, through the index.
+        let delete = Record::Delete {
+            collection: X,
+            keys: vec![199],
+            timestamps: vec![500],
+        };
+        assert_eq!(view.apply(Stream::Delete, 0, delete), Applied::Done);
+        let after = nearest(&view, &query, None).expect("search");
+        assert_eq!(after[0].hits[0].id, 198, "199 is deleted");
+        let before = nearest_at(&view, &query, None, 499).expect("search");
+        assert_eq!(before[0].hits[0].id, 199, "not deleted yet at 499");
         assert_eq!(
             nearest(&view, &[vec![0.0; 3]], None),
             Err(ViewError::Search(SearchError::WrongDimension {
@@ -1037,11 +1073,21 @@ mod tests {
         queries: &[Vec<f32>],
         filter: Option<&Filter>,
     ) -> Result<Vec<Found>, ViewError> {
+        nearest_at(view, queries, filter, u64::MAX)
+    }
+
+    /// The nearest row of X to each query, read at `read_ts`.
+    fn nearest_at(
+        view: &ChannelView,
+        queries: &[Vec<f32>],
+        filter: Option<&Filter>,
+        read_ts: u64,
+    ) -> Result<Vec<Found>, ViewError> {
         let params = SearchParams {
             queries,
             k: 1,
             ef: 16,
-            read_ts: u64::MAX,
+            read_ts,
             filter,
             output: &[],
         };
