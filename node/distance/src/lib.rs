@@ -9,11 +9,14 @@
 //! running sum would pin the compiler to its order and to one lane), so results
 //! may differ from a sequential sum in the last bits.
 //!
-//! This is milvus-like's one crate with `unsafe` code (every other crate forbids
-//! it): a function compiled for CPU features the build does not assume may only
-//! be called once the CPU is known to have them, and a graph library's metric
-//! callback ([`raw_metric`]) receives vectors as addresses.
+//! This is milvus-like's one library crate with `unsafe` code (the others forbid
+//! it; the node binary allows one libc call): a function compiled for CPU
+//! features the build does not assume may only be called once the CPU is known
+//! to have them, and USearch's metric callback receives vectors as addresses
+//! (so it is installed here, [`use_in_usearch`], where the index's own
+//! dimension and scalar type are checked, never handed out).
 
+#![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::sync::OnceLock;
@@ -74,7 +77,8 @@ fn choose() -> Kernels {
 /// consecutive additions do not wait for each other.
 const BASELINE_LANES: usize = 16;
 
-/// `sum(f(a[i], b[i]))` in `W` independent lanes, folded pairwise at the end.
+/// `sum(f(a[i], b[i]))` in `W` independent lanes, added up at the end (a fold
+/// halving the lanes pairwise kept the compiler from vectorizing the loop).
 #[inline(always)]
 fn lanes<const W: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
@@ -161,16 +165,14 @@ mod x86 {
     /// registers, then 16, then the last 0..16 under a mask.
     #[target_feature(enable = "avx512f")]
     fn sum_avx512<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
-        #[inline(always)]
+        #[target_feature(enable = "avx512f")]
+        #[inline]
         fn term<const L2: bool>(x: __m512, y: __m512, acc: __m512) -> __m512 {
-            // SAFETY: only inlined into `sum_avx512`, which has AVX-512F.
-            unsafe {
-                if L2 {
-                    let d = _mm512_sub_ps(x, y);
-                    _mm512_fmadd_ps(d, d, acc)
-                } else {
-                    _mm512_fmadd_ps(x, y, acc)
-                }
+            if L2 {
+                let d = _mm512_sub_ps(x, y);
+                _mm512_fmadd_ps(d, d, acc)
+            } else {
+                _mm512_fmadd_ps(x, y, acc)
             }
         }
         let n = a.len().min(b.len());
@@ -218,16 +220,14 @@ mod x86 {
     /// then the last 0..8 one by one.
     #[target_feature(enable = "avx2,fma")]
     fn sum_avx2<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
-        #[inline(always)]
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
         fn term<const L2: bool>(x: __m256, y: __m256, acc: __m256) -> __m256 {
-            // SAFETY: only inlined into `sum_avx2`, which has AVX2 and FMA.
-            unsafe {
-                if L2 {
-                    let d = _mm256_sub_ps(x, y);
-                    _mm256_fmadd_ps(d, d, acc)
-                } else {
-                    _mm256_fmadd_ps(x, y, acc)
-                }
+            if L2 {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            } else {
+                _mm256_fmadd_ps(x, y, acc)
             }
         }
         let n = a.len().min(b.len());
@@ -259,11 +259,10 @@ mod x86 {
         let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
-        let tail =
-            rest_a
-                .iter()
-                .zip(rest_b)
-                .map(|(x, y)| if L2 { (x - y) * (x - y) } else { x * y });
+        let tail = rest_a
+            .iter()
+            .zip(rest_b)
+            .map(|(x, y)| if L2 { (x - y) * (x - y) } else { x * y });
         tail.fold(_mm_cvtss_f32(s), |sum, t| sum + t)
     }
 }
@@ -272,16 +271,18 @@ mod x86 {
 /// may be read from (as Arrow buffers are); `None` otherwise (the caller then
 /// decodes them one by one).
 pub fn as_floats(bytes: &[u8]) -> Option<&[f32]> {
-    if cfg!(target_endian = "big") || !bytes.len().is_multiple_of(4) {
+    let start = bytes.as_ptr().cast::<f32>();
+    if cfg!(target_endian = "big") || !bytes.len().is_multiple_of(4) || !start.is_aligned() {
         return None;
     }
-    // SAFETY: every bit pattern is a valid f32, and `align_to` puts in the
-    // middle part only what is aligned for f32.
-    let (head, floats, tail) = unsafe { bytes.align_to::<f32>() };
-    (head.is_empty() && tail.is_empty()).then_some(floats)
+    // SAFETY: `start` is aligned for f32 and the `len / 4` floats lie within
+    // `bytes`, borrowed for the result's lifetime; every bit pattern is a valid
+    // f32, and on a little-endian target these are the floats the bytes encode.
+    Some(unsafe { std::slice::from_raw_parts(start, bytes.len() / 4) })
 }
 
-/// What a graph library's metric callback computes.
+/// What USearch's metric computes.
+#[cfg(feature = "usearch")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawMetric {
     /// The squared Euclidean distance.
@@ -290,19 +291,22 @@ pub enum RawMetric {
     OneMinusDot,
 }
 
-/// A metric callback over vectors given by address, the shape USearch's
-/// custom metrics take. Every call reads `dim` floats behind each address: the
-/// library that calls it must pass the addresses of its stored vectors and
-/// queries of that dimension, as USearch does for an index of dimension `dim`.
-pub type RawCallback = Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync>;
+/// A metric callback over vectors given by address (USearch's custom metric).
+#[cfg(feature = "usearch")]
+type RawCallback = Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync>;
 
 /// The callback computing `metric` over `dim`-float vectors with this CPU's
 /// kernels.
-pub fn raw_metric(metric: RawMetric, dim: usize) -> RawCallback {
+///
+/// # Safety
+/// Every call of the callback must pass the addresses of `dim` readable
+/// floats each.
+#[cfg(feature = "usearch")]
+unsafe fn raw_metric(metric: RawMetric, dim: usize) -> RawCallback {
     let kernels = kernels();
     let vectors = move |a: *const f32, b: *const f32| {
-        // SAFETY: the callback's contract (see `RawCallback`): both addresses
-        // hold `dim` floats, alive for the call.
+        // SAFETY: the contract of `raw_metric`: both addresses hold `dim`
+        // floats, alive for the call.
         unsafe {
             (
                 std::slice::from_raw_parts(a, dim),
@@ -326,6 +330,30 @@ pub fn raw_metric(metric: RawMetric, dim: usize) -> RawCallback {
             })
         }
     }
+}
+
+/// Why [`use_in_usearch`] refused an index.
+#[cfg(feature = "usearch")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotF32(pub usearch::ScalarKind);
+
+/// Makes `index` compute `metric` with these kernels (USearch's own widens
+/// `f32` to `f64`, at half the lanes). Not saved with the index: called after
+/// every creation and load. Refuses an index whose vectors are not `f32`.
+#[cfg(feature = "usearch")]
+pub fn use_in_usearch(index: &mut usearch::Index, metric: RawMetric) -> Result<(), NotF32> {
+    let scalar = index.scalar_kind();
+    if scalar != usearch::ScalarKind::F32 {
+        return Err(NotF32(scalar));
+    }
+    let dim = index.dimensions();
+    // SAFETY: USearch calls a metric with its stored vectors and its queries,
+    // which it holds (vectors) or checks (queries: `Vector length must match
+    // index dimensionality`) to be `dimensions()` scalars of the index's
+    // scalar kind, f32 as checked above.
+    let callback = unsafe { raw_metric(metric, dim) };
+    index.change_metric::<f32>(callback);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -382,6 +410,34 @@ mod tests {
         }
     }
 
+    /// Every length up to 300, each slice followed by NaNs: a kernel reading a
+    /// float past its slice answers NaN.
+    #[test]
+    fn no_kernel_reads_past_its_slices() {
+        let values: Vec<f32> = (0..300).map(|i| (i % 7) as f32 - 3.0).collect();
+        for n in 0..=300 {
+            let mut a = values[..n].to_vec();
+            let mut b: Vec<f32> = values[..n].iter().map(|v| v * 0.5).collect();
+            a.extend([f32::NAN; 32]);
+            b.extend([f32::NAN; 32]);
+            let (a, b) = (&a[..n], &b[..n]);
+            for k in runnable() {
+                let l2 = (k.l2sq)(a, b);
+                let dot = (k.dot)(a, b);
+                assert!(
+                    close(l2, sequential_l2sq(a, b), 1.0),
+                    "{} l2sq of {n}: {l2}",
+                    k.isa
+                );
+                assert!(
+                    close(dot, sequential_dot(a, b), 1.0),
+                    "{} dot of {n}: {dot}",
+                    k.isa
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_shorter_length_counts() {
         let (a, b) = ([1.0, 2.0, 3.0], [1.0, 1.0]);
@@ -397,13 +453,16 @@ mod tests {
         assert_eq!(Some(kernels().isa), widest);
     }
 
+    #[cfg(feature = "usearch")]
     #[test]
     fn raw_metrics_read_dim_floats() {
         let a = [1.0f32, 0.0, 0.0, 9.0];
         let b = [0.0f32, 1.0, 0.0, 9.0];
-        let l2 = raw_metric(RawMetric::L2sq, 3);
+        // SAFETY: called below with addresses of 4 >= 3 floats only.
+        let l2 = unsafe { raw_metric(RawMetric::L2sq, 3) };
         assert_eq!(l2(a.as_ptr(), b.as_ptr()), 2.0);
-        let ip = raw_metric(RawMetric::OneMinusDot, 3);
+        // SAFETY: as above.
+        let ip = unsafe { raw_metric(RawMetric::OneMinusDot, 3) };
         assert_eq!(ip(a.as_ptr(), a.as_ptr()), 0.0);
         assert_eq!(ip(a.as_ptr(), b.as_ptr()), 1.0);
     }

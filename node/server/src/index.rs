@@ -232,15 +232,23 @@ impl HnswIndex {
                 dim,
             });
         }
-        let floats = vectors.to_vec();
+        // In place where the bytes are aligned (an insert log read back is).
+        let decoded: Vec<f32>;
+        let floats = match milvus_like_distance::as_floats(vectors.as_le_bytes()) {
+            Some(floats) => floats,
+            None => {
+                decoded = vectors.to_vec();
+                &decoded
+            }
+        };
         let rows = floats.len() / dim;
         let graph = match engine {
-            Engine::HnswRs => Graph::Rs(rs_graph::RsGraph::build(
-                metric, dim, &floats, params, stop,
-            )?),
+            Engine::HnswRs => {
+                Graph::Rs(rs_graph::RsGraph::build(metric, dim, floats, params, stop)?)
+            }
             #[cfg(feature = "usearch")]
             Engine::Usearch => Graph::Us(usearch_graph::UsGraph::build(
-                metric, dim, &floats, params, stop,
+                metric, dim, floats, params, stop,
             )?),
             #[cfg(not(feature = "usearch"))]
             Engine::Usearch => return Err(IndexError::Unsupported(engine)),

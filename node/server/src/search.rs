@@ -311,6 +311,22 @@ mod tests {
                 prop_assert_eq!(merge(metric, &parts, k), whole);
             }
         }
+
+        /// Vectors at an address no float may be read from (a block cut from a
+        /// message at any byte) are decoded, with the same answer.
+        #[test]
+        fn misaligned_vectors_are_searched_alike((dim, values, query, k) in block()) {
+            let ids: Vec<i64> = (0..(values.len() / dim) as i64).collect();
+            let mut shifted = vec![0u8];
+            shifted.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            let shifted = Floats::from_le_bytes(bytes::Bytes::from(shifted).slice(1..)).expect("whole floats");
+            prop_assert!(as_floats(shifted.as_le_bytes()).is_none() || values.is_empty());
+            for metric in METRICS {
+                let aligned = flat_top_k(metric, dim, &Floats::from(values.as_slice()), &ids, &query, k, |_| true).expect("aligned");
+                let decoded = flat_top_k(metric, dim, &shifted, &ids, &query, k, |_| true).expect("misaligned");
+                prop_assert_eq!(decoded, aligned);
+            }
+        }
     }
 
     #[test]

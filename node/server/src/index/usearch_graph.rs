@@ -15,7 +15,7 @@
 use std::sync::{Condvar, Mutex, RwLock};
 
 use milvus_like_api::schema::Metric;
-use milvus_like_distance::{RawMetric, raw_metric};
+use milvus_like_distance::{NotF32, RawMetric, use_in_usearch};
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -48,14 +48,15 @@ fn kind(metric: Metric) -> MetricKind {
 /// Replaces USearch's distance function of `kind(metric)` with ours, the same
 /// distance in `f32` lanes of the CPU's widest SIMD (USearch's own sums `f32`
 /// vectors in `f64`, at half the lanes). Not saved with the graph: set after
-/// every build and load.
-fn use_our_kernels(index: &mut Index, metric: Metric) {
+/// every build and load. Refuses a graph whose vectors are not `f32`.
+fn use_our_kernels(index: &mut Index, metric: Metric) -> Result<(), IndexError> {
     let raw = match metric {
         Metric::L2 => RawMetric::L2sq,
         Metric::InnerProduct | Metric::Cosine => RawMetric::OneMinusDot,
     };
-    let dim = index.dimensions();
-    index.change_metric::<f32>(raw_metric(raw, dim));
+    use_in_usearch(index, raw).map_err(|NotF32(kind)| {
+        IndexError::Corrupt(format!("the graph holds {kind:?} vectors, not f32"))
+    })
 }
 
 fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
@@ -81,7 +82,7 @@ impl UsGraph {
             multi: false,
         };
         let mut index = Index::new(&options).map_err(engine_err("create"))?;
-        use_our_kernels(&mut index, metric);
+        use_our_kernels(&mut index, metric)?;
         // Every thread of the pool adds at once, the caller's among them.
         let threads = rayon::current_num_threads() + 1;
         index
@@ -192,7 +193,7 @@ impl UsGraph {
                 index.metric_kind()
             )));
         }
-        use_our_kernels(&mut index, metric);
+        use_our_kernels(&mut index, metric)?;
         Self::serving(index, metric)
     }
 }

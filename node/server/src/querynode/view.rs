@@ -77,13 +77,19 @@ pub struct Block {
     pub rows: RowBatch,
     pub timestamps: Vec<u64>,
     /// The newest of `timestamps` (0 for no rows): a read at or after it sees
-    /// every row inserted.
+    /// every row inserted. `u64::MAX` when there is not one timestamp per row,
+    /// so that every row is then checked on its own (and one without a
+    /// timestamp refused).
     newest_ts: u64,
 }
 
 impl Block {
     pub fn new(rows: RowBatch, timestamps: Vec<u64>) -> Self {
-        let newest_ts = timestamps.iter().copied().max().unwrap_or(0);
+        let newest_ts = if timestamps.len() == rows.num_rows {
+            timestamps.iter().copied().max().unwrap_or(0)
+        } else {
+            u64::MAX
+        };
         Self {
             rows,
             timestamps,
