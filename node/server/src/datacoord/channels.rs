@@ -100,17 +100,26 @@ struct Work {
 pub struct Clients<C> {
     clients: Mutex<HashMap<String, C>>,
     connect: fn(Channel) -> C,
+    /// How long one call may take.
+    timeout: Duration,
 }
 
 /// The data nodes' clients.
 pub type DataNodeClients = Clients<DataNodeClient<Channel>>;
 
 impl<C: Clone> Clients<C> {
-    /// Clients made by `connect` (the generated client's `new`).
+    /// Clients made by `connect` (the generated client's `new`), whose calls
+    /// may take a minute.
     pub fn new(connect: fn(Channel) -> C) -> Self {
+        Self::with_timeout(connect, Duration::from_secs(60))
+    }
+
+    /// Clients whose calls may take `timeout`.
+    pub fn with_timeout(connect: fn(Channel) -> C, timeout: Duration) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
             connect,
+            timeout,
         }
     }
 
@@ -119,8 +128,7 @@ impl<C: Clone> Clients<C> {
         if let Some(c) = clients.get(address) {
             return Some(c.clone());
         }
-        let endpoint =
-            milvus_like_api::leader_pool::endpoint(address, Duration::from_secs(60)).ok()?;
+        let endpoint = milvus_like_api::leader_pool::endpoint(address, self.timeout).ok()?;
         let client = (self.connect)(endpoint.connect_lazy());
         clients.insert(address.to_owned(), client.clone());
         Some(client)

@@ -21,8 +21,10 @@ use crate::session::NodeRegistry;
 
 /// Files below this many rows are searched exactly (Milvus's small-segment rule).
 pub const MIN_INDEX_ROWS: u64 = 1024;
-/// How long one build may take.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one build may take: a file of up to `--flush-mib` (256 MiB by
+/// default) on `--index-build-threads` (one by default) takes minutes, more on
+/// a node busy with ingest; an hour leaves room.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The longest pause before a failed build is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 

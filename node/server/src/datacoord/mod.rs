@@ -208,6 +208,9 @@ struct Shared {
     root: Arc<RootCoordLink>,
     balancers: BalancerRegistry,
     clients: Arc<DataNodeClients>,
+    /// The data nodes' clients for index builds, whose calls last as long as
+    /// a build may (the others' minute is too short for a large file's).
+    index_clients: Arc<DataNodeClients>,
     proxies: Clients<ProxyClient<tonic::transport::Channel>>,
     query_nodes: Arc<QueryNodeClients>,
     seat: Seat<Active>,
@@ -643,7 +646,7 @@ async fn index_loop(service: DataCoordService, active: Arc<Active>, term: Cancel
                 &active.segments,
                 &shared.root,
                 &shared.nodes,
-                &shared.clients,
+                &shared.index_clients,
                 &shared.metrics,
             )
             .await;
@@ -855,6 +858,10 @@ async fn serve(
             root,
             balancers,
             clients: Arc::new(DataNodeClients::new(DataNodeClient::new)),
+            index_clients: Arc::new(DataNodeClients::with_timeout(
+                DataNodeClient::new,
+                indexes::BUILD_TIMEOUT,
+            )),
             proxies: Clients::new(ProxyClient::new),
             query_nodes: Arc::new(Clients::new(QueryNodeClient::new)),
             seat: Seat::new(LEADER_KEY, "data coordinator", metrics.is_leader.clone()),

@@ -21,9 +21,10 @@ pub(super) async fn build(
     node: &Node,
     req: proto::BuildIndexRequest,
 ) -> Result<proto::BuildIndexResponse, Status> {
-    let _one = node
+    let one = node
         .index_builds
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|_| Status::unavailable("the data node is stopping"))?;
     let started = Instant::now();
@@ -54,13 +55,16 @@ pub(super) async fn build(
     // the process waits for it); the coordinator asks again later.
     let stop = node.index_stop.clone();
     let threads = node.config.index_build_threads.max(1);
-    let blob = tokio::task::spawn_blocking(move || {
+    // The permit goes with the build's threads and comes back with the blob: a
+    // caller that gives up (a timeout) does not let a second build start
+    // while this one still runs.
+    let (blob, _one) = tokio::task::spawn_blocking(move || {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("index-build-{i}"))
             .build()
             .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
-        pool.install(|| {
+        let built = pool.install(|| {
             let stopped = || stop.is_cancelled();
             let building = Instant::now();
             let index =
@@ -73,11 +77,12 @@ pub(super) async fn build(
                 .to_bytes(&scratch)
                 .map(|blob| (blob, built))
                 .map_err(|e| Status::internal(e.to_string()))
-        })
+        });
+        Ok::<_, Status>((built, one))
     })
     .await
     .map_err(|e| Status::internal(format!("the build stopped: {e}")))??;
-    let (blob, graph) = blob;
+    let (blob, graph) = blob?;
     let serialized = started.elapsed();
     let path = index_path(&req.insert_log_path);
     let bytes = node

@@ -318,8 +318,9 @@ pub struct Node {
     flush_permits: tokio::sync::Semaphore,
     /// Which records count: the others are dead-lettered, not buffered.
     records: crate::ingest::RecordChecker,
-    /// One index build at a time.
-    index_builds: tokio::sync::Semaphore,
+    /// One index build at a time (its permit is held until the build's
+    /// threads are done, even when the call that asked for it went away).
+    index_builds: Arc<tokio::sync::Semaphore>,
     /// Fires when the node stops: a running index build gives up.
     index_stop: CancellationToken,
     metrics: Arc<DataNodeMetrics>,
@@ -536,7 +537,7 @@ async fn serve(
     let node = Arc::new(Node {
         node_id,
         records: crate::ingest::RecordChecker::new(root.clone(), datacoord.clone()),
-        index_builds: tokio::sync::Semaphore::new(1),
+        index_builds: Arc::new(tokio::sync::Semaphore::new(1)),
         index_stop: cancel.child_token(),
         root,
         datacoord,
