@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use milvus_like_api::schema::{HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_DEFAULT_M, IndexSpec, Metric};
 use milvus_like_api::vectors::Floats;
+use milvus_like_distance::dot;
 
 use crate::search::SearchError;
 
@@ -149,8 +150,6 @@ impl HnswParams {
             .map_err(|e| IndexError::Params(e.to_string()))
     }
 }
-
-use milvus_like_distance::dot;
 
 fn norm(v: &[f32]) -> f32 {
     dot(v, v).sqrt()

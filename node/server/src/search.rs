@@ -138,19 +138,17 @@ pub fn flat_top_k_rows(
     // The block's floats in place where they are aligned (Arrow buffers are);
     // else each row is decoded into `scratch` first.
     let floats = as_floats(vectors.as_le_bytes());
-    let mut scratch = vec![0f32; if floats.is_some() { 0 } else { dim }];
-    let rows = vectors.as_le_bytes().chunks_exact(dim * 4);
+    let mut scratch = Vec::with_capacity(if floats.is_some() { 0 } else { dim });
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
-    for (i, (bytes, &id)) in rows.zip(ids).enumerate() {
+    for (i, &id) in ids.iter().enumerate() {
         if !visible(i) {
             continue;
         }
         let row = match floats {
             Some(floats) => &floats[i * dim..(i + 1) * dim],
             None => {
-                for (f, b) in scratch.iter_mut().zip(bytes.as_chunks::<4>().0) {
-                    *f = f32::from_le_bytes(*b);
-                }
+                scratch.clear();
+                scratch.extend(vectors.row(dim, i).into_iter().flatten());
                 &scratch
             }
         };

@@ -21,7 +21,8 @@ use crate::session::NodeRegistry;
 
 /// Files below this many rows are searched exactly (Milvus's small-segment rule).
 pub const MIN_INDEX_ROWS: u64 = 1024;
-/// How long one build may take: a file of up to `--flush-mib` (256 MiB by
+/// How long one build may take (the timeout of the clients the coordinator
+/// asks for builds with): a file of up to `--flush-mib` (256 MiB by
 /// default) on `--index-build-threads` (one by default) takes minutes, more on
 /// a node busy with ingest; an hour leaves room.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -112,9 +113,9 @@ impl IndexScheduler {
                     segment_id: segment,
                     insert_log_path: path.clone(),
                 };
-                let answer = tokio::time::timeout(BUILD_TIMEOUT, client.build_index(request)).await;
-                let result = match answer {
-                    Ok(Ok(r)) => {
+                // The client's calls time out after BUILD_TIMEOUT.
+                let result = match client.build_index(request).await {
+                    Ok(r) => {
                         let r = r.into_inner();
                         segments
                             .record_index(segment, &path, &r.index_path, r.index_bytes)
@@ -122,8 +123,7 @@ impl IndexScheduler {
                             .map(|_| r)
                             .map_err(|e| format!("could not record it: {e}"))
                     }
-                    Ok(Err(status)) => Err(status.message().to_owned()),
-                    Err(_) => Err(format!("no answer within {BUILD_TIMEOUT:?}")),
+                    Err(status) => Err(status.message().to_owned()),
                 };
                 me.running().remove(&path);
                 match result {

@@ -2,10 +2,13 @@
 //! coordinator asks, off the ingest path (its own thread, one build at a time),
 //! and stored beside the file as `<insert log>.hnsw` (`crate::index`).
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use milvus_like_api::proto;
-use milvus_like_api::schema::{CollectionSchema, IndexSpec};
+use milvus_like_api::schema::{CollectionSchema, IndexSpec, Metric};
+use milvus_like_api::vectors::Floats;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::Node;
@@ -58,31 +61,13 @@ pub(super) async fn build(
     // The permit goes with the build's threads and comes back with the blob: a
     // caller that gives up (a timeout) does not let a second build start
     // while this one still runs.
-    let (blob, _one) = tokio::task::spawn_blocking(move || {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("index-build-{i}"))
-            .build()
-            .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
-        let built = pool.install(|| {
-            let stopped = || stop.is_cancelled();
-            let building = Instant::now();
-            let index =
-                HnswIndex::build(metric, dim, &values, params, &stopped).map_err(|e| match e {
-                    IndexError::Stopped => Status::unavailable("the data node is stopping"),
-                    other => Status::invalid_argument(other.to_string()),
-                })?;
-            let built = building.elapsed();
-            index
-                .to_bytes(&scratch)
-                .map(|blob| (blob, built))
-                .map_err(|e| Status::internal(e.to_string()))
-        });
-        Ok::<_, Status>((built, one))
+    let (built, _one) = tokio::task::spawn_blocking(move || {
+        let built = graph_blob(threads, metric, dim, &values, params, &stop, &scratch);
+        (built, one)
     })
     .await
-    .map_err(|e| Status::internal(format!("the build stopped: {e}")))??;
-    let (blob, graph) = blob?;
+    .map_err(|e| Status::internal(format!("the build stopped: {e}")))?;
+    let (blob, graph) = built?;
     let serialized = started.elapsed();
     let path = index_path(&req.insert_log_path);
     let bytes = node
@@ -111,5 +96,37 @@ pub(super) async fn build(
         index_bytes: bytes,
         rows: rows.num_rows as u64,
         build_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The serialized graph of `values` built on a pool of `threads`, and how long
+/// the graph took (serializing aside). Blocks.
+fn graph_blob(
+    threads: usize,
+    metric: Metric,
+    dim: usize,
+    values: &Floats,
+    params: HnswParams,
+    stop: &CancellationToken,
+    scratch: &Path,
+) -> Result<(Vec<u8>, Duration), Status> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("index-build-{i}"))
+        .build()
+        .map_err(|e| Status::internal(format!("no thread for the build: {e}")))?;
+    pool.install(|| {
+        let stopped = || stop.is_cancelled();
+        let building = Instant::now();
+        let index =
+            HnswIndex::build(metric, dim, values, params, &stopped).map_err(|e| match e {
+                IndexError::Stopped => Status::unavailable("the data node is stopping"),
+                other => Status::invalid_argument(other.to_string()),
+            })?;
+        let graph = building.elapsed();
+        let blob = index
+            .to_bytes(scratch)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok((blob, graph))
     })
 }

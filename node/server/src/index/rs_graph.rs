@@ -124,7 +124,7 @@ impl RsGraph {
         ef: usize,
         keep: super::Keep<'_>,
     ) -> Vec<(usize, f32)> {
-        let keep = keep.map(Keep);
+        let keep = keep.map(KeepFilter);
         let filter = keep.as_ref().map(|k| k as &dyn FilterT);
         match &self.graph {
             Graph::L2(h) => h
@@ -220,9 +220,9 @@ fn insert_all<D: Distance<f32> + Send + Sync>(
     Ok(())
 }
 
-struct Keep<'a>(&'a (dyn Fn(usize) -> bool + Sync));
+struct KeepFilter<'a>(&'a (dyn Fn(usize) -> bool + Sync));
 
-impl FilterT for Keep<'_> {
+impl FilterT for KeepFilter<'_> {
     fn hnsw_filter(&self, id: &usize) -> bool {
         (self.0)(*id)
     }

@@ -362,10 +362,9 @@ impl Node {
         }
     }
 
-    /// Checks a read's place, time and filter (before any wait), waits as its
+    /// Checks a read's place and time (before any wait), waits as its
     /// consistency level says, and returns what to read and when.
-    async fn prepare(&self, at: Option<proto::ReadAt>, filter: &str) -> Result<Prepared, Status> {
-        let at = at.ok_or_else(|| Status::invalid_argument("a read needs `at`"))?;
+    async fn prepare(&self, at: proto::ReadAt) -> Result<Prepared, Status> {
         let (view, progress) = self.watched(at.channel, at.epoch)?;
         if !read(&view).is_loaded(at.collection_id) {
             return Err(Status::failed_precondition(format!(
@@ -373,7 +372,6 @@ impl Node {
                 at.collection_id, self.node_id
             )));
         }
-        let (schema, filter) = self.filter(at.collection_id, filter)?;
         let level = ConsistencyLevel::try_from(at.consistency).map_err(|_| {
             Status::invalid_argument(format!("unknown consistency level {}", at.consistency))
         })?;
@@ -423,13 +421,11 @@ impl Node {
             view,
             collection: at.collection_id,
             read_ts,
-            schema,
-            filter,
         })
     }
 
-    /// [`Node::prepare`] for each channel of a read (all at once); they must be
-    /// distinct channels of one collection.
+    /// The filter checked once, then [`Node::prepare`] for each channel of a
+    /// read (all at once); they must be distinct channels of one collection.
     async fn prepare_all(&self, ats: Vec<proto::ReadAt>, filter: &str) -> Result<Reads, Status> {
         let Some(first) = ats.first() else {
             return Err(Status::invalid_argument(
@@ -445,18 +441,15 @@ impl Node {
                 "a read names each channel once, all of one collection",
             ));
         }
+        let (schema, filter) = self.filter(collection, filter)?;
         let each =
-            futures::future::try_join_all(ats.into_iter().map(|at| self.prepare(Some(at), filter)))
-                .await?;
-        let schema = each
-            .first()
-            .map(|p| p.schema.clone())
-            .ok_or_else(|| Status::invalid_argument("a read needs `at`: one or more channels"))?;
+            futures::future::try_join_all(ats.into_iter().map(|at| self.prepare(at))).await?;
         Ok(Reads {
             read_ts: each.iter().map(|p| p.read_ts).min().unwrap_or(u64::MAX),
             each,
             channels,
             schema,
+            filter,
         })
     }
 
@@ -479,13 +472,11 @@ impl Node {
     }
 }
 
-/// A read checked and ready: where, at which timestamp, with which filter.
+/// A read of one channel checked and ready: where and at which timestamp.
 struct Prepared {
     view: Arc<RwLock<ChannelView>>,
     collection: i64,
     read_ts: u64,
-    schema: CollectionSchema,
-    filter: Option<Filter>,
 }
 
 /// The channels of one read, each prepared.
@@ -497,6 +488,8 @@ struct Reads {
     read_ts: u64,
     /// The collection's schema.
     schema: CollectionSchema,
+    /// The read's filter, parsed once for every channel.
+    filter: Option<Filter>,
 }
 
 impl Reads {
@@ -506,12 +499,12 @@ impl Reads {
     async fn on_each_channel<T, F>(self, what: &str, read: F) -> Result<Vec<T>, Status>
     where
         T: Send + 'static,
-        F: Fn(&Prepared) -> Result<T, ViewError> + Send + Sync + 'static,
+        F: Fn(&Prepared, Option<&Filter>) -> Result<T, ViewError> + Send + Sync + 'static,
     {
-        let read = Arc::new(read);
+        let (read, filter) = (Arc::new(read), Arc::new(self.filter));
         let tasks = self.each.into_iter().map(|p| {
-            let read = read.clone();
-            tokio::task::spawn_blocking(move || read(&p))
+            let (read, filter) = (read.clone(), filter.clone());
+            tokio::task::spawn_blocking(move || read(&p, filter.as_ref().as_ref()))
         });
         futures::future::try_join_all(tasks)
             .await
@@ -703,13 +696,13 @@ impl QueryNode for QueryNodeService {
         let (queries, output) = (Arc::new(queries), Arc::new(output));
         let (q, o) = (queries.clone(), output.clone());
         let per_channel = reads
-            .on_each_channel("search", move |p| {
+            .on_each_channel("search", move |p, filter| {
                 let params = SearchParams {
                     queries: &q,
                     k,
                     ef,
                     read_ts: p.read_ts,
-                    filter: p.filter.as_ref(),
+                    filter,
                     output: &o,
                 };
                 read(&p.view)
@@ -736,8 +729,8 @@ impl QueryNode for QueryNodeService {
         let reads = self.node.prepare_all(r.at, &r.filter).await?;
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
         let counts = reads
-            .on_each_channel("count", |p| {
-                read(&p.view).count(p.collection, p.read_ts, p.filter.as_ref())
+            .on_each_channel("count", |p, filter| {
+                read(&p.view).count(p.collection, p.read_ts, filter)
             })
             .await?;
         let count = counts
@@ -774,8 +767,8 @@ impl QueryNode for QueryNodeService {
         let limit = r.limit as usize;
         let (read_ts, channels) = (reads.read_ts, reads.channels.clone());
         let per_channel = reads
-            .on_each_channel("query", move |p| {
-                read(&p.view).query(p.collection, p.read_ts, p.filter.as_ref(), &output, limit)
+            .on_each_channel("query", move |p, filter| {
+                read(&p.view).query(p.collection, p.read_ts, filter, &output, limit)
             })
             .await?;
         // Up to MAX_QUERY_ROWS rows with their columns: gathered off the runtime.

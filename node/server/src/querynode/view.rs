@@ -74,8 +74,8 @@ impl Offsets {
 /// Rows with their timestamps: a loaded insert log or one insert record.
 #[derive(Debug, Clone)]
 pub struct Block {
-    pub rows: RowBatch,
-    pub timestamps: Vec<u64>,
+    rows: RowBatch,
+    timestamps: Vec<u64>,
     /// The newest of `timestamps` (0 for no rows): a read at or after it sees
     /// every row inserted. `u64::MAX` when there is not one timestamp per row,
     /// so that every row is then checked on its own (and one without a
@@ -559,15 +559,8 @@ pub fn merge_found(
                 .collect();
             let merged = search::merge_with(schema.metric, &lists, k);
             let picks: Vec<(usize, usize)> = merged.iter().map(|(_, at)| *at).collect();
-            let fields = output
-                .iter()
-                .enumerate()
-                .map(|(i, &column)| {
-                    let sources: Vec<&Column> =
-                        answers.iter().filter_map(|f| f.fields.get(i)).collect();
-                    gather_from(schema, &sources, column, &picks)
-                })
-                .collect::<Result<_, _>>()?;
+            let fields: Vec<&[Column]> = answers.iter().map(|f| f.fields.as_slice()).collect();
+            let fields = gather_columns(schema, output, &fields, &picks)?;
             Ok(Found {
                 hits: merged.into_iter().map(|(hit, _)| hit).collect(),
                 fields,
@@ -600,12 +593,29 @@ pub fn merge_rows(
     rows.sort_unstable();
     rows.truncate(limit);
     let picks: Vec<(usize, usize)> = rows.iter().map(|&(_, a, row)| (a, row)).collect();
+    let answers: Vec<&[Column]> = channels.iter().map(Vec::as_slice).collect();
+    gather_columns(schema, columns, &answers, &picks)
+}
+
+/// Columns `columns` (schema positions) of the rows `picks` (answer, row) of
+/// `answers`, whose `i`-th column holds `columns[i]`. An answer without one of
+/// them is an error (leaving it out would shift the answers `picks` names).
+fn gather_columns(
+    schema: &CollectionSchema,
+    columns: &[usize],
+    answers: &[&[Column]],
+    picks: &[(usize, usize)],
+) -> Result<Vec<Column>, ViewError> {
     columns
         .iter()
         .enumerate()
         .map(|(i, &column)| {
-            let sources: Vec<&Column> = channels.iter().filter_map(|c| c.get(i)).collect();
-            gather_from(schema, &sources, column, &picks)
+            let sources = answers
+                .iter()
+                .map(|a| a.get(i))
+                .collect::<Option<Vec<&Column>>>()
+                .ok_or_else(|| ViewError::Field(format!("an answer has no column {i}")))?;
+            gather_from(schema, &sources, column, picks)
         })
         .collect()
 }
@@ -693,10 +703,11 @@ fn gather(
     column: usize,
     picks: &[(usize, usize)],
 ) -> Result<Column, ViewError> {
-    let sources: Vec<&Column> = blocks
+    let sources = blocks
         .iter()
-        .filter_map(|b| b.rows.columns.get(column))
-        .collect();
+        .map(|b| b.rows.columns.get(column))
+        .collect::<Option<Vec<&Column>>>()
+        .ok_or_else(|| ViewError::Field(format!("a block has no column {column}")))?;
     gather_from(schema, &sources, column, picks)
 }
 
