@@ -212,6 +212,20 @@ impl DataNode for Service {
     ) -> Result<Response<milvus_like_api::proto::BuildIndexResponse>, Status> {
         Err(Status::unimplemented("a fake data node builds no indexes"))
     }
+
+    async fn compact_segment(
+        &self,
+        _request: Request<milvus_like_api::proto::CompactSegmentRequest>,
+    ) -> Result<Response<milvus_like_api::proto::CompactSegmentResponse>, Status> {
+        Err(Status::unimplemented("a fake data node compacts nothing"))
+    }
+
+    async fn delete_files(
+        &self,
+        _request: Request<milvus_like_api::proto::DeleteFilesRequest>,
+    ) -> Result<Response<milvus_like_api::proto::DeleteFilesResponse>, Status> {
+        Err(Status::unimplemented("a fake data node deletes nothing"))
+    }
 }
 
 /// A running fake data node.

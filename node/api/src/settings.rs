@@ -172,6 +172,7 @@ pub mod env {
     pub const GRANT_LIFETIME: &str = "MILVUS_LIKE_GRANT_LIFETIME";
     pub const SEGMENT_MAX_IDLE: &str = "MILVUS_LIKE_SEGMENT_MAX_IDLE";
     pub const SEGMENT_MAX_LIFETIME: &str = "MILVUS_LIKE_SEGMENT_MAX_LIFETIME";
+    pub const GARBAGE_GRACE: &str = "MILVUS_LIKE_GARBAGE_GRACE";
 
     pub const FLUSH_MIB: &str = "MILVUS_LIKE_FLUSH_MIB";
     pub const FLUSH_ROWS: &str = "MILVUS_LIKE_FLUSH_ROWS";
@@ -229,6 +230,9 @@ pub mod defaults {
     pub const GRANT_LIFETIME: Duration = Duration::from_secs(2);
     pub const SEGMENT_MAX_IDLE: Duration = Duration::from_secs(10 * 60);
     pub const SEGMENT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+    /// Ten minutes: a query node reads a file in seconds, and retries with
+    /// the newer files when one it was about to read is gone.
+    pub const GARBAGE_GRACE: Duration = Duration::from_secs(10 * 60);
 
     pub const FLUSH_MIB: u64 = 256;
     pub const FLUSH_ROWS: u64 = 100_000;

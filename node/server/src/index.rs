@@ -140,6 +140,8 @@ pub enum IndexError {
     Engine(String),
     #[error("the build was stopped")]
     Stopped,
+    #[error("a graph of {0} cannot take more rows")]
+    CannotGrow(Engine),
 }
 
 impl HnswParams {
@@ -161,6 +163,18 @@ fn unit(v: &[f32]) -> Vec<f32> {
         v.iter().map(|x| x / n).collect()
     } else {
         v.to_vec()
+    }
+}
+
+/// `vectors` as floats: in place where the bytes are aligned (an insert log
+/// read back is), else decoded into `decoded`.
+fn in_place<'a>(vectors: &'a Floats, decoded: &'a mut Vec<f32>) -> &'a [f32] {
+    match milvus_like_distance::as_floats(vectors.as_le_bytes()) {
+        Some(floats) => floats,
+        None => {
+            *decoded = vectors.to_vec();
+            decoded
+        }
     }
 }
 
@@ -231,15 +245,8 @@ impl HnswIndex {
                 dim,
             });
         }
-        // In place where the bytes are aligned (an insert log read back is).
-        let decoded: Vec<f32>;
-        let floats = match milvus_like_distance::as_floats(vectors.as_le_bytes()) {
-            Some(floats) => floats,
-            None => {
-                decoded = vectors.to_vec();
-                &decoded
-            }
-        };
+        let mut decoded = Vec::new();
+        let floats = in_place(vectors, &mut decoded);
         let rows = floats.len() / dim;
         let graph = match engine {
             Engine::HnswRs => {
@@ -262,12 +269,42 @@ impl HnswIndex {
         })
     }
 
+    /// Adds `vectors` (rows of the index's dimension) as the rows after its
+    /// last, numbered `rows()..`, with the parameters the graph was built with,
+    /// on the current thread pool: a graph of a file grows into the graph of
+    /// that file followed by others. Only USearch graphs grow; an `hnsw_rs`
+    /// graph answers [`IndexError::CannotGrow`] (build one of all the rows).
+    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    pub fn extend(&mut self, vectors: &Floats, stop: Stop<'_>) -> Result<(), IndexError> {
+        if !vectors.len().is_multiple_of(self.dim) {
+            return Err(IndexError::Shape {
+                rows: vectors.len(),
+                dim: self.dim,
+            });
+        }
+        let mut decoded = Vec::new();
+        let floats = in_place(vectors, &mut decoded);
+        match &mut self.graph {
+            Graph::Rs(_) => Err(IndexError::CannotGrow(Engine::HnswRs)),
+            #[cfg(feature = "usearch")]
+            Graph::Us(g) => {
+                g.extend(self.dim, floats, self.params, stop)?;
+                self.rows += floats.len() / self.dim;
+                Ok(())
+            }
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
 
     pub fn metric(&self) -> Metric {
         self.metric
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
     }
 
     pub fn engine(&self) -> Engine {
@@ -527,6 +564,60 @@ mod tests {
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
                 let r = recall(engine, metric);
                 assert!(r >= 0.9, "{engine} {metric}: recall@10 {r}");
+            }
+        }
+    }
+
+    /// A stored graph read back and grown by more rows finds the exact
+    /// neighbours among all of them (the graph of a compacted segment); an
+    /// engine that cannot grow a graph says so.
+    #[test]
+    fn a_stored_graph_grows_by_more_rows_and_finds_them() {
+        let (first, more, dim, k) = (1_200, 800, 16, 10);
+        let data = random(first + more, dim, 5);
+        let (head, tail) = data.split_at(first * dim);
+        let keys: Vec<i64> = (0..(first + more) as i64).collect();
+        let all = Floats::from(data.clone());
+        let scratch = tempfile::tempdir().expect("scratch");
+        for engine in Engine::built_in() {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let params = HnswParams::default();
+                let built = HnswIndex::build_with(
+                    engine,
+                    metric,
+                    dim,
+                    &Floats::from(head.to_vec()),
+                    params,
+                    &|| false,
+                )
+                .expect("build");
+                let blob = built.to_bytes(scratch.path()).expect("to bytes");
+                let mut index = HnswIndex::from_bytes(&blob, scratch.path()).expect("from bytes");
+                let grown = index.extend(&Floats::from(tail.to_vec()), &|| false);
+                if engine == Engine::HnswRs {
+                    assert!(matches!(grown, Err(IndexError::CannotGrow(Engine::HnswRs))));
+                    assert_eq!(index.rows(), first, "unchanged");
+                    continue;
+                }
+                grown.expect("extend");
+                assert_eq!(index.rows(), first + more);
+                let (mut found, mut new_rows) = (0, 0);
+                let queries = random(40, dim, 13);
+                for q in queries.chunks_exact(dim) {
+                    let exact = flat_top_k(metric, dim, &all, &keys, q, k, |_| true).expect("flat");
+                    let got = index.search(q, k, 64, None).expect("search");
+                    new_rows += got.iter().filter(|(row, _)| *row >= first).count();
+                    found += got
+                        .iter()
+                        .filter(|(row, _)| exact.iter().any(|h| h.id == *row as i64))
+                        .count();
+                }
+                let recall = found as f64 / (40 * k) as f64;
+                assert!(recall >= 0.9, "{engine} {metric}: recall@10 {recall}");
+                assert!(
+                    new_rows > 0,
+                    "{engine} {metric}: no added row was ever found"
+                );
             }
         }
     }

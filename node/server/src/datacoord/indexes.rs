@@ -1,12 +1,20 @@
-//! Index builds: every committed insert log of an indexed collection with at
-//! least [`MIN_INDEX_ROWS`] rows gets an HNSW index. The data coordinator hands
-//! each build to a live data node (`BuildIndex`, one at a time per node), records
-//! the stored index on the file's segment when the node answers, and retries a
-//! failed build later with a growing pause. Builds never hold up ingest: nothing
-//! on the write path waits for them, and a file without an index is searched
-//! exactly until it has one.
+//! Index builds and compactions: every committed insert log of an indexed
+//! collection with at least [`MIN_INDEX_ROWS`] rows gets an HNSW index, and a
+//! flushed segment of several files is rewritten as one file with one index
+//! over all its rows (a query walks one graph per segment, not one per file).
+//! The data coordinator hands each job to a live data node (`BuildIndex`,
+//! `CompactSegment`; one at a time per node), records what the node stored
+//! when it answers, and retries a failed job later with a growing pause. Jobs
+//! never hold up ingest: nothing on the write path waits for them, and a file
+//! without an index is searched exactly until it has one.
+//!
+//! The files a compaction replaced are garbage: the data coordinator asks a
+//! data node to delete them once `--garbage-grace` has passed, when no query
+//! node can still be reading them (one that was is told of the new file by
+//! its next look at the segments).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +24,7 @@ use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 
 use super::DataCoordMetrics;
 use super::channels::DataNodeClients;
-use super::segments::SegmentManager;
+use super::segments::{Compactable, SegmentManager};
 use crate::session::NodeRegistry;
 
 /// Files below this many rows are searched exactly (Milvus's small-segment rule).
@@ -28,6 +36,8 @@ pub const MIN_INDEX_ROWS: u64 = 1024;
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The longest pause before a failed build is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Garbage files deleted by one call.
+const GARBAGE_BATCH: usize = 256;
 
 #[derive(Debug)]
 struct Failure {
@@ -35,11 +45,28 @@ struct Failure {
     retry_at: Instant,
 }
 
-/// Builds in flight and failed builds waiting for their retry, by file.
+/// Jobs in flight and failed jobs waiting for their retry, by file path (a
+/// build) or [`compaction_key`] (a compaction).
 #[derive(Debug, Default)]
 pub struct IndexScheduler {
     running: Mutex<HashMap<String, i64>>,
     failures: Mutex<HashMap<String, Failure>>,
+    /// A deletion of garbage is under way.
+    collecting: AtomicBool,
+}
+
+fn compaction_key(segment: i64) -> String {
+    format!("compaction of segment {segment}")
+}
+
+/// What the pass needs of the coordinator.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub segments: &'a Arc<SegmentManager>,
+    pub root: &'a RootCoordLink,
+    pub nodes: &'a NodeRegistry,
+    pub clients: &'a Arc<DataNodeClients>,
+    pub metrics: &'a Arc<DataCoordMetrics>,
 }
 
 impl IndexScheduler {
@@ -51,117 +78,303 @@ impl IndexScheduler {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts builds of unindexed files on idle data nodes; sets
-    /// `indexes_waiting` to the files that must wait.
-    pub async fn pass(
-        self: &Arc<Self>,
-        segments: &Arc<SegmentManager>,
-        root: &RootCoordLink,
-        nodes: &NodeRegistry,
-        clients: &Arc<DataNodeClients>,
-        metrics: &Arc<DataCoordMetrics>,
-    ) {
-        let files = segments.unindexed(MIN_INDEX_ROWS).await;
-        // Failures of files that no longer wait (dropped) are forgotten.
-        self.failures()
-            .retain(|path, _| files.iter().any(|(_, _, p)| p == path));
+    /// Whether the job `key` runs or waits for its retry.
+    fn busy(&self, key: &str, now: Instant) -> bool {
+        self.running().contains_key(key)
+            || self.failures().get(key).is_some_and(|f| f.retry_at > now)
+    }
+
+    /// Starts compactions of flushed segments and builds of unindexed files
+    /// on idle data nodes, and the deletion of due garbage; sets
+    /// `indexes_waiting` to the jobs that must wait.
+    pub async fn pass(self: &Arc<Self>, cx: &Context<'_>) {
+        let compactions = cx.segments.compactable(MIN_INDEX_ROWS).await;
+        let files = cx.segments.unindexed(MIN_INDEX_ROWS).await;
+        // Failures of jobs that no longer wait (dropped, compacted) are forgotten.
+        self.failures().retain(|key, _| {
+            files.iter().any(|(_, _, p)| p == key)
+                || compactions
+                    .iter()
+                    .any(|c| compaction_key(c.segment) == *key)
+        });
         let mut waiting = 0i64;
         let busy: BTreeSet<i64> = self.running().values().copied().collect();
-        let mut idle: Vec<proto::NodeInfo> = nodes
+        let mut idle: Vec<proto::NodeInfo> = cx
+            .nodes
             .nodes_of(Role::DataNode)
             .into_iter()
             .filter(|n| !n.stopping && !busy.contains(&n.node_id))
             .collect();
         let mut indexed: HashMap<i64, bool> = HashMap::new();
         let now = Instant::now();
-        for (collection, segment, path) in files {
-            if self.running().contains_key(&path)
-                || self.failures().get(&path).is_some_and(|f| f.retry_at > now)
-            {
+        for job in compactions {
+            let key = compaction_key(job.segment);
+            // A build of one of its files finishes first: its graph starts the segment's.
+            if self.busy(&key, now) || job.files.iter().any(|f| self.busy(&f.path, now)) {
                 waiting += 1;
                 continue;
             }
-            let wanted = match indexed.get(&collection) {
-                Some(w) => *w,
-                None => {
-                    let w = match root.collection(collection).await {
-                        Ok(info) => info
-                            .schema
-                            .and_then(|s| CollectionSchema::try_from(s).ok())
-                            .is_some_and(|s| matches!(s.index, IndexSpec::Hnsw { .. })),
-                        Err(_) => false, // dropped, or the root is away: next pass
-                    };
-                    indexed.insert(collection, w);
-                    w
-                }
-            };
-            if !wanted {
+            if !is_indexed(cx.root, &mut indexed, job.collection).await {
                 continue;
             }
             let Some(node) = idle.pop() else {
                 waiting += 1;
                 continue;
             };
-            let Some(mut client) = clients.get(&node.address) else {
+            self.start_compaction(cx, node, key, job);
+        }
+        for (collection, segment, path) in files {
+            if self.busy(&path, now) {
+                waiting += 1;
+                continue;
+            }
+            if !is_indexed(cx.root, &mut indexed, collection).await {
+                continue;
+            }
+            let Some(node) = idle.pop() else {
+                waiting += 1;
                 continue;
             };
-            self.running().insert(path.clone(), node.node_id);
-            let (me, segments, metrics) = (self.clone(), segments.clone(), metrics.clone());
-            crate::spawn(async move {
-                let request = proto::BuildIndexRequest {
-                    collection_id: collection,
-                    segment_id: segment,
-                    insert_log_path: path.clone(),
-                };
-                // The client's calls time out after BUILD_TIMEOUT.
-                let result = match client.build_index(request).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        segments
-                            .record_index(segment, &path, &r.index_path, r.index_bytes)
-                            .await
-                            .map(|_| r)
-                            .map_err(|e| format!("could not record it: {e}"))
-                    }
-                    Err(status) => Err(status.message().to_owned()),
-                };
-                me.running().remove(&path);
-                match result {
-                    Ok(r) => {
-                        me.failures().remove(&path);
-                        tracing::info!(
-                            node_id = node.node_id,
-                            segment,
-                            path,
-                            rows = r.rows,
-                            bytes = r.index_bytes,
-                            build_ms = r.build_ms,
-                            "index recorded"
-                        );
-                        metrics.index_builds.inc();
-                    }
-                    Err(reason) => {
-                        let mut failures = me.failures();
-                        let f = failures.entry(path.clone()).or_insert(Failure {
-                            attempts: 0,
-                            retry_at: Instant::now(),
-                        });
-                        f.attempts += 1;
-                        let pause = Duration::from_secs(1u64 << f.attempts.min(9)).min(MAX_BACKOFF);
-                        f.retry_at = Instant::now() + pause;
-                        tracing::warn!(
-                            node_id = node.node_id,
-                            segment,
-                            path,
-                            attempts = f.attempts,
-                            ?pause,
-                            "index build failed: {reason}; retrying later"
-                        );
-                        metrics.index_build_failures.inc();
-                    }
-                }
-            });
+            self.start_build(cx, node, collection, segment, path);
         }
-        metrics.indexes_waiting.set(waiting);
+        cx.metrics.indexes_waiting.set(waiting);
+        self.collect_garbage(cx);
+    }
+
+    fn start_build(
+        self: &Arc<Self>,
+        cx: &Context<'_>,
+        node: proto::NodeInfo,
+        collection: i64,
+        segment: i64,
+        path: String,
+    ) {
+        let Some(mut client) = cx.clients.get(&node.address) else {
+            return;
+        };
+        self.running().insert(path.clone(), node.node_id);
+        let (me, segments, metrics) = (self.clone(), cx.segments.clone(), cx.metrics.clone());
+        crate::spawn(async move {
+            let request = proto::BuildIndexRequest {
+                collection_id: collection,
+                segment_id: segment,
+                insert_log_path: path.clone(),
+            };
+            // The client's calls time out after BUILD_TIMEOUT.
+            let result = match client.build_index(request).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    segments
+                        .record_index(segment, &path, &r.index_path, r.index_bytes)
+                        .await
+                        .map(|_| r)
+                        .map_err(|e| format!("could not record it: {e}"))
+                }
+                Err(status) => Err(status.message().to_owned()),
+            };
+            if let Ok(r) = &result {
+                tracing::info!(
+                    node_id = node.node_id,
+                    segment,
+                    path,
+                    rows = r.rows,
+                    bytes = r.index_bytes,
+                    build_ms = r.build_ms,
+                    "index recorded"
+                );
+                metrics.index_builds.inc();
+            } else {
+                metrics.index_build_failures.inc();
+            }
+            me.finished(
+                &path,
+                node.node_id,
+                segment,
+                "index build",
+                result.map(drop),
+            );
+        });
+    }
+
+    fn start_compaction(
+        self: &Arc<Self>,
+        cx: &Context<'_>,
+        node: proto::NodeInfo,
+        key: String,
+        job: Compactable,
+    ) {
+        let Some(mut client) = cx.clients.get(&node.address) else {
+            return;
+        };
+        self.running().insert(key.clone(), node.node_id);
+        let (me, segments, metrics) = (self.clone(), cx.segments.clone(), cx.metrics.clone());
+        crate::spawn(async move {
+            let request = proto::CompactSegmentRequest {
+                collection_id: job.collection,
+                partition_id: job.partition,
+                segment_id: job.segment,
+                insert_logs: job.files.clone(),
+            };
+            let result = match client.compact_segment(request).await {
+                Ok(r) => record_compaction(&segments, &job, r.into_inner()).await,
+                Err(status) => Err(status.message().to_owned()),
+            };
+            if result.is_ok() {
+                metrics.compactions.inc();
+            } else {
+                metrics.compaction_failures.inc();
+            }
+            me.finished(&key, node.node_id, job.segment, "compaction", result);
+        });
+    }
+
+    /// Forgets a finished job, or schedules its retry with a growing pause.
+    fn finished(
+        &self,
+        key: &str,
+        node_id: i64,
+        segment: i64,
+        what: &str,
+        result: Result<(), String>,
+    ) {
+        self.running().remove(key);
+        let reason = match result {
+            Ok(()) => {
+                self.failures().remove(key);
+                return;
+            }
+            Err(reason) => reason,
+        };
+        let mut failures = self.failures();
+        let f = failures.entry(key.to_owned()).or_insert(Failure {
+            attempts: 0,
+            retry_at: Instant::now(),
+        });
+        f.attempts += 1;
+        let pause = Duration::from_secs(1u64 << f.attempts.min(9)).min(MAX_BACKOFF);
+        f.retry_at = Instant::now() + pause;
+        tracing::warn!(
+            node_id,
+            segment,
+            key,
+            attempts = f.attempts,
+            ?pause,
+            "{what} failed: {reason}; retrying later"
+        );
+    }
+
+    /// Asks a live data node to delete garbage whose grace has passed, one
+    /// deletion at a time.
+    fn collect_garbage(self: &Arc<Self>, cx: &Context<'_>) {
+        if self.collecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = cx
+            .nodes
+            .nodes_of(Role::DataNode)
+            .into_iter()
+            .filter(|n| !n.stopping)
+            .find_map(|n| cx.clients.get(&n.address));
+        let Some(mut client) = client else {
+            self.collecting.store(false, Ordering::Release);
+            return;
+        };
+        let (me, segments, metrics) = (self.clone(), cx.segments.clone(), cx.metrics.clone());
+        crate::spawn(async move {
+            let result = async {
+                let due = segments
+                    .due_garbage(crate::sys::unix_ms(), GARBAGE_BATCH)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if due.is_empty() {
+                    return Ok(0);
+                }
+                client
+                    .delete_files(proto::DeleteFilesRequest { paths: due.clone() })
+                    .await
+                    .map_err(|s| s.message().to_owned())?;
+                segments
+                    .garbage_deleted(&due)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(due.len())
+            }
+            .await;
+            match result {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics.garbage_deleted.inc_by(n as u64);
+                    tracing::info!(files = n, "deleted replaced files");
+                }
+                Err(e) => tracing::warn!("could not delete replaced files: {e}; retrying later"),
+            }
+            me.collecting.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Whether `collection` is indexed (HNSW), asked of the root once per pass;
+/// false when it is dropped or the root is away (next pass).
+async fn is_indexed(root: &RootCoordLink, known: &mut HashMap<i64, bool>, collection: i64) -> bool {
+    if let Some(w) = known.get(&collection) {
+        return *w;
+    }
+    let w = match root.collection(collection).await {
+        Ok(info) => info
+            .schema
+            .and_then(|s| CollectionSchema::try_from(s).ok())
+            .is_some_and(|s| matches!(s.index, IndexSpec::Hnsw { .. })),
+        Err(_) => false,
+    };
+    known.insert(collection, w);
+    w
+}
+
+/// Records a data node's compaction of `job`. When the segment changed
+/// meanwhile (a late file, dropped), the new files are garbage instead and the
+/// compaction is tried again on the segment as it is now.
+async fn record_compaction(
+    segments: &SegmentManager,
+    job: &Compactable,
+    answer: proto::CompactSegmentResponse,
+) -> Result<(), String> {
+    let file = answer
+        .insert_log
+        .ok_or("the data node's answer names no file")?;
+    let written: Vec<String> = [&file.path, &file.index_path]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect();
+    let (path, rows, index_bytes) = (file.path.clone(), file.num_rows, file.index_bytes);
+    match segments
+        .record_compaction(job.segment, &job.files, file)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                segment = job.segment,
+                files = job.files.len(),
+                rows,
+                path,
+                index_bytes,
+                base_rows = answer.index_base_rows,
+                build_ms = answer.build_ms,
+                "compaction recorded"
+            );
+            Ok(())
+        }
+        Ok(false) => {
+            segments
+                .add_garbage(&written)
+                .await
+                .map_err(|e| format!("the segment changed meanwhile, and its new files could not be marked as garbage: {e}"))?;
+            Err("the segment changed meanwhile; its new files are garbage".into())
+        }
+        Err(e) => {
+            // Unrecorded either way: the new files are garbage.
+            let _ = segments.add_garbage(&written).await;
+            Err(format!("could not record it: {e}"))
+        }
     }
 }

@@ -83,6 +83,9 @@ pub struct DataCoordMetrics {
     pub index_builds: Counter,
     pub index_build_failures: Counter,
     pub indexes_waiting: Gauge,
+    pub compactions: Counter,
+    pub compaction_failures: Counter,
+    pub garbage_deleted: Counter,
     pub orphaned_channels: Gauge,
     pub segments_sealed: Counter,
     pub commits: Counter,
@@ -128,6 +131,21 @@ impl DataCoordMetrics {
             "indexes_waiting",
             "Committed files waiting for an index (no idle data node, or a retry pause)",
             self.indexes_waiting.clone(),
+        );
+        r.register(
+            "compactions",
+            "Flushed segments rewritten as one file with one index, and recorded",
+            self.compactions.clone(),
+        );
+        r.register(
+            "compaction_failures",
+            "Compactions that failed (each is retried later)",
+            self.compaction_failures.clone(),
+        );
+        r.register(
+            "garbage_deleted",
+            "Replaced files deleted after their grace",
+            self.garbage_deleted.clone(),
         );
         r.register(
             "orphaned_channels",
@@ -632,7 +650,7 @@ async fn query_loop(service: DataCoordService, active: Arc<Active>, term: Cancel
     }
 }
 
-/// Starts index builds of new files on idle data nodes, every second.
+/// Starts index builds, compactions and garbage deletions, every second.
 async fn index_loop(service: DataCoordService, active: Arc<Active>, term: CancellationToken) {
     loop {
         tokio::select! {
@@ -642,13 +660,13 @@ async fn index_loop(service: DataCoordService, active: Arc<Active>, term: Cancel
         let shared = &service.shared;
         active
             .indexes
-            .pass(
-                &active.segments,
-                &shared.root,
-                &shared.nodes,
-                &shared.index_clients,
-                &shared.metrics,
-            )
+            .pass(&indexes::Context {
+                segments: &active.segments,
+                root: &shared.root,
+                nodes: &shared.nodes,
+                clients: &shared.index_clients,
+                metrics: &shared.metrics,
+            })
             .await;
     }
 }

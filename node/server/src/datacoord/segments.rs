@@ -38,6 +38,23 @@ fn segment_key(collection: i64, segment: i64) -> String {
 
 const DELETE_LOG_PREFIX: &str = "datacoord/deletelog/";
 
+/// Files no record names any more, each with the unix ms from which it may
+/// be deleted.
+const GARBAGE_PREFIX: &str = "datacoord/garbage/";
+
+fn garbage_key(path: &str) -> String {
+    format!("{GARBAGE_PREFIX}{path}")
+}
+
+/// A flushed segment whose insert logs a compaction may rewrite as one file.
+#[derive(Debug, Clone)]
+pub struct Compactable {
+    pub collection: i64,
+    pub partition: i64,
+    pub segment: i64,
+    pub files: Vec<CommittedFile>,
+}
+
 fn delete_log_key(collection: i64, path: &str) -> String {
     format!("{DELETE_LOG_PREFIX}{collection}/{path}")
 }
@@ -60,6 +77,8 @@ pub struct SegmentConfig {
     pub grant_lifetime: Duration,
     /// How often an unanswered flush request is repeated.
     pub flush_retry: Duration,
+    /// How long files replaced by a compaction stay before they are deleted.
+    pub garbage_grace: Duration,
 }
 
 impl Default for SegmentConfig {
@@ -73,6 +92,7 @@ impl Default for SegmentConfig {
             max_binlog_files: 32,
             grant_lifetime: defaults::GRANT_LIFETIME,
             flush_retry: Duration::from_secs(5),
+            garbage_grace: defaults::GARBAGE_GRACE,
         }
     }
 }
@@ -122,6 +142,16 @@ impl Segment {
     fn state(&self) -> SegmentState {
         SegmentState::try_from(self.info.state).unwrap_or(SegmentState::Unspecified)
     }
+}
+
+/// Whether `s` is a flushed segment of at least `min_rows` rows in more than
+/// one insert log, each recorded with its rows.
+fn is_compactable(s: &Segment, min_rows: u64) -> bool {
+    let files = &s.info.insert_logs;
+    s.state() == SegmentState::Flushed
+        && files.len() > 1
+        && files.len() == s.info.insert_log_paths.len()
+        && files.iter().map(|f| f.num_rows).sum::<u64>() >= min_rows
 }
 
 #[derive(Debug)]
@@ -377,6 +407,12 @@ impl SegmentManager {
                 )
             })
             .collect();
+        self.write_fenced(ops).await
+    }
+
+    /// Applies `ops` at once if this coordinator still leads; one that no
+    /// longer does gives its term up.
+    async fn write_fenced(&self, ops: Vec<Op>) -> Result<(), SegmentError> {
         let txn = Txn::when([self.leadership.fence()]).then(ops);
         if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
             self.leadership.give_up("fenced segment write failed");
@@ -680,13 +716,14 @@ impl SegmentManager {
     }
 
     /// Committed insert logs of at least `min_rows` rows without an index, as
-    /// (collection, segment, path), of segments that are not dropped.
+    /// (collection, segment, path), of segments that are not dropped and not
+    /// [`compactable`](Self::compactable) (a compaction indexes those).
     pub async fn unindexed(&self, min_rows: u64) -> Vec<(i64, i64, String)> {
         self.segments
             .lock()
             .await
             .values()
-            .filter(|s| s.state() != SegmentState::Dropped)
+            .filter(|s| s.state() != SegmentState::Dropped && !is_compactable(s, min_rows))
             .flat_map(|s| {
                 s.info
                     .insert_logs
@@ -695,6 +732,117 @@ impl SegmentManager {
                     .map(|f| (s.info.collection_id, s.info.segment_id, f.path.clone()))
             })
             .collect()
+    }
+
+    /// Flushed segments of at least `min_rows` rows in more than one insert log
+    /// (each recorded with its rows), whose files a compaction may rewrite as
+    /// one with one index.
+    pub async fn compactable(&self, min_rows: u64) -> Vec<Compactable> {
+        self.segments
+            .lock()
+            .await
+            .values()
+            .filter(|s| is_compactable(s, min_rows))
+            .map(|s| Compactable {
+                collection: s.info.collection_id,
+                partition: s.info.partition_id,
+                segment: s.info.segment_id,
+                files: s.info.insert_logs.clone(),
+            })
+            .collect()
+    }
+
+    /// Records `file` (one insert log with its index, written by a compaction)
+    /// in place of the segment's insert logs `replaced`, in one fenced write
+    /// that also marks the replaced files (and their indexes) as garbage to
+    /// delete after `garbage_grace`. False when the segment changed meanwhile
+    /// (dropped, or a late file added): nothing is recorded then.
+    pub async fn record_compaction(
+        &self,
+        segment_id: i64,
+        replaced: &[CommittedFile],
+        mut file: CommittedFile,
+    ) -> Result<bool, SegmentError> {
+        let mut segments = self.segments.lock().await;
+        let Some(seg) = segments.get_mut(&segment_id) else {
+            return Ok(false);
+        };
+        let same = |a: &[CommittedFile]| {
+            a.len() == replaced.len() && a.iter().zip(replaced).all(|(x, y)| x.path == y.path)
+        };
+        if seg.state() == SegmentState::Dropped
+            || !same(&seg.info.insert_logs)
+            || seg.info.insert_log_paths.len() != replaced.len()
+        {
+            return Ok(false);
+        }
+        let rows: u64 = replaced.iter().map(|f| f.num_rows).sum();
+        if file.num_rows != rows {
+            return Err(SegmentError::Invalid(format!(
+                "segment {segment_id}: the compacted file holds {} rows, the files it replaces {rows}",
+                file.num_rows
+            )));
+        }
+        // The new file holds the records of the newest file it replaces and
+        // older ones: it carries that file's tag.
+        file.checkpoint = replaced.last().and_then(|f| f.checkpoint);
+        let mut info = seg.info.clone();
+        info.replaced_insert_log_paths
+            .extend(replaced.iter().map(|f| f.path.clone()));
+        info.insert_log_paths = vec![file.path.clone()];
+        info.insert_logs = vec![file];
+        let due = crate::sys::unix_ms() + self.config.garbage_grace.as_millis() as u64;
+        let mut ops = vec![Op::put(
+            segment_key(info.collection_id, info.segment_id),
+            info.encode_to_vec(),
+        )];
+        ops.extend(
+            replaced
+                .iter()
+                .flat_map(|f| [&f.path, &f.index_path])
+                .filter(|p| !p.is_empty())
+                .map(|p| Op::put(garbage_key(p), due.to_string())),
+        );
+        self.write_fenced(ops).await?;
+        seg.info = info;
+        Ok(true)
+    }
+
+    /// Marks `paths` (files no record names) for deletion after `garbage_grace`.
+    pub async fn add_garbage(&self, paths: &[String]) -> Result<(), SegmentError> {
+        let due = crate::sys::unix_ms() + self.config.garbage_grace.as_millis() as u64;
+        let ops: Vec<Op> = paths
+            .iter()
+            .map(|p| Op::put(garbage_key(p), due.to_string()))
+            .collect();
+        self.write_fenced(ops).await
+    }
+
+    /// Up to `limit` garbage files whose grace has passed at `now_ms`.
+    pub async fn due_garbage(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, SegmentError> {
+        let (kvs, _) = self.store.scan_prefix(GARBAGE_PREFIX).await?;
+        Ok(kvs
+            .iter()
+            .filter(|kv| {
+                // An unreadable deadline is treated as due: the file is garbage either way.
+                std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_none_or(|due| due <= now_ms)
+            })
+            .filter_map(|kv| kv.key.strip_prefix(GARBAGE_PREFIX).map(str::to_owned))
+            .take(limit)
+            .collect())
+    }
+
+    /// Forgets garbage files once deleted.
+    pub async fn garbage_deleted(&self, paths: &[String]) -> Result<(), SegmentError> {
+        let ops: Vec<Op> = paths.iter().map(|p| Op::Delete(garbage_key(p))).collect();
+        self.write_fenced(ops).await
     }
 
     /// Records the index of a committed insert log; false when the segment or
@@ -716,14 +864,11 @@ impl SegmentManager {
         };
         file.index_path = index_path.to_owned();
         file.index_bytes = index_bytes;
-        let txn = Txn::when([self.leadership.fence()]).then([Op::put(
+        self.write_fenced(vec![Op::put(
             segment_key(info.collection_id, info.segment_id),
             info.encode_to_vec(),
-        )]);
-        if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
-            self.leadership.give_up("fenced write failed");
-            return Err(ChannelError::NotLeader.into());
-        }
+        )])
+        .await?;
         seg.info = info;
         Ok(true)
     }
@@ -737,8 +882,18 @@ impl SegmentManager {
         // Checkpoints first. A commit holds the segments across its write, so the
         // listing below sees every file committed up to these checkpoints; files of
         // later commits are tagged above them and left out.
+        // The segments are held across reading the checkpoints too: a
+        // compaction recorded in between would otherwise show its file, tagged
+        // above a checkpoint read before the last commit it covers, and hide
+        // the files it replaced.
+        let held = self.segments.lock().await;
         let checkpoints = self.channels.checkpoints().await?;
-        let segments = self.list(collection).await;
+        let segments = held
+            .values()
+            .filter(|s| s.info.collection_id == collection)
+            .map(|s| s.info.clone())
+            .collect();
+        drop(held);
         let delete_logs = self.delete_logs(collection).await?;
         Ok(recovery(&checkpoints, segments, delete_logs))
     }
@@ -917,7 +1072,11 @@ impl SegmentManager {
                 .insert_log_paths
                 .iter()
                 .chain(&b.delete_log_paths)
-                .filter(|p| info.insert_log_paths.contains(p) || info.delete_log_paths.contains(p))
+                .filter(|p| {
+                    info.insert_log_paths.contains(p)
+                        || info.delete_log_paths.contains(p)
+                        || info.replaced_insert_log_paths.contains(p)
+                })
                 .count();
             if known > 0 {
                 if known == b.insert_log_paths.len() + b.delete_log_paths.len() {
@@ -1073,6 +1232,37 @@ mod tests {
         // Everyone gave back: at once.
         seg.holders.clear();
         assert_eq!(flush_ts(&seg, ts(T0 + 1)), Some(ts(T0 + 1).as_u64()));
+    }
+
+    #[test]
+    fn only_flushed_segments_of_several_recorded_files_are_compacted() {
+        let file = |rows| CommittedFile {
+            path: format!("f{rows}"),
+            num_rows: rows,
+            ..CommittedFile::default()
+        };
+        let mut seg = segment(T0, T0, 0, 0);
+        seg.info.insert_logs = vec![file(600), file(500)];
+        seg.info.insert_log_paths = vec!["f600".into(), "f500".into()];
+        // Growing or sealed: more files may come.
+        assert!(!is_compactable(&seg, 1024));
+        seg.info.state = SegmentState::Sealed.into();
+        assert!(!is_compactable(&seg, 1024));
+        seg.info.state = SegmentState::Flushed.into();
+        assert!(is_compactable(&seg, 1024));
+        // Too few rows to index.
+        assert!(!is_compactable(&seg, 2000));
+        // A file recorded before files carried their rows.
+        seg.info.insert_log_paths.push("old".into());
+        assert!(!is_compactable(&seg, 1024));
+        // One file: nothing to merge.
+        seg.info.insert_logs = vec![file(5000)];
+        seg.info.insert_log_paths = vec!["f5000".into()];
+        assert!(!is_compactable(&seg, 1024));
+        seg.info.insert_logs = vec![file(600), file(500)];
+        seg.info.insert_log_paths = vec!["f600".into(), "f500".into()];
+        seg.info.state = SegmentState::Dropped.into();
+        assert!(!is_compactable(&seg, 1024));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use milvus_like_api::proto;
-use milvus_like_api::schema::{CollectionSchema, IndexSpec, Metric};
-use milvus_like_api::vectors::Floats;
+use milvus_like_api::schema::{CollectionSchema, IndexSpec};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -24,16 +24,9 @@ pub(super) async fn build(
     node: &Node,
     req: proto::BuildIndexRequest,
 ) -> Result<proto::BuildIndexResponse, Status> {
-    let one = node
-        .index_builds
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Status::unavailable("the data node is stopping"))?;
+    let one = build_slot(node).await?;
     let started = Instant::now();
-    let info = node.root.collection(req.collection_id).await?;
-    let schema = CollectionSchema::try_from(&info)
-        .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
+    let schema = collection_schema(node, req.collection_id).await?;
     let IndexSpec::Hnsw { m, ef_construction } = schema.index else {
         return Err(Status::failed_precondition(format!(
             "collection {} is not indexed ({})",
@@ -53,21 +46,10 @@ pub(super) async fn build(
     let read = started.elapsed();
     let metric = schema.metric;
     let params = HnswParams { m, ef_construction };
-    let scratch = HnswIndex::scratch_root();
-    // A stopping node gives the build up (it cannot be cancelled otherwise, and
-    // the process waits for it); the coordinator asks again later.
-    let stop = node.index_stop.clone();
-    let threads = node.config.index_build_threads.max(1);
-    // The permit goes with the build's threads and comes back with the blob: a
-    // caller that gives up (a timeout) does not let a second build start
-    // while this one still runs.
-    let (built, _one) = tokio::task::spawn_blocking(move || {
-        let built = graph_blob(threads, metric, dim, &values, params, &stop, &scratch);
-        (built, one)
+    let (blob, graph) = off_thread(node, one, move |stopped| {
+        HnswIndex::build(metric, dim, &values, params, stopped)
     })
-    .await
-    .map_err(|e| Status::internal(format!("the build stopped: {e}")))?;
-    let (blob, graph) = built?;
+    .await?;
     let serialized = started.elapsed();
     let path = index_path(&req.insert_log_path);
     let bytes = node
@@ -99,17 +81,62 @@ pub(super) async fn build(
     })
 }
 
-/// The serialized graph of `values` built on a pool of `threads`, and how long
-/// the graph took (serializing aside). Blocks.
-fn graph_blob(
+/// The stored schema of `collection`.
+pub(super) async fn collection_schema(
+    node: &Node,
+    collection: i64,
+) -> Result<CollectionSchema, Status> {
+    let info = node.root.collection(collection).await?;
+    CollectionSchema::try_from(&info)
+        .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
+}
+
+/// The build slot of the data node (one heavy job at a time, builds and
+/// compactions alike).
+pub(super) async fn build_slot(node: &Node) -> Result<OwnedSemaphorePermit, Status> {
+    node.index_builds
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Status::unavailable("the data node is stopping"))
+}
+
+/// Runs `build` on a blocking thread with a pool of `--index-build-threads`,
+/// then serializes the graph: the blob and how long the graph took. `build` is
+/// given the node's stop signal to look at between batches of rows: a stopping
+/// node gives the build up (it cannot be cancelled otherwise, and the process
+/// waits for it); the coordinator asks again later. The permit `slot` goes
+/// with the build's threads and comes back with the blob: a caller that gives
+/// up (a timeout) does not let a second build start while this one still runs.
+pub(super) async fn off_thread<F>(
+    node: &Node,
+    slot: OwnedSemaphorePermit,
+    build: F,
+) -> Result<(Vec<u8>, Duration), Status>
+where
+    F: FnOnce(&dyn Fn() -> bool) -> Result<HnswIndex, IndexError> + Send + 'static,
+{
+    let stop = node.index_stop.clone();
+    let threads = node.config.index_build_threads.max(1);
+    let scratch = HnswIndex::scratch_root();
+    let (built, _slot) = tokio::task::spawn_blocking(move || {
+        let built = on_pool(threads, &stop, &scratch, build);
+        (built, slot)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the build stopped: {e}")))?;
+    built
+}
+
+fn on_pool<F>(
     threads: usize,
-    metric: Metric,
-    dim: usize,
-    values: &Floats,
-    params: HnswParams,
     stop: &CancellationToken,
     scratch: &Path,
-) -> Result<(Vec<u8>, Duration), Status> {
+    build: F,
+) -> Result<(Vec<u8>, Duration), Status>
+where
+    F: FnOnce(&dyn Fn() -> bool) -> Result<HnswIndex, IndexError> + Send,
+{
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("index-build-{i}"))
@@ -118,11 +145,10 @@ fn graph_blob(
     pool.install(|| {
         let stopped = || stop.is_cancelled();
         let building = Instant::now();
-        let index =
-            HnswIndex::build(metric, dim, values, params, &stopped).map_err(|e| match e {
-                IndexError::Stopped => Status::unavailable("the data node is stopping"),
-                other => Status::invalid_argument(other.to_string()),
-            })?;
+        let index = build(&stopped).map_err(|e| match e {
+            IndexError::Stopped => Status::unavailable("the data node is stopping"),
+            other => Status::invalid_argument(other.to_string()),
+        })?;
         let graph = building.elapsed();
         let blob = index
             .to_bytes(scratch)

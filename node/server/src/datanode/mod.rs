@@ -9,6 +9,7 @@
 //! buffer so that the checkpoint is exact.
 
 mod buffer;
+mod compact;
 mod consume;
 mod flush;
 pub mod index_build;
@@ -128,6 +129,8 @@ pub struct DataNodeMetrics {
     pub log_gaps: Counter,
     pub index_builds: Counter,
     pub index_build_seconds: Histogram,
+    pub compactions: Counter,
+    pub files_deleted: Counter,
 }
 
 impl Default for DataNodeMetrics {
@@ -152,6 +155,8 @@ impl Default for DataNodeMetrics {
             index_build_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.05, 2.0, 14),
             ),
+            compactions: Counter::default(),
+            files_deleted: Counter::default(),
         }
     }
 }
@@ -204,6 +209,16 @@ impl DataNodeMetrics {
             "index_build_seconds",
             "Time to read an insert log, build its index and store it",
             self.index_build_seconds.clone(),
+        );
+        r.register(
+            "compactions",
+            "Flushed segments rewritten as one file with one index",
+            self.compactions.clone(),
+        );
+        r.register(
+            "files_deleted",
+            "Files deleted when the data coordinator asked (replaced by compactions)",
+            self.files_deleted.clone(),
         );
         r.register(
             "buffered_bytes",
@@ -476,6 +491,31 @@ impl DataNode for DataNodeService {
         index_build::build(&self.node, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn compact_segment(
+        &self,
+        request: Request<proto::CompactSegmentRequest>,
+    ) -> Result<Response<proto::CompactSegmentResponse>, Status> {
+        compact::compact(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_files(
+        &self,
+        request: Request<proto::DeleteFilesRequest>,
+    ) -> Result<Response<proto::DeleteFilesResponse>, Status> {
+        let paths = request.into_inner().paths;
+        let deleted = self
+            .node
+            .storage
+            .delete_files(&paths)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.node.metrics.files_deleted.inc_by(deleted);
+        tracing::info!(files = deleted, "deleted files nothing names any more");
+        Ok(Response::new(proto::DeleteFilesResponse { deleted }))
     }
 }
 

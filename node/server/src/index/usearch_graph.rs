@@ -63,6 +63,28 @@ fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_
     move |e| IndexError::Engine(format!("{what}: {e}"))
 }
 
+/// Adds `floats` (rows of `dim`) under keys from `first` on, every thread of
+/// the pool at once, looking at `stop` between batches.
+fn add_rows(
+    index: &Index,
+    first: u64,
+    dim: usize,
+    floats: &[f32],
+    stop: Stop<'_>,
+) -> Result<(), IndexError> {
+    let rows: Vec<(u64, &[f32])> = (first..).zip(floats.chunks_exact(dim)).collect();
+    for batch in rows.chunks(STOP_CHECK_ROWS) {
+        if stop() {
+            return Err(IndexError::Stopped);
+        }
+        batch
+            .par_iter()
+            .try_for_each(|(key, v)| index.add(*key, v))
+            .map_err(engine_err("add"))?;
+    }
+    Ok(())
+}
+
 impl UsGraph {
     pub(super) fn build(
         metric: Metric,
@@ -95,17 +117,37 @@ impl UsGraph {
         } else {
             floats
         };
-        let rows: Vec<(u64, &[f32])> = (0u64..).zip(floats.chunks_exact(dim)).collect();
-        for batch in rows.chunks(STOP_CHECK_ROWS) {
-            if stop() {
-                return Err(IndexError::Stopped);
-            }
-            batch
-                .par_iter()
-                .try_for_each(|(key, v)| index.add(*key, v))
-                .map_err(engine_err("add"))?;
-        }
+        add_rows(&index, 0, dim, floats, stop)?;
         Self::serving(index, metric)
+    }
+
+    /// Adds `floats` as the rows after the last (keys `rows()..`), with the
+    /// build's `ef_construction` (not stored with the graph), on the current
+    /// thread pool like [`UsGraph::build`].
+    pub(super) fn extend(
+        &mut self,
+        dim: usize,
+        floats: &[f32],
+        params: HnswParams,
+        stop: Stop<'_>,
+    ) -> Result<(), IndexError> {
+        let start = self.index.size();
+        let total = start + floats.len() / dim;
+        self.index
+            .change_expansion_add(params.ef_construction as usize);
+        // As many thread contexts as the pool's adds and later searches need.
+        let threads = (rayon::current_num_threads() + 1).max(search_slots());
+        self.index
+            .reserve_capacity_and_threads(total.max(1), threads)
+            .map_err(engine_err("reserve"))?;
+        let units: Vec<f32>;
+        let floats = if self.metric == Metric::Cosine {
+            units = floats.chunks_exact(dim).flat_map(unit).collect();
+            &units
+        } else {
+            floats
+        };
+        add_rows(&self.index, start as u64, dim, floats, stop)
     }
 
     /// Ready for searches: as many thread contexts reserved as [`Slots`] lets

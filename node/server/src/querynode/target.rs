@@ -2,6 +2,7 @@
 //! coordinator which files are at or below each channel's checkpoint
 //! (`GetRecoveryInfo`), reads the ones not held yet, and swaps them in.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,18 +90,30 @@ pub(super) async fn sync_collection(
             insert: cp.insert_next_offset,
             delete: cp.delete_next_offset,
         };
-        let (current, missing) = {
+        let (current, missing, replaced) = {
             let view = read(&view);
-            let current = view.checkpoint(collection);
+            let named = named_insert_logs(recovery);
+            let replaced: Vec<String> = view
+                .insert_logs(collection)
+                .into_iter()
+                .filter(|p| !named.contains(p.as_str()))
+                .collect();
             (
-                current,
+                view.checkpoint(collection),
                 missing_files(recovery, |p| view.has_file(collection, p)),
+                replaced,
             )
         };
-        if current.is_some_and(|c| c == checkpoint || !checkpoint.covers(&c)) {
+        // An older answer (arriving late) changes nothing; one at the same
+        // checkpoint only when a compaction replaced files.
+        if current
+            .is_some_and(|c| !checkpoint.covers(&c) || (c == checkpoint && replaced.is_empty()))
+        {
             continue;
         }
-        let target = read_files(node, schema, checkpoint, missing).await?;
+        let mut target = read_files(node, schema, checkpoint, missing).await?;
+        target.indexes = read_indexes(node, recovery, &target).await;
+        target.replaced = replaced;
         let files = target.insert_logs.len() + target.delete_logs.len();
         {
             let mut view = write(&view);
@@ -196,36 +209,16 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
                 .collect()
         };
         for (path, index_path) in wanted {
-            // A read that fails is tried again next time; a blob that is damaged
-            // or belongs to another file is not read again.
-            let bytes = match node.storage.read_blob(&index_path).await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    node.metrics.index_load_failures.inc();
-                    tracing::warn!(path, index_path, error = %e, "cannot read the index; searching the file exactly for now");
-                    continue;
-                }
+            let Some((index, stored)) = read_index(node, &path, &index_path).await else {
+                continue;
             };
-            let stored = bytes.len() as u64;
-            let scratch = HnswIndex::scratch_root();
-            let built =
-                tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-            // Some(attached), or None when the file was released meanwhile.
-            let attached = match built {
-                Ok(index) => {
-                    let mut view = write(&view);
-                    if view.attach_index(collection, &path, Arc::new(index), stored) {
-                        Some(true)
-                    } else {
-                        view.has_file(collection, &path).then_some(false)
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(path, index_path, error = %e, "the index cannot be read");
-                    Some(false)
+            let attached = {
+                let mut view = write(&view);
+                if view.attach_index(collection, &path, index, stored) {
+                    Some(true)
+                } else {
+                    // None: the file was released meanwhile.
+                    view.has_file(collection, &path).then_some(false)
                 }
             };
             match attached {
@@ -233,19 +226,90 @@ async fn attach_indexes(node: &Node, collection: i64, channels: &[ChannelRecover
                     node.metrics.indexes_loaded.inc();
                     tracing::debug!(path, index_path, "searching through the index");
                 }
-                Some(false) => {
-                    node.metrics.index_load_failures.inc();
-                    tracing::warn!(
-                        path,
-                        index_path,
-                        "the index cannot serve its file; searching the file exactly"
-                    );
-                    node.bad_indexes().insert(index_path);
-                }
+                Some(false) => unusable_index(node, &path, &index_path),
                 None => {}
             }
         }
     }
+}
+
+/// Reads the index at `index_path` of the insert log at `path`. A read that
+/// fails is tried again next time (`None`); a blob that is damaged is marked
+/// and not read again.
+async fn read_index(node: &Node, path: &str, index_path: &str) -> Option<(Arc<HnswIndex>, u64)> {
+    let bytes = match node.storage.read_blob(index_path).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            node.metrics.index_load_failures.inc();
+            tracing::warn!(path, index_path, error = %e, "cannot read the index; searching the file exactly for now");
+            return None;
+        }
+    };
+    let stored = bytes.len() as u64;
+    let scratch = HnswIndex::scratch_root();
+    let built = tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match built {
+        Ok(index) => Some((Arc::new(index), stored)),
+        Err(e) => {
+            tracing::warn!(path, index_path, error = %e, "the index cannot be read");
+            unusable_index(node, path, index_path);
+            None
+        }
+    }
+}
+
+/// An index that cannot serve its file: the file is searched exactly, and
+/// the index not read again.
+fn unusable_index(node: &Node, path: &str, index_path: &str) {
+    node.metrics.index_load_failures.inc();
+    tracing::warn!(
+        path,
+        index_path,
+        "the index cannot serve its file; searching the file exactly"
+    );
+    node.bad_indexes().insert(index_path.to_owned());
+}
+
+/// The indexes of the insert logs `target` read, read too, so that a file
+/// comes in with its index (a compacted segment's file is never searched
+/// exactly in between). One that cannot be read is attached later or never.
+async fn read_indexes(
+    node: &Node,
+    recovery: &ChannelRecovery,
+    target: &Target,
+) -> Vec<(String, Arc<HnswIndex>, u64)> {
+    let mut out = Vec::new();
+    for (path, _) in &target.insert_logs {
+        let index_path = recovery
+            .segments
+            .iter()
+            .flat_map(|s| &s.insert_logs)
+            .find(|f| f.path == *path)
+            .map(|f| f.index_path.as_str())
+            .unwrap_or_default();
+        if index_path.is_empty() || node.bad_indexes().contains(index_path) {
+            continue;
+        }
+        if let Some((index, stored)) = read_index(node, path, index_path).await {
+            node.metrics.indexes_loaded.inc();
+            out.push((path.clone(), index, stored));
+        }
+    }
+    out
+}
+
+/// The insert logs of the segments of `recovery` that are not dropped.
+fn named_insert_logs(recovery: &ChannelRecovery) -> HashSet<&str> {
+    recovery
+        .segments
+        .iter()
+        .filter(|s| s.state() != SegmentState::Dropped)
+        .flat_map(|s| &s.insert_log_paths)
+        .map(String::as_str)
+        .collect()
 }
 
 /// Paths of the insert and delete logs of `recovery` that `held` does not hold.
@@ -303,5 +367,6 @@ async fn read_files(
         checkpoint,
         insert_logs,
         delete_logs,
+        ..Target::default()
     })
 }

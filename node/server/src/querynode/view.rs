@@ -123,6 +123,12 @@ pub struct Target {
     pub insert_logs: Vec<(String, Block)>,
     /// Delete logs by path: keys and timestamps.
     pub delete_logs: Vec<(String, Vec<i64>, Vec<u64>)>,
+    /// Indexes of `insert_logs`, read ahead: (insert log, index, bytes stored).
+    pub indexes: Vec<(String, Arc<HnswIndex>, u64)>,
+    /// Insert logs held that the target's files replace (a compaction wrote
+    /// their rows into one of `insert_logs`): dropped in the same step, so
+    /// that no read sees those rows twice or not at all.
+    pub replaced: Vec<String>,
 }
 
 /// Why a view cannot answer.
@@ -149,23 +155,46 @@ struct Collection {
     growing: BTreeMap<i64, Block>,
     /// Delete logs loaded, by path.
     delete_logs: HashSet<String>,
-    /// Indexes of loaded insert logs, by the insert log's path.
-    indexes: HashMap<String, Arc<HnswIndex>>,
-    /// Bytes of the indexes as stored (about what they hold in memory).
-    index_bytes: u64,
+    /// Indexes of loaded insert logs, by the insert log's path, with their
+    /// bytes as stored (about what they hold in memory).
+    indexes: HashMap<String, (Arc<HnswIndex>, u64)>,
     deletes: DeleteSet,
     /// Every record below these offsets is held (in files or from the log).
     have: Offsets,
 }
 
 impl Collection {
+    /// Searches the loaded insert log at `path` through `index` from now on;
+    /// false when the file is not loaded or the index does not match it.
+    fn attach(&mut self, path: &str, index: Arc<HnswIndex>, bytes: u64) -> bool {
+        let Some(block) = self.sealed.get(path) else {
+            return false;
+        };
+        if block.rows.num_rows != index.rows() || index.metric() != self.schema.metric {
+            return false;
+        }
+        self.indexes.insert(path.to_owned(), (index, bytes));
+        true
+    }
+
+    fn index_bytes(&self) -> u64 {
+        self.indexes.values().map(|(_, bytes)| bytes).sum()
+    }
+
     fn blocks(&self) -> impl Iterator<Item = &Block> {
         self.sealed.values().chain(self.growing.values())
     }
 
     fn add_target(&mut self, target: Target) {
+        for path in &target.replaced {
+            self.sealed.remove(path);
+            self.indexes.remove(path);
+        }
         for (path, block) in target.insert_logs {
             self.sealed.entry(path).or_insert(block);
+        }
+        for (path, index, bytes) in target.indexes {
+            self.attach(&path, index, bytes);
         }
         for (path, keys, timestamps) in target.delete_logs {
             if self.delete_logs.insert(path) {
@@ -237,7 +266,6 @@ impl ChannelView {
             growing: BTreeMap::new(),
             delete_logs: HashSet::new(),
             indexes: HashMap::new(),
-            index_bytes: 0,
             deletes: DeleteSet::new(),
             have: target.checkpoint,
         };
@@ -273,19 +301,17 @@ impl ChannelView {
         index: Arc<HnswIndex>,
         bytes: u64,
     ) -> bool {
-        let Some(c) = self.collections.get_mut(&collection) else {
-            return false;
-        };
-        let Some(block) = c.sealed.get(path) else {
-            return false;
-        };
-        if block.rows.num_rows != index.rows() || index.metric() != c.schema.metric {
-            return false;
-        }
-        if c.indexes.insert(path.to_owned(), index).is_none() {
-            c.index_bytes += bytes;
-        }
-        true
+        self.collections
+            .get_mut(&collection)
+            .is_some_and(|c| c.attach(path, index, bytes))
+    }
+
+    /// The insert logs `collection` holds (none when not loaded).
+    pub fn insert_logs(&self, collection: i64) -> Vec<String> {
+        self.collections
+            .get(&collection)
+            .map(|c| c.sealed.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Bytes the loaded collections hold: rows with their timestamps, deletes
@@ -298,7 +324,7 @@ impl ChannelView {
                     .blocks()
                     .map(|b| b.rows.byte_size() + b.timestamps.len() * 8)
                     .sum();
-                rows as u64 + c.deletes.len() as u64 * 16 + c.index_bytes
+                rows as u64 + c.deletes.len() as u64 * 16 + c.index_bytes()
             })
             .sum()
     }
@@ -462,7 +488,7 @@ impl ChannelView {
         let blocks: Vec<(&Block, Option<&Arc<HnswIndex>>)> = c
             .sealed
             .iter()
-            .map(|(path, block)| (block, c.indexes.get(path)))
+            .map(|(path, block)| (block, c.indexes.get(path).map(|(index, _)| index)))
             .chain(c.growing.values().map(|block| (block, None)))
             .collect();
         let selections: Vec<Selection<'_>> = blocks
@@ -1109,6 +1135,53 @@ mod tests {
             output: &[],
         };
         view.search(X, &params).map(|(_, found)| found)
+    }
+
+    /// A compaction's file comes in with its index and the files it replaces
+    /// go in the same step, at the same checkpoint: every row once.
+    #[test]
+    fn replaced_files_leave_as_their_compacted_file_comes() {
+        let schema = minimal(2);
+        let mut view = ChannelView::default();
+        let at = Offsets {
+            insert: 10,
+            delete: 0,
+        };
+        view.load(
+            X,
+            schema.clone(),
+            Target {
+                checkpoint: at,
+                insert_logs: vec![
+                    ("a".into(), block(&schema, &[1, 2], 1)),
+                    ("b".into(), block(&schema, &[3], 3)),
+                ],
+                ..Target::default()
+            },
+        );
+        let merged = block(&schema, &[1, 2, 3], 1);
+        let vectors = merged.rows.vectors(&schema).expect("vectors").1.clone();
+        let index = HnswIndex::build(schema.metric, 2, &vectors, Default::default(), &|| false)
+            .expect("index");
+        let moved = view.advance(
+            X,
+            Target {
+                checkpoint: at,
+                insert_logs: vec![("ab".into(), merged)],
+                indexes: vec![("ab".into(), Arc::new(index), 100)],
+                replaced: vec!["a".into(), "b".into()],
+                ..Target::default()
+            },
+        );
+        assert!(moved);
+        assert_eq!(view.insert_logs(X), vec!["ab".to_owned()]);
+        assert!(view.has_index(X, "ab"));
+        assert_eq!(view.count(X, u64::MAX, None).expect("count").rows, 3);
+        let stats = view.stats(X).expect("stats");
+        assert_eq!(
+            (stats.sealed_files, stats.indexed_files, stats.sealed_rows),
+            (1, 1, 3)
+        );
     }
 
     #[test]

@@ -482,6 +482,9 @@ pub struct DataCoordTuning {
     /// Seal a growing segment this old.
     #[arg(long, env = env::SEGMENT_MAX_LIFETIME, default_value_t = Interval(defaults::SEGMENT_MAX_LIFETIME))]
     pub segment_max_lifetime: Interval,
+    /// Files a compaction replaced (a segment's insert logs and their indexes) are deleted this long after.
+    #[arg(long, env = env::GARBAGE_GRACE, default_value_t = Interval(defaults::GARBAGE_GRACE))]
+    pub garbage_grace: Interval,
 }
 
 impl DataCoordTuning {
@@ -494,6 +497,7 @@ impl DataCoordTuning {
                 grant_lifetime: self.grant_lifetime.0,
                 max_idle: self.segment_max_idle.0,
                 max_lifetime: self.segment_max_lifetime.0,
+                garbage_grace: self.garbage_grace.0,
                 ..config.segments
             },
             ..config

@@ -1,0 +1,198 @@
+//! `CompactSegment`: the insert logs of a flushed segment rewritten as one file
+//! with one HNSW graph over all its rows, so that a query walks one graph per
+//! segment instead of one per file (Milvus's compaction, within a segment).
+//!
+//! The new file holds the old files' rows in their order. The graph of the
+//! first file (built while the segment was growing) is therefore the start of
+//! the new one: it is read and grown by the other files' rows, which costs
+//! what building the whole graph at once would, not more. Without it (no index
+//! yet, unreadable, or an engine whose graphs cannot grow) the graph is built
+//! from all the rows. Nothing is committed here: the data coordinator records
+//! the new file in place of the old ones when this answers.
+
+use std::time::Instant;
+
+use milvus_like_api::proto;
+use milvus_like_api::schema::{CollectionSchema, IndexSpec};
+use milvus_like_api::vectors::Floats;
+use tonic::Status;
+
+use super::Node;
+use super::index_build::{build_slot, collection_schema, index_path, off_thread};
+use crate::columns::RowBatch;
+use crate::index::{HnswIndex, HnswParams, IndexError};
+use crate::storage::{InsertLog, SegmentStore};
+
+#[tracing::instrument(skip_all, fields(segment_id = req.segment_id, files = req.insert_logs.len()))]
+pub(super) async fn compact(
+    node: &Node,
+    req: proto::CompactSegmentRequest,
+) -> Result<proto::CompactSegmentResponse, Status> {
+    if req.insert_logs.len() < 2 {
+        return Err(Status::invalid_argument(format!(
+            "segment {}: a compaction needs at least two insert logs, got {}",
+            req.segment_id,
+            req.insert_logs.len()
+        )));
+    }
+    let slot = build_slot(node).await?;
+    let started = Instant::now();
+    let schema = collection_schema(node, req.collection_id).await?;
+    let unavailable = |e: crate::storage::StorageError| Status::unavailable(e.to_string());
+    // The rows, file by file, checked against what the segment records.
+    let mut files = Vec::with_capacity(req.insert_logs.len());
+    let mut log = InsertLog::new(&schema);
+    for file in &req.insert_logs {
+        let (rows, timestamps) = node
+            .storage
+            .read_insert_log(&file.path, &schema)
+            .await
+            .map_err(unavailable)?;
+        if rows.num_rows as u64 != file.num_rows {
+            return Err(Status::data_loss(format!(
+                "{} holds {} rows, its segment records {}",
+                file.path, rows.num_rows, file.num_rows
+            )));
+        }
+        log.push(rows.clone(), timestamps)
+            .map_err(|e| Status::internal(format!("{}: {e}", file.path)))?;
+        files.push(rows);
+    }
+    let read = started.elapsed();
+    let log_id = node
+        .root
+        .alloc_id()
+        .await
+        .map_err(|e| Status::unavailable(format!("allocating a log id: {e}")))?;
+    let path =
+        SegmentStore::insert_log_path(req.collection_id, req.partition_id, req.segment_id, log_id);
+    let file_bytes = node
+        .storage
+        .write_insert(&path, &log)
+        .await
+        .map_err(unavailable)?;
+    drop(log);
+    let num_rows: u64 = files.iter().map(|r| r.num_rows as u64).sum();
+    let mut insert_log = proto::CommittedFile {
+        path: path.clone(),
+        num_rows,
+        ..proto::CommittedFile::default()
+    };
+    let mut base_rows = 0;
+    if let IndexSpec::Hnsw { m, ef_construction } = schema.index {
+        let params = HnswParams { m, ef_construction };
+        let base = base_graph(node, &schema, params, &req.insert_logs[0]).await;
+        base_rows = base.as_ref().map_or(0, HnswIndex::rows) as u64;
+        let (blob, graph) = off_thread(node, slot, move |stop| {
+            grown_graph(&schema, params, base, &files, stop)
+        })
+        .await?;
+        let index = index_path(&path);
+        insert_log.index_bytes = node
+            .storage
+            .write_blob(&index, blob)
+            .await
+            .map_err(unavailable)?;
+        insert_log.index_path = index;
+        tracing::info!(?graph, base_rows, "segment graph built");
+    }
+    let elapsed = started.elapsed();
+    node.metrics.compactions.inc();
+    tracing::info!(
+        rows = num_rows,
+        file_bytes,
+        index_bytes = insert_log.index_bytes,
+        ?read,
+        ?elapsed,
+        path,
+        "segment compacted"
+    );
+    Ok(proto::CompactSegmentResponse {
+        insert_log: Some(insert_log),
+        build_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        index_base_rows: base_rows,
+    })
+}
+
+/// The stored graph of the segment's first file, when it can start the
+/// segment's: readable, of this collection's metric and parameters, of that
+/// file's rows. Anything else is logged and the graph built from nothing.
+async fn base_graph(
+    node: &Node,
+    schema: &CollectionSchema,
+    params: HnswParams,
+    first: &proto::CommittedFile,
+) -> Option<HnswIndex> {
+    if first.index_path.is_empty() {
+        return None;
+    }
+    let bytes = match node.storage.read_blob(&first.index_path).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(index_path = first.index_path, error = %e, "cannot read the first file's index; building the segment's from nothing");
+            return None;
+        }
+    };
+    let scratch = HnswIndex::scratch_root();
+    let loaded = tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match loaded {
+        Ok(index)
+            if index.rows() as u64 == first.num_rows
+                && index.metric() == schema.metric
+                && index.params() == params =>
+        {
+            Some(index)
+        }
+        Ok(index) => {
+            tracing::warn!(
+                index_path = first.index_path,
+                ?index,
+                "the first file's index does not match it; building the segment's from nothing"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(index_path = first.index_path, error = %e, "the first file's index cannot be read; building the segment's from nothing");
+            None
+        }
+    }
+}
+
+/// The graph of all of `files`' vectors in order: `base` (the first file's)
+/// grown by the others', or, without a base that can grow, one built from all.
+fn grown_graph(
+    schema: &CollectionSchema,
+    params: HnswParams,
+    base: Option<HnswIndex>,
+    files: &[RowBatch],
+    stop: &dyn Fn() -> bool,
+) -> Result<HnswIndex, IndexError> {
+    let vectors = files
+        .iter()
+        .map(|rows| {
+            rows.vectors(schema)
+                .ok_or_else(|| IndexError::Engine("an insert log has no vector column".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dim = vectors.first().map_or(0, |(dim, _)| *dim);
+    if let Some(mut index) = base {
+        let grown = vectors[1..]
+            .iter()
+            .try_for_each(|(_, values)| index.extend(values, stop));
+        match grown {
+            Ok(()) => return Ok(index),
+            Err(IndexError::CannotGrow(engine)) => {
+                tracing::debug!(%engine, "the first file's graph cannot grow; building the segment's from nothing");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let all: Vec<f32> = vectors
+        .iter()
+        .flat_map(|(_, values)| values.to_vec())
+        .collect();
+    HnswIndex::build(schema.metric, dim, &Floats::from(all), params, stop)
+}
