@@ -24,7 +24,7 @@ use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 
 use super::DataCoordMetrics;
 use super::channels::DataNodeClients;
-use super::segments::{Compactable, SegmentManager};
+use super::segments::{Compactable, SegmentError, SegmentManager};
 use crate::session::NodeRegistry;
 
 /// Files below this many rows are searched exactly (Milvus's small-segment rule).
@@ -36,6 +36,9 @@ pub const MIN_INDEX_ROWS: u64 = 1024;
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The longest pause before a failed build is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Failed compactions of a segment after which its files get graphs of their
+/// own while the compaction is still retried.
+const FALLBACK_AFTER_FAILURES: u32 = 5;
 /// Garbage files deleted by one call.
 const GARBAGE_BATCH: usize = 256;
 
@@ -107,6 +110,7 @@ impl IndexScheduler {
             .collect();
         let mut indexed: HashMap<i64, bool> = HashMap::new();
         let now = Instant::now();
+        let pending: BTreeSet<i64> = compactions.iter().map(|c| c.segment).collect();
         for job in compactions {
             let key = compaction_key(job.segment);
             // A build of one of its files finishes first: its graph starts the segment's.
@@ -124,6 +128,17 @@ impl IndexScheduler {
             self.start_compaction(cx, node, key, job);
         }
         for (collection, segment, path) in files {
+            // A segment waiting for its compaction gets no per-file graphs,
+            // unless the compaction keeps failing: then its files are indexed
+            // one by one meanwhile, not searched exactly for ever.
+            let compacting = pending.contains(&segment)
+                && self
+                    .failures()
+                    .get(&compaction_key(segment))
+                    .is_none_or(|f| f.attempts < FALLBACK_AFTER_FAILURES);
+            if compacting {
+                continue;
+            }
             if self.busy(&path, now) {
                 waiting += 1;
                 continue;
@@ -289,15 +304,17 @@ impl IndexScheduler {
                 if due.is_empty() {
                     return Ok(0);
                 }
-                client
-                    .delete_files(proto::DeleteFilesRequest { paths: due.clone() })
+                let done = client
+                    .delete_files(proto::DeleteFilesRequest { paths: due })
                     .await
-                    .map_err(|s| s.message().to_owned())?;
+                    .map_err(|s| s.message().to_owned())?
+                    .into_inner()
+                    .done;
                 segments
-                    .garbage_deleted(&due)
+                    .garbage_deleted(&done)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(due.len())
+                Ok::<_, String>(done.len())
             }
             .await;
             match result {
@@ -371,10 +388,21 @@ async fn record_compaction(
                 .map_err(|e| format!("the segment changed meanwhile, and its new files could not be marked as garbage: {e}"))?;
             Err("the segment changed meanwhile; its new files are garbage".into())
         }
+        Err(e @ SegmentError::Invalid(_)) => {
+            // Refused before any write: the new files are garbage.
+            segments
+                .add_garbage(&written)
+                .await
+                .map_err(|g| format!("{e}; its new files could not be marked as garbage: {g}"))?;
+            Err(e.to_string())
+        }
         Err(e) => {
-            // Unrecorded either way: the new files are garbage.
-            let _ = segments.add_garbage(&written).await;
-            Err(format!("could not record it: {e}"))
+            // The write may have landed (its outcome is unknown), so the new
+            // files may be named now: they are left alone, and the next term
+            // finds the segment as the store has it.
+            Err(format!(
+                "could not record it: {e}; its new files {written:?} are left in place"
+            ))
         }
     }
 }

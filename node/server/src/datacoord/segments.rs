@@ -413,6 +413,11 @@ impl SegmentManager {
     /// Applies `ops` at once if this coordinator still leads; one that no
     /// longer does gives its term up.
     async fn write_fenced(&self, ops: Vec<Op>) -> Result<(), SegmentError> {
+        // A term given up locally may still pass the fence in the store until
+        // its lease ends: nothing more is written in it.
+        if !self.leadership.is_valid() {
+            return Err(ChannelError::NotLeader.into());
+        }
         let txn = Txn::when([self.leadership.fence()]).then(ops);
         if !self.leadership.write(self.store.txn(txn)).await?.succeeded {
             self.leadership.give_up("fenced segment write failed");
@@ -716,14 +721,13 @@ impl SegmentManager {
     }
 
     /// Committed insert logs of at least `min_rows` rows without an index, as
-    /// (collection, segment, path), of segments that are not dropped and not
-    /// [`compactable`](Self::compactable) (a compaction indexes those).
+    /// (collection, segment, path), of segments that are not dropped.
     pub async fn unindexed(&self, min_rows: u64) -> Vec<(i64, i64, String)> {
         self.segments
             .lock()
             .await
             .values()
-            .filter(|s| s.state() != SegmentState::Dropped && !is_compactable(s, min_rows))
+            .filter(|s| s.state() != SegmentState::Dropped)
             .flat_map(|s| {
                 s.info
                     .insert_logs
@@ -783,9 +787,12 @@ impl SegmentManager {
                 file.num_rows
             )));
         }
-        // The new file holds the records of the newest file it replaces and
-        // older ones: it carries that file's tag.
-        file.checkpoint = replaced.last().and_then(|f| f.checkpoint);
+        // The new file holds the records of the files it replaces: it carries
+        // the newest of their tags.
+        file.checkpoint = replaced
+            .iter()
+            .filter_map(|f| f.checkpoint)
+            .max_by_key(|c| (c.insert_next_offset, c.delete_next_offset));
         let mut info = seg.info.clone();
         info.replaced_insert_log_paths
             .extend(replaced.iter().map(|f| f.path.clone()));
@@ -818,14 +825,16 @@ impl SegmentManager {
         self.write_fenced(ops).await
     }
 
-    /// Up to `limit` garbage files whose grace has passed at `now_ms`.
+    /// Up to `limit` garbage files whose grace has passed at `now_ms`. A file
+    /// that a segment names (marked by a write whose outcome was unknown) is
+    /// never garbage: its entry is dropped instead.
     pub async fn due_garbage(
         &self,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<String>, SegmentError> {
         let (kvs, _) = self.store.scan_prefix(GARBAGE_PREFIX).await?;
-        Ok(kvs
+        let due: Vec<String> = kvs
             .iter()
             .filter(|kv| {
                 // An unreadable deadline is treated as due: the file is garbage either way.
@@ -836,10 +845,27 @@ impl SegmentManager {
             })
             .filter_map(|kv| kv.key.strip_prefix(GARBAGE_PREFIX).map(str::to_owned))
             .take(limit)
-            .collect())
+            .collect();
+        let (named, due): (Vec<String>, Vec<String>) = {
+            let segments = self.segments.lock().await;
+            due.into_iter().partition(|path| {
+                segments.values().any(|s| {
+                    s.info.insert_log_paths.contains(path)
+                        || s.info.insert_logs.iter().any(|f| f.index_path == *path)
+                })
+            })
+        };
+        if !named.is_empty() {
+            tracing::warn!(
+                ?named,
+                "files marked as garbage are still named by a segment; keeping them"
+            );
+            self.garbage_deleted(&named).await?;
+        }
+        Ok(due)
     }
 
-    /// Forgets garbage files once deleted.
+    /// Forgets garbage files (deleted, or not garbage after all).
     pub async fn garbage_deleted(&self, paths: &[String]) -> Result<(), SegmentError> {
         let ops: Vec<Op> = paths.iter().map(|p| Op::Delete(garbage_key(p))).collect();
         self.write_fenced(ops).await

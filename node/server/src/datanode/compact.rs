@@ -10,6 +10,7 @@
 //! from all the rows. Nothing is committed here: the data coordinator records
 //! the new file in place of the old ones when this answers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use milvus_like_api::proto;
@@ -20,7 +21,7 @@ use tonic::Status;
 use super::Node;
 use super::index_build::{build_slot, collection_schema, index_path, off_thread};
 use crate::columns::RowBatch;
-use crate::index::{HnswIndex, HnswParams, IndexError};
+use crate::index::{Engine, HnswIndex, HnswParams, IndexError};
 use crate::storage::{InsertLog, SegmentStore};
 
 #[tracing::instrument(skip_all, fields(segment_id = req.segment_id, files = req.insert_logs.len()))]
@@ -41,7 +42,6 @@ pub(super) async fn compact(
     let unavailable = |e: crate::storage::StorageError| Status::unavailable(e.to_string());
     // The rows, file by file, checked against what the segment records.
     let mut files = Vec::with_capacity(req.insert_logs.len());
-    let mut log = InsertLog::new(&schema);
     for file in &req.insert_logs {
         let (rows, timestamps) = node
             .storage
@@ -54,11 +54,33 @@ pub(super) async fn compact(
                 file.path, rows.num_rows, file.num_rows
             )));
         }
-        log.push(rows.clone(), timestamps)
-            .map_err(|e| Status::internal(format!("{}: {e}", file.path)))?;
-        files.push(rows);
+        files.push((rows, timestamps));
     }
     let read = started.elapsed();
+    let num_rows: u64 = files.iter().map(|(r, _)| r.num_rows as u64).sum();
+    let files = Arc::new(files);
+    // The graph first: a build that fails or stops leaves no file behind.
+    let mut graph = None;
+    let mut base_rows = 0;
+    if let IndexSpec::Hnsw { m, ef_construction } = schema.index {
+        let params = HnswParams { m, ef_construction };
+        let base = base_graph(node, &schema, params, &req.insert_logs[0]).await;
+        base_rows = base.as_ref().map_or(0, HnswIndex::rows) as u64;
+        let (owned, rows) = (schema.clone(), files.clone());
+        let (blob, took) = off_thread(node, slot, move |stop| {
+            grown_graph(&owned, params, base, &rows, stop)
+        })
+        .await?;
+        tracing::info!(graph = ?took, base_rows, "segment graph built");
+        graph = Some(blob);
+    }
+    // The rows as one insert log, after the graph: the two are not held at once.
+    let files = Arc::try_unwrap(files).unwrap_or_else(|shared| (*shared).clone());
+    let mut log = InsertLog::new(&schema);
+    for (rows, timestamps) in files {
+        log.push(rows, timestamps)
+            .map_err(|e| Status::internal(format!("the rows do not fit the schema: {e}")))?;
+    }
     let log_id = node
         .root
         .alloc_id()
@@ -72,29 +94,24 @@ pub(super) async fn compact(
         .await
         .map_err(unavailable)?;
     drop(log);
-    let num_rows: u64 = files.iter().map(|r| r.num_rows as u64).sum();
     let mut insert_log = proto::CommittedFile {
         path: path.clone(),
         num_rows,
         ..proto::CommittedFile::default()
     };
-    let mut base_rows = 0;
-    if let IndexSpec::Hnsw { m, ef_construction } = schema.index {
-        let params = HnswParams { m, ef_construction };
-        let base = base_graph(node, &schema, params, &req.insert_logs[0]).await;
-        base_rows = base.as_ref().map_or(0, HnswIndex::rows) as u64;
-        let (blob, graph) = off_thread(node, slot, move |stop| {
-            grown_graph(&schema, params, base, &files, stop)
-        })
-        .await?;
+    if let Some(blob) = graph {
         let index = index_path(&path);
-        insert_log.index_bytes = node
-            .storage
-            .write_blob(&index, blob)
-            .await
-            .map_err(unavailable)?;
+        match node.storage.write_blob(&index, blob).await {
+            Ok(bytes) => insert_log.index_bytes = bytes,
+            Err(e) => {
+                // Nothing names the new file yet: it goes, and the compaction is asked again.
+                if let Err(cleanup) = node.storage.delete_file(&path).await {
+                    tracing::warn!(path, error = %cleanup, "cannot delete the unrecorded file");
+                }
+                return Err(unavailable(e));
+            }
+        }
         insert_log.index_path = index;
-        tracing::info!(?graph, base_rows, "segment graph built");
     }
     let elapsed = started.elapsed();
     node.metrics.compactions.inc();
@@ -162,23 +179,34 @@ async fn base_graph(
 }
 
 /// The graph of all of `files`' vectors in order: `base` (the first file's)
-/// grown by the others', or, without a base that can grow, one built from all.
+/// grown by the others'. Without a base, USearch builds the first file's
+/// graph and grows it the same way (no copy of all the vectors); an engine
+/// whose graphs cannot grow builds one of all the rows.
 fn grown_graph(
     schema: &CollectionSchema,
     params: HnswParams,
     base: Option<HnswIndex>,
-    files: &[RowBatch],
+    files: &[(RowBatch, Vec<u64>)],
     stop: &dyn Fn() -> bool,
 ) -> Result<HnswIndex, IndexError> {
     let vectors = files
         .iter()
-        .map(|rows| {
+        .map(|(rows, _)| {
             rows.vectors(schema)
                 .ok_or_else(|| IndexError::Engine("an insert log has no vector column".into()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let dim = vectors.first().map_or(0, |(dim, _)| *dim);
-    if let Some(mut index) = base {
+    let Some(&(dim, first)) = vectors.first() else {
+        return Err(IndexError::Engine("no insert log to index".into()));
+    };
+    let start = match base {
+        Some(index) => Some(index),
+        None if Engine::best() == Engine::Usearch => {
+            Some(HnswIndex::build(schema.metric, dim, first, params, stop)?)
+        }
+        None => None,
+    };
+    if let Some(mut index) = start {
         let grown = vectors[1..]
             .iter()
             .try_for_each(|(_, values)| index.extend(values, stop));

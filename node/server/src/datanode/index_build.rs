@@ -147,7 +147,10 @@ where
         let building = Instant::now();
         let index = build(&stopped).map_err(|e| match e {
             IndexError::Stopped => Status::unavailable("the data node is stopping"),
-            other => Status::invalid_argument(other.to_string()),
+            e @ (IndexError::Params(_) | IndexError::Shape { .. }) => {
+                Status::invalid_argument(e.to_string())
+            }
+            other => Status::internal(other.to_string()),
         })?;
         let graph = building.elapsed();
         let blob = index

@@ -506,16 +506,16 @@ impl DataNode for DataNodeService {
         &self,
         request: Request<proto::DeleteFilesRequest>,
     ) -> Result<Response<proto::DeleteFilesResponse>, Status> {
-        let paths = request.into_inner().paths;
-        let deleted = self
-            .node
-            .storage
-            .delete_files(&paths)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        self.node.metrics.files_deleted.inc_by(deleted);
-        tracing::info!(files = deleted, "deleted files nothing names any more");
-        Ok(Response::new(proto::DeleteFilesResponse { deleted }))
+        let mut done = Vec::new();
+        for path in request.into_inner().paths {
+            match self.node.storage.delete_file(&path).await {
+                Ok(()) => done.push(path),
+                Err(e) => tracing::warn!(path, error = %e, "cannot delete a replaced file"),
+            }
+        }
+        self.node.metrics.files_deleted.inc_by(done.len() as u64);
+        tracing::info!(files = done.len(), "deleted files nothing names any more");
+        Ok(Response::new(proto::DeleteFilesResponse { done }))
     }
 }
 

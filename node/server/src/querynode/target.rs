@@ -115,6 +115,7 @@ pub(super) async fn sync_collection(
         target.indexes = read_indexes(node, recovery, &target).await;
         target.replaced = replaced;
         let files = target.insert_logs.len() + target.delete_logs.len();
+        let read_ahead: Vec<String> = target.indexes.iter().map(|(p, _, _)| p.clone()).collect();
         {
             let mut view = write(&view);
             if view.is_loaded(collection) {
@@ -122,6 +123,13 @@ pub(super) async fn sync_collection(
             } else {
                 view.load(collection, schema.clone(), target);
             }
+            // An index that did not fit its file is left for `attach_indexes`,
+            // which marks it.
+            let attached = read_ahead
+                .iter()
+                .filter(|p| view.has_index(collection, p))
+                .count();
+            node.metrics.indexes_loaded.inc_by(attached as u64);
         }
         node.metrics.target_moves.inc();
         node.metrics.files_loaded.inc_by(files as u64);
@@ -294,7 +302,6 @@ async fn read_indexes(
             continue;
         }
         if let Some((index, stored)) = read_index(node, path, index_path).await {
-            node.metrics.indexes_loaded.inc();
             out.push((path.clone(), index, stored));
         }
     }

@@ -449,17 +449,13 @@ impl SegmentStore {
         self.get(path).await
     }
 
-    /// Deletes the files at `paths`; one already absent counts as deleted.
-    /// Returns how many are gone.
-    pub async fn delete_files(&self, paths: &[String]) -> Result<u64, StorageError> {
-        for path in paths {
-            let location = object_path(path)?;
-            match self.store.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.object_error("delete", path, e)),
-            }
+    /// Deletes the file at `path`; one already absent counts as deleted.
+    pub async fn delete_file(&self, path: &str) -> Result<(), StorageError> {
+        let location = object_path(path)?;
+        match self.store.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.object_error("delete", path, e)),
         }
-        Ok(paths.len() as u64)
     }
 
     async fn put(
