@@ -234,11 +234,18 @@ impl IndexScheduler {
                 Ok(r) => record_compaction(&segments, &job, r.into_inner()).await,
                 Err(status) => Err(status.message().to_owned()),
             };
-            if result.is_ok() {
-                metrics.compactions.inc();
-            } else {
-                metrics.compaction_failures.inc();
-            }
+            let result = match result {
+                Ok(true) => {
+                    metrics.compactions.inc();
+                    Ok(())
+                }
+                // Not a failure: the next pass compacts the segment as it is now.
+                Ok(false) => Ok(()),
+                Err(e) => {
+                    metrics.compaction_failures.inc();
+                    Err(e)
+                }
+            };
             me.finished(&key, node.node_id, job.segment, "compaction", result);
         });
     }
@@ -347,14 +354,14 @@ async fn is_indexed(root: &RootCoordLink, known: &mut HashMap<i64, bool>, collec
     w
 }
 
-/// Records a data node's compaction of `job`. When the segment changed
-/// meanwhile (a late file, dropped), the new files are garbage instead and the
-/// compaction is tried again on the segment as it is now.
+/// Records a data node's compaction of `job`: true once recorded, false when
+/// the segment changed meanwhile (a late file, dropped); its new files are
+/// garbage then, and the compaction runs again on the segment as it is now.
 async fn record_compaction(
     segments: &SegmentManager,
     job: &Compactable,
     answer: proto::CompactSegmentResponse,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let file = answer
         .insert_log
         .ok_or("the data node's answer names no file")?;
@@ -379,14 +386,18 @@ async fn record_compaction(
                 build_ms = answer.build_ms,
                 "compaction recorded"
             );
-            Ok(())
+            Ok(true)
         }
         Ok(false) => {
             segments
                 .add_garbage(&written)
                 .await
                 .map_err(|e| format!("the segment changed meanwhile, and its new files could not be marked as garbage: {e}"))?;
-            Err("the segment changed meanwhile; its new files are garbage".into())
+            tracing::info!(
+                segment = job.segment,
+                "the segment changed during its compaction (a late file); its new files are garbage, and it is compacted again"
+            );
+            Ok(false)
         }
         Err(e @ SegmentError::Invalid(_)) => {
             // Refused before any write: the new files are garbage.
