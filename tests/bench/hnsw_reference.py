@@ -26,6 +26,21 @@ def recall(found, truth):
     return hits / (len(truth) * 10)
 
 
+# Timed passes per setting, the fastest kept (HNSW_REFERENCE_PASSES, default 3):
+# one pass of 1,000 queries lasts a tenth of a second, which this VM's noise can
+# slow by a third. The proxy side of search.sh keeps the fastest of as many.
+PASSES = max(1, int(os.environ.get("HNSW_REFERENCE_PASSES", "3")))
+
+
+def best_qps(queries, run):
+    best = 0.0
+    for _ in range(PASSES):
+        started = time.perf_counter()
+        run()
+        best = max(best, queries / (time.perf_counter() - started))
+    return best
+
+
 def report(side, **fields):
     print(json.dumps({"side": side, **fields}), flush=True)
 
@@ -43,13 +58,10 @@ def hnswlib_side(data, q, truth, m, efc, efs, threads):
     for ef in efs:
         index.set_ef(ef)
         index.set_num_threads(1)
-        started = time.perf_counter()
         found = [index.knn_query(v.reshape(1, -1), k=10)[0][0] for v in q]
-        qps_1 = len(q) / (time.perf_counter() - started)
+        qps_1 = best_qps(len(q), lambda: [index.knn_query(v.reshape(1, -1), k=10) for v in q])
         index.set_num_threads(threads)
-        started = time.perf_counter()
-        index.knn_query(q, k=10)
-        qps_n = len(q) / (time.perf_counter() - started)
+        qps_n = best_qps(len(q), lambda: index.knn_query(q, k=10))
         report(side, ef=ef, recall=round(recall(found, truth), 4), qps_1=round(qps_1, 1), qps_n=round(qps_n, 1))
 
 
@@ -66,13 +78,10 @@ def faiss_side(data, q, truth, m, efc, efs, threads):
     for ef in efs:
         index.hnsw.efSearch = ef
         faiss.omp_set_num_threads(1)
-        started = time.perf_counter()
         found = [index.search(v.reshape(1, -1), 10)[1][0] for v in q]
-        qps_1 = len(q) / (time.perf_counter() - started)
+        qps_1 = best_qps(len(q), lambda: [index.search(v.reshape(1, -1), 10) for v in q])
         faiss.omp_set_num_threads(threads)
-        started = time.perf_counter()
-        index.search(q, 10)
-        qps_n = len(q) / (time.perf_counter() - started)
+        qps_n = best_qps(len(q), lambda: index.search(q, 10))
         report(side, ef=ef, recall=round(recall(found, truth), 4), qps_1=round(qps_1, 1), qps_n=round(qps_n, 1))
 
 
