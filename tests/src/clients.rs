@@ -7,8 +7,9 @@ use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_client::ProxyClient;
 use milvus_like_api::proto::root_coord_client::RootCoordClient;
 use milvus_like_api::proto::{
-    AllocTimestampRequest, CollectionInfo, CreateCollectionRequest, GetChannelDistributionRequest,
-    GetChannelDistributionResponse, ListCollectionsRequest, ProxyFlushRequest, ProxyFlushResponse,
+    AllocTimestampRequest, CollectionInfo, ConsistencyLevel, CountRequest, CreateCollectionRequest,
+    GetChannelDistributionRequest, GetChannelDistributionResponse, ListCollectionsRequest,
+    ProxyFlushRequest, ProxyFlushResponse,
 };
 use milvus_like_api::schema::CollectionSchema;
 use tonic::Code;
@@ -167,6 +168,23 @@ pub async fn flush(
         }
     }
     Err(last.unwrap_or_else(|| tonic::Status::unknown("no flush was asked")))
+}
+
+/// The rows of `collection` a STRONG count through the proxy sees.
+pub async fn strong_count(
+    proxy: &ProxyClient<Channel>,
+    collection: &str,
+) -> Result<u64, tonic::Status> {
+    proxy
+        .clone()
+        .count(CountRequest {
+            collection: collection.to_owned(),
+            consistency: ConsistencyLevel::ConsistencyStrong.into(),
+            timeout_ms: 20_000,
+            filter: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().rows)
 }
 
 /// Rows committed in a collection's segments, as the data coordinator lists them

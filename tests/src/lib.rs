@@ -36,7 +36,7 @@ pub mod wait;
 
 pub use clients::{
     committed_rows, create_collection, data_coord_client, flush, proxy_client, root_coord_client,
-    serving, wait_channels_owned, wait_distribution, wait_for_proxy, wait_serving,
+    serving, strong_count, wait_channels_owned, wait_distribution, wait_for_proxy, wait_serving,
 };
 pub use cluster::{CHANNELS, Cluster, ClusterBuilder};
 pub use data::test_schema;

@@ -266,24 +266,6 @@ async fn flushed_files_get_hnsw_indexes_that_searches_use_with_high_recall() {
     );
 }
 
-/// The rows of `name` a strong count sees.
-async fn count(
-    mut proxy: proto::proxy_client::ProxyClient<tonic::transport::Channel>,
-    name: &str,
-) -> u64 {
-    proxy
-        .count(proto::CountRequest {
-            collection: name.into(),
-            consistency: ConsistencyLevel::ConsistencyStrong.into(),
-            timeout_ms: 20_000,
-            filter: String::new(),
-        })
-        .await
-        .expect("count")
-        .into_inner()
-        .rows
-}
-
 /// The insert logs held on the query node, how many are searched through an
 /// index, and their rows.
 async fn held_files(
@@ -338,7 +320,9 @@ async fn a_flushed_segment_of_several_files_becomes_one_indexed_file_and_no_read
             let (cluster, client, proxy) = (&cluster, &qn_client, proxy.clone());
             counts += 1;
             async move {
-                let rows = count(proxy, "compacted").await;
+                let rows = milvus_like_tests::strong_count(&proxy, "compacted")
+                    .await
+                    .expect("count");
                 assert_eq!(rows, ROWS as u64, "a read saw {rows} rows");
                 let segments = cluster
                     .datacoord_client()

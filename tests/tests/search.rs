@@ -55,18 +55,6 @@ async fn search(
         .map(tonic::Response::into_inner)
 }
 
-async fn count(proxy: &mut ProxyClient<Channel>) -> Result<u64, Status> {
-    proxy
-        .count(proto::CountRequest {
-            collection: NAME.into(),
-            consistency: ConsistencyLevel::ConsistencyStrong.into(),
-            timeout_ms: 20_000,
-            filter: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner().rows)
-}
-
 /// Whether `key`'s own vector finds it first, at distance 0.
 fn finds_itself(answer: &proto::SearchResponse, key: i64) -> bool {
     answer.results.len() == 1
@@ -186,7 +174,12 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
     assert_eq!(placed.len(), cluster.channels as usize);
 
     // Strong reads see every acknowledged write, from files and the log alike.
-    assert_eq!(count(&mut proxy).await.expect("count"), 600);
+    assert_eq!(
+        milvus_like_tests::strong_count(&proxy, NAME)
+            .await
+            .expect("count"),
+        600
+    );
     for key in [0, 299, 599] {
         let answer = search(&mut proxy, key).await.expect("search");
         assert!(finds_itself(&answer, key), "key {key}: {answer:?}");
@@ -212,7 +205,12 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
         .await
         .expect("delete");
     let live = (pks.len() - gone.len()) as u64;
-    assert_eq!(count(&mut proxy).await.expect("count"), live);
+    assert_eq!(
+        milvus_like_tests::strong_count(&proxy, NAME)
+            .await
+            .expect("count"),
+        live
+    );
     for key in [0, 7, 693] {
         let answer = search(&mut proxy, key).await.expect("search");
         assert!(
@@ -281,7 +279,7 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
             key += 1; // deleted
         }
         let searched = search(&mut proxy, key).await;
-        let counted = count(&mut proxy).await;
+        let counted = milvus_like_tests::strong_count(&proxy, NAME).await;
         match (searched, counted) {
             (Ok(answer), Ok(rows)) => {
                 assert!(finds_itself(&answer, key), "partial answer: {answer:?}");

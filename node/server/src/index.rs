@@ -107,6 +107,12 @@ impl Engine {
         }
     }
 
+    /// Whether a graph of this engine, stored and read back, can take more
+    /// rows ([`HnswIndex::extend`]).
+    pub const fn grows(self) -> bool {
+        matches!(self, Self::Usearch)
+    }
+
     /// Every engine this build has, the best first.
     pub fn built_in() -> Vec<Self> {
         [Self::Usearch, Self::HnswRs]
@@ -273,7 +279,7 @@ impl HnswIndex {
     /// last, numbered `rows()..`, with the parameters the graph was built with,
     /// on the current thread pool: a graph of a file grows into the graph of
     /// that file followed by others. Only USearch graphs grow; an `hnsw_rs`
-    /// graph answers [`IndexError::CannotGrow`] (build one of all the rows).
+    /// graph answers [`IndexError::CannotGrow`] (see [`Engine::grows`]).
     #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
     pub fn extend(&mut self, vectors: &Floats, stop: Stop<'_>) -> Result<(), IndexError> {
         if !vectors.len().is_multiple_of(self.dim) {
@@ -371,6 +377,15 @@ impl HnswIndex {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
+    }
+
+    /// [`HnswIndex::from_bytes`] on a blocking thread, with this process's
+    /// scratch directory: how a stored index is read back.
+    pub async fn decode(bytes: bytes::Bytes) -> Result<Self, IndexError> {
+        let scratch = Self::scratch_root();
+        tokio::task::spawn_blocking(move || Self::from_bytes(&bytes, &scratch))
+            .await
+            .map_err(|e| IndexError::Engine(format!("the read stopped: {e}")))?
     }
 
     /// Reads a blob made by [`HnswIndex::to_bytes`] (format 1 or 2), checked

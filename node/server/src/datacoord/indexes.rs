@@ -39,6 +39,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Failed compactions of a segment after which its files get graphs of their
 /// own while the compaction is still retried.
 const FALLBACK_AFTER_FAILURES: u32 = 5;
+/// How often the garbage records are read (each look scans them in etcd).
+const GARBAGE_INTERVAL: Duration = Duration::from_secs(10);
 /// Garbage files deleted by one call.
 const GARBAGE_BATCH: usize = 256;
 
@@ -56,6 +58,8 @@ pub struct IndexScheduler {
     failures: Mutex<HashMap<String, Failure>>,
     /// A deletion of garbage is under way.
     collecting: AtomicBool,
+    /// When garbage was last looked for.
+    collected_at: Mutex<Option<Instant>>,
 }
 
 fn compaction_key(segment: i64) -> String {
@@ -114,7 +118,11 @@ impl IndexScheduler {
         for job in compactions {
             let key = compaction_key(job.segment);
             // A build of one of its files finishes first: its graph starts the segment's.
-            if self.busy(&key, now) || job.files.iter().any(|f| self.busy(&f.path, now)) {
+            let building = job
+                .files
+                .iter()
+                .any(|f| self.running().contains_key(&f.path));
+            if building || self.busy(&key, now) {
                 waiting += 1;
                 continue;
             }
@@ -286,8 +294,15 @@ impl IndexScheduler {
     }
 
     /// Asks a live data node to delete garbage whose grace has passed, one
-    /// deletion at a time.
+    /// deletion at a time, every [`GARBAGE_INTERVAL`].
     fn collect_garbage(self: &Arc<Self>, cx: &Context<'_>) {
+        {
+            let mut at = self.collected_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some_and(|t| t.elapsed() < GARBAGE_INTERVAL) {
+                return;
+            }
+            *at = Some(Instant::now());
+        }
         if self.collecting.swap(true, Ordering::AcqRel) {
             return;
         }

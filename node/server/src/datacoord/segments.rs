@@ -144,6 +144,15 @@ impl Segment {
     }
 }
 
+/// The records of `collection`'s segments.
+fn infos_of(segments: &BTreeMap<i64, Segment>, collection: i64) -> Vec<SegmentInfo> {
+    segments
+        .values()
+        .filter(|s| s.info.collection_id == collection)
+        .map(|s| s.info.clone())
+        .collect()
+}
+
 /// Whether `s` is a flushed segment of at least `min_rows` rows in more than
 /// one insert log, each recorded with its rows.
 fn is_compactable(s: &Segment, min_rows: u64) -> bool {
@@ -711,13 +720,7 @@ impl SegmentManager {
     }
 
     pub async fn list(&self, collection: i64) -> Vec<SegmentInfo> {
-        self.segments
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.info.collection_id == collection)
-            .map(|s| s.info.clone())
-            .collect()
+        infos_of(&*self.segments.lock().await, collection)
     }
 
     /// Committed insert logs of at least `min_rows` rows without an index, as
@@ -798,17 +801,17 @@ impl SegmentManager {
             .extend(replaced.iter().map(|f| f.path.clone()));
         info.insert_log_paths = vec![file.path.clone()];
         info.insert_logs = vec![file];
-        let due = crate::sys::unix_ms() + self.config.garbage_grace.as_millis() as u64;
         let mut ops = vec![Op::put(
             segment_key(info.collection_id, info.segment_id),
             info.encode_to_vec(),
         )];
         ops.extend(
-            replaced
-                .iter()
-                .flat_map(|f| [&f.path, &f.index_path])
-                .filter(|p| !p.is_empty())
-                .map(|p| Op::put(garbage_key(p), due.to_string())),
+            self.garbage_ops(
+                replaced
+                    .iter()
+                    .flat_map(|f| [&f.path, &f.index_path])
+                    .filter(|p| !p.is_empty()),
+            ),
         );
         self.write_fenced(ops).await?;
         seg.info = info;
@@ -817,12 +820,19 @@ impl SegmentManager {
 
     /// Marks `paths` (files no record names) for deletion after `garbage_grace`.
     pub async fn add_garbage(&self, paths: &[String]) -> Result<(), SegmentError> {
-        let due = crate::sys::unix_ms() + self.config.garbage_grace.as_millis() as u64;
-        let ops: Vec<Op> = paths
-            .iter()
-            .map(|p| Op::put(garbage_key(p), due.to_string()))
-            .collect();
+        let ops = self.garbage_ops(paths).collect();
         self.write_fenced(ops).await
+    }
+
+    /// The writes that mark `paths` as garbage, deletable `garbage_grace` from now.
+    fn garbage_ops<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a String>,
+    ) -> impl Iterator<Item = Op> {
+        let due = crate::sys::unix_ms() + self.config.garbage_grace.as_millis() as u64;
+        paths
+            .into_iter()
+            .map(move |p| Op::put(garbage_key(p), due.to_string()))
     }
 
     /// Up to `limit` garbage files whose grace has passed at `now_ms`. A file
@@ -914,11 +924,7 @@ impl SegmentManager {
         // the files it replaced.
         let held = self.segments.lock().await;
         let checkpoints = self.channels.checkpoints().await?;
-        let segments = held
-            .values()
-            .filter(|s| s.info.collection_id == collection)
-            .map(|s| s.info.clone())
-            .collect();
+        let segments = infos_of(&held, collection);
         drop(held);
         let delete_logs = self.delete_logs(collection).await?;
         Ok(recovery(&checkpoints, segments, delete_logs))

@@ -150,14 +150,10 @@ async fn base_graph(
             return None;
         }
     };
-    let scratch = HnswIndex::scratch_root();
-    let loaded = tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    match loaded {
+    match HnswIndex::decode(bytes).await {
         Ok(index)
-            if index.rows() as u64 == first.num_rows
+            if index.engine().grows()
+                && index.rows() as u64 == first.num_rows
                 && index.metric() == schema.metric
                 && index.params() == params =>
         {
@@ -167,7 +163,7 @@ async fn base_graph(
             tracing::warn!(
                 index_path = first.index_path,
                 ?index,
-                "the first file's index does not match it; building the segment's from nothing"
+                "the first file's index does not match it or cannot grow; building the segment's from nothing"
             );
             None
         }
@@ -178,10 +174,10 @@ async fn base_graph(
     }
 }
 
-/// The graph of all of `files`' vectors in order: `base` (the first file's)
-/// grown by the others'. Without a base, USearch builds the first file's
-/// graph and grows it the same way (no copy of all the vectors); an engine
-/// whose graphs cannot grow builds one of all the rows.
+/// The graph of all of `files`' vectors in order: `base` (the first file's,
+/// one that grows) grown by the others'. Without a base, an engine whose
+/// graphs grow builds the first file's graph and grows it the same way (no
+/// copy of all the vectors); one whose graphs do not builds one of all rows.
 fn grown_graph(
     schema: &CollectionSchema,
     params: HnswParams,
@@ -201,22 +197,16 @@ fn grown_graph(
     };
     let start = match base {
         Some(index) => Some(index),
-        None if Engine::best() == Engine::Usearch => {
+        None if Engine::best().grows() => {
             Some(HnswIndex::build(schema.metric, dim, first, params, stop)?)
         }
         None => None,
     };
     if let Some(mut index) = start {
-        let grown = vectors[1..]
-            .iter()
-            .try_for_each(|(_, values)| index.extend(values, stop));
-        match grown {
-            Ok(()) => return Ok(index),
-            Err(IndexError::CannotGrow(engine)) => {
-                tracing::debug!(%engine, "the first file's graph cannot grow; building the segment's from nothing");
-            }
-            Err(e) => return Err(e),
+        for (_, values) in &vectors[1..] {
+            index.extend(values, stop)?;
         }
+        return Ok(index);
     }
     let all: Vec<f32> = vectors
         .iter()

@@ -2,7 +2,7 @@
 //! coordinator which files are at or below each channel's checkpoint
 //! (`GetRecoveryInfo`), reads the ones not held yet, and swaps them in.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ pub(super) async fn sync_collection(
                 .collect();
             (
                 view.checkpoint(collection),
-                missing_files(recovery, |p| view.has_file(collection, p)),
+                missing_files(recovery, &named, |p| view.has_file(collection, p)),
                 replaced,
             )
         };
@@ -254,12 +254,7 @@ async fn read_index(node: &Node, path: &str, index_path: &str) -> Option<(Arc<Hn
         }
     };
     let stored = bytes.len() as u64;
-    let scratch = HnswIndex::scratch_root();
-    let built = tokio::task::spawn_blocking(move || HnswIndex::from_bytes(&bytes, &scratch))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    match built {
+    match HnswIndex::decode(bytes).await {
         Ok(index) => Some((Arc::new(index), stored)),
         Err(e) => {
             tracing::warn!(path, index_path, error = %e, "the index cannot be read");
@@ -309,7 +304,7 @@ async fn read_indexes(
 }
 
 /// The insert logs of the segments of `recovery` that are not dropped.
-fn named_insert_logs(recovery: &ChannelRecovery) -> HashSet<&str> {
+fn named_insert_logs(recovery: &ChannelRecovery) -> BTreeSet<&str> {
     recovery
         .segments
         .iter()
@@ -319,22 +314,18 @@ fn named_insert_logs(recovery: &ChannelRecovery) -> HashSet<&str> {
         .collect()
 }
 
-/// Paths of the insert and delete logs of `recovery` that `held` does not hold.
+/// Paths of the insert logs `named` and the delete logs of `recovery` that
+/// `held` does not hold.
 fn missing_files(
     recovery: &ChannelRecovery,
+    named: &BTreeSet<&str>,
     held: impl Fn(&str) -> bool,
 ) -> (Vec<String>, Vec<String>) {
-    let mut inserts = Vec::new();
-    for segment in &recovery.segments {
-        if segment.state() == SegmentState::Dropped {
-            continue;
-        }
-        for path in &segment.insert_log_paths {
-            if !held(path) && !inserts.contains(path) {
-                inserts.push(path.clone());
-            }
-        }
-    }
+    let inserts = named
+        .iter()
+        .filter(|p| !held(p))
+        .map(|p| (*p).to_owned())
+        .collect();
     let deletes = recovery
         .delete_logs
         .iter()
