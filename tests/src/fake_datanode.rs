@@ -173,6 +173,13 @@ impl DataNode for Service {
                 channel: r.channel,
                 segments: r.segment_ids.clone(),
             });
+            // As the real node: only the channel's holder at this epoch flushes it.
+            if s.owned.get(&r.channel) != Some(&r.epoch) {
+                return Err(Status::failed_precondition(format!(
+                    "channel {} is not watched by this node at epoch {}",
+                    r.channel, r.epoch
+                )));
+            }
             let flushed_ts = s.flushed_ts.entry(r.channel).or_default();
             *flushed_ts = (*flushed_ts).max(r.flush_ts);
         }
@@ -318,6 +325,12 @@ impl FakeDataNode {
         self.service
             .commit_with_deletes(channel, segments, vec![], delete_logs)
             .await
+    }
+
+    /// Gives `channel` up without telling the coordinator, as a real node does
+    /// when a commit of it is refused.
+    pub fn forget(&self, channel: u32) {
+        self.service.lock().owned.remove(&channel);
     }
 
     /// Dies like a kill -9: the server stops answering and heartbeats stop, so the

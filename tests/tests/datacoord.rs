@@ -263,6 +263,21 @@ async fn assign(
         .map(|r| r.into_inner().assignments)
 }
 
+/// Seals the collection and waits until its segments are flushed.
+async fn flush_and_wait(
+    dc: &DataCoordClient<Channel>,
+    collection: &CollectionInfo,
+) -> proto::FlushResponse {
+    dc.clone()
+        .flush(proto::FlushRequest {
+            collection_id: collection.id,
+            wait: true,
+        })
+        .await
+        .expect("flush")
+        .into_inner()
+}
+
 async fn list(
     dc: &DataCoordClient<Channel>,
     collection: &CollectionInfo,
@@ -348,14 +363,7 @@ async fn grants_share_a_segment_per_channel_and_flush_commits_them() {
     let first_segments = [g[0].segment_id, g[2].segment_id];
 
     // Flush and wait: sealed, then flushed by the owner once the grants expired.
-    let flushed = dc
-        .flush(proto::FlushRequest {
-            collection_id: collection.id,
-            wait: true,
-        })
-        .await
-        .expect("flush")
-        .into_inner();
+    let flushed = flush_and_wait(&dc, &collection).await;
     let mut ids = flushed.flushed_segment_ids.clone();
     ids.sort_unstable();
     let mut expected = first_segments.to_vec();
@@ -465,6 +473,40 @@ async fn grants_share_a_segment_per_channel_and_flush_commits_them() {
         .flat_map(|c| &c.segments)
         .count();
     assert_eq!(segments_elsewhere, 1, "the other channel's segment");
+}
+
+#[tokio::test]
+async fn an_owner_that_gave_a_channel_up_is_told_to_watch_it_again_and_the_flush_completes() {
+    let (cluster, node, collection) = with_collection("dc-lost-channel").await;
+    let dc = cluster.datacoord_client();
+    let granted = assign(&dc, vec![request(&collection, 0, 10)])
+        .await
+        .expect("grant");
+    let epoch = node.owned()[&0];
+    let watches = |node: &FakeDataNode| {
+        node.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Watch { channel: 0, .. }))
+            .count()
+    };
+    let watched_before = watches(&node);
+    // The node drops channel 0 (as after a refused commit) and tells no one: its
+    // flush requests are refused until the coordinator has it watch again.
+    node.forget(0);
+    let flushed = flush_and_wait(&dc, &collection).await;
+    assert_eq!(flushed.flushed_segment_ids, vec![granted[0].segment_id]);
+    assert_eq!(
+        node.owned().get(&0),
+        Some(&epoch),
+        "watched again, same epoch"
+    );
+    assert!(watches(&node) > watched_before, "{:?}", node.calls());
+    let refused_then_asked_again = node
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Flush { channel: 0, .. }))
+        .count();
+    assert!(refused_then_asked_again >= 2, "{:?}", node.calls());
 }
 
 #[tokio::test]

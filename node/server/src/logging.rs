@@ -96,7 +96,12 @@ pub fn global() -> Option<&'static LogFilter> {
 pub fn init(format: Format, filter: EnvFilter) {
     let (layer, handle) = LogFilter::layer(filter);
     let registry = tracing_subscriber::registry().with(layer);
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colors only for a person at a terminal: a file, `kubectl logs` or a log
+    // pipeline gets plain text.
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(colors)
+        .with_writer(std::io::stderr);
     match format {
         Format::Text => registry.with(lines).init(),
         Format::Json => registry.with(lines.json()).init(),

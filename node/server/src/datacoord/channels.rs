@@ -150,6 +150,10 @@ pub struct ChannelManager {
     view: std::sync::RwLock<View>,
     /// Serializes reconciliations and drains; commits and readers never take it.
     work: tokio::sync::Mutex<Work>,
+    /// `(channel, epoch)` whose owner said it does not hold the channel after
+    /// acknowledging it (a node that gave a channel up when a commit was
+    /// refused): the next reconciliation tells it to watch again.
+    lost: Mutex<HashSet<(u32, u64)>>,
 }
 
 fn decode(kv: &KeyValue) -> Result<ChannelAssignment, MetaError> {
@@ -227,7 +231,18 @@ impl ChannelManager {
             handshake,
             view: std::sync::RwLock::new(view),
             work: tokio::sync::Mutex::new(Work::default()),
+            lost: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The owner of `channel` at `epoch` answered that it does not hold it:
+    /// the next [`ChannelManager::reconcile`] sends `WatchChannel` again, with
+    /// the committed checkpoint, from which the node reads what it lost.
+    pub fn lost(&self, channel: u32, epoch: u64) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((channel, epoch));
     }
 
     fn view(&self) -> View {
@@ -370,6 +385,16 @@ impl ChannelManager {
     /// owner watches its channels. Safe to call at any time, from anywhere.
     pub async fn reconcile(&self, reason: &str) -> Result<Reconciled, ChannelError> {
         let mut work = self.work.lock().await;
+        let lost = std::mem::take(&mut *self.lost.lock().unwrap_or_else(|p| p.into_inner()));
+        for watch in lost {
+            if work.acknowledged.remove(&watch) {
+                tracing::warn!(
+                    channel = watch.0,
+                    epoch = watch.1,
+                    "the owner no longer holds the channel; telling it to watch again"
+                );
+            }
+        }
         let live = self.live_data_nodes();
         // Forget drained nodes whose session is gone.
         let gone: Vec<i64> = self
