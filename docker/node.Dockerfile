@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && if [ -f "$sums" ]; then \
       sha256sum --quiet -c "$sums" 2>/dev/null | sed -n 's/: FAILED.*$//p' | xargs -r touch -c; \
     else find $files -type f -exec touch {} +; fi \
- && cargo build --release --locked -p milvus-like-node --features usearch --bin milvus-like \
+ && cargo build --release --locked -p milvus-like-node --features usearch,hnswlib --bin milvus-like \
  && find $files -type f -exec sha256sum {} + > "$sums" \
  && strip --strip-debug -o /milvus-like target/release/milvus-like
 

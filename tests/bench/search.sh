@@ -70,7 +70,7 @@ PY="$VENV/bin/python"
 
 log "building (release, USearch engine)"
 cargo build --release -p milvus-like-tests --bin hnsw_bench
-cargo build --release -p milvus-like-node --features usearch --bin milvus-like
+cargo build --release -p milvus-like-node --features usearch,hnswlib --bin milvus-like
 BIN=${MILVUS_LIKE_BIN:-target/release/milvus-like} # another commit's binary, for an A/B
 
 case "$DATA" in

@@ -9,8 +9,9 @@
 //! running sum would pin the compiler to its order and to one lane), so results
 //! may differ from a sequential sum in the last bits.
 //!
-//! This is milvus-like's one library crate with `unsafe` code (the others forbid
-//! it; the node binary allows one libc call): a function compiled for CPU
+//! This is one of milvus-like's two library crates with `unsafe` code (the
+//! other is `milvus-like-hnswlib`, hnswlib's C interface; the rest forbid it;
+//! the node binary allows one libc call): a function compiled for CPU
 //! features the build does not assume may only be called once the CPU is known
 //! to have them, and USearch's metric callback receives vectors as addresses
 //! (so it is installed here, [`use_in_usearch`], where the index's own

@@ -2,12 +2,15 @@
 //! ingest path, stored in object storage beside the file they index, loaded by
 //! the query nodes that serve the file.
 //!
-//! Two libraries can hold the graph ([`Engine`]): USearch (C++, the default of
-//! a build with the `usearch` feature, which the images, the benchmarks and the
-//! tests use) and `hnsw_rs` (pure Rust, so that the first build command needs no
-//! C++ compiler). A blob says which one built it; a node without that engine
+//! Three libraries can hold the graph ([`Engine`]): hnswlib (C++, the
+//! reference implementation and Milvus's own, vendored in
+//! `milvus-like-hnswlib`; the default of a build with the `hnswlib` feature,
+//! which the images, the benchmarks and the tests use), USearch (C++, the
+//! `usearch` feature, the default before hnswlib: its blobs still load) and
+//! `hnsw_rs` (pure Rust, so that the first build command needs no C++
+//! compiler). A blob says which one built it; a node without that engine
 //! searches the file exactly instead (the blob is refused as unsupported).
-//! Both return Milvus's scores ([`crate::search`]).
+//! All return Milvus's scores ([`crate::search`]).
 //!
 //! A stored index is one blob: a header (magic, format version, metric, engine,
 //! dimension, rows, parameters, `r2`), the engine's serialized graph in two
@@ -22,6 +25,8 @@ use milvus_like_distance::dot;
 
 use crate::search::SearchError;
 
+#[cfg(feature = "hnswlib")]
+mod hnswlib_graph;
 mod rs_graph;
 #[cfg(feature = "usearch")]
 mod usearch_graph;
@@ -65,12 +70,17 @@ pub enum Engine {
     HnswRs,
     /// USearch, built in with the `usearch` feature.
     Usearch,
+    /// hnswlib, built in with the `hnswlib` feature.
+    Hnswlib,
 }
 
 impl Engine {
-    /// The engine new indexes are built with: USearch where it is built in.
+    /// The engine new indexes are built with: hnswlib where it is built in,
+    /// else USearch where it is, else `hnsw_rs`.
     pub const fn best() -> Self {
-        if cfg!(feature = "usearch") {
+        if cfg!(feature = "hnswlib") {
+            Self::Hnswlib
+        } else if cfg!(feature = "usearch") {
             Self::Usearch
         } else {
             Self::HnswRs
@@ -82,6 +92,7 @@ impl Engine {
         match self {
             Self::HnswRs => true,
             Self::Usearch => cfg!(feature = "usearch"),
+            Self::Hnswlib => cfg!(feature = "hnswlib"),
         }
     }
 
@@ -89,6 +100,7 @@ impl Engine {
         match self {
             Self::HnswRs => "hnsw_rs",
             Self::Usearch => "usearch",
+            Self::Hnswlib => "hnswlib",
         }
     }
 
@@ -96,6 +108,7 @@ impl Engine {
         match self {
             Self::HnswRs => 1,
             Self::Usearch => 2,
+            Self::Hnswlib => 3,
         }
     }
 
@@ -103,6 +116,7 @@ impl Engine {
         match code {
             1 => Some(Self::HnswRs),
             2 => Some(Self::Usearch),
+            3 => Some(Self::Hnswlib),
             _ => None,
         }
     }
@@ -110,12 +124,12 @@ impl Engine {
     /// Whether a graph of this engine, stored and read back, can take more
     /// rows ([`HnswIndex::extend`]).
     pub const fn grows(self) -> bool {
-        matches!(self, Self::Usearch)
+        matches!(self, Self::Usearch | Self::Hnswlib)
     }
 
     /// Every engine this build has, the best first.
     pub fn built_in() -> Vec<Self> {
-        [Self::Usearch, Self::HnswRs]
+        [Self::Hnswlib, Self::Usearch, Self::HnswRs]
             .into_iter()
             .filter(|e| e.available())
             .collect()
@@ -137,7 +151,7 @@ pub enum IndexError {
     #[error("the index blob is not valid: {0}")]
     Corrupt(String),
     #[error(
-        "the index was built by {0}, which this build of milvus-like lacks (build it with --features usearch)"
+        "the index was built by {0}, which this build of milvus-like lacks (build it with --features {0})"
     )]
     Unsupported(Engine),
     #[error("the index files could not be written or read: {0}")]
@@ -184,10 +198,101 @@ fn in_place<'a>(vectors: &'a Floats, decoded: &'a mut Vec<f32>) -> &'a [f32] {
     }
 }
 
+/// Adds `floats` (rows of `dim`) as rows `first..` with `add`, every thread
+/// of the current pool at once, looking at `stop` between batches of rows:
+/// how the C++ graphs, safe to add to from many threads, are built and grown.
+#[cfg(any(feature = "usearch", feature = "hnswlib"))]
+fn add_in_parallel<E: std::fmt::Display + Send>(
+    first: usize,
+    dim: usize,
+    floats: &[f32],
+    stop: Stop<'_>,
+    add: impl Fn(usize, &[f32]) -> Result<(), E> + Sync,
+) -> Result<(), IndexError> {
+    use rayon::prelude::*;
+    let rows: Vec<(usize, &[f32])> = (first..).zip(floats.chunks_exact(dim)).collect();
+    for batch in rows.chunks(STOP_CHECK_ROWS) {
+        if stop() {
+            return Err(IndexError::Stopped);
+        }
+        batch
+            .par_iter()
+            .try_for_each(|(row, v)| add(*row, v))
+            .map_err(|e| IndexError::Engine(format!("add: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `floats` (rows of `dim`) as a graph of `metric` holds them: their unit
+/// vectors for COSINE (made in `units`), else as they are.
+#[cfg(any(feature = "usearch", feature = "hnswlib"))]
+fn as_stored<'a>(
+    metric: Metric,
+    dim: usize,
+    floats: &'a [f32],
+    units: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if metric == Metric::Cosine {
+        *units = floats.chunks_exact(dim).flat_map(unit).collect();
+        units
+    } else {
+        floats
+    }
+}
+
+/// A query as a graph of `metric` compares it with its rows: a unit vector
+/// for COSINE.
+#[cfg(any(feature = "usearch", feature = "hnswlib"))]
+fn query_as_stored(metric: Metric, query: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if metric == Metric::Cosine {
+        std::borrow::Cow::Owned(unit(query))
+    } else {
+        std::borrow::Cow::Borrowed(query)
+    }
+}
+
+/// Milvus's score of a C++ graph's distance: L2's squared distance as is,
+/// `1 - distance` for IP and COSINE (whose distance is `1 - dot`).
+#[cfg(any(feature = "usearch", feature = "hnswlib"))]
+fn score_of(metric: Metric, distance: f32) -> f32 {
+    if metric == Metric::L2 {
+        distance
+    } else {
+        1.0 - distance
+    }
+}
+
 enum Graph {
     Rs(rs_graph::RsGraph),
     #[cfg(feature = "usearch")]
     Us(usearch_graph::UsGraph),
+    #[cfg(feature = "hnswlib")]
+    Hl(hnswlib_graph::HlGraph),
+}
+
+/// A fresh directory under `root`, removed when dropped: where a library
+/// that reads and writes files only puts a graph on its way to or from a blob.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(root: &Path) -> Result<Self, IndexError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root.join(format!("hnsw-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| IndexError::Io(format!("create {}: {e}", dir.display())))?;
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// An HNSW index of one file's vectors; ids are row numbers in the file.
@@ -264,6 +369,12 @@ impl HnswIndex {
             )?),
             #[cfg(not(feature = "usearch"))]
             Engine::Usearch => return Err(IndexError::Unsupported(engine)),
+            #[cfg(feature = "hnswlib")]
+            Engine::Hnswlib => Graph::Hl(hnswlib_graph::HlGraph::build(
+                metric, dim, floats, params, stop,
+            )?),
+            #[cfg(not(feature = "hnswlib"))]
+            Engine::Hnswlib => return Err(IndexError::Unsupported(engine)),
         };
         Ok(Self {
             metric,
@@ -278,9 +389,12 @@ impl HnswIndex {
     /// Adds `vectors` (rows of the index's dimension) as the rows after its
     /// last, numbered `rows()..`, with the parameters the graph was built with,
     /// on the current thread pool: a graph of a file grows into the graph of
-    /// that file followed by others. Only USearch graphs grow; an `hnsw_rs`
-    /// graph answers [`IndexError::CannotGrow`] (see [`Engine::grows`]).
-    #[cfg_attr(not(feature = "usearch"), allow(unused_variables))]
+    /// that file followed by others. USearch's and hnswlib's graphs grow; an
+    /// `hnsw_rs` graph answers [`IndexError::CannotGrow`] (see [`Engine::grows`]).
+    #[cfg_attr(
+        not(any(feature = "usearch", feature = "hnswlib")),
+        allow(unused_variables)
+    )]
     pub fn extend(&mut self, vectors: &Floats, stop: Stop<'_>) -> Result<(), IndexError> {
         if !vectors.len().is_multiple_of(self.dim) {
             return Err(IndexError::Shape {
@@ -294,6 +408,12 @@ impl HnswIndex {
             Graph::Rs(_) => Err(IndexError::CannotGrow(Engine::HnswRs)),
             #[cfg(feature = "usearch")]
             Graph::Us(g) => {
+                g.extend(self.dim, floats, self.params, stop)?;
+                self.rows += floats.len() / self.dim;
+                Ok(())
+            }
+            #[cfg(feature = "hnswlib")]
+            Graph::Hl(g) => {
                 g.extend(self.dim, floats, self.params, stop)?;
                 self.rows += floats.len() / self.dim;
                 Ok(())
@@ -343,6 +463,10 @@ impl HnswIndex {
             Graph::Us(g) => g
                 .search(query, k, ef, keep)
                 .map_err(|e| SearchError::Index(e.to_string())),
+            #[cfg(feature = "hnswlib")]
+            Graph::Hl(g) => g
+                .search(query, k, ef, keep)
+                .map_err(|e| SearchError::Index(e.to_string())),
         }
     }
 
@@ -359,6 +483,8 @@ impl HnswIndex {
             Graph::Rs(g) => (g.r2(), g.to_parts(scratch)?),
             #[cfg(feature = "usearch")]
             Graph::Us(g) => (0.0, (g.to_bytes()?, Vec::new())),
+            #[cfg(feature = "hnswlib")]
+            Graph::Hl(g) => (0.0, (g.to_bytes(scratch)?, Vec::new())),
         };
         let mut out = Vec::with_capacity(HEADER_BYTES_V1 + 1 + graph.len() + data.len() + 4);
         out.extend_from_slice(MAGIC);
@@ -466,11 +592,23 @@ impl HnswIndex {
             )?),
             #[cfg(not(feature = "usearch"))]
             Engine::Usearch => return Err(IndexError::Unsupported(engine)),
+            #[cfg(feature = "hnswlib")]
+            Engine::Hnswlib => Graph::Hl(hnswlib_graph::HlGraph::from_bytes(
+                metric,
+                dim,
+                params,
+                graph_bytes,
+                scratch,
+            )?),
+            #[cfg(not(feature = "hnswlib"))]
+            Engine::Hnswlib => return Err(IndexError::Unsupported(engine)),
         };
         let loaded = match &graph {
             Graph::Rs(g) => g.rows(),
             #[cfg(feature = "usearch")]
             Graph::Us(g) => g.rows(),
+            #[cfg(feature = "hnswlib")]
+            Graph::Hl(g) => g.rows(),
         };
         if loaded != rows {
             return Err(IndexError::Corrupt(format!(

@@ -12,13 +12,13 @@
 //! scratch directory; the blob is checked (CRC) before `hnsw_rs` reads it, since
 //! `hnsw_rs` exits the process on some corrupt input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anndists::dist::Distance;
 use hnsw_rs::prelude::{AnnT, FilterT, Hnsw, HnswIo};
 use milvus_like_api::schema::Metric;
 
-use super::{HnswParams, IndexError, STOP_CHECK_ROWS, Stop, dot, unit};
+use super::{HnswParams, IndexError, STOP_CHECK_ROWS, Scratch, Stop, dot, unit};
 
 /// `hnsw_rs` dumps only indexes of this many layers (its maximum).
 const MAX_LAYERS: usize = 16;
@@ -160,13 +160,13 @@ impl RsGraph {
     pub(super) fn to_parts(&self, scratch: &Path) -> Result<(Vec<u8>, Vec<u8>), IndexError> {
         let dir = Scratch::new(scratch)?;
         let base = match &self.graph {
-            Graph::L2(h) => h.file_dump(&dir.0, "index"),
-            Graph::Cosine(h) => h.file_dump(&dir.0, "index"),
-            Graph::InnerProduct(h) => h.file_dump(&dir.0, "index"),
+            Graph::L2(h) => h.file_dump(dir.path(), "index"),
+            Graph::Cosine(h) => h.file_dump(dir.path(), "index"),
+            Graph::InnerProduct(h) => h.file_dump(dir.path(), "index"),
         }
         .map_err(|e| IndexError::Io(format!("dump: {e}")))?;
         let read = |ext: &str| {
-            std::fs::read(dir.0.join(format!("{base}.hnsw.{ext}")))
+            std::fs::read(dir.path().join(format!("{base}.hnsw.{ext}")))
                 .map_err(|e| IndexError::Io(format!("read the dumped {ext} file: {e}")))
         };
         Ok((read("graph")?, read("data")?))
@@ -182,7 +182,7 @@ impl RsGraph {
     ) -> Result<Self, IndexError> {
         let dir = Scratch::new(scratch)?;
         let write = |ext: &str, b: &[u8]| {
-            std::fs::write(dir.0.join(format!("index.hnsw.{ext}")), b)
+            std::fs::write(dir.path().join(format!("index.hnsw.{ext}")), b)
                 .map_err(|e| IndexError::Io(format!("write the {ext} file: {e}")))
         };
         write("graph", graph)?;
@@ -190,7 +190,7 @@ impl RsGraph {
         // `hnsw_rs` ties a loaded graph to its loader (only needed when it maps
         // the files, which it does not here); the loader is small, so it is
         // leaked to give the graph a 'static lifetime without unsafe code.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir.0, "index")));
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir.path(), "index")));
         let load_err = |e: anyhow::Error| IndexError::Corrupt(format!("load: {e}"));
         let graph = match metric {
             Metric::L2 => Graph::L2(io.load_hnsw::<f32, L2Squared>().map_err(load_err)?),
@@ -225,25 +225,5 @@ struct KeepFilter<'a>(&'a (dyn Fn(usize) -> bool + Sync));
 impl FilterT for KeepFilter<'_> {
     fn hnsw_filter(&self, id: &usize) -> bool {
         (self.0)(*id)
-    }
-}
-
-/// A fresh directory under `root`, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(root: &Path) -> Result<Self, IndexError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = root.join(format!("hnsw-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| IndexError::Io(format!("create {}: {e}", dir.display())))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

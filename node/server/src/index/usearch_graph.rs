@@ -16,10 +16,9 @@ use std::sync::{Condvar, Mutex, RwLock};
 
 use milvus_like_api::schema::Metric;
 use milvus_like_distance::{NotF32, RawMetric, use_in_usearch};
-use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::{HnswParams, IndexError, STOP_CHECK_ROWS, Stop, unit};
+use super::{HnswParams, IndexError, Stop, add_in_parallel, as_stored, query_as_stored, score_of};
 
 /// Searches one loaded index runs at once (more wait for a slot).
 fn search_slots() -> usize {
@@ -64,7 +63,7 @@ fn engine_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_
 }
 
 /// Adds `floats` (rows of `dim`) under keys from `first` on, every thread of
-/// the pool at once, looking at `stop` between batches.
+/// the pool at once.
 fn add_rows(
     index: &Index,
     first: u64,
@@ -72,17 +71,8 @@ fn add_rows(
     floats: &[f32],
     stop: Stop<'_>,
 ) -> Result<(), IndexError> {
-    let rows: Vec<(u64, &[f32])> = (first..).zip(floats.chunks_exact(dim)).collect();
-    for batch in rows.chunks(STOP_CHECK_ROWS) {
-        if stop() {
-            return Err(IndexError::Stopped);
-        }
-        batch
-            .par_iter()
-            .try_for_each(|(key, v)| index.add(*key, v))
-            .map_err(engine_err("add"))?;
-    }
-    Ok(())
+    let first = usize::try_from(first).map_err(engine_err("add"))?;
+    add_in_parallel(first, dim, floats, stop, |row, v| index.add(row as u64, v))
 }
 
 impl UsGraph {
@@ -110,14 +100,14 @@ impl UsGraph {
         index
             .reserve_capacity_and_threads(rows.max(1), threads)
             .map_err(engine_err("reserve"))?;
-        let units: Vec<f32>;
-        let floats = if metric == Metric::Cosine {
-            units = floats.chunks_exact(dim).flat_map(unit).collect();
-            &units
-        } else {
-            floats
-        };
-        add_rows(&index, 0, dim, floats, stop)?;
+        let mut units = Vec::new();
+        add_rows(
+            &index,
+            0,
+            dim,
+            as_stored(metric, dim, floats, &mut units),
+            stop,
+        )?;
         Self::serving(index, metric)
     }
 
@@ -140,13 +130,8 @@ impl UsGraph {
         self.index
             .reserve_capacity_and_threads(total.max(1), threads)
             .map_err(engine_err("reserve"))?;
-        let units: Vec<f32>;
-        let floats = if self.metric == Metric::Cosine {
-            units = floats.chunks_exact(dim).flat_map(unit).collect();
-            &units
-        } else {
-            floats
-        };
+        let mut units = Vec::new();
+        let floats = as_stored(self.metric, dim, floats, &mut units);
         add_rows(&self.index, start as u64, dim, floats, stop)
     }
 
@@ -176,20 +161,14 @@ impl UsGraph {
         ef: usize,
         keep: super::Keep<'_>,
     ) -> Result<Vec<(usize, f32)>, IndexError> {
-        let normalized: Vec<f32>;
-        let query = if self.metric == Metric::Cosine {
-            normalized = unit(query);
-            &normalized
-        } else {
-            query
-        };
+        let query = query_as_stored(self.metric, query);
         let _slot = self.slots.take();
         let run = || {
             match keep {
-                None => self.index.search(query, k),
+                None => self.index.search(&query, k),
                 Some(keep) => self
                     .index
-                    .filtered_search(query, k, |key| usize::try_from(key).is_ok_and(keep)),
+                    .filtered_search(&query, k, |key| usize::try_from(key).is_ok_and(keep)),
             }
             .map_err(engine_err("search"))
         };
@@ -204,14 +183,13 @@ impl UsGraph {
                 run()
             }
         }?;
-        let l2 = self.metric == Metric::L2;
         Ok(found
             .keys
             .iter()
             .zip(&found.distances)
             .filter_map(|(key, d)| {
                 let row = usize::try_from(*key).ok()?;
-                Some((row, if l2 { *d } else { 1.0 - *d }))
+                Some((row, score_of(self.metric, *d)))
             })
             .collect())
     }
