@@ -7,7 +7,7 @@
 #
 # Environment: HNSW_BENCH_DIM (128), HNSW_BENCH_QUERIES (500), HNSW_BENCH_M (16),
 # HNSW_BENCH_EFC (200), HNSW_BENCH_EFS (16,32,64,128,256), HNSW_BENCH_THREADS (nproc),
-# HNSW_BENCH_ENGINES (ours measured: usearch,hnsw_rs; default every one built in).
+# HNSW_BENCH_ENGINES (ours measured: hnswlib,usearch,hnsw_rs; default every one built in).
 # hnswlib, faiss-cpu and numpy are installed from PyPI into a virtualenv under
 # ~/.cache/milvus-like (pinned versions). Results are kept in target/bench/hnsw-<time>/.
 # Nothing else may run on the machine meanwhile.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Search through the proxy (issue 15): a standalone milvus-like (release build,
-# USearch engine) holds DATA, and `milvus-like search --file` sends the queries
+# hnswlib engine) holds DATA, and `milvus-like search --file` sends the queries
 # through the proxy's gRPC API (fan-out to the query node's channels, merge),
 # against hnswlib and FAISS in process on the very same vectors, queries and
 # parameters, in the same run (docs/benchmarks.md "Search through the proxy").
@@ -68,7 +68,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 
-log "building (release, USearch engine)"
+log "building (release, hnswlib engine)"
 cargo build --release -p milvus-like-tests --bin hnsw_bench
 cargo build --release -p milvus-like-node --features usearch,hnswlib --bin milvus-like
 BIN=${MILVUS_LIKE_BIN:-target/release/milvus-like} # another commit's binary, for an A/B
