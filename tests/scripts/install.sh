@@ -9,6 +9,7 @@
 #   Kubernetes  kube-apiserver, controller-manager, scheduler, kubectl, etcd 3.7, kwok
 #               and helm built from their Go modules (tests/scripts/k8s.sh install),
 #               for the operator's tests (a cold build takes 10 to 20 minutes)
+#   pymilvus    Milvus's Python client from PyPI, in a virtualenv (tests/scripts/pymilvus.sh)
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -23,6 +24,8 @@ command -v mvn >/dev/null || apt_install maven
 command -v go >/dev/null || die "Go is required to build MinIO (the S3 server the tests use)"
 "$SCRIPT_DIR/minio.sh" install >/dev/null
 "$SCRIPT_DIR/k8s.sh" install >/dev/null
+# Milvus's Python client, for the Milvus API tests.
+"$SCRIPT_DIR/pymilvus.sh" install >/dev/null
 # The operator scenario: curl (metrics), python3 (pod_mirror.py), openssl (the
 # local control plane's certificates).
 command -v curl >/dev/null || apt_install curl
@@ -33,3 +36,4 @@ log "etcd: $(etcd --version | head -n1)"
 log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"
 log "minio: $("$SCRIPT_DIR/minio.sh" install)"
 log "kubernetes: $("$SCRIPT_DIR/k8s.sh" install)"
+log "pymilvus: $("$SCRIPT_DIR/pymilvus.sh" install)"

@@ -855,13 +855,15 @@ async fn sigterm_drains_a_data_node_and_read_back_cli_agrees() {
             .log()
             .contains("did not release")
     );
-    let dist = cluster.distribution().await;
-    assert_eq!(
-        dist.nodes.len(),
-        1,
-        "the stopped node deregistered: {:?}",
-        dist.nodes
-    );
+    // Its session key is deleted before it exits; the coordinator hears of it
+    // through its etcd watch, a moment later.
+    let dist = milvus_like_tests::wait_for(
+        "the stopped node deregistered",
+        Duration::from_secs(10),
+        || async { Some(cluster.distribution().await).filter(|d| d.nodes.len() == 1) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}; the coordinator still lists the stopped node"));
     assert_eq!(dist.nodes[0].channels.len(), 3);
     flush(&cluster, "drain").await;
     let (want_rows, want_sum) = expected(&schema, &pks, &HashSet::new());

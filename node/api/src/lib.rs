@@ -53,6 +53,34 @@ pub mod proto {
         tonic::include_file_descriptor_set!("milvuslike_descriptor");
 }
 
+/// Milvus's public API (milvus-proto v3.0.0, vendored in `proto/milvus/`):
+/// `milvus.MilvusService`, which the proxy serves beside its own so that
+/// Milvus's clients (pymilvus, the Go and Java SDKs) work unchanged.
+#[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
+pub mod milvus_proto {
+    pub mod common {
+        tonic::include_proto!("milvus.proto.common");
+    }
+    pub mod schema {
+        tonic::include_proto!("milvus.proto.schema");
+    }
+    pub mod rg {
+        tonic::include_proto!("milvus.proto.rg");
+    }
+    pub mod feder {
+        tonic::include_proto!("milvus.proto.feder");
+    }
+    pub mod msg {
+        tonic::include_proto!("milvus.proto.msg");
+    }
+    pub mod milvus {
+        tonic::include_proto!("milvus.proto.milvus");
+    }
+
+    /// Encoded `FileDescriptorSet` of Milvus's API, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("milvus_descriptor");
+}
+
 /// gRPC metadata key a standby root coordinator sets on `Unavailable` answers so that
 /// clients can go straight to the leader.
 pub const LEADER_HINT_METADATA: &str = "x-milvuslike-leader";

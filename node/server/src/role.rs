@@ -139,7 +139,7 @@ impl RoleProcess {
     pub async fn serve<S>(
         &self,
         service: S,
-        mut metrics: Registry,
+        metrics: Registry,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Servers>
     where
@@ -154,16 +154,35 @@ impl RoleProcess {
             + 'static,
         S::Future: Send + 'static,
     {
+        self.serve_routes(
+            S::NAME,
+            tonic::service::Routes::new(service),
+            metrics,
+            cancel,
+        )
+        .await
+    }
+
+    /// [`RoleProcess::serve`] for a role that serves more than one service on
+    /// its port (the proxy: its own and Milvus's); `name` is the one its
+    /// health status reports.
+    pub async fn serve_routes(
+        &self,
+        name: &'static str,
+        services: tonic::service::Routes,
+        mut metrics: Registry,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Servers> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
-            .set_service_status(S::NAME, ServingStatus::NotServing)
+            .set_service_status(name, ServingStatus::NotServing)
             .await;
         let rpcs = RpcCounter::default();
         rpcs.register(&mut metrics, session::role_name(self.role));
         let grpc = server::serve_grpc(
             self.config.listen,
             health_service,
-            service,
+            services,
             rpcs,
             cancel.clone(),
         )
@@ -177,7 +196,7 @@ impl RoleProcess {
         .await?;
         tracing::info!(
             node_id = self.node_id(),
-            service = S::NAME,
+            service = name,
             listen = %self.config.listen,
             advertise = %self.config.advertise,
             http = %self.config.http_listen,

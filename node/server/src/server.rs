@@ -2,7 +2,6 @@
 //! service and reflection) and the HTTP server for `/metrics`, `/healthz`, `/readyz`
 //! and `/log-level`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,37 +13,24 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::body::Body;
-use tonic::server::NamedService;
 
 use crate::meta::MetaStore;
 
 /// Starts a gRPC server for `service` plus health and reflection, every call of
 /// `service` counted by `rpcs`; returns once the port is bound. The server stops
 /// when `cancel` fires.
-pub async fn serve_grpc<S>(
+pub async fn serve_grpc(
     listen: SocketAddr,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    service: S,
+    services: tonic::service::Routes,
     rpcs: crate::metrics::RpcCounter,
     cancel: CancellationToken,
-) -> anyhow::Result<JoinHandle<()>>
-where
-    S: tower::Service<
-            axum::http::Request<Body>,
-            Response = axum::http::Response<Body>,
-            Error = Infallible,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+) -> anyhow::Result<JoinHandle<()>> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(milvus_like_api::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(milvus_like_api::milvus_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("build gRPC reflection")?;
@@ -68,9 +54,7 @@ where
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         .max_frame_size(HTTP2_MAX_FRAME)
         .layer(rpcs)
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(service);
+        .add_routes(services.add_service(health).add_service(reflection));
     Ok(crate::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())

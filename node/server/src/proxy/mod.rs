@@ -9,6 +9,7 @@
 //! channels ([`reads`]).
 
 mod grants;
+pub mod milvus_api;
 mod plan;
 mod reads;
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use milvus_like_api::leader_pool::LeaderPool;
+use milvus_like_api::milvus_proto::milvus::milvus_service_server::MilvusServiceServer;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::proxy_server::{Proxy, ProxyServer};
 use milvus_like_api::proto::query_node_client::QueryNodeClient;
@@ -807,7 +809,7 @@ async fn serve(
     tracing::Span::current().record("node_id", node_id);
     // Flush(wait) may take a minute; other calls answer at once.
     let datacoord = LeaderPool::new(&config.datacoord, Duration::from_secs(90))?;
-    let service = ProxyService {
+    let service = Arc::new(ProxyService {
         root: Arc::new(RootCoordLink::connect(
             &config.rootcoord,
             Duration::from_secs(10),
@@ -820,11 +822,22 @@ async fn serve(
         channels,
         names: Mutex::new(HashMap::new()),
         metrics,
-    };
-    let server = ProxyServer::new(service)
+    });
+    let server = ProxyServer::from_arc(service.clone())
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
-    let servers = process.serve(server, registry, &cancel).await?;
+    // Milvus's API on the same port: its clients need only this address.
+    let milvus = MilvusServiceServer::new(milvus_api::MilvusApi::new(service))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let servers = process
+        .serve_routes(
+            <ProxyServer<ProxyService> as tonic::server::NamedService>::NAME,
+            tonic::service::Routes::new(server).add_service(milvus),
+            registry,
+            &cancel,
+        )
+        .await?;
     servers
         .health
         .set_service_status(
