@@ -1,16 +1,17 @@
-"""Milvus's own client against milvus-like: the handshake and honest refusals.
+"""Milvus's own client against milvus-like: the handshake, reading collections
+and honest refusals.
 
 Run by tests/tests/milvus_api.rs with the venv of tests/scripts/pymilvus.sh:
-    python handshake.py URI EXPECTED_VERSION
+    python handshake.py URI EXPECTED_VERSION COLLECTION DIM
 Exits non-zero, saying what differed, on any mismatch.
 """
 
 import sys
 
 import grpc
-from pymilvus import MilvusClient, connections, utility
+from pymilvus import DataType, MilvusClient, MilvusException, connections, utility
 
-uri, expected = sys.argv[1], sys.argv[2]
+uri, expected, collection, dim = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 
 def check(what, got, want):
@@ -25,14 +26,34 @@ detail = client.get_server_version(detail=True)
 check("get_server_version(detail=True)['version']", detail["version"], expected)
 check("deploy_mode", detail["deploy_mode"], "milvus-like")
 
+# Reading collections: the one the test made through milvus-like's own API.
+check("list_collections()", client.list_collections(), [collection])
+check("has_collection(made)", client.has_collection(collection), True)
+check("has_collection(missing)", client.has_collection("nothing_here"), False)
+described = client.describe_collection(collection)
+check("describe: name", described["collection_name"], collection)
+fields = {f["name"]: f for f in described["fields"]}
+check("describe: fields", sorted(fields), ["id", "vec"])
+check("describe: id is the primary key", fields["id"].get("is_primary"), True)
+check("describe: id type", fields["id"]["type"], DataType.INT64)
+check("describe: vector type", fields["vec"]["type"], DataType.FLOAT_VECTOR)
+check("describe: vector dim", fields["vec"]["params"].get("dim"), dim)
+try:
+    client.describe_collection("nothing_here")
+    sys.exit("describe_collection of a missing collection answered")
+except MilvusException as e:
+    check("describe missing: code", e.code, 100)
+    if "nothing_here" not in e.message:
+        sys.exit(f"the error does not name the collection: {e.message!r}")
+
 # A method milvus-like does not serve yet is refused by name, not answered.
 try:
-    client.list_collections()
-    sys.exit("list_collections() answered; it must be refused until it is served")
+    client.drop_collection(collection)
+    sys.exit("drop_collection() answered; it must be refused until it is served")
 except grpc.RpcError as e:
-    check("list_collections() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
-    if "ShowCollections" not in e.details():
-        sys.exit(f"the refusal does not name ShowCollections: {e.details()!r}")
+    check("drop_collection() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
+    if "DropCollection" not in e.details():
+        sys.exit(f"the refusal does not name DropCollection: {e.details()!r}")
 client.close()
 
 # The ORM API: connections + utility.

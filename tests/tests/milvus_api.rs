@@ -1,7 +1,8 @@
 //! Milvus's public API on the proxy's port (issue 16), against a real
 //! standalone: the handshake Milvus's clients make first answers with
 //! milvus-like's own version and health, and every method not served yet is
-//! refused by name. Then the same through pymilvus itself (from PyPI, in the
+//! refused by name; a collection made through milvus-like's own API is listed
+//! and described in Milvus's terms. Then the same through pymilvus itself (from PyPI, in the
 //! virtualenv `tests/scripts/pymilvus.sh` installs), the client Milvus users
 //! already have: `MilvusClient` and the ORM's `connections`/`utility`.
 
@@ -9,14 +10,19 @@ use std::process::Command;
 
 use milvus_like_api::milvus_proto::milvus::milvus_service_client::MilvusServiceClient;
 use milvus_like_api::milvus_proto::milvus::{
-    CheckHealthRequest, ConnectRequest, GetVersionRequest, ShowCollectionsRequest,
+    CheckHealthRequest, ConnectRequest, DescribeCollectionRequest, DropCollectionRequest,
+    GetVersionRequest, HasCollectionRequest, ShowCollectionsRequest,
 };
+use milvus_like_api::proto;
 use milvus_like_node::proxy::milvus_api::VERSION;
-use milvus_like_tests::{StandaloneProcess, TestDir, workspace_root};
+use milvus_like_tests::{StandaloneProcess, TestDir, test_schema, workspace_root};
+
+const COLLECTION: &str = "from_milvus_like";
+const DIM: u32 = 8;
 use tonic::Code;
 
 #[tokio::test]
-async fn milvus_clients_connect_and_unserved_methods_are_refused_by_name() {
+async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_served() {
     let dir = TestDir::new("milvus-api");
     let sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
     sa.wait_ready().await.expect("ready");
@@ -53,13 +59,83 @@ async fn milvus_clients_connect_and_unserved_methods_are_refused_by_name() {
         .into_inner();
     assert!(health.is_healthy, "{:?}", health.reasons);
 
-    let refused = milvus
+    // A collection made through milvus-like's own API, read through Milvus's.
+    let made = sa
+        .proxy_client()
+        .create_collection(proto::CreateCollectionRequest {
+            schema: Some(test_schema(COLLECTION, DIM)),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .collection
+        .expect("info");
+    let shown = milvus
         .show_collections(ShowCollectionsRequest::default())
+        .await
+        .expect("ShowCollections")
+        .into_inner();
+    assert_eq!(shown.collection_names, vec![COLLECTION.to_owned()]);
+    assert_eq!(shown.collection_ids, vec![made.id]);
+    assert_eq!(
+        shown.shards_num,
+        vec![i32::try_from(sa.channels).expect("small")]
+    );
+    let has = |name: &str| HasCollectionRequest {
+        collection_name: name.into(),
+        ..HasCollectionRequest::default()
+    };
+    assert!(
+        milvus
+            .has_collection(has(COLLECTION))
+            .await
+            .expect("has")
+            .into_inner()
+            .value
+    );
+    assert!(
+        !milvus
+            .has_collection(has("missing"))
+            .await
+            .expect("has")
+            .into_inner()
+            .value
+    );
+    let described = milvus
+        .describe_collection(DescribeCollectionRequest {
+            collection_name: COLLECTION.into(),
+            ..DescribeCollectionRequest::default()
+        })
+        .await
+        .expect("DescribeCollection")
+        .into_inner();
+    assert_eq!(described.collection_id, made.id);
+    let schema = described.schema.expect("schema");
+    let vector = &schema.fields[1];
+    assert_eq!((schema.fields[0].field_id, vector.field_id), (100, 101));
+    assert_eq!(vector.data_type, proto::DataType::FloatVector as i32);
+    assert_eq!(vector.type_params[0].key, "dim");
+    assert_eq!(vector.type_params[0].value, DIM.to_string());
+    let missing = milvus
+        .describe_collection(DescribeCollectionRequest {
+            collection_name: "missing".into(),
+            ..DescribeCollectionRequest::default()
+        })
+        .await
+        .expect("answered in the status")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(missing.code, 100, "{missing:?}");
+    assert!(missing.reason.contains("missing"), "{missing:?}");
+
+    let refused = milvus
+        .drop_collection(DropCollectionRequest::default())
         .await
         .expect_err("not served yet");
     assert_eq!(refused.code(), Code::Unimplemented);
     assert!(
-        refused.message().contains("ShowCollections"),
+        refused.message().contains("DropCollection"),
         "{}",
         refused.message()
     );
@@ -83,6 +159,8 @@ async fn milvus_clients_connect_and_unserved_methods_are_refused_by_name() {
             sa.proxy_endpoint().trim_start_matches("http://")
         ))
         .arg(VERSION)
+        .arg(COLLECTION)
+        .arg(DIM.to_string())
         .output()
         .expect("run python");
     assert!(
