@@ -48,12 +48,18 @@ except MilvusException as e:
 
 # A method milvus-like does not serve yet is refused by name, not answered.
 try:
-    client.drop_collection(collection)
-    sys.exit("drop_collection() answered; it must be refused until it is served")
+    client.create_collection("made_by_pymilvus", dimension=dim)
+    sys.exit("create_collection() answered; it must be refused until it is served")
 except grpc.RpcError as e:
-    check("drop_collection() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
-    if "DropCollection" not in e.details():
-        sys.exit(f"the refusal does not name DropCollection: {e.details()!r}")
+    check("create_collection() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
+    if "CreateCollection" not in e.details():
+        sys.exit(f"the refusal does not name CreateCollection: {e.details()!r}")
+
+# Dropping: the collection goes; a missing one is dropped already (as in Milvus).
+client.drop_collection(collection)
+check("has_collection after drop", client.has_collection(collection), False)
+check("list_collections() after drop", client.list_collections(), [])
+client.drop_collection(collection)
 client.close()
 
 # The ORM API: connections + utility.

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use milvus_like_api::milvus_proto::milvus::milvus_service_client::MilvusServiceClient;
 use milvus_like_api::milvus_proto::milvus::{
-    CheckHealthRequest, ConnectRequest, DescribeCollectionRequest, DropCollectionRequest,
-    GetVersionRequest, HasCollectionRequest, ShowCollectionsRequest,
+    CheckHealthRequest, ConnectRequest, CreateCollectionRequest, DescribeCollectionRequest,
+    DropCollectionRequest, GetVersionRequest, HasCollectionRequest, ShowCollectionsRequest,
 };
 use milvus_like_api::proto;
 use milvus_like_node::proxy::milvus_api::VERSION;
@@ -129,13 +129,24 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
     assert_eq!(missing.code, 100, "{missing:?}");
     assert!(missing.reason.contains("missing"), "{missing:?}");
 
+    // As Milvus: dropping a collection that is not there succeeds.
+    let dropped = milvus
+        .drop_collection(DropCollectionRequest {
+            collection_name: "missing".into(),
+            ..DropCollectionRequest::default()
+        })
+        .await
+        .expect("DropCollection")
+        .into_inner();
+    assert_eq!(dropped.code, 0, "{dropped:?}");
+
     let refused = milvus
-        .drop_collection(DropCollectionRequest::default())
+        .create_collection(CreateCollectionRequest::default())
         .await
         .expect_err("not served yet");
     assert_eq!(refused.code(), Code::Unimplemented);
     assert!(
-        refused.message().contains("DropCollection"),
+        refused.message().contains("CreateCollection"),
         "{}",
         refused.message()
     );
@@ -171,4 +182,13 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
         sa.process.log()
     );
     assert!(String::from_utf8_lossy(&run.stdout).contains("pymilvus handshake: ok"));
+    // pymilvus dropped it through Milvus's API.
+    let left = sa
+        .proxy_client()
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .collections;
+    assert!(left.is_empty(), "{left:?}");
 }

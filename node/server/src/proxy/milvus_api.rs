@@ -5,12 +5,12 @@
 //!
 //! Served so far: the handshake every client makes first (`Connect`), the
 //! server's version (`GetVersion`) and health (`CheckHealth`), and reading
-//! collections (`HasCollection`, `ShowCollections`, `DescribeCollection`, the
-//! schema in Milvus's terms: the field types share Milvus's numbers). Errors a
-//! client should see as Milvus's (an unknown collection) are answered as
-//! Milvus does, in the response's `status`, which pymilvus raises as a
-//! `MilvusException`. Every other
-//! method answers UNIMPLEMENTED with a message naming it (the generated
+//! and dropping collections (`HasCollection`, `ShowCollections`,
+//! `DescribeCollection` with the schema in Milvus's terms, whose field types
+//! share our numbers, and `DropCollection`). Errors a client should see as
+//! Milvus's (an unknown collection) are answered as Milvus does, in the
+//! response's `status`, which pymilvus raises as a `MilvusException`. Every
+//! other method answers UNIMPLEMENTED with a message naming it (the generated
 //! default, reworded by `milvus-like-api`'s build script);
 //! `docs/milvus-compatibility.md` lists them all.
 
@@ -24,8 +24,9 @@ use milvus_like_api::milvus_proto::common::{
 use milvus_like_api::milvus_proto::milvus::milvus_service_server::MilvusService;
 use milvus_like_api::milvus_proto::milvus::{
     BoolResponse, CheckHealthRequest, CheckHealthResponse, ConnectRequest, ConnectResponse,
-    DescribeCollectionRequest, DescribeCollectionResponse, GetVersionRequest, GetVersionResponse,
-    HasCollectionRequest, ShowCollectionsRequest, ShowCollectionsResponse,
+    DescribeCollectionRequest, DescribeCollectionResponse, DropCollectionRequest,
+    GetVersionRequest, GetVersionResponse, HasCollectionRequest, ShowCollectionsRequest,
+    ShowCollectionsResponse,
 };
 use milvus_like_api::milvus_proto::schema;
 use milvus_like_api::proto::{self, CollectionInfo};
@@ -241,6 +242,27 @@ impl MilvusService for MilvusApi {
             db_name: "default".into(),
             ..DescribeCollectionResponse::default()
         }))
+    }
+
+    /// As Milvus: a collection that does not exist is dropped already.
+    async fn drop_collection(
+        &self,
+        request: Request<DropCollectionRequest>,
+    ) -> Result<Response<MilvusStatus>, Status> {
+        use milvus_like_api::proto::proxy_server::Proxy;
+        let name = request.into_inner().collection_name;
+        let dropped = Proxy::drop_collection(
+            self.proxy.as_ref(),
+            Request::new(proto::DropCollectionRequest { name }),
+        )
+        .await;
+        match dropped {
+            Ok(_) => Ok(Response::new(MilvusStatus::default())),
+            Err(status) if status.code() == Code::NotFound => {
+                Ok(Response::new(MilvusStatus::default()))
+            }
+            Err(status) => Err(status),
+        }
     }
 
     /// Healthy when the proxy can take a timestamp from the root coordinator
