@@ -11,9 +11,9 @@ use std::time::Duration;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::data_node_server::{DataNode, DataNodeServer};
 use milvus_like_api::proto::{
-    ChannelCheckpoint, CommitFlushRequest, DeleteLog, FlushSegmentsRequest, FlushSegmentsResponse,
-    GetLoadRequest, ReleaseChannelRequest, ReleaseChannelResponse, ReportLoadRequest, Role,
-    SegmentBinlogs, WatchChannelRequest, WatchChannelResponse,
+    ChannelCheckpoint, ChannelLoad, CommitFlushRequest, DeleteLog, FlushSegmentsRequest,
+    FlushSegmentsResponse, GetLoadRequest, ReleaseChannelRequest, ReleaseChannelResponse,
+    ReportLoadRequest, Role, SegmentBinlogs, WatchChannelRequest, WatchChannelResponse,
 };
 use milvus_like_node::meta::{EtcdConfig, EtcdStore};
 use milvus_like_node::session::{Session, SessionConfig, basic_health};
@@ -331,6 +331,29 @@ impl FakeDataNode {
     /// when a commit of it is refused.
     pub fn forget(&self, channel: u32) {
         self.service.lock().owned.remove(&channel);
+    }
+
+    /// Reports its load as a data node does every few seconds: the channels it
+    /// holds, nothing buffered.
+    pub async fn report_load(&self) -> Result<(), Status> {
+        let channels = self
+            .owned()
+            .keys()
+            .map(|&channel| ChannelLoad {
+                channel,
+                ..ChannelLoad::default()
+            })
+            .collect();
+        self.service
+            .datacoord
+            .clone()
+            .report_load(ReportLoadRequest {
+                node_id: self.node_id,
+                memory_used_bytes: 0,
+                channels,
+            })
+            .await
+            .map(drop)
     }
 
     /// Dies like a kill -9: the server stops answering and heartbeats stop, so the

@@ -205,7 +205,6 @@ unsafe extern "C" fn keep_row(context: *const c_void, label: usize) -> bool {
 pub struct Graph {
     raw: NonNull<RawGraph>,
     dim: usize,
-    m: usize,
 }
 
 // SAFETY: hnswlib's graph has no thread affinity; `add` and `search` lock what
@@ -260,11 +259,7 @@ impl Graph {
             )
         };
         let raw = NonNull::new(raw).ok_or_else(|| message.error())?;
-        Ok(Self { raw, dim, m })
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
+        Ok(Self { raw, dim })
     }
 
     /// Rows added so far.
@@ -400,11 +395,7 @@ impl Graph {
             )
         };
         let raw = NonNull::new(raw).ok_or_else(|| message.error())?;
-        Ok(Self { raw, dim, m })
-    }
-
-    pub fn m(&self) -> usize {
-        self.m
+        Ok(Self { raw, dim })
     }
 }
 

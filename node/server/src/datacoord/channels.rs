@@ -150,9 +150,9 @@ pub struct ChannelManager {
     view: std::sync::RwLock<View>,
     /// Serializes reconciliations and drains; commits and readers never take it.
     work: tokio::sync::Mutex<Work>,
-    /// `(channel, epoch)` whose owner said it does not hold the channel after
-    /// acknowledging it (a node that gave a channel up when a commit was
-    /// refused): the next reconciliation tells it to watch again.
+    /// `(channel, epoch)` whose owner's load report left the channel out (a
+    /// node that gave a channel up when a commit was refused): the next
+    /// reconciliation tells it to watch again.
     lost: Mutex<HashSet<(u32, u64)>>,
 }
 
@@ -235,16 +235,6 @@ impl ChannelManager {
         })
     }
 
-    /// The owner of `channel` at `epoch` answered that it does not hold it:
-    /// the next [`ChannelManager::reconcile`] sends `WatchChannel` again, with
-    /// the committed checkpoint, from which the node reads what it lost.
-    pub fn lost(&self, channel: u32, epoch: u64) {
-        self.lost
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((channel, epoch));
-    }
-
     fn view(&self) -> View {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -265,7 +255,24 @@ impl ChannelManager {
         &self.clients
     }
 
-    pub fn report_load(&self, load: NodeLoad) {
+    /// Keeps a data node's load; `held` are the channels its report lists.
+    /// A channel the node owns and left out is lost: the next
+    /// [`ChannelManager::reconcile`] sends `WatchChannel` again, with the
+    /// committed checkpoint, from which the node reads what it dropped. (A
+    /// report made just before a watch was acknowledged costs one more
+    /// `WatchChannel`, which the node answers at once: same epoch.)
+    pub fn report_load(&self, load: NodeLoad, held: &[u32]) {
+        let lost: Vec<(u32, u64)> = self
+            .view()
+            .owners
+            .iter()
+            .filter(|(channel, (owner, _))| *owner == load.node_id && !held.contains(channel))
+            .map(|(channel, (_, epoch))| (*channel, *epoch))
+            .collect();
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(lost);
         self.loads
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -399,7 +399,8 @@ impl DataCoord for DataCoordService {
             memory_used_bytes: req.memory_used_bytes,
             lag: req.channels.iter().map(|c| c.lag.max(0)).sum(),
         };
-        active.channels.report_load(load);
+        let held: Vec<u32> = req.channels.iter().map(|c| c.channel).collect();
+        active.channels.report_load(load, &held);
         self.shared
             .metrics
             .show_loads(&active.channels.node_loads());

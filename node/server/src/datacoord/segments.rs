@@ -1024,17 +1024,10 @@ impl SegmentManager {
             let Some(mut client) = self.channels.clients().get(&address) else {
                 continue;
             };
-            let (channel, epoch, ids) =
-                (request.channel, request.epoch, request.segment_ids.clone());
+            let (channel, ids) = (request.channel, request.segment_ids.clone());
             match tokio::time::timeout(Duration::from_secs(5), client.flush_segments(request)).await
             {
                 Ok(Ok(_)) => tracing::info!(channel, segments = ?ids, "flush requested"),
-                Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                    // The owner does not hold the channel at this epoch (it gave
-                    // it up): nothing would ever flush it unless it watches again.
-                    tracing::warn!(channel, epoch, %status, "flush request refused by the channel's owner; it will be told to watch the channel again");
-                    self.channels.lost(channel, epoch);
-                }
                 Ok(Err(status)) => {
                     tracing::warn!(channel, %status, "flush request refused; will retry")
                 }

@@ -53,7 +53,7 @@ fn collection_not_found(name: &str) -> Option<MilvusStatus> {
 
 /// A collection's schema in Milvus's terms. Field ids are Milvus's numbering
 /// (100, 101, ... in schema order); our types share Milvus's numbers.
-pub fn milvus_schema(info: &CollectionInfo) -> schema::CollectionSchema {
+fn milvus_schema(info: &CollectionInfo) -> schema::CollectionSchema {
     let ours = info.schema.clone().unwrap_or_default();
     let fields = ours
         .fields
