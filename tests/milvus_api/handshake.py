@@ -46,14 +46,14 @@ except MilvusException as e:
     if "nothing_here" not in e.message:
         sys.exit(f"the error does not name the collection: {e.message!r}")
 
-# A method milvus-like does not serve yet is refused by name, not answered.
+# A method milvus-like does not serve is refused by name, not answered.
 try:
-    client.create_collection("made_by_pymilvus", dimension=dim)
-    sys.exit("create_collection() answered; it must be refused until it is served")
+    client.create_alias(collection, "another_name")
+    sys.exit("create_alias() answered; it must be refused")
 except grpc.RpcError as e:
-    check("create_collection() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
-    if "CreateCollection" not in e.details():
-        sys.exit(f"the refusal does not name CreateCollection: {e.details()!r}")
+    check("create_alias() status", e.code(), grpc.StatusCode.UNIMPLEMENTED)
+    if "CreateAlias" not in e.details():
+        sys.exit(f"the refusal does not name CreateAlias: {e.details()!r}")
 
 # Dropping: the collection goes; a missing one is dropped already (as in Milvus).
 client.drop_collection(collection)

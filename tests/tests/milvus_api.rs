@@ -4,18 +4,24 @@
 //! refused by name; a collection made through milvus-like's own API is listed
 //! and described in Milvus's terms. Then the same through pymilvus itself (from PyPI, in the
 //! virtualenv `tests/scripts/pymilvus.sh` installs), the client Milvus users
-//! already have: `MilvusClient` and the ORM's `connections`/`utility`.
+//! already have: the handshake, then Milvus's quick start with `MilvusClient`
+//! and with the ORM, against the standalone and against a distributed
+//! cluster.
 
 use std::process::Command;
+use std::time::Duration;
 
 use milvus_like_api::milvus_proto::milvus::milvus_service_client::MilvusServiceClient;
 use milvus_like_api::milvus_proto::milvus::{
-    CheckHealthRequest, ConnectRequest, CreateCollectionRequest, DescribeCollectionRequest,
-    DropCollectionRequest, GetVersionRequest, HasCollectionRequest, ShowCollectionsRequest,
+    CheckHealthRequest, ConnectRequest, CreateAliasRequest, CreateCollectionRequest,
+    DescribeCollectionRequest, DropCollectionRequest, GetVersionRequest, HasCollectionRequest,
+    ShowCollectionsRequest,
 };
 use milvus_like_api::proto;
 use milvus_like_node::proxy::milvus_api::VERSION;
-use milvus_like_tests::{StandaloneProcess, TestDir, test_schema, workspace_root};
+use milvus_like_tests::{
+    ClusterBuilder, Role, StandaloneProcess, TestDir, test_schema, workspace_root,
+};
 
 const COLLECTION: &str = "from_milvus_like";
 const DIM: u32 = 8;
@@ -140,18 +146,95 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
         .into_inner();
     assert_eq!(dropped.code, 0, "{dropped:?}");
 
-    let refused = milvus
-        .create_collection(CreateCollectionRequest::default())
+    // A bad create is answered in the status, as Milvus does, naming the problem.
+    let bad = milvus
+        .create_collection(CreateCollectionRequest {
+            collection_name: "bad".into(),
+            ..CreateCollectionRequest::default()
+        })
         .await
-        .expect_err("not served yet");
+        .expect("answered in the status")
+        .into_inner();
+    assert_eq!(bad.code, 1100, "{bad:?}");
+    assert!(bad.reason.contains("no fields"), "{bad:?}");
+    let refused = milvus
+        .create_alias(CreateAliasRequest::default())
+        .await
+        .expect_err("not served");
     assert_eq!(refused.code(), Code::Unimplemented);
     assert!(
-        refused.message().contains("CreateCollection"),
+        refused.message().contains("CreateAlias"),
         "{}",
         refused.message()
     );
 
     // pymilvus itself.
+    let endpoint = sa.proxy_endpoint();
+    let out = pymilvus(
+        "handshake.py",
+        &[&endpoint, VERSION, COLLECTION, &DIM.to_string()],
+        || sa.process.log(),
+    );
+    assert!(out.contains("pymilvus handshake: ok"), "{out}");
+    // pymilvus dropped it through Milvus's API.
+    let left = sa
+        .proxy_client()
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .collections;
+    assert!(left.is_empty(), "{left:?}");
+
+    let out = pymilvus("quickstart.py", &[&endpoint], || sa.process.log());
+    assert!(out.contains("pymilvus quick start: ok"), "{out}");
+}
+
+/// Milvus's quick start through pymilvus against a distributed cluster:
+/// Kafka, two data nodes, a query node and a proxy, each its own process.
+#[tokio::test]
+async fn the_pymilvus_quick_start_runs_against_a_distributed_cluster() {
+    let cluster = ClusterBuilder::new("milvus-api-cluster")
+        .kafka()
+        .datanodes(2)
+        .datanode_args(&["--flush-rows=1000", "--flush-age=300ms"])
+        .proxy()
+        .build()
+        .await
+        .expect("cluster");
+    let query_node = cluster
+        .start_role("querynode", Role::QueryNode)
+        .expect("start a query node");
+    milvus_like_tests::wait_for("a query node", Duration::from_secs(60), || {
+        let mut root = cluster.rootcoord_client();
+        async move {
+            let nodes = root
+                .list_nodes(proto::ListNodesRequest {
+                    role: proto::Role::QueryNode.into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .nodes;
+            (!nodes.is_empty()).then_some(())
+        }
+    })
+    .await
+    .expect("the query node registered");
+    let out = pymilvus("quickstart.py", &[&cluster.proxy().endpoint()], || {
+        format!(
+            "proxy:\n{}\nquery node:\n{}",
+            cluster.proxy().process.log(),
+            query_node.process.log()
+        )
+    });
+    assert!(out.contains("pymilvus quick start: ok"), "{out}");
+}
+
+/// Runs a script of `tests/milvus_api` with pymilvus (installed from PyPI by
+/// `tests/scripts/pymilvus.sh`), the endpoint first in `args` as a URI: its
+/// standard output. A failure shows the script's output and `logs()`.
+fn pymilvus(script: &str, args: &[&str], logs: impl Fn() -> String) -> String {
     let root = workspace_root();
     let installed = Command::new(root.join("tests/scripts/pymilvus.sh"))
         .arg("install")
@@ -163,32 +246,19 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
         String::from_utf8_lossy(&installed.stderr)
     );
     let python = String::from_utf8_lossy(&installed.stdout).trim().to_owned();
+    let uri = format!("http://{}", args[0].trim_start_matches("http://"));
     let run = Command::new(&python)
-        .arg(root.join("tests/milvus_api/handshake.py"))
-        .arg(format!(
-            "http://{}",
-            sa.proxy_endpoint().trim_start_matches("http://")
-        ))
-        .arg(VERSION)
-        .arg(COLLECTION)
-        .arg(DIM.to_string())
+        .arg(root.join("tests/milvus_api").join(script))
+        .arg(uri)
+        .args(&args[1..])
         .output()
         .expect("run python");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
-        "pymilvus handshake failed:\n{}\n{}\nstandalone log:\n{}",
-        String::from_utf8_lossy(&run.stdout),
+        "{script} failed:\n{stdout}\n{}\nlogs:\n{}",
         String::from_utf8_lossy(&run.stderr),
-        sa.process.log()
+        logs()
     );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("pymilvus handshake: ok"));
-    // pymilvus dropped it through Milvus's API.
-    let left = sa
-        .proxy_client()
-        .list_collections(proto::ListCollectionsRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .collections;
-    assert!(left.is_empty(), "{left:?}");
+    stdout
 }

@@ -17,6 +17,8 @@ use crate::tso_client::{TsoClient, TsoClientConfig, TsoError};
 
 /// Ids fetched per `AllocId` call.
 const ID_BLOCK: u32 = 1000;
+/// Most ids one `AllocId` call may reserve (the root coordinator's limit).
+const MAX_ID_CALL: u32 = 1_000_000;
 /// How long a cached collection description is trusted (a dropped collection
 /// disappears from the cache after this).
 const COLLECTION_CACHE_TTL: Duration = Duration::from_secs(10);
@@ -90,6 +92,15 @@ impl RootCoordLink {
             .into_inner()
             .collection
             .ok_or_else(|| Status::internal("the root coordinator described no collection"))?;
+        // A collection whose index is not chosen yet changes when it is: not cached.
+        let unchosen = info
+            .schema
+            .as_ref()
+            .and_then(|s| s.index.as_ref())
+            .is_some_and(|i| i.index_type == i32::from(crate::proto::IndexType::None));
+        if unchosen {
+            return Ok(info);
+        }
         self.collections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -103,28 +114,43 @@ impl RootCoordLink {
 
     /// One fresh global id.
     pub async fn alloc_id(&self) -> Result<i64, Status> {
+        self.alloc_ids(1)
+            .await?
+            .pop()
+            .ok_or_else(|| Status::internal("the id allocator gave no id"))
+    }
+
+    /// `count` fresh global ids, in at most two calls (the rest of the block
+    /// fetched earlier, then one reservation for what is still missing).
+    pub async fn alloc_ids(&self, count: usize) -> Result<Vec<i64>, Status> {
+        let mut out = Vec::with_capacity(count);
         let mut ids = self.ids.lock().await;
-        if ids.0 >= ids.1 {
-            let resp = self
-                .pool
-                .call(self.deadline, |channel| async move {
-                    RootCoordClient::new(channel)
-                        .alloc_id(AllocIdRequest { count: ID_BLOCK })
-                        .await
-                })
-                .await?
-                .into_inner();
-            if resp.count != ID_BLOCK {
-                return Err(Status::internal(format!(
-                    "asked the root coordinator for {ID_BLOCK} ids, got {}",
-                    resp.count
-                )));
+        while out.len() < count {
+            if ids.0 >= ids.1 {
+                let missing = u32::try_from(count - out.len()).unwrap_or(u32::MAX);
+                let want = missing.clamp(ID_BLOCK, MAX_ID_CALL);
+                let resp = self
+                    .pool
+                    .call(self.deadline, |channel| async move {
+                        RootCoordClient::new(channel)
+                            .alloc_id(AllocIdRequest { count: want })
+                            .await
+                    })
+                    .await?
+                    .into_inner();
+                if resp.count != want {
+                    return Err(Status::internal(format!(
+                        "asked the root coordinator for {want} ids, got {}",
+                        resp.count
+                    )));
+                }
+                *ids = (resp.start, resp.start + i64::from(resp.count));
             }
-            *ids = (resp.start, resp.start + i64::from(resp.count));
+            let take = (ids.1 - ids.0).min(i64::try_from(count - out.len()).unwrap_or(i64::MAX));
+            out.extend(ids.0..ids.0 + take);
+            ids.0 += take;
         }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
+        Ok(out)
     }
 
     /// The collection with this id; `NotFound` when it does not exist.

@@ -62,6 +62,8 @@ pub enum SchemaError {
         attr: &'static str,
         owner: &'static str,
     },
+    #[error("field {0:?} sets auto_id; only the primary key may")]
+    AutoIdNotPrimary(String),
 }
 
 /// The type of one field, with the attributes that type needs.
@@ -111,6 +113,8 @@ pub struct FieldSchema {
     pub name: String,
     pub ty: FieldType,
     pub is_primary_key: bool,
+    /// The primary key's values are given by the proxy, not by inserts.
+    pub auto_id: bool,
     pub description: String,
 }
 
@@ -189,6 +193,10 @@ pub enum IndexSpec {
     Flat,
     /// HNSW graphs (Milvus's `M` and `efConstruction`).
     Hnsw { m: u32, ef_construction: u32 },
+    /// Not chosen yet (a collection created through Milvus's API, whose
+    /// `CreateIndex` chooses it later): searched exactly meanwhile, and not
+    /// loadable until chosen.
+    NotChosen,
 }
 
 /// HNSW's `M` when a schema sets none.
@@ -222,11 +230,12 @@ impl IndexSpec {
         Ok(Self::Hnsw { m, ef_construction })
     }
 
-    /// Milvus's name: `FLAT` or `HNSW`.
+    /// Milvus's name: `FLAT` or `HNSW` (`NONE` when not chosen yet).
     pub fn name(self) -> &'static str {
         match self {
             Self::Flat => "FLAT",
             Self::Hnsw { .. } => "HNSW",
+            Self::NotChosen => "NONE",
         }
     }
 }
@@ -247,6 +256,7 @@ impl TryFrom<Option<proto::IndexParams>> for IndexSpec {
         })?;
         match kind {
             proto::IndexType::Flat => Ok(Self::Flat),
+            proto::IndexType::None => Ok(Self::NotChosen),
             proto::IndexType::Unspecified | proto::IndexType::Hnsw => {
                 let or = |v: u32, default: u32| if v == 0 { default } else { v };
                 Self::hnsw(
@@ -270,6 +280,11 @@ impl From<IndexSpec> for proto::IndexParams {
                 index_type: proto::IndexType::Hnsw.into(),
                 m,
                 ef_construction,
+            },
+            IndexSpec::NotChosen => Self {
+                index_type: proto::IndexType::None.into(),
+                m: 0,
+                ef_construction: 0,
             },
         }
     }
@@ -445,10 +460,14 @@ impl TryFrom<proto::FieldSchema> for FieldSchema {
                 ty: ty.name(),
             });
         }
+        if f.auto_id && !f.is_primary_key {
+            return Err(SchemaError::AutoIdNotPrimary(f.name));
+        }
         Ok(Self {
             name: f.name,
             ty,
             is_primary_key: f.is_primary_key,
+            auto_id: f.auto_id,
             description: f.description,
         })
     }
@@ -537,6 +556,7 @@ impl From<&FieldSchema> for proto::FieldSchema {
             dim,
             max_length,
             description: f.description.clone(),
+            auto_id: f.auto_id,
         }
     }
 }

@@ -498,6 +498,7 @@ mod tests {
             name: "v".into(),
             ty: FieldType::FloatVector { dim },
             is_primary_key: false,
+            auto_id: false,
             description: String::new(),
         }
     }

@@ -92,6 +92,7 @@ impl From<CatalogError> for Status {
             CatalogError::InvalidSchema(_) => Status::invalid_argument(e.to_string()),
             CatalogError::AlreadyExists(_) => Status::already_exists(e.to_string()),
             CatalogError::NotFound(_) => Status::not_found(e.to_string()),
+            CatalogError::IndexChosen { .. } => Status::failed_precondition(e.to_string()),
             CatalogError::Meta(m) => m.into(),
         }
     }

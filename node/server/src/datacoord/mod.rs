@@ -29,6 +29,7 @@ use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::retry::Retry;
 use milvus_like_api::root_coord_link::RootCoordLink;
+use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 use milvus_like_api::settings::{self, defaults};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -509,7 +510,15 @@ impl DataCoord for DataCoordService {
     ) -> Result<Response<proto::LoadCollectionResponse>, Status> {
         let collection = request.into_inner().collection_id;
         let active = self.leader_only().await?;
-        self.shared.root.collection(collection).await?;
+        let info = self.shared.root.collection(collection).await?;
+        let schema = CollectionSchema::try_from(&info)
+            .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
+        if schema.index == IndexSpec::NotChosen {
+            return Err(Status::failed_precondition(format!(
+                "collection {:?} has no index yet; create one (CreateIndex) before loading it",
+                schema.name
+            )));
+        }
         if !active.queries.has_query_nodes() {
             return Err(Status::failed_precondition(format!(
                 "no query node is running to load collection {collection}; start one (milvus-like querynode)"

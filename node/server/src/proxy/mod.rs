@@ -46,6 +46,9 @@ use crate::role::{RoleConfig, RoleProcess};
 
 /// Largest insert request accepted, encoded.
 pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Most rows of one insert into an auto_id collection (ids are reserved
+/// before the rows are checked).
+const MAX_AUTO_IDS: usize = 1_000_000;
 /// How long a collection looked up by name is trusted.
 const NAME_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -179,6 +182,10 @@ impl ProxyService {
             return Ok(info.clone());
         }
         let info = self.root.collection_by_name(name).await?;
+        if milvus_api::index_unchosen(&info) {
+            // It changes when CreateIndex chooses one: not cached.
+            return Ok(info);
+        }
         self.names
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -227,6 +234,40 @@ impl ProxyService {
             left -= n;
         }
         Ok(out)
+    }
+
+    /// Gives the rows of an insert into a collection whose primary key is
+    /// auto_id their keys (a column added to the request): the keys, or none
+    /// when the key is not auto_id.
+    async fn assign_ids(
+        &self,
+        schema: &CollectionSchema,
+        req: &mut proto::InsertRequest,
+    ) -> Result<Vec<i64>, Status> {
+        let key = schema.primary_key();
+        if !key.auto_id {
+            return Ok(Vec::new());
+        }
+        if req.columns.iter().any(|c| c.field_name == key.name) {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "insert into {:?}: primary key {:?} is auto_id, so the server gives each row its key; leave the field out",
+                req.collection, key.name
+            ))));
+        }
+        if req.num_rows == 0 || req.num_rows as usize > MAX_AUTO_IDS {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "insert into {:?}: {} rows; an insert holds 1 to {MAX_AUTO_IDS}",
+                req.collection, req.num_rows
+            ))));
+        }
+        let ids = self.root.alloc_ids(req.num_rows as usize).await?;
+        req.columns.push(proto::FieldData {
+            field_name: key.name.clone(),
+            data: Some(proto::field_data::Data::Longs(proto::LongArray {
+                values: ids.clone(),
+            })),
+        });
+        Ok(ids)
     }
 
     fn refuse(&self, status: Status) -> Status {
@@ -403,9 +444,10 @@ impl Proxy for ProxyService {
         &self,
         request: Request<proto::InsertRequest>,
     ) -> Result<Response<proto::InsertResponse>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let target = self.target(&req.collection, &req.partition).await?;
         let num_rows = req.num_rows as usize;
+        let assigned_ids = self.assign_ids(&target.schema, &mut req).await?;
         let rows = RowBatch::from_wire(&target.schema, req.columns, num_rows).map_err(|e| {
             self.refuse(Status::invalid_argument(format!(
                 "insert into {:?}: {e}",
@@ -487,6 +529,7 @@ impl Proxy for ProxyService {
         Ok(Response::new(proto::InsertResponse {
             inserted: num_rows as u64,
             timestamp: stamps[0].0,
+            assigned_ids,
         }))
     }
 

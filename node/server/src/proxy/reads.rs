@@ -62,7 +62,7 @@ impl Leaders {
             .remove(&collection);
     }
 
-    async fn get(&self, collection: i64, fresh: bool) -> Result<Vec<ShardLeader>, Status> {
+    pub async fn get(&self, collection: i64, fresh: bool) -> Result<Vec<ShardLeader>, Status> {
         if !fresh && let Some(leaders) = self.cached(collection) {
             return Ok(leaders);
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use milvus_like_api::proto::{self, CollectionInfo, PartitionInfo};
-use milvus_like_api::schema::{CollectionSchema, SchemaError, validate_name};
+use milvus_like_api::schema::{CollectionSchema, IndexSpec, Metric, SchemaError, validate_name};
 use prost::Message;
 
 use crate::election::Leadership;
@@ -22,6 +22,10 @@ pub enum CatalogError {
     AlreadyExists(String),
     #[error("collection {0} does not exist")]
     NotFound(String),
+    #[error(
+        "collection {name:?} already has its index ({have}); a collection's index is chosen once, so drop and create the collection to change it"
+    )]
+    IndexChosen { name: String, have: String },
     #[error("this root coordinator is not the leader")]
     NotLeader,
     #[error(transparent)]
@@ -56,6 +60,7 @@ impl Catalog {
                 name: milvus_like_api::schema::DEFAULT_PARTITION.into(),
             }],
             created_ts,
+            index_name: String::new(),
         };
         let txn = Txn::when([leadership.fence(), Compare::Absent(name_key.clone())])
             .then([
@@ -142,12 +147,84 @@ impl Catalog {
         Ok(id)
     }
 
+    /// Gives a collection created without an index (`IndexSpec::NotChosen`)
+    /// its metric and index. Choosing what it has already is a success.
+    pub async fn choose_index(
+        &self,
+        leadership: &Leadership,
+        name: &str,
+        metric: Metric,
+        index: IndexSpec,
+        index_name: &str,
+    ) -> Result<CollectionInfo, CatalogError> {
+        if index == IndexSpec::NotChosen {
+            return Err(SchemaError::BadIndex("choose FLAT or HNSW".into()).into());
+        }
+        validate_name("collection", name)?;
+        let id = self
+            .id_of(name)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
+        let key = info_key(id);
+        let kv = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
+        let mut info = decode_info(&key, &kv.value)?;
+        let mut schema = CollectionSchema::try_from(&info)?;
+        if schema.index != IndexSpec::NotChosen {
+            if schema.index == index && schema.metric == metric && info.index_name == index_name {
+                return Ok(info);
+            }
+            return Err(CatalogError::IndexChosen {
+                name: name.to_owned(),
+                have: describe_index(&schema),
+            });
+        }
+        schema.metric = metric;
+        schema.index = index;
+        info.schema = Some(proto::CollectionSchema::from(&schema));
+        info.index_name = index_name.to_owned();
+        let txn = Txn::when([
+            leadership.fence(),
+            Compare::ModRevision(key.clone(), kv.mod_revision),
+        ])
+        .then([Op::put(key, info.encode_to_vec())])
+        .otherwise([Op::Get(leadership_key_of(leadership))]);
+        let result = self.store.txn(txn).await?;
+        if !result.succeeded {
+            if still_leader(&result.gets, leadership) {
+                // Chosen, dropped or re-created concurrently: judge again.
+                return Box::pin(self.choose_index(leadership, name, metric, index, index_name))
+                    .await;
+            }
+            leadership.give_up("fenced collection write failed");
+            return Err(CatalogError::NotLeader);
+        }
+        tracing::info!(collection_id = id, %name, %metric, index = index.name(), "index chosen");
+        Ok(info)
+    }
+
     async fn id_of(&self, name: &str) -> Result<Option<i64>, MetaError> {
         let key = format!("{NAME_PREFIX}{name}");
         match self.store.get(&key).await? {
             None => Ok(None),
             Some(kv) => parse_id(&key, &kv.value).map(Some),
         }
+    }
+}
+
+/// `HNSW (M 16, efConstruction 200), COSINE`.
+fn describe_index(schema: &CollectionSchema) -> String {
+    match schema.index {
+        IndexSpec::Hnsw { m, ef_construction } => {
+            format!(
+                "HNSW (M {m}, efConstruction {ef_construction}), {}",
+                schema.metric
+            )
+        }
+        other => format!("{}, {}", other.name(), schema.metric),
     }
 }
 

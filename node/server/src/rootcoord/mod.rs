@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use milvus_like_api::proto::root_coord_server::{RootCoord, RootCoordServer};
 use milvus_like_api::proto::{self, Role};
-use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::schema::{CollectionSchema, IndexSpec, Metric, SchemaError};
 use milvus_like_api::settings;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -227,6 +227,36 @@ impl RootCoord for RootCoordService {
                 .drop_collection(&active.leadership, &name)
                 .await?;
             Ok(Response::new(proto::DropCollectionResponse { id }))
+        }
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id, collection))]
+    async fn choose_index(
+        &self,
+        request: Request<proto::ChooseIndexRequest>,
+    ) -> Result<Response<proto::ChooseIndexResponse>, Status> {
+        let req = request.into_inner();
+        tracing::Span::current().record("collection", req.name.as_str());
+        async {
+            let invalid = |e: SchemaError| Status::invalid_argument(e.to_string());
+            let metric = Metric::try_from(req.metric_type).map_err(invalid)?;
+            let index = IndexSpec::try_from(req.index).map_err(invalid)?;
+            let active = self.leader_only().await?;
+            let info = self
+                .shared
+                .catalog
+                .choose_index(
+                    &active.leadership,
+                    &req.name,
+                    metric,
+                    index,
+                    &req.index_name,
+                )
+                .await?;
+            Ok(Response::new(proto::ChooseIndexResponse {
+                collection: Some(info),
+            }))
         }
         .await
     }
