@@ -10,6 +10,8 @@
 #               and helm built from their Go modules (tests/scripts/k8s.sh install),
 #               for the operator's tests (a cold build takes 10 to 20 minutes)
 #   pymilvus    Milvus's Python client from PyPI, in a virtualenv (tests/scripts/pymilvus.sh)
+#   Go SDK      Milvus's Go client from the Go module proxy, built into the Go quick start
+#               (tests/scripts/go-client.sh)
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -26,6 +28,8 @@ command -v go >/dev/null || die "Go is required to build MinIO (the S3 server th
 "$SCRIPT_DIR/k8s.sh" install >/dev/null
 # Milvus's Python client, for the Milvus API tests.
 "$SCRIPT_DIR/pymilvus.sh" install >/dev/null
+# Milvus's Go SDK, for the same tests.
+"$SCRIPT_DIR/go-client.sh" build >/dev/null
 # The operator scenario: curl (metrics), python3 (pod_mirror.py), openssl (the
 # local control plane's certificates).
 command -v curl >/dev/null || apt_install curl
@@ -37,3 +41,4 @@ log "kafka: $("$SCRIPT_DIR/kafka.sh" install)"
 log "minio: $("$SCRIPT_DIR/minio.sh" install)"
 log "kubernetes: $("$SCRIPT_DIR/k8s.sh" install)"
 log "pymilvus: $("$SCRIPT_DIR/pymilvus.sh" install)"
+log "Go SDK quick start: $("$SCRIPT_DIR/go-client.sh" build)"

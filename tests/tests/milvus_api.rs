@@ -6,7 +6,7 @@
 //! virtualenv `tests/scripts/pymilvus.sh` installs), the client Milvus users
 //! already have: the handshake, then Milvus's quick start with `MilvusClient`
 //! and with the ORM, against the standalone and against a distributed
-//! cluster.
+//! cluster; and the same quick start with Milvus's Go SDK.
 
 use std::process::Command;
 use std::time::Duration;
@@ -188,12 +188,14 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
 
     let out = pymilvus("quickstart.py", &[&endpoint], || sa.process.log());
     assert!(out.contains("pymilvus quick start: ok"), "{out}");
+    let out = go_client(&endpoint, || sa.process.log());
+    assert!(out.contains("go quick start: ok"), "{out}");
 }
 
-/// Milvus's quick start through pymilvus against a distributed cluster:
+/// Milvus's quick start through pymilvus and the Go SDK against a distributed cluster:
 /// Kafka, two data nodes, a query node and a proxy, each its own process.
 #[tokio::test]
-async fn the_pymilvus_quick_start_runs_against_a_distributed_cluster() {
+async fn milvus_clients_run_the_quick_start_against_a_distributed_cluster() {
     let cluster = ClusterBuilder::new("milvus-api-cluster")
         .kafka()
         .datanodes(2)
@@ -229,6 +231,39 @@ async fn the_pymilvus_quick_start_runs_against_a_distributed_cluster() {
         )
     });
     assert!(out.contains("pymilvus quick start: ok"), "{out}");
+    let out = go_client(&cluster.proxy().endpoint(), || {
+        cluster.proxy().process.log()
+    });
+    assert!(out.contains("go quick start: ok"), "{out}");
+}
+
+/// Runs the quick start written with Milvus's Go SDK
+/// (`tests/milvus_api/go`, built by `tests/scripts/go-client.sh`) against
+/// `endpoint`: its standard output. A failure shows its output and `logs()`.
+fn go_client(endpoint: &str, logs: impl Fn() -> String) -> String {
+    let root = workspace_root();
+    let built = Command::new(root.join("tests/scripts/go-client.sh"))
+        .arg("build")
+        .output()
+        .expect("run go-client.sh");
+    assert!(
+        built.status.success(),
+        "go-client.sh build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let binary = String::from_utf8_lossy(&built.stdout).trim().to_owned();
+    let run = Command::new(&binary)
+        .arg(endpoint.trim_start_matches("http://"))
+        .output()
+        .expect("run the Go quick start");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "the Go quick start failed:\n{stdout}\n{}\nlogs:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        logs()
+    );
+    stdout
 }
 
 /// Runs a script of `tests/milvus_api` with pymilvus (installed from PyPI by
