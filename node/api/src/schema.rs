@@ -8,6 +8,14 @@ pub const MAX_FIELDS: usize = 64;
 pub const MAX_DIM: u32 = 32_768;
 /// Largest `max_length` of a VARCHAR field.
 pub const MAX_VARCHAR_LENGTH: u32 = 65_535;
+/// Largest JSON value, in bytes of UTF-8 text (Milvus's default limit).
+pub const MAX_JSON_BYTES: usize = 65_536;
+/// What a JSON value counts for in segment sizing: values may be larger (up to
+/// [`MAX_JSON_BYTES`]), but counting every one at its maximum would make a
+/// segment hold a few thousand rows.
+pub const JSON_SIZING_BYTES: u64 = 1024;
+/// The name of a collection's dynamic field (Milvus's).
+pub const DYNAMIC_FIELD_NAME: &str = "$meta";
 /// Longest collection or field name, in bytes.
 pub const MAX_NAME_LENGTH: usize = 255;
 /// Column names the segment files use for system data.
@@ -64,6 +72,10 @@ pub enum SchemaError {
     },
     #[error("field {0:?} sets auto_id; only the primary key may")]
     AutoIdNotPrimary(String),
+    #[error("field {0:?} is dynamic; the dynamic field is a JSON field named \"$meta\"")]
+    BadDynamicField(String),
+    #[error("fields {0:?} and {1:?} are both dynamic; at most one is allowed")]
+    TwoDynamicFields(String, String),
 }
 
 /// The type of one field, with the attributes that type needs.
@@ -76,8 +88,14 @@ pub enum FieldType {
     Int64,
     Float,
     Double,
-    VarChar { max_length: u32 },
-    FloatVector { dim: u32 },
+    VarChar {
+        max_length: u32,
+    },
+    /// JSON text, checked to parse when inserted.
+    Json,
+    FloatVector {
+        dim: u32,
+    },
 }
 
 impl FieldType {
@@ -91,11 +109,13 @@ impl FieldType {
             Self::Float => "FLOAT",
             Self::Double => "DOUBLE",
             Self::VarChar { .. } => "VARCHAR",
+            Self::Json => "JSON",
             Self::FloatVector { .. } => "FLOAT_VECTOR",
         }
     }
 
-    /// Bytes one value takes in a row, for segment sizing (VARCHAR counts its maximum).
+    /// Bytes one value takes in a row, for segment sizing (VARCHAR counts its
+    /// maximum, JSON [`JSON_SIZING_BYTES`]).
     pub fn row_bytes(self) -> u64 {
         match self {
             Self::Bool | Self::Int8 => 1,
@@ -103,6 +123,7 @@ impl FieldType {
             Self::Int32 | Self::Float => 4,
             Self::Int64 | Self::Double => 8,
             Self::VarChar { max_length } => u64::from(max_length),
+            Self::Json => JSON_SIZING_BYTES,
             Self::FloatVector { dim } => 4 * u64::from(dim),
         }
     }
@@ -115,6 +136,8 @@ pub struct FieldSchema {
     pub is_primary_key: bool,
     /// The primary key's values are given by the proxy, not by inserts.
     pub auto_id: bool,
+    /// The collection's dynamic field (JSON, named [`DYNAMIC_FIELD_NAME`]).
+    pub is_dynamic: bool,
     pub description: String,
 }
 
@@ -349,6 +372,11 @@ impl CollectionSchema {
         })
     }
 
+    /// The dynamic field, if the collection has one.
+    pub fn dynamic_field(&self) -> Option<(usize, &FieldSchema)> {
+        self.fields.iter().enumerate().find(|(_, f)| f.is_dynamic)
+    }
+
     pub fn primary_key(&self) -> &FieldSchema {
         // Validation guarantees exactly one.
         self.fields
@@ -406,7 +434,13 @@ impl TryFrom<proto::FieldSchema> for FieldSchema {
 
     fn try_from(f: proto::FieldSchema) -> Result<Self, SchemaError> {
         use proto::DataType as D;
-        validate_name("field", &f.name)?;
+        if f.is_dynamic {
+            if f.name != DYNAMIC_FIELD_NAME || f.data_type != D::Json as i32 || f.is_primary_key {
+                return Err(SchemaError::BadDynamicField(f.name));
+            }
+        } else {
+            validate_name("field", &f.name)?;
+        }
         let ty = match D::try_from(f.data_type) {
             Ok(D::Bool) => FieldType::Bool,
             Ok(D::Int8) => FieldType::Int8,
@@ -426,6 +460,7 @@ impl TryFrom<proto::FieldSchema> for FieldSchema {
                     max_length: f.max_length,
                 }
             }
+            Ok(D::Json) => FieldType::Json,
             Ok(D::FloatVector) => {
                 if f.dim == 0 || f.dim > MAX_DIM {
                     return Err(SchemaError::BadDim {
@@ -468,6 +503,7 @@ impl TryFrom<proto::FieldSchema> for FieldSchema {
             ty,
             is_primary_key: f.is_primary_key,
             auto_id: f.auto_id,
+            is_dynamic: f.is_dynamic,
             description: f.description,
         })
     }
@@ -515,6 +551,13 @@ impl TryFrom<proto::CollectionSchema> for CollectionSchema {
             }
             (Some(_), None) => {}
         }
+        let mut dynamic = fields.iter().filter(|f| f.is_dynamic);
+        if let (Some(a), Some(b)) = (dynamic.next(), dynamic.next()) {
+            return Err(SchemaError::TwoDynamicFields(
+                a.name.clone(),
+                b.name.clone(),
+            ));
+        }
         Ok(Self {
             name: s.name,
             description: s.description,
@@ -547,6 +590,7 @@ impl From<&FieldSchema> for proto::FieldSchema {
             FieldType::Float => (D::Float, 0, 0),
             FieldType::Double => (D::Double, 0, 0),
             FieldType::VarChar { max_length } => (D::Varchar, 0, max_length),
+            FieldType::Json => (D::Json, 0, 0),
             FieldType::FloatVector { dim } => (D::FloatVector, dim, 0),
         };
         Self {
@@ -557,6 +601,7 @@ impl From<&FieldSchema> for proto::FieldSchema {
             max_length,
             description: f.description.clone(),
             auto_id: f.auto_id,
+            is_dynamic: f.is_dynamic,
         }
     }
 }

@@ -32,6 +32,28 @@ pub enum Column {
 #[error("{0}")]
 pub struct ColumnError(pub String);
 
+/// A JSON value of `field` at `row`: valid JSON of at most
+/// [`MAX_JSON_BYTES`](milvus_like_api::schema::MAX_JSON_BYTES), and an object
+/// in the dynamic field.
+fn check_json(field: &FieldSchema, row: usize, text: &str) -> Result<(), ColumnError> {
+    let name = &field.name;
+    let max = milvus_like_api::schema::MAX_JSON_BYTES;
+    if text.len() > max {
+        return Err(ColumnError(format!(
+            "field {name:?} row {row}: {} bytes of JSON is more than {max}",
+            text.len()
+        )));
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ColumnError(format!("field {name:?} row {row}: not JSON: {e}")))?;
+    if field.is_dynamic && !value.is_object() {
+        return Err(ColumnError(format!(
+            "field {name:?} row {row}: the dynamic field holds a JSON object, not {text}"
+        )));
+    }
+    Ok(())
+}
+
 impl Column {
     /// An empty column of the field's type.
     pub fn empty(ty: FieldType) -> Self {
@@ -41,7 +63,7 @@ impl Column {
             FieldType::Int64 => Self::Long(Vec::new()),
             FieldType::Float => Self::Float(Vec::new()),
             FieldType::Double => Self::Double(Vec::new()),
-            FieldType::VarChar { .. } => Self::Str(Vec::new()),
+            FieldType::VarChar { .. } | FieldType::Json => Self::Str(Vec::new()),
             FieldType::FloatVector { dim } => Self::Vector {
                 dim,
                 values: Floats::default(),
@@ -161,6 +183,12 @@ impl Column {
                         "field {name:?} row {row}: {} bytes is longer than max_length {max_length}",
                         s.len()
                     )));
+                }
+                Self::Str(a.values)
+            }
+            (FieldType::Json, Some(Data::Strings(a))) => {
+                for (row, text) in a.values.iter().enumerate() {
+                    check_json(field, row, text)?;
                 }
                 Self::Str(a.values)
             }
@@ -339,6 +367,8 @@ impl RowBatch {
             .iter()
             .map(|f| match by_name.remove(&f.name) {
                 Some(data) => Column::from_field_data(f, data, num_rows),
+                // Rows that gave no key beyond the fields.
+                None if f.is_dynamic => Ok(Column::Str(vec!["{}".to_owned(); num_rows])),
                 None => Err(ColumnError(format!("field {:?} is missing", f.name))),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -391,6 +421,7 @@ impl RowBatch {
                 FieldType::Int8 | FieldType::Int16 | FieldType::Int32 | FieldType::Float => 4,
                 FieldType::Int64 | FieldType::Double => 8,
                 FieldType::VarChar { max_length } => 24 + u64::from(max_length.min(64)),
+                FieldType::Json => 24 + 64,
                 FieldType::FloatVector { dim } => 4 * u64::from(dim),
             })
             .sum();
@@ -499,6 +530,7 @@ mod tests {
             ty: FieldType::FloatVector { dim },
             is_primary_key: false,
             auto_id: false,
+            is_dynamic: false,
             description: String::new(),
         }
     }
@@ -517,6 +549,78 @@ mod tests {
             err.0,
             "field \"v\" row 2500: the vector holds a NaN or infinite value"
         );
+    }
+
+    #[test]
+    fn json_values_are_checked_and_the_dynamic_field_defaults_to_an_empty_object() {
+        let mut wire =
+            proto::CollectionSchema::from(&CollectionSchema::vectors_only("c", 1).expect("schema"));
+        wire.fields.push(proto::FieldSchema {
+            name: "doc".into(),
+            data_type: proto::DataType::Json.into(),
+            ..proto::FieldSchema::default()
+        });
+        wire.fields.push(proto::FieldSchema {
+            name: "$meta".into(),
+            data_type: proto::DataType::Json.into(),
+            is_dynamic: true,
+            ..proto::FieldSchema::default()
+        });
+        let schema = CollectionSchema::try_from(wire).expect("valid");
+        let column = |name: &str, values: Vec<Data>| -> Vec<FieldData> {
+            values
+                .into_iter()
+                .map(|data| FieldData {
+                    field_name: name.into(),
+                    data: Some(data),
+                })
+                .collect()
+        };
+        let strings = |v: &[&str]| {
+            Data::Strings(proto::StringArray {
+                values: v.iter().map(|s| (*s).to_owned()).collect(),
+            })
+        };
+        let base = || {
+            let mut c = column(
+                "id",
+                vec![Data::Longs(proto::LongArray { values: vec![1, 2] })],
+            );
+            c.extend(column(
+                "vector",
+                vec![Data::FloatVectors(proto::FloatVectorArray {
+                    dim: 1,
+                    values: vec![0.5, 1.5].into(),
+                })],
+            ));
+            c
+        };
+        let mut ok = base();
+        ok.extend(column("doc", vec![strings(&["[1, 2]", "\"text\""])]));
+        let batch = RowBatch::from_wire(&schema, ok, 2).expect("valid");
+        assert_eq!(
+            batch.columns[3],
+            Column::Str(vec!["{}".into(), "{}".into()])
+        );
+
+        let mut bad = base();
+        bad.extend(column("doc", vec![strings(&["{}", "{oops"])]));
+        let e = RowBatch::from_wire(&schema, bad, 2).expect_err("not JSON");
+        assert!(e.0.starts_with("field \"doc\" row 1: not JSON"), "{}", e.0);
+        let mut not_object = base();
+        not_object.extend(column("doc", vec![strings(&["1", "2"])]));
+        not_object.extend(column("$meta", vec![strings(&["{}", "[3]"])]));
+        let e = RowBatch::from_wire(&schema, not_object, 2).expect_err("not an object");
+        assert!(
+            e.0.contains("row 1: the dynamic field holds a JSON object"),
+            "{}",
+            e.0
+        );
+        let mut large = base();
+        let big = format!("\"{}\"", "x".repeat(70_000));
+        large.extend(column("doc", vec![strings(&["{}", &big])]));
+        let e = RowBatch::from_wire(&schema, large, 2).expect_err("too large");
+        assert!(e.0.contains("is more than 65536"), "{}", e.0);
     }
 
     /// The proxy's messages are the taken rows, encoded.

@@ -5,6 +5,7 @@
 //! age >= 18 and (city == "Oslo" or city in ["Bergen", 'Tromsø'])
 //! not (id in [1, 2, 3]) && score < 0.5
 //! 10 < age <= 20          name like "ab%"          flag          !flag
+//! doc["size"]["h"] > 2    doc["tags"][0] == "new"  $meta["color"] in ["red"]
 //! ```
 //!
 //! Comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`) put a field on one side and a
@@ -15,16 +16,30 @@
 //! any case), a BOOL field stands alone as a condition, and parentheses group.
 //! `not` binds tightest, then `and`, then `or`.
 //!
+//! A JSON field is compared through a path into each row's value: `["key"]`
+//! steps into an object, `[0]` into an array, as in `doc["a"]["b"]` or
+//! `doc["list"][0]`. The collection's dynamic field is `$meta`, and a name that
+//! is not a field names one of its keys: `color == "red"` means
+//! `$meta["color"] == "red"`. A path takes every operator above, with values of
+//! any type (an `in` list may mix them), and stands alone as a condition where
+//! its value is `true`. A row matches only where the path leads to a value of
+//! the compared value's type (for a list, of a type in it): a missing key, an
+//! index past the end or a value of another type matches nothing, `!=` and
+//! `not in` included (`not (...)` of a whole condition keeps those rows).
+//! Numbers compare exactly by value, whether the JSON wrote them as integers or
+//! not; strings compare by bytes; booleans only by `==` and `!=`.
+//!
 //! [`Filter::parse`] checks the expression against the schema: an unknown field,
 //! a vector field, a value of the wrong type or a malformed expression is refused
 //! with a [`FilterError`] naming it and where it is. Numbers compare by value
 //! across integer and floating types; a FLOAT field compares at its own (32-bit)
 //! precision. [`Filter::select`] evaluates a filter over a whole block of rows,
-//! a column at a time.
+//! a column at a time (a path parses each row's JSON once per comparison).
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use milvus_like_api::schema::{CollectionSchema, FieldType};
+use milvus_like_api::schema::{CollectionSchema, DYNAMIC_FIELD_NAME, FieldType};
 
 use crate::columns::{Column, RowBatch};
 
@@ -115,6 +130,202 @@ enum ValueSet {
     Strs(HashSet<String>),
 }
 
+/// A number of a JSON value or of a filter compared with one, exact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    /// Any JSON integer (i64 or u64).
+    Int(i128),
+    /// Finite.
+    Float(f64),
+}
+
+/// 2^127: floats at least this large are beyond every [`Num::Int`].
+const I128_LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+
+impl Num {
+    fn of_json(n: &serde_json::Number) -> Option<Self> {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .map(Self::Int)
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(Self::Float))
+    }
+
+    /// The number as a whole one, or the float it is when it has a fraction
+    /// (or is beyond i128).
+    fn whole(self) -> Result<i128, f64> {
+        match self {
+            Self::Int(i) => Ok(i),
+            #[allow(clippy::cast_possible_truncation)]
+            Self::Float(f) if f.fract() == 0.0 && (-I128_LIMIT..I128_LIMIT).contains(&f) => {
+                Ok(f as i128)
+            }
+            Self::Float(f) => Err(f),
+        }
+    }
+
+    /// Exact comparison by value, without rounding either side.
+    fn cmp(self, other: Self) -> Option<Ordering> {
+        match (self, other) {
+            (Self::Int(a), Self::Int(b)) => Some(a.cmp(&b)),
+            (Self::Float(a), Self::Float(b)) => a.partial_cmp(&b),
+            (Self::Int(i), Self::Float(f)) => int_cmp_float(i, f),
+            (Self::Float(f), Self::Int(i)) => int_cmp_float(i, f).map(Ordering::reverse),
+        }
+    }
+}
+
+/// `i` against `f`, exactly.
+fn int_cmp_float(i: i128, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    if f >= I128_LIMIT {
+        return Some(Ordering::Less);
+    }
+    if f < -I128_LIMIT {
+        return Some(Ordering::Greater);
+    }
+    let whole = f.trunc();
+    // Exact: `whole` is a whole number within i128's range.
+    #[allow(clippy::cast_possible_truncation)]
+    let w = whole as i128;
+    // Equal whole parts: `f`'s fraction decides.
+    Some(i.cmp(&w).then(whole.total_cmp(&f)))
+}
+
+/// A value a JSON path is compared with.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Bool(bool),
+    Num(Num),
+    Str(String),
+}
+
+impl Scalar {
+    fn of(literal: Literal) -> Self {
+        match literal {
+            Literal::Bool(b) => Self::Bool(b),
+            Literal::Int(i) => Self::Num(Num::Int(i128::from(i))),
+            Literal::Float(f) => Self::Num(Num::Float(f)),
+            Literal::Str(s) => Self::Str(s),
+        }
+    }
+
+    /// `value` against this, where both are of one type.
+    fn cmp_json(&self, value: &serde_json::Value) -> Option<Ordering> {
+        use serde_json::Value as J;
+        match (value, self) {
+            (J::Bool(a), Self::Bool(b)) => Some(a.cmp(b)),
+            (J::Number(a), Self::Num(b)) => Num::of_json(a)?.cmp(*b),
+            (J::String(a), Self::Str(b)) => Some(a.as_str().cmp(b.as_str())),
+            _ => None,
+        }
+    }
+}
+
+/// The values of an `in` list over a JSON path, by type.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct JsonSet {
+    /// Whether `false` and whether `true` are in, if a boolean is.
+    bools: Option<(bool, bool)>,
+    /// Whole numbers, however written.
+    wholes: HashSet<i128>,
+    /// The other numbers: sorted, no -0.0.
+    fractions: Vec<f64>,
+    strs: HashSet<String>,
+}
+
+impl JsonSet {
+    fn new(values: Vec<Scalar>) -> Self {
+        let mut set = Self::default();
+        for v in values {
+            match v {
+                Scalar::Bool(b) => {
+                    let (f, t) = set.bools.get_or_insert((false, false));
+                    *if b { t } else { f } = true;
+                }
+                Scalar::Num(n) => match n.whole() {
+                    Ok(i) => {
+                        set.wholes.insert(i);
+                    }
+                    Err(f) => set.fractions.push(f + 0.0),
+                },
+                Scalar::Str(s) => {
+                    set.strs.insert(s);
+                }
+            }
+        }
+        set.fractions.sort_by(f64::total_cmp);
+        set.fractions.dedup();
+        set
+    }
+
+    /// Whether `value` is in the set, or `None` if the set holds nothing of
+    /// its type.
+    fn contains(&self, value: &serde_json::Value) -> Option<bool> {
+        use serde_json::Value as J;
+        match value {
+            J::Bool(b) => self.bools.map(|(f, t)| if *b { t } else { f }),
+            J::Number(n) if !self.wholes.is_empty() || !self.fractions.is_empty() => {
+                Some(match Num::of_json(n)?.whole() {
+                    Ok(i) => self.wholes.contains(&i),
+                    Err(f) => self
+                        .fractions
+                        .binary_search_by(|p| p.total_cmp(&(f + 0.0)))
+                        .is_ok(),
+                })
+            }
+            J::String(s) if !self.strs.is_empty() => Some(self.strs.contains(s)),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a path into a JSON value.
+#[derive(Debug, Clone, PartialEq)]
+enum PathStep {
+    /// `["key"]`: a member of an object.
+    Key(String),
+    /// `[0]`: an element of an array.
+    Index(u64),
+}
+
+/// The value at `path` in `value`, if there is one.
+fn walk<'v>(mut value: &'v serde_json::Value, path: &[PathStep]) -> Option<&'v serde_json::Value> {
+    for step in path {
+        value = match step {
+            PathStep::Key(key) => value.as_object()?.get(key)?,
+            PathStep::Index(i) => value.as_array()?.get(usize::try_from(*i).ok()?)?,
+        };
+    }
+    Some(value)
+}
+
+/// What a JSON path's value is tested for; each holds only where the value
+/// is there and of a type the test names.
+#[derive(Debug, Clone, PartialEq)]
+enum JsonTest {
+    /// Compared with a value of its type (booleans only by `==` and `!=`).
+    Compare(CmpOp, Scalar),
+    In(JsonSet),
+    /// Of a type in the set and not in it.
+    NotIn(JsonSet),
+    /// A string matching a `like` pattern.
+    Like(Vec<PatternPart>),
+}
+
+impl JsonTest {
+    fn holds(&self, value: &serde_json::Value) -> bool {
+        match self {
+            Self::Compare(op, scalar) => scalar.cmp_json(value).is_some_and(|o| op.holds(Some(o))),
+            Self::In(set) => set.contains(value) == Some(true),
+            Self::NotIn(set) => set.contains(value) == Some(false),
+            Self::Like(pattern) => value.as_str().is_some_and(|s| like(s, pattern)),
+        }
+    }
+}
+
 /// A checked filter: fields resolved to their columns, values to their types.
 #[derive(Debug, Clone, PartialEq)]
 enum Expr {
@@ -131,6 +342,12 @@ enum Expr {
     Like {
         column: usize,
         pattern: Vec<PatternPart>,
+    },
+    /// A test of the value at `path` in each row of a JSON column.
+    Json {
+        column: usize,
+        path: Vec<PathStep>,
+        test: JsonTest,
     },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -244,6 +461,16 @@ fn eval(expr: &Expr, batch: &RowBatch) -> Vec<bool> {
         },
         Expr::Like { column, pattern } => match batch.columns.get(*column) {
             Some(Column::Str(v)) => v.iter().map(|s| like(s, pattern)).collect(),
+            _ => vec![false; n],
+        },
+        Expr::Json { column, path, test } => match batch.columns.get(*column) {
+            Some(Column::Str(v)) => v
+                .iter()
+                .map(|text| {
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .is_ok_and(|doc| walk(&doc, path).is_some_and(|value| test.holds(value)))
+                })
+                .collect(),
             _ => vec![false; n],
         },
         Expr::And(a, b) => {
@@ -460,13 +687,22 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
             let word = &text[i..i + len];
             i += len;
             number(word).map_err(|m| error(at, m))?
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let len = bytes[i..]
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
+            // `$` starts one name, the dynamic field's.
+            let len = 1 + bytes[i + 1..]
                 .iter()
                 .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
                 .count();
             let word = &text[i..i + len];
             i += len;
+            if c == b'$' && word != DYNAMIC_FIELD_NAME {
+                return Err(error(
+                    at,
+                    format!(
+                        "unexpected name {word:?}; only `{DYNAMIC_FIELD_NAME}` (the dynamic field) starts with `$`"
+                    ),
+                ));
+            }
             match word.to_ascii_lowercase().as_str() {
                 "and" => Kind::And,
                 "or" => Kind::Or,
@@ -562,13 +798,33 @@ struct Parser<'a> {
     depth: usize,
 }
 
-/// A field named in a filter, resolved.
-#[derive(Debug, Clone, Copy)]
+/// A field named in a filter, resolved, with the path into it if it is JSON.
+#[derive(Debug, Clone)]
 struct FieldRef<'a> {
     column: usize,
     name: &'a str,
     ty: FieldType,
     at: usize,
+    /// Never empty for a JSON field, empty for the others.
+    path: Vec<PathStep>,
+}
+
+impl FieldRef<'_> {
+    /// The field, or the path into it, as errors name it: `field "age"`,
+    /// `doc["a"][0]`.
+    fn describe(&self) -> String {
+        if self.path.is_empty() {
+            return format!("field {:?}", self.name);
+        }
+        let mut out = self.name.to_owned();
+        for step in &self.path {
+            match step {
+                PathStep::Key(key) => out.push_str(&format!("[{key:?}]")),
+                PathStep::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -695,26 +951,58 @@ impl<'a> Parser<'a> {
         };
         self.bump();
         let schema = self.schema;
-        let Some((column, field)) = schema
+        let named = schema
             .fields()
             .iter()
             .enumerate()
-            .find(|(_, f)| f.name == name)
-        else {
+            .find(|(_, f)| f.name == name);
+        // A name that is no field is a key of the dynamic field, if there is one.
+        let (column, field, mut path) = match (named, schema.dynamic_field()) {
+            (Some((column, field)), _) => (column, field, Vec::new()),
+            (None, Some((column, field))) => (column, field, vec![PathStep::Key(name)]),
+            (None, None) => {
+                return self.error(
+                    at,
+                    format!(
+                        "unknown field {name:?}; collection {:?} has fields {}",
+                        schema.name,
+                        schema.field_list()
+                    ),
+                );
+            }
+        };
+        if let Some(Token {
+            kind: Kind::LBracket,
+            at: bracket,
+        }) = self.peek()
+        {
+            if field.ty != FieldType::Json {
+                return self.error(
+                    *bracket,
+                    format!(
+                        "field {:?} is {}; only a JSON field takes a path like `[\"key\"]` or `[0]`",
+                        field.name,
+                        field.ty.name()
+                    ),
+                );
+            }
+            self.path(&mut path)?;
+        }
+        if field.ty == FieldType::Json && path.is_empty() {
             return self.error(
                 at,
                 format!(
-                    "unknown field {name:?}; collection {:?} has fields {}",
-                    schema.name,
-                    schema.field_list()
+                    "field {:?} is JSON; a filter compares a value inside it, as `{}[\"key\"]`",
+                    field.name, field.name
                 ),
             );
-        };
+        }
         if let FieldType::FloatVector { .. } = field.ty {
             return self.error(
                 at,
                 format!(
-                    "field {name:?} is FLOAT_VECTOR; a filter compares scalar fields (search finds near vectors)"
+                    "field {:?} is FLOAT_VECTOR; a filter compares scalar fields (search finds near vectors)",
+                    field.name
                 ),
             );
         }
@@ -723,7 +1011,39 @@ impl<'a> Parser<'a> {
             name: &field.name,
             ty: field.ty,
             at,
+            path,
         })
+    }
+
+    /// The steps of a path into a JSON field, `["key"]` or `[0]` each, onto
+    /// `path`.
+    fn path(&mut self, path: &mut Vec<PathStep>) -> Result<(), FilterError> {
+        while self.peek_kind() == Some(&Kind::LBracket) {
+            self.bump();
+            let Some(Token { kind, at }) = self.peek().cloned() else {
+                return self.expected("a quoted key or an array index after `[`");
+            };
+            path.push(match kind {
+                Kind::Str(key) => PathStep::Key(unescape_str(key)),
+                Kind::Int(i) => PathStep::Index(i),
+                Kind::Float(f) => {
+                    return self.error(
+                        at,
+                        format!("an array index is a whole number from 0, not {f:?}"),
+                    );
+                }
+                Kind::Minus => {
+                    return self.error(at, "an array index is a whole number from 0, not negative");
+                }
+                _ => return self.expected("a quoted key or an array index after `[`"),
+            });
+            self.bump();
+            if self.peek_kind() != Some(&Kind::RBracket) {
+                return self.expected("`]` closing the path step");
+            }
+            self.bump();
+        }
+        Ok(())
     }
 
     fn literal(&mut self) -> Result<(Literal, usize), FilterError> {
@@ -787,25 +1107,31 @@ impl<'a> Parser<'a> {
         let field = self.field()?;
         if let Some(op) = self.cmp_op() {
             let (literal, at) = self.literal()?;
-            return compare_expr(field, op, literal, at);
+            return compare_expr(&field, op, literal, at);
         }
         match self.peek_kind() {
             Some(Kind::In) => {
                 self.bump();
-                self.in_list(field)
+                self.in_list(&field, false)
             }
             Some(Kind::Not)
                 if self.tokens.get(self.next + 1).map(|t| &t.kind) == Some(&Kind::In) =>
             {
                 self.bump();
                 self.bump();
-                Ok(Expr::Not(Box::new(self.in_list(field)?)))
+                self.in_list(&field, true)
             }
             Some(Kind::Like) => {
                 self.bump();
                 let (literal, at) = self.literal()?;
-                like_expr(field, literal, at)
+                like_expr(&field, literal, at)
             }
+            // A path alone holds where its value is `true`, as a BOOL field.
+            _ if field.ty == FieldType::Json => Ok(Expr::Json {
+                column: field.column,
+                path: field.path,
+                test: JsonTest::Compare(CmpOp::Eq, Scalar::Bool(true)),
+            }),
             _ if field.ty == FieldType::Bool => Ok(Expr::Compare {
                 column: field.column,
                 op: CmpOp::Eq,
@@ -825,7 +1151,7 @@ impl<'a> Parser<'a> {
             return self.expected("a comparison after a value");
         };
         let field = self.field()?;
-        let first = compare_expr(field, op.flipped(), low, low_at)?;
+        let first = compare_expr(&field, op.flipped(), low, low_at)?;
         let Some(second_op) = self.cmp_op() else {
             return Ok(first);
         };
@@ -835,19 +1161,20 @@ impl<'a> Parser<'a> {
             return self.error(
                 field.at,
                 format!(
-                    "a range around field {:?} takes `<`/`<=` on both sides or `>`/`>=` on both sides, not `{}` and `{}`",
-                    field.name,
+                    "a range around {} takes `<`/`<=` on both sides or `>`/`>=` on both sides, not `{}` and `{}`",
+                    field.describe(),
                     op.text(),
                     second_op.text()
                 ),
             );
         }
         let (high, high_at) = self.literal()?;
-        let second = compare_expr(field, second_op, high, high_at)?;
+        let second = compare_expr(&field, second_op, high, high_at)?;
         Ok(Expr::And(Box::new(first), Box::new(second)))
     }
 
-    fn in_list(&mut self, field: FieldRef<'_>) -> Result<Expr, FilterError> {
+    /// The list after `in`, or after `not in` if `negated`.
+    fn in_list(&mut self, field: &FieldRef<'_>, negated: bool) -> Result<Expr, FilterError> {
         if self.peek_kind() != Some(&Kind::LBracket) {
             return self.expected("`[` starting a list of values");
         }
@@ -875,11 +1202,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        in_expr(field, literals)
+        in_expr(field, literals, negated)
     }
 }
 
-fn type_error<T>(field: FieldRef<'_>, literal: &Literal, at: usize) -> Result<T, FilterError> {
+fn type_error<T>(field: &FieldRef<'_>, literal: &Literal, at: usize) -> Result<T, FilterError> {
     Err(FilterError {
         at,
         message: format!(
@@ -892,7 +1219,7 @@ fn type_error<T>(field: FieldRef<'_>, literal: &Literal, at: usize) -> Result<T,
 }
 
 /// The literal as a value of the field's kind.
-fn value_for(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Value, FilterError> {
+fn value_for(field: &FieldRef<'_>, literal: Literal, at: usize) -> Result<Value, FilterError> {
     const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
     match (field.ty, literal) {
         (FieldType::Bool, Literal::Bool(b)) => Ok(Value::Bool(b)),
@@ -924,11 +1251,30 @@ fn value_for(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Value, 
 }
 
 fn compare_expr(
-    field: FieldRef<'_>,
+    field: &FieldRef<'_>,
     op: CmpOp,
     literal: Literal,
     at: usize,
 ) -> Result<Expr, FilterError> {
+    if field.ty == FieldType::Json {
+        if let Literal::Bool(b) = literal
+            && !matches!(op, CmpOp::Eq | CmpOp::Ne)
+        {
+            return Err(FilterError {
+                at,
+                message: format!(
+                    "{} cannot be compared with `{}` to the boolean {b}; only `==` and `!=` compare booleans",
+                    field.describe(),
+                    op.text()
+                ),
+            });
+        }
+        return Ok(Expr::Json {
+            column: field.column,
+            path: field.path.clone(),
+            test: JsonTest::Compare(op, Scalar::of(unescape(literal))),
+        });
+    }
     if field.ty == FieldType::Bool && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
         return Err(FilterError {
             at: field.at,
@@ -951,23 +1297,51 @@ fn compare_expr(
 /// character as itself: the value everywhere but in `like`.
 fn unescape(literal: Literal) -> Literal {
     match literal {
-        Literal::Str(s) if s.contains('\\') => {
-            let mut out = String::with_capacity(s.len());
-            let mut chars = s.chars();
-            while let Some(c) = chars.next() {
-                out.push(if c == '\\' {
-                    chars.next().unwrap_or(c)
-                } else {
-                    c
-                });
-            }
-            Literal::Str(out)
-        }
+        Literal::Str(s) => Literal::Str(unescape_str(s)),
         other => other,
     }
 }
 
-fn in_expr(field: FieldRef<'_>, literals: Vec<(Literal, usize)>) -> Result<Expr, FilterError> {
+/// [`unescape`] for a string.
+fn unescape_str(s: String) -> String {
+    if !s.contains('\\') {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out
+}
+
+/// `field in [literals]`, or `field not in [literals]` if `negated`.
+fn in_expr(
+    field: &FieldRef<'_>,
+    literals: Vec<(Literal, usize)>,
+    negated: bool,
+) -> Result<Expr, FilterError> {
+    if field.ty == FieldType::Json {
+        let set = JsonSet::new(
+            literals
+                .into_iter()
+                .map(|(l, _)| Scalar::of(unescape(l)))
+                .collect(),
+        );
+        return Ok(Expr::Json {
+            column: field.column,
+            path: field.path.clone(),
+            test: if negated {
+                JsonTest::NotIn(set)
+            } else {
+                JsonTest::In(set)
+            },
+        });
+    }
     let values = literals
         .into_iter()
         .map(|(l, at)| value_for(field, unescape(l), at))
@@ -1010,20 +1384,25 @@ fn in_expr(field: FieldRef<'_>, literals: Vec<(Literal, usize)>) -> Result<Expr,
                 })
                 .collect(),
         ),
-        FieldType::FloatVector { .. } => ValueSet::Ints(HashSet::new()),
+        FieldType::FloatVector { .. } | FieldType::Json => ValueSet::Ints(HashSet::new()),
     };
-    Ok(Expr::In {
+    let expr = Expr::In {
         column: field.column,
         values: set,
+    };
+    Ok(if negated {
+        Expr::Not(Box::new(expr))
+    } else {
+        expr
     })
 }
 
-fn like_expr(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Expr, FilterError> {
-    let FieldType::VarChar { .. } = field.ty else {
+fn like_expr(field: &FieldRef<'_>, literal: Literal, at: usize) -> Result<Expr, FilterError> {
+    let (FieldType::VarChar { .. } | FieldType::Json) = field.ty else {
         return Err(FilterError {
             at: field.at,
             message: format!(
-                "field {:?} is {}; `like` matches VARCHAR fields",
+                "field {:?} is {}; `like` matches VARCHAR fields and JSON paths",
                 field.name,
                 field.ty.name()
             ),
@@ -1045,9 +1424,17 @@ fn like_expr(field: FieldRef<'_>, literal: Literal, at: usize) -> Result<Expr, F
             c => PatternPart::Char(c),
         });
     }
-    Ok(Expr::Like {
-        column: field.column,
-        pattern,
+    Ok(if field.ty == FieldType::Json {
+        Expr::Json {
+            column: field.column,
+            path: field.path.clone(),
+            test: JsonTest::Like(pattern),
+        }
+    } else {
+        Expr::Like {
+            column: field.column,
+            pattern,
+        }
     })
 }
 
@@ -1058,18 +1445,32 @@ mod tests {
 
     use super::*;
 
-    fn schema() -> CollectionSchema {
-        let field = |name: &str, data_type: proto::DataType| proto::FieldSchema {
+    /// A field of the test schemas: `id` is the key, `v` a 2-d vector,
+    /// `name` a VARCHAR(64).
+    fn field(name: &str, data_type: proto::DataType) -> proto::FieldSchema {
+        proto::FieldSchema {
             name: name.into(),
             data_type: data_type.into(),
             is_primary_key: name == "id",
             dim: if name == "v" { 2 } else { 0 },
             max_length: if name == "name" { 64 } else { 0 },
             ..proto::FieldSchema::default()
-        };
+        }
+    }
+
+    fn schema_of(name: &str, fields: Vec<proto::FieldSchema>) -> CollectionSchema {
         CollectionSchema::try_from(proto::CollectionSchema {
-            name: "people".into(),
-            fields: vec![
+            name: name.into(),
+            fields,
+            ..proto::CollectionSchema::default()
+        })
+        .expect("schema")
+    }
+
+    fn schema() -> CollectionSchema {
+        schema_of(
+            "people",
+            vec![
                 field("id", proto::DataType::Int64),
                 field("age", proto::DataType::Int8),
                 field("score", proto::DataType::Float),
@@ -1078,9 +1479,7 @@ mod tests {
                 field("flag", proto::DataType::Bool),
                 field("v", proto::DataType::FloatVector),
             ],
-            ..proto::CollectionSchema::default()
-        })
-        .expect("schema")
+        )
     }
 
     /// One row per tuple.
@@ -1329,6 +1728,431 @@ mod tests {
         fn any_text_parses_or_is_refused(text in "[ -~]{0,40}") {
             if let Ok(f) = Filter::parse(&text, &schema()) {
                 prop_assert_eq!(f.select(&people()).len(), 5);
+            }
+        }
+    }
+
+    /// `id`, `age` (INT32), `doc` (JSON), `v` and the dynamic field `$meta`.
+    fn json_schema() -> CollectionSchema {
+        schema_of(
+            "things",
+            vec![
+                field("id", proto::DataType::Int64),
+                field("age", proto::DataType::Int32),
+                field("doc", proto::DataType::Json),
+                field("v", proto::DataType::FloatVector),
+                proto::FieldSchema {
+                    name: "$meta".into(),
+                    data_type: proto::DataType::Json.into(),
+                    is_dynamic: true,
+                    ..proto::FieldSchema::default()
+                },
+            ],
+        )
+    }
+
+    /// Rows 1 to 6 of [`json_schema`]; row 6 holds text that is not JSON.
+    fn json_rows() -> RowBatch {
+        let rows: [(i32, &str, &str); 6] = [
+            (
+                10,
+                r#"{"a": 1, "s": "red", "b": true, "n": {"x": 2.5, "y": [10, 20]}, "list": [1, "two", false]}"#,
+                r#"{"color": "red", "size": 3, "on": true}"#,
+            ),
+            (
+                20,
+                r#"{"a": 2.5, "s": "blue", "b": false, "n": {"x": -1}, "list": []}"#,
+                r#"{"color": "blue", "size": 10.0, "on": false}"#,
+            ),
+            (
+                30,
+                r#"{"a": "1", "s": 5, "b": "true", "n": null, "list": [2]}"#,
+                r#"{"color": 7, "tags": ["x", "y"]}"#,
+            ),
+            (
+                40,
+                r#"{"a": 9007199254740993, "big": 18446744073709551615}"#,
+                "{}",
+            ),
+            (
+                50,
+                "[1, 2, 3]",
+                r#"{"size": -3, "color": "reddish", "age": 99}"#,
+            ),
+            (60, "{not json", "[]"),
+        ];
+        RowBatch {
+            columns: vec![
+                Column::Long((1..=6).collect()),
+                Column::Int(rows.iter().map(|r| r.0).collect()),
+                Column::Str(rows.iter().map(|r| r.1.to_owned()).collect()),
+                Column::Vector {
+                    dim: 2,
+                    values: vec![0.0; rows.len() * 2].into(),
+                },
+                Column::Str(rows.iter().map(|r| r.2.to_owned()).collect()),
+            ],
+            num_rows: rows.len(),
+        }
+    }
+
+    /// The ids of the rows of [`json_rows`] `filter` keeps.
+    fn json_ids(filter: &str) -> Vec<i64> {
+        let f = Filter::parse(filter, &json_schema()).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        (1..=6)
+            .zip(f.select(&json_rows()))
+            .filter(|(_, keep)| *keep)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn json_error(filter: &str) -> FilterError {
+        Filter::parse(filter, &json_schema()).expect_err(filter)
+    }
+
+    #[test]
+    fn json_paths_compare_values_of_their_type() {
+        assert_eq!(
+            json_ids(r#"doc["a"] == 1"#),
+            [1],
+            "the string \"1\" is no number"
+        );
+        assert_eq!(json_ids(r#"doc["a"] == 1.0"#), [1]);
+        assert_eq!(
+            json_ids(r#"doc['a'] != 1"#),
+            [2, 4],
+            "missing or a string: no match"
+        );
+        assert_eq!(json_ids(r#"doc["a"] > 1"#), [2, 4]);
+        assert_eq!(json_ids(r#"doc["a"] >= 2.5"#), [2, 4]);
+        assert_eq!(json_ids(r#"doc["a"] <= 2.5"#), [1, 2]);
+        assert_eq!(json_ids(r#"doc["a"] < 2"#), [1]);
+        assert_eq!(json_ids(r#"doc["a"] == "1""#), [3]);
+        assert_eq!(json_ids(r#"doc["a"] > "0""#), [3]);
+        assert_eq!(json_ids(r#"doc["s"] < "c""#), [2]);
+        assert_eq!(json_ids(r#"doc["s"] == 5"#), [3]);
+        assert_eq!(json_ids(r#"doc["b"] == true"#), [1]);
+        assert_eq!(
+            json_ids(r#"doc["b"] != true"#),
+            [2],
+            "the string \"true\" is no boolean"
+        );
+        assert_eq!(
+            json_ids(r#"doc["b"]"#),
+            [1],
+            "a path alone holds where it is true"
+        );
+        assert_eq!(json_ids(r#"doc["s"]"#), Vec::<i64>::new());
+        assert_eq!(json_ids(r#"not doc["b"]"#), [2, 3, 4, 5, 6]);
+        assert_eq!(
+            json_ids(r#"doc["n"] == 1"#),
+            Vec::<i64>::new(),
+            "null and objects"
+        );
+        assert_eq!(json_ids(r#"1 < doc["a"] < 5"#), [2]);
+        assert_eq!(json_ids(r#"0 <= doc["a"] <= 1"#), [1]);
+        assert_eq!(json_ids(r#"2 > doc["a"]"#), [1]);
+        assert_eq!(json_ids(r#"true == doc["b"]"#), [1]);
+    }
+
+    #[test]
+    fn json_paths_walk_objects_and_arrays() {
+        assert_eq!(json_ids(r#"doc["n"]["x"] == 2.5"#), [1]);
+        assert_eq!(json_ids(r#"doc["n"]["x"] < 0"#), [2]);
+        assert_eq!(json_ids(r#"doc["n"]["y"][1] == 20"#), [1]);
+        assert_eq!(
+            json_ids(r#"doc["n"]["y"][2] == 20"#),
+            Vec::<i64>::new(),
+            "past the end"
+        );
+        assert_eq!(json_ids(r#"doc["list"][1] == "two""#), [1]);
+        assert_eq!(json_ids(r#"doc["list"][0] >= 1"#), [1, 3]);
+        assert_eq!(json_ids(r#"doc["list"][2] == false"#), [1]);
+        assert_eq!(json_ids("doc[0] == 1"), [5], "a document may be an array");
+        assert_eq!(
+            json_ids(r#"doc["n"][0] == 1"#),
+            Vec::<i64>::new(),
+            "no index into an object"
+        );
+        assert_eq!(
+            json_ids(r#"doc["list"]["0"] == 1"#),
+            Vec::<i64>::new(),
+            "no key into an array"
+        );
+        assert_eq!(json_ids(r#"doc["n"]["x"]["deep"] == 1"#), Vec::<i64>::new());
+        assert_eq!(
+            json_ids("doc[18446744073709551615] == 1"),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            json_ids(r#"doc [ "n" ] [ "y" ] [ 0 ] == 10"#),
+            [1],
+            "blanks between steps"
+        );
+    }
+
+    #[test]
+    fn json_numbers_compare_exactly() {
+        assert_eq!(json_ids(r#"doc["a"] == 9007199254740993"#), [4]);
+        assert_eq!(
+            json_ids(r#"doc["a"] == 9007199254740992"#),
+            Vec::<i64>::new()
+        );
+        assert_eq!(json_ids(r#"doc["a"] > 9007199254740992"#), [4]);
+        assert_eq!(json_ids(r#"doc["a"] > 9007199254740992.0"#), [4]);
+        assert_eq!(
+            json_ids(r#"doc["a"] in [9007199254740992.0]"#),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            json_ids(r#"doc["big"] > 9223372036854775807"#),
+            [4],
+            "u64 beyond i64"
+        );
+        assert_eq!(
+            json_ids(r#"doc["big"] == 1.8446744073709552e19"#),
+            Vec::<i64>::new(),
+            "2^64 is one more"
+        );
+        assert_eq!(json_ids(r#"doc["big"] < 1.8446744073709552e19"#), [4]);
+        assert_eq!(json_ids(r#"doc["big"] > 1e300"#), Vec::<i64>::new());
+        assert_eq!(json_ids("size == 10"), [2], "10.0 in the JSON");
+        assert_eq!(json_ids("size in [10, 3]"), [1, 2]);
+        assert_eq!(json_ids("size > -3.5"), [1, 2, 5]);
+        assert_eq!(json_ids("size < -2.5"), [5]);
+        assert_eq!(json_ids("-3 == $meta[\"size\"]"), [5]);
+        assert_eq!(json_ids("size in [-0.0]"), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn json_lists_patterns_and_logic() {
+        assert_eq!(json_ids(r#"doc["a"] in [1, 2.5]"#), [1, 2]);
+        assert_eq!(
+            json_ids(r#"doc["a"] in [1, "1"]"#),
+            [1, 3],
+            "a list may mix types"
+        );
+        assert_eq!(json_ids(r#"doc["a"] in []"#), Vec::<i64>::new());
+        assert_eq!(
+            json_ids(r#"doc["a"] not in [1]"#),
+            [2, 4],
+            "only numbers are compared"
+        );
+        assert_eq!(json_ids(r#"doc["a"] not in [1, 'x']"#), [2, 3, 4]);
+        assert_eq!(json_ids(r#"doc["a"] not in []"#), Vec::<i64>::new());
+        assert_eq!(json_ids(r#"doc["b"] in [false]"#), [2]);
+        assert_eq!(json_ids(r#"doc["b"] not in [false]"#), [1]);
+        assert_eq!(json_ids(r#"not (doc["a"] in [1])"#), [2, 3, 4, 5, 6]);
+        assert_eq!(json_ids(r#"not (doc["a"] != 1)"#), [1, 3, 5, 6]);
+        assert_eq!(json_ids(r#"!(doc["a"] not in [1])"#), [1, 3, 5, 6]);
+        assert_eq!(json_ids(r#"doc["s"] like "r%""#), [1]);
+        assert_eq!(json_ids(r#"doc["s"] like "%e%""#), [1, 2]);
+        assert_eq!(
+            json_ids(r#"doc["a"] like "1""#),
+            [3],
+            "only strings match patterns"
+        );
+        assert_eq!(json_ids(r#"doc["n"]["x"] like "%""#), Vec::<i64>::new());
+        assert_eq!(
+            json_ids(r#"doc["s"] == 'red' or doc["s"] == "blue""#),
+            [1, 2]
+        );
+        assert_eq!(json_ids(r#"doc["b"] and age > 5"#), [1]);
+        assert_eq!(json_ids(r#"doc["a"] >= 1 && !(age == 20)"#), [1, 4]);
+    }
+
+    #[test]
+    fn names_that_are_no_field_are_dynamic_keys() {
+        assert_eq!(json_ids(r#"color == "red""#), [1]);
+        assert_eq!(json_ids(r#"$meta["color"] == "red""#), [1]);
+        assert_eq!(json_ids("color like 'red%'"), [1, 5]);
+        assert_eq!(
+            json_ids("color != 'red'"),
+            [2, 5],
+            "7 and missing keys do not match"
+        );
+        assert_eq!(json_ids("color in ['red', 7]"), [1, 3]);
+        assert_eq!(json_ids("color not in ['red', 7]"), [2, 5]);
+        assert_eq!(json_ids("size > 2"), [1, 2]);
+        assert_eq!(json_ids("on"), [1]);
+        assert_eq!(json_ids("!on"), [2, 3, 4, 5, 6]);
+        assert_eq!(json_ids("on == false"), [2]);
+        assert_eq!(json_ids("tags[1] == 'y'"), [3]);
+        assert_eq!(json_ids("$meta['tags'][0] == 'x'"), [3]);
+        assert_eq!(json_ids("age > 50"), [6], "a field wins over a key");
+        assert_eq!(json_ids("$meta[\"age\"] == 99"), [5]);
+        assert_eq!(json_ids("missing == 1"), Vec::<i64>::new());
+        assert_eq!(json_ids("missing != 1"), Vec::<i64>::new());
+        assert_eq!(json_ids("not (missing == 1)"), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(json_ids("$meta['a b'] == 1 or color == 'blue'"), [2]);
+    }
+
+    #[test]
+    fn json_mistakes_name_the_problem_and_the_place() {
+        let e = json_error("doc[");
+        assert_eq!(e.at, 4);
+        assert!(
+            e.message
+                .contains("expected a quoted key or an array index after `[`, found the end"),
+            "{e}"
+        );
+        let e = json_error("doc[1.5] == 1");
+        assert_eq!(e.at, 4);
+        assert!(e.message.contains("whole number from 0, not 1.5"), "{e}");
+        let e = json_error("doc[-1] == 1");
+        assert_eq!(e.at, 4);
+        assert!(e.message.contains("not negative"), "{e}");
+        let e = json_error(r#"doc["a" == 1"#);
+        assert_eq!(e.at, 8);
+        assert!(
+            e.message
+                .contains("expected `]` closing the path step, found `==`"),
+            "{e}"
+        );
+        let e = json_error(r#"doc["a""#);
+        assert_eq!(e.at, 7);
+        assert!(e.message.contains("found the end"), "{e}");
+        assert!(
+            json_error("doc[a] == 1")
+                .message
+                .contains("found name \"a\"")
+        );
+        assert!(json_error("doc[] == 1").message.contains("found `]`"));
+        let e = json_error(r#"age["a"] == 1"#);
+        assert_eq!(e.at, 3);
+        assert!(
+            e.message
+                .contains("field \"age\" is INT32; only a JSON field takes a path"),
+            "{e}"
+        );
+        assert!(
+            json_error("v[0] == 1")
+                .message
+                .contains("\"v\" is FLOAT_VECTOR")
+        );
+        let e = json_error("doc == 1");
+        assert_eq!(e.at, 0);
+        assert!(
+            e.message.contains(
+                "field \"doc\" is JSON; a filter compares a value inside it, as `doc[\"key\"]`"
+            ),
+            "{e}"
+        );
+        assert!(
+            json_error("$meta in [1]")
+                .message
+                .contains("`$meta[\"key\"]`")
+        );
+        let e = json_error(r#"doc["a"][0] < true"#);
+        assert_eq!(e.at, 14);
+        assert!(
+            e.message
+                .contains("doc[\"a\"][0] cannot be compared with `<`"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("only `==` and `!=` compare booleans"),
+            "{e}"
+        );
+        assert!(
+            json_error("on >= false")
+                .message
+                .contains("$meta[\"on\"] cannot be compared")
+        );
+        assert!(
+            json_error(r#"doc["a"] like 3"#)
+                .message
+                .contains("`like` takes a quoted pattern")
+        );
+        let e = json_error(r#"1 < doc["a"] > 3"#);
+        assert!(e.message.contains("a range around doc[\"a\"] takes"), "{e}");
+        assert!(
+            json_error("color == size")
+                .message
+                .contains("not with another field")
+        );
+        assert!(
+            json_error(r#"doc["a"] doc["b"]"#)
+                .message
+                .contains("join conditions")
+        );
+        let e = json_error("size > 1 or $ == 1");
+        assert_eq!(e.at, 12);
+        assert!(e.message.contains("only `$meta`"), "{e}");
+        assert!(
+            json_error("$metadata == 1")
+                .message
+                .contains("name \"$metadata\"")
+        );
+        // Without a dynamic field, unknown names stay unknown.
+        let e = error("color == 'red'");
+        assert_eq!(e.at, 0);
+        assert!(e.message.contains("unknown field \"color\""), "{e}");
+        let e = error("$meta['color'] == 'red'");
+        assert!(e.message.contains("unknown field \"$meta\""), "{e}");
+        assert!(
+            error("name['a'] == 1")
+                .message
+                .contains("is VARCHAR; only a JSON field")
+        );
+    }
+
+    /// A number as JSON and as a filter writes it: small whole numbers, or
+    /// quarters, so that f64 is an exact oracle.
+    fn gen_number() -> impl Strategy<Value = (f64, String, String)> {
+        prop_oneof![
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(|i| {
+                #[allow(clippy::cast_precision_loss)]
+                let f = i as f64;
+                (f, i.to_string(), i.to_string())
+            }),
+            (-400i32..400).prop_map(|k| {
+                let f = f64::from(k) / 4.0;
+                (f, serde_json::json!(f).to_string(), format!("{f:?}"))
+            }),
+        ]
+    }
+
+    proptest! {
+        /// Numbers at a path compare by value however either side writes them.
+        #[test]
+        fn json_numbers_compare_as_numbers(
+            (value, json, _) in gen_number(),
+            (literal, _, text) in gen_number(),
+            op in prop_oneof![
+                Just(CmpOp::Eq),
+                Just(CmpOp::Ne),
+                Just(CmpOp::Lt),
+                Just(CmpOp::Le),
+                Just(CmpOp::Gt),
+                Just(CmpOp::Ge)
+            ],
+        ) {
+            let mut rows = json_rows();
+            rows.columns[4] = Column::Str(vec![format!("{{\"x\": {json}}}"); 6]);
+            let select = |f: &str| Filter::parse(f, &json_schema()).map(|f| f.select(&rows)[0]);
+            let filter = format!("x {} {text}", op.text());
+            prop_assert_eq!(select(&filter), Ok(op.holds(value.partial_cmp(&literal))), "{}", filter);
+            let filter = format!("x in [{text}]");
+            prop_assert_eq!(select(&filter), Ok(value == literal), "{}", filter);
+        }
+
+        /// No arrangement of path pieces makes parsing or evaluation panic.
+        #[test]
+        fn any_json_text_parses_or_is_refused(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "doc", "$meta", "color", "age", "v", "[", "]", "\"a\"", "'n'", "0", "1",
+                    "1.5", "-", "==", "!=", "<", ">=", "in", "not", "like", "'r%'", "and",
+                    "or", "(", ")", ",", "true", "\"", "$",
+                ]),
+                0..12,
+            ),
+            sep in prop_oneof![Just(""), Just(" ")],
+        ) {
+            let text = pieces.join(sep);
+            if let Ok(f) = Filter::parse(&text, &json_schema()) {
+                prop_assert_eq!(f.select(&json_rows()).len(), 6);
             }
         }
     }

@@ -213,8 +213,6 @@ func main() {
 	refused("wrong dimension", err, "dim")
 	_, err = c.DescribeCollection(ctx, milvusclient.NewDescribeCollectionOption("nowhere"))
 	refused("unknown collection", err, "nowhere")
-	err = c.CreateCollection(ctx, milvusclient.SimpleCreateCollectionOptions("dyn", 4))
-	refused("dynamic fields", err, "dynamic")
 
 	must("release", c.ReleaseCollection(ctx, milvusclient.NewReleaseCollectionOption(name)))
 	_, err = c.Search(ctx, milvusclient.NewSearchOption(name, 1, qs[:1]))

@@ -257,7 +257,7 @@ pub fn parse_field(spec: &str) -> Result<proto::FieldSchema, CliError> {
     let bad = |why: &str| {
         CliError::usage(format!(
             "--field {spec:?}: {why}; write NAME:TYPE with TYPE one of bool, int8, int16, \
-             int32, int64, float, double, varchar:MAX_BYTES"
+             int32, int64, float, double, varchar:MAX_BYTES, json"
         ))
     };
     let (name, ty) = spec
@@ -276,6 +276,7 @@ pub fn parse_field(spec: &str) -> Result<proto::FieldSchema, CliError> {
         "int64" => D::Int64,
         "float" => D::Float,
         "double" => D::Double,
+        "json" => D::Json,
         "varchar" | "string" => {
             return Err(bad(
                 "a varchar needs its maximum length in bytes, e.g. varchar:256",
@@ -466,6 +467,10 @@ mod tests {
         let e = parse_field("title:varchar").expect_err("no length");
         assert!(e.message.contains("varchar:256"), "{}", e.message);
         assert_eq!(parse_field("t:varchar:12").expect("valid").max_length, 12);
+        assert_eq!(
+            parse_field("meta:json").expect("valid").data_type,
+            i32::from(proto::DataType::Json)
+        );
         let e = parse_field("year").expect_err("no type");
         assert!(
             e.message.starts_with("--field \"year\": there is no ':'"),

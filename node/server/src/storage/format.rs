@@ -122,7 +122,7 @@ fn arrow_type(ty: FieldType, layout: VectorLayout) -> DataType {
         FieldType::Int64 => DataType::Int64,
         FieldType::Float => DataType::Float32,
         FieldType::Double => DataType::Float64,
-        FieldType::VarChar { .. } => DataType::Utf8,
+        FieldType::VarChar { .. } | FieldType::Json => DataType::Utf8,
         FieldType::FloatVector { dim } => match layout {
             VectorLayout::Packed => DataType::FixedSizeBinary(vector_size(dim).saturating_mul(4)),
             VectorLayout::List => DataType::FixedSizeList(vector_item(), vector_size(dim)),
@@ -536,7 +536,7 @@ pub(super) fn insert_log_batch(
             (FieldType::Int64, Column::Long(v)) => Arc::new(Int64Array::from(v)),
             (FieldType::Float, Column::Float(v)) => Arc::new(Float32Array::from(v)),
             (FieldType::Double, Column::Double(v)) => Arc::new(Float64Array::from(v)),
-            (FieldType::VarChar { .. }, Column::Str(v)) => {
+            (FieldType::VarChar { .. } | FieldType::Json, Column::Str(v)) => {
                 Arc::new(StringArray::from_iter_values(v))
             }
             (FieldType::FloatVector { dim }, Column::Vector { dim: got, values }) => {
@@ -793,7 +793,7 @@ fn decode_column(ty: FieldType, array: &ArrayRef, name: &str) -> FormatResult<Co
         FieldType::Int64 => Column::Long(values::<Int64Array>(array, name)?.values().to_vec()),
         FieldType::Float => Column::Float(values::<Float32Array>(array, name)?.values().to_vec()),
         FieldType::Double => Column::Double(values::<Float64Array>(array, name)?.values().to_vec()),
-        FieldType::VarChar { .. } => {
+        FieldType::VarChar { .. } | FieldType::Json => {
             let a = values::<StringArray>(array, name)?;
             Column::Str((0..a.len()).map(|i| a.value(i).to_owned()).collect())
         }

@@ -75,6 +75,11 @@ impl RowSource for RandomSource {
                             .collect(),
                     )
                 }
+                FieldType::Json => Column::Str(
+                    (0..n)
+                        .map(|_| format!("{{\"n\":{}}}", rng.random::<u16>()))
+                        .collect(),
+                ),
                 FieldType::FloatVector { dim } => Column::Vector {
                     dim,
                     values: (0..n * dim as usize)

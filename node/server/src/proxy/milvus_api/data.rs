@@ -1,7 +1,8 @@
 //! Column data between Milvus's `FieldData` and ours, and the query vectors
 //! of a Milvus search (a serialized `PlaceholderGroup`). Types are checked
 //! against the schema by the proxy's own insert path; here only the shapes
-//! we do not take (nulls, dynamic fields, other vector kinds) are refused.
+//! we do not take (nulls, other vector kinds) are refused. JSON travels as
+//! bytes in Milvus's messages and as text in ours.
 
 use milvus_like_api::milvus_proto::common::{PlaceholderGroup, PlaceholderType};
 use milvus_like_api::milvus_proto::schema::{
@@ -24,11 +25,6 @@ pub fn columns_from_milvus(
 
 fn column_from_milvus(c: milvus::FieldData) -> Result<proto::FieldData, Refusal> {
     let name = c.field_name;
-    if c.is_dynamic {
-        return Err(Refusal::unsupported(format!(
-            "dynamic fields yet (column {name:?}); declare every field in the schema"
-        )));
-    }
     if c.valid_data.iter().any(|v| !v) {
         return Err(Refusal::unsupported(format!(
             "null values (column {name:?})"
@@ -44,6 +40,20 @@ fn column_from_milvus(c: milvus::FieldData) -> Result<proto::FieldData, Refusal>
             Some(Scalar::FloatData(a)) => Data::Floats(proto::FloatArray { values: a.data }),
             Some(Scalar::DoubleData(a)) => Data::Doubles(proto::DoubleArray { values: a.data }),
             Some(Scalar::StringData(a)) => Data::Strings(proto::StringArray { values: a.data }),
+            Some(Scalar::JsonData(a)) => Data::Strings(proto::StringArray {
+                values: a
+                    .data
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, bytes)| {
+                        String::from_utf8(bytes).map_err(|_| {
+                            Refusal::invalid(format!(
+                                "column {name:?} row {row}: JSON that is not UTF-8"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            }),
             _ => return Err(unsupported()),
         },
         Some(Field::Vectors(v)) => match v.data {
@@ -75,11 +85,8 @@ pub fn columns_to_milvus(
 }
 
 fn column_to_milvus(schema: &CollectionSchema, c: proto::FieldData) -> milvus::FieldData {
-    let ty = schema
-        .fields()
-        .iter()
-        .find(|f| f.name == c.field_name)
-        .map(|f| f.ty);
+    let field = schema.fields().iter().find(|f| f.name == c.field_name);
+    let ty = field.map(|f| f.ty);
     let data_type = match ty {
         Some(FieldType::Bool) => milvus::DataType::Bool,
         Some(FieldType::Int8) => milvus::DataType::Int8,
@@ -89,17 +96,23 @@ fn column_to_milvus(schema: &CollectionSchema, c: proto::FieldData) -> milvus::F
         Some(FieldType::Float) => milvus::DataType::Float,
         Some(FieldType::Double) => milvus::DataType::Double,
         Some(FieldType::VarChar { .. }) => milvus::DataType::VarChar,
+        Some(FieldType::Json) => milvus::DataType::Json,
         Some(FieldType::FloatVector { .. }) => milvus::DataType::FloatVector,
         None => milvus::DataType::None,
     };
     let scalar = |data| Some(Field::Scalars(milvus::ScalarField { data: Some(data) }));
-    let field = match c.data {
+    let data = match c.data {
         Some(Data::Bools(a)) => scalar(Scalar::BoolData(milvus::BoolArray { data: a.values })),
         Some(Data::Ints(a)) => scalar(Scalar::IntData(milvus::IntArray { data: a.values })),
         Some(Data::Longs(a)) => scalar(Scalar::LongData(milvus::LongArray { data: a.values })),
         Some(Data::Floats(a)) => scalar(Scalar::FloatData(milvus::FloatArray { data: a.values })),
         Some(Data::Doubles(a)) => {
             scalar(Scalar::DoubleData(milvus::DoubleArray { data: a.values }))
+        }
+        Some(Data::Strings(a)) if ty == Some(FieldType::Json) => {
+            scalar(Scalar::JsonData(milvus::JsonArray {
+                data: a.values.into_iter().map(String::into_bytes).collect(),
+            }))
         }
         Some(Data::Strings(a)) => {
             scalar(Scalar::StringData(milvus::StringArray { data: a.values }))
@@ -115,8 +128,9 @@ fn column_to_milvus(schema: &CollectionSchema, c: proto::FieldData) -> milvus::F
     milvus::FieldData {
         r#type: data_type.into(),
         field_id: field_id(schema, &c.field_name),
+        is_dynamic: field.is_some_and(|f| f.is_dynamic),
         field_name: c.field_name,
-        field,
+        field: data,
         ..milvus::FieldData::default()
     }
 }

@@ -43,7 +43,7 @@ impl MilvusApi {
         let top_k = u32::try_from(params.top_k + params.offset).map_err(|_| {
             Refusal::invalid(format!("topk + offset is {}", params.top_k + params.offset))
         })?;
-        let output_fields = expand_outputs(&named.schema, req.output_fields)?;
+        let outputs = expand_outputs(&named.schema, req.output_fields)?;
         let answer = Proxy::search(
             self.proxy.as_ref(),
             Request::new(proto::SearchRequest {
@@ -54,7 +54,7 @@ impl MilvusApi {
                 timeout_ms: 0,
                 ef: params.ef,
                 filter: req.dsl,
-                output_fields: output_fields.clone(),
+                output_fields: outputs.fetch.clone(),
             }),
         )
         .await?
@@ -63,12 +63,12 @@ impl MilvusApi {
         let mut result = SearchResultData {
             num_queries: i64::try_from(queries).unwrap_or(i64::MAX),
             top_k: params.top_k,
-            output_fields: output_fields.clone(),
+            output_fields: outputs.report,
             primary_field_name: named.schema.primary_key().name.clone(),
             ..SearchResultData::default()
         };
         let mut ids = Vec::new();
-        let mut columns: Vec<Option<Data>> = vec![None; output_fields.len()];
+        let mut columns: Vec<Option<Data>> = vec![None; outputs.fetch.len()];
         for hits in answer.results {
             let kept = hits.ids.len().saturating_sub(offset);
             result.topks.push(i64::try_from(kept).unwrap_or(i64::MAX));
@@ -85,7 +85,8 @@ impl MilvusApi {
         result.ids = Some(int_ids(ids));
         result.fields_data = data::columns_to_milvus(
             &named.schema,
-            output_fields
+            outputs
+                .fetch
                 .into_iter()
                 .zip(columns)
                 .map(|(field_name, data)| proto::FieldData { field_name, data })
@@ -176,13 +177,13 @@ impl MilvusApi {
                 ..QueryResults::default()
             });
         }
-        let output_fields = expand_outputs(&named.schema, req.output_fields)?;
+        let outputs = expand_outputs(&named.schema, req.output_fields)?;
         let found = Proxy::query(
             self.proxy.as_ref(),
             Request::new(proto::QueryRequest {
                 collection: req.collection_name.clone(),
                 filter: req.expr,
-                output_fields: output_fields.clone(),
+                output_fields: outputs.fetch,
                 limit,
                 offset,
                 consistency: level,
@@ -191,13 +192,11 @@ impl MilvusApi {
         )
         .await?
         .into_inner();
-        let mut names: Vec<String> = found.columns.iter().map(|c| c.field_name.clone()).collect();
-        names.retain(|n| *n != primary || output_fields.contains(n));
         Ok(QueryResults {
             status: ok(),
             fields_data: data::columns_to_milvus(&named.schema, found.columns),
             collection_name: req.collection_name,
-            output_fields: names,
+            output_fields: outputs.report,
             session_ts: found.read_ts,
             primary_field_name: primary,
             ..QueryResults::default()
@@ -205,28 +204,48 @@ impl MilvusApi {
     }
 }
 
-/// Output field names with `*` expanded to every field but the vector
-/// (Milvus's `*` leaves vectors out unless they are named).
-fn expand_outputs(schema: &CollectionSchema, asked: Vec<String>) -> Result<Vec<String>, Refusal> {
-    let mut out: Vec<String> = Vec::new();
+/// A read's output fields: the fields fetched, and the names reported back
+/// (which the client picks its columns by).
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    fetch: Vec<String>,
+    report: Vec<String>,
+}
+
+/// Output field names in our terms: `*` is every field but the vector
+/// (Milvus's `*` leaves vectors out unless they are named); a name that is no
+/// field is a key of the dynamic field, which is fetched whole (the client
+/// keeps the keys asked for), or without one an error.
+fn expand_outputs(schema: &CollectionSchema, asked: Vec<String>) -> Result<Outputs, Refusal> {
+    let mut out = Outputs {
+        fetch: Vec::new(),
+        report: Vec::new(),
+    };
+    let add = |list: &mut Vec<String>, name: &str| {
+        if !list.iter().any(|n| n == name) {
+            list.push(name.to_owned());
+        }
+    };
     for name in asked {
         if name == "*" {
             for f in schema.fields() {
-                if !matches!(f.ty, milvus_like_api::schema::FieldType::FloatVector { .. })
-                    && !out.contains(&f.name)
-                {
-                    out.push(f.name.clone());
+                if !matches!(f.ty, milvus_like_api::schema::FieldType::FloatVector { .. }) {
+                    add(&mut out.fetch, &f.name);
+                    add(&mut out.report, &f.name);
                 }
             }
-        } else if !out.contains(&name) {
-            if schema.fields().iter().all(|f| f.name != name) {
-                return Err(Refusal::invalid(format!(
-                    "field {name:?} does not exist in collection {:?} (its fields: {})",
-                    schema.name,
-                    schema.field_list()
-                )));
-            }
-            out.push(name);
+        } else if schema.fields().iter().any(|f| f.name == name) {
+            add(&mut out.fetch, &name);
+            add(&mut out.report, &name);
+        } else if let Some((_, dynamic)) = schema.dynamic_field() {
+            add(&mut out.fetch, &dynamic.name);
+            add(&mut out.report, &name);
+        } else {
+            return Err(Refusal::invalid(format!(
+                "field {name:?} does not exist in collection {:?} (its fields: {})",
+                schema.name,
+                schema.field_list()
+            )));
         }
     }
     Ok(out)
@@ -346,6 +365,33 @@ mod tests {
             value: value.into(),
         }
     }
+    #[test]
+    fn output_fields_name_fields_or_keys_of_the_dynamic_field() {
+        let mut wire =
+            proto::CollectionSchema::from(&CollectionSchema::vectors_only("c", 2).expect("schema"));
+        let plain = CollectionSchema::try_from(wire.clone()).expect("valid");
+        let e = expand_outputs(&plain, vec!["color".into()]).expect_err("refused");
+        assert!(
+            e.0.reason.contains("\"color\" does not exist"),
+            "{}",
+            e.0.reason
+        );
+        wire.fields.push(proto::FieldSchema {
+            name: "$meta".into(),
+            data_type: proto::DataType::Json.into(),
+            is_dynamic: true,
+            ..proto::FieldSchema::default()
+        });
+        let dynamic = CollectionSchema::try_from(wire).expect("valid");
+        let out = expand_outputs(&dynamic, vec!["color".into(), "id".into(), "size".into()])
+            .expect("valid");
+        assert_eq!(out.fetch, vec!["$meta", "id"]);
+        assert_eq!(out.report, vec!["color", "id", "size"]);
+        let all = expand_outputs(&dynamic, vec!["*".into()]).expect("valid");
+        assert_eq!(all.fetch, vec!["id", "$meta"]);
+        assert_eq!(all.report, all.fetch);
+    }
+
     #[test]
     fn search_parameters_in_our_terms() {
         let p = SearchParams::parse(

@@ -1,13 +1,15 @@
 //! Collection schemas between Milvus's terms and ours. Our field types share
 //! Milvus's `DataType` numbers; field ids are Milvus's numbering by position
-//! (100, 101, ...). What a Milvus schema can say and ours cannot (dynamic
-//! fields, nullable or default values, partition keys, functions, VARCHAR
-//! primary keys, types we do not store) is refused by name, never dropped.
+//! (100, 101, ...). `enable_dynamic_field` becomes our dynamic field, a JSON
+//! field `$meta` after the others (as Milvus adds it). What a Milvus schema
+//! can say and ours cannot (nullable or default values, partition keys,
+//! functions, VARCHAR primary keys, types we do not store) is refused by
+//! name, never dropped.
 
 use milvus_like_api::milvus_proto::common::KeyValuePair;
 use milvus_like_api::milvus_proto::schema::{self as milvus, DataType};
 use milvus_like_api::proto::{self, CollectionInfo};
-use milvus_like_api::schema::{IndexSpec, Metric};
+use milvus_like_api::schema::{DYNAMIC_FIELD_NAME, IndexSpec, Metric};
 use prost::Message;
 
 use super::refusal::Refusal;
@@ -34,11 +36,6 @@ pub fn from_milvus(collection: &str, bytes: &[u8]) -> Result<proto::CollectionSc
             s.name
         )));
     }
-    if s.enable_dynamic_field {
-        return Err(Refusal::unsupported(
-            "dynamic fields yet (enable_dynamic_field); create the collection with enable_dynamic_field=False and declare every field",
-        ));
-    }
     if !s.functions.is_empty() {
         return Err(Refusal::unsupported("schema functions (BM25, embeddings)"));
     }
@@ -53,11 +50,23 @@ pub fn from_milvus(collection: &str, bytes: &[u8]) -> Result<proto::CollectionSc
     }
     #[allow(deprecated)]
     let schema_auto_id = s.auto_id;
-    let fields = s
+    let dynamic = s.enable_dynamic_field || s.fields.iter().any(|f| f.is_dynamic);
+    let mut fields = s
         .fields
         .into_iter()
+        // Milvus's own dynamic field, if a client sends it: added below.
+        .filter(|f| !f.is_dynamic)
         .map(|f| field_from_milvus(f, schema_auto_id))
         .collect::<Result<Vec<_>, _>>()?;
+    if dynamic {
+        fields.push(proto::FieldSchema {
+            name: DYNAMIC_FIELD_NAME.into(),
+            data_type: proto::DataType::Json.into(),
+            is_dynamic: true,
+            description: "the dynamic field: keys of inserted rows that are not fields".into(),
+            ..proto::FieldSchema::default()
+        });
+    }
     Ok(proto::CollectionSchema {
         name: collection.to_owned(),
         description: s.description,
@@ -73,9 +82,6 @@ fn field_from_milvus(
 ) -> Result<proto::FieldSchema, Refusal> {
     let name = f.name.clone();
     let refuse = |what: &str| Refusal::unsupported(format!("{what} (field {name:?})"));
-    if f.is_dynamic {
-        return Err(refuse("dynamic fields"));
-    }
     if f.nullable {
         return Err(refuse("nullable fields"));
     }
@@ -111,11 +117,12 @@ fn field_from_milvus(
             | D::Float
             | D::Double
             | D::VarChar
+            | D::Json
             | D::FloatVector)
     );
     if !supported {
         return Err(refuse(&format!(
-            "the data type {}; it stores Bool, Int8, Int16, Int32, Int64, Float, Double, VarChar and FloatVector",
+            "the data type {}; it stores Bool, Int8, Int16, Int32, Int64, Float, Double, VarChar, JSON and FloatVector",
             type_name(f.data_type)
         )));
     }
@@ -148,16 +155,20 @@ fn field_from_milvus(
         max_length,
         description: f.description,
         auto_id: f.is_primary_key && (f.auto_id || schema_auto_id),
+        is_dynamic: false,
     })
 }
 
-/// A collection's schema in Milvus's terms.
+/// A collection's schema in Milvus's terms. As Milvus's, it leaves the
+/// dynamic field out and says `enable_dynamic_field` (clients build the
+/// dynamic column themselves, and pymilvus fails on a `$meta` it is shown).
 pub fn to_milvus(info: &CollectionInfo) -> milvus::CollectionSchema {
     let ours = info.schema.clone().unwrap_or_default();
     let fields = ours
         .fields
         .iter()
         .zip(FIRST_FIELD_ID..)
+        .filter(|(f, _)| !f.is_dynamic)
         .map(|(f, id)| {
             let mut type_params = Vec::new();
             if f.dim > 0 {
@@ -189,6 +200,7 @@ pub fn to_milvus(info: &CollectionInfo) -> milvus::CollectionSchema {
         name: ours.name,
         description: ours.description,
         auto_id: ours.fields.iter().any(|f| f.auto_id),
+        enable_dynamic_field: ours.fields.iter().any(|f| f.is_dynamic),
         fields,
         ..milvus::CollectionSchema::default()
     }
@@ -339,10 +351,25 @@ mod tests {
         assert!(described.fields[0].auto_id);
         assert_eq!(described.fields[1].type_params, vec![kv("dim", "8")]);
 
-        let mut json = field("meta", DataType::Json);
-        json.nullable = false;
-        let e = from_milvus("c", &encoded(vec![id.clone(), v.clone(), json])).expect_err("refused");
-        assert!(e.0.reason.contains("the data type JSON"), "{}", e.0.reason);
+        let array = field("tags", DataType::Array);
+        let e =
+            from_milvus("c", &encoded(vec![id.clone(), v.clone(), array])).expect_err("refused");
+        assert!(e.0.reason.contains("the data type Array"), "{}", e.0.reason);
+        let dynamic = milvus::CollectionSchema {
+            name: "c".into(),
+            fields: vec![id.clone(), v.clone()],
+            enable_dynamic_field: true,
+            ..milvus::CollectionSchema::default()
+        };
+        let ours = from_milvus("c", &dynamic.encode_to_vec()).expect("valid");
+        let meta = ours.fields.last().expect("a field");
+        assert!(meta.is_dynamic && meta.name == "$meta");
+        let described = to_milvus(&CollectionInfo {
+            schema: Some(ours),
+            ..CollectionInfo::default()
+        });
+        assert!(described.enable_dynamic_field);
+        assert_eq!(described.fields.len(), 2, "the dynamic field is not shown");
         assert_eq!(e.code(), 1100);
         let mut pk = field("id", DataType::VarChar);
         pk.is_primary_key = true;
