@@ -226,6 +226,57 @@ check("its id", got[0]["pk"], ids[42])
 refused("another index", lambda: client.create_index("books", client.prepare_index_params("embedding", index_type="FLAT", metric_type="IP")), ["already has its index"])
 client.drop_collection("books")
 
+# A VarChar primary key: ids are strings, in results, filters and deletes.
+schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+schema.add_field("doc", DataType.VARCHAR, is_primary=True, max_length=64)
+schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+index_params = client.prepare_index_params()
+index_params.add_index("embedding", index_type="HNSW", metric_type="IP")
+client.create_collection("docs", schema=schema, index_params=index_params)
+docs = [{"doc": f"doc-{i:04d}", "embedding": v} for i, v in enumerate(vectors(1200))]
+result = client.insert("docs", docs[:600])
+check("VarChar insert ids", list(result["ids"]), [d["doc"] for d in docs[:600]])
+client.insert("docs", docs[600:])
+client.flush("docs")
+check("VarChar row_count", client.get_collection_stats("docs")["row_count"], 1200)
+segments = client.list_persistent_segments("docs")
+check("persistent segments' rows", sum(seg.num_rows for seg in segments), 1200)
+check("persistent segments flushed", {seg.state.name if hasattr(seg.state, "name") else seg.state for seg in segments} <= {"Flushed", 4}, True)
+doc_rows = {d["doc"]: {"id": d["doc"], "vector": d["embedding"]} for d in docs}
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+q = vectors(1)[0]
+hits = client.search("docs", data=[q], limit=10, search_params={"params": {"ef": 64}})[0]
+# MilvusClient's hits name the key by its field.
+hits = [{"id": h["doc"], "distance": h["distance"]} for h in hits]
+same_hits("VarChar search", hits, exact(doc_rows.values(), q, 10, dot, True))
+got = client.query("docs", filter='doc in ["doc-0003", "doc-0001"]', output_fields=["embedding"])
+check("VarChar query by keys", sorted(r["doc"] for r in got), ["doc-0001", "doc-0003"])
+check("VarChar query vector", [round(x, 5) for x in got[0]["embedding"]], [round(x, 5) for x in doc_rows[got[0]["doc"]]["vector"]])
+got = client.query("docs", filter='doc like "doc-000%"', limit=100)
+check("VarChar like", sorted(r["doc"] for r in got), [f"doc-000{i}" for i in range(10)])
+check("get by VarChar ids", [r["doc"] for r in client.get("docs", ids=["doc-0010", "doc-0011"])], ["doc-0010", "doc-0011"])
+check("VarChar delete count", client.delete("docs", ids=["doc-0000", "doc-0001"])["delete_count"], 2)
+check("VarChar delete by filter", client.delete("docs", filter='doc like "doc-119%"')["delete_count"], 10)
+client.upsert("docs", [{"doc": "doc-0005", "embedding": [0.25] * DIM}])
+# Flushed, released and loaded again: the deletes are read back from their files.
+client.flush("docs")
+client.release_collection("docs")
+client.load_collection("docs")
+check("VarChar count after deletes", client.query("docs", output_fields=["count(*)"])[0]["count(*)"], 1188)
+check("VarChar deleted rows are gone", client.query("docs", filter='doc in ["doc-0000", "doc-1195"]'), [])
+got = client.query("docs", filter='doc == "doc-0005"', output_fields=["embedding"])
+check("VarChar upserted row", [round(x, 6) for x in got[0]["embedding"]], [0.25] * DIM)
+hits = client.search("docs", data=[[0.25] * DIM], limit=3, filter='doc < "doc-0006"')[0]
+check("VarChar search with a filter", {h["doc"] for h in hits} <= {f"doc-000{i}" for i in range(2, 6)}, True)
+refused("an Int64 key into VarChar", lambda: client.insert("docs", [{"doc": 7, "embedding": [0.1] * DIM}]), ["doc"])
+refused("numbers for VarChar keys", lambda: client.delete("docs", filter="doc in [1, 2]"), ["doc"])
+client.drop_collection("docs")
+
 # --------------------------------------------------------------------- the ORM
 connections.connect(alias="default", uri=uri)
 fields = [

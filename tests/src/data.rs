@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use milvus_like_api::proto::{self, ListSegmentsResponse};
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
+use milvus_like_node::keys::KeysRef;
 use milvus_like_node::storage::{SegmentStore, row_checksum};
 
 /// A minimal valid schema: INT64 primary key `id`, FLOAT_VECTOR `vec` of `dim`.
@@ -86,7 +87,10 @@ pub async fn committed_keys(
                 .read_insert_log(path, schema)
                 .await
                 .unwrap_or_else(|e| panic!("read insert log {path}: {e}"));
-            for pk in batch.primary_keys(schema) {
+            let KeysRef::Int(keys) = batch.primary_keys(schema) else {
+                panic!("{path}: the test collections have INT64 keys");
+            };
+            for pk in keys {
                 *counts.entry(*pk).or_insert(0) += 1;
             }
         }

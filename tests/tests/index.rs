@@ -249,6 +249,7 @@ async fn flushed_files_get_hnsw_indexes_that_searches_use_with_high_recall() {
             collection: "indexed".into(),
             partition: String::new(),
             primary_keys: gone.clone(),
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");
@@ -364,6 +365,7 @@ async fn a_flushed_segment_of_several_files_becomes_one_indexed_file_and_no_read
             collection: "compacted".into(),
             partition: String::new(),
             primary_keys: gone.iter().copied().collect(),
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");

@@ -67,6 +67,7 @@ async fn delete(cluster: &Cluster, name: &str, keys: &HashSet<i64>) {
             collection: name.into(),
             partition: String::new(),
             primary_keys: keys.iter().copied().collect(),
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");
@@ -406,6 +407,7 @@ async fn junk_in_the_logs_is_dead_lettered_counted_and_skipped() {
         channel: 1,
         first_ts: 0,
         primary_keys: vec![1],
+        string_keys: Vec::new(),
     };
     // Well-formed rows of "good" for a segment the data coordinator never made.
     let (other, other_schema) = create(&cluster, "other").await;

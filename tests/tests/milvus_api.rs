@@ -11,11 +11,13 @@
 use std::process::Command;
 use std::time::Duration;
 
+use milvus_like_api::milvus_proto::common::{IndexState, StateCode};
 use milvus_like_api::milvus_proto::milvus::milvus_service_client::MilvusServiceClient;
 use milvus_like_api::milvus_proto::milvus::{
     CheckHealthRequest, ConnectRequest, CreateAliasRequest, CreateCollectionRequest,
-    DescribeCollectionRequest, DropCollectionRequest, GetVersionRequest, HasCollectionRequest,
-    ShowCollectionsRequest,
+    DescribeCollectionRequest, DropCollectionRequest, GetComponentStatesRequest,
+    GetIndexBuildProgressRequest, GetIndexStateRequest, GetPersistentSegmentInfoRequest,
+    GetVersionRequest, HasCollectionRequest, ShowCollectionsRequest,
 };
 use milvus_like_api::proto;
 use milvus_like_node::proxy::milvus_api::VERSION;
@@ -28,6 +30,9 @@ const DIM: u32 = 8;
 use tonic::Code;
 
 #[tokio::test]
+// GetIndexState and GetIndexBuildProgress are deprecated in Milvus's proto;
+// older clients (and the Go SDK's v1) still call them.
+#[allow(deprecated)]
 async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_served() {
     let dir = TestDir::new("milvus-api");
     let sa = StandaloneProcess::start_in(dir.path(), &[]).expect("start");
@@ -64,6 +69,14 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
         .expect("CheckHealth")
         .into_inner();
     assert!(health.is_healthy, "{:?}", health.reasons);
+    let states = milvus
+        .get_component_states(GetComponentStatesRequest::default())
+        .await
+        .expect("GetComponentStates")
+        .into_inner();
+    let state = states.state.expect("the proxy's state");
+    assert_eq!(state.role, "Proxy");
+    assert_eq!(state.state_code, StateCode::Healthy as i32);
 
     // A collection made through milvus-like's own API, read through Milvus's.
     let made = sa
@@ -134,6 +147,47 @@ async fn milvus_clients_connect_read_collections_and_are_refused_what_is_not_ser
         .expect("status");
     assert_eq!(missing.code, 100, "{missing:?}");
     assert!(missing.reason.contains("missing"), "{missing:?}");
+
+    // Its index (chosen at creation by milvus-like's API) and segments.
+    let state = milvus
+        .get_index_state(GetIndexStateRequest {
+            collection_name: COLLECTION.into(),
+            ..GetIndexStateRequest::default()
+        })
+        .await
+        .expect("GetIndexState")
+        .into_inner();
+    assert_eq!(state.status.map(|s| s.code), Some(0));
+    assert_eq!(state.state, IndexState::Finished as i32);
+    let progress = milvus
+        .get_index_build_progress(GetIndexBuildProgressRequest {
+            collection_name: COLLECTION.into(),
+            ..GetIndexBuildProgressRequest::default()
+        })
+        .await
+        .expect("GetIndexBuildProgress")
+        .into_inner();
+    assert_eq!((progress.indexed_rows, progress.total_rows), (0, 0));
+    let other = milvus
+        .get_index_state(GetIndexStateRequest {
+            collection_name: COLLECTION.into(),
+            index_name: "other".into(),
+            ..GetIndexStateRequest::default()
+        })
+        .await
+        .expect("answered in the status")
+        .into_inner();
+    assert_eq!(other.status.map(|s| s.code), Some(700));
+    let segments = milvus
+        .get_persistent_segment_info(GetPersistentSegmentInfoRequest {
+            collection_name: COLLECTION.into(),
+            ..GetPersistentSegmentInfoRequest::default()
+        })
+        .await
+        .expect("GetPersistentSegmentInfo")
+        .into_inner();
+    assert_eq!(segments.status.map(|s| s.code), Some(0));
+    assert!(segments.infos.is_empty(), "{:?}", segments.infos);
 
     // As Milvus: dropping a collection that is not there succeeds.
     let dropped = milvus

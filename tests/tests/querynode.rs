@@ -207,6 +207,7 @@ async fn delete(cluster: &Cluster, keys: &[i64]) {
             collection: "reads".into(),
             partition: String::new(),
             primary_keys: keys.to_vec(),
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");

@@ -201,6 +201,7 @@ async fn searches_see_acknowledged_writes_and_stay_complete_when_a_query_node_di
             collection: NAME.into(),
             partition: String::new(),
             primary_keys: gone.clone(),
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");
@@ -523,6 +524,7 @@ async fn filters_and_queries_read_files_and_the_log_alike() {
             collection: "people".into(),
             partition: String::new(),
             primary_keys: vec![5, 88, 305],
+            string_keys: Vec::new(),
         })
         .await
         .expect("delete");

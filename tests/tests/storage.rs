@@ -5,6 +5,7 @@ use milvus_like_api::proto::{self, DataType, DeleteLog, FieldSchema, SegmentInfo
 use milvus_like_api::retry::Transient;
 use milvus_like_api::schema::CollectionSchema;
 use milvus_like_node::columns::{Column, RowBatch};
+use milvus_like_node::keys::Keys;
 use milvus_like_node::storage::{
     SegmentStore, StorageConfig, StorageError, batch_checksum, read_collection,
 };
@@ -104,7 +105,7 @@ async fn round_trip(store: &SegmentStore) {
             .read_delete_log(&delete_path)
             .await
             .expect("read back"),
-        (keys, dts)
+        (Keys::Int(keys), dts)
     );
 
     let content = read_collection(
@@ -234,6 +235,6 @@ async fn minio_errors_are_classified() {
             .read_delete_log(&path)
             .await
             .expect("read after restart"),
-        (vec![1], vec![2])
+        (Keys::Int(vec![1]), vec![2])
     );
 }

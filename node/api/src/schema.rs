@@ -33,7 +33,9 @@ pub enum SchemaError {
         name: String,
         reason: &'static str,
     },
-    #[error("the schema has no fields; it needs an INT64 primary key and a FLOAT_VECTOR field")]
+    #[error(
+        "the schema has no fields; it needs an INT64 or VARCHAR primary key and a FLOAT_VECTOR field"
+    )]
     NoFields,
     #[error("the schema has {0} fields; at most {MAX_FIELDS} are allowed")]
     TooManyFields(usize),
@@ -41,12 +43,12 @@ pub enum SchemaError {
     DuplicateField(String),
     #[error("field {field:?} has no valid data type (got {raw})")]
     UnknownType { field: String, raw: i32 },
-    #[error("the schema has no primary key; mark one INT64 field with is_primary_key")]
+    #[error("the schema has no primary key; mark one INT64 or VARCHAR field with is_primary_key")]
     NoPrimaryKey,
     #[error("fields {0:?} and {1:?} are both marked as primary key; exactly one is allowed")]
     TwoPrimaryKeys(String, String),
-    #[error("primary key field {field:?} is {ty}; the primary key must be INT64")]
-    PrimaryKeyNotInt64 { field: String, ty: &'static str },
+    #[error("primary key field {field:?} is {ty}; the primary key must be INT64 or VARCHAR")]
+    PrimaryKeyType { field: String, ty: &'static str },
     #[error("the schema has no FLOAT_VECTOR field; exactly one is required")]
     NoVectorField,
     #[error("fields {0:?} and {1:?} are both FLOAT_VECTOR; exactly one is allowed")]
@@ -313,7 +315,7 @@ impl From<IndexSpec> for proto::IndexParams {
     }
 }
 
-/// A schema that passed validation: exactly one INT64 primary key, exactly one
+/// A schema that passed validation: exactly one INT64 or VARCHAR primary key, exactly one
 /// FLOAT_VECTOR field with a sane dimension, optional scalar fields, unique valid
 /// names, and the metric its vectors are compared by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,8 +491,8 @@ impl TryFrom<proto::FieldSchema> for FieldSchema {
         if f.max_length != 0 && !matches!(ty, FieldType::VarChar { .. }) {
             return Err(misplaced("max_length", "VARCHAR"));
         }
-        if f.is_primary_key && ty != FieldType::Int64 {
-            return Err(SchemaError::PrimaryKeyNotInt64 {
+        if f.is_primary_key && !matches!(ty, FieldType::Int64 | FieldType::VarChar { .. }) {
+            return Err(SchemaError::PrimaryKeyType {
                 field: f.name,
                 ty: ty.name(),
             });
@@ -721,6 +723,19 @@ mod tests {
         assert_eq!(proto::CollectionSchema::from(&schema), valid());
     }
 
+    #[test]
+    fn a_varchar_primary_key_is_accepted() {
+        let mut varchar = valid();
+        varchar.fields[0].data_type = D::Varchar.into();
+        varchar.fields[0].max_length = 64;
+        let schema = CollectionSchema::try_from(varchar.clone()).expect("valid");
+        assert_eq!(
+            schema.primary_key().ty,
+            FieldType::VarChar { max_length: 64 }
+        );
+        assert_eq!(proto::CollectionSchema::from(&schema), varchar);
+    }
+
     fn refused(edit: impl FnOnce(&mut proto::CollectionSchema)) -> SchemaError {
         let mut s = valid();
         edit(&mut s);
@@ -752,7 +767,7 @@ mod tests {
         );
         assert_eq!(
             refused(|s| s.fields[0].data_type = D::Int32.into()),
-            SchemaError::PrimaryKeyNotInt64 {
+            SchemaError::PrimaryKeyType {
                 field: "id".into(),
                 ty: "INT32"
             }

@@ -10,6 +10,8 @@ use milvus_like_api::schema::{CollectionSchema, FieldSchema, FieldType};
 use milvus_like_api::vectors::Floats;
 use milvus_like_api::wire;
 
+use crate::keys::KeysRef;
+
 /// One column's values. INT8, INT16 and INT32 are held as `i32` (as on the wire).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
@@ -375,13 +377,9 @@ impl RowBatch {
         Ok(Self { columns, num_rows })
     }
 
-    /// The primary keys (the schema's INT64 primary key column).
-    pub fn primary_keys<'a>(&'a self, schema: &CollectionSchema) -> &'a [i64] {
-        let index = schema.primary_key_index();
-        match self.columns.get(index) {
-            Some(Column::Long(v)) => v,
-            _ => &[],
-        }
+    /// The primary keys (the schema's INT64 or VARCHAR primary key column).
+    pub fn primary_keys<'a>(&'a self, schema: &CollectionSchema) -> KeysRef<'a> {
+        KeysRef::of(self.columns.get(schema.primary_key_index()))
     }
 
     /// The vectors (the schema's FLOAT_VECTOR column) and their dimension.

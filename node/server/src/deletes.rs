@@ -7,29 +7,48 @@
 //! files (`storage::content`) reads at "now", past every timestamp; query nodes
 //! will read at a search's guarantee timestamp. Both decide with [`DeleteSet`].
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::Hash;
+
+use crate::keys::{KeyRef, KeysRef};
 
 /// The deletes a reader knows: for each primary key, its delete timestamps.
-/// Most keys are deleted once, so the newest is held alone and only the earlier
-/// ones of a key deleted again go in a list (a read-back of millions of deletes
-/// keeps one `u64` per key, as it did before reads at a timestamp existed).
+/// Keys of the two kinds are held apart, so that INT64 keys take no more than
+/// an `i64` each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteSet {
-    newest: HashMap<i64, u64>,
-    /// For a key deleted more than once, its earlier deletes: sorted, without
-    /// repeats, all before its newest.
-    earlier: HashMap<i64, Vec<u64>>,
+    ints: Deletes<i64>,
+    strs: Deletes<String>,
 }
 
-impl DeleteSet {
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// The deletes of keys of one kind. Most keys are deleted once, so the newest
+/// is held alone and only the earlier ones of a key deleted again go in a list
+/// (a read-back of millions of deletes keeps one `u64` per key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deletes<K: Hash + Eq> {
+    newest: HashMap<K, u64>,
+    /// For a key deleted more than once, its earlier deletes: sorted, without
+    /// repeats, all before its newest.
+    earlier: HashMap<K, Vec<u64>>,
+}
 
-    /// Adds a delete of `pk` at `ts` (one already known changes nothing).
-    pub fn add(&mut self, pk: i64, ts: u64) {
-        let newest = self.newest.entry(pk).or_insert(ts);
+impl<K: Hash + Eq> Default for Deletes<K> {
+    fn default() -> Self {
+        Self {
+            newest: HashMap::new(),
+            earlier: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Deletes<K> {
+    fn add(&mut self, pk: K, ts: u64)
+    where
+        K: Clone,
+    {
+        let newest = self.newest.entry(pk.clone()).or_insert(ts);
         let older = match ts.cmp(newest) {
             Ordering::Equal => return,
             Ordering::Greater => std::mem::replace(newest, ts),
@@ -41,38 +60,66 @@ impl DeleteSet {
         }
     }
 
-    /// Adds the deletes `(pks[i], timestamps[i])`.
-    pub fn extend(&mut self, pks: &[i64], timestamps: &[u64]) {
-        for (pk, ts) in pks.iter().zip(timestamps) {
-            self.add(*pk, *ts);
-        }
-    }
-
-    /// Whether a row of `pk` inserted at `ts` is seen by a reader at `read_ts`:
-    /// inserted by then, and no delete of its key after it and by then.
-    pub fn visible(&self, pk: i64, ts: u64, read_ts: u64) -> bool {
-        if ts > read_ts {
-            return false;
-        }
-        match self.newest.get(&pk) {
+    fn visible<Q: Hash + Eq + ?Sized>(&self, pk: &Q, ts: u64, read_ts: u64) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        match self.newest.get(pk) {
             None => true,
             Some(&newest) if newest <= ts => true,
             Some(&newest) if newest <= read_ts => false,
             // The newest is after the read: an earlier delete may be in between.
-            Some(_) => self.earlier.get(&pk).is_none_or(|earlier| {
+            Some(_) => self.earlier.get(pk).is_none_or(|earlier| {
                 let after = earlier.partition_point(|d| *d <= ts);
                 earlier.get(after).is_none_or(|d| *d > read_ts)
             }),
         }
     }
 
+    fn len(&self) -> usize {
+        self.newest.len() + self.earlier.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+impl DeleteSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a delete of `pk` at `ts` (one already known changes nothing).
+    pub fn add(&mut self, pk: KeyRef<'_>, ts: u64) {
+        match pk {
+            KeyRef::Int(pk) => self.ints.add(pk, ts),
+            KeyRef::Str(pk) => self.strs.add(pk.to_owned(), ts),
+        }
+    }
+
+    /// Adds the deletes `(pks[i], timestamps[i])`.
+    pub fn extend<'a>(&mut self, pks: impl Into<KeysRef<'a>>, timestamps: &[u64]) {
+        for (pk, ts) in pks.into().iter().zip(timestamps) {
+            self.add(pk, *ts);
+        }
+    }
+
+    /// Whether a row of `pk` inserted at `ts` is seen by a reader at `read_ts`:
+    /// inserted by then, and no delete of its key after it and by then.
+    pub fn visible(&self, pk: KeyRef<'_>, ts: u64, read_ts: u64) -> bool {
+        if ts > read_ts {
+            return false;
+        }
+        match pk {
+            KeyRef::Int(pk) => self.ints.visible(&pk, ts, read_ts),
+            KeyRef::Str(pk) => self.strs.visible(pk, ts, read_ts),
+        }
+    }
+
     /// Number of (key, timestamp) deletes held.
     pub fn len(&self) -> usize {
-        self.newest.len() + self.earlier.values().map(Vec::len).sum::<usize>()
+        self.ints.len() + self.strs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.newest.is_empty()
+        self.ints.newest.is_empty() && self.strs.newest.is_empty()
     }
 }
 
@@ -99,15 +146,15 @@ mod tests {
         ) {
             let mut set = DeleteSet::new();
             for (pk, ts) in &deletes {
-                set.add(*pk, *ts);
+                set.add(KeyRef::Int(*pk), *ts);
             }
             for &(pk, ts) in &rows {
                 let naive = ts <= read_ts
                     && !deletes.iter().any(|&(dpk, d)| dpk == pk && ts < d && d <= read_ts);
-                prop_assert_eq!(set.visible(pk, ts, read_ts), naive, "row ({}, {}) at {}", pk, ts, read_ts);
+                prop_assert_eq!(set.visible(KeyRef::Int(pk), ts, read_ts), naive, "row ({}, {}) at {}", pk, ts, read_ts);
                 // Read at "now": the newest delete of the key decides.
                 let newest = deletes.iter().filter(|(dpk, _)| *dpk == pk).map(|(_, d)| *d).max();
-                prop_assert_eq!(set.visible(pk, ts, u64::MAX), newest.is_none_or(|d| d <= ts));
+                prop_assert_eq!(set.visible(KeyRef::Int(pk), ts, u64::MAX), newest.is_none_or(|d| d <= ts));
             }
             let distinct: std::collections::HashSet<_> = deletes.iter().collect();
             prop_assert_eq!(set.len(), distinct.len());
@@ -117,14 +164,47 @@ mod tests {
     #[test]
     fn a_delete_hides_older_rows_of_its_key_only() {
         let mut set = DeleteSet::new();
-        set.extend(&[7, 7], &[10, 30]);
-        assert!(!set.visible(7, 5, 100), "inserted before the delete at 10");
-        assert!(!set.visible(7, 20, 100), "inserted before the delete at 30");
-        assert!(set.visible(7, 30, 100), "the delete at 30 is not after it");
-        assert!(set.visible(7, 31, 100), "an upsert after the last delete");
-        assert!(set.visible(7, 20, 29), "read before the delete at 30");
-        assert!(!set.visible(7, 40, 39), "not inserted yet at 39");
-        assert!(set.visible(8, 5, 100), "another key");
+        set.extend(&vec![7, 7], &[10, 30]);
+        let seven = KeyRef::Int(7);
+        assert!(
+            !set.visible(seven, 5, 100),
+            "inserted before the delete at 10"
+        );
+        assert!(
+            !set.visible(seven, 20, 100),
+            "inserted before the delete at 30"
+        );
+        assert!(
+            set.visible(seven, 30, 100),
+            "the delete at 30 is not after it"
+        );
+        assert!(
+            set.visible(seven, 31, 100),
+            "an upsert after the last delete"
+        );
+        assert!(set.visible(seven, 20, 29), "read before the delete at 30");
+        assert!(!set.visible(seven, 40, 39), "not inserted yet at 39");
+        assert!(set.visible(KeyRef::Int(8), 5, 100), "another key");
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn varchar_keys_are_deleted_alike_and_apart_from_integers() {
+        let mut set = DeleteSet::new();
+        let keys = ["7".to_owned(), "doc-a".to_owned()];
+        set.extend(&keys[..], &[10, 20]);
+        assert!(!set.visible(KeyRef::Str("7"), 5, 100));
+        assert!(
+            set.visible(KeyRef::Int(7), 5, 100),
+            "the integer 7 is another key"
+        );
+        assert!(!set.visible(KeyRef::Str("doc-a"), 19, 100));
+        assert!(
+            set.visible(KeyRef::Str("doc-a"), 10, 15),
+            "read before the delete"
+        );
+        assert!(set.visible(KeyRef::Str("doc-b"), 1, 100));
+        assert_eq!(set.len(), 2);
+        assert!(!set.is_empty());
     }
 }

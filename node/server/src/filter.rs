@@ -42,6 +42,7 @@ use std::collections::HashSet;
 use milvus_like_api::schema::{CollectionSchema, DYNAMIC_FIELD_NAME, FieldType};
 
 use crate::columns::{Column, RowBatch};
+use crate::keys::Keys;
 
 /// Longest filter accepted, in bytes (a query by a few tens of thousands of
 /// keys fits).
@@ -411,6 +412,38 @@ impl Filter {
             Ok(None)
         } else {
             Self::parse(text, schema).map(Some)
+        }
+    }
+
+    /// The primary keys the filter names when it is nothing but a list of
+    /// them (`pk in [..]`, `pk == v`), sorted: a delete needs no query for
+    /// them. `None` for any other filter.
+    pub fn key_list(&self, schema: &CollectionSchema) -> Option<Keys> {
+        let pk = schema.primary_key_index();
+        match &self.expr {
+            Expr::In { column, values } if *column == pk => match values {
+                ValueSet::Ints(keys) => {
+                    let mut keys: Vec<i64> = keys.iter().copied().collect();
+                    keys.sort_unstable();
+                    Some(Keys::Int(keys))
+                }
+                ValueSet::Strs(keys) => {
+                    let mut keys: Vec<String> = keys.iter().cloned().collect();
+                    keys.sort_unstable();
+                    Some(Keys::Str(keys))
+                }
+                _ => None,
+            },
+            Expr::Compare {
+                column,
+                op: CmpOp::Eq,
+                value,
+            } if *column == pk => match value {
+                Value::Int(k) => Some(Keys::Int(vec![*k])),
+                Value::Str(k) => Some(Keys::Str(vec![k.clone()])),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -1465,6 +1498,36 @@ mod tests {
             ..proto::CollectionSchema::default()
         })
         .expect("schema")
+    }
+
+    #[test]
+    fn a_list_of_primary_keys_is_known_without_reading_rows() {
+        let people = schema();
+        let keys = |text: &str| Filter::parse(text, &people).expect(text).key_list(&people);
+        assert_eq!(keys("id in [3, 1, -2]"), Some(Keys::Int(vec![-2, 1, 3])));
+        assert_eq!(keys("id == 7"), Some(Keys::Int(vec![7])));
+        assert_eq!(keys("id in []"), Some(Keys::Int(vec![])));
+        assert_eq!(keys("id > 3"), None);
+        assert_eq!(keys("age in [1]"), None);
+        assert_eq!(keys("id in [1] or id in [2]"), None);
+        assert_eq!(keys("not id in [1]"), None);
+        let docs = schema_of(
+            "docs",
+            vec![
+                proto::FieldSchema {
+                    max_length: 32,
+                    ..field("id", proto::DataType::Varchar)
+                },
+                field("v", proto::DataType::FloatVector),
+            ],
+        );
+        let keys = |text: &str| Filter::parse(text, &docs).expect(text).key_list(&docs);
+        assert_eq!(
+            keys(r#"id in ["b", 'a, "quoted"', "b"]"#),
+            Some(Keys::Str(vec!["a, \"quoted\"".into(), "b".into()]))
+        );
+        assert_eq!(keys("id == 'x'"), Some(Keys::Str(vec!["x".into()])));
+        assert_eq!(keys("id like 'x%'"), None);
     }
 
     fn schema() -> CollectionSchema {

@@ -20,6 +20,7 @@ use milvus_like_api::root_coord_link::RootCoordLink;
 use milvus_like_api::schema::CollectionSchema;
 
 use crate::columns::RowBatch;
+use crate::keys::Keys;
 use crate::msgstream::{LogRecord, Stream};
 
 /// What a record of the logs is.
@@ -33,7 +34,8 @@ pub enum Checked {
         schema: CollectionSchema,
         rows: RowBatch,
     },
-    Delete(DeleteBatch),
+    /// A delete batch of one kind of keys; they moved into `keys`.
+    Delete { batch: DeleteBatch, keys: Keys },
     /// Not a record any reader may take, and why.
     Junk(String),
 }
@@ -238,7 +240,14 @@ fn delete(channel: u32, decoded: Result<DeleteBatch, prost::DecodeError>) -> Che
             b.channel
         )),
         Ok(b) if b.first_ts == 0 => Checked::Junk("delete batch without timestamp".into()),
-        Ok(b) => Checked::Delete(b),
+        Ok(mut b) => {
+            let ints = std::mem::take(&mut b.primary_keys);
+            let strings = std::mem::take(&mut b.string_keys);
+            match Keys::from_wire(ints, strings) {
+                Ok(keys) => Checked::Delete { batch: b, keys },
+                Err(e) => Checked::Junk(e.to_string()),
+            }
+        }
     }
 }
 
@@ -254,13 +263,21 @@ mod tests {
             primary_keys: vec![1, 2],
             ..DeleteBatch::default()
         };
-        assert!(matches!(delete(3, Ok(batch(3, 10))), Checked::Delete(_)));
+        assert!(matches!(
+            delete(3, Ok(batch(3, 10))),
+            Checked::Delete { keys: Keys::Int(k), .. } if k == [1, 2]
+        ));
         let junk = |c: Checked| match c {
             Checked::Junk(reason) => reason,
             _ => panic!("expected junk"),
         };
         assert!(junk(delete(3, Ok(batch(2, 10)))).contains("channel 2 on channel 3"));
         assert!(junk(delete(3, Ok(batch(3, 0)))).contains("without timestamp"));
+        let mixed = DeleteBatch {
+            string_keys: vec!["a".into()],
+            ..batch(3, 10)
+        };
+        assert!(junk(delete(3, Ok(mixed))).contains("mixed"));
         let undecodable = <DeleteBatch as prost::Message>::decode(&b"\xff\xff\xff"[..]);
         assert!(junk(delete(3, undecodable)).starts_with("not a DeleteBatch"));
     }

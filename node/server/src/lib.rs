@@ -14,6 +14,7 @@ pub mod filter;
 pub mod idalloc;
 pub mod index;
 pub mod ingest;
+pub mod keys;
 pub mod logging;
 pub mod meta;
 pub mod metrics;

@@ -16,21 +16,26 @@ use milvus_like_api::schema::Metric;
 use milvus_like_api::vectors::Floats;
 use milvus_like_distance::{as_floats, dot, l2sq};
 
+use crate::keys::{Key, KeyRef, KeysRef};
+
 /// One result: a row's id (its primary key) and its score against the query.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    pub id: i64,
+    pub id: Key,
     pub score: f32,
 }
 
 /// Whether `a` comes before `b` in a result of `metric`: nearer first, then the
 /// smaller id.
 pub fn order(metric: Metric, a: &Hit, b: &Hit) -> Ordering {
-    let by_score = match metric {
-        Metric::L2 => a.score.total_cmp(&b.score),
-        Metric::InnerProduct | Metric::Cosine => b.score.total_cmp(&a.score),
-    };
-    by_score.then(a.id.cmp(&b.id))
+    by_score(metric, a.score, b.score).then_with(|| a.id.cmp(&b.id))
+}
+
+fn by_score(metric: Metric, a: f32, b: f32) -> Ordering {
+    match metric {
+        Metric::L2 => a.total_cmp(&b),
+        Metric::InnerProduct | Metric::Cosine => b.total_cmp(&a),
+    }
 }
 
 /// The score of `row` against `query` (same length) under `metric`;
@@ -50,30 +55,38 @@ fn score(metric: Metric, query: &[f32], query_norm: f32, row: &[f32]) -> f32 {
     }
 }
 
-/// A hit (with its row) in a heap whose top is the worst kept hit.
-struct Kept {
-    hit: Hit,
+/// A hit (with its row) in a heap whose top is the worst kept hit; its key
+/// borrowed, so that a search copies only the keys it returns.
+struct Kept<'a> {
+    score: f32,
+    key: KeyRef<'a>,
     row: usize,
     metric: Metric,
 }
 
-impl PartialEq for Kept {
+impl Kept<'_> {
+    fn order(&self, other: &Self) -> Ordering {
+        by_score(self.metric, self.score, other.score).then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl PartialEq for Kept<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Kept {}
+impl Eq for Kept<'_> {}
 
-impl PartialOrd for Kept {
+impl PartialOrd for Kept<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Kept {
+impl Ord for Kept<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        order(self.metric, &self.hit, &other.hit)
+        self.order(other)
     }
 }
 
@@ -95,11 +108,11 @@ pub enum SearchError {
 /// The `k` rows of `vectors` (row-major, `dim` floats each; row `i` has id
 /// `ids[i]`) nearest to `query` under `metric`, nearest first, among the rows
 /// `visible` keeps (deleted or too new rows are left out by it).
-pub fn flat_top_k(
+pub fn flat_top_k<'a>(
     metric: Metric,
     dim: usize,
     vectors: &Floats,
-    ids: &[i64],
+    ids: impl Into<KeysRef<'a>>,
     query: &[f32],
     k: usize,
     visible: impl Fn(usize) -> bool,
@@ -109,15 +122,16 @@ pub fn flat_top_k(
 }
 
 /// [`flat_top_k`], each hit with its row in `vectors`.
-pub fn flat_top_k_rows(
+pub fn flat_top_k_rows<'a>(
     metric: Metric,
     dim: usize,
     vectors: &Floats,
-    ids: &[i64],
+    ids: impl Into<KeysRef<'a>>,
     query: &[f32],
     k: usize,
     visible: impl Fn(usize) -> bool,
 ) -> Result<Vec<(Hit, usize)>, SearchError> {
+    let ids = ids.into();
     if query.len() != dim {
         return Err(SearchError::WrongDimension {
             got: query.len(),
@@ -140,7 +154,7 @@ pub fn flat_top_k_rows(
     let floats = as_floats(vectors.as_le_bytes());
     let mut scratch = Vec::with_capacity(if floats.is_some() { 0 } else { dim });
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
-    for (i, &id) in ids.iter().enumerate() {
+    for (i, key) in ids.iter().enumerate() {
         if !visible(i) {
             continue;
         }
@@ -152,19 +166,16 @@ pub fn flat_top_k_rows(
                 &scratch
             }
         };
-        let hit = Hit {
-            id,
-            score: score(metric, query, query_norm, row),
-        };
         let kept = Kept {
-            hit,
+            score: score(metric, query, query_norm, row),
+            key,
             row: i,
             metric,
         };
         if heap.len() < k {
             heap.push(kept);
         } else if let Some(worst) = heap.peek()
-            && order(metric, &hit, &worst.hit) == Ordering::Less
+            && kept.order(worst) == Ordering::Less
         {
             heap.pop();
             heap.push(kept);
@@ -173,7 +184,13 @@ pub fn flat_top_k_rows(
     Ok(heap
         .into_sorted_vec()
         .into_iter()
-        .map(|k| (k.hit, k.row))
+        .map(|k| {
+            let hit = Hit {
+                id: k.key.to_owned(),
+                score: k.score,
+            };
+            (hit, k.row)
+        })
         .collect())
 }
 
@@ -183,7 +200,7 @@ pub fn flat_top_k_rows(
 pub fn merge(metric: Metric, lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
     let lists: Vec<Vec<(Hit, ())>> = lists
         .iter()
-        .map(|l| l.iter().map(|h| (*h, ())).collect())
+        .map(|l| l.iter().map(|h| (h.clone(), ())).collect())
         .collect();
     merge_with(metric, &lists, k)
         .into_iter()
@@ -192,13 +209,14 @@ pub fn merge(metric: Metric, lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
 }
 
 /// [`merge`] of hits that carry where they came from (`T`), kept with them.
-pub fn merge_with<T: Copy>(metric: Metric, lists: &[Vec<(Hit, T)>], k: usize) -> Vec<(Hit, T)> {
-    let mut all: Vec<(Hit, T)> = lists.iter().flatten().copied().collect();
+pub fn merge_with<T: Clone>(metric: Metric, lists: &[Vec<(Hit, T)>], k: usize) -> Vec<(Hit, T)> {
+    let mut all: Vec<&(Hit, T)> = lists.iter().flatten().collect();
     all.sort_by(|a, b| order(metric, &a.0, &b.0));
     let mut seen = HashSet::new();
     all.into_iter()
-        .filter(|(h, _)| seen.insert(h.id))
+        .filter(|hit| seen.insert(&hit.0.id))
         .take(k)
+        .cloned()
         .collect()
 }
 
@@ -286,7 +304,7 @@ mod tests {
                     prop_assert!((f64::from(hit.score) - s).abs() <= 1e-4 * s.abs().max(1.0), "{metric:?}: {hit:?} vs {s}");
                     // Same score at this rank: the oracle may order ties another way.
                     let tied: Vec<i64> = oracle.iter().filter(|(_, t)| (t - s).abs() <= 1e-4 * s.abs().max(1.0)).map(|(i, _)| *i).collect();
-                    prop_assert!(tied.contains(&hit.id), "{metric:?}: {hit:?} not among {tied:?} ({id})");
+                    prop_assert!(tied.iter().any(|t| hit.id == *t), "{metric:?}: {hit:?} not among {tied:?} ({id})");
                 }
                 for pair in got.windows(2) {
                     prop_assert_ne!(order(metric, &pair[0], &pair[1]), Ordering::Greater);
@@ -336,31 +354,65 @@ mod tests {
         };
         let l2 = hits(Metric::L2);
         assert_eq!(
-            l2.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
-            [(8, 1.0), (9, 4.0), (7, 20.0)]
+            l2.iter()
+                .map(|h| (h.id.clone(), h.score))
+                .collect::<Vec<_>>(),
+            [(Key::Int(8), 1.0), (Key::Int(9), 4.0), (Key::Int(7), 20.0)]
         );
         let ip = hits(Metric::InnerProduct);
         assert_eq!(
-            ip.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
-            [(7, 3.0), (8, 0.0), (9, -1.0)]
+            ip.iter()
+                .map(|h| (h.id.clone(), h.score))
+                .collect::<Vec<_>>(),
+            [(Key::Int(7), 3.0), (Key::Int(8), 0.0), (Key::Int(9), -1.0)]
         );
         let cosine = hits(Metric::Cosine);
         assert_eq!(
-            cosine.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
-            [(7, 0.6), (8, 0.0), (9, -1.0)]
+            cosine
+                .iter()
+                .map(|h| (h.id.clone(), h.score))
+                .collect::<Vec<_>>(),
+            [(Key::Int(7), 0.6), (Key::Int(8), 0.0), (Key::Int(9), -1.0)]
         );
     }
 
     #[test]
     fn a_row_seen_twice_counts_once_with_its_best_score() {
-        let a = vec![Hit { id: 1, score: 0.5 }, Hit { id: 2, score: 2.0 }];
-        let b = vec![Hit { id: 1, score: 0.1 }, Hit { id: 3, score: 1.0 }];
+        let a = vec![
+            Hit {
+                id: Key::Int(1),
+                score: 0.5,
+            },
+            Hit {
+                id: Key::Int(2),
+                score: 2.0,
+            },
+        ];
+        let b = vec![
+            Hit {
+                id: Key::Int(1),
+                score: 0.1,
+            },
+            Hit {
+                id: Key::Int(3),
+                score: 1.0,
+            },
+        ];
         assert_eq!(
             merge(Metric::L2, &[a, b], 10),
             [
-                Hit { id: 1, score: 0.1 },
-                Hit { id: 3, score: 1.0 },
-                Hit { id: 2, score: 2.0 }
+                Hit {
+                    id: Key::Int(1),
+                    score: 0.1
+                },
+                Hit {
+                    id: Key::Int(3),
+                    score: 1.0
+                },
+                Hit {
+                    id: Key::Int(2),
+                    score: 2.0
+                }
             ]
         );
     }

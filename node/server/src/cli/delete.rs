@@ -50,6 +50,7 @@ pub async fn delete(args: DeleteArgs) -> Result<(), CliError> {
             collection: args.collection.clone(),
             partition: String::new(),
             primary_keys: chunk.to_vec(),
+            string_keys: Vec::new(),
         };
         let resp = proxy
             .call(

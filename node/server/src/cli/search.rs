@@ -18,6 +18,7 @@ use super::progress::Progress;
 use super::source::npy::{NpySource, read_ints};
 use super::source::{KeyOptions, RowSource};
 use super::table::Table;
+use crate::keys::Key;
 
 /// Milvus's consistency levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -214,13 +215,17 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
                 .results
                 .iter()
                 .map(|hits| {
-                    hits.ids
-                        .iter()
+                    hit_ids(hits)
+                        .into_iter()
                         .zip(&hits.scores)
                         .enumerate()
                         .map(|(row, (id, score))| {
                             let mut hit = serde_json::Map::new();
-                            hit.insert("id".into(), json!(id));
+                            let id = match id {
+                                Key::Int(id) => json!(id),
+                                Key::Str(id) => json!(id),
+                            };
+                            hit.insert("id".into(), id);
                             hit.insert("score".into(), json!(score));
                             for f in &hits.fields {
                                 hit.insert(f.field_name.clone(), cell_json(f, row));
@@ -249,11 +254,15 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
             header.extend(names.iter().map(String::as_str));
             let mut table = Table::new(&header);
             for (q, hits) in answer.results.iter().enumerate() {
-                for (rank, (id, score)) in hits.ids.iter().zip(&hits.scores).enumerate() {
+                for (rank, (id, score)) in hit_ids(hits).into_iter().zip(&hits.scores).enumerate() {
+                    let id = match id {
+                        Key::Int(id) => id.to_string(),
+                        Key::Str(id) => id,
+                    };
                     let mut row = vec![
                         (q + 1).to_string(),
                         (rank + 1).to_string(),
-                        id.to_string(),
+                        id,
                         score.to_string(),
                     ];
                     row.extend(hits.fields.iter().map(|f| cell_text(f, rank)));
@@ -456,6 +465,13 @@ fn print_file_run(args: &SearchArgs, run: &FileRun, truth: Option<&[Vec<i64>]>) 
             print!("{}", table.render());
         }
     }
+}
+
+/// The hits' primary keys, INT64 or VARCHAR.
+fn hit_ids(hits: &proto::SearchHits) -> Vec<Key> {
+    let ints = hits.ids.iter().copied().map(Key::Int);
+    ints.chain(hits.string_ids.iter().cloned().map(Key::Str))
+        .collect()
 }
 
 /// The filter `--ids` and `--filter` make together.

@@ -9,6 +9,7 @@ use milvus_like_api::schema::CollectionSchema;
 use milvus_like_api::settings::defaults;
 
 use crate::columns::RowBatch;
+use crate::keys::Keys;
 use crate::storage::InsertLog;
 
 /// Rows of one segment not flushed yet, already in the form the flush writes
@@ -62,7 +63,7 @@ impl SegmentBuffer {
 /// Deletes of one partition not flushed yet.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteBuffer {
-    pub primary_keys: Vec<i64>,
+    pub primary_keys: Keys,
     pub timestamps: Vec<u64>,
 }
 
@@ -83,7 +84,7 @@ impl ChannelBuffer {
             + self
                 .deletes
                 .values()
-                .map(|d| (d.primary_keys.capacity() + d.timestamps.capacity()) * 8)
+                .map(|d| d.primary_keys.byte_size() + d.timestamps.capacity() * 8)
                 .sum::<usize>()
     }
 

@@ -109,7 +109,7 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
     }
     *next = m.offset + 1;
     let before = ch.buffer.bytes();
-    match checked {
+    let junk = match checked {
         Checked::Insert {
             batch: b,
             schema,
@@ -129,34 +129,43 @@ async fn handle(node: &Arc<Node>, m: LogRecord<'_>) {
                 ch.rows_consumed += n;
                 node.metrics.rows_consumed.inc_by(n);
             }
+            None
         }
-        Checked::Delete(b) => {
+        Checked::Delete { batch: b, keys } => {
             let d = ch
                 .buffer
                 .deletes
                 .entry((b.collection_id, b.partition_id))
                 .or_default();
-            let n = b.primary_keys.len() as u64;
-            d.timestamps.extend(b.first_ts..b.first_ts + n);
-            d.primary_keys.extend(b.primary_keys);
-            let last = b.first_ts + n.saturating_sub(1);
-            ch.max_ts = ch.max_ts.max(last);
-            ch.sealed.consumed(Stream::Delete, last);
-        }
-        Checked::Junk(reason) => {
-            node.metrics.dead_lettered.inc();
-            tracing::warn!(channel = m.channel, offset = m.offset, stream = ?m.stream, %reason, "malformed message; copying it to the dead-letter topic and skipping it");
-            let producer = node.producer.clone();
-            let key = format!("{:?}/{}/{}: {reason}", m.stream, m.channel, m.offset);
-            // Sent inline (rare), before the checkpoint can pass it; if it cannot be
-            // kept, the message is read again rather than skipped.
-            drop(channels);
-            if let Err(e) = producer.dead_letter(&key, m.payload()).await {
-                tracing::error!(error = %e, %key, "could not dead-letter a malformed message; reading it again shortly");
-                read_again(node, m.channel, m.stream, m.offset).await;
+            let n = keys.len() as u64;
+            // Keys of another kind than the partition's earlier deletes: no
+            // row can have them.
+            match d.primary_keys.extend(keys) {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => {
+                    d.timestamps.extend(b.first_ts..b.first_ts + n);
+                    let last = b.first_ts + n.saturating_sub(1);
+                    ch.max_ts = ch.max_ts.max(last);
+                    ch.sealed.consumed(Stream::Delete, last);
+                    None
+                }
             }
-            return;
         }
+        Checked::Junk(reason) => Some(reason),
+    };
+    if let Some(reason) = junk {
+        node.metrics.dead_lettered.inc();
+        tracing::warn!(channel = m.channel, offset = m.offset, stream = ?m.stream, %reason, "malformed message; copying it to the dead-letter topic and skipping it");
+        let producer = node.producer.clone();
+        let key = format!("{:?}/{}/{}: {reason}", m.stream, m.channel, m.offset);
+        // Sent inline (rare), before the checkpoint can pass it; if it cannot be
+        // kept, the message is read again rather than skipped.
+        drop(channels);
+        if let Err(e) = producer.dead_letter(&key, m.payload()).await {
+            tracing::error!(error = %e, %key, "could not dead-letter a malformed message; reading it again shortly");
+            read_again(node, m.channel, m.stream, m.offset).await;
+        }
+        return;
     }
     let after = ch.buffer.bytes();
     node.add_buffered(after as i64 - before as i64);

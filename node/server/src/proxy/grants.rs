@@ -112,6 +112,11 @@ impl GrantCache {
     /// Drops the grants of `segment_ids` (sealed: the coordinator grants no more of
     /// them) and waits until no insert holds a lease on them, so that no row will be
     /// written to them after this returns. Returns how many grants were dropped.
+    /// This proxy's node id.
+    pub fn proxy_id(&self) -> i64 {
+        self.proxy_id
+    }
+
     /// `proxy_id` names the proxy the coordinator granted them to (0: any).
     pub async fn release(&self, proxy_id: i64, segment_ids: &[i64]) -> Result<u32, NotThisProxy> {
         if proxy_id != 0 && proxy_id != self.proxy_id {

@@ -27,7 +27,7 @@ use milvus_like_api::proto::{
     self, CollectionInfo, ConsistencyLevel, DeleteBatch, InsertBatch, Role,
 };
 use milvus_like_api::root_coord_link::RootCoordLink;
-use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::schema::{CollectionSchema, FieldType};
 use milvus_like_api::settings;
 use milvus_like_api::tso_client::MAX_TIMESTAMP_COUNT;
 use prometheus_client::metrics::counter::Counter;
@@ -37,8 +37,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use self::grants::GrantCache;
-use crate::columns::RowBatch;
+use crate::columns::{Column, RowBatch};
 use crate::filter::{Filter, output_columns};
+use crate::keys::Keys;
 use crate::meta::MetaStore;
 use crate::msgstream::{Log, LogProducer, Stream, TARGET_MESSAGE_BYTES};
 use crate::querynode::MAX_QUERY_ROWS;
@@ -51,16 +52,6 @@ pub const MAX_REQUEST_BYTES: usize = 64 << 20;
 const MAX_AUTO_IDS: usize = 1_000_000;
 /// How long a collection looked up by name is trusted.
 const NAME_CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// Channel of a primary key: a stable hash (splitmix64) modulo the channel count,
-/// so that keys spread evenly whatever their pattern.
-pub fn channel_of(pk: i64, channels: u32) -> u32 {
-    let mut z = (pk as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    u32::try_from(z % u64::from(channels.max(1))).unwrap_or(0)
-}
 
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -261,12 +252,12 @@ impl ProxyService {
             ))));
         }
         let ids = self.root.alloc_ids(req.num_rows as usize).await?;
-        req.columns.push(proto::FieldData {
-            field_name: key.name.clone(),
-            data: Some(proto::field_data::Data::Longs(proto::LongArray {
-                values: ids.clone(),
-            })),
-        });
+        // A VARCHAR key is the id in decimal.
+        let column = match key.ty {
+            FieldType::VarChar { .. } => Column::Str(ids.iter().map(i64::to_string).collect()),
+            _ => Column::Long(ids.clone()),
+        };
+        req.columns.push(column.into_field_data(&key.name));
         Ok(ids)
     }
 
@@ -454,7 +445,7 @@ impl Proxy for ProxyService {
                 req.collection
             )))
         })?;
-        let pks = rows.primary_keys(&target.schema).to_vec();
+        let routes = plan::route(rows.primary_keys(&target.schema), self.channels);
         let row_bytes = rows.byte_size() / num_rows.max(1) + 1;
         let per_message = (TARGET_MESSAGE_BYTES / row_bytes).max(1);
         // Until the rows are acknowledged or failed, a release of the segments they
@@ -462,7 +453,6 @@ impl Proxy for ProxyService {
         let mut lease = self.grants.lease();
         let stamps = self.timestamps(num_rows).await?;
         let now = milvus_like_api::Timestamp::from_u64(stamps[0].0);
-        let routes = plan::route(&pks, self.channels);
         let mut grants = Vec::with_capacity(routes.len());
         for (channel, indices) in &routes {
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
@@ -538,13 +528,31 @@ impl Proxy for ProxyService {
         &self,
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::DeleteResponse>, Status> {
-        let req = request.into_inner();
-        if req.primary_keys.is_empty() {
+        let mut req = request.into_inner();
+        let keys = Keys::from_wire(
+            std::mem::take(&mut req.primary_keys),
+            std::mem::take(&mut req.string_keys),
+        )
+        .map_err(|e| self.refuse(Status::invalid_argument(format!("the delete has {e}"))))?;
+        if keys.is_empty() {
             return Err(self.refuse(Status::invalid_argument("the delete names no primary keys")));
         }
         let target = self.target(&req.collection, &req.partition).await?;
-        let n = req.primary_keys.len();
-        let routes = plan::route(&req.primary_keys, self.channels);
+        let key = target.schema.primary_key();
+        let fits = match &keys {
+            Keys::Int(_) => key.ty == FieldType::Int64,
+            Keys::Str(_) => matches!(key.ty, FieldType::VarChar { .. }),
+        };
+        if !fits {
+            return Err(self.refuse(Status::invalid_argument(format!(
+                "delete from {:?}: primary key {:?} is {}; the delete names keys of the other kind",
+                req.collection,
+                key.name,
+                key.ty.name()
+            ))));
+        }
+        let n = keys.len();
+        let routes = plan::route(keys.as_ref(), self.channels);
         let mut stamps = Vec::with_capacity(routes.len());
         for (_, indices) in &routes {
             stamps.push(self.timestamps(indices.len()).await?);
@@ -554,12 +562,14 @@ impl Proxy for ProxyService {
         let sends: Vec<(u32, bytes::Bytes)> = messages
             .iter()
             .map(|m| {
+                let (primary_keys, string_keys) = keys.as_ref().take(&m.keys).into_wire();
                 let batch = DeleteBatch {
                     collection_id: target.collection,
                     partition_id: target.partition,
                     channel: m.channel,
                     first_ts: m.first_ts,
-                    primary_keys: m.keys.iter().map(|&i| req.primary_keys[i]).collect(),
+                    primary_keys,
+                    string_keys,
                 };
                 (m.channel, bytes::Bytes::from(batch.encode_to_vec()))
             })
@@ -897,29 +907,29 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{KeyRef, KeysRef};
 
     #[test]
     fn keys_spread_evenly_over_channels() {
         let mut counts = [0usize; 3];
         for pk in 0..30_000 {
-            counts[channel_of(pk, 3) as usize] += 1;
+            counts[KeyRef::Int(pk).channel(3) as usize] += 1;
         }
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
-        assert_eq!(channel_of(42, 1), 0);
-        assert_eq!(channel_of(-7, 3), channel_of(-7, 3));
+        assert_eq!(KeyRef::Int(42).channel(1), 0);
     }
 
     #[test]
     fn routing_keeps_row_order_per_channel() {
         let pks: Vec<i64> = (0..100).collect();
-        let routed = plan::route(&pks, 3);
+        let routed = plan::route(KeysRef::Int(&pks), 3);
         let total: usize = routed.iter().map(|(_, r)| r.len()).sum();
         assert_eq!(total, 100);
         for (ch, rows) in routed {
             assert!(rows.windows(2).all(|w| w[0] < w[1]));
-            assert!(rows.iter().all(|&i| channel_of(pks[i], 3) == ch));
+            assert!(rows.iter().all(|&i| KeyRef::Int(pks[i]).channel(3) == ch));
         }
     }
 }

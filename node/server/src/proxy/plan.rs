@@ -13,14 +13,15 @@
 //!   channel) gets the k-th timestamp of the TSO ranges, so every timestamp is used
 //!   once and a channel's rows fill large messages.
 
-use super::channel_of;
 use super::grants::Slice;
+use crate::keys::KeysRef;
 
-/// Indices of rows per channel, in row order; channels without rows are left out.
-pub fn route(pks: &[i64], channels: u32) -> Vec<(u32, Vec<usize>)> {
+/// Indices of rows per channel (by [`KeyRef::channel`](crate::keys::KeyRef::channel)),
+/// in row order; channels without rows are left out.
+pub fn route(pks: KeysRef<'_>, channels: u32) -> Vec<(u32, Vec<usize>)> {
     let mut by_channel: Vec<Vec<usize>> = vec![Vec::new(); channels.max(1) as usize];
     for (i, pk) in pks.iter().enumerate() {
-        by_channel[channel_of(*pk, channels) as usize].push(i);
+        by_channel[pk.channel(channels) as usize].push(i);
     }
     by_channel
         .into_iter()
@@ -173,6 +174,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::keys::KeyRef;
 
     /// Splits `n` rows into segment slices of the given sizes (the last takes the rest).
     fn slices(n: usize, sizes: &[usize], first_segment: i64) -> Vec<Slice> {
@@ -227,7 +229,7 @@ mod tests {
             ts_cuts in proptest::collection::vec(1usize..150, 0..5),
             per_message in 1usize..64,
         ) {
-            let routes = route(&pks, channels);
+            let routes = route(KeysRef::Int(&pks), channels);
             let grants: Vec<Vec<Slice>> = routes
                 .iter()
                 .enumerate()
@@ -247,7 +249,7 @@ mod tests {
                 *rows_per_segment.entry((m.channel, m.segment_id)).or_default() += m.rows.len();
                 for (k, &row) in m.rows.iter().enumerate() {
                     prop_assert!(seen.insert(row), "row {} twice", row);
-                    prop_assert_eq!(channel_of(pks[row], channels), m.channel);
+                    prop_assert_eq!(KeyRef::Int(pks[row]).channel(channels), m.channel);
                     let ts = m.first_ts + k as u64;
                     prop_assert!(timestamps.insert(ts), "timestamp {} twice", ts);
                     // Request order within a channel, timestamps rising with it.
@@ -281,7 +283,7 @@ mod tests {
             channels in 1u32..9,
             ts_cuts in proptest::collection::vec(1usize..50, 0..4),
         ) {
-            let routes = route(&pks, channels);
+            let routes = route(KeysRef::Int(&pks), channels);
             let stamps: Vec<Vec<(u64, usize)>> = routes
                 .iter()
                 .enumerate()
@@ -293,7 +295,7 @@ mod tests {
             for m in &messages {
                 for (k, &key) in m.keys.iter().enumerate() {
                     prop_assert!(seen.insert(key));
-                    prop_assert_eq!(channel_of(pks[key], channels), m.channel);
+                    prop_assert_eq!(KeyRef::Int(pks[key]).channel(channels), m.channel);
                     prop_assert!(timestamps.insert(m.first_ts + k as u64));
                 }
             }

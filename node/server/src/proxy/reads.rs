@@ -20,6 +20,7 @@ use tonic::{Code, Status};
 
 use crate::columns::Column;
 use crate::datacoord::channels::Clients;
+use crate::keys::{self, KeyRef, KeysRef};
 use crate::querynode::MAX_QUERY_ROWS;
 use crate::search::{Hit, merge_with};
 
@@ -400,16 +401,17 @@ pub fn merge_channels(
                         answer.results.len()
                     ))
                 })?;
-                if hits.ids.len() != hits.scores.len() {
+                let ids = keys::from_wire(hits.ids.clone(), hits.string_ids.clone())
+                    .map_err(|e| Status::internal(format!("a query node answered {e}")))?;
+                if ids.len() != hits.scores.len() {
                     return Err(Status::internal("a query node answered ids without scores"));
                 }
-                fields.push(read_columns(schema, output, &hits.fields, hits.ids.len())?);
+                fields.push(read_columns(schema, output, &hits.fields, ids.len())?);
                 lists.push(
-                    hits.ids
-                        .iter()
+                    ids.into_iter()
                         .zip(&hits.scores)
                         .enumerate()
-                        .map(|(row, (&id, &score))| (Hit { id, score }, (a, row)))
+                        .map(|(row, (id, &score))| (Hit { id, score }, (a, row)))
                         .collect::<Vec<_>>(),
                 );
             }
@@ -423,8 +425,10 @@ pub fn merge_channels(
                     gather_wire(schema, position, &sources, &picks)
                 })
                 .collect::<Result<_, _>>()?;
+            let (ids, string_ids) = keys::to_wire(merged.iter().map(|(h, _)| &h.id));
             Ok(proto::SearchHits {
-                ids: merged.iter().map(|(h, _)| h.id).collect(),
+                ids,
+                string_ids,
                 scores: merged.iter().map(|(h, _)| h.score).collect(),
                 fields,
             })
@@ -447,12 +451,13 @@ pub fn merge_rows(
         .iter()
         .map(|a| read_columns(schema, columns, &a.columns, a.num_rows as usize))
         .collect::<Result<_, _>>()?;
-    let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+    let mut rows: Vec<(KeyRef<'_>, usize, usize)> = Vec::new();
     for (a, cols) in read.iter().enumerate() {
-        let Some(Column::Long(keys)) = cols.first() else {
-            return Err(Status::internal("a query node answered no primary keys"));
+        let keys = match cols.first() {
+            Some(column @ (Column::Long(_) | Column::Str(_))) => KeysRef::of(Some(column)),
+            _ => return Err(Status::internal("a query node answered no primary keys")),
         };
-        rows.extend(keys.iter().enumerate().map(|(row, &pk)| (pk, a, row)));
+        rows.extend(keys.iter().enumerate().map(|(row, pk)| (pk, a, row)));
     }
     rows.sort_unstable();
     let max = MAX_QUERY_ROWS as usize;
@@ -489,6 +494,7 @@ mod tests {
                 .iter()
                 .map(|l| proto::SearchHits {
                     ids: l.iter().map(|h| h.0).collect(),
+                    string_ids: Vec::new(),
                     scores: l.iter().map(|h| h.1).collect(),
                     fields: vec![
                         Column::Long(l.iter().map(|h| h.0 * 10).collect()).into_field_data("id"),

@@ -38,12 +38,12 @@ pub(super) async fn run(node: Arc<Node>, stop: CancellationToken) {
                     block: Block::new(rows, timestamps),
                 }
             }
-            Ok(Checked::Delete(b)) => {
-                let first = b.first_ts;
+            Ok(Checked::Delete { batch, keys }) => {
+                let first = batch.first_ts;
                 Record::Delete {
-                    collection: b.collection_id,
-                    timestamps: (first..first + b.primary_keys.len() as u64).collect(),
-                    keys: b.primary_keys,
+                    collection: batch.collection_id,
+                    timestamps: (first..first + keys.len() as u64).collect(),
+                    keys,
                 }
             }
             // The data node dead-letters it; every reader skips it.

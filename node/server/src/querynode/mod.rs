@@ -42,6 +42,7 @@ use tonic::{Request, Response, Status};
 use self::view::{ChannelView, Found, Offsets, SearchParams, ViewError};
 use crate::columns::Column;
 use crate::filter::{Filter, output_columns};
+use crate::keys;
 use crate::meta::MetaStore;
 use crate::msgstream::{Log, LogConsumer, Stream};
 use crate::role::{RoleConfig, RoleProcess};
@@ -556,10 +557,14 @@ fn wire_hits(
 ) -> Vec<proto::SearchHits> {
     found
         .into_iter()
-        .map(|f| proto::SearchHits {
-            ids: f.hits.iter().map(|h| h.id).collect(),
-            scores: f.hits.iter().map(|h| h.score).collect(),
-            fields: wire_columns(schema, output, f.fields),
+        .map(|f| {
+            let (ids, string_ids) = keys::to_wire(f.hits.iter().map(|h| &h.id));
+            proto::SearchHits {
+                ids,
+                string_ids,
+                scores: f.hits.iter().map(|h| h.score).collect(),
+                fields: wire_columns(schema, output, f.fields),
+            }
         })
         .collect()
 }

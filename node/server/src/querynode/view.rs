@@ -25,6 +25,7 @@ use crate::columns::{Column, RowBatch};
 use crate::deletes::DeleteSet;
 use crate::filter::Filter;
 use crate::index::HnswIndex;
+use crate::keys::{KeyRef, Keys, KeysRef};
 use crate::msgstream::Stream;
 use crate::search::{self, Hit, SearchError};
 use crate::storage::content::row_checksum;
@@ -107,7 +108,7 @@ pub enum Record {
     },
     Delete {
         collection: i64,
-        keys: Vec<i64>,
+        keys: Keys,
         timestamps: Vec<u64>,
     },
     /// Junk, or nothing a reader takes: only its offset counts.
@@ -122,7 +123,7 @@ pub struct Target {
     /// Insert logs by path.
     pub insert_logs: Vec<(String, Block)>,
     /// Delete logs by path: keys and timestamps.
-    pub delete_logs: Vec<(String, Vec<i64>, Vec<u64>)>,
+    pub delete_logs: Vec<(String, Keys, Vec<u64>)>,
     /// Indexes of `insert_logs`, read ahead: (insert log, index, bytes stored).
     pub indexes: Vec<(String, Arc<HnswIndex>, u64)>,
     /// Insert logs held that the target's files replace (a compaction wrote
@@ -451,7 +452,7 @@ impl ChannelView {
     ) -> Result<Vec<Column>, ViewError> {
         let c = self.get(collection)?;
         let blocks: Vec<&Block> = c.blocks().collect();
-        let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+        let mut rows: Vec<(KeyRef<'_>, usize, usize)> = Vec::new();
         for (b, block) in blocks.iter().enumerate() {
             let keep = Selection::of(c, block, read_ts, filter);
             let keys = block.rows.primary_keys(&c.schema);
@@ -459,7 +460,7 @@ impl ChannelView {
                 keys.iter()
                     .enumerate()
                     .filter(|&(i, _)| keep.row(i))
-                    .map(|(i, pk)| (*pk, b, i)),
+                    .map(|(i, pk)| (pk, b, i)),
             );
         }
         rows.sort_unstable();
@@ -510,7 +511,8 @@ impl ChannelView {
                         .search(query, k, params.ef, (!keep.all()).then_some(&visible))?
                         .into_iter()
                         .filter_map(|(row, score)| {
-                            keys.get(row).map(|&id| (Hit { id, score }, (b, row)))
+                            let id = keys.get(row)?.to_owned();
+                            Some((Hit { id, score }, (b, row)))
                         })
                         .collect(),
                     None => search::flat_top_k_rows(metric, dim, values, keys, query, k, visible)?
@@ -579,7 +581,7 @@ pub fn merge_found(
                         .hits
                         .iter()
                         .enumerate()
-                        .map(|(row, hit)| (*hit, (a, row)))
+                        .map(|(row, hit)| (hit.clone(), (a, row)))
                         .collect()
                 })
                 .collect();
@@ -607,14 +609,17 @@ pub fn merge_rows(
     if channels.len() == 1 {
         return Ok(channels.pop().unwrap_or_default());
     }
-    let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+    let mut rows: Vec<(KeyRef<'_>, usize, usize)> = Vec::new();
     for (a, answer) in channels.iter().enumerate() {
-        let Some(Column::Long(keys)) = answer.first() else {
-            return Err(ViewError::Field(
-                "a channel answered a query without primary keys".to_owned(),
-            ));
+        let keys = match answer.first() {
+            Some(column @ (Column::Long(_) | Column::Str(_))) => KeysRef::of(Some(column)),
+            _ => {
+                return Err(ViewError::Field(
+                    "a channel answered a query without primary keys".to_owned(),
+                ));
+            }
         };
-        rows.extend(keys.iter().enumerate().map(|(row, &pk)| (pk, a, row)));
+        rows.extend(keys.iter().enumerate().map(|(row, pk)| (pk, a, row)));
     }
     rows.sort_unstable();
     rows.truncate(limit);
@@ -669,7 +674,7 @@ pub struct Found {
 /// The rows of a block a reader sees: live at its timestamp, and kept by its
 /// filter.
 struct Selection<'a> {
-    keys: &'a [i64],
+    keys: KeysRef<'a>,
     timestamps: &'a [u64],
     deletes: &'a DeleteSet,
     read_ts: u64,
@@ -710,7 +715,7 @@ impl<'a> Selection<'a> {
                     .keys
                     .get(i)
                     .zip(self.timestamps.get(i))
-                    .is_some_and(|(pk, ts)| self.deletes.visible(*pk, *ts, self.read_ts)))
+                    .is_some_and(|(pk, ts)| self.deletes.visible(pk, *ts, self.read_ts)))
     }
 
     /// Whether every row is selected.
@@ -759,6 +764,7 @@ mod tests {
 
     use super::*;
     use crate::cli::source::tests::minimal;
+    use crate::keys::Key;
 
     const X: i64 = 1;
     const Y: i64 = 2;
@@ -829,7 +835,7 @@ mod tests {
             },
             Rec::Delete(c, key, ts) => Record::Delete {
                 collection: *c,
-                keys: vec![*key],
+                keys: Keys::Int(vec![*key]),
                 timestamps: vec![*ts],
             },
             Rec::Junk => Record::Nothing,
@@ -851,11 +857,11 @@ mod tests {
                     Rec::Insert(c, keys, ts) if *c == X => target
                         .insert_logs
                         .push((format!("i/{n}/{i}/{o}"), block(schema, keys, *ts))),
-                    Rec::Delete(c, key, ts) if *c == X => {
-                        target
-                            .delete_logs
-                            .push((format!("d/{n}/{i}/{o}"), vec![*key], vec![*ts]))
-                    }
+                    Rec::Delete(c, key, ts) if *c == X => target.delete_logs.push((
+                        format!("d/{n}/{i}/{o}"),
+                        Keys::Int(vec![*key]),
+                        vec![*ts],
+                    )),
                     _ => {}
                 }
             }
@@ -887,7 +893,7 @@ mod tests {
                 && *c == X
                 && below(s, o)
             {
-                deletes.add(*key, *ts);
+                deletes.add(KeyRef::Int(*key), *ts);
             }
         }
         let mut keys = Vec::new();
@@ -897,7 +903,7 @@ mod tests {
                 && below(s, o)
             {
                 for (i, k) in ks.iter().enumerate() {
-                    if deletes.visible(*k, ts + i as u64, read_ts) {
+                    if deletes.visible(KeyRef::Int(*k), ts + i as u64, read_ts) {
                         keys.push(*k);
                     }
                 }
@@ -1093,7 +1099,7 @@ mod tests {
         // Nor a row deleted by the read, through the index.
         let delete = Record::Delete {
             collection: X,
-            keys: vec![199],
+            keys: Keys::Int(vec![199]),
             timestamps: vec![500],
         };
         assert_eq!(view.apply(Stream::Delete, 0, delete), Applied::Done);
@@ -1205,7 +1211,7 @@ mod tests {
         assert_eq!(view.apply(Stream::Insert, 10, record), Applied::Done);
         let delete = Record::Delete {
             collection: X,
-            keys: vec![7],
+            keys: Keys::Int(vec![7]),
             timestamps: vec![30],
         };
         assert_eq!(view.apply(Stream::Delete, 0, delete), Applied::Done);
@@ -1238,11 +1244,11 @@ mod tests {
             output: &[0, 1],
         };
         let (_, found) = view.search(X, &params).expect("search");
-        let ids: Vec<Vec<i64>> = found
+        let ids: Vec<Vec<Key>> = found
             .iter()
-            .map(|f| f.hits.iter().map(|h| h.id).collect())
+            .map(|f| f.hits.iter().map(|h| h.id.clone()).collect())
             .collect();
-        assert_eq!(ids, [vec![5, 1], vec![1, 5]]);
+        assert_eq!(ids, [[5, 1].map(Key::Int), [1, 5].map(Key::Int)]);
         assert_eq!(found[0].fields[0], Column::Long(vec![5, 1]));
         assert_eq!(
             found[1].fields[1],
@@ -1257,7 +1263,13 @@ mod tests {
     fn channels_merge_nearest_first_with_their_fields_and_rows_in_key_order() {
         let schema = minimal(2);
         let found = |hits: &[(i64, f32)]| Found {
-            hits: hits.iter().map(|&(id, score)| Hit { id, score }).collect(),
+            hits: hits
+                .iter()
+                .map(|&(id, score)| Hit {
+                    id: Key::Int(id),
+                    score,
+                })
+                .collect(),
             fields: vec![Column::Long(hits.iter().map(|h| h.0).collect())],
         };
         let merged = merge_found(
@@ -1284,5 +1296,43 @@ mod tests {
         let rows = merge_rows(&schema, &[0], vec![keys(&[2, 8, 9]), keys(&[1, 5])], 4)
             .expect("merge rows");
         assert_eq!(rows, keys(&[1, 2, 5, 8]));
+        // VARCHAR keys merge in string order.
+        let mut varchar = milvus_like_api::proto::CollectionSchema::from(&schema);
+        varchar.fields[0].data_type = milvus_like_api::proto::DataType::Varchar.into();
+        varchar.fields[0].max_length = 8;
+        let varchar = CollectionSchema::try_from(varchar).expect("a VARCHAR key");
+        let strs = |k: &[&str]| vec![Column::Str(k.iter().map(|s| (*s).to_owned()).collect())];
+        let rows = merge_rows(
+            &varchar,
+            &[0],
+            vec![strs(&["b", "d"]), strs(&["a", "c"])],
+            3,
+        )
+        .expect("merge rows");
+        assert_eq!(rows, strs(&["a", "b", "c"]));
+        let found = merge_found(
+            &schema,
+            &[],
+            vec![
+                vec![Found {
+                    hits: vec![Hit {
+                        id: Key::Str("x".into()),
+                        score: 1.0,
+                    }],
+                    fields: vec![],
+                }],
+                vec![Found {
+                    hits: vec![Hit {
+                        id: Key::Str("y".into()),
+                        score: 0.5,
+                    }],
+                    fields: vec![],
+                }],
+            ],
+            2,
+        )
+        .expect("merge");
+        let ids: Vec<&Key> = found[0].hits.iter().map(|h| &h.id).collect();
+        assert_eq!(ids, [&Key::Str("y".into()), &Key::Str("x".into())]);
     }
 }

@@ -55,6 +55,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor};
 
 use super::vector_pages::VectorChunk;
 use crate::columns::{Column, RowBatch};
+use crate::keys::{Keys, KeysRef};
 
 /// The per-row timestamp column of both kinds of file. Field names may not take it.
 pub const TS_COLUMN: &str = "_ts";
@@ -151,10 +152,16 @@ pub fn insert_log_schema(schema: &CollectionSchema, layout: VectorLayout) -> Sch
     Arc::new(Schema::new(fields))
 }
 
-/// The Arrow schema of a delete log.
-pub fn delete_log_schema() -> SchemaRef {
+/// The Arrow schema of a delete log: the primary key (Int64, or Utf8 for
+/// VARCHAR keys) and the delete's timestamp.
+pub fn delete_log_schema(varchar: bool) -> SchemaRef {
+    let key = if varchar {
+        DataType::Utf8
+    } else {
+        DataType::Int64
+    };
     Arc::new(Schema::new(vec![
-        Field::new(PK_COLUMN, DataType::Int64, false),
+        Field::new(PK_COLUMN, key, false),
         Field::new(TS_COLUMN, DataType::UInt64, false),
     ]))
 }
@@ -640,7 +647,10 @@ pub(super) fn encode_insert_log<W: std::io::Write + Send>(
 }
 
 /// Encodes (primary key, timestamp) records as a delete log file.
-pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> FormatResult<Vec<u8>> {
+pub(super) fn encode_delete_log(
+    primary_keys: KeysRef<'_>,
+    timestamps: &[u64],
+) -> FormatResult<Vec<u8>> {
     if primary_keys.len() != timestamps.len() {
         return Err(FormatError::InvalidInput(format!(
             "{} primary keys but {} timestamps",
@@ -648,13 +658,19 @@ pub(super) fn encode_delete_log(primary_keys: &[i64], timestamps: &[u64]) -> For
             timestamps.len()
         )));
     }
-    let schema = delete_log_schema();
+    let (schema, keys): (_, ArrayRef) = match primary_keys {
+        KeysRef::Int(k) => (
+            delete_log_schema(false),
+            Arc::new(Int64Array::from(k.to_vec())),
+        ),
+        KeysRef::Str(k) => (
+            delete_log_schema(true),
+            Arc::new(StringArray::from_iter_values(k)),
+        ),
+    };
     let batch = RecordBatch::try_new(
         schema.clone(),
-        vec![
-            Arc::new(Int64Array::from(primary_keys.to_vec())),
-            Arc::new(UInt64Array::from(timestamps.to_vec())),
-        ],
+        vec![keys, Arc::new(UInt64Array::from(timestamps.to_vec()))],
     )
     .map_err(|e| FormatError::InvalidInput(e.to_string()))?;
     let metadata = vec![
@@ -853,16 +869,31 @@ pub(super) fn decode_insert_log(
 }
 
 /// Decodes a delete log: primary keys and their delete timestamps.
-pub(super) fn decode_delete_log(bytes: Bytes) -> FormatResult<(Vec<i64>, Vec<u64>)> {
-    let mut keys = Vec::new();
+/// The file's key column says which kind of keys it holds.
+pub(super) fn decode_delete_log(bytes: Bytes) -> FormatResult<(Keys, Vec<u64>)> {
+    let batches = match decode(bytes.clone(), &delete_log_schema(false)) {
+        Err(FormatError::SchemaMismatch(_)) => decode(bytes, &delete_log_schema(true)),
+        decoded => decoded,
+    }?;
+    let mut keys = Keys::default();
     let mut timestamps = Vec::new();
-    for batch in decode(bytes, &delete_log_schema())? {
+    for batch in batches {
         let [pk, ts] = batch.columns() else {
             return Err(FormatError::Corrupt(
                 "a delete log batch without two columns".into(),
             ));
         };
-        keys.extend_from_slice(values::<Int64Array>(pk, PK_COLUMN)?.values());
+        let batch_keys = match pk.data_type() {
+            DataType::Utf8 => Keys::Str(
+                values::<StringArray>(pk, PK_COLUMN)?
+                    .iter()
+                    .map(|k| k.unwrap_or_default().to_owned())
+                    .collect(),
+            ),
+            _ => Keys::Int(values::<Int64Array>(pk, PK_COLUMN)?.values().to_vec()),
+        };
+        keys.extend(batch_keys)
+            .map_err(|e| FormatError::Corrupt(e.to_string()))?;
         timestamps.extend_from_slice(decode_ts(ts)?);
     }
     Ok((keys, timestamps))

@@ -30,6 +30,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::columns::RowBatch;
+use crate::keys::{Keys, KeysRef};
 use format::FormatError;
 pub use format::VectorLayout;
 
@@ -416,13 +417,15 @@ impl SegmentStore {
 
     /// Writes (primary key, delete timestamp) records as one Parquet delete log.
     /// Returns the bytes written.
-    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = primary_keys.len()))]
-    pub async fn write_delete_log(
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path, rows = tracing::field::Empty))]
+    pub async fn write_delete_log<'a>(
         &self,
         path: &str,
-        primary_keys: &[i64],
+        primary_keys: impl Into<KeysRef<'a>>,
         timestamps: &[u64],
     ) -> Result<u64, StorageError> {
+        let primary_keys = primary_keys.into();
+        tracing::Span::current().record("rows", primary_keys.len());
         let location = object_path(path)?;
         let encoded = format::encode_delete_log(primary_keys, timestamps)
             .map_err(|e| StorageError::format(path, delete_log_expected, e))?;
@@ -431,7 +434,7 @@ impl SegmentStore {
 
     /// Reads a delete log: primary keys and their delete timestamps.
     #[tracing::instrument(level = "debug", skip_all, fields(path = %path))]
-    pub async fn read_delete_log(&self, path: &str) -> Result<(Vec<i64>, Vec<u64>), StorageError> {
+    pub async fn read_delete_log(&self, path: &str) -> Result<(Keys, Vec<u64>), StorageError> {
         let bytes = self.get(path).await?;
         decode_off_thread(path, move || format::decode_delete_log(bytes))
             .await?

@@ -749,7 +749,23 @@ async fn delete_logs_round_trip() {
         .expect("write");
     assert_eq!(
         store.read_delete_log(&path).await.expect("read"),
-        (keys, ts)
+        (Keys::Int(keys), ts.clone())
+    );
+    // VARCHAR keys: the file's key column is Utf8, and says so when read.
+    let path = SegmentStore::delete_log_path(7, 8, 1, 4);
+    let keys = vec![
+        "doc-1".to_owned(),
+        String::new(),
+        "ünïcode".to_owned(),
+        "5".to_owned(),
+    ];
+    store
+        .write_delete_log(&path, &keys[..], &ts)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.read_delete_log(&path).await.expect("read"),
+        (Keys::Str(keys), ts)
     );
 }
 

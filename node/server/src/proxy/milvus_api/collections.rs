@@ -167,21 +167,27 @@ impl MilvusApi {
         Ok(MilvusStatus::default())
     }
 
-    pub(super) async fn describe_index(
+    /// The collection's index (the one asked for by field or index name;
+    /// index not found for another or none) and how many of its rows it
+    /// covers.
+    async fn index_progress(
         &self,
-        req: DescribeIndexRequest,
-    ) -> Result<DescribeIndexResponse, Refusal> {
-        let named = self.named(&req.db_name, &req.collection_name).await?;
+        db_name: &str,
+        collection: &str,
+        field_name: &str,
+        index_name: &str,
+    ) -> Result<IndexDescription, Refusal> {
+        let named = self.named(db_name, collection).await?;
         let (vector, _) = named.schema.vector_field();
-        let index_name = if named.info.index_name.is_empty() {
+        let name = if named.info.index_name.is_empty() {
             vector.name.clone()
         } else {
             named.info.index_name.clone()
         };
-        let asked_other = (!req.field_name.is_empty() && req.field_name != vector.name)
-            || (!req.index_name.is_empty() && req.index_name != index_name);
+        let asked_other = (!field_name.is_empty() && field_name != vector.name)
+            || (!index_name.is_empty() && index_name != name);
         if named.schema.index == IndexSpec::NotChosen || asked_other {
-            return Err(Refusal::index_not_found(&req.collection_name));
+            return Err(Refusal::index_not_found(collection));
         }
         let (mut total, mut indexed) = (0u64, 0u64);
         for segment in self.segments(named.info.id).await? {
@@ -196,21 +202,111 @@ impl MilvusApi {
                 }
             }
         }
-        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(IndexDescription {
+            index_name: name,
+            index_id: named.info.id,
+            params: schema::index_to_milvus(named.schema.metric, named.schema.index),
+            field_name: vector.name.clone(),
+            indexed_rows: as_i64(indexed),
+            total_rows: as_i64(total),
+            // Usable at once: a file without its graph yet is searched exactly.
+            state: IndexState::Finished.into(),
+            pending_index_rows: as_i64(total - indexed),
+            ..IndexDescription::default()
+        })
+    }
+
+    pub(super) async fn describe_index(
+        &self,
+        req: DescribeIndexRequest,
+    ) -> Result<DescribeIndexResponse, Refusal> {
+        let progress = self
+            .index_progress(
+                &req.db_name,
+                &req.collection_name,
+                &req.field_name,
+                &req.index_name,
+            )
+            .await?;
         Ok(DescribeIndexResponse {
             status: ok(),
-            index_descriptions: vec![IndexDescription {
-                index_name,
-                index_id: named.info.id,
-                params: schema::index_to_milvus(named.schema.metric, named.schema.index),
-                field_name: vector.name.clone(),
-                indexed_rows: as_i64(indexed),
-                total_rows: as_i64(total),
-                // Usable at once: a file without its graph yet is searched exactly.
-                state: IndexState::Finished.into(),
-                pending_index_rows: as_i64(total - indexed),
-                ..IndexDescription::default()
-            }],
+            index_descriptions: vec![progress],
+        })
+    }
+
+    /// Finished as soon as the index is chosen: a file without its graph yet
+    /// is searched exactly, so the collection can be loaded and searched.
+    pub(super) async fn index_state(
+        &self,
+        req: GetIndexStateRequest,
+    ) -> Result<GetIndexStateResponse, Refusal> {
+        let progress = self
+            .index_progress(
+                &req.db_name,
+                &req.collection_name,
+                &req.field_name,
+                &req.index_name,
+            )
+            .await?;
+        Ok(GetIndexStateResponse {
+            status: ok(),
+            state: progress.state,
+            fail_reason: String::new(),
+        })
+    }
+
+    /// Rows in files with their graph (or searched exactly by design) of all.
+    pub(super) async fn index_build_progress(
+        &self,
+        req: GetIndexBuildProgressRequest,
+    ) -> Result<GetIndexBuildProgressResponse, Refusal> {
+        let progress = self
+            .index_progress(
+                &req.db_name,
+                &req.collection_name,
+                &req.field_name,
+                &req.index_name,
+            )
+            .await?;
+        Ok(GetIndexBuildProgressResponse {
+            status: ok(),
+            indexed_rows: progress.indexed_rows,
+            total_rows: progress.total_rows,
+        })
+    }
+
+    /// The collection's persistent segments (sealed, flushing, flushed: the
+    /// states Milvus lists when no others are asked for).
+    pub(super) async fn persistent_segments(
+        &self,
+        req: GetPersistentSegmentInfoRequest,
+    ) -> Result<GetPersistentSegmentInfoResponse, Refusal> {
+        use milvus_like_api::milvus_proto::common::SegmentState as MilvusState;
+        let named = self.named(&req.db_name, &req.collection_name).await?;
+        let infos = self
+            .segments(named.info.id)
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let state = match proto::SegmentState::try_from(s.state).ok()? {
+                    proto::SegmentState::Sealed => MilvusState::Sealed,
+                    proto::SegmentState::Flushing => MilvusState::Flushing,
+                    proto::SegmentState::Flushed => MilvusState::Flushed,
+                    _ => return None,
+                };
+                Some(PersistentSegmentInfo {
+                    segment_id: s.segment_id,
+                    collection_id: s.collection_id,
+                    partition_id: s.partition_id,
+                    num_rows: as_i64(s.num_rows),
+                    state: state.into(),
+                    ..PersistentSegmentInfo::default()
+                })
+            })
+            .collect();
+        Ok(GetPersistentSegmentInfoResponse {
+            status: ok(),
+            infos,
         })
     }
 
@@ -285,4 +381,8 @@ impl MilvusApi {
             Err(status) => Err(status.into()),
         }
     }
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -9,10 +9,11 @@
 //! answered in the response's status with Milvus's codes ([`refusal`]), as
 //! Milvus does, and what Milvus offers that milvus-like does not is refused
 //! by name. Served: the handshake (`Connect`, `GetVersion`, `CheckHealth`,
-//! `AllocTimestamp`), collections (create, describe, has, show, drop,
-//! statistics), data (insert, upsert, delete by expression, flush and its
-//! state), the index (create, describe; chosen once), load, release and load
-//! state, search and query. Every other method answers UNIMPLEMENTED naming
+//! `GetComponentStates`, `AllocTimestamp`), collections (create, describe,
+//! has, show, drop, statistics, persistent segments), data (insert, upsert,
+//! delete by expression, flush and its state), the index (create, describe,
+//! state, build progress; chosen once), load, release and load state, search
+//! and query; INT64 and VARCHAR primary keys. Every other method answers UNIMPLEMENTED naming
 //! it (the generated default, reworded by `milvus-like-api`'s build script);
 //! `docs/milvus-compatibility.md` lists them all.
 
@@ -30,20 +31,22 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use milvus_like_api::Timestamp;
 use milvus_like_api::milvus_proto::common::{
     ConsistencyLevel as MilvusConsistency, IndexState, KeyValuePair, LoadState, ServerInfo,
-    Status as MilvusStatus,
+    StateCode, Status as MilvusStatus,
 };
 use milvus_like_api::milvus_proto::milvus::milvus_service_server::MilvusService;
 use milvus_like_api::milvus_proto::milvus::*;
 use milvus_like_api::milvus_proto::schema::{
-    self as milvus_schema, IDs, LongArray, SearchResultData, i_ds::IdField,
+    self as milvus_schema, IDs, LongArray, SearchResultData, StringArray, i_ds::IdField,
 };
 use milvus_like_api::proto::proxy_server::Proxy;
 use milvus_like_api::proto::{self, CollectionInfo, field_data::Data};
-use milvus_like_api::schema::{CollectionSchema, IndexSpec, Metric};
+use milvus_like_api::schema::{CollectionSchema, FieldType, IndexSpec, Metric};
 use tonic::{Code, Request, Response, Status};
 
 use self::refusal::{Refusal, WithStatus, ok, with_status};
 use super::ProxyService;
+use crate::filter::Filter;
+use crate::keys::Keys;
 
 with_status!(
     BoolResponse,
@@ -58,6 +61,9 @@ with_status!(
     MutationResult,
     FlushResponse,
     GetFlushStateResponse,
+    GetIndexStateResponse,
+    GetIndexBuildProgressResponse,
+    GetPersistentSegmentInfoResponse,
     SearchResults,
     QueryResults,
 );
@@ -148,10 +154,14 @@ fn whole(key: &str, value: &str) -> Result<i64, Refusal> {
         .map_err(|_| Refusal::invalid(format!("{key} is {value:?}, not a whole number")))
 }
 
-/// Milvus's ids of Int64 primary keys.
-fn int_ids(ids: Vec<i64>) -> IDs {
+/// Milvus's ids: Int64 or VarChar primary keys.
+fn milvus_ids(ids: Keys) -> IDs {
+    let id_field = match ids {
+        Keys::Int(data) => IdField::IntId(LongArray { data }),
+        Keys::Str(data) => IdField::StrId(StringArray { data }),
+    };
     IDs {
-        id_field: Some(IdField::IntId(LongArray { data: ids })),
+        id_field: Some(id_field),
     }
 }
 
@@ -459,6 +469,27 @@ impl MilvusService for MilvusApi {
         answer(self.describe_index(request.into_inner()).await)
     }
 
+    async fn get_index_state(
+        &self,
+        request: Request<GetIndexStateRequest>,
+    ) -> Result<Response<GetIndexStateResponse>, Status> {
+        answer(self.index_state(request.into_inner()).await)
+    }
+
+    async fn get_index_build_progress(
+        &self,
+        request: Request<GetIndexBuildProgressRequest>,
+    ) -> Result<Response<GetIndexBuildProgressResponse>, Status> {
+        answer(self.index_build_progress(request.into_inner()).await)
+    }
+
+    async fn get_persistent_segment_info(
+        &self,
+        request: Request<GetPersistentSegmentInfoRequest>,
+    ) -> Result<Response<GetPersistentSegmentInfoResponse>, Status> {
+        answer(self.persistent_segments(request.into_inner()).await)
+    }
+
     /// A collection's index is chosen once here.
     async fn drop_index(
         &self,
@@ -605,18 +636,56 @@ impl MilvusService for MilvusApi {
         &self,
         _request: Request<CheckHealthRequest>,
     ) -> Result<Response<CheckHealthResponse>, Status> {
-        let reasons = match self.proxy.root.timestamp().await {
-            Ok(_) => Vec::new(),
-            Err(status) => vec![format!(
-                "the root coordinator did not give a timestamp: {}",
-                status.message()
-            )],
-        };
+        let reasons = self.unhealthy().await;
         Ok(Response::new(CheckHealthResponse {
             status: ok(),
             is_healthy: reasons.is_empty(),
             reasons,
             quota_states: Vec::new(),
         }))
+    }
+
+    /// The proxy's state: healthy while the root coordinator gives it
+    /// timestamps (what every write needs).
+    async fn get_component_states(
+        &self,
+        _request: Request<GetComponentStatesRequest>,
+    ) -> Result<Response<ComponentStates>, Status> {
+        let reasons = self.unhealthy().await;
+        let state_code = if reasons.is_empty() {
+            StateCode::Healthy
+        } else {
+            StateCode::Abnormal
+        };
+        let extra_info = reasons
+            .into_iter()
+            .map(|value| KeyValuePair {
+                key: "reason".into(),
+                value,
+            })
+            .collect();
+        Ok(Response::new(ComponentStates {
+            state: Some(ComponentInfo {
+                node_id: self.proxy.grants.proxy_id(),
+                role: "Proxy".into(),
+                state_code: state_code.into(),
+                extra_info,
+            }),
+            subcomponent_states: Vec::new(),
+            status: ok(),
+        }))
+    }
+}
+
+impl MilvusApi {
+    /// Why the proxy cannot serve writes now (none: healthy).
+    async fn unhealthy(&self) -> Vec<String> {
+        match self.proxy.root.timestamp().await {
+            Ok(_) => Vec::new(),
+            Err(status) => vec![format!(
+                "the root coordinator did not give a timestamp: {}",
+                status.message()
+            )],
+        }
     }
 }

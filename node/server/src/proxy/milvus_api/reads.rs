@@ -67,12 +67,16 @@ impl MilvusApi {
             primary_field_name: named.schema.primary_key().name.clone(),
             ..SearchResultData::default()
         };
-        let mut ids = Vec::new();
+        let mut ids = Keys::default();
         let mut columns: Vec<Option<Data>> = vec![None; outputs.fetch.len()];
         for hits in answer.results {
-            let kept = hits.ids.len().saturating_sub(offset);
+            let hit_ids = Keys::from_wire(hits.ids, hits.string_ids)
+                .map_err(|e| Status::internal(format!("the search answered {e}")))?;
+            let kept = hit_ids.len().saturating_sub(offset);
             result.topks.push(i64::try_from(kept).unwrap_or(i64::MAX));
-            ids.extend(hits.ids.iter().skip(offset));
+            let kept: Vec<usize> = (offset..hit_ids.len()).collect();
+            ids.extend(hit_ids.as_ref().take(&kept))
+                .map_err(|e| Status::internal(format!("the search answered {e}")))?;
             result
                 .scores
                 .extend(hits.scores.iter().skip(offset).map(|&s| params.round(s)));
@@ -82,7 +86,7 @@ impl MilvusApi {
                 }
             }
         }
-        result.ids = Some(int_ids(ids));
+        result.ids = Some(milvus_ids(ids));
         result.fields_data = data::columns_to_milvus(
             &named.schema,
             outputs

@@ -3,7 +3,7 @@
 //! (100, 101, ...). `enable_dynamic_field` becomes our dynamic field, a JSON
 //! field `$meta` after the others (as Milvus adds it). What a Milvus schema
 //! can say and ours cannot (nullable or default values, partition keys,
-//! functions, VARCHAR primary keys, types we do not store) is refused by
+//! functions, types we do not store) is refused by
 //! name, never dropped.
 
 use milvus_like_api::milvus_proto::common::KeyValuePair;
@@ -126,9 +126,9 @@ fn field_from_milvus(
             type_name(f.data_type)
         )));
     }
-    if f.is_primary_key && f.data_type != D::Int64 as i32 {
+    if f.is_primary_key && f.data_type != D::Int64 as i32 && f.data_type != D::VarChar as i32 {
         return Err(refuse(&format!(
-            "{} primary keys; the primary key must be Int64",
+            "{} primary keys; the primary key must be Int64 or VarChar",
             type_name(f.data_type)
         )));
     }
@@ -371,14 +371,10 @@ mod tests {
         assert!(described.enable_dynamic_field);
         assert_eq!(described.fields.len(), 2, "the dynamic field is not shown");
         assert_eq!(e.code(), 1100);
-        let mut pk = field("id", DataType::VarChar);
+        let mut pk = field("id", DataType::Double);
         pk.is_primary_key = true;
         let e = from_milvus("c", &encoded(vec![pk, v.clone()])).expect_err("refused");
-        assert!(
-            e.0.reason.contains("VarChar primary keys"),
-            "{}",
-            e.0.reason
-        );
+        assert!(e.0.reason.contains("Double primary keys"), "{}", e.0.reason);
         let mut n = field("n", DataType::Int32);
         n.nullable = true;
         let e = from_milvus("c", &encoded(vec![id.clone(), v.clone(), n])).expect_err("refused");

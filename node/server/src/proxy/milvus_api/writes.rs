@@ -6,15 +6,9 @@ impl MilvusApi {
     pub(super) async fn insert(&self, req: InsertRequest) -> Result<MutationResult, Refusal> {
         let named = self.named(&req.db_name, &req.collection_name).await?;
         let columns = data::columns_from_milvus(req.fields_data)?;
-        let key = &named.schema.primary_key().name;
-        let given: Vec<i64> = columns
-            .iter()
-            .find(|c| c.field_name == *key)
-            .and_then(|c| match &c.data {
-                Some(Data::Longs(a)) => Some(a.values.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let key = named.schema.primary_key();
+        let given = key_column(&columns, &key.name);
+        let varchar = matches!(key.ty, FieldType::VarChar { .. });
         let inserted = Proxy::insert(
             self.proxy.as_ref(),
             Request::new(proto::InsertRequest {
@@ -26,14 +20,15 @@ impl MilvusApi {
         )
         .await?
         .into_inner();
-        let ids = if inserted.assigned_ids.is_empty() {
-            given
-        } else {
-            inserted.assigned_ids
+        let ids = match inserted.assigned_ids {
+            assigned if assigned.is_empty() => given,
+            // A VARCHAR key is the id in decimal.
+            assigned if varchar => Keys::Str(assigned.iter().map(i64::to_string).collect()),
+            assigned => Keys::Int(assigned),
         };
         Ok(MutationResult {
             status: ok(),
-            i_ds: Some(int_ids(ids)),
+            i_ds: Some(milvus_ids(ids)),
             insert_cnt: i64::from(req.num_rows),
             succ_index: (0..req.num_rows).collect(),
             timestamp: inserted.timestamp,
@@ -55,31 +50,22 @@ impl MilvusApi {
                 key.name
             )));
         }
-        let keys = req
-            .fields_data
-            .iter()
-            .find(|c| c.field_name == key.name)
-            .and_then(|c| match &c.field {
-                Some(milvus_schema::field_data::Field::Scalars(s)) => match &s.data {
-                    Some(milvus_schema::scalar_field::Data::LongData(a)) => Some(a.data.clone()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .ok_or_else(|| {
-                Refusal::invalid(format!("the upsert has no {:?} (Int64) column", key.name))
-            })?;
         // Checked before anything is deleted: rows the insert would refuse
         // must not cost the old ones.
         let columns = data::columns_from_milvus(req.fields_data.clone())?;
-        crate::columns::RowBatch::from_wire(&named.schema, columns, req.num_rows as usize)
-            .map_err(|e| Refusal::invalid(format!("upsert into {:?}: {e}", req.collection_name)))?;
+        let rows =
+            crate::columns::RowBatch::from_wire(&named.schema, columns, req.num_rows as usize)
+                .map_err(|e| {
+                    Refusal::invalid(format!("upsert into {:?}: {e}", req.collection_name))
+                })?;
+        let (primary_keys, string_keys) = rows.primary_keys(&named.schema).to_owned().into_wire();
         Proxy::delete(
             self.proxy.as_ref(),
             Request::new(proto::DeleteRequest {
                 collection: req.collection_name.clone(),
                 partition: req.partition_name.clone(),
-                primary_keys: keys,
+                primary_keys,
+                string_keys,
             }),
         )
         .await?;
@@ -108,8 +94,9 @@ impl MilvusApi {
             return Err(Refusal::unsupported("expression templates"));
         }
         let named = self.named(&req.db_name, &req.collection_name).await?;
-        let key = named.schema.primary_key().name.clone();
-        let keys = match primary_keys_of(&req.expr, &key) {
+        let filter = Filter::parse(&req.expr, &named.schema)
+            .map_err(|e| Refusal::invalid(format!("delete from {:?}: {e}", req.collection_name)))?;
+        let keys = match filter.key_list(&named.schema) {
             Some(keys) => keys,
             None => {
                 let level = consistency(req.consistency_level, false)?;
@@ -127,10 +114,8 @@ impl MilvusApi {
                 )
                 .await?
                 .into_inner();
-                match found.columns.into_iter().next().and_then(|c| c.data) {
-                    Some(Data::Longs(a)) => a.values,
-                    _ => Vec::new(),
-                }
+                let key = &named.schema.primary_key().name;
+                key_column(&found.columns, key)
             }
         };
         if keys.is_empty() {
@@ -139,12 +124,14 @@ impl MilvusApi {
                 ..MutationResult::default()
             });
         }
+        let (primary_keys, string_keys) = keys.into_wire();
         let deleted = Proxy::delete(
             self.proxy.as_ref(),
             Request::new(proto::DeleteRequest {
                 collection: req.collection_name,
                 partition: req.partition_name,
-                primary_keys: keys.clone(),
+                primary_keys,
+                string_keys,
             }),
         )
         .await?
@@ -219,35 +206,16 @@ impl MilvusApi {
     }
 }
 
-/// The primary keys of an expression that is nothing but a list of them
-/// (`id in [1, 2]`, `id == 3`), which a delete needs no query for.
-fn primary_keys_of(expr: &str, key: &str) -> Option<Vec<i64>> {
-    let rest = expr.trim().strip_prefix(key)?.trim_start();
-    if let Some(value) = rest.strip_prefix("==") {
-        return value.trim().parse().ok().map(|k| vec![k]);
-    }
-    let list = rest.strip_prefix("in")?.trim();
-    let inner = list.strip_prefix('[')?.strip_suffix(']')?;
-    if inner.trim().is_empty() {
-        return Some(Vec::new());
-    }
-    inner.split(',').map(|k| k.trim().parse().ok()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_delete_by_key_list_needs_no_query() {
-        assert_eq!(
-            primary_keys_of("id in [1, 2, -3]", "id"),
-            Some(vec![1, 2, -3])
-        );
-        assert_eq!(primary_keys_of(" id == 7 ", "id"), Some(vec![7]));
-        assert_eq!(primary_keys_of("id in []", "id"), Some(vec![]));
-        assert_eq!(primary_keys_of("id > 3", "id"), None);
-        assert_eq!(primary_keys_of("idx in [1]", "id"), None);
-        assert_eq!(primary_keys_of("id in [1] or id in [2]", "id"), None);
+/// The keys in the primary key column `key` of `columns` (none if it is not
+/// there).
+fn key_column(columns: &[proto::FieldData], key: &str) -> Keys {
+    match columns
+        .iter()
+        .find(|c| c.field_name == key)
+        .and_then(|c| c.data.as_ref())
+    {
+        Some(Data::Longs(a)) => Keys::Int(a.values.clone()),
+        Some(Data::Strings(a)) => Keys::Str(a.values.clone()),
+        _ => Keys::default(),
     }
 }
