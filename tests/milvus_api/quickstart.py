@@ -12,6 +12,7 @@ differed, on any mismatch.
 import math
 import random
 import sys
+import time
 import warnings
 
 from pymilvus import (
@@ -276,6 +277,47 @@ check("VarChar search with a filter", {h["doc"] for h in hits} <= {f"doc-000{i}"
 refused("an Int64 key into VarChar", lambda: client.insert("docs", [{"doc": 7, "embedding": [0.1] * DIM}]), ["doc"])
 refused("numbers for VarChar keys", lambda: client.delete("docs", filter="doc in [1, 2]"), ["doc"])
 client.drop_collection("docs")
+
+# An index dropped and chosen again, with another metric: refused while
+# loaded; afterwards every file gets a graph of the new metric, and searches
+# score with it.
+schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+schema.add_field("id", DataType.INT64, is_primary=True)
+schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
+index_params = client.prepare_index_params()
+index_params.add_index("embedding", index_type="HNSW", metric_type="IP", index_name="first")
+client.create_collection("reindexed", schema=schema, index_params=index_params)
+# Enough rows for a graph per channel's file (1024 rows at least).
+big = [{"id": i, "vector": v} for i, v in enumerate(vectors(6000))]
+client.insert("reindexed", [{"id": r["id"], "embedding": r["vector"]} for r in big])
+client.flush("reindexed")
+
+
+def wait_indexed(what):
+    for _ in range(240):
+        index = client.describe_index("reindexed", client.list_indexes("reindexed")[0])
+        if index["total_rows"] == len(big) and index["indexed_rows"] == len(big):
+            return index
+        time.sleep(0.5)
+    sys.exit(f"{what}: the index never covered every row: {index}")
+
+
+check("first index metric", wait_indexed("first index")["metric_type"], "IP")
+refused("drop a loaded collection's index", lambda: client.drop_index("reindexed", "first"), ["release"])
+client.release_collection("reindexed")
+client.drop_index("reindexed", "first")
+check("indexes after the drop", client.list_indexes("reindexed"), [])
+refused("load without an index", lambda: client.load_collection("reindexed"), ["index not found"], 700)
+index_params = client.prepare_index_params()
+index_params.add_index("embedding", index_type="HNSW", metric_type="L2", index_name="second", params={"M": 8})
+client.create_index("reindexed", index_params)
+second = wait_indexed("second index")
+check("second index", (second["index_name"], second["metric_type"], str(second["M"])), ("second", "L2", "8"))
+client.load_collection("reindexed")
+q = vectors(1)[0]
+hits = client.search("reindexed", data=[q], limit=10, search_params={"metric_type": "L2", "params": {"ef": 512}})[0]
+same_hits("search after the index changed", list(hits), exact(big, q, 10, l2, False))
+client.drop_collection("reindexed")
 
 # --------------------------------------------------------------------- the ORM
 connections.connect(alias="default", uri=uri)

@@ -153,6 +153,14 @@ impl RootCoordLink {
         Ok(out)
     }
 
+    /// The collection with this id as the root coordinator has it now (the
+    /// cache refreshed): for decisions a description up to
+    /// `COLLECTION_CACHE_TTL` old must not make (loads, index builds after the
+    /// index changed).
+    pub async fn collection_fresh(&self, id: i64) -> Result<CollectionInfo, Status> {
+        self.describe(Collection::Id(id)).await
+    }
+
     /// The collection with this id; `NotFound` when it does not exist.
     pub async fn collection(&self, id: i64) -> Result<CollectionInfo, Status> {
         if let Some((at, info)) = self

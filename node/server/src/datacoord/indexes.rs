@@ -24,7 +24,7 @@ use milvus_like_api::schema::{CollectionSchema, IndexSpec};
 
 use super::DataCoordMetrics;
 use super::channels::DataNodeClients;
-use super::segments::{Compactable, SegmentError, SegmentManager};
+use super::segments::{BuiltIndex, Compactable, SegmentError, SegmentManager};
 use crate::session::NodeRegistry;
 
 /// Files below this many rows are searched exactly (Milvus's small-segment rule).
@@ -96,10 +96,10 @@ impl IndexScheduler {
     /// `indexes_waiting` to the jobs that must wait.
     pub async fn pass(self: &Arc<Self>, cx: &Context<'_>) {
         let compactions = cx.segments.compactable(MIN_INDEX_ROWS).await;
-        let files = cx.segments.unindexed(MIN_INDEX_ROWS).await;
+        let files = cx.segments.indexable(MIN_INDEX_ROWS).await;
         // Failures of jobs that no longer wait (dropped, compacted) are forgotten.
         self.failures().retain(|key, _| {
-            files.iter().any(|(_, _, p)| p == key)
+            files.iter().any(|f| f.path == *key)
                 || compactions
                     .iter()
                     .any(|c| compaction_key(c.segment) == *key)
@@ -112,7 +112,7 @@ impl IndexScheduler {
             .into_iter()
             .filter(|n| !n.stopping && !busy.contains(&n.node_id))
             .collect();
-        let mut indexed: HashMap<i64, bool> = HashMap::new();
+        let mut indexed: HashMap<i64, Option<u64>> = HashMap::new();
         let now = Instant::now();
         let pending: BTreeSet<i64> = compactions.iter().map(|c| c.segment).collect();
         for job in compactions {
@@ -126,16 +126,25 @@ impl IndexScheduler {
                 waiting += 1;
                 continue;
             }
-            if !is_indexed(cx.root, &mut indexed, job.collection).await {
+            let Some(generation) = index_generation(cx.root, &mut indexed, job.collection).await
+            else {
                 continue;
-            }
+            };
             let Some(node) = idle.pop() else {
                 waiting += 1;
                 continue;
             };
-            self.start_compaction(cx, node, key, job);
+            self.start_compaction(cx, node, key, job, generation);
         }
-        for (collection, segment, path) in files {
+        for file in files {
+            let Some(generation) = index_generation(cx.root, &mut indexed, file.collection).await
+            else {
+                continue;
+            };
+            if file.built_for == Some(generation) {
+                continue;
+            }
+            let (segment, path) = (file.segment, file.path);
             // A segment waiting for its compaction gets no per-file graphs,
             // unless the compaction keeps failing: then its files are indexed
             // one by one meanwhile, not searched exactly for ever.
@@ -151,27 +160,29 @@ impl IndexScheduler {
                 waiting += 1;
                 continue;
             }
-            if !is_indexed(cx.root, &mut indexed, collection).await {
-                continue;
-            }
             let Some(node) = idle.pop() else {
                 waiting += 1;
                 continue;
             };
-            self.start_build(cx, node, collection, segment, path);
+            let job = BuildJob {
+                collection: file.collection,
+                segment,
+                path,
+                generation,
+            };
+            self.start_build(cx, node, job);
         }
         cx.metrics.indexes_waiting.set(waiting);
         self.collect_garbage(cx);
     }
 
-    fn start_build(
-        self: &Arc<Self>,
-        cx: &Context<'_>,
-        node: proto::NodeInfo,
-        collection: i64,
-        segment: i64,
-        path: String,
-    ) {
+    fn start_build(self: &Arc<Self>, cx: &Context<'_>, node: proto::NodeInfo, job: BuildJob) {
+        let BuildJob {
+            collection,
+            segment,
+            path,
+            generation,
+        } = job;
         let Some(mut client) = cx.clients.get(&node.address) else {
             return;
         };
@@ -182,13 +193,19 @@ impl IndexScheduler {
                 collection_id: collection,
                 segment_id: segment,
                 insert_log_path: path.clone(),
+                index_generation: generation,
             };
             // The client's calls time out after BUILD_TIMEOUT.
             let result = match client.build_index(request).await {
                 Ok(r) => {
                     let r = r.into_inner();
+                    let built = BuiltIndex {
+                        path: r.index_path.clone(),
+                        bytes: r.index_bytes,
+                        generation,
+                    };
                     segments
-                        .record_index(segment, &path, &r.index_path, r.index_bytes)
+                        .record_index(segment, &path, &built)
                         .await
                         .map(|_| r)
                         .map_err(|e| format!("could not record it: {e}"))
@@ -225,6 +242,7 @@ impl IndexScheduler {
         node: proto::NodeInfo,
         key: String,
         job: Compactable,
+        generation: u64,
     ) {
         let Some(mut client) = cx.clients.get(&node.address) else {
             return;
@@ -237,6 +255,7 @@ impl IndexScheduler {
                 partition_id: job.partition,
                 segment_id: job.segment,
                 insert_logs: job.files.clone(),
+                index_generation: generation,
             };
             let result = match client.compact_segment(request).await {
                 Ok(r) => record_compaction(&segments, &job, r.into_inner()).await,
@@ -352,18 +371,35 @@ impl IndexScheduler {
     }
 }
 
-/// Whether `collection` is indexed (HNSW), asked of the root once per pass;
-/// false when it is dropped or the root is away (next pass).
-async fn is_indexed(root: &RootCoordLink, known: &mut HashMap<i64, bool>, collection: i64) -> bool {
+/// A build of one insert log's index.
+struct BuildJob {
+    collection: i64,
+    segment: i64,
+    path: String,
+    /// The collection's index generation to build for.
+    generation: u64,
+}
+
+/// The index generation of `collection` when it is indexed (HNSW), asked of
+/// the root once per pass; `None` when it is not, is dropped, or the root is
+/// away (next pass).
+async fn index_generation(
+    root: &RootCoordLink,
+    known: &mut HashMap<i64, Option<u64>>,
+    collection: i64,
+) -> Option<u64> {
     if let Some(w) = known.get(&collection) {
         return *w;
     }
     let w = match root.collection(collection).await {
-        Ok(info) => info
-            .schema
-            .and_then(|s| CollectionSchema::try_from(s).ok())
-            .is_some_and(|s| matches!(s.index, IndexSpec::Hnsw { .. })),
-        Err(_) => false,
+        Ok(info) => {
+            let generation = info.index_generation;
+            info.schema
+                .and_then(|s| CollectionSchema::try_from(s).ok())
+                .filter(|s| matches!(s.index, IndexSpec::Hnsw { .. }))
+                .map(|_| generation)
+        }
+        Err(_) => None,
     };
     known.insert(collection, w);
     w

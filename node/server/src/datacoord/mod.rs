@@ -510,7 +510,8 @@ impl DataCoord for DataCoordService {
     ) -> Result<Response<proto::LoadCollectionResponse>, Status> {
         let collection = request.into_inner().collection_id;
         let active = self.leader_only().await?;
-        let info = self.shared.root.collection(collection).await?;
+        // Fresh: its index may have been dropped a moment ago.
+        let info = self.shared.root.collection_fresh(collection).await?;
         let schema = CollectionSchema::try_from(&info)
             .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
         if schema.index == IndexSpec::NotChosen {

@@ -55,6 +55,25 @@ pub struct Compactable {
     pub files: Vec<CommittedFile>,
 }
 
+/// A committed insert log that may need an index ([`SegmentManager::indexable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexableFile {
+    pub collection: i64,
+    pub segment: i64,
+    pub path: String,
+    /// The index generation its index was built for; `None`: no index yet.
+    pub built_for: Option<u64>,
+}
+
+/// An index a data node built for an insert log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltIndex {
+    pub path: String,
+    pub bytes: u64,
+    /// The collection's index generation it was built for.
+    pub generation: u64,
+}
+
 fn delete_log_key(collection: i64, path: &str) -> String {
     format!("{DELETE_LOG_PREFIX}{collection}/{path}")
 }
@@ -723,9 +742,10 @@ impl SegmentManager {
         infos_of(&*self.segments.lock().await, collection)
     }
 
-    /// Committed insert logs of at least `min_rows` rows without an index, as
-    /// (collection, segment, path), of segments that are not dropped.
-    pub async fn unindexed(&self, min_rows: u64) -> Vec<(i64, i64, String)> {
+    /// Committed insert logs of at least `min_rows` rows, of segments that
+    /// are not dropped, each with the index generation its index was built
+    /// for (none: no index yet): what may need an index (built again).
+    pub async fn indexable(&self, min_rows: u64) -> Vec<IndexableFile> {
         self.segments
             .lock()
             .await
@@ -735,8 +755,13 @@ impl SegmentManager {
                 s.info
                     .insert_logs
                     .iter()
-                    .filter(|f| f.index_path.is_empty() && f.num_rows >= min_rows)
-                    .map(|f| (s.info.collection_id, s.info.segment_id, f.path.clone()))
+                    .filter(|f| f.num_rows >= min_rows)
+                    .map(|f| IndexableFile {
+                        collection: s.info.collection_id,
+                        segment: s.info.segment_id,
+                        path: f.path.clone(),
+                        built_for: (!f.index_path.is_empty()).then_some(f.index_generation),
+                    })
             })
             .collect()
     }
@@ -882,13 +907,13 @@ impl SegmentManager {
     }
 
     /// Records the index of a committed insert log; false when the segment or
-    /// the file is gone (dropped meanwhile).
+    /// the file is gone (dropped meanwhile). An index of another generation
+    /// it replaces becomes garbage.
     pub async fn record_index(
         &self,
         segment_id: i64,
         insert_log: &str,
-        index_path: &str,
-        index_bytes: u64,
+        index: &BuiltIndex,
     ) -> Result<bool, SegmentError> {
         let mut segments = self.segments.lock().await;
         let Some(seg) = segments.get_mut(&segment_id) else {
@@ -898,13 +923,20 @@ impl SegmentManager {
         let Some(file) = info.insert_logs.iter_mut().find(|f| f.path == insert_log) else {
             return Ok(false);
         };
-        file.index_path = index_path.to_owned();
-        file.index_bytes = index_bytes;
-        self.write_fenced(vec![Op::put(
+        // An index of an earlier generation it replaces is garbage now.
+        let replaced: Vec<String> =
+            Some(std::mem::replace(&mut file.index_path, index.path.clone()))
+                .filter(|old| !old.is_empty() && *old != index.path)
+                .into_iter()
+                .collect();
+        file.index_bytes = index.bytes;
+        file.index_generation = index.generation;
+        let mut ops = vec![Op::put(
             segment_key(info.collection_id, info.segment_id),
             info.encode_to_vec(),
-        )])
-        .await?;
+        )];
+        ops.extend(self.garbage_ops(&replaced));
+        self.write_fenced(ops).await?;
         seg.info = info;
         Ok(true)
     }

@@ -38,7 +38,7 @@ pub(super) async fn compact(
     }
     let slot = build_slot(node).await?;
     let started = Instant::now();
-    let schema = collection_schema(node, req.collection_id).await?;
+    let schema = collection_schema(node, req.collection_id, req.index_generation).await?;
     let unavailable = |e: crate::storage::StorageError| Status::unavailable(e.to_string());
     // The rows, file by file, checked against what the segment records.
     let mut files = Vec::with_capacity(req.insert_logs.len());
@@ -64,7 +64,12 @@ pub(super) async fn compact(
     let mut base_rows = 0;
     if let IndexSpec::Hnsw { m, ef_construction } = schema.index {
         let params = HnswParams { m, ef_construction };
-        let base = base_graph(node, &schema, params, &req.insert_logs[0]).await;
+        let first = &req.insert_logs[0];
+        let base = if first.index_generation == req.index_generation {
+            base_graph(node, &schema, params, first).await
+        } else {
+            None
+        };
         base_rows = base.as_ref().map_or(0, HnswIndex::rows) as u64;
         let (owned, rows) = (schema.clone(), files.clone());
         let (blob, took) = off_thread(node, slot, move |stop| {
@@ -100,7 +105,8 @@ pub(super) async fn compact(
         ..proto::CommittedFile::default()
     };
     if let Some(blob) = graph {
-        let index = index_path(&path);
+        let index = index_path(&path, req.index_generation);
+        insert_log.index_generation = req.index_generation;
         match node.storage.write_blob(&index, blob).await {
             Ok(bytes) => insert_log.index_bytes = bytes,
             Err(e) => {

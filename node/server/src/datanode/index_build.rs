@@ -1,6 +1,8 @@
 //! `BuildIndex`: the HNSW index of one committed insert log, built when the data
 //! coordinator asks, off the ingest path (its own thread, one build at a time),
-//! and stored beside the file as `<insert log>.hnsw` (`crate::index`).
+//! and stored beside the file as `<insert log>.hnsw` (`crate::index`), or
+//! `<insert log>.g<generation>.hnsw` after the collection's index was dropped
+//! and chosen again.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,9 +16,15 @@ use tonic::Status;
 use super::Node;
 use crate::index::{HnswIndex, HnswParams, IndexError};
 
-/// Where the index of `insert_log` is stored.
-pub fn index_path(insert_log: &str) -> String {
-    format!("{insert_log}.hnsw")
+/// Where the index of `insert_log` for index generation `generation` is
+/// stored (each generation's apart, so that a reader never takes an index of
+/// one for another's).
+pub fn index_path(insert_log: &str, generation: u64) -> String {
+    if generation == 0 {
+        format!("{insert_log}.hnsw")
+    } else {
+        format!("{insert_log}.g{generation}.hnsw")
+    }
 }
 
 #[tracing::instrument(skip_all, fields(segment_id = req.segment_id, path = %req.insert_log_path))]
@@ -26,7 +34,7 @@ pub(super) async fn build(
 ) -> Result<proto::BuildIndexResponse, Status> {
     let one = build_slot(node).await?;
     let started = Instant::now();
-    let schema = collection_schema(node, req.collection_id).await?;
+    let schema = collection_schema(node, req.collection_id, req.index_generation).await?;
     let IndexSpec::Hnsw { m, ef_construction } = schema.index else {
         return Err(Status::failed_precondition(format!(
             "collection {} is not indexed ({})",
@@ -51,7 +59,7 @@ pub(super) async fn build(
     })
     .await?;
     let serialized = started.elapsed();
-    let path = index_path(&req.insert_log_path);
+    let path = index_path(&req.insert_log_path, req.index_generation);
     let bytes = node
         .storage
         .write_blob(&path, blob)
@@ -81,12 +89,25 @@ pub(super) async fn build(
     })
 }
 
-/// The stored schema of `collection`.
+/// The stored schema of `collection` at index generation `generation`: a
+/// cached description of another generation is asked again, and a
+/// collection at another one refuses the job (FAILED_PRECONDITION) rather
+/// than build an index of a metric or parameters no longer chosen.
 pub(super) async fn collection_schema(
     node: &Node,
     collection: i64,
+    generation: u64,
 ) -> Result<CollectionSchema, Status> {
-    let info = node.root.collection(collection).await?;
+    let mut info = node.root.collection(collection).await?;
+    if info.index_generation != generation {
+        info = node.root.collection_fresh(collection).await?;
+    }
+    if info.index_generation != generation {
+        return Err(Status::failed_precondition(format!(
+            "collection {collection} is at index generation {}, the job at {generation}",
+            info.index_generation
+        )));
+    }
     CollectionSchema::try_from(&info)
         .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))
 }

@@ -184,6 +184,14 @@ impl ProxyService {
         Ok(info)
     }
 
+    /// Forgets the cached description of collection `name` (its index changed).
+    fn forget_name(&self, name: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
     async fn target(&self, collection: &str, partition: &str) -> Result<Target, Status> {
         let info = self.collection(collection).await?;
         let partition_name = if partition.is_empty() {
@@ -689,6 +697,7 @@ impl Proxy for ProxyService {
                 },
             )
             .await?;
+        let metric = reads::answers_metric(&target.schema, &answers)?;
         let results = reads::merge_channels(
             &target.schema,
             &selection.columns,
@@ -702,7 +711,7 @@ impl Proxy for ProxyService {
             .observe(started.elapsed().as_secs_f64());
         Ok(Response::new(proto::SearchResponse {
             results,
-            metric: target.schema.metric.name().to_owned(),
+            metric: metric.name().to_owned(),
             read_ts: plan.read_ts(answers.iter().map(|a| a.read_ts)),
         }))
     }

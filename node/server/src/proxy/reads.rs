@@ -14,7 +14,7 @@ use milvus_like_api::leader_pool::LeaderPool;
 use milvus_like_api::proto::data_coord_client::DataCoordClient;
 use milvus_like_api::proto::query_node_client::QueryNodeClient;
 use milvus_like_api::proto::{self, ConsistencyLevel, ShardLeader};
-use milvus_like_api::schema::CollectionSchema;
+use milvus_like_api::schema::{CollectionSchema, Metric};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -380,6 +380,32 @@ fn gather_wire(
     Ok(column.into_field_data(&field.name))
 }
 
+/// The metric the query nodes scored with (the one they loaded the
+/// collection with, which a cached schema may not know yet after its index
+/// was dropped and chosen again); the schema's when none answered. Answers of
+/// different metrics cannot be merged.
+pub fn answers_metric(
+    schema: &CollectionSchema,
+    answers: &[proto::SearchChannelResponse],
+) -> Result<Metric, Status> {
+    let mut metrics = answers.iter().map(|a| {
+        a.metric
+            .parse::<Metric>()
+            .map_err(|e| Status::internal(format!("a query node answered {e}")))
+    });
+    let Some(first) = metrics.next().transpose()? else {
+        return Ok(schema.metric);
+    };
+    for metric in metrics {
+        if metric? != first {
+            return Err(Status::unavailable(
+                "the query nodes answered with different metrics (the collection's index changed during the search); search again",
+            ));
+        }
+    }
+    Ok(first)
+}
+
 /// One search answer per query, merged over the channels' answers, with the
 /// `output` columns of each hit.
 pub fn merge_channels(
@@ -389,7 +415,7 @@ pub fn merge_channels(
     queries: usize,
     k: usize,
 ) -> Result<Vec<proto::SearchHits>, Status> {
-    let metric = schema.metric;
+    let metric = answers_metric(schema, answers)?;
     (0..queries)
         .map(|q| {
             let mut lists = Vec::with_capacity(answers.len());

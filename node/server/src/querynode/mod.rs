@@ -626,7 +626,8 @@ impl QueryNode for QueryNodeService {
         request: Request<proto::QueryLoadCollectionRequest>,
     ) -> Result<Response<proto::QueryLoadCollectionResponse>, Status> {
         let id = request.into_inner().collection_id;
-        let info = self.node.root.collection(id).await?;
+        // Fresh: its index and metric may have changed while it was released.
+        let info = self.node.root.collection_fresh(id).await?;
         let schema = CollectionSchema::try_from(&info)
             .map_err(|e| Status::internal(format!("the stored schema is invalid: {e}")))?;
         self.node.loaded().insert(id, schema.clone());

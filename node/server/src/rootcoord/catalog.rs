@@ -23,7 +23,7 @@ pub enum CatalogError {
     #[error("collection {0} does not exist")]
     NotFound(String),
     #[error(
-        "collection {name:?} already has its index ({have}); a collection's index is chosen once, so drop and create the collection to change it"
+        "collection {name:?} already has its index ({have}); release the collection and drop its index (DropIndex) to choose another"
     )]
     IndexChosen { name: String, have: String },
     #[error("this root coordinator is not the leader")]
@@ -61,6 +61,7 @@ impl Catalog {
             }],
             created_ts,
             index_name: String::new(),
+            index_generation: 0,
         };
         let txn = Txn::when([leadership.fence(), Compare::Absent(name_key.clone())])
             .then([
@@ -160,50 +161,107 @@ impl Catalog {
         if index == IndexSpec::NotChosen {
             return Err(SchemaError::BadIndex("choose FLAT or HNSW".into()).into());
         }
+        let info = self
+            .update(leadership, name, |info| {
+                let mut schema = CollectionSchema::try_from(&*info)?;
+                if schema.index != IndexSpec::NotChosen {
+                    if schema.index == index
+                        && schema.metric == metric
+                        && info.index_name == index_name
+                    {
+                        return Ok(false);
+                    }
+                    return Err(CatalogError::IndexChosen {
+                        name: name.to_owned(),
+                        have: describe_index(&schema),
+                    });
+                }
+                schema.metric = metric;
+                schema.index = index;
+                info.schema = Some(proto::CollectionSchema::from(&schema));
+                info.index_name = index_name.to_owned();
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(collection_id = info.id, %name, %metric, index = index.name(), "index chosen");
+        Ok(info)
+    }
+
+    /// Takes a collection's index back (`IndexSpec::NotChosen`), so that
+    /// [`Self::choose_index`] may choose another, and counts a new index
+    /// generation. A collection without an index, or whose index has another
+    /// name than `index_name` (when given), is left as it is.
+    pub async fn drop_index(
+        &self,
+        leadership: &Leadership,
+        name: &str,
+        index_name: &str,
+    ) -> Result<CollectionInfo, CatalogError> {
+        let mut dropped = false;
+        let info = self
+            .update(leadership, name, |info| {
+                let mut schema = CollectionSchema::try_from(&*info)?;
+                let named = index_name.is_empty()
+                    || index_name == info.index_name
+                    || (info.index_name.is_empty() && index_name == schema.vector_field().0.name);
+                dropped = schema.index != IndexSpec::NotChosen && named;
+                if dropped {
+                    schema.index = IndexSpec::NotChosen;
+                    info.schema = Some(proto::CollectionSchema::from(&schema));
+                    info.index_name.clear();
+                    info.index_generation += 1;
+                }
+                Ok(dropped)
+            })
+            .await?;
+        if dropped {
+            tracing::info!(collection_id = info.id, %name, generation = info.index_generation, "index dropped");
+        }
+        Ok(info)
+    }
+
+    /// Reads collection `name`'s record, lets `change` edit it (true: it
+    /// changed) and writes it back if it changed, fenced by the leadership and
+    /// by the record's revision: a concurrent write makes it read and judge
+    /// again.
+    async fn update(
+        &self,
+        leadership: &Leadership,
+        name: &str,
+        mut change: impl FnMut(&mut CollectionInfo) -> Result<bool, CatalogError>,
+    ) -> Result<CollectionInfo, CatalogError> {
         validate_name("collection", name)?;
-        let id = self
-            .id_of(name)
-            .await?
-            .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
-        let key = info_key(id);
-        let kv = self
-            .store
-            .get(&key)
-            .await?
-            .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
-        let mut info = decode_info(&key, &kv.value)?;
-        let mut schema = CollectionSchema::try_from(&info)?;
-        if schema.index != IndexSpec::NotChosen {
-            if schema.index == index && schema.metric == metric && info.index_name == index_name {
+        loop {
+            let id = self
+                .id_of(name)
+                .await?
+                .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
+            let key = info_key(id);
+            let kv = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| CatalogError::NotFound(format!("{name:?}")))?;
+            let mut info = decode_info(&key, &kv.value)?;
+            if !change(&mut info)? {
                 return Ok(info);
             }
-            return Err(CatalogError::IndexChosen {
-                name: name.to_owned(),
-                have: describe_index(&schema),
-            });
-        }
-        schema.metric = metric;
-        schema.index = index;
-        info.schema = Some(proto::CollectionSchema::from(&schema));
-        info.index_name = index_name.to_owned();
-        let txn = Txn::when([
-            leadership.fence(),
-            Compare::ModRevision(key.clone(), kv.mod_revision),
-        ])
-        .then([Op::put(key, info.encode_to_vec())])
-        .otherwise([Op::Get(leadership_key_of(leadership))]);
-        let result = self.store.txn(txn).await?;
-        if !result.succeeded {
-            if still_leader(&result.gets, leadership) {
-                // Chosen, dropped or re-created concurrently: judge again.
-                return Box::pin(self.choose_index(leadership, name, metric, index, index_name))
-                    .await;
+            let txn = Txn::when([
+                leadership.fence(),
+                Compare::ModRevision(key.clone(), kv.mod_revision),
+            ])
+            .then([Op::put(key, info.encode_to_vec())])
+            .otherwise([Op::Get(leadership_key_of(leadership))]);
+            let result = self.store.txn(txn).await?;
+            if result.succeeded {
+                return Ok(info);
             }
-            leadership.give_up("fenced collection write failed");
-            return Err(CatalogError::NotLeader);
+            if !still_leader(&result.gets, leadership) {
+                leadership.give_up("fenced collection write failed");
+                return Err(CatalogError::NotLeader);
+            }
+            // Changed, dropped or re-created concurrently: judge again.
         }
-        tracing::info!(collection_id = id, %name, %metric, index = index.name(), "index chosen");
-        Ok(info)
     }
 
     async fn id_of(&self, name: &str) -> Result<Option<i64>, MetaError> {

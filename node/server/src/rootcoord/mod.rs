@@ -261,6 +261,24 @@ impl RootCoord for RootCoordService {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(node_id = self.shared.node_id, collection))]
+    async fn drop_index(
+        &self,
+        request: Request<proto::DropIndexRequest>,
+    ) -> Result<Response<proto::DropIndexResponse>, Status> {
+        let req = request.into_inner();
+        tracing::Span::current().record("collection", req.name.as_str());
+        let active = self.leader_only().await?;
+        let info = self
+            .shared
+            .catalog
+            .drop_index(&active.leadership, &req.name, &req.index_name)
+            .await?;
+        Ok(Response::new(proto::DropIndexResponse {
+            collection: Some(info),
+        }))
+    }
+
     async fn list_nodes(
         &self,
         request: Request<proto::ListNodesRequest>,

@@ -1,5 +1,7 @@
 //! Collections, their index and their loading, in Milvus's terms.
 
+use milvus_like_api::proto::root_coord_client::RootCoordClient;
+
 use super::*;
 
 impl MilvusApi {
@@ -134,7 +136,6 @@ impl MilvusApi {
         &self,
         req: CreateIndexRequest,
     ) -> Result<MilvusStatus, Refusal> {
-        use milvus_like_api::proto::root_coord_client::RootCoordClient;
         let named = self.named(&req.db_name, &req.collection_name).await?;
         let (vector, _) = named.schema.vector_field();
         if req.field_name != vector.name {
@@ -193,8 +194,11 @@ impl MilvusApi {
         for segment in self.segments(named.info.id).await? {
             for file in &segment.insert_logs {
                 total += file.num_rows;
-                // Small files are searched exactly by design (Milvus's rule too).
-                if !file.index_path.is_empty()
+                // Small files are searched exactly by design (Milvus's rule
+                // too); an index of an earlier generation does not count.
+                let built = !file.index_path.is_empty()
+                    && file.index_generation == named.info.index_generation;
+                if built
                     || named.schema.index == IndexSpec::Flat
                     || file.num_rows < crate::datacoord::indexes::MIN_INDEX_ROWS
                 {
@@ -214,6 +218,45 @@ impl MilvusApi {
             pending_index_rows: as_i64(total - indexed),
             ..IndexDescription::default()
         })
+    }
+
+    /// As Milvus: refused while the collection is loaded; then the index
+    /// (and its metric) is taken back, and `CreateIndex` may choose another.
+    /// Without an index, or naming another, nothing changes (a success, as
+    /// in Milvus).
+    pub(super) async fn drop_index(&self, req: DropIndexRequest) -> Result<MilvusStatus, Refusal> {
+        let named = self.named(&req.db_name, &req.collection_name).await?;
+        if !req.field_name.is_empty() && req.field_name != named.schema.vector_field().0.name {
+            return Ok(MilvusStatus::default());
+        }
+        if self
+            .load_state(&req.db_name, &req.collection_name, &[])
+            .await?
+            != LoadState::NotLoad
+        {
+            return Err(Refusal::invalid(format!(
+                "index cannot be dropped, collection {:?} is loaded, please release it first",
+                req.collection_name
+            )));
+        }
+        let drop = proto::DropIndexRequest {
+            name: req.collection_name.clone(),
+            index_name: req.index_name,
+        };
+        let dropped = self
+            .proxy
+            .root
+            .pool()
+            .call(self.proxy.root.deadline(), |ch| {
+                let drop = drop.clone();
+                async move { RootCoordClient::new(ch).drop_index(drop).await }
+            })
+            .await?
+            .into_inner();
+        self.proxy.forget_name(&req.collection_name);
+        let generation = dropped.collection.map_or(0, |c| c.index_generation);
+        tracing::info!(collection = %req.collection_name, generation, "index dropped through Milvus's API");
+        Ok(MilvusStatus::default())
     }
 
     pub(super) async fn describe_index(

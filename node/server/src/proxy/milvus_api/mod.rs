@@ -12,7 +12,7 @@
 //! `GetComponentStates`, `AllocTimestamp`), collections (create, describe,
 //! has, show, drop, statistics, persistent segments), data (insert, upsert,
 //! delete by expression, flush and its state), the index (create, describe,
-//! state, build progress; chosen once), load, release and load state, search
+//! state, build progress, drop), load, release and load state, search
 //! and query; INT64 and VARCHAR primary keys. Every other method answers UNIMPLEMENTED naming
 //! it (the generated default, reworded by `milvus-like-api`'s build script);
 //! `docs/milvus-compatibility.md` lists them all.
@@ -490,19 +490,12 @@ impl MilvusService for MilvusApi {
         answer(self.persistent_segments(request.into_inner()).await)
     }
 
-    /// A collection's index is chosen once here.
+    #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection_name))]
     async fn drop_index(
         &self,
         request: Request<DropIndexRequest>,
     ) -> Result<Response<MilvusStatus>, Status> {
-        let req = request.into_inner();
-        answer(async {
-            self.named(&req.db_name, &req.collection_name).await?;
-            Err(Refusal::unsupported(
-                "dropping an index: a collection's index is chosen once; drop and create the collection to change it",
-            ))
-        }
-        .await)
+        answer(self.drop_index(request.into_inner()).await)
     }
 
     #[tracing::instrument(skip_all, fields(collection = %request.get_ref().collection_name))]
