@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::http::StatusCode;
 use axum::routing::get;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -208,13 +209,20 @@ impl Readiness {
 
 /// Serves `/metrics` (Prometheus text), `/healthz` (alive), `/readyz`, and
 /// `/log-level` (`GET`: the log filter; `PUT` with filter directives as the body:
-/// a new one).
+/// a new one, from this host only: see [`may_change`]).
 pub async fn serve_http(
     listen: SocketAddr,
     registry: Registry,
     readiness: Readiness,
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
+    let mut registry = registry;
+    let refused = Counter::default();
+    registry.register(
+        "http_changes_refused",
+        "Requests to change the process (PUT /log-level) refused because they came from another host",
+        refused.clone(),
+    );
     let registry = Arc::new(registry);
     let app = axum::Router::new()
         .route(
@@ -233,7 +241,15 @@ pub async fn serve_http(
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/log-level", get(get_log_level).put(put_log_level))
+        .route(
+            "/log-level",
+            get(get_log_level).put(
+                move |peer: axum::extract::ConnectInfo<SocketAddr>, body: String| {
+                    let refused = refused.clone();
+                    async move { put_log_level(peer, body, &refused) }
+                },
+            ),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -246,6 +262,7 @@ pub async fn serve_http(
         .await
         .with_context(|| format!("bind HTTP port {listen}"))?;
     Ok(crate::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await
@@ -276,9 +293,33 @@ async fn get_log_level() -> (StatusCode, String) {
     }
 }
 
+/// Whether a request from `peer` may change the process (`PUT /log-level`):
+/// only from this host (a loopback address; in Kubernetes, `kubectl exec` or
+/// `kubectl port-forward`). The HTTP port is open to the cluster for
+/// `/metrics` and the probes, and reading stays open; changing does not.
+pub fn may_change(peer: SocketAddr) -> bool {
+    peer.ip().to_canonical().is_loopback()
+}
+
 /// `PUT /log-level`: the body replaces the filter; an invalid one is a 400 with
-/// the reason, and the filter stays as it was.
-async fn put_log_level(body: String) -> (StatusCode, String) {
+/// the reason, and the filter stays as it was. From another host: 403.
+fn put_log_level(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    body: String,
+    refused: &Counter,
+) -> (StatusCode, String) {
+    if !may_change(peer) {
+        refused.inc();
+        tracing::warn!(%peer, "refused a change of the log filter from another host");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "PUT /log-level is accepted from this host only (a loopback address), not from {}; \
+                 use kubectl exec or kubectl port-forward\n",
+                peer.ip()
+            ),
+        );
+    }
     let Some(filter) = crate::logging::global() else {
         return (StatusCode::SERVICE_UNAVAILABLE, NO_FILTER.to_owned());
     };
@@ -319,6 +360,87 @@ pub async fn drain(grpc: JoinHandle<()>, http: JoinHandle<()>) {
 mod tests {
     use super::*;
     use crate::meta::LocalStore;
+
+    /// The status of `PUT /log-level` sent to `port` at `to`.
+    async fn put_status(to: std::net::IpAddr, port: u16) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect((to, port))
+            .await
+            .expect("connect");
+        let body = "info";
+        let request = format!(
+            "PUT /log-level HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// The body of `GET /metrics` at `port` on loopback.
+    async fn metrics_text(port: u16) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[test]
+    fn only_this_host_may_change_the_process() {
+        let at = |ip: &str| SocketAddr::new(ip.parse().expect("ip"), 1);
+        assert!(may_change(at("127.0.0.1")));
+        assert!(may_change(at("127.9.9.9")));
+        assert!(may_change(at("::1")));
+        assert!(
+            may_change(at("::ffff:127.0.0.1")),
+            "IPv4 loopback seen on a dual-stack socket"
+        );
+        assert!(!may_change(at("10.1.2.3")));
+        assert!(!may_change(at("::ffff:10.1.2.3")));
+        assert!(!may_change(at("fe80::1")));
+    }
+
+    /// Over a real socket: this host's own non-loopback address is another
+    /// host's as far as the peer check goes.
+    #[tokio::test]
+    async fn a_log_level_change_from_another_address_is_refused() {
+        let free = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let port = free.local_addr().expect("addr").port();
+        drop(free);
+        let cancel = CancellationToken::new();
+        let readiness = Readiness::spawn(Arc::new(LocalStore::in_memory()), cancel.clone());
+        let listen = SocketAddr::from(([0, 0, 0, 0], port));
+        serve_http(listen, Registry::default(), readiness, cancel.clone())
+            .await
+            .expect("serve");
+        // Not refused from loopback (503: no reloadable filter in a unit test).
+        let local = put_status([127, 0, 0, 1].into(), port).await;
+        assert!(!local.contains("403"), "{local}");
+        // This host's address on its default route, when it has one.
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+        let outward = probe
+            .connect("192.0.2.255:9")
+            .and_then(|()| probe.local_addr())
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        if let Some(ip) = outward {
+            let remote = put_status(ip, port).await;
+            assert!(remote.contains("403"), "from {ip}: {remote}");
+            let metrics = metrics_text(port).await;
+            assert!(
+                metrics.contains("http_changes_refused_total 1"),
+                "{metrics}"
+            );
+        }
+        cancel.cancel();
+    }
 
     #[tokio::test]
     async fn readiness_names_the_failing_dependency() {

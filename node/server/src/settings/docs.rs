@@ -186,7 +186,10 @@ curl -s -X PUT --data 'info,milvus_like_node=debug' 127.0.0.1:19091/log-level
 An invalid filter is answered `400 Bad Request` with the reason, and the level stays as
 it was. A change is logged at `info` with the old and the new filter (when one of the
 two lets `info` through). A change lasts
-until the process exits; the next start reads the configured level again.
+until the process exits; the next start reads the configured level again. Changes are
+taken from this host only (a loopback address; on Kubernetes, `kubectl exec` or
+`kubectl port-forward`): from another address `PUT` is answered `403 Forbidden` and
+logged, while `GET` stays open (docs/security.md).
 
 ## Example
 
