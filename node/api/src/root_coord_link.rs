@@ -93,12 +93,7 @@ impl RootCoordLink {
             .collection
             .ok_or_else(|| Status::internal("the root coordinator described no collection"))?;
         // A collection whose index is not chosen yet changes when it is: not cached.
-        let unchosen = info
-            .schema
-            .as_ref()
-            .and_then(|s| s.index.as_ref())
-            .is_some_and(|i| i.index_type == i32::from(crate::proto::IndexType::None));
-        if unchosen {
+        if index_unchosen(&info) {
             return Ok(info);
         }
         self.collections
@@ -174,4 +169,13 @@ impl RootCoordLink {
         }
         self.describe(Collection::Id(id)).await
     }
+}
+
+/// Whether a collection's index is still to be chosen (`ChooseIndex`): its
+/// description changes when it is, so caches leave it out.
+pub fn index_unchosen(info: &CollectionInfo) -> bool {
+    info.schema
+        .as_ref()
+        .and_then(|s| s.index.as_ref())
+        .is_some_and(|i| i.index_type == i32::from(crate::proto::IndexType::None))
 }

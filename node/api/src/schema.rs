@@ -332,6 +332,12 @@ impl CollectionSchema {
         &self.fields
     }
 
+    /// Whether flushed files get HNSW graphs (FLAT, and an index not chosen
+    /// yet or dropped, have none: every search is exact).
+    pub fn is_graph_indexed(&self) -> bool {
+        matches!(self.index, IndexSpec::Hnsw { .. })
+    }
+
     /// The position of the primary key among the fields (and the columns of a
     /// batch).
     pub fn primary_key_index(&self) -> usize {

@@ -44,17 +44,26 @@ impl<K: Hash + Eq> Default for Deletes<K> {
 }
 
 impl<K: Hash + Eq> Deletes<K> {
-    fn add(&mut self, pk: K, ts: u64)
+    /// Adds a delete of `pk` at `ts`; the key is copied only when it is new
+    /// to a map (a VARCHAR key read back again costs no allocation).
+    fn add<Q>(&mut self, pk: &Q, ts: u64)
     where
-        K: Clone,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let newest = self.newest.entry(pk.clone()).or_insert(ts);
+        let Some(newest) = self.newest.get_mut(pk) else {
+            self.newest.insert(pk.to_owned(), ts);
+            return;
+        };
         let older = match ts.cmp(newest) {
             Ordering::Equal => return,
             Ordering::Greater => std::mem::replace(newest, ts),
             Ordering::Less => ts,
         };
-        let earlier = self.earlier.entry(pk).or_default();
+        let earlier = match self.earlier.get_mut(pk) {
+            Some(earlier) => earlier,
+            None => self.earlier.entry(pk.to_owned()).or_default(),
+        };
         if let Err(i) = earlier.binary_search(&older) {
             earlier.insert(i, older);
         }
@@ -89,8 +98,8 @@ impl DeleteSet {
     /// Adds a delete of `pk` at `ts` (one already known changes nothing).
     pub fn add(&mut self, pk: KeyRef<'_>, ts: u64) {
         match pk {
-            KeyRef::Int(pk) => self.ints.add(pk, ts),
-            KeyRef::Str(pk) => self.strs.add(pk.to_owned(), ts),
+            KeyRef::Int(pk) => self.ints.add(&pk, ts),
+            KeyRef::Str(pk) => self.strs.add(pk, ts),
         }
     }
 

@@ -6,10 +6,9 @@
 //! Keys of the two kinds are never mixed: a batch that would mix them is refused
 //! where it is built ([`KindMismatch`]).
 
-use std::cmp::Ordering;
-use std::fmt;
-
 use crate::columns::Column;
+use crate::datacoord::balancer::mix64;
+use crate::storage::fnv1a;
 
 /// One primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,30 +17,9 @@ pub enum Key {
     Str(String),
 }
 
-impl Key {
-    pub fn as_ref(&self) -> KeyRef<'_> {
-        match self {
-            Self::Int(k) => KeyRef::Int(*k),
-            Self::Str(k) => KeyRef::Str(k),
-        }
-    }
-}
-
-impl From<i64> for Key {
-    fn from(k: i64) -> Self {
-        Self::Int(k)
-    }
-}
-
 impl PartialEq<i64> for Key {
     fn eq(&self, other: &i64) -> bool {
         matches!(self, Self::Int(k) if k == other)
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.as_ref().fmt(f)
     }
 }
 
@@ -65,25 +43,10 @@ impl KeyRef<'_> {
     pub fn channel(self, channels: u32) -> u32 {
         let seed = match self {
             Self::Int(k) => k as u64,
-            // FNV-1a over the UTF-8 bytes, then the same mix as an integer.
-            Self::Str(k) => k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            }),
+            Self::Str(k) => fnv1a(k.as_bytes()),
         };
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = mix64(seed);
         u32::try_from(z % u64::from(channels.max(1))).unwrap_or(0)
-    }
-}
-
-impl fmt::Display for KeyRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Int(k) => write!(f, "{k}"),
-            Self::Str(k) => write!(f, "{k:?}"),
-        }
     }
 }
 
@@ -124,14 +87,6 @@ impl<'a> KeysRef<'a> {
 
     pub fn iter(self) -> impl Iterator<Item = KeyRef<'a>> {
         (0..self.len()).filter_map(move |i| self.get(i))
-    }
-
-    /// Key `i` against key `j` (both in range; one out of range sorts last).
-    pub fn cmp_at(self, i: usize, j: usize) -> Ordering {
-        match (self.get(i), self.get(j)) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            (a, b) => b.is_some().cmp(&a.is_some()),
-        }
     }
 
     /// The keys at `indices`, in their order (indices out of range are skipped).
@@ -254,14 +209,6 @@ impl Keys {
             }
         }
     }
-
-    /// The keys as a column of their type.
-    pub fn into_column(self) -> Column {
-        match self {
-            Self::Int(k) => Column::Long(k),
-            Self::Str(k) => Column::Str(k),
-        }
-    }
 }
 
 /// Keys for the two wire lists of a message, (INT64 keys, VARCHAR keys), in
@@ -287,21 +234,6 @@ pub fn from_wire(ints: Vec<i64>, strings: Vec<String>) -> Result<Vec<Key>, KindM
     })
 }
 
-impl FromIterator<Key> for Result<Keys, KindMismatch> {
-    fn from_iter<I: IntoIterator<Item = Key>>(iter: I) -> Self {
-        let mut keys = Keys::default();
-        for key in iter {
-            match (&mut keys, key) {
-                (Keys::Int(a), Key::Int(k)) => a.push(k),
-                (Keys::Str(a), Key::Str(k)) => a.push(k),
-                (keys, Key::Str(k)) if keys.is_empty() => *keys = Keys::Str(vec![k]),
-                _ => return Err(KindMismatch),
-            }
-        }
-        Ok(keys)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,12 +249,14 @@ mod tests {
             Keys::from_wire(vec![1], vec!["a".into()]),
             Err(KindMismatch)
         );
-        let mixed: Result<Keys, _> = [Key::Int(1), Key::Str("a".into())].into_iter().collect();
-        assert_eq!(mixed, Err(KindMismatch));
-        let strs: Result<Keys, _> = [Key::Str("b".into()), Key::Str("a".into())]
-            .into_iter()
-            .collect();
-        assert_eq!(strs, Ok(Keys::Str(vec!["b".into(), "a".into()])));
+        assert_eq!(
+            from_wire(vec![], vec!["b".into(), "a".into()]),
+            Ok(vec![Key::Str("b".into()), Key::Str("a".into())])
+        );
+        assert_eq!(
+            to_wire(&[Key::Int(2), Key::Int(1)]),
+            (vec![2, 1], Vec::new())
+        );
         assert_eq!(Keys::from_wire(vec![], vec![]), Ok(Keys::Int(vec![])));
     }
 

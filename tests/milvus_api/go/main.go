@@ -191,6 +191,7 @@ func main() {
 	filtered, err := c.Search(ctx, milvusclient.NewSearchOption(name, 5, qs[:1]).
 		WithFilter("id < 500").WithOutputFields("vector"))
 	must("filtered search", err)
+	check("filtered hits", filtered[0].ResultCount, 5)
 	for _, id := range filtered[0].IDs.(*column.ColumnInt64).Data() {
 		if id >= 500 {
 			fail("the filter id < 500 kept id %d", id)
@@ -204,8 +205,9 @@ func main() {
 	deleted, err := c.Delete(ctx, milvusclient.NewDeleteOption(name).WithInt64IDs("id", []int64{0, 1, 2}))
 	must("delete", err)
 	check("delete count", deleted.DeleteCount, int64(3))
-	_, err = c.Delete(ctx, milvusclient.NewDeleteOption(name).WithExpr("id >= 2990"))
+	deleted, err = c.Delete(ctx, milvusclient.NewDeleteOption(name).WithExpr("id >= 2990"))
 	must("delete by filter", err)
+	check("delete by filter count", deleted.DeleteCount, int64(10))
 	check("count after deletes", count(ctx, c, name), int64(rows-13))
 
 	_, err = c.Insert(ctx, milvusclient.NewColumnBasedInsertOption(name).
@@ -243,11 +245,14 @@ func main() {
 	near, err := c.Search(ctx, milvusclient.NewSearchOption("go_books", 1, []entity.Vector{entity.FloatVector(books[42])}).
 		WithOutputFields("title"))
 	must("search books", err)
+	check("nearest hits", near[0].ResultCount, 1)
 	title, err := near[0].GetColumn("title").GetAsString(0)
 	must("title", err)
 	check("nearest to itself", title, "book 42")
-	want, _ := res.IDs.GetAsInt64(42)
-	gotID, _ := near[0].IDs.GetAsInt64(0)
+	want, err := res.IDs.GetAsInt64(42)
+	must("inserted id", err)
+	gotID, err := near[0].IDs.GetAsInt64(0)
+	must("hit id", err)
 	check("its id", gotID, want)
 	_, err = c.CreateIndex(ctx, milvusclient.NewCreateIndexOption("go_books", "embedding", index.NewFlatIndex(entity.IP)))
 	refused("another index", err, "already has its index")

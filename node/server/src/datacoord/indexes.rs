@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use milvus_like_api::proto::{self, Role};
 use milvus_like_api::root_coord_link::RootCoordLink;
-use milvus_like_api::schema::{CollectionSchema, IndexSpec};
+use milvus_like_api::schema::CollectionSchema;
 
 use super::DataCoordMetrics;
 use super::channels::DataNodeClients;
@@ -396,7 +396,7 @@ async fn index_generation(
             let generation = info.index_generation;
             info.schema
                 .and_then(|s| CollectionSchema::try_from(s).ok())
-                .filter(|s| matches!(s.index, IndexSpec::Hnsw { .. }))
+                .filter(CollectionSchema::is_graph_indexed)
                 .map(|_| generation)
         }
         Err(_) => None,

@@ -923,6 +923,12 @@ impl SegmentManager {
         let Some(file) = info.insert_logs.iter_mut().find(|f| f.path == insert_log) else {
             return Ok(false);
         };
+        if !file.index_path.is_empty() && index.generation < file.index_generation {
+            // A slow build of an earlier generation: the newer index stays.
+            drop(segments);
+            self.add_garbage(std::slice::from_ref(&index.path)).await?;
+            return Ok(false);
+        }
         // An index of an earlier generation it replaces is garbage now.
         let replaced: Vec<String> =
             Some(std::mem::replace(&mut file.index_path, index.path.clone()))

@@ -173,7 +173,7 @@ impl ProxyService {
             return Ok(info.clone());
         }
         let info = self.root.collection_by_name(name).await?;
-        if milvus_api::index_unchosen(&info) {
+        if milvus_like_api::root_coord_link::index_unchosen(&info) {
             // It changes when CreateIndex chooses one: not cached.
             return Ok(info);
         }
@@ -593,7 +593,13 @@ impl Proxy for ProxyService {
         self.metrics.rows_deleted.inc_by(n as u64);
         Ok(Response::new(proto::DeleteResponse {
             deleted: n as u64,
-            timestamp: 0,
+            // The newest stamp of the deletes: a read at or after it sees them.
+            timestamp: stamps
+                .iter()
+                .flatten()
+                .map(|&(first, count)| first + (count as u64).saturating_sub(1))
+                .max()
+                .unwrap_or(0),
         }))
     }
 
@@ -700,6 +706,7 @@ impl Proxy for ProxyService {
         let metric = reads::answers_metric(&target.schema, &answers)?;
         let results = reads::merge_channels(
             &target.schema,
+            metric,
             &selection.columns,
             &answers,
             queries,

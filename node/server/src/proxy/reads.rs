@@ -410,12 +410,12 @@ pub fn answers_metric(
 /// `output` columns of each hit.
 pub fn merge_channels(
     schema: &CollectionSchema,
+    metric: Metric,
     output: &[usize],
     answers: &[proto::SearchChannelResponse],
     queries: usize,
     k: usize,
 ) -> Result<Vec<proto::SearchHits>, Status> {
-    let metric = answers_metric(schema, answers)?;
     (0..queries)
         .map(|q| {
             let mut lists = Vec::with_capacity(answers.len());
@@ -537,7 +537,8 @@ mod tests {
     fn channels_merge_per_query_nearest_first() {
         let a = answer(&[&[(1, 0.5), (2, 2.0)], &[(5, 1.0)]]);
         let b = answer(&[&[(3, 0.1), (4, 3.0)], &[(6, 0.2), (7, 4.0)]]);
-        let merged = merge_channels(&minimal(2), &[0], &[a, b], 2, 2).expect("accepted");
+        let merged =
+            merge_channels(&minimal(2), Metric::L2, &[0], &[a, b], 2, 2).expect("accepted");
         assert_eq!(merged[0].ids, [3, 1]);
         assert_eq!(merged[0].scores, [0.1, 0.5]);
         assert_eq!(merged[1].ids, [6, 5]);
@@ -553,17 +554,18 @@ mod tests {
         let a = answer(&[&[(1, 0.5)]]);
         let b = answer(&[&[(3, 0.1)], &[(6, 0.2)]]);
         let schema = minimal(2);
-        let e = merge_channels(&schema, &[0], &[a, b.clone()], 2, 2).expect_err("refused");
+        let e =
+            merge_channels(&schema, Metric::L2, &[0], &[a, b.clone()], 2, 2).expect_err("refused");
         assert_eq!(e.code(), Code::Internal);
         let mut bad = b.clone();
         bad.results[0].scores.clear();
-        assert!(merge_channels(&schema, &[0], &[bad], 1, 2).is_err());
-        let e = merge_channels(&schema, &[1], std::slice::from_ref(&b), 1, 2)
+        assert!(merge_channels(&schema, Metric::L2, &[0], &[bad], 1, 2).is_err());
+        let e = merge_channels(&schema, Metric::L2, &[1], std::slice::from_ref(&b), 1, 2)
             .expect_err("wrong column");
         assert!(e.message().contains("another was due"), "{e}");
         let mut short = b;
         short.results[0].fields[0] = Column::Long(vec![]).into_field_data("id");
-        assert!(merge_channels(&schema, &[0], &[short], 1, 2).is_err());
+        assert!(merge_channels(&schema, Metric::L2, &[0], &[short], 1, 2).is_err());
     }
 
     fn rows(keys: &[i64]) -> proto::QueryChannelResponse {

@@ -112,7 +112,9 @@ pub(super) async fn sync_collection(
             continue;
         }
         let mut target = read_files(node, schema, checkpoint, missing).await?;
-        target.indexes = read_indexes(node, recovery, &target).await;
+        if schema.is_graph_indexed() {
+            target.indexes = read_indexes(node, recovery, &target).await;
+        }
         target.replaced = replaced;
         let files = target.insert_logs.len() + target.delete_logs.len();
         let read_ahead: Vec<String> = target.indexes.iter().map(|(p, _, _)| p.clone()).collect();
@@ -145,7 +147,9 @@ pub(super) async fn sync_collection(
             w.progress.notify_waiters();
         }
     }
-    attach_indexes(node, collection, &info.channels).await;
+    if schema.is_graph_indexed() {
+        attach_indexes(node, collection, &info.channels).await;
+    }
     Ok(())
 }
 

@@ -166,12 +166,17 @@ struct Collection {
 
 impl Collection {
     /// Searches the loaded insert log at `path` through `index` from now on;
-    /// false when the file is not loaded or the index does not match it.
+    /// false when the file is not loaded, the index does not match it, or the
+    /// collection has no graph index (FLAT, or dropped: graphs left from an
+    /// earlier index are not followed).
     fn attach(&mut self, path: &str, index: Arc<HnswIndex>, bytes: u64) -> bool {
         let Some(block) = self.sealed.get(path) else {
             return false;
         };
-        if block.rows.num_rows != index.rows() || index.metric() != self.schema.metric {
+        if block.rows.num_rows != index.rows()
+            || index.metric() != self.schema.metric
+            || !self.schema.is_graph_indexed()
+        {
             return false;
         }
         self.indexes.insert(path.to_owned(), (index, bytes));

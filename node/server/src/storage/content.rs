@@ -231,6 +231,13 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const FIELD_SEPARATOR: u8 = 0x1f;
 
+/// FNV-1a 64 of `bytes` (the raw state, without [`Fnv1a::finish`]'s mix).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = Fnv1a(FNV_OFFSET);
+    h.write(bytes);
+    h.0
+}
+
 /// FNV-1a 64, fed incrementally.
 struct Fnv1a(u64);
 

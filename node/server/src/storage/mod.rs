@@ -35,7 +35,7 @@ use format::FormatError;
 pub use format::VectorLayout;
 
 pub use content::{
-    CollectionContent, KeyBlocks, batch_checksum, for_each_live_batch, read_collection,
+    CollectionContent, KeyBlocks, batch_checksum, fnv1a, for_each_live_batch, read_collection,
     read_collection_blocks, row_checksum,
 };
 

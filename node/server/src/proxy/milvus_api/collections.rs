@@ -168,28 +168,38 @@ impl MilvusApi {
         Ok(MilvusStatus::default())
     }
 
-    /// The collection's index (the one asked for by field or index name;
-    /// index not found for another or none) and how many of its rows it
-    /// covers.
-    async fn index_progress(
+    /// The collection and its index's name, when it has an index and the
+    /// request names it (by field or index name, or neither); index not found
+    /// otherwise.
+    async fn asked_index(
         &self,
         db_name: &str,
         collection: &str,
         field_name: &str,
         index_name: &str,
-    ) -> Result<IndexDescription, Refusal> {
+    ) -> Result<(Named, String), Refusal> {
         let named = self.named(db_name, collection).await?;
-        let (vector, _) = named.schema.vector_field();
+        let vector = &named.schema.vector_field().0.name;
         let name = if named.info.index_name.is_empty() {
-            vector.name.clone()
+            vector.clone()
         } else {
             named.info.index_name.clone()
         };
-        let asked_other = (!field_name.is_empty() && field_name != vector.name)
+        let asked_other = (!field_name.is_empty() && field_name != vector)
             || (!index_name.is_empty() && index_name != name);
         if named.schema.index == IndexSpec::NotChosen || asked_other {
             return Err(Refusal::index_not_found(collection));
         }
+        Ok((named, name))
+    }
+
+    /// The index as `DescribeIndex` describes it, with how many of the
+    /// collection's rows its graphs cover.
+    async fn index_description(
+        &self,
+        named: &Named,
+        name: String,
+    ) -> Result<IndexDescription, Refusal> {
         let (mut total, mut indexed) = (0u64, 0u64);
         for segment in self.segments(named.info.id).await? {
             for file in &segment.insert_logs {
@@ -210,7 +220,7 @@ impl MilvusApi {
             index_name: name,
             index_id: named.info.id,
             params: schema::index_to_milvus(named.schema.metric, named.schema.index),
-            field_name: vector.name.clone(),
+            field_name: named.schema.vector_field().0.name.clone(),
             indexed_rows: as_i64(indexed),
             total_rows: as_i64(total),
             // Usable at once: a file without its graph yet is searched exactly.
@@ -263,8 +273,8 @@ impl MilvusApi {
         &self,
         req: DescribeIndexRequest,
     ) -> Result<DescribeIndexResponse, Refusal> {
-        let progress = self
-            .index_progress(
+        let (named, name) = self
+            .asked_index(
                 &req.db_name,
                 &req.collection_name,
                 &req.field_name,
@@ -273,7 +283,7 @@ impl MilvusApi {
             .await?;
         Ok(DescribeIndexResponse {
             status: ok(),
-            index_descriptions: vec![progress],
+            index_descriptions: vec![self.index_description(&named, name).await?],
         })
     }
 
@@ -283,17 +293,16 @@ impl MilvusApi {
         &self,
         req: GetIndexStateRequest,
     ) -> Result<GetIndexStateResponse, Refusal> {
-        let progress = self
-            .index_progress(
-                &req.db_name,
-                &req.collection_name,
-                &req.field_name,
-                &req.index_name,
-            )
-            .await?;
+        self.asked_index(
+            &req.db_name,
+            &req.collection_name,
+            &req.field_name,
+            &req.index_name,
+        )
+        .await?;
         Ok(GetIndexStateResponse {
             status: ok(),
-            state: progress.state,
+            state: IndexState::Finished.into(),
             fail_reason: String::new(),
         })
     }
@@ -303,14 +312,15 @@ impl MilvusApi {
         &self,
         req: GetIndexBuildProgressRequest,
     ) -> Result<GetIndexBuildProgressResponse, Refusal> {
-        let progress = self
-            .index_progress(
+        let (named, name) = self
+            .asked_index(
                 &req.db_name,
                 &req.collection_name,
                 &req.field_name,
                 &req.index_name,
             )
             .await?;
+        let progress = self.index_description(&named, name).await?;
         Ok(GetIndexBuildProgressResponse {
             status: ok(),
             indexed_rows: progress.indexed_rows,

@@ -108,14 +108,6 @@ fn default_partition_only(names: &[String]) -> Result<(), Refusal> {
     }
 }
 
-/// Whether a collection's index is still to be chosen by `CreateIndex`.
-pub fn index_unchosen(info: &CollectionInfo) -> bool {
-    info.schema
-        .as_ref()
-        .and_then(|s| s.index.as_ref())
-        .is_some_and(|i| i.index_type == i32::from(proto::IndexType::None))
-}
-
 /// Milvus's consistency level as ours; the collection's default (Milvus's
 /// `use_default_consistency`) is STRONG here, every collection's.
 fn consistency(level: i32, use_default: bool) -> Result<i32, Refusal> {

@@ -40,9 +40,16 @@ impl MilvusApi {
             )));
         }
         let params = SearchParams::parse(&req.search_params, &vector.name, named.schema.metric)?;
-        let top_k = u32::try_from(params.top_k + params.offset).map_err(|_| {
-            Refusal::invalid(format!("topk + offset is {}", params.top_k + params.offset))
-        })?;
+        let top_k = params
+            .top_k
+            .checked_add(params.offset)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                Refusal::invalid(format!(
+                    "topk {} + offset {} is more than a search returns",
+                    params.top_k, params.offset
+                ))
+            })?;
         let outputs = expand_outputs(&named.schema, req.output_fields)?;
         let answer = Proxy::search(
             self.proxy.as_ref(),
